@@ -1,0 +1,490 @@
+//! Command-line grammar and the execution of each command.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use vault_client::{Client, ClientError, certificate_fingerprint, pb};
+use zeroize::Zeroizing;
+
+use crate::output::{self, Format};
+
+/// MyNumber Locker client: seal and unseal individual numbers, administer operators, audit.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Daemon endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+    /// File holding the bearer token (else the VAULT_TOKEN environment variable).
+    #[arg(long, global = true, env = "VAULT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the daemon's TLS certificate.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Whose number.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// 職員.
+    Staff,
+    /// 職員以外の個人 (fees, rent).
+    NonStaffPayee,
+    /// 扶養親族 / 第3号被保険者.
+    Dependent,
+    /// An entrusting employer's employee.
+    EntrustedEmployee,
+}
+
+/// Operator role.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// 特定個人情報管理責任者.
+    Admin,
+    /// 事務取扱責任者.
+    Manager,
+    /// 事務取扱担当者.
+    Handler,
+    /// A payroll or insurance system.
+    Service,
+    /// 監査責任者.
+    Auditor,
+}
+
+/// `seal` arguments.
+#[derive(Debug, ClapArgs)]
+pub struct SealArgs {
+    /// Tenant id.
+    #[arg(long)]
+    tenant: String,
+    /// Your reference for the person (employee or payee ID), never the number.
+    #[arg(long)]
+    subject: String,
+    /// Whose number.
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// Purpose codes the number may be used for (repeat or comma-separate).
+    #[arg(long = "purpose", required = true, value_delimiter = ',')]
+    purposes: Vec<String>,
+    /// 番号確認 kind (MNC, NTC, JRC, PRIOR_FILE).
+    #[arg(long)]
+    number_check: Option<String>,
+    /// 身元確認 kind (MNC, DL, PP, ZRC, EMPLOYEE_KNOWN, ...).
+    #[arg(long)]
+    identity_check: Option<String>,
+    /// Agent's proof of authority (LEGAL_REPRESENTATIVE, POWER_OF_ATTORNEY).
+    #[arg(long)]
+    agent_authority: Option<String>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a number read from stdin; prints the handle.
+    Seal(SealArgs),
+    /// Print the number of HANDLE for one purpose.
+    Unseal {
+        /// Record handle.
+        handle: String,
+        /// Purpose code.
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Find the handle of a number (read from stdin) within a tenant.
+    Lookup {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show a record's metadata (never the number).
+    Describe {
+        /// Record handle.
+        handle: String,
+    },
+    /// Dispose of a record (managers): ciphertext and key deleted, tombstone kept.
+    Dispose {
+        /// Record handle.
+        handle: String,
+        /// Why (kept in the tombstone and audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Operators.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Grant purposes on a tenant to an operator.
+    Grant(GrantArgs),
+    /// Revoke purposes on a tenant from an operator.
+    Revoke(GrantArgs),
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List the purpose catalogue (第4条).
+    Purposes,
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `grant` / `revoke` arguments.
+#[derive(Debug, ClapArgs)]
+pub struct GrantArgs {
+    /// Operator id.
+    operator: String,
+    /// Tenant id.
+    #[arg(long)]
+    tenant: String,
+    /// Purpose codes (repeat or comma-separate).
+    #[arg(long = "purpose", required = true, value_delimiter = ',')]
+    purposes: Vec<String>,
+}
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (and its keys in the backend).
+    Add {
+        /// Tenant id (a-z, 0-9, '-', '_', '.').
+        id: String,
+        /// Name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an operator.
+    Add {
+        /// Operator id.
+        id: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List operators and their grants.
+    List,
+    /// Disable an operator (its tokens stop working).
+    Disable {
+        /// Operator id.
+        id: String,
+    },
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; the secret is shown once.
+    Issue {
+        /// Operator id.
+        operator: String,
+        /// Lifetime in seconds (server default if omitted).
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// Bind to a client certificate by its SHA-256 fingerprint (hex).
+        #[arg(long, conflicts_with = "cert_file")]
+        cert_fingerprint: Option<String>,
+        /// Bind to the client certificate in this PEM file.
+        #[arg(long, value_name = "PEM")]
+        cert_file: Option<PathBuf>,
+        /// Write the token to this file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+    /// List tokens (never secrets).
+    List {
+        /// Only this operator's tokens.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+/// Audit commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest entries.
+    Tail {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Export entries as JSON lines.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Only entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Verify the hash chain in the daemon's store.
+    Verify,
+}
+
+fn kind_to_wire(kind: Kind) -> pb::SubjectKind {
+    match kind {
+        Kind::Staff => pb::SubjectKind::Staff,
+        Kind::NonStaffPayee => pb::SubjectKind::NonStaffPayee,
+        Kind::Dependent => pb::SubjectKind::Dependent,
+        Kind::EntrustedEmployee => pb::SubjectKind::EntrustedEmployee,
+    }
+}
+
+fn role_to_wire(role: RoleArg) -> pb::Role {
+    match role {
+        RoleArg::Admin => pb::Role::Admin,
+        RoleArg::Manager => pb::Role::Manager,
+        RoleArg::Handler => pb::Role::Handler,
+        RoleArg::Service => pb::Role::Service,
+        RoleArg::Auditor => pb::Role::Auditor,
+    }
+}
+
+/// Runs one command.
+pub async fn execute(
+    mut client: Client,
+    command: Command,
+    format: Format,
+    number: Option<Zeroizing<String>>,
+) -> Result<(), ClientError> {
+    let number = number.unwrap_or_default();
+    match command {
+        Command::Seal(a) => {
+            let response = client
+                .locker
+                .seal(pb::SealRequest {
+                    tenant: a.tenant,
+                    subject_ref: a.subject,
+                    subject_kind: kind_to_wire(a.kind) as i32,
+                    purposes: a.purposes,
+                    number: number.to_string(),
+                    verification: Some(pb::IdentityVerification {
+                        number_check: a.number_check.unwrap_or_default(),
+                        identity_check: a.identity_check.unwrap_or_default(),
+                        agent_authority: a.agent_authority.unwrap_or_default(),
+                    }),
+                })
+                .await?
+                .into_inner();
+            output::sealed(format, &response);
+        }
+        Command::Unseal { handle, purpose } => {
+            let response = client
+                .locker
+                .unseal(pb::UnsealRequest { handle, purpose })
+                .await?
+                .into_inner();
+            let number = Zeroizing::new(response.number);
+            output::number(format, &number);
+        }
+        Command::Lookup { tenant } => {
+            let response = client
+                .locker
+                .lookup(pb::LookupRequest {
+                    tenant,
+                    number: number.to_string(),
+                })
+                .await?
+                .into_inner();
+            output::handle(format, &response.handle);
+        }
+        Command::Describe { handle } => {
+            let record = client
+                .locker
+                .describe(pb::DescribeRequest { handle })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Dispose { handle, reason } => {
+            let record = client
+                .locker
+                .dispose(pb::DisposeRequest { handle, reason })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Tenant(TenantCommand::Add { id, name }) => {
+            let tenant = client
+                .admin
+                .create_tenant(pb::CreateTenantRequest {
+                    tenant_id: id,
+                    name,
+                })
+                .await?
+                .into_inner();
+            output::tenants(format, &[tenant]);
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let response = client
+                .admin
+                .list_tenants(pb::ListTenantsRequest {})
+                .await?
+                .into_inner();
+            output::tenants(format, &response.tenants);
+        }
+        Command::Operator(OperatorCommand::Add { id, role, name }) => {
+            let operator = client
+                .admin
+                .create_operator(pb::CreateOperatorRequest {
+                    operator_id: id,
+                    role: role_to_wire(role) as i32,
+                    display_name: name,
+                })
+                .await?
+                .into_inner();
+            output::operators(format, &[operator]);
+        }
+        Command::Operator(OperatorCommand::List) => {
+            let response = client
+                .admin
+                .list_operators(pb::ListOperatorsRequest {})
+                .await?
+                .into_inner();
+            output::operators(format, &response.operators);
+        }
+        Command::Operator(OperatorCommand::Disable { id }) => {
+            let operator = client
+                .admin
+                .disable_operator(pb::DisableOperatorRequest { operator_id: id })
+                .await?
+                .into_inner();
+            output::operators(format, &[operator]);
+        }
+        Command::Grant(a) => {
+            let operator = client
+                .admin
+                .grant_purposes(pb::GrantRequest {
+                    operator_id: a.operator,
+                    tenant: a.tenant,
+                    purposes: a.purposes,
+                })
+                .await?
+                .into_inner();
+            output::operators(format, &[operator]);
+        }
+        Command::Revoke(a) => {
+            let operator = client
+                .admin
+                .revoke_purposes(pb::GrantRequest {
+                    operator_id: a.operator,
+                    tenant: a.tenant,
+                    purposes: a.purposes,
+                })
+                .await?
+                .into_inner();
+            output::operators(format, &[operator]);
+        }
+        Command::Token(TokenCommand::Issue {
+            operator,
+            ttl,
+            cert_fingerprint,
+            cert_file,
+            out,
+        }) => {
+            let fingerprint = match (cert_fingerprint, cert_file) {
+                (Some(fp), _) => fp,
+                (None, Some(path)) => certificate_fingerprint(&path)?,
+                (None, None) => String::new(),
+            };
+            let response = client
+                .admin
+                .issue_token(pb::IssueTokenRequest {
+                    operator_id: operator,
+                    ttl_seconds: ttl.unwrap_or(0),
+                    cert_fingerprint: fingerprint,
+                })
+                .await?
+                .into_inner();
+            output::issued_token(format, response, out.as_deref())?;
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let token = client
+                .admin
+                .revoke_token(pb::RevokeTokenRequest { token_id: id })
+                .await?
+                .into_inner();
+            output::tokens(format, &[token]);
+        }
+        Command::Token(TokenCommand::List { operator }) => {
+            let response = client
+                .admin
+                .list_tokens(pb::ListTokensRequest {
+                    operator_id: operator.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            output::tokens(format, &response.tokens);
+        }
+        Command::Purposes => {
+            let response = client
+                .admin
+                .list_purposes(pb::ListPurposesRequest {})
+                .await?
+                .into_inner();
+            output::purposes(format, &response.purposes);
+        }
+        Command::Audit(AuditCommand::Tail { limit }) => {
+            let response = client
+                .admin
+                .audit_tail(pb::AuditTailRequest { limit })
+                .await?
+                .into_inner();
+            output::audit_entries(format, &response.entries);
+        }
+        Command::Audit(AuditCommand::Export { out, after }) => {
+            let stream = client
+                .admin
+                .audit_export(pb::AuditExportRequest { after_seq: after })
+                .await?
+                .into_inner();
+            output::audit_export(stream, out.as_deref()).await?;
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let report = client
+                .admin
+                .audit_verify(pb::AuditVerifyRequest {})
+                .await?
+                .into_inner();
+            output::verify_report(format, &report);
+            if !report.ok {
+                return Err(ClientError::Status(tonic::Status::data_loss(format!(
+                    "audit chain broken at entry {}: {}",
+                    report.first_bad_seq, report.message
+                ))));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Typed async client for MyNumber Locker: connects (plaintext on loopback, or TLS with an
+//! optional client certificate), attaches the bearer token to every call, and exposes the
+//! generated `Locker` and `Admin` clients.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use vault_proto::v1::admin_client::AdminClient;
+use vault_proto::v1::locker_client::LockerClient;
+
+pub use vault_proto::v1 as pb;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint is not a valid URI or the connection failed.
+    #[error("cannot connect to {endpoint}: {message}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A TLS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The token is not usable as a header value.
+    #[error("the token contains characters that cannot be sent in a header")]
+    BadToken,
+    /// The server answered with an error.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// Upper-case name of a gRPC code (`PERMISSION_DENIED`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// How to reach the daemon.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port` (loopback plaintext) or `https://host:port`.
+    pub endpoint: String,
+    /// Bearer token.
+    pub token: Option<SecretString>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM), for mutual TLS.
+    pub key: Option<PathBuf>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A config for `endpoint` with a token and no TLS files.
+    pub fn new(endpoint: impl Into<String>, token: Option<SecretString>) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.into(),
+            token,
+            ca: None,
+            cert: None,
+            key: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every request, marked sensitive so it is never
+/// logged by the transport.
+#[derive(Clone)]
+pub struct BearerAuth {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for BearerAuth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The locker client.
+pub type Locker = LockerClient<InterceptedService<Channel, BearerAuth>>;
+/// The admin client.
+pub type Admin = AdminClient<InterceptedService<Channel, BearerAuth>>;
+
+/// A connected client.
+#[derive(Clone)]
+pub struct Client {
+    /// Locker service.
+    pub locker: Locker,
+    /// Admin service.
+    pub admin: Admin,
+    /// Channel, for health checks.
+    pub channel: Channel,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl Client {
+    /// Connects and checks the connection.
+    pub async fn connect(config: &ClientConfig) -> Result<Client, ClientError> {
+        let connect_error = |message: String| ClientError::Connect {
+            endpoint: config.endpoint.clone(),
+            message,
+        };
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| connect_error(e.to_string()))?
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10));
+        if config.endpoint.starts_with("https://") || config.ca.is_some() {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &config.ca {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| connect_error(e.to_string()))?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| connect_error(error_chain(&e)))?;
+        let header = match &config.token {
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
+                    .parse()
+                    .map_err(|_| ClientError::BadToken)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let auth = BearerAuth { header };
+        Ok(Client {
+            locker: LockerClient::with_interceptor(channel.clone(), auth.clone()),
+            admin: AdminClient::with_interceptor(channel.clone(), auth),
+            channel,
+        })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Reads a token file (surrounding whitespace trimmed).
+pub fn read_token_file(path: &Path) -> Result<SecretString, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+/// Lowercase hex SHA-256 of the first certificate (DER) in a PEM file: the fingerprint a token
+/// can be bound to.
+pub fn certificate_fingerprint(pem_path: &Path) -> Result<String, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(pem_path).map_err(|e| ClientError::ReadFile {
+        path: pem_path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        der.as_ref(),
+    )))
+}

@@ -1,0 +1,337 @@
+//! Printing results as text (for people and pipes) or JSON (for scripts). Only `unseal` ever
+//! prints a number, and only to standard output.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use clap::ValueEnum;
+use serde_json::{Value, json};
+use vault_client::{ClientError, pb};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Plain text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+fn time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+/// After `seal`.
+pub fn sealed(format: Format, response: &pb::SealResponse) {
+    match format {
+        Format::Text => println!("{}", response.handle),
+        Format::Json => {
+            print_json(&json!({"handle": response.handle, "existing": response.existing}))
+        }
+    }
+}
+
+/// After `unseal`.
+pub fn number(format: Format, number: &str) {
+    match format {
+        Format::Text => println!("{number}"),
+        Format::Json => print_json(&json!({ "number": number })),
+    }
+}
+
+/// After `lookup`.
+pub fn handle(format: Format, handle: &str) {
+    match format {
+        Format::Text => println!("{handle}"),
+        Format::Json => print_json(&json!({ "handle": handle })),
+    }
+}
+
+fn kind_name(value: i32) -> &'static str {
+    match pb::SubjectKind::try_from(value) {
+        Ok(pb::SubjectKind::Staff) => "staff",
+        Ok(pb::SubjectKind::NonStaffPayee) => "non-staff-payee",
+        Ok(pb::SubjectKind::Dependent) => "dependent",
+        Ok(pb::SubjectKind::EntrustedEmployee) => "entrusted-employee",
+        _ => "unspecified",
+    }
+}
+
+fn role_name(value: i32) -> &'static str {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Admin) => "admin",
+        Ok(pb::Role::Manager) => "manager",
+        Ok(pb::Role::Handler) => "handler",
+        Ok(pb::Role::Service) => "service",
+        Ok(pb::Role::Auditor) => "auditor",
+        _ => "unspecified",
+    }
+}
+
+fn record_json(r: &pb::RecordInfo) -> Value {
+    let v = r.verification.clone().unwrap_or_default();
+    json!({
+        "handle": r.handle,
+        "tenant": r.tenant,
+        "subject_ref": r.subject_ref,
+        "subject_kind": kind_name(r.subject_kind),
+        "purposes": r.purposes,
+        "number_check": v.number_check,
+        "identity_check": v.identity_check,
+        "agent_authority": v.agent_authority,
+        "acquired_at": time(r.acquired_at_unix),
+        "acquired_by": r.acquired_by,
+        "status": if r.status == pb::RecordStatus::Disposed as i32 { "disposed" } else { "active" },
+        "key_version": r.key_version,
+        "tombstone": r.tombstone.as_ref().map(|t| json!({
+            "disposed_at": time(t.disposed_at_unix),
+            "disposed_by": t.disposed_by,
+            "reason": t.reason,
+        })),
+    })
+}
+
+/// A record's metadata.
+pub fn record(format: Format, r: &pb::RecordInfo) {
+    let value = record_json(r);
+    match format {
+        Format::Json => print_json(&value),
+        Format::Text => {
+            if let Value::Object(map) = value {
+                for (key, value) in map {
+                    match value {
+                        Value::Null => {}
+                        Value::String(s) => println!("{key:<16} {s}"),
+                        other => println!("{key:<16} {other}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tenants.
+pub fn tenants(format: Format, tenants: &[pb::Tenant]) {
+    for t in tenants {
+        match format {
+            Format::Json => print_json(&json!({
+                "tenant_id": t.tenant_id, "name": t.name,
+                "created_at": time(t.created_at_unix), "key_version": t.key_version,
+            })),
+            Format::Text => println!(
+                "{}\t{}\tkey v{}\t{}",
+                t.tenant_id,
+                t.name,
+                t.key_version,
+                time(t.created_at_unix)
+            ),
+        }
+    }
+}
+
+/// Operators.
+pub fn operators(format: Format, operators: &[pb::Operator]) {
+    for o in operators {
+        let grants: Vec<String> = o
+            .grants
+            .iter()
+            .map(|g| format!("{}:{}", g.tenant, g.purpose))
+            .collect();
+        match format {
+            Format::Json => print_json(&json!({
+                "operator_id": o.operator_id, "role": role_name(o.role), "display_name": o.display_name,
+                "disabled": o.disabled, "grants": grants, "created_at": time(o.created_at_unix),
+            })),
+            Format::Text => println!(
+                "{}\t{}\t{}{}\t{}",
+                o.operator_id,
+                role_name(o.role),
+                o.display_name,
+                if o.disabled { " (disabled)" } else { "" },
+                grants.join(",")
+            ),
+        }
+    }
+}
+
+/// Newly issued token: to a 0600 file when asked, else to standard output.
+pub fn issued_token(
+    format: Format,
+    response: pb::IssueTokenResponse,
+    out: Option<&Path>,
+) -> Result<(), ClientError> {
+    let secret = zeroize::Zeroizing::new(response.token);
+    if let Some(path) = out {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| {
+                f.write_all(format!("{}\n", secret.as_str()).as_bytes())
+                    .map(|()| f)
+            })
+            .map_err(|source| ClientError::WriteFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let _ = file.flush();
+    }
+    let shown = if out.is_some() {
+        None
+    } else {
+        Some(secret.as_str())
+    };
+    match format {
+        Format::Json => print_json(&json!({
+            "token_id": response.token_id,
+            "token": shown,
+            "token_file": out.map(|p| p.display().to_string()),
+            "expires_at": time(response.expires_at_unix),
+        })),
+        Format::Text => {
+            println!("token_id   {}", response.token_id);
+            println!("expires_at {}", time(response.expires_at_unix));
+            match (shown, out) {
+                (Some(token), _) => println!("token      {token}"),
+                (None, Some(path)) => println!("token_file {}", path.display()),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tokens (no secrets).
+pub fn tokens(format: Format, tokens: &[pb::TokenInfo]) {
+    for t in tokens {
+        match format {
+            Format::Json => print_json(&json!({
+                "token_id": t.token_id, "operator_id": t.operator_id,
+                "issued_at": time(t.issued_at_unix), "expires_at": time(t.expires_at_unix),
+                "revoked": t.revoked, "cert_fingerprint": t.cert_fingerprint,
+            })),
+            Format::Text => println!(
+                "{}\t{}\texpires {}{}{}",
+                t.token_id,
+                t.operator_id,
+                time(t.expires_at_unix),
+                if t.revoked { "\trevoked" } else { "" },
+                if t.cert_fingerprint.is_empty() {
+                    ""
+                } else {
+                    "\tcert-bound"
+                }
+            ),
+        }
+    }
+}
+
+/// The purpose catalogue.
+pub fn purposes(format: Format, purposes: &[pb::Purpose]) {
+    for p in purposes {
+        match format {
+            Format::Json => print_json(&json!({
+                "code": p.code, "article": p.article, "label_ja": p.label_ja, "retention_years": p.retention_years,
+            })),
+            Format::Text => println!(
+                "{:<30} {:<8} {}年 {}",
+                p.code, p.article, p.retention_years, p.label_ja
+            ),
+        }
+    }
+}
+
+/// One audit entry as JSON (the export format).
+pub fn audit_json(e: &pb::AuditEntry) -> Value {
+    json!({
+        "seq": e.seq, "time_ms": e.time_unix_ms, "operator": e.operator_id, "role": e.role,
+        "tenant": e.tenant, "action": e.action, "handle": e.handle, "purpose": e.purpose,
+        "outcome": e.outcome, "code": e.code, "reason": e.reason, "request_id": e.request_id,
+        "peer": e.peer, "prev_hash": e.prev_hash, "hash": e.hash,
+    })
+}
+
+/// Audit entries.
+pub fn audit_entries(format: Format, entries: &[pb::AuditEntry]) {
+    for e in entries {
+        match format {
+            Format::Json => print_json(&audit_json(e)),
+            Format::Text => println!(
+                "{:>6} {} {:<8} {:<10} {:<16} {:<8} {} {} {} {}",
+                e.seq,
+                time(e.time_unix_ms.div_euclid(1000)),
+                e.outcome,
+                e.operator_id,
+                e.action,
+                e.tenant,
+                e.handle,
+                e.purpose,
+                e.code,
+                e.reason
+            ),
+        }
+    }
+}
+
+/// Streams an export as JSON lines to a file or standard output.
+pub async fn audit_export(
+    mut stream: tonic::Streaming<pb::AuditEntry>,
+    out: Option<&Path>,
+) -> Result<(), ClientError> {
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| ClientError::WriteFile {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let write_error = |source| ClientError::WriteFile {
+        path: out
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "stdout".into()),
+        source,
+    };
+    while let Some(entry) = stream.message().await? {
+        writeln!(sink, "{}", audit_json(&entry)).map_err(write_error)?;
+    }
+    sink.flush().map_err(write_error)
+}
+
+/// Result of `audit verify`.
+pub fn verify_report(format: Format, r: &pb::AuditVerifyResponse) {
+    match format {
+        Format::Json => print_json(&json!({
+            "ok": r.ok, "entries_checked": r.entries_checked,
+            "first_bad_seq": if r.ok { None } else { Some(r.first_bad_seq) },
+            "message": r.message, "head_hash": r.head_hash,
+        })),
+        Format::Text => {
+            if r.ok {
+                println!("OK: {} (head {})", r.message, r.head_hash);
+            } else {
+                println!("BROKEN at entry {}: {}", r.first_bad_seq, r.message);
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Daemon configuration: a TOML file with unknown fields refused, every default in this module,
+//! and validation at load so a bad config stops the daemon before it listens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (line, column, field).
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener and gRPC settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// TLS; without it the daemon listens in plaintext, on loopback only.
+    pub tls: Option<TlsConfig>,
+    /// Where data lives.
+    pub store: StoreConfig,
+    /// The key backend.
+    #[serde(default)]
+    pub backend: BackendConfig,
+    /// The audit writer.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Token lifetimes.
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    /// The purpose catalogue.
+    #[serde(default)]
+    pub purposes: PurposesConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Listener and gRPC settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve gRPC server reflection (schema only, no data).
+    pub reflection: bool,
+    /// Largest accepted request message, in bytes.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            reflection: false,
+            max_message_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// TLS settings (rustls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM.
+    pub key: PathBuf,
+    /// CA that signs client certificates, PEM; enables client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Data directory (created 0700): the store, the simulated token, first-admin token.
+    pub data_dir: PathBuf,
+}
+
+/// Which key backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The simulated token (insecure; dev and tests).
+    Sim,
+}
+
+/// Key backend settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// The backend.
+    pub kind: BackendKind,
+    /// Accept an insecure backend outside dev mode. Never in production.
+    pub allow_insecure: bool,
+    /// Per-call timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// Backend calls in flight at most.
+    pub max_in_flight: usize,
+    /// Let the simulated token read faults from its control file (tests).
+    pub sim_fault_control_file: bool,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            kind: BackendKind::Sim,
+            allow_insecure: false,
+            timeout_ms: 2000,
+            max_in_flight: 64,
+            sim_fault_control_file: false,
+        }
+    }
+}
+
+/// Audit writer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long a call waits for its audit entry to commit before failing closed, in ms.
+    pub commit_timeout_ms: u64,
+    /// Units per transaction at most.
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            commit_timeout_ms: 5000,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Token lifetimes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime when the issuer does not say, in seconds.
+    pub default_ttl_secs: u64,
+    /// Longest lifetime an issuer may ask for, in seconds.
+    pub max_ttl_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            default_ttl_secs: 30 * 24 * 3600,
+            max_ttl_secs: 365 * 24 * 3600,
+        }
+    }
+}
+
+/// The purpose catalogue.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurposesConfig {
+    /// A TOML catalogue replacing the built-in 第4条 list.
+    pub file: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `vault_daemon=debug`, ...). `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: display,
+            message: e.to_string(),
+        })?;
+        config.validate(false)?;
+        Ok(config)
+    }
+
+    /// The embedded default of `--dev`: simulated token with fault control, local store,
+    /// loopback plaintext.
+    pub fn dev(data_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            server: ServerConfig {
+                listen,
+                reflection: true,
+                ..ServerConfig::default()
+            },
+            tls: None,
+            store: StoreConfig { data_dir },
+            backend: BackendConfig {
+                allow_insecure: true,
+                sim_fault_control_file: true,
+                ..BackendConfig::default()
+            },
+            audit: AuditConfig::default(),
+            tokens: TokenConfig {
+                default_ttl_secs: 365 * 24 * 3600,
+                ..TokenConfig::default()
+            },
+            purposes: PurposesConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Checks values and combinations. `dev` relaxes the insecure-backend rule only.
+    pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.tls.is_none() && !self.server.listen.ip().is_loopback() {
+            return invalid(
+                "server.listen is not a loopback address and [tls] is not configured: plaintext is only allowed on loopback",
+            );
+        }
+        if let Some(tls) = &self.tls
+            && tls.require_client_cert
+            && tls.client_ca.is_none()
+        {
+            return invalid("tls.require_client_cert needs tls.client_ca");
+        }
+        if self.backend.kind == BackendKind::Sim && !dev && !self.backend.allow_insecure {
+            return invalid(
+                "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
+            );
+        }
+        if self.backend.timeout_ms == 0 || self.backend.timeout_ms > 600_000 {
+            return invalid("backend.timeout_ms must be between 1 and 600000");
+        }
+        if self.backend.max_in_flight == 0 {
+            return invalid("backend.max_in_flight must be at least 1");
+        }
+        if self.audit.commit_timeout_ms == 0 || self.audit.commit_timeout_ms > 600_000 {
+            return invalid("audit.commit_timeout_ms must be between 1 and 600000");
+        }
+        if self.audit.max_batch == 0 {
+            return invalid("audit.max_batch must be at least 1");
+        }
+        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
+            return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        if self.tokens.default_ttl_secs == 0
+            || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
+        {
+            return invalid(
+                "tokens.default_ttl_secs must be at least 1 and at most tokens.max_ttl_secs",
+            );
+        }
+        Ok(())
+    }
+
+    /// Backend call timeout.
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend.timeout_ms)
+    }
+
+    /// Audit commit timeout.
+    pub fn commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.audit.commit_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(
+            "[store]\ndata_dir = \"/tmp/x\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\n",
+        )
+        .expect("valid");
+        assert_eq!(config.server.listen.port(), 50051);
+        assert_eq!(config.audit.commit_timeout_ms, 5000);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_garbage_and_unsafe_combinations() {
+        assert!(matches!(
+            parse("[store]\ndata_dir = \"/x\"\ncolour = 1\n"),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(parse("]]]"), Err(ConfigError::Parse { .. })));
+        let message = parse("[store]\ndata_dir = \"/x\"\n")
+            .expect_err("sim refused")
+            .to_string();
+        assert!(message.contains("insecure"), "{message}");
+        let message = parse(
+            "[server]\nlisten = \"0.0.0.0:50051\"\n[store]\ndata_dir = \"/x\"\n[backend]\nallow_insecure = true\n",
+        )
+        .expect_err("plaintext off loopback refused")
+        .to_string();
+        assert!(message.contains("loopback"), "{message}");
+    }
+}

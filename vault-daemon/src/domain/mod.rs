@@ -1,0 +1,12 @@
+//! Domain types of the locker, free of transport and storage concerns: the individual number,
+//! handles, the purpose catalogue, records, operators, tokens and the role policy.
+
+pub mod handle;
+pub mod identity;
+pub mod number;
+pub mod operator;
+pub mod policy;
+pub mod purpose;
+pub mod record;
+pub mod text;
+pub mod token;

@@ -1,0 +1,235 @@
+//! The individual number (個人番号): normalisation, check digit, and a detector used to keep
+//! numbers out of free-text fields.
+//!
+//! Errors here never contain the input: a message that echoes a rejected number would leak it
+//! into logs and the audit trail.
+
+use zeroize::Zeroizing;
+
+/// Why an input is not an individual number. Deliberately carries no digits of the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    /// A character other than a digit, a space or a hyphen.
+    #[error("individual number contains a character that is not a digit, space or hyphen")]
+    InvalidCharacter,
+    /// A separator at the start or end, or two in a row.
+    #[error("individual number has a misplaced separator")]
+    MisplacedSeparator,
+    /// Not exactly 12 digits.
+    #[error("individual number must have 12 digits, got {0}")]
+    WrongLength(usize),
+    /// The 12th digit does not match the first eleven.
+    #[error("individual number check digit does not match")]
+    CheckDigit,
+}
+
+/// A validated individual number: exactly 12 ASCII digits with a correct check digit.
+/// The digits are erased from memory on drop, and Debug never shows them.
+pub struct IndividualNumber(Zeroizing<String>);
+
+impl std::fmt::Debug for IndividualNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndividualNumber(<redacted>)")
+    }
+}
+
+impl IndividualNumber {
+    /// Normalises `input` (ASCII or full-width digits; single spaces, full-width spaces or
+    /// hyphens between digits) and verifies the check digit.
+    pub fn parse(input: &str) -> Result<IndividualNumber, NumberError> {
+        let mut digits = Zeroizing::new(String::with_capacity(12));
+        let mut last_was_separator = true; // forbids a leading separator
+        for c in input.trim().chars() {
+            if let Some(d) = digit_value(c) {
+                if digits.len() < 13 {
+                    digits.push(char::from(b'0' + d));
+                }
+                last_was_separator = false;
+            } else if is_separator(c) {
+                if last_was_separator {
+                    return Err(NumberError::MisplacedSeparator);
+                }
+                last_was_separator = true;
+            } else {
+                return Err(NumberError::InvalidCharacter);
+            }
+        }
+        if last_was_separator && !digits.is_empty() {
+            return Err(NumberError::MisplacedSeparator);
+        }
+        if digits.len() != 12 {
+            let count = input
+                .trim()
+                .chars()
+                .filter(|c| digit_value(*c).is_some())
+                .count();
+            return Err(NumberError::WrongLength(count));
+        }
+        let bytes = digits.as_bytes();
+        let expected = check_digit(&bytes[..11]);
+        if bytes[11] - b'0' != expected {
+            return Err(NumberError::CheckDigit);
+        }
+        Ok(IndividualNumber(digits))
+    }
+
+    /// The 12 ASCII digits.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Check digit of the first eleven digits (平成26年総務省令第85号 第5条): with Pn the n-th digit
+/// from the right and Qn = n+1 for n ≤ 6, n−5 for n ≥ 7, r = Σ Pn·Qn mod 11; 0 if r ≤ 1,
+/// else 11 − r.
+fn check_digit(first_eleven: &[u8]) -> u8 {
+    let sum: u32 = first_eleven
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let n = i as u32 + 1;
+            let q = if n <= 6 { n + 1 } else { n - 5 };
+            u32::from(b - b'0') * q
+        })
+        .sum();
+    let r = sum % 11;
+    if r <= 1 { 0 } else { (11 - r) as u8 }
+}
+
+fn digit_value(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        '０'..='９' => Some((c as u32 - '０' as u32) as u8),
+        _ => None,
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '\u{3000}' | '-' | '－' | '‐' | 'ー')
+}
+
+/// True if `text` holds a run of exactly 12 digits (ASCII or full-width, possibly split by
+/// separators) that is a valid individual number. Free-text fields that end up in records and
+/// audit entries (subject references, reasons, names) are refused when this is true, so a number
+/// cannot be smuggled into places that are not encrypted.
+pub fn contains_individual_number(text: &str) -> bool {
+    let mut digits: Vec<u8> = Vec::new();
+    let check = |digits: &mut Vec<u8>| {
+        let found = digits.len() == 12 && check_digit(&digits[..11]) == digits[11];
+        digits.iter_mut().for_each(|d| *d = 0);
+        digits.clear();
+        found
+    };
+    for c in text.chars() {
+        if let Some(d) = digit_value(c) {
+            digits.push(d + b'0');
+        } else if is_separator(c) && !digits.is_empty() {
+            continue;
+        } else if check(&mut digits) {
+            return true;
+        }
+    }
+    check(&mut digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_numbers_in_every_form() {
+        for input in [
+            "123456789018",
+            "983205673214",
+            "023456789013",
+            "１２３４５６７８９０１８",
+            "1234-5678-9018",
+            "1234 5678 9018",
+            "９８３２－０５６７－３２１４",
+            " 0234 5678 9013 ",
+        ] {
+            let number = IndividualNumber::parse(input).expect(input);
+            assert_eq!(number.digits().len(), 12);
+        }
+        assert_eq!(
+            IndividualNumber::parse("１２３４-５６７８-９０１８")
+                .expect("valid")
+                .digits(),
+            "123456789018"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_numbers_with_specific_errors() {
+        assert_eq!(
+            IndividualNumber::parse("123456789019").map(|_| ()),
+            Err(NumberError::CheckDigit)
+        );
+        assert_eq!(
+            IndividualNumber::parse("12345678901").map(|_| ()),
+            Err(NumberError::WrongLength(11))
+        );
+        assert_eq!(
+            IndividualNumber::parse("1234567890181").map(|_| ()),
+            Err(NumberError::WrongLength(13))
+        );
+        assert_eq!(
+            IndividualNumber::parse("12345678901a").map(|_| ()),
+            Err(NumberError::InvalidCharacter)
+        );
+        assert_eq!(
+            IndividualNumber::parse("1234--5678-9018").map(|_| ()),
+            Err(NumberError::MisplacedSeparator)
+        );
+        assert_eq!(
+            IndividualNumber::parse("-123456789018").map(|_| ()),
+            Err(NumberError::MisplacedSeparator)
+        );
+        assert_eq!(
+            IndividualNumber::parse("").map(|_| ()),
+            Err(NumberError::WrongLength(0))
+        );
+    }
+
+    #[test]
+    fn check_digit_matches_the_ordinance_for_every_position() {
+        // r = Σ Pn·Qn mod 11 computed by hand for 12345678901: weights from the right
+        // 2,3,4,5,6,7,2,3,4,5,6 → 1*2+0*3+9*4+8*5+7*6+6*7+5*2+4*3+3*4+2*5+1*6 = 212; 212 mod 11 = 3
+        assert_eq!(check_digit(b"12345678901"), 8);
+        assert_eq!(check_digit(b"00000000000"), 0);
+    }
+
+    #[test]
+    fn errors_never_echo_the_digits() {
+        for input in [
+            "123456789019",
+            "12345678901",
+            "9832056732149",
+            "98320567321x",
+        ] {
+            let message = IndividualNumber::parse(input)
+                .err()
+                .expect("rejected")
+                .to_string();
+            assert!(!message.contains("98320"), "{message}");
+            assert!(!message.contains("12345"), "{message}");
+        }
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let number = IndividualNumber::parse("123456789018").expect("valid");
+        assert!(!format!("{number:?}").contains("1234"));
+    }
+
+    #[test]
+    fn detects_numbers_in_free_text() {
+        assert!(contains_individual_number("employee 123456789018"));
+        assert!(contains_individual_number("1234-5678-9018"));
+        assert!(contains_individual_number("ID:１２３４５６７８９０１８."));
+        assert!(!contains_individual_number("E-000123"));
+        assert!(!contains_individual_number("123456789019"));
+        assert!(!contains_individual_number("1234567890180"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Which role may call which operation. Deny by default: an action lists the roles allowed and
+//! nothing else gets through. Data-level checks (tenant scope, grants, record purposes, record
+//! state) follow in the service, which knows the record.
+
+use crate::domain::operator::Role;
+
+/// Every audited operation of the locker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Store a number.
+    Seal,
+    /// Get a number back for a purpose.
+    Unseal,
+    /// Find a handle by number.
+    Lookup,
+    /// Read record metadata.
+    Describe,
+    /// Dispose of a record.
+    Dispose,
+    /// Create a tenant.
+    TenantCreate,
+    /// List tenants.
+    TenantList,
+    /// Create an operator.
+    OperatorCreate,
+    /// List operators.
+    OperatorList,
+    /// Disable an operator.
+    OperatorDisable,
+    /// Grant purposes.
+    Grant,
+    /// Revoke purposes.
+    Revoke,
+    /// Issue a token.
+    TokenIssue,
+    /// Revoke a token.
+    TokenRevoke,
+    /// List tokens (never secrets).
+    TokenList,
+    /// List the purpose catalogue.
+    PurposeList,
+    /// Read the newest audit entries.
+    AuditTail,
+    /// Export audit entries.
+    AuditExport,
+    /// Verify the audit chain.
+    AuditVerify,
+    /// Work the daemon does by itself (first start, dev provisioning).
+    System,
+}
+
+use Role::{Admin, Auditor, Handler, Manager, Service};
+
+impl Action {
+    /// Name in audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Seal => "SEAL",
+            Action::Unseal => "UNSEAL",
+            Action::Lookup => "LOOKUP",
+            Action::Describe => "DESCRIBE",
+            Action::Dispose => "DISPOSE",
+            Action::TenantCreate => "TENANT_CREATE",
+            Action::TenantList => "TENANT_LIST",
+            Action::OperatorCreate => "OPERATOR_CREATE",
+            Action::OperatorList => "OPERATOR_LIST",
+            Action::OperatorDisable => "OPERATOR_DISABLE",
+            Action::Grant => "GRANT",
+            Action::Revoke => "REVOKE",
+            Action::TokenIssue => "TOKEN_ISSUE",
+            Action::TokenRevoke => "TOKEN_REVOKE",
+            Action::TokenList => "TOKEN_LIST",
+            Action::PurposeList => "PURPOSE_LIST",
+            Action::AuditTail => "AUDIT_TAIL",
+            Action::AuditExport => "AUDIT_EXPORT",
+            Action::AuditVerify => "AUDIT_VERIFY",
+            Action::System => "SYSTEM",
+        }
+    }
+
+    /// The roles that may call this action at all.
+    pub fn allowed_roles(self) -> &'static [Role] {
+        match self {
+            Action::Seal | Action::Unseal | Action::Lookup => &[Handler, Service],
+            Action::Describe => &[Handler, Service, Manager],
+            Action::Dispose => &[Manager],
+            Action::TenantCreate
+            | Action::OperatorCreate
+            | Action::OperatorDisable
+            | Action::Grant
+            | Action::Revoke
+            | Action::TokenIssue
+            | Action::TokenRevoke => &[Admin],
+            Action::TenantList | Action::OperatorList | Action::TokenList => &[Admin, Auditor],
+            Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
+            Action::AuditTail | Action::AuditExport | Action::AuditVerify => {
+                &[Admin, Auditor, Manager]
+            }
+            Action::System => &[],
+        }
+    }
+
+    /// Whether `role` may call this action.
+    pub fn permits(self, role: Role) -> bool {
+        self.allowed_roles().contains(&role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_and_auditor_never_unseal() {
+        for role in [Admin, Auditor, Manager] {
+            assert!(!Action::Unseal.permits(role), "{role:?}");
+            assert!(!Action::Lookup.permits(role), "{role:?}");
+        }
+        assert!(Action::Unseal.permits(Handler));
+        assert!(Action::Unseal.permits(Service));
+    }
+
+    #[test]
+    fn only_managers_dispose_and_only_admins_administer() {
+        assert_eq!(Action::Dispose.allowed_roles(), &[Manager]);
+        assert_eq!(Action::TokenIssue.allowed_roles(), &[Admin]);
+        assert!(Action::System.allowed_roles().is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! A stored individual-number record: metadata in the clear, the number sealed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::handle::Handle;
+use crate::domain::identity::IdentityVerification;
+
+/// Whose number a record holds (規程 第4条 1-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubjectKind {
+    /// 職員.
+    Staff,
+    /// 職員以外の個人 receiving fees or rent.
+    NonStaffPayee,
+    /// A dependent (扶養親族, 国民年金第3号被保険者).
+    Dependent,
+    /// An employee of an entrusting employer.
+    EntrustedEmployee,
+}
+
+/// The number under envelope encryption: an AES-256-GCM ciphertext under a per-record DEK, the
+/// DEK wrapped by the tenant's key of `key_version` inside the key backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedNumber {
+    /// Layout of the associated data and ciphertext (see `keys::envelope`).
+    pub format: u8,
+    /// Version of the tenant KEK that wrapped the DEK.
+    pub key_version: u32,
+    /// The DEK as wrapped by the backend.
+    pub wrapped_dek: Vec<u8>,
+    /// AES-GCM nonce.
+    pub nonce: [u8; 12],
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+/// What remains of a disposed record (廃棄): who, when, why. Never the number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// Milliseconds since the Unix epoch.
+    pub disposed_at_ms: i64,
+    /// Operator who disposed of it.
+    pub disposed_by: String,
+    /// Stated reason.
+    pub reason: String,
+}
+
+/// Lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordStatus {
+    /// Usable within its purposes.
+    Active,
+    /// Ciphertext and wrapped key deleted.
+    Disposed(Tombstone),
+}
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Opaque handle.
+    pub handle: Handle,
+    /// Tenant (事業所) the record belongs to.
+    pub tenant: String,
+    /// The caller's reference for the person (employee or payee ID).
+    pub subject_ref: String,
+    /// Whose number it is.
+    pub subject_kind: SubjectKind,
+    /// Purposes the number may be used for, sorted (bound into the associated data).
+    pub purposes: Vec<String>,
+    /// How number and person were verified.
+    pub verification: IdentityVerification,
+    /// Milliseconds since the Unix epoch.
+    pub acquired_at_ms: i64,
+    /// Operator who sealed it.
+    pub acquired_by: String,
+    /// Lifecycle state.
+    pub status: RecordStatus,
+    /// The sealed number; `None` once disposed.
+    pub sealed: Option<SealedNumber>,
+    /// The blind index entry pointing at this record (kept so disposal can remove it without
+    /// unsealing); `None` once disposed.
+    pub blind_index: Option<[u8; 32]>,
+}

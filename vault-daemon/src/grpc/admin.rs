@@ -1,0 +1,284 @@
+//! The `Admin` gRPC service: adapters from messages to [`service::Locker`] calls.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use secrecy::ExposeSecret;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use vault_proto::v1 as pb;
+use vault_proto::v1::admin_server::Admin as AdminRpc;
+
+use crate::grpc::context::request_context;
+use crate::grpc::convert;
+use crate::grpc::status::to_status;
+use crate::service::{self, NewOperator, NewTenant, TokenRequest};
+
+/// Implements the generated `Admin` service.
+pub struct AdminApi {
+    locker: Arc<service::Locker>,
+}
+
+impl AdminApi {
+    /// Wraps the service.
+    pub fn new(locker: Arc<service::Locker>) -> AdminApi {
+        AdminApi { locker }
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AdminRpc for AdminApi {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let ctx = request_context(&request);
+        let m = request.into_inner();
+        let tenant = self
+            .locker
+            .create_tenant(
+                &ctx,
+                NewTenant {
+                    id: m.tenant_id,
+                    name: m.name,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::tenant(tenant)))
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let ctx = request_context(&request);
+        let tenants = self.locker.list_tenants(&ctx).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(convert::tenant).collect(),
+        }))
+    }
+
+    async fn create_operator(
+        &self,
+        request: Request<pb::CreateOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let m = request.into_inner();
+        let operator = self
+            .locker
+            .create_operator(
+                &ctx,
+                NewOperator {
+                    id: m.operator_id,
+                    role: convert::role_from_wire(m.role),
+                    display_name: m.display_name,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+
+    async fn list_operators(
+        &self,
+        request: Request<pb::ListOperatorsRequest>,
+    ) -> Result<Response<pb::ListOperatorsResponse>, Status> {
+        let ctx = request_context(&request);
+        let operators = self.locker.list_operators(&ctx).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListOperatorsResponse {
+            operators: operators.into_iter().map(convert::operator).collect(),
+        }))
+    }
+
+    async fn disable_operator(
+        &self,
+        request: Request<pb::DisableOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let operator = self
+            .locker
+            .disable_operator(&ctx, &request.get_ref().operator_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+
+    async fn grant_purposes(
+        &self,
+        request: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let operator = self
+            .locker
+            .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, false)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+
+    async fn revoke_purposes(
+        &self,
+        request: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let operator = self
+            .locker
+            .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, true)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let ctx = request_context(&request);
+        let m = request.into_inner();
+        let (secret, record) = self
+            .locker
+            .issue_token(
+                &ctx,
+                TokenRequest {
+                    operator_id: m.operator_id,
+                    ttl_secs: m.ttl_seconds,
+                    cert_fingerprint: m.cert_fingerprint,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::IssueTokenResponse {
+            token_id: record.id,
+            token: secret.expose_secret().to_owned(),
+            expires_at_unix: record.expires_at_ms.div_euclid(1000),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::TokenInfo>, Status> {
+        let ctx = request_context(&request);
+        let token = self
+            .locker
+            .revoke_token(&ctx, &request.get_ref().token_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::token_info(token)))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let ctx = request_context(&request);
+        let tokens = self
+            .locker
+            .list_tokens(&ctx, &request.get_ref().operator_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.into_iter().map(convert::token_info).collect(),
+        }))
+    }
+
+    async fn list_purposes(
+        &self,
+        request: Request<pb::ListPurposesRequest>,
+    ) -> Result<Response<pb::ListPurposesResponse>, Status> {
+        let ctx = request_context(&request);
+        let purposes = self.locker.list_purposes(&ctx).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListPurposesResponse {
+            purposes: purposes.into_iter().map(convert::purpose).collect(),
+        }))
+    }
+
+    async fn audit_tail(
+        &self,
+        request: Request<pb::AuditTailRequest>,
+    ) -> Result<Response<pb::AuditTailResponse>, Status> {
+        let ctx = request_context(&request);
+        let limit = match request.get_ref().limit {
+            0 => 50,
+            n => n,
+        };
+        let entries = self
+            .locker
+            .audit_tail(&ctx, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AuditTailResponse {
+            entries: entries.into_iter().map(convert::audit_entry).collect(),
+        }))
+    }
+
+    type AuditExportStream = ExportStream;
+
+    async fn audit_export(
+        &self,
+        request: Request<pb::AuditExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let ctx = request_context(&request);
+        let mut pages = self
+            .locker
+            .audit_export(&ctx, request.get_ref().after_seq)
+            .await
+            .map_err(to_status)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let (returned, page) = match tokio::task::spawn_blocking(move || {
+                    let page = pages.next_page();
+                    (pages, page)
+                })
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        let _ = sender
+                            .send(Err(Status::internal("export task failed")))
+                            .await;
+                        return;
+                    }
+                };
+                pages = returned;
+                match page {
+                    Ok(page) if page.is_empty() => return,
+                    Ok(page) => {
+                        for entry in page {
+                            if sender.send(Ok(convert::audit_entry(entry))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(to_status(error))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn audit_verify(
+        &self,
+        request: Request<pb::AuditVerifyRequest>,
+    ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
+        let ctx = request_context(&request);
+        let report = self.locker.audit_verify(&ctx).await.map_err(to_status)?;
+        Ok(Response::new(pb::AuditVerifyResponse {
+            ok: report.ok,
+            entries_checked: report.entries_checked,
+            first_bad_seq: report.first_bad_seq.unwrap_or(0),
+            message: report.message,
+            head_hash: hex::encode(report.head_hash),
+        }))
+    }
+}

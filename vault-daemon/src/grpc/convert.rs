@@ -1,0 +1,160 @@
+//! Conversions between wire messages and domain types.
+
+use vault_proto::v1 as pb;
+
+use crate::audit::entry::ChainedEntry;
+use crate::domain::operator::{Operator, Role, Tenant};
+use crate::domain::purpose::Purpose;
+use crate::domain::record::{Record, RecordStatus, SubjectKind};
+use crate::domain::token::TokenRecord;
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+/// Wire subject kind → domain (`None` for unspecified or unknown values).
+pub fn subject_kind_from_wire(value: i32) -> Option<SubjectKind> {
+    match pb::SubjectKind::try_from(value).ok()? {
+        pb::SubjectKind::Unspecified => None,
+        pb::SubjectKind::Staff => Some(SubjectKind::Staff),
+        pb::SubjectKind::NonStaffPayee => Some(SubjectKind::NonStaffPayee),
+        pb::SubjectKind::Dependent => Some(SubjectKind::Dependent),
+        pb::SubjectKind::EntrustedEmployee => Some(SubjectKind::EntrustedEmployee),
+    }
+}
+
+fn subject_kind_to_wire(kind: SubjectKind) -> pb::SubjectKind {
+    match kind {
+        SubjectKind::Staff => pb::SubjectKind::Staff,
+        SubjectKind::NonStaffPayee => pb::SubjectKind::NonStaffPayee,
+        SubjectKind::Dependent => pb::SubjectKind::Dependent,
+        SubjectKind::EntrustedEmployee => pb::SubjectKind::EntrustedEmployee,
+    }
+}
+
+/// Wire role → domain (`None` for unspecified or unknown values).
+pub fn role_from_wire(value: i32) -> Option<Role> {
+    match pb::Role::try_from(value).ok()? {
+        pb::Role::Unspecified => None,
+        pb::Role::Admin => Some(Role::Admin),
+        pb::Role::Manager => Some(Role::Manager),
+        pb::Role::Handler => Some(Role::Handler),
+        pb::Role::Service => Some(Role::Service),
+        pb::Role::Auditor => Some(Role::Auditor),
+    }
+}
+
+fn role_to_wire(role: Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role::Admin,
+        Role::Manager => pb::Role::Manager,
+        Role::Handler => pb::Role::Handler,
+        Role::Service => pb::Role::Service,
+        Role::Auditor => pb::Role::Auditor,
+    }
+}
+
+/// Record metadata for the wire; never the number.
+pub fn record_info(record: Record) -> pb::RecordInfo {
+    let (status, tombstone) = match record.status {
+        RecordStatus::Active => (pb::RecordStatus::Active, None),
+        RecordStatus::Disposed(t) => (
+            pb::RecordStatus::Disposed,
+            Some(pb::Tombstone {
+                disposed_at_unix: secs(t.disposed_at_ms),
+                disposed_by: t.disposed_by,
+                reason: t.reason,
+            }),
+        ),
+    };
+    pb::RecordInfo {
+        handle: record.handle.to_string(),
+        tenant: record.tenant,
+        subject_ref: record.subject_ref,
+        subject_kind: subject_kind_to_wire(record.subject_kind) as i32,
+        purposes: record.purposes,
+        verification: Some(pb::IdentityVerification {
+            number_check: record.verification.number_check.unwrap_or_default(),
+            identity_check: record.verification.identity_check.unwrap_or_default(),
+            agent_authority: record.verification.agent_authority.unwrap_or_default(),
+        }),
+        acquired_at_unix: secs(record.acquired_at_ms),
+        acquired_by: record.acquired_by,
+        status: status as i32,
+        key_version: record.sealed.map(|s| s.key_version).unwrap_or(0),
+        tombstone,
+    }
+}
+
+/// Tenant for the wire (no key references).
+pub fn tenant(tenant: Tenant) -> pb::Tenant {
+    pb::Tenant {
+        key_version: tenant.active_keys().map(|k| k.version).unwrap_or(0),
+        tenant_id: tenant.id,
+        name: tenant.name,
+        created_at_unix: secs(tenant.created_at_ms),
+    }
+}
+
+/// Operator for the wire.
+pub fn operator(operator: Operator) -> pb::Operator {
+    pb::Operator {
+        operator_id: operator.id,
+        role: role_to_wire(operator.role) as i32,
+        display_name: operator.display_name,
+        disabled: operator.disabled,
+        grants: operator
+            .grants
+            .into_iter()
+            .map(|g| pb::Grant {
+                tenant: g.tenant,
+                purpose: g.purpose,
+            })
+            .collect(),
+        created_at_unix: secs(operator.created_at_ms),
+    }
+}
+
+/// Token metadata for the wire; never the hash or the secret.
+pub fn token_info(token: TokenRecord) -> pb::TokenInfo {
+    pb::TokenInfo {
+        token_id: token.id,
+        operator_id: token.operator_id,
+        issued_at_unix: secs(token.issued_at_ms),
+        expires_at_unix: secs(token.expires_at_ms),
+        revoked: token.revoked,
+        cert_fingerprint: token.cert_fingerprint.unwrap_or_default(),
+    }
+}
+
+/// Purpose for the wire.
+pub fn purpose(purpose: Purpose) -> pb::Purpose {
+    pb::Purpose {
+        code: purpose.code,
+        article: purpose.article,
+        label_ja: purpose.label_ja,
+        retention_years: purpose.retention_years,
+    }
+}
+
+/// Audit entry for the wire, with its chain hashes.
+pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
+    let e = chained.entry;
+    pb::AuditEntry {
+        seq: e.seq,
+        time_unix_ms: e.time_ms,
+        operator_id: e.operator,
+        role: e.role,
+        tenant: e.tenant,
+        action: e.action,
+        handle: e.handle,
+        purpose: e.purpose,
+        outcome: e.outcome,
+        code: e.code,
+        reason: e.reason,
+        request_id: e.request_id,
+        peer: e.peer,
+        hash: hex::encode(chained.hash),
+        prev_hash: hex::encode(chained.prev_hash),
+    }
+}

@@ -1,0 +1,121 @@
+//! The `Locker` gRPC service: adapters from messages to [`service::Locker`] calls.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vault_proto::v1 as pb;
+use vault_proto::v1::locker_server::Locker as LockerRpc;
+use zeroize::Zeroizing;
+
+use crate::grpc::context::request_context;
+use crate::grpc::convert;
+use crate::grpc::status::to_status;
+use crate::service::{self, SealRequest};
+
+/// Implements the generated `Locker` service.
+pub struct LockerApi {
+    locker: Arc<service::Locker>,
+}
+
+impl LockerApi {
+    /// Wraps the service.
+    pub fn new(locker: Arc<service::Locker>) -> LockerApi {
+        LockerApi { locker }
+    }
+}
+
+#[tonic::async_trait]
+impl LockerRpc for LockerApi {
+    async fn seal(
+        &self,
+        request: Request<pb::SealRequest>,
+    ) -> Result<Response<pb::SealResponse>, Status> {
+        let ctx = request_context(&request);
+        let mut message = request.into_inner();
+        let verification = message.verification.take().unwrap_or_default();
+        let sealed = self
+            .locker
+            .seal(
+                &ctx,
+                SealRequest {
+                    tenant: message.tenant,
+                    subject_ref: message.subject_ref,
+                    subject_kind: convert::subject_kind_from_wire(message.subject_kind),
+                    purposes: message.purposes,
+                    number: Zeroizing::new(std::mem::take(&mut message.number)),
+                    verification: (
+                        verification.number_check,
+                        verification.identity_check,
+                        verification.agent_authority,
+                    ),
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SealResponse {
+            handle: sealed.handle.to_string(),
+            existing: sealed.existing,
+        }))
+    }
+
+    async fn unseal(
+        &self,
+        request: Request<pb::UnsealRequest>,
+    ) -> Result<Response<pb::UnsealResponse>, Status> {
+        let ctx = request_context(&request);
+        let message = request.into_inner();
+        let number = self
+            .locker
+            .unseal(&ctx, &message.handle, &message.purpose)
+            .await
+            .map_err(to_status)?;
+        // The response owns a copy for encoding; the service's buffer is zeroised here.
+        Ok(Response::new(pb::UnsealResponse {
+            number: number.as_str().to_owned(),
+        }))
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let ctx = request_context(&request);
+        let message = request.into_inner();
+        let number = Zeroizing::new(message.number);
+        let handle = self
+            .locker
+            .lookup(&ctx, &message.tenant, &number)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::LookupResponse {
+            handle: handle.to_string(),
+        }))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let record = self
+            .locker
+            .describe(&ctx, &request.get_ref().handle)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(record)))
+    }
+
+    async fn dispose(
+        &self,
+        request: Request<pb::DisposeRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let message = request.get_ref();
+        let record = self
+            .locker
+            .dispose(&ctx, &message.handle, &message.reason)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(record)))
+    }
+}

@@ -1,0 +1,9 @@
+//! The gRPC surface: thin adapters between `vault-proto` messages and the service, request
+//! context extraction (token, peer, client certificate), and the one mapping from
+//! [`crate::error::Error`] to `tonic::Status`.
+
+pub mod admin;
+pub mod context;
+pub mod convert;
+pub mod locker;
+pub mod status;

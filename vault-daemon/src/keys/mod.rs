@@ -1,0 +1,195 @@
+//! Keys: the [`KeyBackend`] trait that every key store implements (the simulated token here;
+//! PKCS#11 and TPM 2.0 alongside), the envelope encryption built on it, and [`KeyService`],
+//! which bounds and times every backend call so a stuck token never hangs a request.
+
+pub mod envelope;
+pub mod sim;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// What a backend key is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Wraps record DEKs (tenant KEK).
+    Wrap,
+    /// Computes the blind index (tenant MAC key).
+    Mac,
+    /// Signs audit checkpoints and certificates (ECDSA P-256).
+    Sign,
+}
+
+/// A backend's reference to one of its keys (a label, an object id, a TPM blob). Opaque to the
+/// rest of the locker, which stores it with the tenant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRef(pub Vec<u8>);
+
+impl std::fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyRef({} bytes)", self.0.len())
+    }
+}
+
+/// Failures of a key backend. Never carries key material or plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The backend is unreachable or failing: callers must fail closed.
+    #[error("key backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer within the configured timeout.
+    #[error("key backend did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Authenticated decryption failed: wrong key, associated data or tampered bytes.
+    #[error("integrity check failed")]
+    Integrity,
+    /// The key was destroyed.
+    #[error("key has been destroyed")]
+    Destroyed,
+    /// The key is not known to the backend.
+    #[error("key not found in backend")]
+    NotFound,
+    /// Anything else the backend reports.
+    #[error("key backend error: {0}")]
+    Other(String),
+}
+
+/// A key store that holds keys and uses them without ever handing them out.
+///
+/// Methods are blocking (PKCS#11 and TPM calls are); [`KeyService`] runs them off the async
+/// runtime with a timeout.
+pub trait KeyBackend: Send + Sync + 'static {
+    /// Short name for logs and health (`sim`, `pkcs11`, `tpm`).
+    fn name(&self) -> &'static str;
+    /// Whether keys are protected by hardware. The simulated token says false.
+    fn is_secure(&self) -> bool;
+    /// Creates a key for `key_use`; `label` names it for humans.
+    fn create_key(&self, key_use: KeyUse, label: &str) -> Result<KeyRef, KeyError>;
+    /// Destroys a key so nothing wrapped under it can be unwrapped again.
+    fn destroy_key(&self, key: &KeyRef) -> Result<(), KeyError>;
+    /// Wraps a data key under `kek`, binding `aad`.
+    fn wrap(&self, kek: &KeyRef, dek: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Unwraps a data key; fails with [`KeyError::Integrity`] if anything does not match.
+    fn unwrap(
+        &self,
+        kek: &KeyRef,
+        wrapped: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// HMAC-SHA256 of `data` under `key`.
+    fn mac(&self, key: &KeyRef, data: &[u8]) -> Result<[u8; 32], KeyError>;
+    /// ECDSA P-256 / SHA-256 signature (ASN.1 DER) of `message`.
+    fn sign(&self, key: &KeyRef, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Public key of a signing key (uncompressed SEC1 point).
+    fn public_key(&self, key: &KeyRef) -> Result<Vec<u8>, KeyError>;
+    /// Checks the backend answers.
+    fn self_test(&self) -> Result<(), KeyError>;
+}
+
+/// Runs backend calls on the blocking pool, at most `max_in_flight` at once, each within
+/// `timeout`. A call that times out keeps its slot until the backend returns, so a hung token
+/// makes later calls queue and time out rather than pile up threads.
+#[derive(Clone)]
+pub struct KeyService {
+    backend: Arc<dyn KeyBackend>,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl KeyService {
+    /// Wraps `backend`.
+    pub fn new(backend: Arc<dyn KeyBackend>, max_in_flight: usize, timeout: Duration) -> Self {
+        KeyService {
+            backend,
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            timeout,
+        }
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Whether the backend is hardware-protected.
+    pub fn is_secure(&self) -> bool {
+        self.backend.is_secure()
+    }
+
+    async fn call<T, F>(&self, op: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KeyBackend) -> Result<T, KeyError> + Send + 'static,
+    {
+        let backend = Arc::clone(&self.backend);
+        let slots = Arc::clone(&self.slots);
+        let work = async move {
+            let permit = slots
+                .acquire_owned()
+                .await
+                .map_err(|_| KeyError::Unavailable("key service closed".into()))?;
+            tokio::task::spawn_blocking(move || {
+                let result = op(backend.as_ref());
+                drop(permit);
+                result
+            })
+            .await
+            .map_err(|_| KeyError::Other("key backend call panicked".into()))?
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(KeyError::Timeout(self.timeout)))
+    }
+
+    /// See [`KeyBackend::create_key`].
+    pub async fn create_key(&self, key_use: KeyUse, label: String) -> Result<KeyRef, KeyError> {
+        self.call(move |b| b.create_key(key_use, &label)).await
+    }
+
+    /// See [`KeyBackend::destroy_key`].
+    pub async fn destroy_key(&self, key: KeyRef) -> Result<(), KeyError> {
+        self.call(move |b| b.destroy_key(&key)).await
+    }
+
+    /// See [`KeyBackend::wrap`].
+    pub async fn wrap(
+        &self,
+        kek: KeyRef,
+        dek: Zeroizing<Vec<u8>>,
+        aad: Vec<u8>,
+    ) -> Result<Vec<u8>, KeyError> {
+        self.call(move |b| b.wrap(&kek, &dek, &aad)).await
+    }
+
+    /// See [`KeyBackend::unwrap`].
+    pub async fn unwrap(
+        &self,
+        kek: KeyRef,
+        wrapped: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.call(move |b| b.unwrap(&kek, &wrapped, &aad)).await
+    }
+
+    /// See [`KeyBackend::mac`].
+    pub async fn mac(&self, key: KeyRef, data: Zeroizing<Vec<u8>>) -> Result<[u8; 32], KeyError> {
+        self.call(move |b| b.mac(&key, &data)).await
+    }
+
+    /// See [`KeyBackend::sign`].
+    pub async fn sign(&self, key: KeyRef, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        self.call(move |b| b.sign(&key, &message)).await
+    }
+
+    /// See [`KeyBackend::public_key`].
+    pub async fn public_key(&self, key: KeyRef) -> Result<Vec<u8>, KeyError> {
+        self.call(move |b| b.public_key(&key)).await
+    }
+
+    /// See [`KeyBackend::self_test`].
+    pub async fn self_test(&self) -> Result<(), KeyError> {
+        self.call(|b| b.self_test()).await
+    }
+}

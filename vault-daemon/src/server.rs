@@ -1,0 +1,263 @@
+//! Assembles and runs the daemon: data directory, key backend, store, audit writer, service,
+//! bootstrap, gRPC server (TLS, health, reflection), and graceful shutdown that drains requests
+//! and flushes the audit writer.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use vault_proto::v1::admin_server::AdminServer;
+use vault_proto::v1::locker_server::LockerServer;
+
+use crate::audit::writer::{AuditWriter, WriterConfig};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{BackendKind, Config};
+use crate::domain::purpose::PurposeCatalogue;
+use crate::grpc::admin::AdminApi;
+use crate::grpc::locker::LockerApi;
+use crate::keys::sim::SimBackend;
+use crate::keys::{KeyBackend, KeyService};
+use crate::service::{Locker, TokenPolicy};
+use crate::store::Store;
+use crate::store::redb::RedbStore;
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Purpose catalogue problem.
+    #[error(transparent)]
+    Purposes(#[from] crate::domain::purpose::PurposeError),
+    /// Key backend problem.
+    #[error("key backend: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    /// Store problem.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Startup step of the service failed.
+    #[error("startup: {0}")]
+    Service(#[from] crate::error::Error),
+    /// File system or network problem.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// gRPC transport problem.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection setup failed.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let context = context.into();
+    move |source| DaemonError::Io { context, source }
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_context(format!("create data dir {}", dir.display())))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(io_context(format!("stat data dir {}", dir.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "data dir is accessible to other users");
+    }
+    Ok(())
+}
+
+fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
+    match config.backend.kind {
+        BackendKind::Sim => Ok(Arc::new(SimBackend::open(
+            &config.store.data_dir,
+            config.backend.sim_fault_control_file,
+        )?)),
+    }
+}
+
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, DaemonError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let read =
+        |path: &Path| std::fs::read(path).map_err(io_context(format!("read {}", path.display())));
+    let mut server =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        server = server
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(!tls.require_client_cert);
+    }
+    Ok(Some(server))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: draining requests"),
+        _ = int.recv() => tracing::info!("SIGINT received: draining requests"),
+    }
+}
+
+/// Periodically self-tests the key backend and reports Locker health accordingly.
+async fn watch_health(keys: KeyService, reporter: tonic_health::server::HealthReporter) {
+    let mut serving = None;
+    loop {
+        let healthy = keys.self_test().await.is_ok();
+        if serving != Some(healthy) {
+            if healthy {
+                reporter.set_serving::<LockerServer<LockerApi>>().await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                tracing::info!(
+                    backend = keys.backend_name(),
+                    "key backend healthy: SERVING"
+                );
+            } else {
+                reporter.set_not_serving::<LockerServer<LockerApi>>().await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                tracing::error!(
+                    backend = keys.backend_name(),
+                    "key backend unavailable: NOT_SERVING"
+                );
+            }
+            serving = Some(healthy);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `dev` provisions the dev tenant and operators.
+pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
+    config.validate(dev)?;
+    let data_dir = config.store.data_dir.clone();
+    prepare_data_dir(&data_dir)?;
+    let purposes = match &config.purposes.file {
+        Some(path) => PurposeCatalogue::load(path)?,
+        None => PurposeCatalogue::default(),
+    };
+
+    let backend = open_backend(&config)?;
+    if !backend.is_secure() {
+        tracing::warn!(
+            backend = backend.name(),
+            "key backend is NOT hardware-protected: keys are stored in the data directory. Development and tests only."
+        );
+    }
+    let keys = KeyService::new(
+        backend,
+        config.backend.max_in_flight,
+        config.backend_timeout(),
+    );
+    keys.self_test().await?;
+
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&data_dir)?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (writer, writer_thread) = AuditWriter::start(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        WriterConfig {
+            commit_timeout: config.commit_timeout(),
+            max_batch: config.audit.max_batch,
+            ..WriterConfig::default()
+        },
+    )?;
+    let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let locker = Arc::new(Locker::new(
+        store,
+        writer,
+        keys.clone(),
+        purposes,
+        clock,
+        TokenPolicy {
+            default_ttl_ms: ms(config.tokens.default_ttl_secs),
+            max_ttl_ms: ms(config.tokens.max_ttl_secs),
+        },
+    ));
+
+    let mut stdout = std::io::stdout();
+    if dev {
+        for (operator, path) in locker.provision_dev(&data_dir).await? {
+            let _ = writeln!(stdout, "dev token for {operator}: {}", path.display());
+        }
+    } else if let Some(path) = locker.ensure_first_admin(&data_dir).await? {
+        tracing::warn!(path = %path.display(), "empty store: created the first admin 'admin'; its token is in this file (mode 0600). Move it somewhere safe.");
+    }
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_task = tokio::spawn(watch_health(keys, reporter));
+
+    let max = config.server.max_message_bytes;
+    let locker_service = LockerServer::new(LockerApi::new(Arc::clone(&locker)))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin_service =
+        AdminServer::new(AdminApi::new(Arc::clone(&locker))).max_decoding_message_size(max);
+    let reflection = if config.server.reflection {
+        Some(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(vault_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()?,
+        )
+    } else {
+        None
+    };
+    drop(locker);
+
+    let mut builder = Server::builder()
+        .timeout(Duration::from_secs(60))
+        .concurrency_limit_per_connection(256);
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(io_context(format!("listen on {}", config.server.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(io_context("read listen address"))?;
+    tracing::info!(%local, tls = config.tls.is_some(), "listening");
+    let _ = writeln!(stdout, "vault-daemon listening on {local}");
+    let _ = stdout.flush();
+
+    let served = builder
+        .add_service(health_service)
+        .add_optional_service(reflection)
+        .add_service(locker_service)
+        .add_service(admin_service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown_signal())
+        .await;
+    health_task.abort();
+    let _ = health_task.await;
+    // The services (and with them every writer handle) are dropped by now; the writer commits
+    // what is queued and stops.
+    writer_thread.join();
+    tracing::info!("audit writer flushed; stopped");
+    served.map_err(DaemonError::from)
+}

@@ -1,0 +1,377 @@
+//! Administration: tenants and their keys, operators, grants, tokens and the purpose list.
+
+use secrecy::SecretString;
+
+use crate::audit::entry::AuditEntry;
+use crate::domain::operator::{Grant, Operator, Role, Tenant, TenantKeys};
+use crate::domain::policy::Action;
+use crate::domain::purpose::Purpose;
+use crate::domain::text;
+use crate::domain::token::{self, TokenRecord};
+use crate::error::{Error, Result};
+use crate::keys::KeyUse;
+use crate::service::{Locker, RequestContext};
+use crate::store::mutation::{Mutation, MutationOutcome, OperatorChange};
+
+/// A tenant to create.
+pub struct NewTenant {
+    /// Id (a-z, 0-9, `-`, `_`, `.`).
+    pub id: String,
+    /// Name for humans.
+    pub name: String,
+}
+
+/// An operator to create.
+pub struct NewOperator {
+    /// Id.
+    pub id: String,
+    /// Role; `None` when the caller did not say.
+    pub role: Option<Role>,
+    /// Name for humans.
+    pub display_name: String,
+}
+
+/// A token to issue.
+pub struct TokenRequest {
+    /// Operator the token acts as.
+    pub operator_id: String,
+    /// Lifetime in seconds; 0 for the default.
+    pub ttl_secs: u64,
+    /// Client certificate fingerprint to bind to (hex SHA-256), or empty.
+    pub cert_fingerprint: String,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidArgument(message.into())
+}
+
+fn check_operator_id(id: &str, entry: &mut AuditEntry) -> Result<()> {
+    text::identifier("operator_id", id).map_err(invalid)?;
+    entry.reason = format!("operator {id}");
+    Ok(())
+}
+
+fn outcome_operator(outcome: MutationOutcome) -> Result<Operator> {
+    match outcome {
+        MutationOutcome::Operator(operator) => Ok(*operator),
+        other => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+impl Locker {
+    /// Creates a tenant and its first key version in the backend.
+    pub async fn create_tenant(&self, ctx: &RequestContext, new: NewTenant) -> Result<Tenant> {
+        let (_caller, mut entry) = self.begin(ctx, Action::TenantCreate).await?;
+        let body = self.create_tenant_body(&mut entry, new).await;
+        self.finish(entry, body).await.map(|(tenant, _)| tenant)
+    }
+
+    async fn create_tenant_body(
+        &self,
+        entry: &mut AuditEntry,
+        new: NewTenant,
+    ) -> Result<(Tenant, Mutation)> {
+        text::identifier("tenant_id", &new.id).map_err(invalid)?;
+        entry.tenant = new.id.clone();
+        text::free_text("name", &new.name, 200, false).map_err(invalid)?;
+        if self.store.reader()?.tenant(&new.id)?.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "tenant {} exists already",
+                new.id
+            )));
+        }
+        let tenant = self.new_tenant(new).await?;
+        entry.allow("tenant created with key version 1");
+        Ok((tenant.clone(), Mutation::CreateTenant(tenant)))
+    }
+
+    /// Builds a tenant with freshly created backend keys (shared with bootstrap).
+    pub(super) async fn new_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        let kek = self
+            .keys
+            .create_key(KeyUse::Wrap, format!("kek/{}/1", new.id))
+            .await?;
+        let mac = self
+            .keys
+            .create_key(KeyUse::Mac, format!("mac/{}/1", new.id))
+            .await?;
+        Ok(Tenant {
+            name: if new.name.is_empty() {
+                new.id.clone()
+            } else {
+                new.name
+            },
+            id: new.id,
+            created_at_ms: self.now_ms(),
+            keys: vec![TenantKeys {
+                version: 1,
+                kek: kek.0,
+                mac: mac.0,
+            }],
+        })
+    }
+
+    /// Lists tenants.
+    pub async fn list_tenants(&self, ctx: &RequestContext) -> Result<Vec<Tenant>> {
+        let (_caller, entry) = self.begin(ctx, Action::TenantList).await?;
+        let body = self
+            .store
+            .reader()
+            .and_then(|r| r.tenants())
+            .map_err(Error::from);
+        self.finish(entry, body.map(|t| (t, Mutation::None)))
+            .await
+            .map(|(t, _)| t)
+    }
+
+    /// Creates an operator.
+    pub async fn create_operator(
+        &self,
+        ctx: &RequestContext,
+        new: NewOperator,
+    ) -> Result<Operator> {
+        let (_caller, mut entry) = self.begin(ctx, Action::OperatorCreate).await?;
+        let body = (|| {
+            check_operator_id(&new.id, &mut entry)?;
+            let role = new.role.ok_or_else(|| invalid("role is required"))?;
+            text::free_text("display_name", &new.display_name, 200, false).map_err(invalid)?;
+            entry.allow(format!("operator {} created as {}", new.id, role.as_str()));
+            Ok((
+                (),
+                Mutation::CreateOperator(self.operator(new.id, role, new.display_name)),
+            ))
+        })();
+        self.finish(entry, body)
+            .await
+            .and_then(|(_, o)| outcome_operator(o))
+    }
+
+    /// A new operator record (shared with bootstrap).
+    pub(super) fn operator(&self, id: String, role: Role, display_name: String) -> Operator {
+        Operator {
+            display_name: if display_name.is_empty() {
+                id.clone()
+            } else {
+                display_name
+            },
+            id,
+            role,
+            disabled: false,
+            grants: Vec::new(),
+            created_at_ms: self.now_ms(),
+        }
+    }
+
+    /// Lists operators with their grants.
+    pub async fn list_operators(&self, ctx: &RequestContext) -> Result<Vec<Operator>> {
+        let (_caller, entry) = self.begin(ctx, Action::OperatorList).await?;
+        let body = self
+            .store
+            .reader()
+            .and_then(|r| r.operators())
+            .map_err(Error::from);
+        self.finish(entry, body.map(|o| (o, Mutation::None)))
+            .await
+            .map(|(o, _)| o)
+    }
+
+    /// Disables an operator: its tokens are refused from now on.
+    pub async fn disable_operator(&self, ctx: &RequestContext, id: &str) -> Result<Operator> {
+        let (caller, mut entry) = self.begin(ctx, Action::OperatorDisable).await?;
+        let body = (|| {
+            check_operator_id(id, &mut entry)?;
+            if id == caller.operator.id {
+                return Err(Error::FailedPrecondition(
+                    "an admin cannot disable itself; another admin must".into(),
+                ));
+            }
+            entry.allow(format!("operator {id} disabled"));
+            Ok((
+                (),
+                Mutation::ChangeOperator {
+                    id: id.to_owned(),
+                    change: OperatorChange::Disable,
+                },
+            ))
+        })();
+        self.finish(entry, body)
+            .await
+            .and_then(|(_, o)| outcome_operator(o))
+    }
+
+    /// Grants (or, with `revoke`, revokes) purposes on a tenant to an operator.
+    pub async fn change_grants(
+        &self,
+        ctx: &RequestContext,
+        operator_id: &str,
+        tenant: &str,
+        purposes: &[String],
+        revoke: bool,
+    ) -> Result<Operator> {
+        let action = if revoke {
+            Action::Revoke
+        } else {
+            Action::Grant
+        };
+        let (_caller, mut entry) = self.begin(ctx, action).await?;
+        let body = self.grants_body(&mut entry, operator_id, tenant, purposes, revoke);
+        self.finish(entry, body)
+            .await
+            .and_then(|(_, o)| outcome_operator(o))
+    }
+
+    fn grants_body(
+        &self,
+        entry: &mut AuditEntry,
+        operator_id: &str,
+        tenant: &str,
+        purposes: &[String],
+        revoke: bool,
+    ) -> Result<((), Mutation)> {
+        check_operator_id(operator_id, entry)?;
+        text::identifier("tenant", tenant).map_err(invalid)?;
+        entry.tenant = tenant.to_owned();
+        let purposes = self.purposes.canonical_list(purposes).map_err(invalid)?;
+        let grants: Vec<Grant> = purposes
+            .iter()
+            .map(|purpose| Grant {
+                tenant: tenant.to_owned(),
+                purpose: purpose.clone(),
+            })
+            .collect();
+        let verb = if revoke { "revoked from" } else { "granted to" };
+        entry.allow(format!(
+            "{} {verb} operator {operator_id}",
+            purposes.join(",")
+        ));
+        let change = if revoke {
+            OperatorChange::Revoke(grants)
+        } else {
+            OperatorChange::Grant(grants)
+        };
+        Ok((
+            (),
+            Mutation::ChangeOperator {
+                id: operator_id.to_owned(),
+                change,
+            },
+        ))
+    }
+
+    /// Issues a token; the secret is returned once and never stored.
+    pub async fn issue_token(
+        &self,
+        ctx: &RequestContext,
+        request: TokenRequest,
+    ) -> Result<(SecretString, TokenRecord)> {
+        let (_caller, mut entry) = self.begin(ctx, Action::TokenIssue).await?;
+        let body = self.issue_token_body(&mut entry, request);
+        self.finish(entry, body).await.map(|(minted, _)| minted)
+    }
+
+    fn issue_token_body(
+        &self,
+        entry: &mut AuditEntry,
+        request: TokenRequest,
+    ) -> Result<((SecretString, TokenRecord), Mutation)> {
+        check_operator_id(&request.operator_id, entry)?;
+        let ttl_ms = match request.ttl_secs {
+            0 => self.token_policy.default_ttl_ms,
+            secs => i64::try_from(secs)
+                .ok()
+                .and_then(|s| s.checked_mul(1000))
+                .filter(|ms| *ms <= self.token_policy.max_ttl_ms)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "ttl_seconds exceeds the maximum of {} seconds",
+                        self.token_policy.max_ttl_ms / 1000
+                    ))
+                })?,
+        };
+        let fingerprint = normalise_fingerprint(&request.cert_fingerprint)?;
+        let minted = token::mint(
+            &self.rng,
+            &request.operator_id,
+            self.now_ms(),
+            ttl_ms,
+            fingerprint,
+        )
+        .map_err(|_| Error::Internal("random generator failed".into()))?;
+        entry.allow(format!(
+            "token {} issued to operator {}{}",
+            minted.record.id,
+            request.operator_id,
+            if minted.record.cert_fingerprint.is_some() {
+                ", bound to a client certificate"
+            } else {
+                ""
+            }
+        ));
+        let record = minted.record.clone();
+        Ok(((minted.secret, record), Mutation::IssueToken(minted.record)))
+    }
+
+    /// Revokes a token by id.
+    pub async fn revoke_token(&self, ctx: &RequestContext, token_id: &str) -> Result<TokenRecord> {
+        let (_caller, mut entry) = self.begin(ctx, Action::TokenRevoke).await?;
+        let body = if token_id.len() == 16 && token_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            entry.allow(format!("token {token_id} revoked"));
+            Ok(((), Mutation::RevokeToken(token_id.to_owned())))
+        } else {
+            Err(invalid("token_id must be the 16 hex digits shown at issue"))
+        };
+        match self.finish(entry, body).await? {
+            (_, MutationOutcome::Token(token)) => Ok(token),
+            (_, other) => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Lists tokens (ids, owners, expiry; never secrets), optionally for one operator.
+    pub async fn list_tokens(
+        &self,
+        ctx: &RequestContext,
+        operator_id: &str,
+    ) -> Result<Vec<TokenRecord>> {
+        let (_caller, entry) = self.begin(ctx, Action::TokenList).await?;
+        let body = self
+            .store
+            .reader()
+            .and_then(|r| r.tokens())
+            .map_err(Error::from)
+            .map(|tokens| {
+                let tokens = tokens
+                    .into_iter()
+                    .filter(|t| operator_id.is_empty() || t.operator_id == operator_id)
+                    .collect();
+                (tokens, Mutation::None)
+            });
+        self.finish(entry, body).await.map(|(t, _)| t)
+    }
+
+    /// The purpose catalogue.
+    pub async fn list_purposes(&self, ctx: &RequestContext) -> Result<Vec<Purpose>> {
+        let (_caller, entry) = self.begin(ctx, Action::PurposeList).await?;
+        let purposes = self.purposes.iter().cloned().collect();
+        self.finish(entry, Ok((purposes, Mutation::None)))
+            .await
+            .map(|(p, _)| p)
+    }
+}
+
+fn normalise_fingerprint(text: &str) -> Result<Option<String>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(hex))
+    } else {
+        Err(invalid(
+            "cert_fingerprint must be the hex SHA-256 of the client certificate (DER)",
+        ))
+    }
+}

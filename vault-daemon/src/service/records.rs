@@ -1,0 +1,336 @@
+//! Record operations: seal (取得), unseal (利用), lookup, describe, dispose (廃棄).
+
+use zeroize::Zeroizing;
+
+use crate::audit::entry::AuditEntry;
+use crate::domain::handle::Handle;
+use crate::domain::identity::IdentityVerification;
+use crate::domain::number::IndividualNumber;
+use crate::domain::operator::{Role, Tenant, TenantKeys};
+use crate::domain::policy::Action;
+use crate::domain::record::{Record, RecordStatus, SubjectKind, Tombstone};
+use crate::domain::text;
+use crate::error::{Error, Result};
+use crate::keys::envelope;
+use crate::service::{Caller, Locker, RequestContext};
+use crate::store::mutation::{Mutation, MutationOutcome};
+
+/// What a caller asks to seal.
+pub struct SealRequest {
+    /// Tenant id.
+    pub tenant: String,
+    /// The caller's reference for the person.
+    pub subject_ref: String,
+    /// Whose number; `None` when the caller did not say.
+    pub subject_kind: Option<SubjectKind>,
+    /// Purpose codes.
+    pub purposes: Vec<String>,
+    /// The number as typed (validated here).
+    pub number: Zeroizing<String>,
+    /// Verification kinds as sent (validated here).
+    pub verification: (String, String, String),
+}
+
+/// The answer to a seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealResult {
+    /// The record's handle.
+    pub handle: Handle,
+    /// True when the tenant already held the number.
+    pub existing: bool,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidArgument(message.into())
+}
+
+fn parse_number(input: &str) -> Result<IndividualNumber> {
+    IndividualNumber::parse(input).map_err(|e| invalid(e.to_string()))
+}
+
+fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle> {
+    let handle = Handle::parse(input).map_err(|e| invalid(e.to_string()))?;
+    // Only a well-formed handle reaches the audit entry: a malformed one could be anything.
+    entry.handle = handle.to_string();
+    Ok(handle)
+}
+
+fn check_tenant_id(tenant: &str, entry: &mut AuditEntry) -> Result<()> {
+    text::identifier("tenant", tenant).map_err(invalid)?;
+    entry.tenant = tenant.to_owned();
+    Ok(())
+}
+
+fn active_keys(tenant: &Tenant) -> Result<&TenantKeys> {
+    tenant
+        .active_keys()
+        .ok_or_else(|| Error::Internal(format!("tenant {} has no keys", tenant.id)))
+}
+
+/// Tenant scope: handlers, services and managers act only on tenants they hold grants on.
+fn require_tenant_scope(caller: &Caller, tenant: &str) -> Result<()> {
+    if caller.operator.has_tenant(tenant) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "operator {} has no grant on tenant {tenant}",
+            caller.operator.id
+        )))
+    }
+}
+
+impl Locker {
+    fn load_tenant(&self, id: &str) -> Result<Tenant> {
+        self.store
+            .reader()?
+            .tenant(id)?
+            .ok_or_else(|| Error::NotFound(format!("no tenant {id}")))
+    }
+
+    fn load_record(&self, handle: &Handle, entry: &mut AuditEntry) -> Result<Record> {
+        let record = self
+            .store
+            .reader()?
+            .record(handle)?
+            .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
+        entry.tenant = record.tenant.clone();
+        Ok(record)
+    }
+
+    /// Seals a number and returns its handle (or the existing record's, if the tenant holds
+    /// the number already).
+    pub async fn seal(&self, ctx: &RequestContext, request: SealRequest) -> Result<SealResult> {
+        let (caller, mut entry) = self.begin(ctx, Action::Seal).await?;
+        let body = self.seal_body(&caller, &mut entry, request).await;
+        let (existing_hint, outcome) = self.finish(entry, body).await?;
+        match (existing_hint, outcome) {
+            (Some(handle), _) | (None, MutationOutcome::Existing(handle)) => Ok(SealResult {
+                handle,
+                existing: true,
+            }),
+            (None, MutationOutcome::Inserted(handle)) => Ok(SealResult {
+                handle,
+                existing: false,
+            }),
+            (None, other) => Err(Error::Internal(format!(
+                "unexpected seal outcome {other:?}"
+            ))),
+        }
+    }
+
+    /// Returns `Some(handle)` when the number is already held (nothing to write), else the
+    /// insert mutation.
+    async fn seal_body(
+        &self,
+        caller: &Caller,
+        entry: &mut AuditEntry,
+        request: SealRequest,
+    ) -> Result<(Option<Handle>, Mutation)> {
+        check_tenant_id(&request.tenant, entry)?;
+        text::free_text("subject_ref", &request.subject_ref, 128, true).map_err(invalid)?;
+        let subject_kind = request
+            .subject_kind
+            .ok_or_else(|| invalid("subject_kind is required"))?;
+        let purposes = self
+            .purposes
+            .canonical_list(&request.purposes)
+            .map_err(invalid)?;
+        let (number_check, identity_check, agent) = &request.verification;
+        let verification = IdentityVerification::from_codes(number_check, identity_check, agent)
+            .map_err(invalid)?;
+        let number = parse_number(&request.number)?;
+        let tenant = self.load_tenant(&request.tenant)?;
+        require_tenant_scope(caller, &tenant.id)?;
+        if let Some(missing) = purposes
+            .iter()
+            .find(|p| !caller.operator.has_grant(&tenant.id, p))
+        {
+            return Err(Error::PermissionDenied(format!(
+                "operator {} is not granted purpose {missing} on tenant {}",
+                caller.operator.id, tenant.id
+            )));
+        }
+        let keys = active_keys(&tenant)?;
+        let index = envelope::blind_index(&self.keys, keys, &number).await?;
+        if let Some(existing) = self.store.reader()?.index_lookup(&tenant.id, &index)? {
+            entry.handle = existing.to_string();
+            entry.allow("number already held by this tenant: existing handle returned");
+            return Ok((Some(existing), Mutation::None));
+        }
+        let handle = Handle::generate(&self.rng)
+            .map_err(|_| Error::Internal("random generator failed".into()))?;
+        let sealed = envelope::seal(
+            &self.keys, &self.rng, keys, &handle, &tenant.id, &purposes, &number,
+        )
+        .await?;
+        entry.allow(format!("sealed for {}", purposes.join(",")));
+        let record = Record {
+            handle,
+            tenant: tenant.id.clone(),
+            subject_ref: request.subject_ref,
+            subject_kind,
+            purposes,
+            verification,
+            acquired_at_ms: self.now_ms(),
+            acquired_by: caller.operator.id.clone(),
+            status: RecordStatus::Active,
+            sealed: Some(sealed),
+            blind_index: Some(index),
+        };
+        Ok((None, Mutation::InsertRecord(Box::new(record))))
+    }
+
+    /// Returns the number of `handle` for `purpose`, after its audit entry is committed.
+    pub async fn unseal(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+        purpose: &str,
+    ) -> Result<Zeroizing<String>> {
+        let (caller, mut entry) = self.begin(ctx, Action::Unseal).await?;
+        let body = self.unseal_body(&caller, &mut entry, handle, purpose).await;
+        self.finish(entry, body).await.map(|(number, _)| number)
+    }
+
+    async fn unseal_body(
+        &self,
+        caller: &Caller,
+        entry: &mut AuditEntry,
+        handle: &str,
+        purpose: &str,
+    ) -> Result<(Zeroizing<String>, Mutation)> {
+        let handle = parse_handle(handle, entry)?;
+        self.purposes.check(purpose).map_err(invalid)?;
+        entry.purpose = purpose.to_owned();
+        let record = self.load_record(&handle, entry)?;
+        require_tenant_scope(caller, &record.tenant)?;
+        let sealed = match (&record.status, &record.sealed) {
+            (RecordStatus::Disposed(_), _) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "record {handle} has been disposed"
+                )));
+            }
+            (RecordStatus::Active, Some(sealed)) => sealed,
+            (RecordStatus::Active, None) => {
+                return Err(Error::Integrity(format!(
+                    "record {handle} has no ciphertext"
+                )));
+            }
+        };
+        if !caller.operator.has_grant(&record.tenant, purpose) {
+            return Err(Error::PermissionDenied(format!(
+                "operator {} is not granted purpose {purpose} on tenant {}",
+                caller.operator.id, record.tenant
+            )));
+        }
+        if !record.purposes.iter().any(|p| p == purpose) {
+            return Err(Error::PermissionDenied(format!(
+                "purpose {purpose} is not among the record's permitted purposes"
+            )));
+        }
+        let tenant = self.load_tenant(&record.tenant)?;
+        let keys = tenant.keys_of(sealed.key_version).ok_or_else(|| {
+            Error::Integrity(format!(
+                "record {handle} names key version {} which the tenant does not have",
+                sealed.key_version
+            ))
+        })?;
+        let number = envelope::open(
+            &self.keys,
+            keys,
+            &handle,
+            &record.tenant,
+            &record.purposes,
+            sealed,
+        )
+        .await?;
+        entry.allow("number released");
+        Ok((number, Mutation::None))
+    }
+
+    /// Finds the handle of a number within a tenant.
+    pub async fn lookup(&self, ctx: &RequestContext, tenant: &str, number: &str) -> Result<Handle> {
+        let (caller, mut entry) = self.begin(ctx, Action::Lookup).await?;
+        let body = self.lookup_body(&caller, &mut entry, tenant, number).await;
+        self.finish(entry, body).await.map(|(handle, _)| handle)
+    }
+
+    async fn lookup_body(
+        &self,
+        caller: &Caller,
+        entry: &mut AuditEntry,
+        tenant: &str,
+        number: &str,
+    ) -> Result<(Handle, Mutation)> {
+        check_tenant_id(tenant, entry)?;
+        let number = parse_number(number)?;
+        let tenant = self.load_tenant(tenant)?;
+        require_tenant_scope(caller, &tenant.id)?;
+        let index = envelope::blind_index(&self.keys, active_keys(&tenant)?, &number).await?;
+        let handle = self
+            .store
+            .reader()?
+            .index_lookup(&tenant.id, &index)?
+            .ok_or_else(|| Error::NotFound(format!("tenant {} holds no such number", tenant.id)))?;
+        entry.handle = handle.to_string();
+        entry.allow("handle found");
+        Ok((handle, Mutation::None))
+    }
+
+    /// Record metadata.
+    pub async fn describe(&self, ctx: &RequestContext, handle: &str) -> Result<Record> {
+        let (caller, mut entry) = self.begin(ctx, Action::Describe).await?;
+        let body = self.describe_body(&caller, &mut entry, handle);
+        self.finish(entry, body).await.map(|(record, _)| record)
+    }
+
+    fn describe_body(
+        &self,
+        caller: &Caller,
+        entry: &mut AuditEntry,
+        handle: &str,
+    ) -> Result<(Record, Mutation)> {
+        let handle = parse_handle(handle, entry)?;
+        let record = self.load_record(&handle, entry)?;
+        require_tenant_scope(caller, &record.tenant)?;
+        Ok((record, Mutation::None))
+    }
+
+    /// Disposes of a record (managers): ciphertext, wrapped key and index entry deleted.
+    pub async fn dispose(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+        reason: &str,
+    ) -> Result<Record> {
+        let (caller, mut entry) = self.begin(ctx, Action::Dispose).await?;
+        let body = self.dispose_body(&caller, &mut entry, handle, reason);
+        match self.finish(entry, body).await? {
+            ((), MutationOutcome::Record(record)) => Ok(*record),
+            (_, other) => Err(Error::Internal(format!(
+                "unexpected dispose outcome {other:?}"
+            ))),
+        }
+    }
+
+    fn dispose_body(
+        &self,
+        caller: &Caller,
+        entry: &mut AuditEntry,
+        handle: &str,
+        reason: &str,
+    ) -> Result<((), Mutation)> {
+        debug_assert_eq!(caller.operator.role, Role::Manager);
+        let handle = parse_handle(handle, entry)?;
+        text::free_text("reason", reason, 1024, true).map_err(invalid)?;
+        let record = self.load_record(&handle, entry)?;
+        require_tenant_scope(caller, &record.tenant)?;
+        entry.allow(format!("disposed: {reason}"));
+        let tombstone = Tombstone {
+            disposed_at_ms: self.now_ms(),
+            disposed_by: caller.operator.id.clone(),
+            reason: reason.to_owned(),
+        };
+        Ok(((), Mutation::DisposeRecord { handle, tombstone }))
+    }
+}

@@ -1,0 +1,108 @@
+//! Persistence behind the [`Store`] trait: records, the blind index, tenants, operators,
+//! tokens and the audit chain. The embedded default is [`redb`](self::redb); a server database
+//! can implement the same traits.
+//!
+//! Reads take an MVCC snapshot ([`Store::reader`]); every write goes through the audit writer
+//! (`audit::writer`), which applies [`mutation::Mutation`]s and their audit entries in one
+//! transaction ([`Store::writer`]).
+
+pub mod codec;
+pub mod mutation;
+pub mod redb;
+
+use crate::domain::handle::Handle;
+use crate::domain::operator::{Operator, Tenant};
+use crate::domain::record::Record;
+use crate::domain::token::TokenRecord;
+use crate::error::Error;
+
+/// Version of the stored layout; a store written with another version is refused at open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Failures of the store itself (not of the request).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be read or written.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// A stored value does not decode.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by another schema version.
+    #[error("store schema version {found} is not supported (expected {expected})")]
+    Schema {
+        /// Version found in the store.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Error {
+        match error {
+            StoreError::Io(_) => Error::Unavailable(format!("{error}; nothing was released")),
+            StoreError::Corrupt(_) => Error::Integrity(error.to_string()),
+            StoreError::Schema { .. } => Error::Internal(error.to_string()),
+        }
+    }
+}
+
+/// A store: snapshots to read, transactions to write.
+pub trait Store: Send + Sync + 'static {
+    /// A consistent read-only snapshot.
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError>;
+    /// A write transaction. Only the audit writer calls this.
+    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
+}
+
+/// Reads, from a snapshot or from inside a write transaction.
+pub trait StoreRead {
+    /// The record with this handle.
+    fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError>;
+    /// The handle whose number has this blind index in `tenant`.
+    fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError>;
+    /// A tenant.
+    fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, by id.
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// An operator.
+    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError>;
+    /// Every operator, by id.
+    fn operators(&self) -> Result<Vec<Operator>, StoreError>;
+    /// A token.
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, by id.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// The last audit row and its key.
+    fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Up to `limit` audit rows with key greater than `after`, in key order.
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// The last `limit` audit rows, in key order.
+    fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+}
+
+/// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
+pub trait StoreWrite: StoreRead {
+    /// Inserts or replaces a record.
+    fn put_record(&mut self, record: &Record) -> Result<(), StoreError>;
+    /// Points a blind index at a handle.
+    fn put_index(
+        &mut self,
+        tenant: &str,
+        index: &[u8; 32],
+        handle: &Handle,
+    ) -> Result<(), StoreError>;
+    /// Removes a blind index entry.
+    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError>;
+    /// Inserts or replaces a tenant.
+    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Inserts or replaces an operator.
+    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError>;
+    /// Inserts or replaces a token.
+    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Appends an audit row under `seq`.
+    fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError>;
+    /// Commits durably (fsync) everything written in this transaction.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,194 @@
+//! State changes, applied by the audit writer inside its transaction.
+//!
+//! A mutation checks its preconditions against the transaction's current state before writing
+//! anything, so a refused mutation leaves no partial write behind and concurrent requests
+//! cannot race past each other (two seals of one number, two disposals of one record).
+
+use crate::domain::handle::Handle;
+use crate::domain::operator::{Grant, Operator, Role, Tenant};
+use crate::domain::record::{Record, RecordStatus, Tombstone};
+use crate::domain::token::TokenRecord;
+use crate::error::Error;
+use crate::store::{StoreError, StoreWrite};
+
+/// A change to an operator.
+#[derive(Debug, Clone)]
+pub enum OperatorChange {
+    /// Disable the operator (its tokens stop working).
+    Disable,
+    /// Add grants.
+    Grant(Vec<Grant>),
+    /// Remove grants.
+    Revoke(Vec<Grant>),
+}
+
+/// A state change carried with an audit entry.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Nothing to write: the unit carries only its audit entry.
+    None,
+    /// Insert a sealed record and its blind index, unless the tenant holds the number already.
+    InsertRecord(Box<Record>),
+    /// Delete a record's ciphertext, wrapped key and index entry, keeping a tombstone.
+    DisposeRecord {
+        /// The record.
+        handle: Handle,
+        /// Who, when, why.
+        tombstone: Tombstone,
+    },
+    /// Create a tenant.
+    CreateTenant(Tenant),
+    /// Create an operator.
+    CreateOperator(Operator),
+    /// Change an operator.
+    ChangeOperator {
+        /// Operator id.
+        id: String,
+        /// The change.
+        change: OperatorChange,
+    },
+    /// Store a newly issued token.
+    IssueToken(TokenRecord),
+    /// Revoke a token.
+    RevokeToken(String),
+}
+
+/// What a mutation did.
+#[derive(Debug, Clone)]
+pub enum MutationOutcome {
+    /// Done, nothing to report.
+    Done,
+    /// A record was inserted under this handle.
+    Inserted(Handle),
+    /// The tenant already held the number: the existing record's handle.
+    Existing(Handle),
+    /// The record after the change.
+    Record(Box<Record>),
+    /// The operator after the change.
+    Operator(Box<Operator>),
+    /// The token after the change.
+    Token(TokenRecord),
+}
+
+type Applied = Result<Result<MutationOutcome, Error>, StoreError>;
+
+impl Mutation {
+    /// Applies the mutation. The outer error is a storage failure (the whole transaction is
+    /// abandoned); the inner one refuses this mutation alone, having written nothing.
+    pub fn apply(self, txn: &mut dyn StoreWrite) -> Applied {
+        match self {
+            Mutation::None => Ok(Ok(MutationOutcome::Done)),
+            Mutation::InsertRecord(record) => insert_record(txn, *record),
+            Mutation::DisposeRecord { handle, tombstone } => dispose(txn, &handle, tombstone),
+            Mutation::CreateTenant(tenant) => {
+                if txn.tenant(&tenant.id)?.is_some() {
+                    return Ok(Err(Error::AlreadyExists(format!(
+                        "tenant {} exists already",
+                        tenant.id
+                    ))));
+                }
+                txn.put_tenant(&tenant)?;
+                Ok(Ok(MutationOutcome::Done))
+            }
+            Mutation::CreateOperator(operator) => {
+                if txn.operator(&operator.id)?.is_some() {
+                    return Ok(Err(Error::AlreadyExists(format!(
+                        "operator {} exists already",
+                        operator.id
+                    ))));
+                }
+                txn.put_operator(&operator)?;
+                Ok(Ok(MutationOutcome::Operator(Box::new(operator))))
+            }
+            Mutation::ChangeOperator { id, change } => change_operator(txn, &id, change),
+            Mutation::IssueToken(token) => {
+                match txn.operator(&token.operator_id)? {
+                    None => {
+                        return Ok(Err(Error::NotFound(format!(
+                            "no operator {}",
+                            token.operator_id
+                        ))));
+                    }
+                    Some(op) if op.disabled => {
+                        return Ok(Err(Error::FailedPrecondition(format!(
+                            "operator {} is disabled",
+                            op.id
+                        ))));
+                    }
+                    Some(_) => {}
+                }
+                txn.put_token(&token)?;
+                Ok(Ok(MutationOutcome::Token(token)))
+            }
+            Mutation::RevokeToken(id) => match txn.token(&id)? {
+                None => Ok(Err(Error::NotFound(format!("no token {id}")))),
+                Some(mut token) => {
+                    token.revoked = true;
+                    txn.put_token(&token)?;
+                    Ok(Ok(MutationOutcome::Token(token)))
+                }
+            },
+        }
+    }
+}
+
+fn insert_record(txn: &mut dyn StoreWrite, record: Record) -> Applied {
+    let Some(index) = record.blind_index else {
+        return Ok(Err(Error::Internal("record without blind index".into())));
+    };
+    if let Some(existing) = txn.index_lookup(&record.tenant, &index)? {
+        return Ok(Ok(MutationOutcome::Existing(existing)));
+    }
+    if txn.record(&record.handle)?.is_some() {
+        return Ok(Err(Error::Internal("handle collision".into())));
+    }
+    txn.put_record(&record)?;
+    txn.put_index(&record.tenant, &index, &record.handle)?;
+    Ok(Ok(MutationOutcome::Inserted(record.handle)))
+}
+
+fn dispose(txn: &mut dyn StoreWrite, handle: &Handle, tombstone: Tombstone) -> Applied {
+    let Some(mut record) = txn.record(handle)? else {
+        return Ok(Err(Error::NotFound(format!("no record {handle}"))));
+    };
+    if let RecordStatus::Disposed(_) = record.status {
+        return Ok(Err(Error::FailedPrecondition(format!(
+            "record {handle} is already disposed"
+        ))));
+    }
+    if let Some(index) = record.blind_index.take() {
+        txn.remove_index(&record.tenant, &index)?;
+    }
+    record.sealed = None;
+    record.status = RecordStatus::Disposed(tombstone);
+    txn.put_record(&record)?;
+    Ok(Ok(MutationOutcome::Record(Box::new(record))))
+}
+
+fn change_operator(txn: &mut dyn StoreWrite, id: &str, change: OperatorChange) -> Applied {
+    let Some(mut operator) = txn.operator(id)? else {
+        return Ok(Err(Error::NotFound(format!("no operator {id}"))));
+    };
+    match change {
+        OperatorChange::Disable => operator.disabled = true,
+        OperatorChange::Grant(grants) => {
+            if matches!(operator.role, Role::Admin | Role::Auditor) {
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "operator {id} is an {}: grants apply to handlers, services and managers",
+                    operator.role.as_str()
+                ))));
+            }
+            for grant in &grants {
+                if txn.tenant(&grant.tenant)?.is_none() {
+                    return Ok(Err(Error::NotFound(format!("no tenant {}", grant.tenant))));
+                }
+            }
+            operator.grants.extend(grants);
+            operator.grants.sort();
+            operator.grants.dedup();
+        }
+        OperatorChange::Revoke(grants) => operator.grants.retain(|g| !grants.contains(g)),
+    }
+    txn.put_operator(&operator)?;
+    Ok(Ok(MutationOutcome::Operator(Box::new(operator))))
+}

@@ -1,0 +1,341 @@
+//! The embedded store on redb: one file (`locker.redb`, mode 0600) in the data directory,
+//! copy-on-write B-trees, MVCC snapshots for reads and fsync on every commit.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use crate::domain::handle::Handle;
+use crate::domain::operator::{Operator, Tenant};
+use crate::domain::record::Record;
+use crate::domain::token::TokenRecord;
+use crate::store::codec::{decode, encode};
+use crate::store::{SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
+
+/// File name of the database in the data directory.
+pub const DB_FILE_NAME: &str = "locker.redb";
+
+/// Store metadata (schema version).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Records by handle.
+pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Blind index: tenant ‖ 0x00 ‖ HMAC → handle.
+pub const INDEX: TableDefinition<&[u8], &str> = TableDefinition::new("blind_index");
+/// Tenants by id.
+pub const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// Operators by id.
+pub const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
+/// Tokens by id (hashes only).
+pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// Audit rows by sequence number.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+const SCHEMA_KEY: &str = "schema_version";
+
+fn io(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
+/// The redb store.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens or creates the store in `data_dir`, creating the file 0600 and checking the schema
+    /// version.
+    pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
+        let path = data_dir.join(DB_FILE_NAME);
+        // Create the file ourselves so it is never, even briefly, readable by others.
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        let mode = fs::metadata(&path).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io)?;
+            tracing::warn!(path = %path.display(), "store file was accessible to others; reset to 0600");
+        }
+        let db = Database::create(&path).map_err(io)?;
+        let store = RedbStore { db, path };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut meta = txn.open_table(META).map_err(io)?;
+            let found = meta
+                .get(SCHEMA_KEY)
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            match found {
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())
+                        .map_err(io)?;
+                }
+                Some(bytes) => {
+                    let found = <[u8; 4]>::try_from(bytes.as_slice())
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+                    if found != SCHEMA_VERSION {
+                        return Err(StoreError::Schema {
+                            found,
+                            expected: SCHEMA_VERSION,
+                        });
+                    }
+                }
+            }
+            txn.open_table(RECORDS).map_err(io)?;
+            txn.open_table(INDEX).map_err(io)?;
+            txn.open_table(TENANTS).map_err(io)?;
+            txn.open_table(OPERATORS).map_err(io)?;
+            txn.open_table(TOKENS).map_err(io)?;
+            txn.open_table(AUDIT).map_err(io)?;
+        }
+        txn.commit().map_err(io)
+    }
+}
+
+/// Blind index key: tenant ‖ 0x00 ‖ HMAC. Tenant ids cannot contain 0x00.
+pub fn index_key(tenant: &str, index: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 33);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(index);
+    key
+}
+
+impl Store for RedbStore {
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
+        Ok(Box::new(RedbRead {
+            txn: self.db.begin_read().map_err(io)?,
+        }))
+    }
+
+    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        Ok(Box::new(RedbWrite {
+            txn: self.db.begin_write().map_err(io)?,
+        }))
+    }
+}
+
+struct RedbRead {
+    txn: ReadTransaction,
+}
+
+struct RedbWrite {
+    txn: WriteTransaction,
+}
+
+fn get_decoded<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key).map_err(io)? {
+        Some(value) => decode(what, value.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn all_decoded<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for item in table.iter().map_err(io)? {
+        let (_, value) = item.map_err(io)?;
+        out.push(decode(what, value.value())?);
+    }
+    Ok(out)
+}
+
+fn rows<'a>(
+    iter: impl Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, u64>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    iter.map(|item| {
+        item.map(|(k, v)| (k.value(), v.value().to_vec()))
+            .map_err(io)
+    })
+    .collect()
+}
+
+/// The read methods, shared by snapshots and write transactions: both open tables that
+/// implement `ReadableTable`, but of different types, hence a macro rather than a generic.
+macro_rules! impl_store_read {
+    ($type:ty) => {
+        impl StoreRead for $type {
+            fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
+                let table = self.txn.open_table(RECORDS).map_err(io)?;
+                get_decoded(&table, handle.as_str(), "record")
+            }
+
+            fn index_lookup(
+                &self,
+                tenant: &str,
+                index: &[u8; 32],
+            ) -> Result<Option<Handle>, StoreError> {
+                let table = self.txn.open_table(INDEX).map_err(io)?;
+                let key = index_key(tenant, index);
+                match table.get(key.as_slice()).map_err(io)? {
+                    Some(handle) => Handle::parse(handle.value())
+                        .map(Some)
+                        .map_err(|_| StoreError::Corrupt("blind index entry".into())),
+                    None => Ok(None),
+                }
+            }
+
+            fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+                let table = self.txn.open_table(TENANTS).map_err(io)?;
+                get_decoded(&table, id, "tenant")
+            }
+
+            fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+                let table = self.txn.open_table(TENANTS).map_err(io)?;
+                all_decoded(&table, "tenant")
+            }
+
+            fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
+                let table = self.txn.open_table(OPERATORS).map_err(io)?;
+                get_decoded(&table, id, "operator")
+            }
+
+            fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+                let table = self.txn.open_table(OPERATORS).map_err(io)?;
+                all_decoded(&table, "operator")
+            }
+
+            fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+                let table = self.txn.open_table(TOKENS).map_err(io)?;
+                get_decoded(&table, id, "token")
+            }
+
+            fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+                let table = self.txn.open_table(TOKENS).map_err(io)?;
+                all_decoded(&table, "token")
+            }
+
+            fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+                let table = self.txn.open_table(AUDIT).map_err(io)?;
+                Ok(table
+                    .last()
+                    .map_err(io)?
+                    .map(|(k, v)| (k.value(), v.value().to_vec())))
+            }
+
+            fn audit_after(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+                let table = self.txn.open_table(AUDIT).map_err(io)?;
+                let start = after.saturating_add(1);
+                rows(table.range(start..).map_err(io)?.take(limit))
+            }
+
+            fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+                let table = self.txn.open_table(AUDIT).map_err(io)?;
+                let mut out = rows(table.iter().map_err(io)?.rev().take(limit))?;
+                out.reverse();
+                Ok(out)
+            }
+        }
+    };
+}
+
+impl_store_read!(RedbRead);
+impl_store_read!(RedbWrite);
+
+impl StoreWrite for RedbWrite {
+    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(RECORDS).map_err(io)?;
+        table
+            .insert(record.handle.as_str(), encode(record)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_index(
+        &mut self,
+        tenant: &str,
+        index: &[u8; 32],
+        handle: &Handle,
+    ) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(INDEX).map_err(io)?;
+        table
+            .insert(index_key(tenant, index).as_slice(), handle.as_str())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(INDEX).map_err(io)?;
+        table
+            .remove(index_key(tenant, index).as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(TENANTS).map_err(io)?;
+        table
+            .insert(tenant.id.as_str(), encode(tenant)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(OPERATORS).map_err(io)?;
+        table
+            .insert(operator.id.as_str(), encode(operator)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(TOKENS).map_err(io)?;
+        table
+            .insert(token.id.as_str(), encode(token)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(AUDIT).map_err(io)?;
+        if table.get(seq).map_err(io)?.is_some() {
+            return Err(StoreError::Corrupt(format!(
+                "audit entry {seq} exists already"
+            )));
+        }
+        table.insert(seq, row).map_err(io)?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.txn.commit().map_err(io)
+    }
+}
