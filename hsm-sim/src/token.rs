@@ -77,7 +77,7 @@ pub struct SimOptions {
 
 /// A key ready for use: its ring object, built once at load.
 enum LiveKey {
-    Aead(LessSafeKey),
+    Aead(Box<LessSafeKey>),
     Hmac(hmac::Key),
     Ecdsa(Box<EcdsaKeyPair>),
     Destroyed(KeyKind),
@@ -354,9 +354,9 @@ fn build_live_key(id: &str, stored: &StoredKey, rng: &SystemRandom) -> Result<Li
     );
     let corrupt = || SimError::Corrupt(format!("key {id}: material does not fit its kind"));
     Ok(match stored.kind {
-        KeyKind::Aes256Gcm => LiveKey::Aead(LessSafeKey::new(
+        KeyKind::Aes256Gcm => LiveKey::Aead(Box::new(LessSafeKey::new(
             UnboundKey::new(&aead::AES_256_GCM, &material).map_err(|_| corrupt())?,
-        )),
+        ))),
         KeyKind::HmacSha256 => LiveKey::Hmac(hmac::Key::new(hmac::HMAC_SHA256, &material)),
         KeyKind::EcdsaP256 => LiveKey::Ecdsa(Box::new(
             EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &material, rng)

@@ -1,1 +1,15 @@
-//! placeholder
+//! Test harness of MyNumber Locker: launches the real `vault-daemon` binary as a child process
+//! on a free loopback port with its own data directory, makes TLS material with rcgen, and
+//! offers helpers to call the API with request ids and read the audit log back.
+//!
+//! The daemon and CLI binaries must be built first (`cargo build --workspace --bins`); the
+//! README's test command does that.
+
+#![forbid(unsafe_code)]
+
+pub mod daemon;
+pub mod numbers;
+pub mod pki;
+pub mod rpc;
+
+pub use daemon::{Daemon, DaemonOptions, binary_path};

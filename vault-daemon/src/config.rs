@@ -213,12 +213,17 @@ impl Config {
             path: display.clone(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
             path: display,
-            message: e.to_string(),
+            message,
         })?;
         config.validate(false)?;
         Ok(config)
+    }
+
+    /// Parses TOML without validating values.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// The embedded default of `--dev`: simulated token with fault control, local store,
@@ -311,6 +316,18 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).expect("write");
         Config::load(&path)
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy");
+        let text = std::fs::read_to_string(root.join("vault-daemon.example.toml")).expect("example");
+        let config = Config::parse(&text).expect("example parses");
+        // The example keeps the insecure simulated token refused outside dev mode.
+        assert!(config.validate(false).is_err());
+        config.validate(true).expect("example is otherwise valid");
+        crate::domain::purpose::PurposeCatalogue::load(&root.join("purposes.example.toml"))
+            .expect("example catalogue loads");
     }
 
     #[test]

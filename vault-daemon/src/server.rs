@@ -187,6 +187,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
             ..WriterConfig::default()
         },
     )?;
+    let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let locker = Arc::new(Locker::new(
         store,
@@ -246,17 +247,33 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     let _ = writeln!(stdout, "vault-daemon listening on {local}");
     let _ = stdout.flush();
 
-    let served = builder
+    let (signalled, on_signal) = tokio::sync::oneshot::channel();
+    let server = builder
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(locker_service)
         .add_service(admin_service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            shutdown_signal().await;
+            let _ = signalled.send(());
+        });
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    // Draining waits for clients to close their connections; a client that never does must
+    // not keep the daemon (and its unflushed writer) alive, so the grace period bounds it.
+    let served = tokio::select! {
+        served = server => served,
+        () = async {
+            let _ = on_signal.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
     health_task.abort();
     let _ = health_task.await;
-    // The services (and with them every writer handle) are dropped by now; the writer commits
-    // what is queued and stops.
+    // Everything queued is committed; requests still running get UNAVAILABLE and release nothing.
+    stop_writer.shutdown().await;
     writer_thread.join();
     tracing::info!("audit writer flushed; stopped");
     served.map_err(DaemonError::from)

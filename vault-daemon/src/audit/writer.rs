@@ -48,15 +48,24 @@ struct Unit {
     reply: oneshot::Sender<Result<MutationOutcome, Error>>,
 }
 
+// `Stop` is sent once per process life; boxing every unit to shrink it would cost an
+// allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Unit(Unit),
+    /// Commit what was queued before this message, then stop.
+    Stop,
+}
+
 /// Handle for submitting units to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditWriter {
-    queue: mpsc::Sender<Unit>,
+    queue: mpsc::Sender<Message>,
     commit_timeout: Duration,
 }
 
-/// The writer thread; [`WriterThread::join`] waits until every queued unit is committed, which
-/// happens once every [`AuditWriter`] clone is dropped.
+/// The writer thread; [`WriterThread::join`] waits until it stops: after
+/// [`AuditWriter::shutdown`], or once every [`AuditWriter`] clone is dropped.
 pub struct WriterThread(std::thread::JoinHandle<()>);
 
 impl WriterThread {
@@ -124,6 +133,12 @@ impl AuditWriter {
         ))
     }
 
+    /// Asks the writer to commit everything queued so far and stop. Units submitted later fail
+    /// `UNAVAILABLE`: a request still running after shutdown releases nothing.
+    pub async fn shutdown(&self) {
+        let _ = self.queue.send(Message::Stop).await;
+    }
+
     /// Commits `mutation` with `entry` (seq and time are assigned here) and returns what the
     /// mutation did. Errors: the mutation's own refusal (its entry records it), or
     /// `Unavailable` when the unit could not be committed in time.
@@ -140,7 +155,7 @@ impl AuditWriter {
         };
         let wait = async {
             self.queue
-                .send(unit)
+                .send(Message::Unit(unit))
                 .await
                 .map_err(|_| Error::Unavailable("audit log unavailable: writer stopped".into()))?;
             answer
@@ -160,16 +175,24 @@ impl AuditWriter {
 fn run(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    mut receiver: mpsc::Receiver<Unit>,
+    mut receiver: mpsc::Receiver<Message>,
     mut head: ChainHead,
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = receiver.blocking_recv() {
-        batch.push(first);
+    let mut stopping = false;
+    while !stopping {
+        match receiver.blocking_recv() {
+            Some(Message::Unit(unit)) => batch.push(unit),
+            Some(Message::Stop) | None => break,
+        }
         while batch.len() < max_batch {
             match receiver.try_recv() {
-                Ok(unit) => batch.push(unit),
+                Ok(Message::Unit(unit)) => batch.push(unit),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -195,6 +218,8 @@ fn run(
             }
         }
     }
+    // Closing the queue makes every later submit fail at once instead of waiting its timeout.
+    receiver.close();
     tracing::debug!("audit writer drained and stopped");
 }
 

@@ -116,7 +116,7 @@ fn is_separator(c: char) -> bool {
 pub fn contains_individual_number(text: &str) -> bool {
     let mut digits: Vec<u8> = Vec::new();
     let check = |digits: &mut Vec<u8>| {
-        let found = digits.len() == 12 && check_digit(&digits[..11]) == digits[11];
+        let found = digits.len() == 12 && check_digit(&digits[..11]) == digits[11] - b'0';
         digits.iter_mut().for_each(|d| *d = 0);
         digits.clear();
         found
@@ -209,8 +209,7 @@ mod tests {
             "98320567321x",
         ] {
             let message = IndividualNumber::parse(input)
-                .err()
-                .expect("rejected")
+                .expect_err("rejected")
                 .to_string();
             assert!(!message.contains("98320"), "{message}");
             assert!(!message.contains("12345"), "{message}");

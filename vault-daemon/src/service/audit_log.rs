@@ -41,7 +41,7 @@ impl Visibility {
     fn shows(&self, entry: &ChainedEntry) -> bool {
         match self {
             Visibility::All => true,
-            Visibility::Tenants(tenants) => tenants.iter().any(|t| *t == entry.entry.tenant),
+            Visibility::Tenants(tenants) => tenants.contains(&entry.entry.tenant),
         }
     }
 }

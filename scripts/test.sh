@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of MyNumber Locker: unit tests and the end-to-end suites against real daemon
+# processes on loopback ports. Works on a fresh Debian 12 machine as root: installs the system
+# packages it needs (idempotently) first. Never skips a suite because a tool is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the build and the tests need. Checked with dpkg so a second run installs nothing.
+packages=(gcc libc6-dev pkg-config ca-certificates)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# The end-to-end suites start the real binaries, so build them before the tests run.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"

@@ -1,0 +1,193 @@
+//! Starting, stopping and restarting a real daemon process.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use vault_client::{Client, ClientConfig};
+
+/// Path of a workspace binary (`vault-daemon`, `vault-client`) next to the test executable.
+pub fn binary_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// How to start a daemon.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// A config file; without it the daemon runs with `--dev`.
+    pub config: Option<PathBuf>,
+    /// `RUST_LOG` for the daemon (default `info`).
+    pub log: Option<String>,
+}
+
+/// A running daemon child process. Killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// File receiving its standard error (the logs).
+    pub log_file: PathBuf,
+    /// What it printed on standard output before listening.
+    pub banner: Vec<String>,
+    options: DaemonOptions,
+}
+
+impl Daemon {
+    /// Starts `vault-daemon --dev` on a free loopback port in `data_dir`.
+    pub fn start_dev(data_dir: &Path) -> Daemon {
+        Daemon::start(data_dir, DaemonOptions::default())
+    }
+
+    /// Starts a daemon; with a config, the config must name `data_dir` and a listen address.
+    pub fn start(data_dir: &Path, options: DaemonOptions) -> Daemon {
+        let mut command = Command::new(binary_path("vault-daemon"));
+        match &options.config {
+            Some(config) => {
+                command.arg("--config").arg(config);
+            }
+            None => {
+                command
+                    .arg("--dev")
+                    .arg("--data-dir")
+                    .arg(data_dir)
+                    .arg("--listen")
+                    .arg("127.0.0.1:0");
+            }
+        }
+        std::fs::create_dir_all(data_dir).expect("create data dir parent");
+        let log_file = data_dir.with_extension(format!(
+            "{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let stderr = File::create(&log_file).expect("create log file");
+        let mut child = command
+            .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn vault-daemon");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    // Keep draining so the daemon never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let addr = loop {
+            match received.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("vault-daemon listening on ") {
+                        break addr.parse().expect("listen address");
+                    }
+                    banner.push(line);
+                }
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+                    let _ = child.kill();
+                    panic!("vault-daemon did not start (exit {status:?}); log:\n{log}");
+                }
+            }
+        };
+        Daemon {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            log_file,
+            banner,
+            options,
+        }
+    }
+
+    /// `http://addr` (or `https://localhost:port` when `tls` is set by the caller).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The dev token of `operator` (`dev-handler`, ...).
+    pub fn dev_token(&self, operator: &str) -> SecretString {
+        vault_client::read_token_file(
+            &self
+                .data_dir
+                .join("tokens")
+                .join(format!("{operator}.token")),
+        )
+        .expect("dev token file")
+    }
+
+    /// A client with `token` over plaintext.
+    pub async fn client(&self, token: Option<SecretString>) -> Client {
+        Client::connect(&ClientConfig::new(self.endpoint(), token))
+            .await
+            .expect("connect to daemon")
+    }
+
+    /// A client with the dev token of `operator`.
+    pub async fn dev_client(&self, operator: &str) -> Client {
+        self.client(Some(self.dev_token(operator))).await
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("vault-daemon did not stop within 15 s of SIGTERM");
+    }
+
+    /// Stops and starts again on the same data directory and options.
+    pub fn restart(mut self) -> Daemon {
+        let status = self.stop();
+        assert!(status.success(), "daemon exited with {status}");
+        Daemon::start(&self.data_dir.clone(), self.options.clone())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
