@@ -11,5 +11,6 @@ pub mod daemon;
 pub mod numbers;
 pub mod pki;
 pub mod rpc;
+pub mod tls_daemon;
 
 pub use daemon::{Daemon, DaemonOptions, binary_path};

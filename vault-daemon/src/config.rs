@@ -320,8 +320,11 @@ mod tests {
 
     #[test]
     fn shipped_examples_parse() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("deploy");
-        let text = std::fs::read_to_string(root.join("vault-daemon.example.toml")).expect("example");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("deploy");
+        let text =
+            std::fs::read_to_string(root.join("vault-daemon.example.toml")).expect("example");
         let config = Config::parse(&text).expect("example parses");
         // The example keeps the insecure simulated token refused outside dev mode.
         assert!(config.validate(false).is_err());

@@ -1,0 +1,671 @@
+//! The authorisation matrix: every RPC × every kind of caller against a TLS daemon with client
+//! certificates; then the audit log must hold exactly one entry per call with the right outcome,
+//! and the chain must verify.
+
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+use tonic::Code;
+use vault_client::{Client, pb};
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
+
+const W: &str = "STAFF_WITHHOLDING";
+const H: &str = "STAFF_HEALTH_PENSION";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Principal {
+    Admin,
+    Manager,
+    Handler,
+    Service,
+    Auditor,
+    NoToken,
+    Expired,
+    Revoked,
+    Disabled,
+    OtherCert,
+}
+
+const PRINCIPALS: [Principal; 10] = [
+    Principal::Admin,
+    Principal::Manager,
+    Principal::Handler,
+    Principal::Service,
+    Principal::Auditor,
+    Principal::NoToken,
+    Principal::Expired,
+    Principal::Revoked,
+    Principal::Disabled,
+    Principal::OtherCert,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Rpc {
+    Seal,
+    Unseal,
+    Lookup,
+    Describe,
+    Dispose,
+    CreateTenant,
+    ListTenants,
+    CreateOperator,
+    ListOperators,
+    DisableOperator,
+    GrantPurposes,
+    RevokePurposes,
+    IssueToken,
+    RevokeToken,
+    ListTokens,
+    ListPurposes,
+    AuditTail,
+    AuditExport,
+    AuditVerify,
+}
+
+const RPCS: [Rpc; 19] = [
+    Rpc::Seal,
+    Rpc::Unseal,
+    Rpc::Lookup,
+    Rpc::Describe,
+    Rpc::Dispose,
+    Rpc::CreateTenant,
+    Rpc::ListTenants,
+    Rpc::CreateOperator,
+    Rpc::ListOperators,
+    Rpc::DisableOperator,
+    Rpc::GrantPurposes,
+    Rpc::RevokePurposes,
+    Rpc::IssueToken,
+    Rpc::RevokeToken,
+    Rpc::ListTokens,
+    Rpc::ListPurposes,
+    Rpc::AuditTail,
+    Rpc::AuditExport,
+    Rpc::AuditVerify,
+];
+
+/// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
+fn allowed(rpc: Rpc, principal: Principal) -> bool {
+    use Principal::*;
+    let roles: &[Principal] = match rpc {
+        Rpc::Seal | Rpc::Unseal | Rpc::Lookup => &[Handler, Service],
+        Rpc::Describe => &[Handler, Service, Manager],
+        Rpc::Dispose => &[Manager],
+        Rpc::CreateTenant
+        | Rpc::CreateOperator
+        | Rpc::DisableOperator
+        | Rpc::GrantPurposes
+        | Rpc::RevokePurposes
+        | Rpc::IssueToken
+        | Rpc::RevokeToken => &[Admin],
+        Rpc::ListTenants | Rpc::ListOperators | Rpc::ListTokens => &[Admin, Auditor],
+        Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
+        Rpc::AuditTail | Rpc::AuditExport | Rpc::AuditVerify => &[Admin, Auditor, Manager],
+    };
+    roles.contains(&principal)
+}
+
+fn authenticates(principal: Principal) -> bool {
+    !matches!(
+        principal,
+        Principal::NoToken
+            | Principal::Expired
+            | Principal::Revoked
+            | Principal::Disabled
+            | Principal::OtherCert
+    )
+}
+
+/// Per-call fixtures prepared by the admin before the matrix runs.
+struct Fixtures {
+    record: String,
+    record_number: String,
+    dispose_records: HashMap<Principal, String>,
+    disposable_operators: HashMap<Principal, String>,
+    revocable_tokens: HashMap<Principal, String>,
+}
+
+async fn issue(
+    admin: &mut Client,
+    operator: &str,
+    ttl: u64,
+    fingerprint: &str,
+) -> pb::IssueTokenResponse {
+    admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: operator.into(),
+            ttl_seconds: ttl,
+            cert_fingerprint: fingerprint.into(),
+        })
+        .await
+        .expect("issue token")
+        .into_inner()
+}
+
+async fn create_operator(admin: &mut Client, id: &str, role: pb::Role) {
+    admin
+        .admin
+        .create_operator(pb::CreateOperatorRequest {
+            operator_id: id.into(),
+            role: role as i32,
+            display_name: String::new(),
+        })
+        .await
+        .expect("create operator");
+}
+
+async fn grant(admin: &mut Client, id: &str, tenant: &str, purposes: &[&str]) {
+    admin
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: id.into(),
+            tenant: tenant.into(),
+            purposes: purposes.iter().map(|p| (*p).to_owned()).collect(),
+        })
+        .await
+        .expect("grant");
+}
+
+async fn call(
+    client: &mut Client,
+    rpc: Rpc,
+    principal: Principal,
+    fx: &Fixtures,
+    id: &str,
+    n: u64,
+) -> Result<(), tonic::Status> {
+    let tag = format!("{principal:?}").to_lowercase();
+    match rpc {
+        Rpc::Seal => client
+            .locker
+            .seal(with_id(
+                seal_request("t1", &format!("S-{tag}"), &valid_number(1000 + n), &[W]),
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::Unseal => client
+            .locker
+            .unseal(with_id(
+                pb::UnsealRequest {
+                    handle: fx.record.clone(),
+                    purpose: W.into(),
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert_eq!(r.into_inner().number, fx.record_number)),
+        Rpc::Lookup => client
+            .locker
+            .lookup(with_id(
+                pb::LookupRequest {
+                    tenant: "t1".into(),
+                    number: fx.record_number.clone(),
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert_eq!(r.into_inner().handle, fx.record)),
+        Rpc::Describe => client
+            .locker
+            .describe(with_id(
+                pb::DescribeRequest {
+                    handle: fx.record.clone(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::Dispose => client
+            .locker
+            .dispose(with_id(
+                pb::DisposeRequest {
+                    handle: fx.dispose_records[&principal].clone(),
+                    reason: "test".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::CreateTenant => client
+            .admin
+            .create_tenant(with_id(
+                pb::CreateTenantRequest {
+                    tenant_id: format!("new-{tag}"),
+                    name: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ListTenants => client
+            .admin
+            .list_tenants(with_id(pb::ListTenantsRequest {}, id))
+            .await
+            .map(drop),
+        Rpc::CreateOperator => client
+            .admin
+            .create_operator(with_id(
+                pb::CreateOperatorRequest {
+                    operator_id: format!("op-{tag}"),
+                    role: pb::Role::Handler as i32,
+                    display_name: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ListOperators => client
+            .admin
+            .list_operators(with_id(pb::ListOperatorsRequest {}, id))
+            .await
+            .map(drop),
+        Rpc::DisableOperator => client
+            .admin
+            .disable_operator(with_id(
+                pb::DisableOperatorRequest {
+                    operator_id: fx.disposable_operators[&principal].clone(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::GrantPurposes | Rpc::RevokePurposes => {
+            let request = with_id(
+                pb::GrantRequest {
+                    operator_id: "hdl2".into(),
+                    tenant: "t1".into(),
+                    purposes: vec![H.into()],
+                },
+                id,
+            );
+            if rpc == Rpc::GrantPurposes {
+                client.admin.grant_purposes(request).await.map(drop)
+            } else {
+                client.admin.revoke_purposes(request).await.map(drop)
+            }
+        }
+        Rpc::IssueToken => client
+            .admin
+            .issue_token(with_id(
+                pb::IssueTokenRequest {
+                    operator_id: "hdl2".into(),
+                    ttl_seconds: 60,
+                    cert_fingerprint: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::RevokeToken => client
+            .admin
+            .revoke_token(with_id(
+                pb::RevokeTokenRequest {
+                    token_id: fx.revocable_tokens[&principal].clone(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ListTokens => client
+            .admin
+            .list_tokens(with_id(
+                pb::ListTokensRequest {
+                    operator_id: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert!(r.into_inner().tokens.iter().all(|t| t.token_id.len() == 16))),
+        Rpc::ListPurposes => client
+            .admin
+            .list_purposes(with_id(pb::ListPurposesRequest {}, id))
+            .await
+            .map(drop),
+        Rpc::AuditTail => client
+            .admin
+            .audit_tail(with_id(pb::AuditTailRequest { limit: 5 }, id))
+            .await
+            .map(drop),
+        Rpc::AuditExport => {
+            let mut stream = client
+                .admin
+                .audit_export(with_id(pb::AuditExportRequest { after_seq: 0 }, id))
+                .await?
+                .into_inner();
+            while stream.message().await?.is_some() {}
+            Ok(())
+        }
+        Rpc::AuditVerify => client
+            .admin
+            .audit_verify(with_id(pb::AuditVerifyRequest {}, id))
+            .await
+            .map(|r| assert!(r.into_inner().ok)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_for_every_kind_of_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = TlsDaemon::start(dir.path(), "");
+    let fingerprint = |path| vault_client::certificate_fingerprint(path).expect("fingerprint");
+    let fp_a = fingerprint(&tls.pki.client_a.0);
+    let fp_b = fingerprint(&tls.pki.client_b.0);
+
+    let admin_token = tls.admin_token();
+    let mut admin = tls.client(Some(admin_token.clone()), ClientCert::A).await;
+    for tenant in ["t1", "t2"] {
+        admin
+            .admin
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                name: String::new(),
+            })
+            .await
+            .expect("create tenant");
+    }
+    for (id, role) in [
+        ("mgr", pb::Role::Manager),
+        ("hdl", pb::Role::Handler),
+        ("hdl2", pb::Role::Handler),
+        ("svc", pb::Role::Service),
+        ("aud", pb::Role::Auditor),
+        ("gone", pb::Role::Handler),
+    ] {
+        create_operator(&mut admin, id, role).await;
+    }
+    for id in ["mgr", "hdl", "svc", "gone"] {
+        grant(&mut admin, id, "t1", &[W, H]).await;
+    }
+    grant(&mut admin, "hdl2", "t1", &[W]).await;
+
+    let mut tokens: HashMap<Principal, SecretString> = HashMap::new();
+    tokens.insert(Principal::Admin, admin_token);
+    for (principal, operator, fp) in [
+        (Principal::Manager, "mgr", ""),
+        (Principal::Handler, "hdl", ""),
+        (Principal::Service, "svc", fp_a.as_str()), // bound to the certificate this test presents
+        (Principal::Auditor, "aud", ""),
+        (Principal::Disabled, "gone", ""),
+        (Principal::OtherCert, "hdl", fp_b.as_str()), // bound to a certificate not presented
+    ] {
+        tokens.insert(
+            principal,
+            SecretString::from(issue(&mut admin, operator, 3600, fp).await.token),
+        );
+    }
+    let expired = issue(&mut admin, "hdl", 1, "").await;
+    tokens.insert(Principal::Expired, SecretString::from(expired.token));
+    let revoked = issue(&mut admin, "hdl", 3600, "").await;
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: revoked.token_id,
+        })
+        .await
+        .expect("revoke");
+    tokens.insert(Principal::Revoked, SecretString::from(revoked.token));
+    admin
+        .admin
+        .disable_operator(pb::DisableOperatorRequest {
+            operator_id: "gone".into(),
+        })
+        .await
+        .expect("disable");
+
+    let mut handler = tls
+        .client(tokens.get(&Principal::Handler).cloned(), ClientCert::A)
+        .await;
+    let record_number = valid_number(1);
+    let record = handler
+        .locker
+        .seal(seal_request("t1", "E1", &record_number, &[W, H]))
+        .await
+        .expect("seal fixture")
+        .into_inner()
+        .handle;
+    let mut fx = Fixtures {
+        record,
+        record_number,
+        dispose_records: HashMap::new(),
+        disposable_operators: HashMap::new(),
+        revocable_tokens: HashMap::new(),
+    };
+    for (i, principal) in PRINCIPALS.iter().enumerate() {
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                "t1",
+                &format!("D{i}"),
+                &valid_number(500 + i as u64),
+                &[W],
+            ))
+            .await
+            .expect("seal dispose fixture")
+            .into_inner()
+            .handle;
+        fx.dispose_records.insert(*principal, handle);
+        let operator = format!("throwaway-{i}");
+        create_operator(&mut admin, &operator, pb::Role::Handler).await;
+        fx.revocable_tokens.insert(
+            *principal,
+            issue(&mut admin, &operator, 3600, "").await.token_id,
+        );
+        fx.disposable_operators.insert(*principal, operator);
+    }
+    // Let the one-second token expire.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let mut expected: HashMap<String, (Rpc, Principal, Code)> = HashMap::new();
+    let mut n = 0;
+    for principal in PRINCIPALS {
+        let token = tokens.get(&principal).cloned();
+        let mut client = tls.client(token, ClientCert::A).await;
+        for rpc in RPCS {
+            n += 1;
+            let id = format!("m-{n}");
+            let want = if !authenticates(principal) {
+                Code::Unauthenticated
+            } else if allowed(rpc, principal) {
+                Code::Ok
+            } else {
+                Code::PermissionDenied
+            };
+            let got = match call(&mut client, rpc, principal, &fx, &id, n).await {
+                Ok(()) => Code::Ok,
+                Err(status) => status.code(),
+            };
+            assert_eq!(got, want, "{rpc:?} as {principal:?}");
+            expected.insert(id, (rpc, principal, want));
+        }
+    }
+
+    // Exactly one audit entry per call, with the right outcome and code; chain verifies.
+    let mut auditor = tls
+        .client(tokens.get(&Principal::Auditor).cloned(), ClientCert::None)
+        .await;
+    let entries = export_audit(&mut auditor).await;
+    for (id, (rpc, principal, code)) in &expected {
+        let matching: Vec<&pb::AuditEntry> =
+            entries.iter().filter(|e| &e.request_id == id).collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{rpc:?} as {principal:?}: entries {matching:?}"
+        );
+        let entry = matching[0];
+        let (outcome, code_name) = match code {
+            Code::Ok => ("ALLOWED", "OK"),
+            Code::Unauthenticated => ("DENIED", "UNAUTHENTICATED"),
+            _ => ("DENIED", "PERMISSION_DENIED"),
+        };
+        assert_eq!(
+            entry.outcome, outcome,
+            "{rpc:?} as {principal:?}: {entry:?}"
+        );
+        assert_eq!(entry.code, code_name, "{rpc:?} as {principal:?}: {entry:?}");
+        assert!(!entry.reason.is_empty() || *code == Code::Ok, "{entry:?}");
+    }
+    // The refusals say why.
+    let reason = |principal: Principal| {
+        entries
+            .iter()
+            .find(|e| expected.get(&e.request_id).map(|x| x.1) == Some(principal))
+            .map(|e| e.reason.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(reason(Principal::NoToken), "missing bearer token");
+    assert_eq!(reason(Principal::Expired), "token has expired");
+    assert_eq!(reason(Principal::Revoked), "token has been revoked");
+    assert_eq!(reason(Principal::Disabled), "operator is disabled");
+    assert!(reason(Principal::OtherCert).contains("client certificate"));
+    let verify = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verify.ok, "{}", verify.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_denials_by_purpose_tenant_and_state_are_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = TlsDaemon::start(dir.path(), "");
+    let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    for tenant in ["t1", "t2"] {
+        admin
+            .admin
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                name: String::new(),
+            })
+            .await
+            .expect("tenant");
+    }
+    for (id, role) in [
+        ("hdl", pb::Role::Handler),
+        ("narrow", pb::Role::Handler),
+        ("other", pb::Role::Handler),
+        ("mgr", pb::Role::Manager),
+        ("aud", pb::Role::Auditor),
+    ] {
+        create_operator(&mut admin, id, role).await;
+    }
+    grant(&mut admin, "hdl", "t1", &[W, H]).await;
+    grant(&mut admin, "narrow", "t1", &[W]).await;
+    grant(&mut admin, "other", "t2", &[W, H]).await;
+    grant(&mut admin, "mgr", "t1", &[W]).await;
+    let mut client_of = async |id: &str| {
+        let token = SecretString::from(issue(&mut admin, id, 3600, "").await.token);
+        tls.client(Some(token), ClientCert::None).await
+    };
+    let mut hdl = client_of("hdl").await;
+    let narrow = client_of("narrow").await;
+    let other = client_of("other").await;
+    let mut mgr = client_of("mgr").await;
+    let mut aud = client_of("aud").await;
+
+    let both = hdl
+        .locker
+        .seal(seal_request("t1", "E1", &valid_number(1), &[W, H]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let only_w = hdl
+        .locker
+        .seal(seal_request("t1", "E2", &valid_number(2), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let disposed = hdl
+        .locker
+        .seal(seal_request("t1", "E3", &valid_number(3), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    mgr.locker
+        .dispose(pb::DisposeRequest {
+            handle: disposed.clone(),
+            reason: "退職・保存期間経過".into(),
+        })
+        .await
+        .expect("dispose");
+
+    let cases: [(Client, &str, &str, Code, &str, &str); 4] = [
+        (
+            narrow.clone(),
+            &both,
+            H,
+            Code::PermissionDenied,
+            "d-not-granted",
+            "is not granted purpose STAFF_HEALTH_PENSION",
+        ),
+        (
+            hdl.clone(),
+            &only_w,
+            H,
+            Code::PermissionDenied,
+            "d-not-permitted",
+            "not among the record's permitted purposes",
+        ),
+        (
+            other.clone(),
+            &both,
+            W,
+            Code::PermissionDenied,
+            "d-other-tenant",
+            "has no grant on tenant t1",
+        ),
+        (
+            hdl.clone(),
+            &disposed,
+            W,
+            Code::FailedPrecondition,
+            "d-disposed",
+            "has been disposed",
+        ),
+    ];
+    for (mut client, handle, purpose, code, id, reason) in cases {
+        let status = client
+            .locker
+            .unseal(with_id(
+                pb::UnsealRequest {
+                    handle: handle.into(),
+                    purpose: purpose.into(),
+                },
+                id,
+            ))
+            .await
+            .expect_err(id);
+        assert_eq!(status.code(), code, "{id}: {status:?}");
+        assert!(
+            status.message().contains(reason),
+            "{id}: {}",
+            status.message()
+        );
+    }
+    let entries = export_audit(&mut aud).await;
+    for (id, outcome, code) in [
+        ("d-not-granted", "DENIED", "PERMISSION_DENIED"),
+        ("d-not-permitted", "DENIED", "PERMISSION_DENIED"),
+        ("d-other-tenant", "DENIED", "PERMISSION_DENIED"),
+        ("d-disposed", "FAILED", "FAILED_PRECONDITION"),
+    ] {
+        let matching: Vec<_> = entries.iter().filter(|e| e.request_id == id).collect();
+        assert_eq!(matching.len(), 1, "{id}");
+        assert_eq!(
+            (matching[0].outcome.as_str(), matching[0].code.as_str()),
+            (outcome, code),
+            "{id}"
+        );
+        assert_eq!(matching[0].action, "UNSEAL");
+        assert!(!matching[0].reason.is_empty());
+    }
+}
