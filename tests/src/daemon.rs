@@ -73,7 +73,9 @@ impl Daemon {
                     .arg("127.0.0.1:0");
             }
         }
-        std::fs::create_dir_all(data_dir).expect("create data dir parent");
+        if let Some(parent) = data_dir.parent() {
+            std::fs::create_dir_all(parent).expect("create data dir parent");
+        }
         let log_file = data_dir.with_extension(format!(
             "{}.log",
             std::time::SystemTime::now()

@@ -76,7 +76,10 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DaemonError> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "data dir is accessible to other users");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            io_context(format!("restrict data dir {} to 0700", dir.display())),
+        )?;
+        tracing::warn!(dir = %dir.display(), was = format!("{:o}", mode & 0o777), "data dir was accessible to other users; reset to 0700");
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ use crate::store::Store;
 use crate::store::mutation::{Mutation, MutationOutcome};
 
 pub use admin::{NewOperator, NewTenant, TokenRequest};
+pub use audit_log::{AuditPages, verify_store};
 pub use records::{SealRequest, SealResult};
 
 /// Who is calling, as the transport saw it.

@@ -1,0 +1,248 @@
+//! No leaks: a session with the daemon at TRACE log level — seals, unseals, lookups, bad
+//! inputs, token issue — then the daemon's logs, the audit export and the CLI's stderr are
+//! searched for every sealed number's digits and every token. None may appear.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use secrecy::ExposeSecret;
+use vault_client::pb;
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::{Daemon, DaemonOptions, binary_path};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+/// Runs the CLI with `stdin`, returning (success, stdout, stderr).
+fn cli(daemon: &Daemon, token_file: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(
+            daemon
+                .data_dir
+                .join("tokens")
+                .join(format!("{token_file}.token")),
+        )
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vault-client");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            config: None,
+            log: Some("trace".into()),
+        },
+    );
+    let mut secrets: Vec<String> = Vec::new();
+    for operator in ["dev-admin", "dev-manager", "dev-handler", "dev-auditor"] {
+        secrets.push(daemon.dev_token(operator).expose_secret().to_owned());
+    }
+    let mut numbers: Vec<String> = (0..6).map(|i| valid_number(300 + i)).collect();
+    numbers.push("123456789019".into()); // a rejected number must not leak either
+
+    // Through the API.
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut handles = Vec::new();
+    for (i, number) in numbers[..3].iter().enumerate() {
+        let handle = handler
+            .locker
+            .seal(seal_request("dev", &format!("L{i}"), number, &[W]))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        let back = handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle: handle.clone(),
+                purpose: W.into(),
+            })
+            .await
+            .expect("unseal")
+            .into_inner()
+            .number;
+        assert_eq!(&back, number);
+        handler
+            .locker
+            .lookup(pb::LookupRequest {
+                tenant: "dev".into(),
+                number: number.clone(),
+            })
+            .await
+            .expect("lookup");
+        handles.push(handle);
+    }
+    let status = handler
+        .locker
+        .seal(seal_request("dev", "BAD", &numbers[6], &[W]))
+        .await
+        .expect_err("bad check digit");
+    assert!(!status.message().contains(&numbers[6]));
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let issued = admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 60,
+            cert_fingerprint: String::new(),
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    secrets.push(issued.token.clone());
+    // A wrong token that looks right: refused, and not logged either.
+    let forged = format!("mnt_{}_{}", issued.token_id, "5a".repeat(32));
+    let mut forged_client = daemon.client(Some(forged.clone().into())).await;
+    forged_client
+        .admin
+        .list_purposes(pb::ListPurposesRequest {})
+        .await
+        .expect_err("forged");
+    secrets.push(forged);
+
+    // Through the CLI: successes and failures, numbers on stdin in several forms.
+    let mut cli_stderr = String::new();
+    for (i, number) in numbers[3..6].iter().enumerate() {
+        let hyphenated = format!("{}-{}-{}", &number[..4], &number[4..8], &number[8..]);
+        let (ok, stdout, stderr) = cli(
+            &daemon,
+            "dev-handler",
+            &[
+                "seal",
+                "--tenant",
+                "dev",
+                "--subject",
+                &format!("C{i}"),
+                "--kind",
+                "staff",
+                "--purpose",
+                W,
+            ],
+            &hyphenated,
+        );
+        assert!(ok, "{stderr}");
+        let handle = stdout.trim().to_owned();
+        assert!(handle.starts_with("mnh_"));
+        cli_stderr += &stderr;
+        let (ok, stdout, stderr) = cli(
+            &daemon,
+            "dev-handler",
+            &["unseal", &handle, "--purpose", W],
+            "",
+        );
+        assert!(ok, "{stderr}");
+        assert_eq!(stdout.trim(), number);
+        cli_stderr += &stderr;
+        // Denied: wrong purpose, admin role, unknown tenant, malformed number.
+        for (token, args, input) in [
+            (
+                "dev-handler",
+                vec!["unseal", handle.as_str(), "--purpose", "PAYEE_FEES"],
+                String::new(),
+            ),
+            (
+                "dev-admin",
+                vec!["unseal", handle.as_str(), "--purpose", W],
+                String::new(),
+            ),
+            (
+                "dev-handler",
+                vec!["lookup", "--tenant", "nope"],
+                number.clone(),
+            ),
+            (
+                "dev-handler",
+                vec![
+                    "seal",
+                    "--tenant",
+                    "dev",
+                    "--subject",
+                    "X",
+                    "--kind",
+                    "staff",
+                    "--purpose",
+                    W,
+                ],
+                format!("{number}9"),
+            ),
+            (
+                "dev-handler",
+                vec![
+                    "seal",
+                    "--tenant",
+                    "dev",
+                    "--subject",
+                    number.as_str(),
+                    "--kind",
+                    "staff",
+                    "--purpose",
+                    W,
+                ],
+                valid_number(999),
+            ),
+        ] {
+            let (ok, _, stderr) = cli(&daemon, token, &args, &input);
+            assert!(!ok, "{args:?} should fail");
+            assert!(stderr.starts_with("error: "), "{stderr}");
+            cli_stderr += &stderr;
+        }
+    }
+    numbers.push(valid_number(999));
+
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let audit: String = export_audit(&mut auditor)
+        .await
+        .iter()
+        .map(|e| format!("{e:?}\n"))
+        .collect();
+    drop((handler, admin, auditor, forged_client));
+    let mut daemon = daemon;
+    assert!(daemon.stop().success());
+    let log = daemon.log();
+    assert!(log.contains("TRACE"), "the session really ran at TRACE");
+
+    for (name, text) in [
+        ("daemon log", &log),
+        ("audit export", &audit),
+        ("CLI stderr", &cli_stderr),
+    ] {
+        assert!(!text.is_empty(), "{name} is empty: nothing was checked");
+        for number in &numbers {
+            assert!(!text.contains(number.as_str()), "{name} contains a number");
+            assert!(
+                !text.contains(&number[..8]),
+                "{name} contains a number's first 8 digits"
+            );
+        }
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{name} contains a token");
+            let secret_part = secret.rsplit('_').next().unwrap_or_default();
+            assert!(
+                !text.contains(secret_part),
+                "{name} contains a token's secret part"
+            );
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Startup: a bad configuration stops the daemon with a clear message and exit code 2 before
+//! it listens; a first start on an empty store creates the first admin with a 0600 token file
+//! whose path, not content, is logged.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use secrecy::ExposeSecret;
+use vault_client::pb;
+use vault_tests::{Daemon, DaemonOptions, binary_path};
+
+fn run_with_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    let output = Command::new(binary_path("vault-daemon"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run daemon");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configurations_are_refused_with_specific_messages() {
+    let data = "[store]\ndata_dir = \"/tmp/never-created-by-this-test\"\n";
+    let cases = [
+        ("this is [[ not toml", "invalid config"),
+        (
+            &format!("{data}[server]\nlisten = \"127.0.0.1:0\"\ncolor = \"blue\"\n") as &str,
+            "unknown field `color`",
+        ),
+        (
+            &format!("{data}[backend]\nkind = \"quantum\"\n"),
+            "unknown variant `quantum`",
+        ),
+        (
+            &format!(
+                "{data}[backend]\nallow_insecure = true\n[server]\nlisten = \"0.0.0.0:50051\"\n"
+            ),
+            "plaintext is only allowed on loopback",
+        ),
+        (data, "insecure"),
+        (
+            &format!("{data}[backend]\nallow_insecure = true\ntimeout_ms = 0\n"),
+            "backend.timeout_ms",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, stderr) = run_with_config(text);
+        assert_eq!(code, 2, "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{text:?}: expected {expected:?} in {stderr}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/never-created-by-this-test").exists());
+
+    let output = Command::new(binary_path("vault-daemon"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--config FILE, or --dev"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_creates_the_first_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n",
+            data.display()
+        ),
+    )
+    .expect("write config");
+    let daemon = Daemon::start(
+        &data,
+        DaemonOptions {
+            config: Some(config),
+            log: None,
+        },
+    );
+    let token_file = data.join("initial-admin.token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&data)
+            .expect("data dir")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(data.join("locker.redb"))
+            .expect("store")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let token = vault_client::read_token_file(&token_file).expect("read token");
+    let log = daemon.log();
+    assert!(log.contains("initial-admin.token"), "{log}");
+    assert!(!log.contains(token.expose_secret()));
+
+    let mut admin = daemon.client(Some(token)).await;
+    let operators = admin
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect("admin works")
+        .into_inner()
+        .operators;
+    assert_eq!(operators.len(), 1);
+    assert_eq!(operators[0].operator_id, "admin");
+    assert_eq!(operators[0].role, pb::Role::Admin as i32);
+    // Not a second time: a restart does not create another admin or token file.
+    std::fs::remove_file(&token_file).expect("remove token file");
+    drop(admin);
+    let daemon = daemon.restart();
+    assert!(!token_file.exists());
+    drop(daemon);
+}

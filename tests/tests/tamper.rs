@@ -1,0 +1,270 @@
+//! Tampering with a copy of the store: edited or swapped records fail to open (DATA_LOSS,
+//! nothing released, audited as an integrity failure); an edited audit entry is named by
+//! verification; a damaged chain head stops the daemon from starting.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tonic::Code;
+use vault_client::pb;
+use vault_daemon::domain::record::Record;
+use vault_daemon::store::codec::{decode, encode};
+use vault_daemon::store::redb::{AUDIT, DB_FILE_NAME, RECORDS};
+use vault_tests::Daemon;
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, seal_request, with_id};
+
+const W: &str = "STAFF_WITHHOLDING";
+const H: &str = "STAFF_HEALTH_PENSION";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn edit_records(data_dir: &Path, edit: impl FnOnce(&mut Vec<Record>)) {
+    let db = Database::open(data_dir.join(DB_FILE_NAME)).expect("open store copy");
+    let mut records: Vec<Record> = {
+        let txn = db.begin_read().expect("read");
+        let table = txn.open_table(RECORDS).expect("records");
+        table
+            .iter()
+            .expect("iter")
+            .map(|row| decode("record", row.expect("row").1.value()).expect("decode"))
+            .collect()
+    };
+    edit(&mut records);
+    let txn = db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(RECORDS).expect("records");
+        for record in &records {
+            table
+                .insert(
+                    record.handle.as_str(),
+                    encode(record).expect("encode").as_slice(),
+                )
+                .expect("insert");
+        }
+    }
+    txn.commit().expect("commit");
+}
+
+fn flip_audit_byte(data_dir: &Path, seq: u64) {
+    let db = Database::open(data_dir.join(DB_FILE_NAME)).expect("open store copy");
+    let txn = db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(AUDIT).expect("audit");
+        let mut row = table
+            .get(seq)
+            .expect("get")
+            .expect("entry exists")
+            .value()
+            .to_vec();
+        let last = row.len() - 1;
+        row[last] ^= 0x01; // a byte of the entry's last text field
+        table.insert(seq, row.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_purposes_and_swapped_ciphertexts_fail_closed_and_are_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let mut daemon = Daemon::start_dev(&original);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let a = handler
+        .locker
+        .seal(seal_request("dev", "A", &valid_number(11), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let b = handler
+        .locker
+        .seal(seal_request("dev", "B", &valid_number(12), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let c = handler
+        .locker
+        .seal(seal_request("dev", "C", &valid_number(13), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handler);
+    assert!(daemon.stop().success());
+
+    let copy = dir.path().join("copy");
+    copy_dir(&original, &copy);
+    edit_records(&copy, |records| {
+        let (mut sealed_a, mut sealed_b) = (None, None);
+        for record in records.iter_mut() {
+            if record.handle.as_str() == a {
+                // Widen the permitted purposes behind the locker's back.
+                record.purposes = vec![H.to_owned(), W.to_owned()];
+            }
+            if record.handle.as_str() == b {
+                sealed_a = record.sealed.clone();
+            }
+            if record.handle.as_str() == c {
+                sealed_b = record.sealed.clone();
+            }
+        }
+        for record in records.iter_mut() {
+            if record.handle.as_str() == b {
+                record.sealed = sealed_b.clone();
+            }
+            if record.handle.as_str() == c {
+                record.sealed = sealed_a.clone();
+            }
+        }
+    });
+
+    let daemon = Daemon::start_dev(&copy);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for (handle, purpose, id) in [
+        (&a, W, "t-edit-w"),
+        (&a, H, "t-edit-h"),
+        (&b, W, "t-swap-b"),
+        (&c, W, "t-swap-c"),
+    ] {
+        let status = handler
+            .locker
+            .unseal(with_id(
+                pb::UnsealRequest {
+                    handle: handle.clone(),
+                    purpose: purpose.into(),
+                },
+                id,
+            ))
+            .await
+            .expect_err("tampered record must not open");
+        assert_eq!(status.code(), Code::DataLoss, "{id}: {status:?}");
+        assert!(
+            status.message().contains("integrity"),
+            "{id}: {}",
+            status.message()
+        );
+        for n in 11..=13 {
+            assert!(!status.message().contains(&valid_number(n)));
+        }
+    }
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    for id in ["t-edit-w", "t-edit-h", "t-swap-b", "t-swap-c"] {
+        let entry = entries
+            .iter()
+            .find(|e| e.request_id == id)
+            .expect("audited");
+        assert_eq!(
+            (entry.outcome.as_str(), entry.code.as_str()),
+            ("FAILED", "DATA_LOSS"),
+            "{entry:?}"
+        );
+        assert!(entry.reason.contains("integrity"), "{entry:?}");
+    }
+
+    // The untouched original still opens.
+    drop(handler);
+    drop(auditor);
+    drop(daemon);
+    let daemon = Daemon::start_dev(&original);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = handler
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: a,
+            purpose: W.into(),
+        })
+        .await
+        .expect("original opens")
+        .into_inner()
+        .number;
+    assert_eq!(number, valid_number(11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_audit_byte_is_named_and_a_broken_head_refuses_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let mut daemon = Daemon::start_dev(&original);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for i in 0..5 {
+        handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("E{i}"),
+                &valid_number(20 + i),
+                &[W],
+            ))
+            .await
+            .expect("seal");
+    }
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let clean = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(clean.ok);
+    let victim = clean.entries_checked / 2;
+    drop((handler, auditor));
+    assert!(daemon.stop().success());
+
+    let copy = dir.path().join("copy");
+    copy_dir(&original, &copy);
+    flip_audit_byte(&copy, victim);
+    let daemon = Daemon::start_dev(&copy);
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let report = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_seq, victim, "{}", report.message);
+    assert!(
+        report.message.contains(&format!("entry {victim}")),
+        "{}",
+        report.message
+    );
+    drop(auditor);
+    drop(daemon);
+
+    // Damage the newest entry: the daemon refuses to extend a chain whose head does not verify.
+    let broken = dir.path().join("broken");
+    copy_dir(&original, &broken);
+    let db = Database::open(broken.join(DB_FILE_NAME)).expect("open");
+    let last = {
+        let txn = db.begin_read().expect("read");
+        let table = txn.open_table(AUDIT).expect("audit");
+        table.last().expect("last").expect("some").0.value()
+    };
+    drop(db);
+    flip_audit_byte(&broken, last);
+    let output = std::process::Command::new(vault_tests::binary_path("vault-daemon"))
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&broken)
+        .output()
+        .expect("run daemon");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("last audit entry {last} fails its hash check")),
+        "{stderr}"
+    );
+}
