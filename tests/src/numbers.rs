@@ -1,5 +1,7 @@
 //! Valid individual numbers for tests, generated with the check digit of the ordinance so a
-//! test can seal many distinct numbers.
+//! test can seal many distinct numbers. The check digit is computed here independently of the
+//! daemon's code on purpose: a test oracle that called the code under test would agree with
+//! its bugs.
 
 /// Check digit of the first eleven digits (平成26年総務省令第85号 第5条).
 pub fn check_digit(first_eleven: &str) -> u32 {

@@ -271,6 +271,24 @@ fn role_to_wire(role: RoleArg) -> pb::Role {
     }
 }
 
+async fn change_grants(
+    client: &mut Client,
+    a: GrantArgs,
+    revoke: bool,
+) -> Result<pb::Operator, ClientError> {
+    let request = pb::GrantRequest {
+        operator_id: a.operator,
+        tenant: a.tenant,
+        purposes: a.purposes,
+    };
+    let response = if revoke {
+        client.admin.revoke_purposes(request).await?
+    } else {
+        client.admin.grant_purposes(request).await?
+    };
+    Ok(response.into_inner())
+}
+
 /// Runs one command.
 pub async fn execute(
     mut client: Client,
@@ -383,28 +401,10 @@ pub async fn execute(
             output::operators(format, &[operator]);
         }
         Command::Grant(a) => {
-            let operator = client
-                .admin
-                .grant_purposes(pb::GrantRequest {
-                    operator_id: a.operator,
-                    tenant: a.tenant,
-                    purposes: a.purposes,
-                })
-                .await?
-                .into_inner();
-            output::operators(format, &[operator]);
+            output::operators(format, &[change_grants(&mut client, a, false).await?])
         }
         Command::Revoke(a) => {
-            let operator = client
-                .admin
-                .revoke_purposes(pb::GrantRequest {
-                    operator_id: a.operator,
-                    tenant: a.tenant,
-                    purposes: a.purposes,
-                })
-                .await?
-                .into_inner();
-            output::operators(format, &[operator]);
+            output::operators(format, &[change_grants(&mut client, a, true).await?])
         }
         Command::Token(TokenCommand::Issue {
             operator,

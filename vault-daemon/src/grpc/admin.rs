@@ -27,6 +27,23 @@ impl AdminApi {
     }
 }
 
+impl AdminApi {
+    async fn change_grants(
+        &self,
+        request: Request<pb::GrantRequest>,
+        revoke: bool,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let operator = self
+            .locker
+            .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, revoke)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+}
+
 type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEntry, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -111,28 +128,14 @@ impl AdminRpc for AdminApi {
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
-        let ctx = request_context(&request);
-        let m = request.get_ref();
-        let operator = self
-            .locker
-            .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, false)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        self.change_grants(request, false).await
     }
 
     async fn revoke_purposes(
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
-        let ctx = request_context(&request);
-        let m = request.get_ref();
-        let operator = self
-            .locker
-            .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, true)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        self.change_grants(request, true).await
     }
 
     async fn issue_token(
