@@ -1,0 +1,324 @@
+//! The `vault-client` CLI against a real daemon: every command of the admin and operator
+//! workflow, text and JSON output, errors on stderr with a non-zero exit.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use vault_tests::numbers::valid_number;
+use vault_tests::{Daemon, binary_path};
+
+struct Cli<'a> {
+    daemon: &'a Daemon,
+}
+
+impl Cli<'_> {
+    fn run(&self, token: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+        let mut child = Command::new(binary_path("vault-client"))
+            .env("VAULT_ENDPOINT", self.daemon.endpoint())
+            .env("VAULT_TOKEN_FILE", token)
+            .env_remove("VAULT_TOKEN")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault-client");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, token: &Path, args: &[&str], stdin: &str) -> String {
+        let (ok, stdout, stderr) = self.run(token, args, stdin);
+        assert!(ok, "{args:?} failed: {stderr}");
+        stdout
+    }
+
+    fn json(&self, token: &Path, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        self.ok(token, &full, "")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_and_operator_workflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let cli = Cli { daemon: &daemon };
+    let tokens = daemon.data_dir.join("tokens");
+    let admin = tokens.join("dev-admin.token");
+    let auditor = tokens.join("dev-auditor.token");
+    let manager = tokens.join("dev-manager.token");
+
+    cli.ok(
+        &admin,
+        &["tenant", "add", "acme", "--name", "株式会社ACME"],
+        "",
+    );
+    let tenants = cli.json(&auditor, &["tenant", "list"]);
+    assert!(
+        tenants
+            .iter()
+            .any(|t| t["tenant_id"] == "acme" && t["name"] == "株式会社ACME")
+    );
+    cli.ok(
+        &admin,
+        &[
+            "operator",
+            "add",
+            "payroll",
+            "--role",
+            "service",
+            "--name",
+            "給与システム",
+        ],
+        "",
+    );
+    cli.ok(
+        &admin,
+        &[
+            "grant",
+            "payroll",
+            "--tenant",
+            "acme",
+            "--purpose",
+            "STAFF_WITHHOLDING,STAFF_HEALTH_PENSION",
+        ],
+        "",
+    );
+    cli.ok(
+        &admin,
+        &[
+            "revoke",
+            "payroll",
+            "--tenant",
+            "acme",
+            "--purpose",
+            "STAFF_HEALTH_PENSION",
+        ],
+        "",
+    );
+    let operators = cli.json(&admin, &["operator", "list"]);
+    let payroll = operators
+        .iter()
+        .find(|o| o["operator_id"] == "payroll")
+        .expect("listed");
+    assert_eq!(payroll["role"], "service");
+    assert_eq!(
+        payroll["grants"],
+        serde_json::json!(["acme:STAFF_WITHHOLDING"])
+    );
+
+    let token_file = dir.path().join("payroll.token");
+    let issued = cli.json(
+        &admin,
+        &[
+            "token",
+            "issue",
+            "payroll",
+            "--ttl",
+            "3600",
+            "--out",
+            token_file.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        issued[0]["token"].is_null(),
+        "the secret goes to the file only"
+    );
+    assert_eq!(
+        std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let token_id = issued[0]["token_id"].as_str().expect("id").to_owned();
+
+    let number = valid_number(4242);
+    let handle = cli.ok(
+        &token_file,
+        &[
+            "seal",
+            "--tenant",
+            "acme",
+            "--subject",
+            "E-77",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+            "--number-check",
+            "NTC",
+            "--identity-check",
+            "DL",
+        ],
+        &number,
+    );
+    assert!(
+        handle.starts_with("mnh_") && !handle.contains('\n'),
+        "text mode prints only the handle: {handle}"
+    );
+    assert_eq!(
+        cli.ok(
+            &token_file,
+            &["unseal", &handle, "--purpose", "STAFF_WITHHOLDING"],
+            ""
+        ),
+        number
+    );
+    assert_eq!(
+        cli.ok(&token_file, &["lookup", "--tenant", "acme"], &number),
+        handle
+    );
+    let described = cli.json(&token_file, &["describe", &handle]);
+    assert_eq!(described[0]["subject_ref"], "E-77");
+    assert_eq!(described[0]["number_check"], "NTC");
+    assert_eq!(described[0]["status"], "active");
+    assert!(!described[0].to_string().contains(&number));
+
+    // A number given as an argument is not accepted: there is no such option.
+    let (ok, _, stderr) = cli.run(
+        &token_file,
+        &[
+            "seal",
+            "--tenant",
+            "acme",
+            "--subject",
+            "x",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+            "--number",
+            &number,
+        ],
+        "",
+    );
+    assert!(!ok && stderr.contains("--number"), "{stderr}");
+    // Without stdin input.
+    let (ok, _, stderr) = cli.run(
+        &token_file,
+        &[
+            "seal",
+            "--tenant",
+            "acme",
+            "--subject",
+            "x",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+        "",
+    );
+    assert!(!ok && stderr.contains("standard input"), "{stderr}");
+
+    // The manager of dev has no grant on acme: the server's message, non-zero exit.
+    let (ok, _, stderr) = cli.run(&manager, &["dispose", &handle, "--reason", "退職"], "");
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "error: PERMISSION_DENIED: operator dev-manager has no grant on tenant acme"
+    );
+    cli.ok(
+        &admin,
+        &["operator", "add", "acme-mgr", "--role", "manager"],
+        "",
+    );
+    cli.ok(
+        &admin,
+        &[
+            "grant",
+            "acme-mgr",
+            "--tenant",
+            "acme",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+        "",
+    );
+    let mgr_token = dir.path().join("acme-mgr.token");
+    cli.ok(
+        &admin,
+        &[
+            "token",
+            "issue",
+            "acme-mgr",
+            "--out",
+            mgr_token.to_str().expect("utf8"),
+        ],
+        "",
+    );
+    let disposed = cli.json(
+        &mgr_token,
+        &["dispose", &handle, "--reason", "保存期間経過"],
+    );
+    assert_eq!(disposed[0]["status"], "disposed");
+    assert_eq!(disposed[0]["tombstone"]["disposed_by"], "acme-mgr");
+    let (ok, _, stderr) = cli.run(
+        &token_file,
+        &["unseal", &handle, "--purpose", "STAFF_WITHHOLDING"],
+        "",
+    );
+    assert!(!ok && stderr.contains("FAILED_PRECONDITION"), "{stderr}");
+
+    let listed = cli.json(&admin, &["token", "list", "--operator", "payroll"]);
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].get("token").is_none());
+    cli.ok(&admin, &["token", "revoke", &token_id], "");
+    let (ok, _, stderr) = cli.run(&token_file, &["describe", &handle], "");
+    assert!(
+        !ok && stderr.contains("UNAUTHENTICATED: token has been revoked"),
+        "{stderr}"
+    );
+    cli.ok(&admin, &["operator", "disable", "acme-mgr"], "");
+    let (ok, _, stderr) = cli.run(&mgr_token, &["audit", "tail"], "");
+    assert!(!ok && stderr.contains("operator is disabled"), "{stderr}");
+
+    let purposes = cli.json(&auditor, &["purposes"]);
+    assert_eq!(purposes.len(), 12);
+    assert!(purposes.iter().any(|p| p["code"] == "STAFF_WITHHOLDING"
+        && p["article"] == "1-④"
+        && p["retention_years"] == 7));
+
+    let tail = cli.json(&auditor, &["audit", "tail", "--limit", "3"]);
+    assert_eq!(tail.len(), 3);
+    let export = dir.path().join("audit.jsonl");
+    cli.ok(
+        &auditor,
+        &["audit", "export", "--out", export.to_str().expect("utf8")],
+        "",
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&export)
+        .expect("export file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(lines.len() > 20);
+    assert!(
+        lines.windows(2).all(|w| w[0]["hash"] == w[1]["prev_hash"]),
+        "export is a chain"
+    );
+    assert!(
+        cli.ok(&auditor, &["audit", "verify"], "")
+            .starts_with("OK: ")
+    );
+}
