@@ -155,7 +155,7 @@ impl SimToken {
         let material = Zeroizing::new(match kind {
             KeyKind::Aes256Gcm | KeyKind::HmacSha256 => self.random_bytes(32)?,
             KeyKind::EcdsaP256 => {
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &self.rng)
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)
                     .map_err(|_| SimError::Crypto)?
                     .as_ref()
                     .to_vec()
@@ -254,7 +254,8 @@ impl SimToken {
         }
     }
 
-    /// ECDSA P-256 / SHA-256 signature (ASN.1 DER) of `message` under key `id`.
+    /// ECDSA P-256 / SHA-256 signature of `message` under key `id`, as fixed-size r ‖ s
+    /// (64 bytes), the form PKCS#11 `CKM_ECDSA` produces.
     pub fn sign(&self, id: &str, message: &[u8]) -> Result<Vec<u8>, SimError> {
         self.apply_fault()?;
         let state = self.read_state();
@@ -359,7 +360,7 @@ fn build_live_key(id: &str, stored: &StoredKey, rng: &SystemRandom) -> Result<Li
         ))),
         KeyKind::HmacSha256 => LiveKey::Hmac(hmac::Key::new(hmac::HMAC_SHA256, &material)),
         KeyKind::EcdsaP256 => LiveKey::Ecdsa(Box::new(
-            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &material, rng)
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &material, rng)
                 .map_err(|_| corrupt())?,
         )),
     })
@@ -449,7 +450,7 @@ mod tests {
         let key = t.create_key(KeyKind::EcdsaP256, "audit").expect("create");
         let sig = t.sign(&key, b"checkpoint").expect("sign");
         let public = t.public_key(&key).expect("public key");
-        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &public)
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &public)
             .verify(b"checkpoint", &sig)
             .expect("signature verifies");
         assert!(matches!(

@@ -113,6 +113,29 @@ pub struct StoreConfig {
 pub enum BackendKind {
     /// The simulated token (insecure; dev and tests).
     Sim,
+    /// A PKCS#11 token (HSM; SoftHSM in tests), configured in `[backend.pkcs11]`.
+    Pkcs11,
+}
+
+/// A PKCS#11 token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// Label of the token; the slot is found by it.
+    pub token_label: String,
+    /// File holding the user PIN (mode 0600 or stricter). One of `pin_file` and `pin_env`.
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// Sessions kept open at most (default 16).
+    #[serde(default = "default_sessions")]
+    pub max_sessions: usize,
+}
+
+fn default_sessions() -> usize {
+    16
 }
 
 /// Key backend settings.
@@ -129,6 +152,8 @@ pub struct BackendConfig {
     pub max_in_flight: usize,
     /// Let the simulated token read faults from its control file (tests).
     pub sim_fault_control_file: bool,
+    /// The PKCS#11 token, for `kind = "pkcs11"`.
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 impl Default for BackendConfig {
@@ -139,6 +164,7 @@ impl Default for BackendConfig {
             timeout_ms: 2000,
             max_in_flight: 64,
             sim_fault_control_file: false,
+            pkcs11: None,
         }
     }
 }
@@ -270,6 +296,19 @@ impl Config {
             return invalid(
                 "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
             );
+        }
+        if self.backend.kind == BackendKind::Pkcs11 {
+            let Some(p11) = &self.backend.pkcs11 else {
+                return invalid("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section");
+            };
+            if p11.pin_file.is_some() == p11.pin_env.is_some() {
+                return invalid("[backend.pkcs11] needs exactly one of pin_file and pin_env");
+            }
+            if p11.token_label.is_empty() || p11.max_sessions == 0 {
+                return invalid(
+                    "[backend.pkcs11] needs a token_label and max_sessions of at least 1",
+                );
+            }
         }
         if self.backend.timeout_ms == 0 || self.backend.timeout_ms > 600_000 {
             return invalid("backend.timeout_ms must be between 1 and 600000");

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -20,6 +21,7 @@ use crate::config::{BackendKind, Config};
 use crate::domain::purpose::PurposeCatalogue;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::locker::LockerApi;
+use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 use crate::keys::sim::SimBackend;
 use crate::keys::{KeyBackend, KeyService};
 use crate::service::{Locker, TokenPolicy};
@@ -85,12 +87,55 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DaemonError> {
 }
 
 fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
-    match config.backend.kind {
-        BackendKind::Sim => Ok(Arc::new(SimBackend::open(
+    match (config.backend.kind, &config.backend.pkcs11) {
+        (BackendKind::Sim, _) => Ok(Arc::new(SimBackend::open(
             &config.store.data_dir,
             config.backend.sim_fault_control_file,
         )?)),
+        (BackendKind::Pkcs11, Some(p11)) => {
+            let pin = read_pin(p11)?;
+            Ok(Arc::new(Pkcs11Backend::open(Pkcs11Settings {
+                module: p11.module.clone(),
+                token_label: p11.token_label.clone(),
+                pin,
+                max_sessions: p11.max_sessions,
+            })?))
+        }
+        (BackendKind::Pkcs11, None) => {
+            Err(DaemonError::Config(crate::config::ConfigError::Invalid(
+                "backend.kind = \"pkcs11\" needs a [backend.pkcs11] section".into(),
+            )))
+        }
     }
+}
+
+/// Reads the user PIN from its file (refusing one others can read) or environment variable.
+fn read_pin(p11: &crate::config::Pkcs11Config) -> Result<SecretString, DaemonError> {
+    let invalid = |m: String| DaemonError::Config(crate::config::ConfigError::Invalid(m));
+    if let Some(path) = &p11.pin_file {
+        let mode = std::fs::metadata(path)
+            .map_err(io_context(format!("read PIN file {}", path.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(invalid(format!(
+                "PIN file {} is accessible to other users (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )));
+        }
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(io_context(format!("read PIN file {}", path.display())))?,
+        );
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    let name = p11.pin_env.as_deref().unwrap_or_default();
+    std::env::var(name).map(SecretString::from).map_err(|_| {
+        invalid(format!(
+            "environment variable {name} (backend.pkcs11.pin_env) is not set"
+        ))
+    })
 }
 
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, DaemonError> {

@@ -3,6 +3,7 @@
 //! which bounds and times every backend call so a stuck token never hangs a request.
 
 pub mod envelope;
+pub mod pkcs11;
 pub mod sim;
 
 use std::sync::Arc;
@@ -80,7 +81,8 @@ pub trait KeyBackend: Send + Sync + 'static {
     ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
     /// HMAC-SHA256 of `data` under `key`.
     fn mac(&self, key: &KeyRef, data: &[u8]) -> Result<[u8; 32], KeyError>;
-    /// ECDSA P-256 / SHA-256 signature (ASN.1 DER) of `message`.
+    /// ECDSA P-256 / SHA-256 signature of `message` as fixed-size r ‖ s (64 bytes); verify
+    /// with ring's `ECDSA_P256_SHA256_FIXED`.
     fn sign(&self, key: &KeyRef, message: &[u8]) -> Result<Vec<u8>, KeyError>;
     /// Public key of a signing key (uncompressed SEC1 point).
     fn public_key(&self, key: &KeyRef) -> Result<Vec<u8>, KeyError>;
