@@ -28,6 +28,12 @@ pub fn binary_path(name: &str) -> PathBuf {
     path
 }
 
+/// The `--dev --backend` the end-to-end suites run against: `VAULT_TEST_BACKEND`, default
+/// `sim`. The README's test command runs the suites once per backend.
+pub fn backend_under_test() -> String {
+    std::env::var("VAULT_TEST_BACKEND").unwrap_or_else(|_| "sim".into())
+}
+
 /// How to start a daemon.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -35,6 +41,8 @@ pub struct DaemonOptions {
     pub config: Option<PathBuf>,
     /// `RUST_LOG` for the daemon (default `info`).
     pub log: Option<String>,
+    /// `--backend` for `--dev` (default: [`backend_under_test`]).
+    pub backend: Option<String>,
 }
 
 /// A running daemon child process. Killed on drop.
@@ -65,8 +73,11 @@ impl Daemon {
                 command.arg("--config").arg(config);
             }
             None => {
+                let backend = options.backend.clone().unwrap_or_else(backend_under_test);
                 command
                     .arg("--dev")
+                    .arg("--backend")
+                    .arg(backend)
                     .arg("--data-dir")
                     .arg(data_dir)
                     .arg("--listen")
@@ -85,6 +96,7 @@ impl Daemon {
         ));
         let stderr = File::create(&log_file).expect("create log file");
         let mut child = command
+            .env_remove("SOFTHSM2_CONF")
             .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -119,6 +131,18 @@ impl Daemon {
                 }
             }
         };
+        if options.config.is_none() {
+            let backend = options.backend.clone().unwrap_or_else(backend_under_test);
+            let provisioned = match backend.as_str() {
+                "softhsm" => data_dir.join("softhsm").join("user.pin").exists(),
+                "tpm" => data_dir.join("swtpm").exists(),
+                _ => data_dir.join("hsm-sim").exists(),
+            };
+            assert!(
+                provisioned,
+                "the daemon did not provision the {backend} backend"
+            );
+        }
         Daemon {
             child: Some(child),
             addr,

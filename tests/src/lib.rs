@@ -7,10 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod daemon;
 pub mod numbers;
 pub mod pki;
 pub mod rpc;
+pub mod softhsm;
 pub mod tls_daemon;
 
 pub use daemon::{Daemon, DaemonOptions, binary_path};

@@ -68,6 +68,7 @@ sim_fault_control_file = true
             DaemonOptions {
                 config: Some(config),
                 log: None,
+                backend: None,
             },
         );
         TlsDaemon { daemon, pki }

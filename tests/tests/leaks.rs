@@ -53,11 +53,16 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
         DaemonOptions {
             config: None,
             log: Some("trace".into()),
+            backend: None,
         },
     );
     let mut secrets: Vec<String> = Vec::new();
     for operator in ["dev-admin", "dev-manager", "dev-handler", "dev-auditor"] {
         secrets.push(daemon.dev_token(operator).expose_secret().to_owned());
+    }
+    // With a PKCS#11 backend, its PIN must not leak either.
+    if let Ok(pin) = std::fs::read_to_string(daemon.data_dir.join("softhsm").join("user.pin")) {
+        secrets.push(pin.trim().to_owned());
     }
     let mut numbers: Vec<String> = (0..6).map(|i| valid_number(300 + i)).collect();
     numbers.push("123456789019".into()); // a rejected number must not leak either

@@ -83,7 +83,7 @@ async fn first_start_creates_the_first_admin() {
         &data,
         DaemonOptions {
             config: Some(config),
-            log: None,
+            ..DaemonOptions::default()
         },
     );
     let token_file = data.join("initial-admin.token");

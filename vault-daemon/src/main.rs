@@ -38,6 +38,46 @@ struct Args {
         requires = "dev"
     )]
     listen: SocketAddr,
+    /// Key backend for --dev: the simulated token, or a SoftHSM token provisioned under
+    /// DATA_DIR/softhsm.
+    #[arg(long, value_enum, default_value_t = DevBackend::Sim, requires = "dev")]
+    backend: DevBackend,
+}
+
+/// Backends `--dev` can provision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DevBackend {
+    /// hsm-sim (insecure, keys in a file).
+    Sim,
+    /// SoftHSM through PKCS#11.
+    Softhsm,
+}
+
+/// Prepares the dev backend. SoftHSM reads `SOFTHSM2_CONF` when the library initialises, and
+/// changing the environment of a running process is unsafe, so the daemon re-executes itself
+/// with the variable set; `exec` replaces this process (same pid, so signals still reach it).
+fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<(), String> {
+    match backend {
+        DevBackend::Sim => Ok(()),
+        DevBackend::Softhsm => {
+            let token = vault_daemon::devkit::softhsm::provision(&config.store.data_dir)
+                .map_err(|e| e.to_string())?;
+            if std::env::var_os("SOFTHSM2_CONF").as_deref() != Some(token.conf.as_os_str()) {
+                use std::os::unix::process::CommandExt;
+                let exe = std::env::current_exe()
+                    .map_err(|e| format!("cannot find own executable: {e}"))?;
+                let error = std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .env("SOFTHSM2_CONF", &token.conf)
+                    .exec();
+                return Err(format!("cannot re-execute with SOFTHSM2_CONF: {error}"));
+            }
+            config.backend.kind = vault_daemon::config::BackendKind::Pkcs11;
+            config.backend.pkcs11 = Some(token.backend);
+            config.backend.sim_fault_control_file = false;
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(level: &str) {
@@ -67,6 +107,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut config = config;
+    if dev && let Err(error) = prepare_dev_backend(&mut config, args.backend) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     init_logging(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,6 +20,8 @@ pub enum Failure {
     Token(CkError),
     /// No object has the key's id (it was destroyed).
     Missing,
+    /// Authenticated decryption failed while the token is demonstrably present.
+    Integrity,
     /// The token no longer holds the locker's sentinel object: it is not the token we
     /// connected to any more (removed, or its storage is gone).
     Lost,

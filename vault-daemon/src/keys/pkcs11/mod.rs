@@ -168,6 +168,10 @@ impl Pkcs11Backend {
                 session,
                 "the token no longer holds the locker's objects",
             ),
+            Err(Failure::Integrity) => {
+                connection.checkin(session);
+                Err(KeyError::Integrity)
+            }
         }
     }
 
@@ -345,11 +349,19 @@ impl KeyBackend for Pkcs11Backend {
             |connection, session| {
                 let key = self.find(connection, session, kek, ObjectClass::SECRET_KEY)?;
                 let params = GcmParams::new(&mut iv, aad, TAG_BITS.into())?;
-                Ok(Zeroizing::new(session.decrypt(
-                    &Mechanism::AesGcm(params),
-                    key,
-                    sealed,
-                )?))
+                match session.decrypt(&Mechanism::AesGcm(params), key, sealed) {
+                    Ok(plain) => Ok(Zeroizing::new(plain)),
+                    // SoftHSM reports a tag mismatch as CKR_GENERAL_ERROR, which otherwise
+                    // means the token is in trouble: the sentinel tells the two apart.
+                    Err(CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)) => {
+                        if connection.token_present(session)? {
+                            Err(Failure::Integrity)
+                        } else {
+                            Err(Failure::Lost)
+                        }
+                    }
+                    Err(other_error) => Err(Failure::Token(other_error)),
+                }
             },
             decrypt_error,
         )
