@@ -81,3 +81,78 @@ fn softhsm_keys_are_sensitive_and_never_extractable() {
         "{listing}"
     );
 }
+
+mod tpm {
+    use std::sync::Arc;
+
+    use vault_daemon::devkit::swtpm::Swtpm;
+    use vault_daemon::keys::tpm::{TpmBackend, TpmSettings};
+    use vault_daemon::keys::{KeyBackend, KeyUse};
+
+    fn settings(tpm: &Swtpm) -> TpmSettings {
+        TpmSettings {
+            tcti: tpm.tcti(),
+            persistent_base: 0x8101_8000,
+            persistent_count: 32,
+        }
+    }
+
+    #[test]
+    fn swtpm_backend_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tpm = Swtpm::start(&dir.path().join("tpm"), None)
+            .expect("swtpm is required (Debian package swtpm)");
+        let settings = settings(&tpm);
+        let open = move || -> Arc<dyn KeyBackend> {
+            Arc::new(TpmBackend::open(settings.clone()).expect("open TPM backend"))
+        };
+        vault_tests::conformance::run(&open).expect("swtpm conformance");
+    }
+
+    #[test]
+    fn tpm_keys_survive_a_tpm_restart_and_do_not_load_in_another_tpm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tpm = Swtpm::start(&dir.path().join("tpm-a"), None).expect("swtpm");
+        let backend = TpmBackend::open(settings(&tpm)).expect("open");
+        let kek = backend.create_key(KeyUse::Wrap, "kek").expect("kek");
+        let mac = backend.create_key(KeyUse::Mac, "mac").expect("mac");
+        let wrapped = backend.wrap(&kek, &[9u8; 32], b"aad").expect("wrap");
+        let tag = backend.mac(&mac, b"123456789018").expect("mac");
+
+        // Restart the TPM on the same state and ports: the same backend reconnects by itself.
+        let port = tpm.port;
+        tpm.kill();
+        assert!(
+            backend.unwrap(&kek, &wrapped, b"aad").is_err(),
+            "no TPM, no DEK"
+        );
+        let tpm = Swtpm::start(&dir.path().join("tpm-a"), Some(port)).expect("restart swtpm");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(
+            backend
+                .unwrap(&kek, &wrapped, b"aad")
+                .expect("unwrap after restart")
+                .as_slice(),
+            &[9u8; 32]
+        );
+        assert_eq!(
+            backend
+                .mac(&mac, b"123456789018")
+                .expect("mac after restart"),
+            tag
+        );
+
+        // Another TPM (another primary seed) cannot load the blobs.
+        let other = Swtpm::start(&dir.path().join("tpm-b"), None).expect("second swtpm");
+        let foreign = TpmBackend::open(settings(&other)).expect("open other");
+        assert!(
+            foreign.unwrap(&kek, &wrapped, b"aad").is_err(),
+            "KEK blob loaded in another TPM"
+        );
+        assert!(
+            foreign.mac(&mac, b"123456789018").is_err(),
+            "MAC blob loaded in another TPM"
+        );
+        drop(tpm);
+    }
+}

@@ -3,6 +3,7 @@
 //! nothing set up by hand. A missing tool is reported with the Debian package that provides it.
 
 pub mod softhsm;
+pub mod swtpm;
 
 use std::path::{Path, PathBuf};
 

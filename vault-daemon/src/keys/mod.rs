@@ -5,6 +5,7 @@
 pub mod envelope;
 pub mod pkcs11;
 pub mod sim;
+pub mod tpm;
 
 use std::sync::Arc;
 use std::time::Duration;

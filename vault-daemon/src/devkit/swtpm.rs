@@ -1,0 +1,137 @@
+//! An swtpm for dev mode and tests: a TPM 2.0 simulator on a free loopback port pair (the
+//! control port must be the server port + 1: the swtpm TCTI connects to both), its state in a
+//! directory, stopped when the guard is dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::devkit::{DevkitError, private_dir, which};
+
+/// A running swtpm; killed on drop.
+pub struct Swtpm {
+    child: Option<Child>,
+    /// Server port (control port is `port + 1`).
+    pub port: u16,
+    /// State directory.
+    pub state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Swtpm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swtpm")
+            .field("port", &self.port)
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+/// A free port P on loopback whose P+1 is free too.
+pub fn free_port_pair() -> Result<u16, DevkitError> {
+    for _ in 0..64 {
+        let first = TcpListener::bind("127.0.0.1:0").map_err(|source| DevkitError::Io {
+            context: "find a free port".into(),
+            source,
+        })?;
+        let port = first
+            .local_addr()
+            .map_err(|source| DevkitError::Io {
+                context: "local addr".into(),
+                source,
+            })?
+            .port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(DevkitError::ToolFailed {
+        tool: "swtpm",
+        message: "no free loopback port pair".into(),
+    })
+}
+
+impl Swtpm {
+    /// Starts an swtpm with its state in `state_dir` on a free port pair (or on `port` when
+    /// given, to restart one on the same ports), and waits until it accepts connections.
+    pub fn start(state_dir: &Path, port: Option<u16>) -> Result<Swtpm, DevkitError> {
+        let swtpm = which("swtpm", "swtpm")?;
+        private_dir(state_dir)?;
+        let mut last_error = String::new();
+        let requested = port;
+        for _ in 0..8 {
+            let port = match requested {
+                Some(port) => port,
+                None => free_port_pair()?,
+            };
+            let mut child = Command::new(&swtpm)
+                .args(["socket", "--tpm2", "--tpmstate"])
+                .arg(format!("dir={}", state_dir.display()))
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|source| DevkitError::Io {
+                    context: "start swtpm".into(),
+                    source,
+                })?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut stderr = String::new();
+                    if let Some(mut pipe) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                    }
+                    last_error = format!("swtpm exited with {status}: {}", stderr.trim());
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(Swtpm {
+                        child: Some(child),
+                        port,
+                        state_dir: state_dir.to_owned(),
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = "swtpm did not accept connections within 5 s".into();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if requested.is_some() {
+                // The same ports may still be in TIME_WAIT from the previous instance.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Err(DevkitError::ToolFailed {
+            tool: "swtpm",
+            message: last_error,
+        })
+    }
+
+    /// The TCTI string for this swtpm.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// Kills the simulator (its state stays on disk).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
