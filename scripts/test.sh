@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Packages the build and the tests need. Checked with dpkg so a second run installs nothing.
-packages=(gcc libc6-dev pkg-config ca-certificates softhsm2 opensc)
+packages=(gcc libc6-dev pkg-config ca-certificates softhsm2 opensc swtpm swtpm-tools tpm2-tools libtss2-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -22,16 +22,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The hardware-backend suites need these tools; here a missing one is a failure, never a skip.
-for tool in softhsm2-util pkcs11-tool; do
+for tool in softhsm2-util pkcs11-tool swtpm swtpm_ioctl; do
   command -v "$tool" >/dev/null || { echo "required tool $tool is missing" >&2; exit 1; }
 done
+
+# libtss2 logs every TPM error response to stderr; the tests provoke some on purpose.
+export TSS2_LOG=all+NONE
 
 # The end-to-end suites start the real binaries, so build them before the tests run.
 cargo build --workspace --bins --locked
 # Everything, with the simulated token as the dev backend.
 cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
 # The end-to-end suites of the core again, against each hardware backend.
-for backend in softhsm; do
+for backend in softhsm tpm; do
   echo "== end-to-end suites on the $backend backend"
   VAULT_TEST_BACKEND=$backend cargo test -p vault-tests --locked \
     --test records --test tamper --test leaks --test cli -- --test-threads "${TEST_THREADS:-4}"

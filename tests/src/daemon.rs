@@ -97,6 +97,7 @@ impl Daemon {
         let stderr = File::create(&log_file).expect("create log file");
         let mut child = command
             .env_remove("SOFTHSM2_CONF")
+            .env("TSS2_LOG", "all+NONE")
             .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -214,6 +215,16 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            // A SIGKILLed daemon cannot stop its dev swtpm; do it here so none outlives the
+            // test. (Only here: after a clean stop the pid file may already be a successor's.)
+            let pid_file = self
+                .data_dir
+                .join("swtpm")
+                .join(vault_daemon::devkit::swtpm::PID_FILE);
+            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+                let _ = std::fs::remove_file(pid_file);
+            }
         }
     }
 }

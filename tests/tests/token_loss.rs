@@ -1,6 +1,6 @@
-//! Token loss mid-load on SoftHSM: the token's storage disappears while clients unseal. No
-//! number is released without the token, every call is audited, health turns NOT_SERVING; when
-//! the token is back, unseal works again without restarting the daemon.
+//! Token loss mid-load, on SoftHSM (the token's storage disappears) and on a TPM (the swtpm is
+//! killed): no number is released without the token, every call is audited, health turns
+//! NOT_SERVING; when the token is back, unseal works again without restarting the daemon.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +10,8 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use vault_client::pb;
+use vault_client::{Client, pb};
+use vault_daemon::devkit::swtpm::Swtpm;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, seal_request, with_id};
 use vault_tests::{Daemon, DaemonOptions};
@@ -40,17 +41,16 @@ async fn wait_for_health(daemon: &Daemon, want: ServingStatus) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn softhsm_token_loss_mid_load() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(
-        &dir.path().join("data"),
-        DaemonOptions {
-            backend: Some("softhsm".into()),
-            ..DaemonOptions::default()
-        },
-    );
-    let mut handler = daemon.dev_client("dev-handler").await;
+/// Seals records, runs an unseal load, calls `lose`, checks the outage, calls `restore`,
+/// checks recovery and the audit log.
+async fn exercise_token_loss(
+    daemon: &Daemon,
+    handler: Client,
+    mut auditor: Client,
+    lose: impl FnOnce(),
+    restore: impl FnOnce(),
+) {
+    let mut handler = handler;
     let mut records = Vec::new();
     for i in 0..8 {
         let number = valid_number(600 + i);
@@ -64,7 +64,7 @@ async fn softhsm_token_loss_mid_load() {
         records.push((handle, number));
     }
     let records = Arc::new(records);
-    wait_for_health(&daemon, ServingStatus::Serving).await;
+    wait_for_health(daemon, ServingStatus::Serving).await;
 
     // Four clients unseal in a loop, each call with its own request id.
     let stop = Arc::new(AtomicBool::new(false));
@@ -113,10 +113,8 @@ async fn softhsm_token_loss_mid_load() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let tokens = daemon.data_dir.join("softhsm").join("tokens");
-    let gone = daemon.data_dir.join("softhsm").join("tokens.gone");
-    std::fs::rename(&tokens, &gone).expect("take the token away");
-    wait_for_health(&daemon, ServingStatus::NotServing).await;
+    lose();
+    wait_for_health(daemon, ServingStatus::NotServing).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = handler.clone();
     let status = probe
@@ -129,8 +127,8 @@ async fn softhsm_token_loss_mid_load() {
         .expect_err("no token, no number");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    std::fs::rename(&gone, &tokens).expect("give the token back");
-    wait_for_health(&daemon, ServingStatus::Serving).await;
+    restore();
+    wait_for_health(daemon, ServingStatus::Serving).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
@@ -169,7 +167,6 @@ async fn softhsm_token_loss_mid_load() {
     assert_eq!(back, *number);
 
     // Every call of the load is in the audit log exactly once, with its outcome.
-    let mut auditor = daemon.dev_client("dev-auditor").await;
     let entries = export_audit(&mut auditor).await;
     for (id, outcome) in &outcomes {
         let matching: Vec<_> = entries.iter().filter(|e| &e.request_id == id).collect();
@@ -177,4 +174,122 @@ async fn softhsm_token_loss_mid_load() {
         let expected = if outcome.is_ok() { "OK" } else { "UNAVAILABLE" };
         assert_eq!(matching[0].code, expected, "{id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn softhsm_token_loss_mid_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            backend: Some("softhsm".into()),
+            ..DaemonOptions::default()
+        },
+    );
+    let tokens = daemon.data_dir.join("softhsm").join("tokens");
+    let gone = daemon.data_dir.join("softhsm").join("tokens.gone");
+    let handler = daemon.dev_client("dev-handler").await;
+    let auditor = daemon.dev_client("dev-auditor").await;
+    exercise_token_loss(
+        &daemon,
+        handler,
+        auditor,
+        || std::fs::rename(&tokens, &gone).expect("take the token away"),
+        || std::fs::rename(&gone, &tokens).expect("give the token back"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tpm_loss_mid_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("tpm-state");
+    let tpm = std::sync::Mutex::new(Some(
+        Swtpm::start(&state, None).expect("swtpm is required (Debian package swtpm)"),
+    ));
+    let port = tpm
+        .lock()
+        .expect("lock")
+        .as_ref()
+        .map(|t| t.port)
+        .expect("started");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"tpm\"\ntimeout_ms = 1500\n[backend.tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start(
+        &data,
+        DaemonOptions {
+            config: Some(config),
+            ..DaemonOptions::default()
+        },
+    );
+    let admin_token =
+        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
+    let mut admin = daemon.client(Some(admin_token)).await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "dev".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let mut client_for = async |id: &str, role: pb::Role| {
+        admin
+            .admin
+            .create_operator(pb::CreateOperatorRequest {
+                operator_id: id.into(),
+                role: role as i32,
+                display_name: String::new(),
+            })
+            .await
+            .expect("operator");
+        if role == pb::Role::Handler {
+            admin
+                .admin
+                .grant_purposes(pb::GrantRequest {
+                    operator_id: id.into(),
+                    tenant: "dev".into(),
+                    purposes: vec![W.into()],
+                })
+                .await
+                .expect("grant");
+        }
+        let token = admin
+            .admin
+            .issue_token(pb::IssueTokenRequest {
+                operator_id: id.into(),
+                ttl_seconds: 3600,
+                cert_fingerprint: String::new(),
+            })
+            .await
+            .expect("token")
+            .into_inner()
+            .token;
+        daemon.client(Some(token.into())).await
+    };
+    let handler = client_for("handler", pb::Role::Handler).await;
+    let auditor = client_for("auditor", pb::Role::Auditor).await;
+    exercise_token_loss(
+        &daemon,
+        handler,
+        auditor,
+        || {
+            if let Some(mut running) = tpm.lock().expect("lock").take() {
+                running.kill();
+            }
+        },
+        || {
+            *tpm.lock().expect("lock") =
+                Some(Swtpm::start(&state, Some(port)).expect("restart swtpm"));
+        },
+    )
+    .await;
 }

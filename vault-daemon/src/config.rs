@@ -115,6 +115,31 @@ pub enum BackendKind {
     Sim,
     /// A PKCS#11 token (HSM; SoftHSM in tests), configured in `[backend.pkcs11]`.
     Pkcs11,
+    /// A TPM 2.0 (`/dev/tpmrm0`; swtpm in tests), configured in `[backend.tpm]`.
+    Tpm,
+}
+
+/// A TPM 2.0.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// TCTI: `device:/dev/tpmrm0` (with the kernel resource manager) or
+    /// `swtpm:host=127.0.0.1,port=2321`.
+    pub tcti: String,
+    /// First persistent handle for KEK parents (each KEK takes one until destroyed).
+    #[serde(default = "default_persistent_base")]
+    pub persistent_base: u32,
+    /// How many persistent handles from `persistent_base` the locker may use.
+    #[serde(default = "default_persistent_count")]
+    pub persistent_count: u32,
+}
+
+fn default_persistent_base() -> u32 {
+    0x8101_8000
+}
+
+fn default_persistent_count() -> u32 {
+    32
 }
 
 /// A PKCS#11 token.
@@ -154,6 +179,8 @@ pub struct BackendConfig {
     pub sim_fault_control_file: bool,
     /// The PKCS#11 token, for `kind = "pkcs11"`.
     pub pkcs11: Option<Pkcs11Config>,
+    /// The TPM, for `kind = "tpm"`.
+    pub tpm: Option<TpmConfig>,
 }
 
 impl Default for BackendConfig {
@@ -165,6 +192,7 @@ impl Default for BackendConfig {
             max_in_flight: 64,
             sim_fault_control_file: false,
             pkcs11: None,
+            tpm: None,
         }
     }
 }
@@ -307,6 +335,22 @@ impl Config {
             if p11.token_label.is_empty() || p11.max_sessions == 0 {
                 return invalid(
                     "[backend.pkcs11] needs a token_label and max_sessions of at least 1",
+                );
+            }
+        }
+        if self.backend.kind == BackendKind::Tpm {
+            let Some(tpm) = &self.backend.tpm else {
+                return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
+            };
+            let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
+                && tpm.persistent_count >= 1
+                && tpm
+                    .persistent_base
+                    .checked_add(tpm.persistent_count - 1)
+                    .is_some_and(|last| last <= 0x81FF_FFFF);
+            if !in_range {
+                return invalid(
+                    "[backend.tpm] persistent_base..+persistent_count must lie in 0x81000000..=0x81FFFFFF",
                 );
             }
         }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vault_daemon::config::Config;
+use vault_daemon::config::{Config, TpmConfig};
+use vault_daemon::devkit::swtpm::Swtpm;
 
 /// MyNumber Locker daemon.
 #[derive(Debug, Parser)]
@@ -38,8 +39,8 @@ struct Args {
         requires = "dev"
     )]
     listen: SocketAddr,
-    /// Key backend for --dev: the simulated token, or a SoftHSM token provisioned under
-    /// DATA_DIR/softhsm.
+    /// Key backend for --dev: the simulated token, a SoftHSM token provisioned under
+    /// DATA_DIR/softhsm, or an swtpm with its state under DATA_DIR/swtpm.
     #[arg(long, value_enum, default_value_t = DevBackend::Sim, requires = "dev")]
     backend: DevBackend,
 }
@@ -51,14 +52,28 @@ enum DevBackend {
     Sim,
     /// SoftHSM through PKCS#11.
     Softhsm,
+    /// An swtpm (TPM 2.0 simulator) started on free loopback ports.
+    Tpm,
 }
 
 /// Prepares the dev backend. SoftHSM reads `SOFTHSM2_CONF` when the library initialises, and
 /// changing the environment of a running process is unsafe, so the daemon re-executes itself
 /// with the variable set; `exec` replaces this process (same pid, so signals still reach it).
-fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<(), String> {
+fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Option<Swtpm>, String> {
     match backend {
-        DevBackend::Sim => Ok(()),
+        DevBackend::Sim => Ok(None),
+        DevBackend::Tpm => {
+            let swtpm = Swtpm::start(&config.store.data_dir.join("swtpm"), None)
+                .map_err(|e| e.to_string())?;
+            config.backend.kind = vault_daemon::config::BackendKind::Tpm;
+            config.backend.tpm = Some(TpmConfig {
+                tcti: swtpm.tcti(),
+                persistent_base: 0x8101_8000,
+                persistent_count: 32,
+            });
+            config.backend.sim_fault_control_file = false;
+            Ok(Some(swtpm))
+        }
         DevBackend::Softhsm => {
             let token = vault_daemon::devkit::softhsm::provision(&config.store.data_dir)
                 .map_err(|e| e.to_string())?;
@@ -75,7 +90,7 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<(), S
             config.backend.kind = vault_daemon::config::BackendKind::Pkcs11;
             config.backend.pkcs11 = Some(token.backend);
             config.backend.sim_fault_control_file = false;
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -108,10 +123,18 @@ fn main() -> ExitCode {
         }
     };
     let mut config = config;
-    if dev && let Err(error) = prepare_dev_backend(&mut config, args.backend) {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
+    // Held until the daemon stops: dropping it stops the dev swtpm.
+    let _dev_tpm = if dev {
+        match prepare_dev_backend(&mut config, args.backend) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     init_logging(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,7 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::locker::LockerApi;
 use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 use crate::keys::sim::SimBackend;
+use crate::keys::tpm::{TpmBackend, TpmSettings};
 use crate::keys::{KeyBackend, KeyService};
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
@@ -105,6 +106,18 @@ fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
             Err(DaemonError::Config(crate::config::ConfigError::Invalid(
                 "backend.kind = \"pkcs11\" needs a [backend.pkcs11] section".into(),
             )))
+        }
+        (BackendKind::Tpm, _) => {
+            let tpm = config.backend.tpm.as_ref().ok_or_else(|| {
+                DaemonError::Config(crate::config::ConfigError::Invalid(
+                    "backend.kind = \"tpm\" needs a [backend.tpm] section".into(),
+                ))
+            })?;
+            Ok(Arc::new(TpmBackend::open(TpmSettings {
+                tcti: tpm.tcti.clone(),
+                persistent_base: tpm.persistent_base,
+                persistent_count: tpm.persistent_count,
+            })?))
         }
     }
 }

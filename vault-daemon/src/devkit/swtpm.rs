@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::devkit::{DevkitError, private_dir, which};
 
+/// File in the state directory holding the simulator's pid (so a supervisor can stop it if
+/// its parent was killed without cleaning up).
+pub const PID_FILE: &str = "swtpm.pid";
+
 /// A running swtpm; killed on drop.
 pub struct Swtpm {
     child: Option<Child>,
@@ -72,6 +76,8 @@ impl Swtpm {
                 .arg("--ctrl")
                 .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
                 .args(["--flags", "not-need-init,startup-clear"])
+                .arg("--pid")
+                .arg(format!("file={}", state_dir.join(PID_FILE).display()))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -127,6 +133,7 @@ impl Swtpm {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(self.state_dir.join(PID_FILE));
     }
 }
 
