@@ -94,6 +94,7 @@ mod tpm {
             tcti: tpm.tcti(),
             persistent_base: 0x8101_8000,
             persistent_count: 32,
+            parameter_encryption: false,
         }
     }
 

@@ -132,6 +132,10 @@ pub struct TpmConfig {
     /// How many persistent handles from `persistent_base` the locker may use.
     #[serde(default = "default_persistent_count")]
     pub persistent_count: u32,
+    /// Encrypt TPM command parameters (a salted session per command): protects the per-record
+    /// derived wrapping key on the TPM bus at about ten times the cost. Default off.
+    #[serde(default)]
+    pub parameter_encryption: bool,
 }
 
 fn default_persistent_base() -> u32 {

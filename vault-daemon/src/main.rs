@@ -70,6 +70,7 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Optio
                 tcti: swtpm.tcti(),
                 persistent_base: 0x8101_8000,
                 persistent_count: 32,
+                parameter_encryption: false,
             });
             config.backend.sim_fault_control_file = false;
             Ok(Some(swtpm))

@@ -117,6 +117,7 @@ fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
                 tcti: tpm.tcti.clone(),
                 persistent_base: tpm.persistent_base,
                 persistent_count: tpm.persistent_count,
+                parameter_encryption: tpm.parameter_encryption,
             })?))
         }
     }
