@@ -131,3 +131,29 @@ async fn first_start_creates_the_first_admin() {
     assert!(!token_file.exists());
     drop(daemon);
 }
+
+#[test]
+fn dev_backends_name_the_missing_package() {
+    for (backend, package) in [("softhsm", "softhsm2"), ("tpm", "swtpm")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = Command::new(binary_path("vault-daemon"))
+            .args([
+                "--dev",
+                "--backend",
+                backend,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("PATH", "") // as if the tools were not installed
+            .output()
+            .expect("run daemon");
+        assert_eq!(output.status.code(), Some(2), "{backend}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("install the Debian package {package}")),
+            "{backend}: {stderr}"
+        );
+    }
+}

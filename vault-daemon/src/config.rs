@@ -418,6 +418,18 @@ mod tests {
         config.validate(true).expect("example is otherwise valid");
         crate::domain::purpose::PurposeCatalogue::load(&root.join("purposes.example.toml"))
             .expect("example catalogue loads");
+        for (file, kind) in [
+            ("softhsm.example.toml", BackendKind::Pkcs11),
+            ("network-hsm.example.toml", BackendKind::Pkcs11),
+            ("tpm.example.toml", BackendKind::Tpm),
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).expect(file);
+            let config = Config::parse(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            config
+                .validate(false)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(config.backend.kind, kind, "{file}");
+        }
     }
 
     #[test]
