@@ -43,6 +43,8 @@ pub struct DaemonOptions {
     pub log: Option<String>,
     /// `--backend` for `--dev` (default: [`backend_under_test`]).
     pub backend: Option<String>,
+    /// Extra environment for the daemon (e.g. `SOFTHSM2_CONF` for a config-file daemon).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running daemon child process. Killed on drop.
@@ -95,8 +97,11 @@ impl Daemon {
                 .unwrap_or_default()
         ));
         let stderr = File::create(&log_file).expect("create log file");
+        command.env_remove("SOFTHSM2_CONF");
+        for (name, value) in &options.env {
+            command.env(name, value);
+        }
         let mut child = command
-            .env_remove("SOFTHSM2_CONF")
             .env("TSS2_LOG", "all+NONE")
             .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())

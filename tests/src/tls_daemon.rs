@@ -6,15 +6,59 @@ use std::path::Path;
 use secrecy::SecretString;
 use vault_client::{Client, ClientConfig};
 
-use crate::daemon::{Daemon, DaemonOptions};
-use crate::pki::Pki;
+use vault_daemon::devkit::swtpm::Swtpm;
 
-/// A TLS daemon and its PKI.
+use crate::daemon::{Daemon, DaemonOptions, backend_under_test};
+use crate::pki::Pki;
+use crate::softhsm::SoftHsmToken;
+
+/// A TLS daemon and its PKI, on the backend under test (`VAULT_TEST_BACKEND`).
 pub struct TlsDaemon {
     /// The daemon process.
     pub daemon: Daemon,
     /// Certificates.
     pub pki: Pki,
+    /// The swtpm, when the backend under test is `tpm` (stopped on drop, after the daemon).
+    _tpm: Option<Swtpm>,
+}
+
+/// The `[backend]` section for the backend under test, the environment it needs, and the
+/// swtpm it runs on.
+fn backend_section(dir: &Path, extra: &str) -> (String, Vec<(String, String)>, Option<Swtpm>) {
+    match backend_under_test().as_str() {
+        "softhsm" => {
+            let token = SoftHsmToken::create(dir, "tls-suite");
+            (
+                format!(
+                    "[backend]\nkind = \"pkcs11\"\n{extra}\n[backend.pkcs11]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n",
+                    token.module.display(),
+                    token.label,
+                    token.pin_file.display()
+                ),
+                vec![("SOFTHSM2_CONF".into(), token.conf.display().to_string())],
+                None,
+            )
+        }
+        "tpm" => {
+            let tpm = Swtpm::start(&dir.join("tpm"), None)
+                .expect("swtpm is required (Debian package swtpm)");
+            (
+                format!(
+                    "[backend]\nkind = \"tpm\"\n{extra}\n[backend.tpm]\ntcti = \"{}\"\n",
+                    tpm.tcti()
+                ),
+                Vec::new(),
+                Some(tpm),
+            )
+        }
+        _ => (
+            format!(
+                "[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\n{extra}\n"
+            ),
+            Vec::new(),
+            None,
+        ),
+    }
 }
 
 /// Which client certificate a connection presents.
@@ -33,6 +77,7 @@ impl TlsDaemon {
     /// lines appended to `[backend]`.
     pub fn start(dir: &Path, backend_extra: &str) -> TlsDaemon {
         let pki = Pki::create(dir);
+        let (backend, env, tpm) = backend_section(dir, backend_extra);
         let data_dir = dir.join("data");
         let config = dir.join("vault-daemon.toml");
         std::fs::write(
@@ -50,11 +95,7 @@ require_client_cert = false
 [store]
 data_dir = "{data}"
 
-[backend]
-kind = "sim"
-allow_insecure = true
-sim_fault_control_file = true
-{backend_extra}
+{backend}
 "#,
                 cert = pki.server.0.display(),
                 key = pki.server.1.display(),
@@ -67,11 +108,15 @@ sim_fault_control_file = true
             &data_dir,
             DaemonOptions {
                 config: Some(config),
-                log: None,
-                backend: None,
+                env,
+                ..DaemonOptions::default()
             },
         );
-        TlsDaemon { daemon, pki }
+        TlsDaemon {
+            daemon,
+            pki,
+            _tpm: tpm,
+        }
     }
 
     /// The first admin's token (written at first start).

@@ -51,9 +51,8 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
     let daemon = Daemon::start(
         &dir.path().join("data"),
         DaemonOptions {
-            config: None,
             log: Some("trace".into()),
-            backend: None,
+            ..DaemonOptions::default()
         },
     );
     let mut secrets: Vec<String> = Vec::new();
