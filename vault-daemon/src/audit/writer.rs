@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::entry::EntryOutcome;
 use crate::audit::entry::{AuditEntry, ChainedEntry, GENESIS_HASH};
 use crate::clock::Clock;
 use crate::error::Error;

@@ -3,6 +3,7 @@
 use secrecy::SecretString;
 
 use crate::audit::entry::AuditEntry;
+use crate::audit::entry::EntryOutcome;
 use crate::domain::operator::{Grant, Operator, Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::purpose::Purpose;

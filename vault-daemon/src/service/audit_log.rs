@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::audit::entry::ChainedEntry;
+use crate::audit::entry::EntryOutcome;
 use crate::audit::verify::{ChainVerifier, VerifyReport};
 use crate::domain::operator::Role;
 use crate::domain::policy::Action;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::entry::AuditEntry;
+use crate::audit::entry::EntryOutcome;
 use crate::domain::operator::{Grant, Role};
 use crate::domain::policy::Action;
 use crate::domain::token::{self, hashes_equal, token_hash};

@@ -18,6 +18,7 @@ use ring::rand::SystemRandom;
 use secrecy::SecretString;
 
 use crate::audit::entry::AuditEntry;
+use crate::audit::entry::EntryOutcome;
 use crate::audit::writer::AuditWriter;
 use crate::clock::Clock;
 use crate::domain::operator::Operator;

@@ -3,6 +3,7 @@
 use zeroize::Zeroizing;
 
 use crate::audit::entry::AuditEntry;
+use crate::audit::entry::EntryOutcome;
 use crate::domain::handle::Handle;
 use crate::domain::identity::IdentityVerification;
 use crate::domain::number::IndividualNumber;
