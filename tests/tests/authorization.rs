@@ -62,9 +62,12 @@ enum Rpc {
     AuditTail,
     AuditExport,
     AuditVerify,
+    AuditCheckpoints,
+    AuditPublicKeys,
+    RotateAuditKey,
 }
 
-const RPCS: [Rpc; 19] = [
+const RPCS: [Rpc; 22] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -84,6 +87,9 @@ const RPCS: [Rpc; 19] = [
     Rpc::AuditTail,
     Rpc::AuditExport,
     Rpc::AuditVerify,
+    Rpc::AuditCheckpoints,
+    Rpc::AuditPublicKeys,
+    Rpc::RotateAuditKey,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -99,10 +105,15 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::GrantPurposes
         | Rpc::RevokePurposes
         | Rpc::IssueToken
-        | Rpc::RevokeToken => &[Admin],
+        | Rpc::RevokeToken
+        | Rpc::RotateAuditKey => &[Admin],
         Rpc::ListTenants | Rpc::ListOperators | Rpc::ListTokens => &[Admin, Auditor],
         Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
-        Rpc::AuditTail | Rpc::AuditExport | Rpc::AuditVerify => &[Admin, Auditor, Manager],
+        Rpc::AuditTail
+        | Rpc::AuditExport
+        | Rpc::AuditVerify
+        | Rpc::AuditCheckpoints
+        | Rpc::AuditPublicKeys => &[Admin, Auditor, Manager],
     };
     roles.contains(&principal)
 }
@@ -344,6 +355,28 @@ async fn call(
             .audit_verify(with_id(pb::AuditVerifyRequest {}, id))
             .await
             .map(|r| assert!(r.into_inner().ok)),
+        Rpc::AuditCheckpoints => client
+            .admin
+            .audit_checkpoints(with_id(pb::AuditCheckpointsRequest { after_seq: 0 }, id))
+            .await
+            .map(drop),
+        Rpc::AuditPublicKeys => client
+            .admin
+            .audit_public_keys(with_id(pb::AuditPublicKeysRequest {}, id))
+            .await
+            .map(|r| {
+                assert!(
+                    r.into_inner()
+                        .keys
+                        .iter()
+                        .all(|k| k.public_key_pem.contains("BEGIN PUBLIC KEY"))
+                )
+            }),
+        Rpc::RotateAuditKey => client
+            .admin
+            .rotate_audit_key(with_id(pb::RotateAuditKeyRequest {}, id))
+            .await
+            .map(drop),
     }
 }
 

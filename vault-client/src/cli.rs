@@ -239,7 +239,7 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Export entries as JSON lines.
+    /// Export entries and signed checkpoints as JSON lines.
     Export {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -248,8 +248,24 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
-    /// Verify the hash chain in the daemon's store.
-    Verify,
+    /// Verify the chain and its signed checkpoints: in the daemon's store, or offline in an
+    /// export file with the audit public keys (no daemon, no token needed).
+    Verify {
+        /// An export file (from `audit export`) to verify offline.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        offline: Option<PathBuf>,
+        /// PEM file with the audit public keys (from `audit public-key`).
+        #[arg(long, value_name = "PEM", requires = "offline")]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the audit public keys (PEM, every version).
+    PublicKey {
+        /// Write them to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Rotate the audit signing key (admins); old keys stay for old checkpoints.
+    RotateKey,
 }
 
 fn kind_to_wire(kind: Kind) -> pb::SubjectKind {
@@ -268,6 +284,51 @@ fn role_to_wire(role: RoleArg) -> pb::Role {
         RoleArg::Handler => pb::Role::Handler,
         RoleArg::Service => pb::Role::Service,
         RoleArg::Auditor => pb::Role::Auditor,
+    }
+}
+
+/// Offline verification never reaches `execute` (it needs no daemon); see [`offline`].
+fn unreachable_offline() -> Result<(), ClientError> {
+    Err(ClientError::Status(tonic::Status::internal(
+        "offline verification is run without connecting",
+    )))
+}
+
+/// Runs the commands that need no daemon: offline verification. `None` for every other command.
+pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
+    let Command::Audit(AuditCommand::Verify {
+        offline: Some(file),
+        public_key: Some(pem),
+    }) = command
+    else {
+        return None;
+    };
+    Some(verify_offline(file, pem, format))
+}
+
+fn verify_offline(
+    file: &std::path::Path,
+    pem: &std::path::Path,
+    format: Format,
+) -> Result<(), String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let keys = vault_audit::checkpoint::parse_public_keys_pem(&read(pem)?)
+        .map_err(|e| format!("{}: {e}", pem.display()))?;
+    let lines = vault_audit::offline::parse_export(&read(file)?)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let report = vault_audit::offline::verify(&lines, &keys);
+    output::offline_report(format, &report);
+    if report.ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "audit export does not verify: first bad entry {}",
+            report
+                .first_bad_seq
+                .map_or_else(|| "unknown".into(), |s| s.to_string())
+        ))
     }
 }
 
@@ -469,9 +530,40 @@ pub async fn execute(
                 .audit_export(pb::AuditExportRequest { after_seq: after })
                 .await?
                 .into_inner();
-            output::audit_export(stream, out.as_deref()).await?;
+            // Checkpoints are read after the entries, so every one names an exported entry or
+            // one committed later (which a verifier reports as beyond the export).
+            let export = output::audit_export(stream, out.as_deref()).await?;
+            let checkpoints = client
+                .admin
+                .audit_checkpoints(pb::AuditCheckpointsRequest { after_seq: after })
+                .await?
+                .into_inner()
+                .checkpoints;
+            output::append_checkpoints(export, &checkpoints, out.as_deref())?;
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::PublicKey { out }) => {
+            let keys = client
+                .admin
+                .audit_public_keys(pb::AuditPublicKeysRequest {})
+                .await?
+                .into_inner()
+                .keys;
+            output::public_keys(format, &keys, out.as_deref())?;
+        }
+        Command::Audit(AuditCommand::RotateKey) => {
+            let key = client
+                .admin
+                .rotate_audit_key(pb::RotateAuditKeyRequest {})
+                .await?
+                .into_inner();
+            output::public_keys(format, &[key], None)?;
+        }
+        Command::Audit(AuditCommand::Verify {
+            offline: Some(_), ..
+        }) => {
+            unreachable_offline()?;
+        }
+        Command::Audit(AuditCommand::Verify { offline: None, .. }) => {
             let report = client
                 .admin
                 .audit_verify(pb::AuditVerifyRequest {})

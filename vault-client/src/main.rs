@@ -68,6 +68,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(result) = cli::offline(&args.command, args.output) {
+        return result;
+    }
     let number = match &args.command {
         Command::Seal(_) | Command::Lookup { .. } => Some(number_from_stdin()?),
         _ => None,

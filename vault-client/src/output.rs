@@ -8,6 +8,8 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use serde_json::{Value, json};
+use vault_audit::checkpoint::Checkpoint;
+use vault_audit::offline::{ExportLine, ExportedEntry, OfflineReport};
 use vault_client::{ClientError, pb};
 
 /// Output format.
@@ -254,14 +256,30 @@ pub fn purposes(format: Format, purposes: &[pb::Purpose]) {
     }
 }
 
-/// One audit entry as JSON (the export format).
-pub fn audit_json(e: &pb::AuditEntry) -> Value {
-    json!({
-        "seq": e.seq, "time_ms": e.time_unix_ms, "operator": e.operator_id, "role": e.role,
-        "tenant": e.tenant, "action": e.action, "handle": e.handle, "purpose": e.purpose,
-        "outcome": e.outcome, "code": e.code, "reason": e.reason, "request_id": e.request_id,
-        "peer": e.peer, "prev_hash": e.prev_hash, "hash": e.hash,
+/// One audit entry as an export line (the `vault-audit` offline format).
+pub fn export_line(e: &pb::AuditEntry) -> ExportLine {
+    ExportLine::Entry(ExportedEntry {
+        seq: e.seq,
+        time_ms: e.time_unix_ms,
+        operator: e.operator_id.clone(),
+        role: e.role.clone(),
+        tenant: e.tenant.clone(),
+        action: e.action.clone(),
+        handle: e.handle.clone(),
+        purpose: e.purpose.clone(),
+        outcome: e.outcome.clone(),
+        code: e.code.clone(),
+        reason: e.reason.clone(),
+        request_id: e.request_id.clone(),
+        peer: e.peer.clone(),
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
     })
+}
+
+/// One audit entry as JSON.
+pub fn audit_json(e: &pb::AuditEntry) -> Value {
+    serde_json::to_value(export_line(e)).unwrap_or(Value::Null)
 }
 
 /// Audit entries.
@@ -286,11 +304,12 @@ pub fn audit_entries(format: Format, entries: &[pb::AuditEntry]) {
     }
 }
 
-/// Streams an export as JSON lines to a file or standard output.
+/// Streams an export's entries as JSON lines to a file or standard output; returns the sink so
+/// the checkpoints can follow.
 pub async fn audit_export(
     mut stream: tonic::Streaming<pb::AuditEntry>,
     out: Option<&Path>,
-) -> Result<(), ClientError> {
+) -> Result<Box<dyn Write>, ClientError> {
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             OpenOptions::new()
@@ -315,7 +334,99 @@ pub async fn audit_export(
     while let Some(entry) = stream.message().await? {
         writeln!(sink, "{}", audit_json(&entry)).map_err(write_error)?;
     }
+    Ok(sink)
+}
+
+/// Appends the checkpoints to an export and flushes it.
+pub fn append_checkpoints(
+    mut sink: Box<dyn Write>,
+    checkpoints: &[pb::AuditCheckpoint],
+    out: Option<&Path>,
+) -> Result<(), ClientError> {
+    let write_error = |source| ClientError::WriteFile {
+        path: out
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "stdout".into()),
+        source,
+    };
+    for c in checkpoints {
+        let line = ExportLine::Checkpoint(Checkpoint {
+            seq: c.seq,
+            chain_hash: c.chain_hash.clone(),
+            time_ms: c.time_unix_ms,
+            key_version: c.key_version,
+            key_id: c.key_id.clone(),
+            signature: c.signature.clone(),
+        });
+        writeln!(
+            sink,
+            "{}",
+            serde_json::to_value(line).unwrap_or(Value::Null)
+        )
+        .map_err(write_error)?;
+    }
     sink.flush().map_err(write_error)
+}
+
+/// Audit public keys: PEM blocks (text) or JSON.
+pub fn public_keys(
+    format: Format,
+    keys: &[pb::AuditPublicKey],
+    out: Option<&Path>,
+) -> Result<(), ClientError> {
+    let text: String = match format {
+        Format::Text => keys
+            .iter()
+            .map(|k| format!("# audit key version {} id {} created {}\n{}", k.version, k.key_id, time(k.created_at_unix), k.public_key_pem))
+            .collect(),
+        Format::Json => keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "{}\n",
+                    json!({"version": k.version, "key_id": k.key_id, "created_at": time(k.created_at_unix), "public_key_pem": k.public_key_pem})
+                )
+            })
+            .collect(),
+    };
+    match out {
+        Some(path) => std::fs::write(path, text).map_err(|source| ClientError::WriteFile {
+            path: path.display().to_string(),
+            source,
+        }),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// Result of an offline verification.
+pub fn offline_report(format: Format, report: &OfflineReport) {
+    match format {
+        Format::Json => print_json(&serde_json::to_value(report).unwrap_or(Value::Null)),
+        Format::Text => {
+            if report.ok {
+                println!(
+                    "OK: {} entries, {} checkpoints verified, anchored through entry {}; {} entries after it are unanchored",
+                    report.entries,
+                    report.checkpoints_verified,
+                    report.anchored_through,
+                    report.unanchored_tail
+                );
+            } else {
+                println!(
+                    "BROKEN at entry {}",
+                    report
+                        .first_bad_seq
+                        .map_or_else(|| "?".into(), |s| s.to_string())
+                );
+            }
+            for problem in &report.problems {
+                println!("  {problem}");
+            }
+        }
+    }
 }
 
 /// Result of `audit verify`.
@@ -325,6 +436,7 @@ pub fn verify_report(format: Format, r: &pb::AuditVerifyResponse) {
             "ok": r.ok, "entries_checked": r.entries_checked,
             "first_bad_seq": if r.ok { None } else { Some(r.first_bad_seq) },
             "message": r.message, "head_hash": r.head_hash,
+            "checkpoints_verified": r.checkpoints_verified, "anchored_through": r.anchored_through,
         })),
         Format::Text => {
             if r.ok {

@@ -209,6 +209,10 @@ pub struct AuditConfig {
     pub commit_timeout_ms: u64,
     /// Units per transaction at most.
     pub max_batch: usize,
+    /// Sign a checkpoint after this many new entries.
+    pub checkpoint_every: u64,
+    /// Or after this many seconds when there are new entries (and always at shutdown).
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -216,6 +220,8 @@ impl Default for AuditConfig {
         AuditConfig {
             commit_timeout_ms: 5000,
             max_batch: 512,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
         }
     }
 }
@@ -366,6 +372,11 @@ impl Config {
         }
         if self.audit.commit_timeout_ms == 0 || self.audit.commit_timeout_ms > 600_000 {
             return invalid("audit.commit_timeout_ms must be between 1 and 600000");
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            return invalid(
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be at least 1",
+            );
         }
         if self.audit.max_batch == 0 {
             return invalid("audit.max_batch must be at least 1");

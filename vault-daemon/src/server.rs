@@ -15,6 +15,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use vault_proto::v1::admin_server::AdminServer;
 use vault_proto::v1::locker_server::LockerServer;
 
+use crate::audit::checkpointer::CheckpointPolicy;
 use crate::audit::writer::{AuditWriter, WriterConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BackendKind, Config};
@@ -261,7 +262,13 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
             default_ttl_ms: ms(config.tokens.default_ttl_secs),
             max_ttl_ms: ms(config.tokens.max_ttl_secs),
         },
+        CheckpointPolicy {
+            every: config.audit.checkpoint_every,
+            interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        },
     ));
+    let checkpointer = locker.checkpointer().clone();
+    checkpointer.ensure_key().await?;
 
     let mut stdout = std::io::stdout();
     if dev {
@@ -274,6 +281,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(watch_health(keys, reporter));
+    let checkpoint_task = tokio::spawn(checkpointer.clone().run());
 
     let max = config.server.max_message_bytes;
     let locker_service = LockerServer::new(LockerApi::new(Arc::clone(&locker)))
@@ -334,6 +342,19 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     };
     health_task.abort();
     let _ = health_task.await;
+    checkpoint_task.abort();
+    let _ = checkpoint_task.await;
+    // Anchor the whole log before stopping: a verifier then finds no unanchored tail.
+    match checkpointer.checkpoint_now().await {
+        Ok(Some(checkpoint)) => {
+            tracing::info!(seq = checkpoint.seq, "final audit checkpoint signed")
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, "final audit checkpoint failed; the newest entries stay unanchored")
+        }
+    }
+    drop(checkpointer);
     // Everything queued is committed; requests still running get UNAVAILABLE and release nothing.
     stop_writer.shutdown().await;
     writer_thread.join();

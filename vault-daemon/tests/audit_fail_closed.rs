@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
+use vault_audit::checkpoint::Checkpoint;
+use vault_daemon::audit::checkpointer::CheckpointPolicy;
+use vault_daemon::audit::keys::AuditKeyRecord;
 use vault_daemon::audit::writer::{AuditWriter, WriterConfig};
 use vault_daemon::clock::SystemClock;
 use vault_daemon::domain::handle::Handle;
@@ -86,6 +89,15 @@ impl StoreRead for FlakyWrite<'_> {
     fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.inner.audit_tail(limit)
     }
+    fn checkpoints_after(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.checkpoints_after(after, limit)
+    }
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.last_checkpoint()
+    }
+    fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
+        self.inner.audit_keys()
+    }
 }
 
 impl StoreWrite for FlakyWrite<'_> {
@@ -114,6 +126,12 @@ impl StoreWrite for FlakyWrite<'_> {
     }
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
         self.inner.append_audit(seq, row)
+    }
+    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(checkpoint)
+    }
+    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
+        self.inner.put_audit_key(key)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match self.mode.load(Ordering::SeqCst) {
@@ -175,6 +193,10 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
             default_ttl_ms: 3_600_000,
             max_ttl_ms: 3_600_000,
         },
+        CheckpointPolicy {
+            every: 1000,
+            interval: Duration::from_secs(60),
+        },
     );
     locker.provision_dev(dir.path()).await.expect("provision");
     let handler = context(token_of(dir.path(), "dev-handler"));
@@ -222,7 +244,7 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
         .expect("unseal after recovery");
     assert_eq!(number.as_str(), "123456789018");
     let report = vault_daemon::service::verify_store(store.as_ref()).expect("verify");
-    assert!(report.ok, "{}", report.message);
+    assert!(report.chain.ok, "{}", report.chain.message);
     drop(locker);
     writer_thread.join();
 }

@@ -45,7 +45,8 @@ impl Default for WriterConfig {
 
 struct Unit {
     mutation: Mutation,
-    entry: AuditEntry,
+    /// `None` only for the writer's own bookkeeping (checkpoints), which is not a call.
+    entry: Option<AuditEntry>,
     reply: oneshot::Sender<Result<MutationOutcome, Error>>,
 }
 
@@ -148,6 +149,20 @@ impl AuditWriter {
         mutation: Mutation,
         entry: AuditEntry,
     ) -> Result<MutationOutcome, Error> {
+        self.send(mutation, Some(entry)).await
+    }
+
+    /// Commits a mutation that is not a call and has no audit entry of its own: storing a
+    /// checkpoint (an entry about it would itself be left unanchored).
+    pub async fn submit_unaudited(&self, mutation: Mutation) -> Result<MutationOutcome, Error> {
+        self.send(mutation, None).await
+    }
+
+    async fn send(
+        &self,
+        mutation: Mutation,
+        entry: Option<AuditEntry>,
+    ) -> Result<MutationOutcome, Error> {
         let (reply, answer) = oneshot::channel();
         let unit = Unit {
             mutation,
@@ -234,8 +249,11 @@ fn commit_batch(
     let mut results = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
-        let mut entry = std::mem::take(&mut unit.entry);
         let result = mutation.apply(txn.as_mut())?;
+        let Some(mut entry) = unit.entry.take() else {
+            results.push(result);
+            continue;
+        };
         match &result {
             Ok(MutationOutcome::Existing(handle)) => {
                 entry.handle = handle.to_string();

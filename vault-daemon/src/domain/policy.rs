@@ -45,6 +45,12 @@ pub enum Action {
     AuditExport,
     /// Verify the audit chain.
     AuditVerify,
+    /// List the audit public keys.
+    AuditKeys,
+    /// Rotate the audit signing key.
+    AuditKeyRotate,
+    /// Export signed checkpoints.
+    AuditCheckpoints,
     /// Work the daemon does by itself (first start, dev provisioning).
     System,
 }
@@ -74,6 +80,9 @@ impl Action {
             Action::AuditTail => "AUDIT_TAIL",
             Action::AuditExport => "AUDIT_EXPORT",
             Action::AuditVerify => "AUDIT_VERIFY",
+            Action::AuditKeys => "AUDIT_KEYS",
+            Action::AuditKeyRotate => "AUDIT_KEY_ROTATE",
+            Action::AuditCheckpoints => "AUDIT_CHECKPOINTS",
             Action::System => "SYSTEM",
         }
     }
@@ -90,12 +99,15 @@ impl Action {
             | Action::Grant
             | Action::Revoke
             | Action::TokenIssue
-            | Action::TokenRevoke => &[Admin],
+            | Action::TokenRevoke
+            | Action::AuditKeyRotate => &[Admin],
             Action::TenantList | Action::OperatorList | Action::TokenList => &[Admin, Auditor],
             Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
-            Action::AuditTail | Action::AuditExport | Action::AuditVerify => {
-                &[Admin, Auditor, Manager]
-            }
+            Action::AuditTail
+            | Action::AuditExport
+            | Action::AuditVerify
+            | Action::AuditKeys
+            | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
             Action::System => &[],
         }
     }

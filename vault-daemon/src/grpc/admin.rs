@@ -277,11 +277,56 @@ impl AdminRpc for AdminApi {
         let ctx = request_context(&request);
         let report = self.locker.audit_verify(&ctx).await.map_err(to_status)?;
         Ok(Response::new(pb::AuditVerifyResponse {
-            ok: report.ok,
-            entries_checked: report.entries_checked,
-            first_bad_seq: report.first_bad_seq.unwrap_or(0),
-            message: report.message,
-            head_hash: hex::encode(report.head_hash),
+            ok: report.chain.ok,
+            entries_checked: report.chain.entries_checked,
+            first_bad_seq: report.chain.first_bad_seq.unwrap_or(0),
+            message: report.chain.message,
+            head_hash: hex::encode(report.chain.head_hash),
+            checkpoints_verified: report.checkpoints_verified,
+            anchored_through: report.anchored_through,
         }))
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        request: Request<pb::AuditCheckpointsRequest>,
+    ) -> Result<Response<pb::AuditCheckpointsResponse>, Status> {
+        let ctx = request_context(&request);
+        let checkpoints = self
+            .locker
+            .audit_checkpoints(&ctx, request.get_ref().after_seq)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AuditCheckpointsResponse {
+            checkpoints: checkpoints.into_iter().map(convert::checkpoint).collect(),
+        }))
+    }
+
+    async fn audit_public_keys(
+        &self,
+        request: Request<pb::AuditPublicKeysRequest>,
+    ) -> Result<Response<pb::AuditPublicKeysResponse>, Status> {
+        let ctx = request_context(&request);
+        let keys = self
+            .locker
+            .audit_public_keys(&ctx)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AuditPublicKeysResponse {
+            keys: keys.into_iter().map(convert::audit_key).collect(),
+        }))
+    }
+
+    async fn rotate_audit_key(
+        &self,
+        request: Request<pb::RotateAuditKeyRequest>,
+    ) -> Result<Response<pb::AuditPublicKey>, Status> {
+        let ctx = request_context(&request);
+        let key = self
+            .locker
+            .rotate_audit_key(&ctx)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::audit_key(key)))
     }
 }

@@ -158,3 +158,25 @@ pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
         prev_hash: hex::encode(chained.prev_hash),
     }
 }
+
+/// Checkpoint for the wire.
+pub fn checkpoint(c: vault_audit::checkpoint::Checkpoint) -> pb::AuditCheckpoint {
+    pb::AuditCheckpoint {
+        seq: c.seq,
+        chain_hash: c.chain_hash,
+        time_unix_ms: c.time_ms,
+        key_version: c.key_version,
+        key_id: c.key_id,
+        signature: c.signature,
+    }
+}
+
+/// Audit public key for the wire (PEM; never the backend reference).
+pub fn audit_key(key: crate::audit::keys::AuditKeyRecord) -> pb::AuditPublicKey {
+    pb::AuditPublicKey {
+        version: key.version,
+        key_id: hex::encode(key.key_id),
+        public_key_pem: vault_audit::checkpoint::public_key_pem(&key.public_point),
+        created_at_unix: secs(key.created_at_ms),
+    }
+}

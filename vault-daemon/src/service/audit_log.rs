@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use vault_audit::checkpoint::Checkpoint;
+
+use crate::audit::checkpointer::key_note;
 use crate::audit::entry::ChainedEntry;
 use crate::audit::entry::EntryOutcome;
+use crate::audit::keys::AuditKeyRecord;
 use crate::audit::verify::{ChainVerifier, VerifyReport};
 use crate::domain::operator::Role;
 use crate::domain::policy::Action;
@@ -121,8 +125,8 @@ impl Locker {
             .map(|(p, _)| p)
     }
 
-    /// Verifies the whole chain as stored.
-    pub async fn audit_verify(&self, ctx: &RequestContext) -> Result<VerifyReport> {
+    /// Verifies the whole chain and its checkpoints as stored.
+    pub async fn audit_verify(&self, ctx: &RequestContext) -> Result<StoreVerification> {
         let (_caller, mut entry) = self.begin(ctx, Action::AuditVerify).await?;
         let store = Arc::clone(&self.store);
         let report = tokio::task::spawn_blocking(move || verify_store(store.as_ref()))
@@ -130,7 +134,7 @@ impl Locker {
             .map_err(|_| Error::Internal("verification task failed".into()))
             .and_then(|r| r);
         if let Ok(report) = &report {
-            entry.allow(report.message.clone());
+            entry.allow(report.chain.message.clone());
         }
         self.finish(entry, report.map(|r| (r, Mutation::None)))
             .await
@@ -138,21 +142,142 @@ impl Locker {
     }
 }
 
-/// Verifies every stored audit row in order.
-pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
+/// The chain report plus what the signed checkpoints anchor.
+#[derive(Debug, Clone)]
+pub struct StoreVerification {
+    /// The hash chain.
+    pub chain: VerifyReport,
+    /// Checkpoints whose signature and hash verified.
+    pub checkpoints_verified: u64,
+    /// Highest entry anchored by a verified checkpoint.
+    pub anchored_through: u64,
+}
+
+impl Locker {
+    /// Every audit signing key version (public parts).
+    pub async fn audit_public_keys(&self, ctx: &RequestContext) -> Result<Vec<AuditKeyRecord>> {
+        let (_caller, entry) = self.begin(ctx, Action::AuditKeys).await?;
+        let body = self
+            .store
+            .reader()
+            .and_then(|r| r.audit_keys())
+            .map_err(Error::from);
+        self.finish(entry, body.map(|k| (k, Mutation::None)))
+            .await
+            .map(|(k, _)| k)
+    }
+
+    /// Rotates the audit signing key: a new version signs checkpoints from now on; old
+    /// versions stay, so history signed with them stays verifiable.
+    pub async fn rotate_audit_key(&self, ctx: &RequestContext) -> Result<AuditKeyRecord> {
+        let (_caller, mut entry) = self.begin(ctx, Action::AuditKeyRotate).await?;
+        // Anchor what the old key covers before the new one takes over.
+        let body = match self.checkpointer.checkpoint_now().await {
+            Ok(_) => self.checkpointer.prepare_key().await,
+            Err(error) => Err(error),
+        }
+        .map(|record| {
+            entry.allow(key_note("audit key rotated", &record));
+            (record.clone(), Mutation::AddAuditKey(record))
+        });
+        self.finish(entry, body).await.map(|(record, _)| record)
+    }
+
+    /// All checkpoints after `after_seq` (an export takes them with the entries).
+    pub async fn audit_checkpoints(
+        &self,
+        ctx: &RequestContext,
+        after_seq: u64,
+    ) -> Result<Vec<Checkpoint>> {
+        let (_caller, entry) = self.begin(ctx, Action::AuditCheckpoints).await?;
+        let body = (|| {
+            let mut out = Vec::new();
+            let mut after = after_seq;
+            loop {
+                let page = self.store.reader()?.checkpoints_after(after, PAGE)?;
+                let done = page.len() < PAGE;
+                if let Some(last) = page.last() {
+                    after = last.seq;
+                }
+                out.extend(page);
+                if done {
+                    return Ok((out, Mutation::None));
+                }
+            }
+        })();
+        self.finish(entry, body).await.map(|(c, _)| c)
+    }
+}
+
+/// Verifies every stored audit row in order, then every checkpoint: its signature under the
+/// audit key it names, and that it matches the stored entry it covers.
+pub fn verify_store(store: &dyn Store) -> Result<StoreVerification> {
     let mut verifier = ChainVerifier::default();
     let mut after = 0;
-    loop {
+    let chain = loop {
         let rows = store.reader()?.audit_after(after, PAGE)?;
         let full = rows.len() == PAGE;
+        let mut broken = false;
         for (seq, row) in &rows {
             if !verifier.feed(*seq, row) {
-                return Ok(verifier.finish());
+                broken = true;
+                break;
             }
             after = *seq;
         }
-        if !full {
-            return Ok(verifier.finish());
+        if broken || !full {
+            break verifier.finish();
+        }
+    };
+    let mut result = StoreVerification {
+        chain,
+        checkpoints_verified: 0,
+        anchored_through: 0,
+    };
+    if !result.chain.ok {
+        return Ok(result);
+    }
+    let keys = store.reader()?.audit_keys()?;
+    let mut after = 0;
+    loop {
+        let checkpoints = store.reader()?.checkpoints_after(after, PAGE)?;
+        for checkpoint in &checkpoints {
+            after = checkpoint.seq;
+            let key = keys
+                .iter()
+                .find(|k| hex::encode(k.key_id) == checkpoint.key_id);
+            let signed = key.is_some_and(|k| checkpoint.verify_signature(&k.public_point));
+            let stored = store
+                .reader()?
+                .audit_after(checkpoint.seq - 1, 1)?
+                .into_iter()
+                .next()
+                .filter(|(seq, _)| *seq == checkpoint.seq)
+                .and_then(|(_, row)| ChainedEntry::from_row(&row).ok());
+            let matches = stored.is_some_and(|e| hex::encode(e.hash) == checkpoint.chain_hash);
+            if !(signed && matches) {
+                result.chain.ok = false;
+                result.chain.first_bad_seq = Some(checkpoint.seq);
+                result.chain.message = if signed {
+                    format!(
+                        "checkpoint {} does not match entry {}",
+                        checkpoint.seq, checkpoint.seq
+                    )
+                } else {
+                    format!("checkpoint {}: signature does not verify", checkpoint.seq)
+                };
+                return Ok(result);
+            }
+            result.checkpoints_verified += 1;
+            result.anchored_through = checkpoint.seq;
+        }
+        if checkpoints.len() < PAGE {
+            break;
         }
     }
+    result.chain.message = format!(
+        "{}; {} checkpoints verified, anchored through entry {}",
+        result.chain.message, result.checkpoints_verified, result.anchored_through
+    );
+    Ok(result)
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use secrecy::SecretString;
 
+use crate::audit::checkpointer::{CheckpointPolicy, Checkpointer};
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
 use crate::audit::writer::AuditWriter;
@@ -30,7 +31,7 @@ use crate::store::Store;
 use crate::store::mutation::{Mutation, MutationOutcome};
 
 pub use admin::{NewOperator, NewTenant, TokenRequest};
-pub use audit_log::{AuditPages, verify_store};
+pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use records::{SealRequest, SealResult};
 
 /// Who is calling, as the transport saw it.
@@ -76,6 +77,7 @@ pub struct TokenPolicy {
 
 /// Everything the operations need.
 pub struct Locker {
+    checkpointer: Checkpointer,
     store: Arc<dyn Store>,
     writer: AuditWriter,
     keys: KeyService,
@@ -94,8 +96,16 @@ impl Locker {
         purposes: PurposeCatalogue,
         clock: Arc<dyn Clock>,
         token_policy: TokenPolicy,
+        checkpoint_policy: CheckpointPolicy,
     ) -> Locker {
         Locker {
+            checkpointer: Checkpointer::new(
+                Arc::clone(&store),
+                writer.clone(),
+                keys.clone(),
+                Arc::clone(&clock),
+                checkpoint_policy,
+            ),
             store,
             writer,
             keys,
@@ -109,6 +119,11 @@ impl Locker {
     /// The purpose catalogue in force.
     pub fn purposes(&self) -> &PurposeCatalogue {
         &self.purposes
+    }
+
+    /// The audit checkpointer (for its background task and the final checkpoint at shutdown).
+    pub fn checkpointer(&self) -> &Checkpointer {
+        &self.checkpointer
     }
 
     /// The key service (for health checks).

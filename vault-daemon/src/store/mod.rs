@@ -10,6 +10,9 @@ pub mod codec;
 pub mod mutation;
 pub mod redb;
 
+use vault_audit::checkpoint::Checkpoint;
+
+use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
@@ -80,6 +83,12 @@ pub trait StoreRead {
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// The last `limit` audit rows, in key order.
     fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Up to `limit` checkpoints with sequence number greater than `after`, in order.
+    fn checkpoints_after(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The newest checkpoint.
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+    /// Every audit signing key version, oldest first.
+    fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -103,6 +112,10 @@ pub trait StoreWrite: StoreRead {
     fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Appends an audit row under `seq`.
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError>;
+    /// Stores a checkpoint.
+    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// Stores an audit signing key version.
+    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -4,6 +4,9 @@
 //! anything, so a refused mutation leaves no partial write behind and concurrent requests
 //! cannot race past each other (two seals of one number, two disposals of one record).
 
+use vault_audit::checkpoint::Checkpoint;
+
+use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
 use crate::domain::operator::{Grant, Operator, Role, Tenant};
 use crate::domain::record::{Record, RecordStatus, Tombstone};
@@ -51,6 +54,10 @@ pub enum Mutation {
     IssueToken(TokenRecord),
     /// Revoke a token.
     RevokeToken(String),
+    /// Store a signed checkpoint (unless one for a later entry exists already).
+    PutCheckpoint(Checkpoint),
+    /// Add an audit signing key version (the next version number).
+    AddAuditKey(AuditKeyRecord),
 }
 
 /// What a mutation did.
@@ -119,6 +126,27 @@ impl Mutation {
                 }
                 txn.put_token(&token)?;
                 Ok(Ok(MutationOutcome::Token(token)))
+            }
+            Mutation::PutCheckpoint(checkpoint) => {
+                if txn
+                    .last_checkpoint()?
+                    .is_some_and(|last| last.seq >= checkpoint.seq)
+                {
+                    return Ok(Ok(MutationOutcome::Done));
+                }
+                txn.put_checkpoint(&checkpoint)?;
+                Ok(Ok(MutationOutcome::Done))
+            }
+            Mutation::AddAuditKey(key) => {
+                let next = txn.audit_keys()?.last().map_or(1, |k| k.version + 1);
+                if key.version != next {
+                    return Ok(Err(Error::AlreadyExists(format!(
+                        "audit key version {} exists already",
+                        key.version
+                    ))));
+                }
+                txn.put_audit_key(&key)?;
+                Ok(Ok(MutationOutcome::Done))
             }
             Mutation::RevokeToken(id) => match txn.token(&id)? {
                 None => Ok(Err(Error::NotFound(format!("no token {id}")))),

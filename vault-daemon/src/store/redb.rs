@@ -9,6 +9,9 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
+use vault_audit::checkpoint::Checkpoint;
+
+use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
@@ -33,6 +36,10 @@ pub const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operat
 pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Audit rows by sequence number.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Signed checkpoints by the sequence number they cover.
+pub const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_checkpoints");
+/// Audit signing keys by version.
+pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -107,6 +114,8 @@ impl RedbStore {
             txn.open_table(OPERATORS).map_err(io)?;
             txn.open_table(TOKENS).map_err(io)?;
             txn.open_table(AUDIT).map_err(io)?;
+            txn.open_table(CHECKPOINTS).map_err(io)?;
+            txn.open_table(AUDIT_KEYS).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -263,6 +272,41 @@ macro_rules! impl_store_read {
                 out.reverse();
                 Ok(out)
             }
+
+            fn checkpoints_after(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<Checkpoint>, StoreError> {
+                let table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
+                rows(
+                    table
+                        .range(after.saturating_add(1)..)
+                        .map_err(io)?
+                        .take(limit),
+                )?
+                .iter()
+                .map(|(_, bytes)| decode("checkpoint", bytes))
+                .collect()
+            }
+
+            fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+                let table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
+                match table.last().map_err(io)? {
+                    Some((_, bytes)) => decode("checkpoint", bytes.value()).map(Some),
+                    None => Ok(None),
+                }
+            }
+
+            fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
+                let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
+                let mut out = Vec::new();
+                for item in table.iter().map_err(io)? {
+                    let (_, value) = item.map_err(io)?;
+                    out.push(decode("audit key", value.value())?);
+                }
+                Ok(out)
+            }
         }
     };
 }
@@ -332,6 +376,22 @@ impl StoreWrite for RedbWrite {
             )));
         }
         table.insert(seq, row).map_err(io)?;
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
+        table
+            .insert(checkpoint.seq, encode(checkpoint)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
+        table
+            .insert(key.version, encode(key)?.as_slice())
+            .map_err(io)?;
         Ok(())
     }
 

@@ -1,0 +1,226 @@
+//! The auditor's offline workflow with the CLI: export entries and signed checkpoints, fetch the
+//! audit public keys, stop the daemon, verify with neither daemon nor token — across an audit
+//! key rotation. Tampered copies of the export (an edited, deleted or swapped entry, a
+//! truncated tail, a forged checkpoint) are each refused, naming the first bad entry.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use vault_client::pb;
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::seal_request;
+use vault_tests::{Daemon, binary_path};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+fn cli(endpoint: Option<&str>, token: Option<&Path>, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(binary_path("vault-client"));
+    command
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_TOKEN_FILE");
+    if let Some(endpoint) = endpoint {
+        command.arg("--endpoint").arg(endpoint);
+    } else {
+        // Offline: point at a port where nothing listens, to prove no daemon is needed.
+        command.arg("--endpoint").arg("http://127.0.0.1:9");
+    }
+    if let Some(token) = token {
+        command.arg("--token-file").arg(token);
+    }
+    let output = command.args(args).output().expect("run vault-client");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).expect("write");
+}
+
+fn verify_offline(export: &Path, keys: &Path) -> (bool, String) {
+    let (ok, stdout, stderr) = cli(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--offline",
+            export.to_str().expect("utf8"),
+            "--public-key",
+            keys.to_str().expect("utf8"),
+        ],
+    );
+    (ok, format!("{stdout}{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_verification_across_a_key_rotation_and_tampering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let tokens = daemon.data_dir.join("tokens");
+    let (admin, auditor) = (
+        tokens.join("dev-admin.token"),
+        tokens.join("dev-auditor.token"),
+    );
+    let endpoint = daemon.endpoint();
+
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for i in 0..5 {
+        handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("A{i}"),
+                &valid_number(800 + i),
+                &[W],
+            ))
+            .await
+            .expect("seal");
+    }
+    // Rotation signs a checkpoint with key 1, then key 2 takes over.
+    let (ok, stdout, stderr) = cli(
+        Some(&endpoint),
+        Some(&admin),
+        &["--output", "json", "audit", "rotate-key"],
+    );
+    assert!(ok, "{stderr}");
+    let rotated: Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(rotated["version"], 2);
+    for i in 5..10 {
+        handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("A{i}"),
+                &valid_number(800 + i),
+                &[W],
+            ))
+            .await
+            .expect("seal");
+    }
+    drop(handler);
+    // A clean stop signs a final checkpoint with key 2.
+    let daemon = daemon.restart();
+    let endpoint = daemon.endpoint();
+
+    let online = {
+        let mut client = daemon.dev_client("dev-auditor").await;
+        client
+            .admin
+            .audit_verify(pb::AuditVerifyRequest {})
+            .await
+            .expect("verify")
+            .into_inner()
+    };
+    assert!(online.ok, "{}", online.message);
+    assert!(online.checkpoints_verified >= 2, "{}", online.message);
+
+    let keys = dir.path().join("audit-keys.pem");
+    let export = dir.path().join("audit.jsonl");
+    let (ok, _, stderr) = cli(
+        Some(&endpoint),
+        Some(&auditor),
+        &["audit", "public-key", "--out", keys.to_str().expect("utf8")],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&keys)
+            .expect("pem")
+            .matches("BEGIN PUBLIC KEY")
+            .count(),
+        2
+    );
+    let (ok, _, stderr) = cli(
+        Some(&endpoint),
+        Some(&auditor),
+        &["audit", "export", "--out", export.to_str().expect("utf8")],
+    );
+    assert!(ok, "{stderr}");
+    let mut daemon = daemon;
+    assert!(daemon.stop().success());
+
+    // Clean: verifies with neither daemon nor token.
+    let (ok, report) = verify_offline(&export, &keys);
+    assert!(ok, "{report}");
+    assert!(report.starts_with("OK: "), "{report}");
+    let all = lines(&export);
+    let checkpoints: Vec<&Value> = all.iter().filter(|l| l["type"] == "checkpoint").collect();
+    assert!(checkpoints.len() >= 2);
+    assert!(
+        checkpoints.iter().any(|c| c["key_version"] == 1)
+            && checkpoints.iter().any(|c| c["key_version"] == 2)
+    );
+    let entries: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["type"] == "entry")
+        .map(|(i, _)| i)
+        .collect();
+    let anchored = checkpoints
+        .iter()
+        .map(|c| c["seq"].as_u64().expect("seq"))
+        .max()
+        .expect("checkpoint");
+    assert!(anchored >= 20, "anchored through {anchored}");
+
+    let tampered = dir.path().join("tampered.jsonl");
+    let check = |lines: &[Value], expected_first_bad: Option<u64>, what: &str| {
+        write_lines(&tampered, lines);
+        let (ok, report) = verify_offline(&tampered, &keys);
+        assert!(!ok, "{what} was not detected: {report}");
+        if let Some(seq) = expected_first_bad {
+            assert!(
+                report.contains(&format!("BROKEN at entry {seq}")),
+                "{what}: {report}"
+            );
+        }
+    };
+    // An edited entry.
+    let mut edited = all.clone();
+    edited[entries[10]]["reason"] = Value::from("nothing to see here");
+    check(&edited, Some(11), "an edited entry");
+    // A deleted entry.
+    let mut deleted = all.clone();
+    deleted.remove(entries[12]);
+    check(&deleted, Some(13), "a deleted entry");
+    // Two swapped entries.
+    let mut swapped = all.clone();
+    swapped.swap(entries[5], entries[6]);
+    check(&swapped, Some(6), "two swapped entries");
+    // A truncated tail: the last checkpoint names entries that are gone.
+    let cut = (anchored - 3) as usize;
+    let truncated: Vec<Value> = all
+        .iter()
+        .filter(|l| l["type"] != "entry" || l["seq"].as_u64().expect("seq") <= cut as u64)
+        .cloned()
+        .collect();
+    check(&truncated, Some(cut as u64 + 1), "a truncated tail");
+    // A forged checkpoint: moved to another entry, and one with a made-up signature.
+    let mut forged = all.clone();
+    let last = forged.len() - 1;
+    forged[last]["seq"] = Value::from(anchored - 1);
+    check(&forged, None, "a moved checkpoint");
+    let mut forged = all.clone();
+    forged[last]["signature"] = Value::from("00".repeat(64));
+    check(&forged, None, "a forged signature");
+    // The wrong public key anchors nothing.
+    let other = dir.path().join("other.pem");
+    let text = std::fs::read_to_string(&keys).expect("pem");
+    let first_block_end =
+        text.find("-----END PUBLIC KEY-----").expect("block") + "-----END PUBLIC KEY-----\n".len();
+    std::fs::write(&other, &text[..first_block_end]).expect("write");
+    let (ok, report) = verify_offline(&export, &other);
+    assert!(!ok, "verified with only the old key: {report}");
+}
