@@ -207,6 +207,16 @@ impl Daemon {
         panic!("vault-daemon did not stop within 15 s of SIGTERM");
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown, no flush) and starts it again on the same
+    /// data directory and options.
+    pub fn kill_and_restart(mut self) -> Daemon {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Daemon::start(&self.data_dir.clone(), self.options.clone())
+    }
+
     /// Stops and starts again on the same data directory and options.
     pub fn restart(mut self) -> Daemon {
         let status = self.stop();

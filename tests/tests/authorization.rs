@@ -65,9 +65,11 @@ enum Rpc {
     AuditCheckpoints,
     AuditPublicKeys,
     RotateAuditKey,
+    RotateTenantKeys,
+    KeyStatus,
 }
 
-const RPCS: [Rpc; 22] = [
+const RPCS: [Rpc; 24] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -90,6 +92,8 @@ const RPCS: [Rpc; 22] = [
     Rpc::AuditCheckpoints,
     Rpc::AuditPublicKeys,
     Rpc::RotateAuditKey,
+    Rpc::RotateTenantKeys,
+    Rpc::KeyStatus,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -106,8 +110,11 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::RevokePurposes
         | Rpc::IssueToken
         | Rpc::RevokeToken
-        | Rpc::RotateAuditKey => &[Admin],
-        Rpc::ListTenants | Rpc::ListOperators | Rpc::ListTokens => &[Admin, Auditor],
+        | Rpc::RotateAuditKey
+        | Rpc::RotateTenantKeys => &[Admin],
+        Rpc::ListTenants | Rpc::ListOperators | Rpc::ListTokens | Rpc::KeyStatus => {
+            &[Admin, Auditor]
+        }
         Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
         Rpc::AuditTail
         | Rpc::AuditExport
@@ -377,6 +384,26 @@ async fn call(
             .rotate_audit_key(with_id(pb::RotateAuditKeyRequest {}, id))
             .await
             .map(drop),
+        Rpc::RotateTenantKeys => client
+            .admin
+            .rotate_tenant_keys(with_id(
+                pb::RotateTenantKeysRequest {
+                    tenant: "t2".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::KeyStatus => client
+            .admin
+            .key_status(with_id(
+                pb::KeyStatusRequest {
+                    tenant: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert!(!r.into_inner().tenants.is_empty())),
     }
 }
 

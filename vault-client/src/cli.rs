@@ -144,6 +144,31 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Tenant keys: versions, rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate a tenant's keys: a new version seals from now on; existing records are rewrapped
+    /// in the background while this shows progress.
+    Rotate {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Return once the rotation has started instead of following the rewrap.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Key versions, their states, the records each protects, and rotation progress.
+    #[command(alias = "list")]
+    Status {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// `grant` / `revoke` arguments.
@@ -540,6 +565,30 @@ pub async fn execute(
                 .into_inner()
                 .checkpoints;
             output::append_checkpoints(export, &checkpoints, out.as_deref())?;
+        }
+        Command::Keys(KeysCommand::Rotate { tenant, no_wait }) => {
+            let job = client
+                .admin
+                .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+                    tenant: tenant.clone(),
+                })
+                .await?
+                .into_inner();
+            if no_wait {
+                output::rewrap_progress(format, &job, None);
+            } else {
+                output::follow_rewrap(&mut client, format, job).await?;
+            }
+        }
+        Command::Keys(KeysCommand::Status { tenant }) => {
+            let status = client
+                .admin
+                .key_status(pb::KeyStatusRequest {
+                    tenant: tenant.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            output::key_status(format, &status.tenants);
         }
         Command::Audit(AuditCommand::PublicKey { out }) => {
             let keys = client

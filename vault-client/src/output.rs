@@ -447,3 +447,106 @@ pub fn verify_report(format: Format, r: &pb::AuditVerifyResponse) {
         }
     }
 }
+
+/// One progress report of a rewrap (a JSON line, or a text line when no bar is drawn).
+pub fn rewrap_progress(format: Format, job: &pb::RewrapJob, rate: Option<f64>) {
+    let finished = job.finished_at_unix_ms != 0;
+    match format {
+        Format::Json => print_json(&json!({
+            "tenant": job.tenant, "target_version": job.target_version, "done": job.done,
+            "total": job.total, "finished": finished, "rate_per_s": rate,
+        })),
+        Format::Text => println!(
+            "tenant {} -> key version {}: {}/{} records rewrapped{}",
+            job.tenant,
+            job.target_version,
+            job.done,
+            job.total,
+            if finished { " (complete)" } else { "" }
+        ),
+    }
+}
+
+/// Follows a rewrap until it completes: an indicatif bar (done/total, rate, ETA) in text mode,
+/// JSON progress lines otherwise.
+pub async fn follow_rewrap(
+    client: &mut vault_client::Client,
+    format: Format,
+    job: pb::RewrapJob,
+) -> Result<(), ClientError> {
+    let bar = (format == Format::Text).then(|| {
+        let bar = indicatif::ProgressBar::new(job.total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} records  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{} -> v{}", job.tenant, job.target_version));
+        bar
+    });
+    let started = std::time::Instant::now();
+    let mut current = job;
+    loop {
+        let rate = current.done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        match &bar {
+            Some(bar) => bar.set_position(current.done),
+            None => rewrap_progress(format, &current, Some(rate)),
+        }
+        if current.finished_at_unix_ms != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let status = client
+            .admin
+            .key_status(pb::KeyStatusRequest {
+                tenant: current.tenant.clone(),
+            })
+            .await?
+            .into_inner();
+        match status.tenants.into_iter().next().and_then(|t| t.job) {
+            Some(job) if job.target_version == current.target_version => current = job,
+            _ => break,
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+        rewrap_progress(format, &current, None);
+    }
+    Ok(())
+}
+
+/// Key versions per tenant.
+pub fn key_status(format: Format, tenants: &[pb::TenantKeyStatus]) {
+    for t in tenants {
+        match format {
+            Format::Json => print_json(&json!({
+                "tenant": t.tenant,
+                "versions": t.versions.iter().map(|v| json!({"version": v.version, "state": v.state, "records": v.records})).collect::<Vec<_>>(),
+                "rewrap": t.job.as_ref().map(|j| json!({
+                    "target_version": j.target_version, "done": j.done, "total": j.total,
+                    "finished": j.finished_at_unix_ms != 0,
+                })),
+            })),
+            Format::Text => {
+                println!("{}", t.tenant);
+                for v in &t.versions {
+                    println!("  v{:<4} {:<13} {} records", v.version, v.state, v.records);
+                }
+                if let Some(j) = &t.job {
+                    println!(
+                        "  rewrap to v{}: {}/{}{}",
+                        j.target_version,
+                        j.done,
+                        j.total,
+                        if j.finished_at_unix_ms != 0 {
+                            " complete"
+                        } else {
+                            " running"
+                        }
+                    );
+                }
+            }
+        }
+    }
+}

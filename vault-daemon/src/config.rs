@@ -54,9 +54,31 @@ pub struct Config {
     /// The purpose catalogue.
     #[serde(default)]
     pub purposes: PurposesConfig,
+    /// Key rotation and destruction.
+    #[serde(default)]
+    pub keys: KeysConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// Key rotation and destruction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Records rewrapped per transaction during a rotation.
+    pub rewrap_batch: usize,
+    /// Pause between rewrap batches, in milliseconds (throttles rotation under load).
+    pub rewrap_pause_ms: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            rewrap_batch: 100,
+            rewrap_pause_ms: 20,
+        }
+    }
 }
 
 /// Listener and gRPC settings.
@@ -312,6 +334,7 @@ impl Config {
                 ..TokenConfig::default()
             },
             purposes: PurposesConfig::default(),
+            keys: KeysConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -377,6 +400,9 @@ impl Config {
             return invalid(
                 "audit.checkpoint_every and audit.checkpoint_interval_secs must be at least 1",
             );
+        }
+        if self.keys.rewrap_batch == 0 || self.keys.rewrap_batch > 10_000 {
+            return invalid("keys.rewrap_batch must be between 1 and 10000");
         }
         if self.audit.max_batch == 0 {
             return invalid("audit.max_batch must be at least 1");

@@ -26,6 +26,7 @@ use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 use crate::keys::sim::SimBackend;
 use crate::keys::tpm::{TpmBackend, TpmSettings};
 use crate::keys::{KeyBackend, KeyService};
+use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
 use crate::store::redb::RedbStore;
@@ -282,6 +283,13 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(watch_health(keys, reporter));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
+    let rewrap_task = tokio::spawn(run_rewrap(
+        Arc::clone(&locker),
+        RewrapPolicy {
+            batch: config.keys.rewrap_batch,
+            pause: Duration::from_millis(config.keys.rewrap_pause_ms),
+        },
+    ));
 
     let max = config.server.max_message_bytes;
     let locker_service = LockerServer::new(LockerApi::new(Arc::clone(&locker)))
@@ -299,8 +307,6 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     } else {
         None
     };
-    drop(locker);
-
     let mut builder = Server::builder()
         .timeout(Duration::from_secs(60))
         .concurrency_limit_per_connection(256);
@@ -342,6 +348,10 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     };
     health_task.abort();
     let _ = health_task.await;
+    // A batch cut short is simply redone after the restart: the job's cursor is in the store.
+    rewrap_task.abort();
+    let _ = rewrap_task.await;
+    drop(locker);
     checkpoint_task.abort();
     let _ = checkpoint_task.await;
     // Anchor the whole log before stopping: a verifier then finds no unanchored tail.

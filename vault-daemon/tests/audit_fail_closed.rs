@@ -23,6 +23,7 @@ use vault_daemon::domain::record::{Record, SubjectKind};
 use vault_daemon::domain::token::TokenRecord;
 use vault_daemon::error::Error;
 use vault_daemon::keys::KeyService;
+use vault_daemon::keys::rotation::RewrapJob;
 use vault_daemon::keys::sim::SimBackend;
 use vault_daemon::service::{Locker, RequestContext, SealRequest, TokenPolicy};
 use vault_daemon::store::redb::RedbStore;
@@ -98,6 +99,19 @@ impl StoreRead for FlakyWrite<'_> {
     fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
         self.inner.audit_keys()
     }
+    fn records_after(
+        &self,
+        after: Option<&Handle>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.inner.records_after(after, limit)
+    }
+    fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
+        self.inner.job(tenant)
+    }
+    fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
+        self.inner.jobs()
+    }
 }
 
 impl StoreWrite for FlakyWrite<'_> {
@@ -132,6 +146,9 @@ impl StoreWrite for FlakyWrite<'_> {
     }
     fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
         self.inner.put_audit_key(key)
+    }
+    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
+        self.inner.put_job(job)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match self.mode.load(Ordering::SeqCst) {

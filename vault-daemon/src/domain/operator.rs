@@ -70,6 +70,28 @@ impl Operator {
     }
 }
 
+/// Where a key version is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Used for new seals.
+    Active,
+    /// Kept to open records not yet rewrapped; never used for new seals.
+    DecryptOnly,
+    /// Destroyed in the backend: records still under it cannot be opened, backups included.
+    Destroyed,
+}
+
+impl KeyState {
+    /// Name for humans and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::DecryptOnly => "decrypt-only",
+            KeyState::Destroyed => "destroyed",
+        }
+    }
+}
+
 /// Key references of one version of a tenant's keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantKeys {
@@ -79,6 +101,8 @@ pub struct TenantKeys {
     pub kek: Vec<u8>,
     /// Backend reference of the blind-index MAC key.
     pub mac: Vec<u8>,
+    /// Life-cycle state.
+    pub state: KeyState,
 }
 
 /// A tenant (事業所 or entrusting employer): its records are keyed separately.
@@ -97,7 +121,15 @@ pub struct Tenant {
 impl Tenant {
     /// The key version used for new seals.
     pub fn active_keys(&self) -> Option<&TenantKeys> {
-        self.keys.last()
+        self.keys.iter().rev().find(|k| k.state == KeyState::Active)
+    }
+
+    /// Versions whose MAC key may still have blind-index entries, newest first.
+    pub fn index_keys(&self) -> impl Iterator<Item = &TenantKeys> {
+        self.keys
+            .iter()
+            .rev()
+            .filter(|k| k.state != KeyState::Destroyed)
     }
 
     /// Keys of a given version.

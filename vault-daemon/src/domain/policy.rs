@@ -51,6 +51,12 @@ pub enum Action {
     AuditKeyRotate,
     /// Export signed checkpoints.
     AuditCheckpoints,
+    /// Rotate a tenant's keys.
+    KeyRotate,
+    /// Read key versions and rotation progress.
+    KeyStatus,
+    /// A batch of the background rewrap (system).
+    KeyRewrap,
     /// Work the daemon does by itself (first start, dev provisioning).
     System,
 }
@@ -83,6 +89,9 @@ impl Action {
             Action::AuditKeys => "AUDIT_KEYS",
             Action::AuditKeyRotate => "AUDIT_KEY_ROTATE",
             Action::AuditCheckpoints => "AUDIT_CHECKPOINTS",
+            Action::KeyRotate => "KEY_ROTATE",
+            Action::KeyStatus => "KEY_STATUS",
+            Action::KeyRewrap => "KEY_REWRAP",
             Action::System => "SYSTEM",
         }
     }
@@ -100,15 +109,18 @@ impl Action {
             | Action::Revoke
             | Action::TokenIssue
             | Action::TokenRevoke
-            | Action::AuditKeyRotate => &[Admin],
-            Action::TenantList | Action::OperatorList | Action::TokenList => &[Admin, Auditor],
+            | Action::AuditKeyRotate
+            | Action::KeyRotate => &[Admin],
+            Action::TenantList | Action::OperatorList | Action::TokenList | Action::KeyStatus => {
+                &[Admin, Auditor]
+            }
             Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
             Action::AuditTail
             | Action::AuditExport
             | Action::AuditVerify
             | Action::AuditKeys
             | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
-            Action::System => &[],
+            Action::System | Action::KeyRewrap => &[],
         }
     }
 

@@ -317,6 +317,34 @@ impl AdminRpc for AdminApi {
         }))
     }
 
+    async fn rotate_tenant_keys(
+        &self,
+        request: Request<pb::RotateTenantKeysRequest>,
+    ) -> Result<Response<pb::RewrapJob>, Status> {
+        let ctx = request_context(&request);
+        let job = self
+            .locker
+            .rotate_tenant_keys(&ctx, &request.get_ref().tenant)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::rewrap_job(job)))
+    }
+
+    async fn key_status(
+        &self,
+        request: Request<pb::KeyStatusRequest>,
+    ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        let ctx = request_context(&request);
+        let status = self
+            .locker
+            .key_status(&ctx, &request.get_ref().tenant)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::KeyStatusResponse {
+            tenants: status.into_iter().map(convert::key_status).collect(),
+        }))
+    }
+
     async fn rotate_audit_key(
         &self,
         request: Request<pb::RotateAuditKeyRequest>,

@@ -180,3 +180,33 @@ pub fn audit_key(key: crate::audit::keys::AuditKeyRecord) -> pb::AuditPublicKey 
         created_at_unix: secs(key.created_at_ms),
     }
 }
+
+/// Rewrap job for the wire.
+pub fn rewrap_job(job: crate::keys::rotation::RewrapJob) -> pb::RewrapJob {
+    pb::RewrapJob {
+        tenant: job.tenant,
+        target_version: job.target_version,
+        total: job.total,
+        done: job.done,
+        started_at_unix_ms: job.started_at_ms,
+        finished_at_unix_ms: job.finished_at_ms.unwrap_or(0),
+        requested_by: job.requested_by,
+    }
+}
+
+/// Key status for the wire.
+pub fn key_status(status: crate::service::rotation::TenantKeyStatus) -> pb::TenantKeyStatus {
+    pb::TenantKeyStatus {
+        tenant: status.tenant,
+        versions: status
+            .versions
+            .into_iter()
+            .map(|v| pb::KeyVersion {
+                version: v.version,
+                state: v.state.as_str().into(),
+                records: v.records,
+            })
+            .collect(),
+        job: status.job.map(rewrap_job),
+    }
+}

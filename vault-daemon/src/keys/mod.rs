@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod pkcs11;
+pub mod rotation;
 pub mod sim;
 pub mod tpm;
 

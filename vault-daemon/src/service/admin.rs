@@ -4,7 +4,7 @@ use secrecy::SecretString;
 
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
-use crate::domain::operator::{Grant, Operator, Role, Tenant, TenantKeys};
+use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::purpose::Purpose;
 use crate::domain::text;
@@ -108,6 +108,7 @@ impl Locker {
                 version: 1,
                 kek: kek.0,
                 mac: mac.0,
+                state: KeyState::Active,
             }],
         })
     }

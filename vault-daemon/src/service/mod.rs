@@ -11,6 +11,7 @@ mod audit_log;
 mod auth;
 pub mod bootstrap;
 mod records;
+pub mod rotation;
 
 use std::sync::Arc;
 

@@ -98,6 +98,22 @@ impl Locker {
         Ok(record)
     }
 
+    /// The handle of `number` in `tenant`. While a rotation runs, records not yet rewrapped are
+    /// indexed under an older MAC key, so every live version is tried, newest first.
+    async fn find_by_number(
+        &self,
+        tenant: &Tenant,
+        number: &IndividualNumber,
+    ) -> Result<Option<Handle>> {
+        for keys in tenant.index_keys() {
+            let index = envelope::blind_index(&self.keys, keys, number).await?;
+            if let Some(handle) = self.store.reader()?.index_lookup(&tenant.id, &index)? {
+                return Ok(Some(handle));
+            }
+        }
+        Ok(None)
+    }
+
     /// Seals a number and returns its handle (or the existing record's, if the tenant holds
     /// the number already).
     pub async fn seal(&self, ctx: &RequestContext, request: SealRequest) -> Result<SealResult> {
@@ -152,12 +168,12 @@ impl Locker {
             )));
         }
         let keys = active_keys(&tenant)?;
-        let index = envelope::blind_index(&self.keys, keys, &number).await?;
-        if let Some(existing) = self.store.reader()?.index_lookup(&tenant.id, &index)? {
+        if let Some(existing) = self.find_by_number(&tenant, &number).await? {
             entry.handle = existing.to_string();
             entry.allow("number already held by this tenant: existing handle returned");
             return Ok((Some(existing), Mutation::None));
         }
+        let index = envelope::blind_index(&self.keys, keys, &number).await?;
         let handle = Handle::generate(&self.rng)
             .map_err(|_| Error::Internal("random generator failed".into()))?;
         let sealed = envelope::seal(
@@ -267,11 +283,9 @@ impl Locker {
         let number = parse_number(number)?;
         let tenant = self.load_tenant(tenant)?;
         require_tenant_scope(caller, &tenant.id)?;
-        let index = envelope::blind_index(&self.keys, active_keys(&tenant)?, &number).await?;
         let handle = self
-            .store
-            .reader()?
-            .index_lookup(&tenant.id, &index)?
+            .find_by_number(&tenant, &number)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("tenant {} holds no such number", tenant.id)))?;
         entry.handle = handle.to_string();
         entry.allow("handle found");

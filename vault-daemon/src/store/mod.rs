@@ -18,9 +18,10 @@ use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
+use crate::keys::rotation::RewrapJob;
 
 /// Version of the stored layout; a store written with another version is refused at open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Failures of the store itself (not of the request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +90,16 @@ pub trait StoreRead {
     fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
     /// Every audit signing key version, oldest first.
     fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError>;
+    /// Up to `limit` records with handle greater than `after` (all tenants), in handle order.
+    fn records_after(
+        &self,
+        after: Option<&Handle>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// The rewrap job of a tenant.
+    fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError>;
+    /// Every rewrap job.
+    fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -116,6 +127,8 @@ pub trait StoreWrite: StoreRead {
     fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// Stores an audit signing key version.
     fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError>;
+    /// Stores a tenant's rewrap job.
+    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

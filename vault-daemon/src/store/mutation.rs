@@ -8,10 +8,11 @@ use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
-use crate::domain::operator::{Grant, Operator, Role, Tenant};
-use crate::domain::record::{Record, RecordStatus, Tombstone};
+use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
+use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
+use crate::keys::rotation::RewrapJob;
 use crate::store::{StoreError, StoreWrite};
 
 /// A change to an operator.
@@ -58,6 +59,31 @@ pub enum Mutation {
     PutCheckpoint(Checkpoint),
     /// Add an audit signing key version (the next version number).
     AddAuditKey(AuditKeyRecord),
+    /// Add a new active key version to a tenant (older ones become decrypt-only) and start the
+    /// job that rewraps its records.
+    RotateTenantKeys {
+        /// Tenant id.
+        tenant: String,
+        /// The new version.
+        keys: TenantKeys,
+        /// The rewrap job.
+        job: RewrapJob,
+    },
+    /// Replace records by their rewrapped form, each only if it still holds exactly the
+    /// ciphertext that was rewrapped (a record disposed or corrected meanwhile is left alone),
+    /// and advance the job.
+    RewrapBatch {
+        /// Tenant id.
+        tenant: String,
+        /// (sealed form that was read, rewrapped record).
+        records: Vec<(SealedNumber, Record)>,
+        /// Last handle examined.
+        cursor: Option<Handle>,
+        /// Whether this batch reached the end.
+        finished: bool,
+        /// Commit time for the job.
+        now_ms: i64,
+    },
 }
 
 /// What a mutation did.
@@ -148,6 +174,14 @@ impl Mutation {
                 txn.put_audit_key(&key)?;
                 Ok(Ok(MutationOutcome::Done))
             }
+            Mutation::RotateTenantKeys { tenant, keys, job } => rotate(txn, &tenant, keys, job),
+            Mutation::RewrapBatch {
+                tenant,
+                records,
+                cursor,
+                finished,
+                now_ms,
+            } => rewrap(txn, &tenant, records, cursor, finished, now_ms),
             Mutation::RevokeToken(id) => match txn.token(&id)? {
                 None => Ok(Err(Error::NotFound(format!("no token {id}")))),
                 Some(mut token) => {
@@ -219,4 +253,74 @@ fn change_operator(txn: &mut dyn StoreWrite, id: &str, change: OperatorChange) -
     }
     txn.put_operator(&operator)?;
     Ok(Ok(MutationOutcome::Operator(Box::new(operator))))
+}
+
+fn rotate(txn: &mut dyn StoreWrite, tenant_id: &str, keys: TenantKeys, job: RewrapJob) -> Applied {
+    let Some(mut tenant) = txn.tenant(tenant_id)? else {
+        return Ok(Err(Error::NotFound(format!("no tenant {tenant_id}"))));
+    };
+    if txn.job(tenant_id)?.is_some_and(|j| j.running()) {
+        return Ok(Err(Error::FailedPrecondition(format!(
+            "tenant {tenant_id} is still being rewrapped; rotate again when the running job has finished"
+        ))));
+    }
+    let expected = tenant.keys.last().map_or(1, |k| k.version + 1);
+    if keys.version != expected {
+        return Ok(Err(Error::AlreadyExists(format!(
+            "key version {} exists already",
+            keys.version
+        ))));
+    }
+    for old in tenant
+        .keys
+        .iter_mut()
+        .filter(|k| k.state == KeyState::Active)
+    {
+        old.state = KeyState::DecryptOnly;
+    }
+    tenant.keys.push(keys);
+    txn.put_tenant(&tenant)?;
+    txn.put_job(&job)?;
+    Ok(Ok(MutationOutcome::Done))
+}
+
+fn rewrap(
+    txn: &mut dyn StoreWrite,
+    tenant: &str,
+    records: Vec<(SealedNumber, Record)>,
+    cursor: Option<Handle>,
+    finished: bool,
+    now_ms: i64,
+) -> Applied {
+    let Some(mut job) = txn.job(tenant)? else {
+        return Ok(Err(Error::NotFound(format!(
+            "no rewrap job for tenant {tenant}"
+        ))));
+    };
+    let mut applied = 0;
+    for (expected, record) in records {
+        let Some(current) = txn.record(&record.handle)? else {
+            continue;
+        };
+        if current.status != RecordStatus::Active || current.sealed.as_ref() != Some(&expected) {
+            continue;
+        }
+        if current.blind_index != record.blind_index {
+            if let Some(old) = current.blind_index {
+                txn.remove_index(tenant, &old)?;
+            }
+            if let Some(new) = record.blind_index {
+                txn.put_index(tenant, &new, &record.handle)?;
+            }
+        }
+        txn.put_record(&record)?;
+        applied += 1;
+    }
+    job.done += applied;
+    job.cursor = cursor;
+    if finished {
+        job.finished_at_ms = Some(now_ms);
+    }
+    txn.put_job(&job)?;
+    Ok(Ok(MutationOutcome::Done))
 }

@@ -16,6 +16,7 @@ use crate::domain::handle::Handle;
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
+use crate::keys::rotation::RewrapJob;
 use crate::store::codec::{decode, encode};
 use crate::store::{SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
 
@@ -38,6 +39,8 @@ pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Signed checkpoints by the sequence number they cover.
 pub const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_checkpoints");
+/// Rewrap jobs by tenant.
+pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rewrap_jobs");
 /// Audit signing keys by version.
 pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
 
@@ -116,6 +119,7 @@ impl RedbStore {
             txn.open_table(AUDIT).map_err(io)?;
             txn.open_table(CHECKPOINTS).map_err(io)?;
             txn.open_table(AUDIT_KEYS).map_err(io)?;
+            txn.open_table(JOBS).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -298,6 +302,40 @@ macro_rules! impl_store_read {
                 }
             }
 
+            fn records_after(
+                &self,
+                after: Option<&Handle>,
+                limit: usize,
+            ) -> Result<Vec<Record>, StoreError> {
+                let table = self.txn.open_table(RECORDS).map_err(io)?;
+                let range = match after {
+                    Some(handle) => table.range(handle.as_str()..).map_err(io)?,
+                    None => table.iter().map_err(io)?,
+                };
+                let mut out = Vec::with_capacity(limit);
+                for item in range {
+                    let (key, value) = item.map_err(io)?;
+                    if after.is_some_and(|h| h.as_str() == key.value()) {
+                        continue;
+                    }
+                    out.push(decode("record", value.value())?);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+
+            fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
+                let table = self.txn.open_table(JOBS).map_err(io)?;
+                get_decoded(&table, tenant, "rewrap job")
+            }
+
+            fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
+                let table = self.txn.open_table(JOBS).map_err(io)?;
+                all_decoded(&table, "rewrap job")
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -383,6 +421,14 @@ impl StoreWrite for RedbWrite {
         let mut table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
         table
             .insert(checkpoint.seq, encode(checkpoint)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(JOBS).map_err(io)?;
+        table
+            .insert(job.tenant.as_str(), encode(job)?.as_slice())
             .map_err(io)?;
         Ok(())
     }

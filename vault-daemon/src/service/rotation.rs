@@ -1,0 +1,313 @@
+//! Key rotation: a new tenant key version for new seals at once, and the background job that
+//! rewraps existing records — in batches, throttled, resumable after a restart — recomputing the
+//! blind index under the new MAC key in the same step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::entry::{AuditEntry, EntryOutcome};
+use crate::domain::number::IndividualNumber;
+use crate::domain::operator::{KeyState, Tenant, TenantKeys};
+use crate::domain::policy::Action;
+use crate::domain::record::{Record, RecordStatus};
+use crate::domain::text;
+use crate::error::{Error, Result};
+use crate::keys::KeyUse;
+use crate::keys::envelope;
+use crate::keys::rotation::RewrapJob;
+use crate::service::{Locker, RequestContext};
+use crate::store::mutation::Mutation;
+
+const SCAN_PAGE: usize = 1000;
+
+/// A key version of a tenant, with how many records it protects.
+#[derive(Debug, Clone)]
+pub struct KeyVersionStatus {
+    /// Version.
+    pub version: u32,
+    /// State.
+    pub state: KeyState,
+    /// Active records sealed under it.
+    pub records: u64,
+}
+
+/// A tenant's keys and rotation.
+#[derive(Debug, Clone)]
+pub struct TenantKeyStatus {
+    /// Tenant id.
+    pub tenant: String,
+    /// Every version.
+    pub versions: Vec<KeyVersionStatus>,
+    /// The latest rewrap job.
+    pub job: Option<RewrapJob>,
+}
+
+/// Tuning of the rewrap job.
+#[derive(Debug, Clone, Copy)]
+pub struct RewrapPolicy {
+    /// Records rewrapped per transaction.
+    pub batch: usize,
+    /// Pause between batches, so rotation never starves the calls being served.
+    pub pause: Duration,
+}
+
+impl Locker {
+    fn count_by_version(&self, tenant: &str) -> Result<BTreeMap<u32, u64>> {
+        let mut counts = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .reader()?
+                .records_after(after.as_ref(), SCAN_PAGE)?;
+            for record in &page {
+                if record.tenant == tenant
+                    && let Some(sealed) = &record.sealed
+                {
+                    *counts.entry(sealed.key_version).or_insert(0) += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == SCAN_PAGE => after = Some(last.handle.clone()),
+                _ => return Ok(counts),
+            }
+        }
+    }
+
+    /// Creates a new key version for `tenant` in the backend; new seals use it at once and a
+    /// background job rewraps the existing records.
+    pub async fn rotate_tenant_keys(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+    ) -> Result<RewrapJob> {
+        let (caller, mut entry) = self.begin(ctx, Action::KeyRotate).await?;
+        let body = async {
+            text::identifier("tenant", tenant).map_err(Error::InvalidArgument)?;
+            entry.tenant = tenant.to_owned();
+            let current = self
+                .store
+                .reader()?
+                .tenant(tenant)?
+                .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?;
+            if self.store.reader()?.job(tenant)?.is_some_and(|j| j.running()) {
+                return Err(Error::FailedPrecondition(format!(
+                    "tenant {tenant} is still being rewrapped; rotate again when the running job has finished"
+                )));
+            }
+            let version = current.keys.last().map_or(1, |k| k.version + 1);
+            let kek = self.keys.create_key(KeyUse::Wrap, format!("kek/{tenant}/{version}")).await?;
+            let mac = self.keys.create_key(KeyUse::Mac, format!("mac/{tenant}/{version}")).await?;
+            let total = self
+                .count_by_version(tenant)?
+                .into_iter()
+                .filter(|(v, _)| *v < version)
+                .map(|(_, n)| n)
+                .sum();
+            let job = RewrapJob {
+                tenant: tenant.to_owned(),
+                target_version: version,
+                cursor: None,
+                total,
+                done: 0,
+                started_at_ms: self.now_ms(),
+                finished_at_ms: None,
+                requested_by: caller.operator.id.clone(),
+            };
+            entry.allow(format!("key version {version} active; {total} records to rewrap"));
+            let keys = TenantKeys {
+                version,
+                kek: kek.0,
+                mac: mac.0,
+                state: KeyState::Active,
+            };
+            Ok((
+                job.clone(),
+                Mutation::RotateTenantKeys {
+                    tenant: tenant.to_owned(),
+                    keys,
+                    job,
+                },
+            ))
+        }
+        .await;
+        self.finish(entry, body).await.map(|(job, _)| job)
+    }
+
+    /// Key versions (with record counts) and rotation progress, of one tenant or all.
+    pub async fn key_status(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+    ) -> Result<Vec<TenantKeyStatus>> {
+        let (_caller, entry) = self.begin(ctx, Action::KeyStatus).await?;
+        let body = (|| {
+            let reader = self.store.reader()?;
+            let tenants: Vec<Tenant> = if tenant.is_empty() {
+                reader.tenants()?
+            } else {
+                vec![
+                    reader
+                        .tenant(tenant)?
+                        .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?,
+                ]
+            };
+            let mut out = Vec::new();
+            for t in tenants {
+                let counts = self.count_by_version(&t.id)?;
+                out.push(TenantKeyStatus {
+                    versions: t
+                        .keys
+                        .iter()
+                        .map(|k| KeyVersionStatus {
+                            version: k.version,
+                            state: k.state,
+                            records: counts.get(&k.version).copied().unwrap_or(0),
+                        })
+                        .collect(),
+                    job: reader.job(&t.id)?,
+                    tenant: t.id,
+                });
+            }
+            Ok((out, Mutation::None))
+        })();
+        self.finish(entry, body).await.map(|(s, _)| s)
+    }
+
+    /// Rewraps one batch of one running job. Returns whether a job made progress.
+    pub async fn rewrap_step(&self, batch: usize) -> Result<bool> {
+        let Some(job) = self
+            .store
+            .reader()?
+            .jobs()?
+            .into_iter()
+            .find(RewrapJob::running)
+        else {
+            return Ok(false);
+        };
+        let tenant = self.store.reader()?.tenant(&job.tenant)?.ok_or_else(|| {
+            Error::Internal(format!("rewrap job for unknown tenant {}", job.tenant))
+        })?;
+        let target = tenant.keys_of(job.target_version).ok_or_else(|| {
+            Error::Internal(format!(
+                "tenant {} has no key version {}",
+                tenant.id, job.target_version
+            ))
+        })?;
+        let mut cursor = job.cursor.clone();
+        let mut rewrapped = Vec::new();
+        let mut finished = false;
+        while rewrapped.len() < batch {
+            let page = self.store.reader()?.records_after(cursor.as_ref(), batch)?;
+            for record in &page {
+                cursor = Some(record.handle.clone());
+                if let Some(pair) = self.rewrapped(&tenant, target, record).await? {
+                    rewrapped.push(pair);
+                    if rewrapped.len() == batch {
+                        break;
+                    }
+                }
+            }
+            if page.len() < batch && rewrapped.len() < batch {
+                finished = true;
+                break;
+            }
+        }
+        let count = rewrapped.len();
+        let mut entry = AuditEntry {
+            operator: "system".into(),
+            role: "system".into(),
+            action: Action::KeyRewrap.as_str().into(),
+            tenant: tenant.id.clone(),
+            ..AuditEntry::default()
+        };
+        entry.allow(format!(
+            "{count} records rewrapped to key version {}{}",
+            job.target_version,
+            if finished { "; rotation complete" } else { "" }
+        ));
+        self.writer
+            .submit(
+                Mutation::RewrapBatch {
+                    tenant: tenant.id.clone(),
+                    records: rewrapped,
+                    cursor,
+                    finished,
+                    now_ms: self.now_ms(),
+                },
+                entry,
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// The record resealed under `target` (new DEK, new index), or `None` if it needs no work.
+    async fn rewrapped(
+        &self,
+        tenant: &Tenant,
+        target: &TenantKeys,
+        record: &Record,
+    ) -> Result<Option<(crate::domain::record::SealedNumber, Record)>> {
+        let Some(sealed) = &record.sealed else {
+            return Ok(None);
+        };
+        if record.tenant != tenant.id
+            || record.status != RecordStatus::Active
+            || sealed.key_version >= target.version
+        {
+            return Ok(None);
+        }
+        let old = tenant.keys_of(sealed.key_version).ok_or_else(|| {
+            Error::Integrity(format!(
+                "record {} names an unknown key version",
+                record.handle
+            ))
+        })?;
+        let digits = envelope::open(
+            &self.keys,
+            old,
+            &record.handle,
+            &record.tenant,
+            &record.purposes,
+            sealed,
+        )
+        .await?;
+        let number = IndividualNumber::parse(&digits).map_err(|_| {
+            Error::Integrity(format!(
+                "record {} does not hold a valid number",
+                record.handle
+            ))
+        })?;
+        let resealed = envelope::seal(
+            &self.keys,
+            &self.rng,
+            target,
+            &record.handle,
+            &record.tenant,
+            &record.purposes,
+            &number,
+        )
+        .await?;
+        let index = envelope::blind_index(&self.keys, target, &number).await?;
+        let mut updated = record.clone();
+        updated.sealed = Some(resealed);
+        updated.blind_index = Some(index);
+        Ok(Some((sealed.clone(), updated)))
+    }
+}
+
+/// Runs rewrap jobs until aborted: a batch, a pause, again. Failures (backend down) are logged
+/// and retried; the job's progress is in the store, so nothing is lost.
+pub async fn run_rewrap(locker: Arc<Locker>, policy: RewrapPolicy) {
+    loop {
+        match locker.rewrap_step(policy.batch.max(1)).await {
+            Ok(true) => tokio::time::sleep(policy.pause).await,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(error) => {
+                tracing::warn!(%error, "rewrap batch failed; will retry");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
