@@ -207,6 +207,17 @@ impl Daemon {
         panic!("vault-daemon did not stop within 15 s of SIGTERM");
     }
 
+    /// Starts the daemon again after [`Daemon::stop`], on the same data directory and options.
+    pub fn start_in_place(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running");
+        *self = Daemon::start(&self.data_dir.clone(), self.options.clone());
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &DaemonOptions {
+        &self.options
+    }
+
     /// Kills the daemon with SIGKILL (no shutdown, no flush) and starts it again on the same
     /// data directory and options.
     pub fn kill_and_restart(mut self) -> Daemon {

@@ -18,6 +18,8 @@ pub struct TlsDaemon {
     pub daemon: Daemon,
     /// Certificates.
     pub pki: Pki,
+    /// The config file text, to start a daemon on a copy of the data directory.
+    config_text: String,
     /// The swtpm, when the backend under test is `tpm` (stopped on drop, after the daemon).
     _tpm: Option<Swtpm>,
 }
@@ -80,10 +82,8 @@ impl TlsDaemon {
         let (backend, env, tpm) = backend_section(dir, backend_extra);
         let data_dir = dir.join("data");
         let config = dir.join("vault-daemon.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[server]
+        let config_text = format!(
+            r#"[server]
 listen = "127.0.0.1:0"
 
 [tls]
@@ -97,13 +97,12 @@ data_dir = "{data}"
 
 {backend}
 "#,
-                cert = pki.server.0.display(),
-                key = pki.server.1.display(),
-                ca = pki.ca.display(),
-                data = data_dir.display(),
-            ),
-        )
-        .expect("write config");
+            cert = pki.server.0.display(),
+            key = pki.server.1.display(),
+            ca = pki.ca.display(),
+            data = data_dir.display(),
+        );
+        std::fs::write(&config, &config_text).expect("write config");
         let daemon = Daemon::start(
             &data_dir,
             DaemonOptions {
@@ -115,8 +114,29 @@ data_dir = "{data}"
         TlsDaemon {
             daemon,
             pki,
+            config_text,
             _tpm: tpm,
         }
+    }
+
+    /// Starts another daemon with the same configuration on `data_dir` (a copy of the data
+    /// directory), with the same backend. Stop the first one before, when the backend serves
+    /// one client at a time (swtpm).
+    pub fn start_on(&self, data_dir: &Path) -> Daemon {
+        let original = self.daemon.data_dir.display().to_string();
+        let text = self.config_text.replace(
+            &format!("data_dir = \"{original}\""),
+            &format!("data_dir = \"{}\"", data_dir.display()),
+        );
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, text).expect("write config");
+        Daemon::start(
+            data_dir,
+            DaemonOptions {
+                config: Some(config),
+                ..self.daemon.options().clone()
+            },
+        )
     }
 
     /// The first admin's token (written at first start).

@@ -67,9 +67,13 @@ enum Rpc {
     RotateAuditKey,
     RotateTenantKeys,
     KeyStatus,
+    RequestKeyDestruction,
+    ApproveKeyDestruction,
+    CancelKeyDestruction,
+    ListKeyDestructions,
 }
 
-const RPCS: [Rpc; 24] = [
+const RPCS: [Rpc; 28] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -94,6 +98,10 @@ const RPCS: [Rpc; 24] = [
     Rpc::RotateAuditKey,
     Rpc::RotateTenantKeys,
     Rpc::KeyStatus,
+    Rpc::RequestKeyDestruction,
+    Rpc::ApproveKeyDestruction,
+    Rpc::CancelKeyDestruction,
+    Rpc::ListKeyDestructions,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -111,10 +119,15 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::IssueToken
         | Rpc::RevokeToken
         | Rpc::RotateAuditKey
-        | Rpc::RotateTenantKeys => &[Admin],
-        Rpc::ListTenants | Rpc::ListOperators | Rpc::ListTokens | Rpc::KeyStatus => {
-            &[Admin, Auditor]
-        }
+        | Rpc::RotateTenantKeys
+        | Rpc::RequestKeyDestruction
+        | Rpc::ApproveKeyDestruction
+        | Rpc::CancelKeyDestruction => &[Admin],
+        Rpc::ListTenants
+        | Rpc::ListOperators
+        | Rpc::ListTokens
+        | Rpc::KeyStatus
+        | Rpc::ListKeyDestructions => &[Admin, Auditor],
         Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
         Rpc::AuditTail
         | Rpc::AuditExport
@@ -123,6 +136,15 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::AuditPublicKeys => &[Admin, Auditor, Manager],
     };
     roles.contains(&principal)
+}
+
+/// What an allowed call answers: OK, except approving or cancelling a request id that does not
+/// exist, which passes authorisation and then finds nothing.
+fn allowed_code(rpc: Rpc) -> Code {
+    match rpc {
+        Rpc::ApproveKeyDestruction | Rpc::CancelKeyDestruction => Code::NotFound,
+        _ => Code::Ok,
+    }
 }
 
 fn authenticates(principal: Principal) -> bool {
@@ -394,6 +416,42 @@ async fn call(
             ))
             .await
             .map(drop),
+        Rpc::RequestKeyDestruction => client
+            .admin
+            .request_key_destruction(with_id(
+                pb::RequestKeyDestructionRequest {
+                    tenant: "t2".into(),
+                    version: 1,
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ApproveKeyDestruction => client
+            .admin
+            .approve_key_destruction(with_id(
+                pb::KeyDestructionIdRequest {
+                    id: "00000000000000aa".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::CancelKeyDestruction => client
+            .admin
+            .cancel_key_destruction(with_id(
+                pb::KeyDestructionIdRequest {
+                    id: "00000000000000aa".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ListKeyDestructions => client
+            .admin
+            .list_key_destructions(with_id(pb::ListKeyDestructionsRequest {}, id))
+            .await
+            .map(drop),
         Rpc::KeyStatus => client
             .admin
             .key_status(with_id(
@@ -530,7 +588,7 @@ async fn every_rpc_for_every_kind_of_caller() {
             let want = if !authenticates(principal) {
                 Code::Unauthenticated
             } else if allowed(rpc, principal) {
-                Code::Ok
+                allowed_code(rpc)
             } else {
                 Code::PermissionDenied
             };
@@ -560,6 +618,7 @@ async fn every_rpc_for_every_kind_of_caller() {
         let (outcome, code_name) = match code {
             Code::Ok => ("ALLOWED", "OK"),
             Code::Unauthenticated => ("DENIED", "UNAUTHENTICATED"),
+            Code::NotFound => ("FAILED", "NOT_FOUND"),
             _ => ("DENIED", "PERMISSION_DENIED"),
         };
         assert_eq!(

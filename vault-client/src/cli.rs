@@ -169,6 +169,28 @@ pub enum KeysCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Ask for a key version's destruction (refused while any record uses it); a second admin
+    /// must approve.
+    Destroy {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Key version.
+        #[arg(long)]
+        version: u32,
+    },
+    /// Approve a destruction request (not your own); destruction follows the waiting period.
+    Approve {
+        /// Request id.
+        id: String,
+    },
+    /// Cancel a destruction request before the key is destroyed.
+    Cancel {
+        /// Request id.
+        id: String,
+    },
+    /// List destruction requests.
+    Requests,
 }
 
 /// `grant` / `revoke` arguments.
@@ -579,6 +601,38 @@ pub async fn execute(
             } else {
                 output::follow_rewrap(&mut client, format, job).await?;
             }
+        }
+        Command::Keys(KeysCommand::Destroy { tenant, version }) => {
+            let r = client
+                .admin
+                .request_key_destruction(pb::RequestKeyDestructionRequest { tenant, version })
+                .await?
+                .into_inner();
+            output::destructions(format, &[r]);
+        }
+        Command::Keys(KeysCommand::Approve { id }) => {
+            let r = client
+                .admin
+                .approve_key_destruction(pb::KeyDestructionIdRequest { id })
+                .await?
+                .into_inner();
+            output::destructions(format, &[r]);
+        }
+        Command::Keys(KeysCommand::Cancel { id }) => {
+            let r = client
+                .admin
+                .cancel_key_destruction(pb::KeyDestructionIdRequest { id })
+                .await?
+                .into_inner();
+            output::destructions(format, &[r]);
+        }
+        Command::Keys(KeysCommand::Requests) => {
+            let list = client
+                .admin
+                .list_key_destructions(pb::ListKeyDestructionsRequest {})
+                .await?
+                .into_inner();
+            output::destructions(format, &list.requests);
         }
         Command::Keys(KeysCommand::Status { tenant }) => {
             let status = client

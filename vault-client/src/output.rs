@@ -550,3 +550,41 @@ pub fn key_status(format: Format, tenants: &[pb::TenantKeyStatus]) {
         }
     }
 }
+
+/// Key destruction requests.
+pub fn destructions(format: Format, requests: &[pb::KeyDestruction]) {
+    for r in requests {
+        match format {
+            Format::Json => print_json(&json!({
+                "id": r.id, "tenant": r.tenant, "version": r.version, "state": r.state,
+                "requested_by": r.requested_by, "requested_at": time(r.requested_at_unix),
+                "approved_by": r.approved_by,
+                "not_before": (r.not_before_unix != 0).then(|| time(r.not_before_unix)),
+                "cancelled_by": r.cancelled_by,
+                "done_at": (r.done_at_unix != 0).then(|| time(r.done_at_unix)),
+            })),
+            Format::Text => println!(
+                "{}\t{} v{}\t{}\trequested by {}{}{}",
+                r.id,
+                r.tenant,
+                r.version,
+                r.state,
+                r.requested_by,
+                if r.approved_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", approved by {} (not before {})",
+                        r.approved_by,
+                        time(r.not_before_unix)
+                    )
+                },
+                if r.cancelled_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", cancelled by {}", r.cancelled_by)
+                },
+            ),
+        }
+    }
+}

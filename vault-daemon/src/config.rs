@@ -70,6 +70,9 @@ pub struct KeysConfig {
     pub rewrap_batch: usize,
     /// Pause between rewrap batches, in milliseconds (throttles rotation under load).
     pub rewrap_pause_ms: u64,
+    /// Waiting period between a second admin's approval and a key's destruction, in seconds
+    /// (during it `keys cancel` stops the destruction).
+    pub destroy_wait_secs: u64,
 }
 
 impl Default for KeysConfig {
@@ -77,6 +80,7 @@ impl Default for KeysConfig {
         KeysConfig {
             rewrap_batch: 100,
             rewrap_pause_ms: 20,
+            destroy_wait_secs: 7 * 24 * 3600,
         }
     }
 }

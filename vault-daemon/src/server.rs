@@ -253,7 +253,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     )?;
     let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let locker = Arc::new(Locker::new(
+    let locker = Arc::new(Locker::with_destroy_wait(
         store,
         writer,
         keys.clone(),
@@ -267,6 +267,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
             every: config.audit.checkpoint_every,
             interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
         },
+        ms(config.keys.destroy_wait_secs),
     ));
     let checkpointer = locker.checkpointer().clone();
     checkpointer.ensure_key().await?;

@@ -23,7 +23,7 @@ use vault_daemon::domain::record::{Record, SubjectKind};
 use vault_daemon::domain::token::TokenRecord;
 use vault_daemon::error::Error;
 use vault_daemon::keys::KeyService;
-use vault_daemon::keys::rotation::RewrapJob;
+use vault_daemon::keys::rotation::{DestructionRequest, RewrapJob};
 use vault_daemon::keys::sim::SimBackend;
 use vault_daemon::service::{Locker, RequestContext, SealRequest, TokenPolicy};
 use vault_daemon::store::redb::RedbStore;
@@ -112,6 +112,9 @@ impl StoreRead for FlakyWrite<'_> {
     fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
         self.inner.jobs()
     }
+    fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
+        self.inner.destructions()
+    }
 }
 
 impl StoreWrite for FlakyWrite<'_> {
@@ -149,6 +152,9 @@ impl StoreWrite for FlakyWrite<'_> {
     }
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
         self.inner.put_job(job)
+    }
+    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
+        self.inner.put_destruction(request)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match self.mode.load(Ordering::SeqCst) {

@@ -57,6 +57,16 @@ pub enum Action {
     KeyStatus,
     /// A batch of the background rewrap (system).
     KeyRewrap,
+    /// Ask for a key version's destruction.
+    KeyDestroyRequest,
+    /// Approve a destruction (a second admin).
+    KeyDestroyApprove,
+    /// Cancel a destruction.
+    KeyDestroyCancel,
+    /// List destruction requests.
+    KeyDestroyList,
+    /// The destruction itself (system, after the waiting period).
+    KeyDestroy,
     /// Work the daemon does by itself (first start, dev provisioning).
     System,
 }
@@ -92,6 +102,11 @@ impl Action {
             Action::KeyRotate => "KEY_ROTATE",
             Action::KeyStatus => "KEY_STATUS",
             Action::KeyRewrap => "KEY_REWRAP",
+            Action::KeyDestroyRequest => "KEY_DESTROY_REQUEST",
+            Action::KeyDestroyApprove => "KEY_DESTROY_APPROVE",
+            Action::KeyDestroyCancel => "KEY_DESTROY_CANCEL",
+            Action::KeyDestroyList => "KEY_DESTROY_LIST",
+            Action::KeyDestroy => "KEY_DESTROY",
             Action::System => "SYSTEM",
         }
     }
@@ -110,17 +125,22 @@ impl Action {
             | Action::TokenIssue
             | Action::TokenRevoke
             | Action::AuditKeyRotate
-            | Action::KeyRotate => &[Admin],
-            Action::TenantList | Action::OperatorList | Action::TokenList | Action::KeyStatus => {
-                &[Admin, Auditor]
-            }
+            | Action::KeyRotate
+            | Action::KeyDestroyRequest
+            | Action::KeyDestroyApprove
+            | Action::KeyDestroyCancel => &[Admin],
+            Action::TenantList
+            | Action::OperatorList
+            | Action::TokenList
+            | Action::KeyStatus
+            | Action::KeyDestroyList => &[Admin, Auditor],
             Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
             Action::AuditTail
             | Action::AuditExport
             | Action::AuditVerify
             | Action::AuditKeys
             | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
-            Action::System | Action::KeyRewrap => &[],
+            Action::System | Action::KeyRewrap | Action::KeyDestroy => &[],
         }
     }
 

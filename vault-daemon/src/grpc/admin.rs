@@ -345,6 +345,61 @@ impl AdminRpc for AdminApi {
         }))
     }
 
+    async fn request_key_destruction(
+        &self,
+        request: Request<pb::RequestKeyDestructionRequest>,
+    ) -> Result<Response<pb::KeyDestruction>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let r = self
+            .locker
+            .request_key_destruction(&ctx, &m.tenant, m.version)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::destruction(r)))
+    }
+
+    async fn approve_key_destruction(
+        &self,
+        request: Request<pb::KeyDestructionIdRequest>,
+    ) -> Result<Response<pb::KeyDestruction>, Status> {
+        let ctx = request_context(&request);
+        let r = self
+            .locker
+            .approve_key_destruction(&ctx, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::destruction(r)))
+    }
+
+    async fn cancel_key_destruction(
+        &self,
+        request: Request<pb::KeyDestructionIdRequest>,
+    ) -> Result<Response<pb::KeyDestruction>, Status> {
+        let ctx = request_context(&request);
+        let r = self
+            .locker
+            .cancel_key_destruction(&ctx, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::destruction(r)))
+    }
+
+    async fn list_key_destructions(
+        &self,
+        request: Request<pb::ListKeyDestructionsRequest>,
+    ) -> Result<Response<pb::ListKeyDestructionsResponse>, Status> {
+        let ctx = request_context(&request);
+        let list = self
+            .locker
+            .list_key_destructions(&ctx)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListKeyDestructionsResponse {
+            requests: list.into_iter().map(convert::destruction).collect(),
+        }))
+    }
+
     async fn rotate_audit_key(
         &self,
         request: Request<pb::RotateAuditKeyRequest>,

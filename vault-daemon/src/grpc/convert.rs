@@ -203,10 +203,46 @@ pub fn key_status(status: crate::service::rotation::TenantKeyStatus) -> pb::Tena
             .into_iter()
             .map(|v| pb::KeyVersion {
                 version: v.version,
-                state: v.state.as_str().into(),
+                state: if v.destroy_not_before_ms.is_some() {
+                    "scheduled-for-destruction".into()
+                } else {
+                    v.state.as_str().into()
+                },
                 records: v.records,
             })
             .collect(),
         job: status.job.map(rewrap_job),
     }
+}
+
+/// Destruction request for the wire.
+pub fn destruction(r: crate::keys::rotation::DestructionRequest) -> pb::KeyDestruction {
+    use crate::keys::rotation::DestructionState;
+    let mut out = pb::KeyDestruction {
+        id: r.id,
+        tenant: r.tenant,
+        version: r.version,
+        requested_by: r.requested_by,
+        requested_at_unix: secs(r.requested_at_ms),
+        ..pb::KeyDestruction::default()
+    };
+    match r.state {
+        DestructionState::Pending => out.state = "pending".into(),
+        DestructionState::Approved {
+            by, not_before_ms, ..
+        } => {
+            out.state = "approved".into();
+            out.approved_by = by;
+            out.not_before_unix = secs(not_before_ms);
+        }
+        DestructionState::Cancelled { by, .. } => {
+            out.state = "cancelled".into();
+            out.cancelled_by = by;
+        }
+        DestructionState::Done { at_ms } => {
+            out.state = "done".into();
+            out.done_at_unix = secs(at_ms);
+        }
+    }
+    out
 }

@@ -32,3 +32,58 @@ impl RewrapJob {
         self.finished_at_ms.is_none()
     }
 }
+
+/// Where a destruction request is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DestructionState {
+    /// Waiting for a second admin.
+    Pending,
+    /// Approved; the key is destroyed once the waiting period is over.
+    Approved {
+        /// The approving admin (never the requester).
+        by: String,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+        /// Not destroyed before this time.
+        not_before_ms: i64,
+    },
+    /// Cancelled before destruction.
+    Cancelled {
+        /// Who cancelled.
+        by: String,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// The key was destroyed in the backend.
+    Done {
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+}
+
+/// A request to destroy one key version of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructionRequest {
+    /// Request id (16 hex digits).
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Key version to destroy.
+    pub version: u32,
+    /// Requesting admin.
+    pub requested_by: String,
+    /// Milliseconds since the Unix epoch.
+    pub requested_at_ms: i64,
+    /// State.
+    pub state: DestructionState,
+}
+
+impl DestructionRequest {
+    /// Whether the request can still lead to destruction.
+    pub fn open(&self) -> bool {
+        matches!(
+            self.state,
+            DestructionState::Pending | DestructionState::Approved { .. }
+        )
+    }
+}

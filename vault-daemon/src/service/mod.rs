@@ -10,6 +10,7 @@ mod admin;
 mod audit_log;
 mod auth;
 pub mod bootstrap;
+mod destruction;
 mod records;
 pub mod rotation;
 
@@ -86,6 +87,7 @@ pub struct Locker {
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     token_policy: TokenPolicy,
+    destroy_wait_ms: i64,
 }
 
 impl Locker {
@@ -98,6 +100,30 @@ impl Locker {
         clock: Arc<dyn Clock>,
         token_policy: TokenPolicy,
         checkpoint_policy: CheckpointPolicy,
+    ) -> Locker {
+        Locker::with_destroy_wait(
+            store,
+            writer,
+            keys,
+            purposes,
+            clock,
+            token_policy,
+            checkpoint_policy,
+            7 * 24 * 3600 * 1000,
+        )
+    }
+
+    /// Like [`Locker::new`], with the waiting period between approval and destruction of a key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_destroy_wait(
+        store: Arc<dyn Store>,
+        writer: AuditWriter,
+        keys: KeyService,
+        purposes: PurposeCatalogue,
+        clock: Arc<dyn Clock>,
+        token_policy: TokenPolicy,
+        checkpoint_policy: CheckpointPolicy,
+        destroy_wait_ms: i64,
     ) -> Locker {
         Locker {
             checkpointer: Checkpointer::new(
@@ -114,6 +140,7 @@ impl Locker {
             clock,
             rng: SystemRandom::new(),
             token_policy,
+            destroy_wait_ms,
         }
     }
 

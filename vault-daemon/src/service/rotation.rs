@@ -30,6 +30,8 @@ pub struct KeyVersionStatus {
     pub state: KeyState,
     /// Active records sealed under it.
     pub records: u64,
+    /// When an approved destruction will happen (ms since the Unix epoch).
+    pub destroy_not_before_ms: Option<i64>,
 }
 
 /// A tenant's keys and rotation.
@@ -53,7 +55,7 @@ pub struct RewrapPolicy {
 }
 
 impl Locker {
-    fn count_by_version(&self, tenant: &str) -> Result<BTreeMap<u32, u64>> {
+    pub(super) fn count_by_version(&self, tenant: &str) -> Result<BTreeMap<u32, u64>> {
         let mut counts = BTreeMap::new();
         let mut after = None;
         loop {
@@ -156,6 +158,15 @@ impl Locker {
             let mut out = Vec::new();
             for t in tenants {
                 let counts = self.count_by_version(&t.id)?;
+                let destructions = reader.destructions()?;
+                let scheduled = |version: u32| {
+                    destructions.iter().find_map(|r| match r.state {
+                        crate::keys::rotation::DestructionState::Approved {
+                            not_before_ms, ..
+                        } if r.tenant == t.id && r.version == version => Some(not_before_ms),
+                        _ => None,
+                    })
+                };
                 out.push(TenantKeyStatus {
                     versions: t
                         .keys
@@ -164,6 +175,7 @@ impl Locker {
                             version: k.version,
                             state: k.state,
                             records: counts.get(&k.version).copied().unwrap_or(0),
+                            destroy_not_before_ms: scheduled(k.version),
                         })
                         .collect(),
                     job: reader.job(&t.id)?,
@@ -303,7 +315,12 @@ pub async fn run_rewrap(locker: Arc<Locker>, policy: RewrapPolicy) {
     loop {
         match locker.rewrap_step(policy.batch.max(1)).await {
             Ok(true) => tokio::time::sleep(policy.pause).await,
-            Ok(false) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Ok(false) => {
+                if let Err(error) = locker.destroy_due_keys().await {
+                    tracing::warn!(%error, "key destruction check failed; will retry");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Err(error) => {
                 tracing::warn!(%error, "rewrap batch failed; will retry");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -18,7 +18,7 @@ use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
-use crate::keys::rotation::RewrapJob;
+use crate::keys::rotation::{DestructionRequest, RewrapJob};
 
 /// Version of the stored layout; a store written with another version is refused at open.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -100,6 +100,8 @@ pub trait StoreRead {
     fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError>;
     /// Every rewrap job.
     fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError>;
+    /// Every key destruction request, by id.
+    fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -129,6 +131,8 @@ pub trait StoreWrite: StoreRead {
     fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError>;
     /// Stores a tenant's rewrap job.
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError>;
+    /// Stores a key destruction request.
+    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -12,7 +12,7 @@ use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKey
 use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
-use crate::keys::rotation::RewrapJob;
+use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
 use crate::store::{StoreError, StoreWrite};
 
 /// A change to an operator.
@@ -69,6 +69,16 @@ pub enum Mutation {
         /// The rewrap job.
         job: RewrapJob,
     },
+    /// Create, approve or cancel a key destruction request (the state change is validated
+    /// against the stored request).
+    ChangeDestruction(DestructionChange),
+    /// Mark a tenant key version destroyed (after the backend destroyed it) and close the request.
+    FinishDestruction {
+        /// Request id.
+        id: String,
+        /// When.
+        now_ms: i64,
+    },
     /// Replace records by their rewrapped form, each only if it still holds exactly the
     /// ciphertext that was rewrapped (a record disposed or corrected meanwhile is left alone),
     /// and advance the job.
@@ -82,6 +92,33 @@ pub enum Mutation {
         /// Whether this batch reached the end.
         finished: bool,
         /// Commit time for the job.
+        now_ms: i64,
+    },
+}
+
+/// A change to a destruction request.
+#[derive(Debug, Clone)]
+pub enum DestructionChange {
+    /// A new request (the caller checked the version is unreferenced and not active).
+    Create(DestructionRequest),
+    /// A second admin approves.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Approving admin.
+        by: String,
+        /// Now.
+        now_ms: i64,
+        /// End of the waiting period.
+        not_before_ms: i64,
+    },
+    /// Cancel before destruction.
+    Cancel {
+        /// Request id.
+        id: String,
+        /// Who.
+        by: String,
+        /// Now.
         now_ms: i64,
     },
 }
@@ -101,6 +138,8 @@ pub enum MutationOutcome {
     Operator(Box<Operator>),
     /// The token after the change.
     Token(TokenRecord),
+    /// The destruction request after the change.
+    Destruction(Box<DestructionRequest>),
 }
 
 type Applied = Result<Result<MutationOutcome, Error>, StoreError>;
@@ -182,6 +221,8 @@ impl Mutation {
                 finished,
                 now_ms,
             } => rewrap(txn, &tenant, records, cursor, finished, now_ms),
+            Mutation::ChangeDestruction(change) => change_destruction(txn, change),
+            Mutation::FinishDestruction { id, now_ms } => finish_destruction(txn, &id, now_ms),
             Mutation::RevokeToken(id) => match txn.token(&id)? {
                 None => Ok(Err(Error::NotFound(format!("no token {id}")))),
                 Some(mut token) => {
@@ -323,4 +364,93 @@ fn rewrap(
     }
     txn.put_job(&job)?;
     Ok(Ok(MutationOutcome::Done))
+}
+
+fn change_destruction(txn: &mut dyn StoreWrite, change: DestructionChange) -> Applied {
+    let find = |txn: &dyn StoreWrite, id: &str| -> Result<Option<DestructionRequest>, StoreError> {
+        Ok(txn.destructions()?.into_iter().find(|r| r.id == id))
+    };
+    let request = match change {
+        DestructionChange::Create(request) => {
+            let open = txn
+                .destructions()?
+                .into_iter()
+                .any(|r| r.open() && r.tenant == request.tenant && r.version == request.version);
+            if open {
+                return Ok(Err(Error::AlreadyExists(format!(
+                    "a destruction of key version {} of tenant {} is already requested",
+                    request.version, request.tenant
+                ))));
+            }
+            request
+        }
+        DestructionChange::Approve {
+            id,
+            by,
+            now_ms,
+            not_before_ms,
+        } => {
+            let Some(mut request) = find(txn, &id)? else {
+                return Ok(Err(Error::NotFound(format!("no destruction request {id}"))));
+            };
+            if request.state != DestructionState::Pending {
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "destruction request {id} is not pending"
+                ))));
+            }
+            if request.requested_by == by {
+                return Ok(Err(Error::PermissionDenied(format!(
+                    "destruction request {id} was made by {by}: a second admin must approve it"
+                ))));
+            }
+            request.state = DestructionState::Approved {
+                by,
+                at_ms: now_ms,
+                not_before_ms,
+            };
+            request
+        }
+        DestructionChange::Cancel { id, by, now_ms } => {
+            let Some(mut request) = find(txn, &id)? else {
+                return Ok(Err(Error::NotFound(format!("no destruction request {id}"))));
+            };
+            if !request.open() {
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "destruction request {id} is already done or cancelled"
+                ))));
+            }
+            request.state = DestructionState::Cancelled { by, at_ms: now_ms };
+            request
+        }
+    };
+    txn.put_destruction(&request)?;
+    Ok(Ok(MutationOutcome::Destruction(Box::new(request))))
+}
+
+fn finish_destruction(txn: &mut dyn StoreWrite, id: &str, now_ms: i64) -> Applied {
+    let Some(mut request) = txn.destructions()?.into_iter().find(|r| r.id == id) else {
+        return Ok(Err(Error::NotFound(format!("no destruction request {id}"))));
+    };
+    if !matches!(request.state, DestructionState::Approved { .. }) {
+        return Ok(Err(Error::FailedPrecondition(format!(
+            "destruction request {id} is not approved"
+        ))));
+    }
+    let Some(mut tenant) = txn.tenant(&request.tenant)? else {
+        return Ok(Err(Error::NotFound(format!(
+            "no tenant {}",
+            request.tenant
+        ))));
+    };
+    for keys in tenant
+        .keys
+        .iter_mut()
+        .filter(|k| k.version == request.version)
+    {
+        keys.state = KeyState::Destroyed;
+    }
+    txn.put_tenant(&tenant)?;
+    request.state = DestructionState::Done { at_ms: now_ms };
+    txn.put_destruction(&request)?;
+    Ok(Ok(MutationOutcome::Destruction(Box::new(request))))
 }

@@ -16,7 +16,7 @@ use crate::domain::handle::Handle;
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
-use crate::keys::rotation::RewrapJob;
+use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::codec::{decode, encode};
 use crate::store::{SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
 
@@ -41,6 +41,8 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_checkpoints");
 /// Rewrap jobs by tenant.
 pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rewrap_jobs");
+/// Key destruction requests by id.
+pub const DESTRUCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("key_destructions");
 /// Audit signing keys by version.
 pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
 
@@ -120,6 +122,7 @@ impl RedbStore {
             txn.open_table(CHECKPOINTS).map_err(io)?;
             txn.open_table(AUDIT_KEYS).map_err(io)?;
             txn.open_table(JOBS).map_err(io)?;
+            txn.open_table(DESTRUCTIONS).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -336,6 +339,11 @@ macro_rules! impl_store_read {
                 all_decoded(&table, "rewrap job")
             }
 
+            fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
+                let table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
+                all_decoded(&table, "key destruction request")
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -429,6 +437,14 @@ impl StoreWrite for RedbWrite {
         let mut table = self.txn.open_table(JOBS).map_err(io)?;
         table
             .insert(job.tenant.as_str(), encode(job)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
+        table
+            .insert(request.id.as_str(), encode(request)?.as_slice())
             .map_err(io)?;
         Ok(())
     }
