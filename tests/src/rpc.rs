@@ -47,3 +47,131 @@ pub fn seal_request(
         }),
     }
 }
+
+/// Seals `count` distinct numbers in `tenant` (subject refs `R0`…); returns (handle, number).
+pub async fn seal_many(
+    handler: &mut Client,
+    tenant: &str,
+    count: u64,
+    base: u64,
+) -> Vec<(String, String)> {
+    let mut records = Vec::new();
+    for i in 0..count {
+        let number = crate::numbers::valid_number(base + i);
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                tenant,
+                &format!("R{i}"),
+                &number,
+                &["STAFF_WITHHOLDING"],
+            ))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        records.push((handle, number));
+    }
+    records
+}
+
+/// Unseals every record for `STAFF_WITHHOLDING` and checks the number.
+pub async fn unseal_all(handler: &mut Client, records: &[(String, String)]) {
+    for (handle, number) in records {
+        let back = handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle: handle.clone(),
+                purpose: "STAFF_WITHHOLDING".into(),
+            })
+            .await
+            .expect("unseal")
+            .into_inner()
+            .number;
+        assert_eq!(&back, number);
+    }
+}
+
+/// Creates operator `id` with `role` (handlers get `STAFF_WITHHOLDING` on `tenant`) and
+/// returns a one-hour token for it.
+pub async fn operator_token(
+    admin: &mut Client,
+    tenant: &str,
+    id: &str,
+    role: pb::Role,
+) -> secrecy::SecretString {
+    admin
+        .admin
+        .create_operator(pb::CreateOperatorRequest {
+            operator_id: id.into(),
+            role: role as i32,
+            display_name: String::new(),
+        })
+        .await
+        .expect("create operator");
+    if matches!(role, pb::Role::Handler | pb::Role::Service) {
+        admin
+            .admin
+            .grant_purposes(pb::GrantRequest {
+                operator_id: id.into(),
+                tenant: tenant.into(),
+                purposes: vec!["STAFF_WITHHOLDING".into()],
+            })
+            .await
+            .expect("grant");
+    }
+    admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: id.into(),
+            ttl_seconds: 3600,
+            cert_fingerprint: String::new(),
+        })
+        .await
+        .expect("issue token")
+        .into_inner()
+        .token
+        .into()
+}
+
+/// Waits (up to 20 s) until the daemon's Locker health is `want`.
+pub async fn wait_for_health(
+    daemon: &crate::Daemon,
+    want: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(daemon.client(None).await.channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "mynumber.locker.v1.Locker".into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status();
+        if status == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health stayed {status:?}, wanted {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Copies a directory tree (a data directory, for backup and tamper tests).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

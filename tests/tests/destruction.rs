@@ -5,27 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::rpc::{copy_dir, export_audit, operator_token, seal_request};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
 
 async fn versions(client: &mut Client) -> Vec<pb::KeyVersion> {
     client
@@ -39,41 +25,6 @@ async fn versions(client: &mut Client) -> Vec<pb::KeyVersion> {
         .tenants
         .remove(0)
         .versions
-}
-
-async fn token_for(admin: &mut Client, id: &str, role: pb::Role) -> SecretString {
-    admin
-        .admin
-        .create_operator(pb::CreateOperatorRequest {
-            operator_id: id.into(),
-            role: role as i32,
-            display_name: String::new(),
-        })
-        .await
-        .expect("operator");
-    if role == pb::Role::Handler {
-        admin
-            .admin
-            .grant_purposes(pb::GrantRequest {
-                operator_id: id.into(),
-                tenant: "t1".into(),
-                purposes: vec![W.into()],
-            })
-            .await
-            .expect("grant");
-    }
-    admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
-            operator_id: id.into(),
-            ttl_seconds: 3600,
-            cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("token")
-        .into_inner()
-        .token
-        .into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +46,8 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
         })
         .await
         .expect("tenant");
-    let admin2_token = token_for(&mut admin1, "admin2", pb::Role::Admin).await;
-    let handler_token = token_for(&mut admin1, "h", pb::Role::Handler).await;
+    let admin2_token = operator_token(&mut admin1, "t1", "admin2", pb::Role::Admin).await;
+    let handler_token = operator_token(&mut admin1, "t1", "h", pb::Role::Handler).await;
     let mut handler = tls
         .client(Some(handler_token.clone()), ClientCert::None)
         .await;

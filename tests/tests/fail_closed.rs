@@ -5,13 +5,11 @@
 use std::time::{Duration, Instant};
 
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::rpc::{export_audit, seal_request, wait_for_health, with_id};
 
 const W: &str = "STAFF_WITHHOLDING";
 
@@ -24,29 +22,6 @@ fn set_fault(daemon: &Daemon, fault: &str) {
         std::fs::remove_file(path).expect("clear fault");
     } else {
         std::fs::write(path, fault).expect("set fault");
-    }
-}
-
-async fn wait_for_health(daemon: &Daemon, want: ServingStatus) {
-    let mut health = HealthClient::new(daemon.client(None).await.channel);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = health
-            .check(HealthCheckRequest {
-                service: "mynumber.locker.v1.Locker".into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner()
-            .status();
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health stayed {status:?}, wanted {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -10,31 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::seal_request;
+use vault_tests::rpc::{operator_token, seal_many, seal_request, unseal_all};
 use vault_tests::{Daemon, DaemonOptions, binary_path};
 
 const W: &str = "STAFF_WITHHOLDING";
-
-async fn seal_many(
-    handler: &mut Client,
-    tenant: &str,
-    count: u64,
-    base: u64,
-) -> Vec<(String, String)> {
-    let mut records = Vec::new();
-    for i in 0..count {
-        let number = valid_number(base + i);
-        let handle = handler
-            .locker
-            .seal(seal_request(tenant, &format!("R{i}"), &number, &[W]))
-            .await
-            .expect("seal")
-            .into_inner()
-            .handle;
-        records.push((handle, number));
-    }
-    records
-}
 
 async fn status(client: &mut Client, tenant: &str) -> pb::TenantKeyStatus {
     client
@@ -47,22 +26,6 @@ async fn status(client: &mut Client, tenant: &str) -> pb::TenantKeyStatus {
         .into_inner()
         .tenants
         .remove(0)
-}
-
-async fn unseal_all(handler: &mut Client, records: &[(String, String)]) {
-    for (handle, number) in records {
-        let back = handler
-            .locker
-            .unseal(pb::UnsealRequest {
-                handle: handle.clone(),
-                purpose: W.into(),
-            })
-            .await
-            .expect("unseal")
-            .into_inner()
-            .number;
-        assert_eq!(&back, number);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -216,36 +179,8 @@ async fn sigkill_in_the_middle_of_a_rewrap_resumes_and_completes() {
         })
         .await
         .expect("tenant");
-    admin
-        .admin
-        .create_operator(pb::CreateOperatorRequest {
-            operator_id: "h".into(),
-            role: pb::Role::Handler as i32,
-            display_name: String::new(),
-        })
-        .await
-        .expect("operator");
-    admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "h".into(),
-            tenant: "acme".into(),
-            purposes: vec![W.into()],
-        })
-        .await
-        .expect("grant");
-    let token = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
-            operator_id: "h".into(),
-            ttl_seconds: 3600,
-            cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("token")
-        .into_inner()
-        .token;
-    let mut handler = daemon.client(Some(token.clone().into())).await;
+    let token = operator_token(&mut admin, "acme", "h", pb::Role::Handler).await;
+    let mut handler = daemon.client(Some(token.clone())).await;
     let records = seal_many(&mut handler, "acme", 80, 3000).await;
 
     admin
@@ -300,7 +235,7 @@ async fn sigkill_in_the_middle_of_a_rewrap_resumes_and_completes() {
             .map(|v| v.records),
         Some(80)
     );
-    let mut handler = daemon.client(Some(token.into())).await;
+    let mut handler = daemon.client(Some(token)).await;
     unseal_all(&mut handler, &records).await;
     let verify = admin
         .admin

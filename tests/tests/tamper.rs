@@ -12,23 +12,10 @@ use vault_daemon::store::codec::{decode, encode};
 use vault_daemon::store::redb::{AUDIT, DB_FILE_NAME, RECORDS};
 use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::rpc::{copy_dir, export_audit, seal_request, with_id};
 
 const W: &str = "STAFF_WITHHOLDING";
 const H: &str = "STAFF_HEALTH_PENSION";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
 
 fn edit_records(data_dir: &Path, edit: impl FnOnce(&mut Vec<Record>)) {
     let db = Database::open(data_dir.join(DB_FILE_NAME)).expect("open store copy");

@@ -4,42 +4,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use vault_client::{Client, pb};
 use vault_daemon::devkit::swtpm::Swtpm;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::rpc::{export_audit, operator_token, seal_request, wait_for_health, with_id};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
-
-async fn wait_for_health(daemon: &Daemon, want: ServingStatus) {
-    let mut health = HealthClient::new(daemon.client(None).await.channel);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = health
-            .check(HealthCheckRequest {
-                service: "mynumber.locker.v1.Locker".into(),
-            })
-            .await
-            .expect("health")
-            .into_inner()
-            .status();
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health stayed {status:?}, wanted {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Seals records, runs an unseal load, calls `lose`, checks the outage, calls `restore`,
 /// checks recovery and the audit log.
@@ -241,42 +216,10 @@ async fn tpm_loss_mid_load() {
         })
         .await
         .expect("tenant");
-    let mut client_for = async |id: &str, role: pb::Role| {
-        admin
-            .admin
-            .create_operator(pb::CreateOperatorRequest {
-                operator_id: id.into(),
-                role: role as i32,
-                display_name: String::new(),
-            })
-            .await
-            .expect("operator");
-        if role == pb::Role::Handler {
-            admin
-                .admin
-                .grant_purposes(pb::GrantRequest {
-                    operator_id: id.into(),
-                    tenant: "dev".into(),
-                    purposes: vec![W.into()],
-                })
-                .await
-                .expect("grant");
-        }
-        let token = admin
-            .admin
-            .issue_token(pb::IssueTokenRequest {
-                operator_id: id.into(),
-                ttl_seconds: 3600,
-                cert_fingerprint: String::new(),
-            })
-            .await
-            .expect("token")
-            .into_inner()
-            .token;
-        daemon.client(Some(token.into())).await
-    };
-    let handler = client_for("handler", pb::Role::Handler).await;
-    let auditor = client_for("auditor", pb::Role::Auditor).await;
+    let handler_token = operator_token(&mut admin, "dev", "handler", pb::Role::Handler).await;
+    let auditor_token = operator_token(&mut admin, "dev", "auditor", pb::Role::Auditor).await;
+    let handler = daemon.client(Some(handler_token)).await;
+    let auditor = daemon.client(Some(auditor_token)).await;
     exercise_token_loss(
         &daemon,
         handler,
