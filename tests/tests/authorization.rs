@@ -71,9 +71,10 @@ enum Rpc {
     ApproveKeyDestruction,
     CancelKeyDestruction,
     ListKeyDestructions,
+    BenchBackend,
 }
 
-const RPCS: [Rpc; 28] = [
+const RPCS: [Rpc; 29] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -102,6 +103,7 @@ const RPCS: [Rpc; 28] = [
     Rpc::ApproveKeyDestruction,
     Rpc::CancelKeyDestruction,
     Rpc::ListKeyDestructions,
+    Rpc::BenchBackend,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -122,7 +124,8 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::RotateTenantKeys
         | Rpc::RequestKeyDestruction
         | Rpc::ApproveKeyDestruction
-        | Rpc::CancelKeyDestruction => &[Admin],
+        | Rpc::CancelKeyDestruction
+        | Rpc::BenchBackend => &[Admin],
         Rpc::ListTenants
         | Rpc::ListOperators
         | Rpc::ListTokens
@@ -447,6 +450,18 @@ async fn call(
             ))
             .await
             .map(drop),
+        Rpc::BenchBackend => client
+            .admin
+            .bench_backend(with_id(
+                pb::BenchBackendRequest {
+                    tenant: "t1".into(),
+                    count: 10,
+                    concurrency: 4,
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert!(r.into_inner().unwraps_per_second > 0.0)),
         Rpc::ListKeyDestructions => client
             .admin
             .list_key_destructions(with_id(pb::ListKeyDestructionsRequest {}, id))

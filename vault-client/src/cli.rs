@@ -147,6 +147,8 @@ pub enum Command {
     /// Tenant keys: versions, rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Load a running daemon and report requests/s, latency and errors.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Key commands.
@@ -601,6 +603,11 @@ pub async fn execute(
             } else {
                 output::follow_rewrap(&mut client, format, job).await?;
             }
+        }
+        Command::Bench(_) => {
+            return Err(ClientError::Status(tonic::Status::internal(
+                "bench runs from main",
+            )));
         }
         Command::Keys(KeysCommand::Destroy { tenant, version }) => {
             let r = client

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod output;
 
@@ -85,6 +86,26 @@ async fn run(args: Args) -> Result<(), String> {
         )
     };
     let client = Client::connect(&config).await.map_err(|e| e.to_string())?;
+    if let Command::Bench(bench) = args.command {
+        let admin = match &bench.admin_token_file {
+            Some(path) => {
+                let token = read_token_file(path).map_err(|e| e.to_string())?;
+                let admin_config = ClientConfig {
+                    token: Some(token),
+                    ..config.clone()
+                };
+                Some(
+                    Client::connect(&admin_config)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            None => None,
+        };
+        return bench::run(client, bench, args.output, admin)
+            .await
+            .map_err(|e| e.to_string());
+    }
     cli::execute(client, args.command, args.output, number)
         .await
         .map_err(|e| e.to_string())

@@ -67,6 +67,8 @@ pub enum Action {
     KeyDestroyList,
     /// The destruction itself (system, after the waiting period).
     KeyDestroy,
+    /// Measure the key backend's unwrap rate.
+    BenchBackend,
     /// Work the daemon does by itself (first start, dev provisioning).
     System,
 }
@@ -107,6 +109,7 @@ impl Action {
             Action::KeyDestroyCancel => "KEY_DESTROY_CANCEL",
             Action::KeyDestroyList => "KEY_DESTROY_LIST",
             Action::KeyDestroy => "KEY_DESTROY",
+            Action::BenchBackend => "BENCH_BACKEND",
             Action::System => "SYSTEM",
         }
     }
@@ -128,7 +131,8 @@ impl Action {
             | Action::KeyRotate
             | Action::KeyDestroyRequest
             | Action::KeyDestroyApprove
-            | Action::KeyDestroyCancel => &[Admin],
+            | Action::KeyDestroyCancel
+            | Action::BenchBackend => &[Admin],
             Action::TenantList
             | Action::OperatorList
             | Action::TokenList

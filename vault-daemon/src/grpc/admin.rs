@@ -400,6 +400,25 @@ impl AdminRpc for AdminApi {
         }))
     }
 
+    async fn bench_backend(
+        &self,
+        request: Request<pb::BenchBackendRequest>,
+    ) -> Result<Response<pb::BenchBackendResponse>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let (seconds, backend) = self
+            .locker
+            .bench_backend(&ctx, &m.tenant, m.count, m.concurrency)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::BenchBackendResponse {
+            count: m.count,
+            seconds,
+            unwraps_per_second: f64::from(m.count) / seconds.max(1e-9),
+            backend: backend.into(),
+        }))
+    }
+
     async fn rotate_audit_key(
         &self,
         request: Request<pb::RotateAuditKeyRequest>,

@@ -26,6 +26,13 @@ impl LockerApi {
 
 #[tonic::async_trait]
 impl LockerRpc for LockerApi {
+    async fn ping(
+        &self,
+        _request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse {}))
+    }
+
     async fn seal(
         &self,
         request: Request<pb::SealRequest>,
