@@ -23,6 +23,9 @@ pub enum Op {
     Lookup,
     /// Four unseals to one seal (a payroll run that also registers new hires).
     Mixed,
+    /// Unseal every record through one `UnsealBatch` stream per worker, again and again;
+    /// requests/s counts items, latencies are per batch.
+    UnsealBatch,
 }
 
 /// `bench` arguments.
@@ -177,6 +180,18 @@ pub async fn run(
     }
     let records = Arc::new(records);
     let duration = Duration::from_secs(args.duration.max(1));
+    if args.op == Op::UnsealBatch {
+        let measured = batch_unseal(
+            client.clone(),
+            Arc::clone(&records),
+            &args.purpose,
+            args.concurrency,
+            duration,
+        )
+        .await;
+        print(format, &args, &measured, None);
+        return Ok(());
+    }
     let (tenant, purpose, op) = (args.tenant.clone(), args.purpose.clone(), args.op);
     let measured = drive(args.concurrency, duration, move |n| {
         let (mut client, records, tenant, purpose) = (
@@ -245,8 +260,77 @@ pub async fn run(
     Ok(())
 }
 
+/// `concurrency` streams, each unsealing all `records` per batch until `duration` is over.
+async fn batch_unseal(
+    client: Client,
+    records: Arc<Vec<(String, String)>>,
+    purpose: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (mut client, records, purpose) =
+            (client.clone(), Arc::clone(&records), purpose.to_owned());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let requests: Vec<pb::UnsealRequest> = records
+                    .iter()
+                    .map(|(handle, _)| pb::UnsealRequest {
+                        handle: handle.clone(),
+                        purpose: purpose.clone(),
+                    })
+                    .collect();
+                match client
+                    .locker
+                    .unseal_batch(futures::stream::iter(requests))
+                    .await
+                {
+                    Ok(response) => {
+                        let mut stream = response.into_inner();
+                        while let Some(item) = stream.next().await {
+                            match item {
+                                Ok(result) if result.error.is_none() => ok += 1,
+                                _ => errors += 1,
+                            }
+                        }
+                        latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (ok, errors, latencies)
+        }));
+    }
+    let mut measured = Measured {
+        ok: 0,
+        errors: 0,
+        seconds: 0.0,
+        latencies_us: Vec::new(),
+    };
+    for worker in workers {
+        if let Ok((ok, errors, latencies)) = worker.await {
+            measured.ok += ok;
+            measured.errors += errors;
+            measured.latencies_us.extend(latencies);
+        }
+    }
+    measured.seconds = started.elapsed().as_secs_f64();
+    measured.latencies_us.sort_unstable();
+    measured
+}
+
 fn print(format: Format, args: &BenchArgs, m: &Measured, baseline: Option<(f64, f64, String)>) {
-    let op = format!("{:?}", args.op).to_lowercase();
+    let op = args
+        .op
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
     let rps = m.rps();
     let (echo, backend, backend_name) = baseline.clone().unwrap_or((0.0, 0.0, String::new()));
     let ratio_echo = (echo > 0.0).then(|| rps / echo);

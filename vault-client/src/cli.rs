@@ -74,8 +74,9 @@ pub struct SealArgs {
     /// Tenant id.
     #[arg(long)]
     tenant: String,
-    /// Your reference for the person (employee or payee ID), never the number.
-    #[arg(long)]
+    /// Your reference for the person (employee or payee ID), never the number. Ignored with
+    /// --batch (each row has its own).
+    #[arg(long, default_value = "")]
     subject: String,
     /// Whose number.
     #[arg(long, value_enum)]
@@ -92,6 +93,10 @@ pub struct SealArgs {
     /// Agent's proof of authority (LEGAL_REPRESENTATIVE, POWER_OF_ATTORNEY).
     #[arg(long)]
     agent_authority: Option<String>,
+    /// Seal every `subject_ref,number` row of this CSV file (migrations) instead of one number
+    /// from stdin; prints `subject_ref,handle,existing,error` per row, in order.
+    #[arg(long, value_name = "FILE.csv")]
+    pub batch: Option<PathBuf>,
 }
 
 /// Commands.
@@ -102,10 +107,15 @@ pub enum Command {
     /// Print the number of HANDLE for one purpose.
     Unseal {
         /// Record handle.
-        handle: String,
+        #[arg(required_unless_present = "batch")]
+        handle: Option<String>,
         /// Purpose code.
         #[arg(long)]
         purpose: String,
+        /// Unseal every handle (one per line) of this file (year-end runs); prints
+        /// `handle,number,error` per line, in order.
+        #[arg(long, value_name = "FILE", conflicts_with = "handle")]
+        batch: Option<PathBuf>,
     },
     /// Find the handle of a number (read from stdin) within a tenant.
     Lookup {
@@ -336,6 +346,17 @@ fn role_to_wire(role: RoleArg) -> pb::Role {
     }
 }
 
+/// A batch with failed items exits non-zero (the items are reported one by one).
+fn batch_outcome(failed: u64) -> Result<(), ClientError> {
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(ClientError::Status(tonic::Status::aborted(format!(
+            "{failed} items of the batch failed (see their lines)"
+        ))))
+    }
+}
+
 /// Offline verification never reaches `execute` (it needs no daemon); see [`offline`].
 fn unreachable_offline() -> Result<(), ClientError> {
     Err(ClientError::Status(tonic::Status::internal(
@@ -409,25 +430,37 @@ pub async fn execute(
     let number = number.unwrap_or_default();
     match command {
         Command::Seal(a) => {
-            let response = client
-                .locker
-                .seal(pb::SealRequest {
-                    tenant: a.tenant,
-                    subject_ref: a.subject,
-                    subject_kind: kind_to_wire(a.kind) as i32,
-                    purposes: a.purposes,
-                    number: number.to_string(),
-                    verification: Some(pb::IdentityVerification {
-                        number_check: a.number_check.unwrap_or_default(),
-                        identity_check: a.identity_check.unwrap_or_default(),
-                        agent_authority: a.agent_authority.unwrap_or_default(),
-                    }),
-                })
-                .await?
-                .into_inner();
+            let request = pb::SealRequest {
+                tenant: a.tenant,
+                subject_ref: a.subject,
+                subject_kind: kind_to_wire(a.kind) as i32,
+                purposes: a.purposes,
+                number: number.to_string(),
+                verification: Some(pb::IdentityVerification {
+                    number_check: a.number_check.unwrap_or_default(),
+                    identity_check: a.identity_check.unwrap_or_default(),
+                    agent_authority: a.agent_authority.unwrap_or_default(),
+                }),
+            };
+            if let Some(file) = a.batch {
+                let failed = crate::batch::seal(&mut client, request, &file, format).await?;
+                return batch_outcome(failed);
+            }
+            let response = client.locker.seal(request).await?.into_inner();
             output::sealed(format, &response);
         }
-        Command::Unseal { handle, purpose } => {
+        Command::Unseal {
+            batch: Some(file),
+            purpose,
+            ..
+        } => {
+            let failed = crate::batch::unseal(&mut client, &purpose, &file, format).await?;
+            return batch_outcome(failed);
+        }
+        Command::Unseal {
+            handle, purpose, ..
+        } => {
+            let handle = handle.unwrap_or_default();
             let response = client
                 .locker
                 .unseal(pb::UnsealRequest { handle, purpose })

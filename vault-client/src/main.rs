@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod bench;
 mod cli;
 mod output;
@@ -73,7 +74,8 @@ async fn run(args: Args) -> Result<(), String> {
         return result;
     }
     let number = match &args.command {
-        Command::Seal(_) | Command::Lookup { .. } => Some(number_from_stdin()?),
+        Command::Seal(seal) if seal.batch.is_none() => Some(number_from_stdin()?),
+        Command::Lookup { .. } => Some(number_from_stdin()?),
         _ => None,
     };
     let config = ClientConfig {

@@ -1,6 +1,9 @@
 //! The `Locker` gRPC service: adapters from messages to [`service::Locker`] calls.
 
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
 
 use tonic::{Request, Response, Status};
 use vault_proto::v1 as pb;
@@ -11,6 +14,32 @@ use crate::grpc::context::request_context;
 use crate::grpc::convert;
 use crate::grpc::status::to_status;
 use crate::service::{self, SealRequest};
+
+/// Items of one batch processed at once: enough to fill the group-commit writer and the key
+/// backend, while results still stream back in order.
+const BATCH_IN_FLIGHT: usize = 32;
+
+type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn batch_error(error: &crate::error::Error) -> pb::BatchError {
+    pb::BatchError {
+        code: error.code_name().into(),
+        message: error.to_string(),
+    }
+}
+
+/// The context of item `index` of a batch: the call's token and peer, its own request id.
+fn item_context(
+    base: &crate::service::RequestContext,
+    index: u64,
+) -> crate::service::RequestContext {
+    crate::service::RequestContext {
+        token: base.token.clone(),
+        peer_addr: base.peer_addr.clone(),
+        cert_fingerprint: base.cert_fingerprint.clone(),
+        request_id: format!("{}.{index}", base.request_id),
+    }
+}
 
 /// Implements the generated `Locker` service.
 pub struct LockerApi {
@@ -63,6 +92,101 @@ impl LockerRpc for LockerApi {
             handle: sealed.handle.to_string(),
             existing: sealed.existing,
         }))
+    }
+
+    type SealBatchStream = ResultStream<pb::SealBatchResult>;
+
+    async fn seal_batch(
+        &self,
+        request: Request<tonic::Streaming<pb::SealRequest>>,
+    ) -> Result<Response<Self::SealBatchStream>, Status> {
+        let base = Arc::new(request_context(&request));
+        let locker = Arc::clone(&self.locker);
+        let results = request
+            .into_inner()
+            .enumerate()
+            .map(move |(index, item)| {
+                let (locker, base) = (Arc::clone(&locker), Arc::clone(&base));
+                async move {
+                    let mut message = item?;
+                    let index = index as u64;
+                    let verification = message.verification.take().unwrap_or_default();
+                    let ctx = item_context(&base, index);
+                    let result = locker
+                        .seal(
+                            &ctx,
+                            SealRequest {
+                                tenant: message.tenant,
+                                subject_ref: message.subject_ref,
+                                subject_kind: convert::subject_kind_from_wire(message.subject_kind),
+                                purposes: message.purposes,
+                                number: Zeroizing::new(std::mem::take(&mut message.number)),
+                                verification: (
+                                    verification.number_check,
+                                    verification.identity_check,
+                                    verification.agent_authority,
+                                ),
+                            },
+                        )
+                        .await;
+                    Ok(match result {
+                        Ok(sealed) => pb::SealBatchResult {
+                            index,
+                            sealed: Some(pb::SealResponse {
+                                handle: sealed.handle.to_string(),
+                                existing: sealed.existing,
+                            }),
+                            error: None,
+                        },
+                        Err(error) => pb::SealBatchResult {
+                            index,
+                            sealed: None,
+                            error: Some(batch_error(&error)),
+                        },
+                    })
+                }
+            })
+            .buffered(BATCH_IN_FLIGHT);
+        Ok(Response::new(Box::pin(results)))
+    }
+
+    type UnsealBatchStream = ResultStream<pb::UnsealBatchResult>;
+
+    async fn unseal_batch(
+        &self,
+        request: Request<tonic::Streaming<pb::UnsealRequest>>,
+    ) -> Result<Response<Self::UnsealBatchStream>, Status> {
+        let base = Arc::new(request_context(&request));
+        let locker = Arc::clone(&self.locker);
+        let results = request
+            .into_inner()
+            .enumerate()
+            .map(move |(index, item)| {
+                let (locker, base) = (Arc::clone(&locker), Arc::clone(&base));
+                async move {
+                    let message = item?;
+                    let index = index as u64;
+                    let ctx = item_context(&base, index);
+                    Ok(
+                        match locker.unseal(&ctx, &message.handle, &message.purpose).await {
+                            Ok(number) => pb::UnsealBatchResult {
+                                index,
+                                handle: message.handle,
+                                number: number.as_str().to_owned(),
+                                error: None,
+                            },
+                            Err(error) => pb::UnsealBatchResult {
+                                index,
+                                handle: message.handle,
+                                number: String::new(),
+                                error: Some(batch_error(&error)),
+                            },
+                        },
+                    )
+                }
+            })
+            .buffered(BATCH_IN_FLIGHT);
+        Ok(Response::new(Box::pin(results)))
     }
 
     async fn unseal(
