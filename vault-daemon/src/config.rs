@@ -131,6 +131,13 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// Data directory (created 0700): the store, the simulated token, first-admin token.
     pub data_dir: PathBuf,
+    /// Page cache of the store in MiB (bounds the daemon's memory; default 64).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
+}
+
+fn default_cache_mb() -> usize {
+    64
 }
 
 /// Which key backend.
@@ -326,7 +333,10 @@ impl Config {
                 ..ServerConfig::default()
             },
             tls: None,
-            store: StoreConfig { data_dir },
+            store: StoreConfig {
+                data_dir,
+                cache_mb: default_cache_mb(),
+            },
             backend: BackendConfig {
                 allow_insecure: true,
                 sim_fault_control_file: true,
@@ -404,6 +414,9 @@ impl Config {
             return invalid(
                 "audit.checkpoint_every and audit.checkpoint_interval_secs must be at least 1",
             );
+        }
+        if self.store.cache_mb == 0 || self.store.cache_mb > 65_536 {
+            return invalid("store.cache_mb must be between 1 and 65536");
         }
         if self.keys.rewrap_batch == 0 || self.keys.rewrap_batch > 10_000 {
             return invalid("keys.rewrap_batch must be between 1 and 10000");

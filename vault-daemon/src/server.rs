@@ -240,7 +240,10 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     );
     keys.self_test().await?;
 
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(
+        &data_dir,
+        config.store.cache_mb.saturating_mul(1 << 20),
+    )?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = AuditWriter::start(
         Arc::clone(&store),

@@ -47,6 +47,8 @@ pub const DESTRUCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("key
 pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
 
 const SCHEMA_KEY: &str = "schema_version";
+/// Page cache of the store unless configured: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 fn io(error: impl std::fmt::Display) -> StoreError {
     StoreError::Io(error.to_string())
@@ -60,9 +62,15 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens or creates the store in `data_dir`, creating the file 0600 and checking the schema
-    /// version.
+    /// Opens or creates the store in `data_dir` with the default page cache, creating the file
+    /// 0600 and checking the schema version.
     pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`RedbStore::open`] with a page cache of `cache_bytes` (redb's own default, 1 GiB,
+    /// would dominate the daemon's memory).
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
         let path = data_dir.join(DB_FILE_NAME);
         // Create the file ourselves so it is never, even briefly, readable by others.
         OpenOptions::new()
@@ -77,7 +85,10 @@ impl RedbStore {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io)?;
             tracing::warn!(path = %path.display(), "store file was accessible to others; reset to 0600");
         }
-        let db = Database::create(&path).map_err(io)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(io)?;
         let store = RedbStore { db, path };
         store.initialise()?;
         Ok(store)
