@@ -32,7 +32,8 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut tls = TlsDaemon::start(
         dir.path(),
-        "[keys]\ndestroy_wait_secs = 2\nrewrap_pause_ms = 0\n",
+        // A slow rewrap (5 batches, 0.7 s apart) keeps version 1 referenced for seconds.
+        "[keys]\ndestroy_wait_secs = 2\nrewrap_batch = 2\nrewrap_pause_ms = 700\n",
     );
     let admin1_token = tls.admin_token();
     let mut admin1 = tls
@@ -91,25 +92,25 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
         .await
         .expect("rotate");
     // While records still use version 1, it cannot be destroyed.
+    let refused = admin1
+        .admin
+        .request_key_destruction(request("t1", 1))
+        .await
+        .expect_err("referenced");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("still protects"),
+        "{}",
+        refused.message()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = versions(&mut admin1).await;
-        if v.iter().any(|v| v.version == 1 && v.records == 0) {
-            break;
-        }
-        let refused = admin1
-            .admin
-            .request_key_destruction(request("t1", 1))
-            .await
-            .expect_err("referenced");
-        assert_eq!(refused.code(), Code::FailedPrecondition);
-        assert!(
-            refused.message().contains("still protects"),
-            "{}",
-            refused.message()
-        );
+    while !versions(&mut admin1)
+        .await
+        .iter()
+        .any(|v| v.version == 1 && v.records == 0)
+    {
         assert!(Instant::now() < deadline, "rewrap did not finish");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let refused = admin1
         .admin
