@@ -72,9 +72,11 @@ enum Rpc {
     CancelKeyDestruction,
     ListKeyDestructions,
     BenchBackend,
+    Suspend,
+    Resume,
 }
 
-const RPCS: [Rpc; 29] = [
+const RPCS: [Rpc; 31] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -104,6 +106,9 @@ const RPCS: [Rpc; 29] = [
     Rpc::CancelKeyDestruction,
     Rpc::ListKeyDestructions,
     Rpc::BenchBackend,
+    // Adjacent, so a manager's suspension is lifted before the next principal unseals.
+    Rpc::Suspend,
+    Rpc::Resume,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -112,7 +117,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
     let roles: &[Principal] = match rpc {
         Rpc::Seal | Rpc::Unseal | Rpc::Lookup => &[Handler, Service],
         Rpc::Describe => &[Handler, Service, Manager],
-        Rpc::Dispose => &[Manager],
+        Rpc::Dispose | Rpc::Suspend | Rpc::Resume => &[Manager],
         Rpc::CreateTenant
         | Rpc::CreateOperator
         | Rpc::DisableOperator
@@ -450,6 +455,20 @@ async fn call(
             ))
             .await
             .map(drop),
+        Rpc::Suspend | Rpc::Resume => {
+            let request = with_id(
+                pb::SuspendRequest {
+                    handle: fx.record.clone(),
+                    reason: "本人の求め".into(),
+                },
+                id,
+            );
+            if rpc == Rpc::Suspend {
+                client.locker.suspend(request).await.map(drop)
+            } else {
+                client.locker.resume(request).await.map(drop)
+            }
+        }
         Rpc::BenchBackend => client
             .admin
             .bench_backend(with_id(

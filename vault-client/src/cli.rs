@@ -136,6 +136,23 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Stop a record's use at the person's request (第49条; managers): unseal is refused until
+    /// `resume`.
+    Suspend {
+        /// Record handle.
+        handle: String,
+        /// Why (kept with the record and in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Allow a suspended record's use again (managers).
+    Resume {
+        /// Record handle.
+        handle: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -492,6 +509,22 @@ pub async fn execute(
             let record = client
                 .locker
                 .dispose(pb::DisposeRequest { handle, reason })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Suspend { handle, reason } => {
+            let record = client
+                .locker
+                .suspend(pb::SuspendRequest { handle, reason })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Resume { handle, reason } => {
+            let record = client
+                .locker
+                .resume(pb::SuspendRequest { handle, reason })
                 .await?
                 .into_inner();
             output::record(format, &record);

@@ -95,8 +95,17 @@ fn record_json(r: &pb::RecordInfo) -> Value {
         "agent_authority": v.agent_authority,
         "acquired_at": time(r.acquired_at_unix),
         "acquired_by": r.acquired_by,
-        "status": if r.status == pb::RecordStatus::Disposed as i32 { "disposed" } else { "active" },
+        "status": match pb::RecordStatus::try_from(r.status) {
+            Ok(pb::RecordStatus::Disposed) => "disposed",
+            Ok(pb::RecordStatus::Suspended) => "suspended",
+            _ => "active",
+        },
         "key_version": r.key_version,
+        "suspension": r.suspension.as_ref().map(|s| json!({
+            "reason": s.reason,
+            "suspended_by": s.suspended_by,
+            "suspended_at": time(s.suspended_at_unix),
+        })),
         "tombstone": r.tombstone.as_ref().map(|t| json!({
             "disposed_at": time(t.disposed_at_unix),
             "disposed_by": t.disposed_by,

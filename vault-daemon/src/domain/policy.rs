@@ -17,6 +17,10 @@ pub enum Action {
     Describe,
     /// Dispose of a record.
     Dispose,
+    /// Suspend a record's use.
+    Suspend,
+    /// Resume a record's use.
+    Resume,
     /// Create a tenant.
     TenantCreate,
     /// List tenants.
@@ -84,6 +88,8 @@ impl Action {
             Action::Lookup => "LOOKUP",
             Action::Describe => "DESCRIBE",
             Action::Dispose => "DISPOSE",
+            Action::Suspend => "SUSPEND",
+            Action::Resume => "RESUME",
             Action::TenantCreate => "TENANT_CREATE",
             Action::TenantList => "TENANT_LIST",
             Action::OperatorCreate => "OPERATOR_CREATE",
@@ -119,7 +125,7 @@ impl Action {
         match self {
             Action::Seal | Action::Unseal | Action::Lookup => &[Handler, Service],
             Action::Describe => &[Handler, Service, Manager],
-            Action::Dispose => &[Manager],
+            Action::Dispose | Action::Suspend | Action::Resume => &[Manager],
             Action::TenantCreate
             | Action::OperatorCreate
             | Action::OperatorDisable

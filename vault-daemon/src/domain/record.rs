@@ -52,6 +52,19 @@ pub enum RecordStatus {
     Active,
     /// Ciphertext and wrapped key deleted.
     Disposed(Tombstone),
+    /// Use stopped at the person's request (規程 第49条); the number stays sealed.
+    Suspended(Suspension),
+}
+
+/// Why and by whom a record's use was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// Stated reason.
+    pub reason: String,
+    /// Manager who suspended it.
+    pub by: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
 }
 
 /// A record as stored.

@@ -56,8 +56,17 @@ fn role_to_wire(role: Role) -> pb::Role {
 
 /// Record metadata for the wire; never the number.
 pub fn record_info(record: Record) -> pb::RecordInfo {
+    let mut suspension = None;
     let (status, tombstone) = match record.status {
         RecordStatus::Active => (pb::RecordStatus::Active, None),
+        RecordStatus::Suspended(s) => {
+            suspension = Some(pb::Suspension {
+                reason: s.reason,
+                suspended_by: s.by,
+                suspended_at_unix: secs(s.at_ms),
+            });
+            (pb::RecordStatus::Suspended, None)
+        }
         RecordStatus::Disposed(t) => (
             pb::RecordStatus::Disposed,
             Some(pb::Tombstone {
@@ -83,6 +92,7 @@ pub fn record_info(record: Record) -> pb::RecordInfo {
         status: status as i32,
         key_version: record.sealed.map(|s| s.key_version).unwrap_or(0),
         tombstone,
+        suspension,
     }
 }
 

@@ -236,6 +236,34 @@ impl LockerRpc for LockerApi {
         Ok(Response::new(convert::record_info(record)))
     }
 
+    async fn suspend(
+        &self,
+        request: Request<pb::SuspendRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let record = self
+            .locker
+            .set_suspended(&ctx, &m.handle, &m.reason, true)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(record)))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::SuspendRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let record = self
+            .locker
+            .set_suspended(&ctx, &m.handle, &m.reason, false)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(record)))
+    }
+
     async fn dispose(
         &self,
         request: Request<pb::DisposeRequest>,

@@ -9,7 +9,7 @@ use crate::domain::identity::IdentityVerification;
 use crate::domain::number::IndividualNumber;
 use crate::domain::operator::{Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
-use crate::domain::record::{Record, RecordStatus, SubjectKind, Tombstone};
+use crate::domain::record::{Record, RecordStatus, SubjectKind, Suspension, Tombstone};
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::envelope;
@@ -227,6 +227,12 @@ impl Locker {
                     "record {handle} has been disposed"
                 )));
             }
+            (RecordStatus::Suspended(suspension), _) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "record {handle} is suspended (規程第49条): {}",
+                    suspension.reason
+                )));
+            }
             (RecordStatus::Active, Some(sealed)) => sealed,
             (RecordStatus::Active, None) => {
                 return Err(Error::Integrity(format!(
@@ -309,6 +315,47 @@ impl Locker {
         let record = self.load_record(&handle, entry)?;
         require_tenant_scope(caller, &record.tenant)?;
         Ok((record, Mutation::None))
+    }
+
+    /// Suspends (`suspend` true) or resumes a record's use (managers, 規程第49条).
+    pub async fn set_suspended(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+        reason: &str,
+        suspend: bool,
+    ) -> Result<Record> {
+        let action = if suspend {
+            Action::Suspend
+        } else {
+            Action::Resume
+        };
+        let (caller, mut entry) = self.begin(ctx, action).await?;
+        let body = (|| {
+            let handle = parse_handle(handle, &mut entry)?;
+            text::free_text("reason", reason, 1024, true).map_err(invalid)?;
+            let record = self.load_record(&handle, &mut entry)?;
+            require_tenant_scope(&caller, &record.tenant)?;
+            let verb = if suspend { "suspended" } else { "resumed" };
+            entry.allow(format!("{verb}: {reason}"));
+            let mutation = if suspend {
+                Mutation::SuspendRecord {
+                    handle,
+                    suspension: Suspension {
+                        reason: reason.to_owned(),
+                        by: caller.operator.id.clone(),
+                        at_ms: self.now_ms(),
+                    },
+                }
+            } else {
+                Mutation::ResumeRecord(handle)
+            };
+            Ok(((), mutation))
+        })();
+        match self.finish(entry, body).await? {
+            ((), MutationOutcome::Record(record)) => Ok(*record),
+            (_, other) => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
+        }
     }
 
     /// Disposes of a record (managers): ciphertext, wrapped key and index entry deleted.

@@ -333,10 +333,13 @@ impl Locker {
         let Some(sealed) = &record.sealed else {
             return Ok(None);
         };
-        if record.tenant != tenant.id
-            || record.status != RecordStatus::Active
-            || sealed.key_version >= target.version
-        {
+        // Suspended records keep their number, so they move to the new key too: otherwise
+        // they would pin the old version and block its destruction forever.
+        let usable = matches!(
+            record.status,
+            RecordStatus::Active | RecordStatus::Suspended(_)
+        );
+        if record.tenant != tenant.id || !usable || sealed.key_version >= target.version {
             return Ok(None);
         }
         let old = tenant.keys_of(sealed.key_version).ok_or_else(|| {

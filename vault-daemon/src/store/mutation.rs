@@ -9,7 +9,7 @@ use vault_audit::checkpoint::Checkpoint;
 use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
-use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
+use crate::domain::record::{Record, RecordStatus, SealedNumber, Suspension, Tombstone};
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
@@ -69,6 +69,15 @@ pub enum Mutation {
         /// The rewrap job.
         job: RewrapJob,
     },
+    /// Stop a record's use (it must be active).
+    SuspendRecord {
+        /// The record.
+        handle: Handle,
+        /// Why, who, when.
+        suspension: Suspension,
+    },
+    /// Allow a suspended record's use again.
+    ResumeRecord(Handle),
     /// Create, approve or cancel a key destruction request (the state change is validated
     /// against the stored request).
     ChangeDestruction(DestructionChange),
@@ -221,6 +230,10 @@ impl Mutation {
                 finished,
                 now_ms,
             } => rewrap(txn, &tenant, records, cursor, finished, now_ms),
+            Mutation::SuspendRecord { handle, suspension } => {
+                set_suspension(txn, &handle, Some(suspension))
+            }
+            Mutation::ResumeRecord(handle) => set_suspension(txn, &handle, None),
             Mutation::ChangeDestruction(change) => change_destruction(txn, change),
             Mutation::FinishDestruction { id, now_ms } => finish_destruction(txn, &id, now_ms),
             Mutation::RevokeToken(id) => match txn.token(&id)? {
@@ -343,7 +356,9 @@ fn rewrap(
         let Some(current) = txn.record(&record.handle)? else {
             continue;
         };
-        if current.status != RecordStatus::Active || current.sealed.as_ref() != Some(&expected) {
+        // Exactly the ciphertext that was read: a record disposed or corrected meanwhile is
+        // left alone; a suspended one is rewrapped like an active one.
+        if current.sealed.as_ref() != Some(&expected) {
             continue;
         }
         if current.blind_index != record.blind_index {
@@ -453,4 +468,35 @@ fn finish_destruction(txn: &mut dyn StoreWrite, id: &str, now_ms: i64) -> Applie
     request.state = DestructionState::Done { at_ms: now_ms };
     txn.put_destruction(&request)?;
     Ok(Ok(MutationOutcome::Destruction(Box::new(request))))
+}
+
+fn set_suspension(
+    txn: &mut dyn StoreWrite,
+    handle: &Handle,
+    suspension: Option<Suspension>,
+) -> Applied {
+    let Some(mut record) = txn.record(handle)? else {
+        return Ok(Err(Error::NotFound(format!("no record {handle}"))));
+    };
+    record.status = match (&record.status, suspension) {
+        (RecordStatus::Active, Some(suspension)) => RecordStatus::Suspended(suspension),
+        (RecordStatus::Suspended(_), None) => RecordStatus::Active,
+        (RecordStatus::Disposed(_), _) => {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "record {handle} has been disposed"
+            ))));
+        }
+        (RecordStatus::Suspended(_), Some(_)) => {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "record {handle} is already suspended"
+            ))));
+        }
+        (RecordStatus::Active, None) => {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "record {handle} is not suspended"
+            ))));
+        }
+    };
+    txn.put_record(&record)?;
+    Ok(Ok(MutationOutcome::Record(Box::new(record))))
 }
