@@ -5,21 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the build and the tests need. Checked with dpkg so a second run installs nothing.
-packages=(gcc libc6-dev pkg-config ca-certificates softhsm2 opensc swtpm swtpm-tools tpm2-tools libtss2-dev)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+# The packages the build and the tests need (idempotent).
+./scripts/install-deps.sh
 
 # The hardware-backend suites need these tools; here a missing one is a failure, never a skip.
 for tool in softhsm2-util pkcs11-tool swtpm swtpm_ioctl; do
