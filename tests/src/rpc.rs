@@ -175,3 +175,31 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Waits (up to 30 s) until no record of `tenant` is under key version `version` any more.
+pub async fn wait_for_rewrap(client: &mut Client, tenant: &str, version: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = client
+            .admin
+            .key_status(pb::KeyStatusRequest {
+                tenant: tenant.into(),
+            })
+            .await
+            .expect("key status")
+            .into_inner();
+        let done = status
+            .tenants
+            .iter()
+            .flat_map(|t| &t.versions)
+            .any(|v| v.version == version && v.records == 0);
+        if done {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records of {tenant} still under key version {version}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

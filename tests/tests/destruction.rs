@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{copy_dir, export_audit, operator_token, seal_request};
+use vault_tests::rpc::{copy_dir, export_audit, operator_token, seal_request, wait_for_rewrap};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -103,15 +103,7 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
         "{}",
         refused.message()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !versions(&mut admin1)
-        .await
-        .iter()
-        .any(|v| v.version == 1 && v.records == 0)
-    {
-        assert!(Instant::now() < deadline, "rewrap did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_rewrap(&mut admin1, "t1", 1).await;
     let refused = admin1
         .admin
         .request_key_destruction(request("t1", 2))

@@ -2,13 +2,11 @@
 //! reason; while suspended, unseal fails FAILED_PRECONDITION; a rotation still rewraps the
 //! record; everything is audited.
 
-use std::time::{Duration, Instant};
-
 use tonic::Code;
 use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::rpc::{export_audit, seal_request, wait_for_rewrap};
 
 const W: &str = "STAFF_WITHHOLDING";
 
@@ -88,29 +86,7 @@ async fn suspend_blocks_unseal_until_resumed() {
         })
         .await
         .expect("rotate");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = admin
-            .admin
-            .key_status(pb::KeyStatusRequest {
-                tenant: "dev".into(),
-            })
-            .await
-            .expect("status")
-            .into_inner();
-        if status.tenants[0]
-            .versions
-            .iter()
-            .any(|v| v.version == 1 && v.records == 0)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the suspended record was not rewrapped"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_rewrap(&mut admin, "dev", 1).await;
 
     let resumed = manager
         .locker

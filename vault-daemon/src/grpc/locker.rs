@@ -41,6 +41,23 @@ fn item_context(
     }
 }
 
+/// A wire seal request as the service's; the number moves into a zeroising buffer.
+fn seal_request(mut message: pb::SealRequest) -> SealRequest {
+    let verification = message.verification.take().unwrap_or_default();
+    SealRequest {
+        tenant: message.tenant,
+        subject_ref: message.subject_ref,
+        subject_kind: convert::subject_kind_from_wire(message.subject_kind),
+        purposes: message.purposes,
+        number: Zeroizing::new(std::mem::take(&mut message.number)),
+        verification: (
+            verification.number_check,
+            verification.identity_check,
+            verification.agent_authority,
+        ),
+    }
+}
+
 /// Implements the generated `Locker` service.
 pub struct LockerApi {
     locker: Arc<service::Locker>,
@@ -50,6 +67,23 @@ impl LockerApi {
     /// Wraps the service.
     pub fn new(locker: Arc<service::Locker>) -> LockerApi {
         LockerApi { locker }
+    }
+}
+
+impl LockerApi {
+    async fn set_suspended(
+        &self,
+        request: Request<pb::SuspendRequest>,
+        suspend: bool,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let record = self
+            .locker
+            .set_suspended(&ctx, &m.handle, &m.reason, suspend)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(record)))
     }
 }
 
@@ -67,25 +101,9 @@ impl LockerRpc for LockerApi {
         request: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
         let ctx = request_context(&request);
-        let mut message = request.into_inner();
-        let verification = message.verification.take().unwrap_or_default();
         let sealed = self
             .locker
-            .seal(
-                &ctx,
-                SealRequest {
-                    tenant: message.tenant,
-                    subject_ref: message.subject_ref,
-                    subject_kind: convert::subject_kind_from_wire(message.subject_kind),
-                    purposes: message.purposes,
-                    number: Zeroizing::new(std::mem::take(&mut message.number)),
-                    verification: (
-                        verification.number_check,
-                        verification.identity_check,
-                        verification.agent_authority,
-                    ),
-                },
-            )
+            .seal(&ctx, seal_request(request.into_inner()))
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::SealResponse {
@@ -108,27 +126,9 @@ impl LockerRpc for LockerApi {
             .map(move |(index, item)| {
                 let (locker, base) = (Arc::clone(&locker), Arc::clone(&base));
                 async move {
-                    let mut message = item?;
                     let index = index as u64;
-                    let verification = message.verification.take().unwrap_or_default();
                     let ctx = item_context(&base, index);
-                    let result = locker
-                        .seal(
-                            &ctx,
-                            SealRequest {
-                                tenant: message.tenant,
-                                subject_ref: message.subject_ref,
-                                subject_kind: convert::subject_kind_from_wire(message.subject_kind),
-                                purposes: message.purposes,
-                                number: Zeroizing::new(std::mem::take(&mut message.number)),
-                                verification: (
-                                    verification.number_check,
-                                    verification.identity_check,
-                                    verification.agent_authority,
-                                ),
-                            },
-                        )
-                        .await;
+                    let result = locker.seal(&ctx, seal_request(item?)).await;
                     Ok(match result {
                         Ok(sealed) => pb::SealBatchResult {
                             index,
@@ -240,28 +240,14 @@ impl LockerRpc for LockerApi {
         &self,
         request: Request<pb::SuspendRequest>,
     ) -> Result<Response<pb::RecordInfo>, Status> {
-        let ctx = request_context(&request);
-        let m = request.get_ref();
-        let record = self
-            .locker
-            .set_suspended(&ctx, &m.handle, &m.reason, true)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::record_info(record)))
+        self.set_suspended(request, true).await
     }
 
     async fn resume(
         &self,
         request: Request<pb::SuspendRequest>,
     ) -> Result<Response<pb::RecordInfo>, Status> {
-        let ctx = request_context(&request);
-        let m = request.get_ref();
-        let record = self
-            .locker
-            .set_suspended(&ctx, &m.handle, &m.reason, false)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::record_info(record)))
+        self.set_suspended(request, false).await
     }
 
     async fn dispose(

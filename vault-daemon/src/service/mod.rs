@@ -9,6 +9,7 @@
 mod admin;
 mod audit_log;
 mod auth;
+mod bench;
 pub mod bootstrap;
 mod destruction;
 mod records;

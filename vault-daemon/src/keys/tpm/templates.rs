@@ -35,16 +35,22 @@ pub fn storage_key() -> tss_esapi::Result<Public> {
         .build()
 }
 
-/// An HMAC-SHA256 key (KEKs derive wrapping keys with it; MAC keys compute the blind index).
-pub fn hmac_key() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
+/// A key that stays in this TPM under this parent, generated inside it, and only signs (HMAC
+/// and ECDSA keys alike).
+fn signing_attributes() -> tss_esapi::Result<tss_esapi::attributes::ObjectAttributes> {
+    ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
         .with_sign_encrypt(true)
         .with_no_da(true)
-        .build()?;
+        .build()
+}
+
+/// An HMAC-SHA256 key (KEKs derive wrapping keys with it; MAC keys compute the blind index).
+pub fn hmac_key() -> tss_esapi::Result<Public> {
+    let attributes = signing_attributes()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
@@ -58,14 +64,7 @@ pub fn hmac_key() -> tss_esapi::Result<Public> {
 
 /// An ECDSA P-256 / SHA-256 signing key.
 pub fn signing_key() -> tss_esapi::Result<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_sign_encrypt(true)
-        .with_no_da(true)
-        .build()?;
+    let attributes = signing_attributes()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
