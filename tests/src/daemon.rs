@@ -43,6 +43,8 @@ pub struct DaemonOptions {
     pub log: Option<String>,
     /// `--backend` for `--dev` (default: [`backend_under_test`]).
     pub backend: Option<String>,
+    /// `--sim-faults` for `--dev --backend sim`: the token reads faults from its control file.
+    pub sim_faults: bool,
     /// Extra environment for the daemon (e.g. `SOFTHSM2_CONF` for a config-file daemon).
     pub env: Vec<(String, String)>,
 }
@@ -84,6 +86,9 @@ impl Daemon {
                     .arg(data_dir)
                     .arg("--listen")
                     .arg("127.0.0.1:0");
+                if options.sim_faults {
+                    command.arg("--sim-faults");
+                }
             }
         }
         if let Some(parent) = data_dir.parent() {

@@ -140,3 +140,75 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     assert_eq!(by_action.get(&("UNSEAL", "ALLOWED")), Some(&148));
     assert_eq!(by_action.get(&("UNSEAL", "FAILED")), Some(&2));
 }
+
+/// A batch stream authenticates once and re-checks its token every second: a token revoked
+/// mid-batch stops the batch (each later item refused and audited), and nothing is released
+/// after the re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_mid_batch_stops_the_batch() {
+    use futures::StreamExt;
+    use secrecy::ExposeSecret;
+    use vault_client::pb;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let token =
+        vault_tests::rpc::operator_token(&mut admin, "dev", "batcher", pb::Role::Handler).await;
+    let token_id = token
+        .expose_secret()
+        .split('_')
+        .nth(1)
+        .expect("token id")
+        .to_owned();
+    let mut handler = daemon.client(Some(token)).await;
+    let records = vault_tests::rpc::seal_many(&mut handler, "dev", 3, 880).await;
+
+    let (send, requests) = tokio::sync::mpsc::unbounded_channel::<pb::UnsealRequest>();
+    let item = |i: usize| pb::UnsealRequest {
+        handle: records[i % records.len()].0.clone(),
+        purpose: "STAFF_WITHHOLDING".into(),
+    };
+    send.send(item(0)).expect("send");
+    let mut results = handler
+        .locker
+        .unseal_batch(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            requests,
+        ))
+        .await
+        .expect("open batch")
+        .into_inner();
+    let first = results.next().await.expect("result").expect("item");
+    assert!(first.error.is_none(), "{first:?}");
+    assert_eq!(first.number, records[0].1);
+
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest { token_id })
+        .await
+        .expect("revoke");
+    tokio::time::sleep(
+        vault_daemon::service::SESSION_RECHECK + std::time::Duration::from_millis(300),
+    )
+    .await;
+    for i in 1..4 {
+        send.send(item(i)).expect("send");
+        let result = results.next().await.expect("result").expect("item");
+        let error = result.error.expect("refused after revocation");
+        assert_eq!(error.code, "UNAUTHENTICATED", "{}", error.message);
+        assert!(result.number.is_empty());
+    }
+    drop(send);
+    assert!(results.next().await.is_none());
+
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let unseals: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e.action == "UNSEAL" && e.operator_id == "batcher" && e.request_id.contains('.')
+        })
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(unseals, ["ALLOWED", "DENIED", "DENIED", "DENIED"]);
+}

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use vault_client::pb;
-use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, seal_request, wait_for_health, with_id};
+use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
 
@@ -25,10 +25,22 @@ fn set_fault(daemon: &Daemon, fault: &str) {
     }
 }
 
+/// A sim daemon whose token reads its fault from the control file.
+fn start_with_fault_file(data_dir: &std::path::Path) -> Daemon {
+    Daemon::start(
+        data_dir,
+        DaemonOptions {
+            backend: Some("sim".into()),
+            sim_faults: true,
+            ..DaemonOptions::default()
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_backend_releases_nothing_and_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let daemon = start_with_fault_file(&dir.path().join("data"));
     let mut handler = daemon.dev_client("dev-handler").await;
     let number = valid_number(77);
     let handle = handler
@@ -104,7 +116,7 @@ async fn unavailable_backend_releases_nothing_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_backend_times_out_instead_of_hanging() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let daemon = start_with_fault_file(&dir.path().join("data"));
     let mut handler = daemon.dev_client("dev-handler").await;
     let handle = handler
         .locker

@@ -167,15 +167,34 @@ pub async fn run(
     let mut setup = client.clone();
     let mut records: Vec<(String, String)> = Vec::with_capacity(args.records);
     if args.op != Op::Seal {
-        for n in 0..args.records as u64 {
-            let number = random_number(&rng);
-            let handle = setup
-                .locker
-                .seal(seal_request(&args.tenant, &args.purpose, number.clone(), n))
-                .await?
-                .into_inner()
-                .handle;
-            records.push((handle, number));
+        // One SealBatch stream: a 100k-record setup takes seconds rather than minutes.
+        use futures::StreamExt;
+        let numbers: Vec<String> = (0..args.records).map(|_| random_number(&rng)).collect();
+        let requests: Vec<pb::SealRequest> = numbers
+            .iter()
+            .zip(0u64..)
+            .map(|(number, n)| seal_request(&args.tenant, &args.purpose, number.clone(), n))
+            .collect();
+        let mut results = setup
+            .locker
+            .seal_batch(futures::stream::iter(requests))
+            .await?
+            .into_inner();
+        for number in numbers {
+            let sealed = results
+                .next()
+                .await
+                .ok_or_else(|| ClientError::BenchSetup("the seal batch ended early".into()))??;
+            match (sealed.sealed, sealed.error) {
+                (Some(response), None) => records.push((response.handle, number)),
+                (_, error) => {
+                    let error = error.unwrap_or_default();
+                    return Err(ClientError::BenchSetup(format!(
+                        "seal refused: {}: {}",
+                        error.code, error.message
+                    )));
+                }
+            }
         }
     }
     let records = Arc::new(records);

@@ -47,6 +47,9 @@ pub enum ClientError {
     /// The token is not usable as a header value.
     #[error("the token contains characters that cannot be sent in a header")]
     BadToken,
+    /// `bench` could not seal the records it measures.
+    #[error("bench setup: {0}")]
+    BenchSetup(String),
     /// The server answered with an error.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Status(#[from] tonic::Status),

@@ -339,7 +339,6 @@ impl Config {
             },
             backend: BackendConfig {
                 allow_insecure: true,
-                sim_fault_control_file: true,
                 ..BackendConfig::default()
             },
             audit: AuditConfig::default(),

@@ -43,6 +43,11 @@ struct Args {
     /// DATA_DIR/softhsm, or an swtpm with its state under DATA_DIR/swtpm.
     #[arg(long, value_enum, default_value_t = DevBackend::Sim, requires = "dev")]
     backend: DevBackend,
+    /// With `--backend sim`: let the simulated token read a fault (`unavailable`, `fail`,
+    /// `delay MS`) from DATA_DIR/hsm-sim/hsm-sim.fault before every operation. For
+    /// fault-injection tests; it costs a file read per key operation.
+    #[arg(long, requires = "dev")]
+    sim_faults: bool,
 }
 
 /// Backends `--dev` can provision.
@@ -124,6 +129,9 @@ fn main() -> ExitCode {
         }
     };
     let mut config = config;
+    if dev {
+        config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
+    }
     // Held until the daemon stops: dropping it stops the dev swtpm.
     let _dev_tpm = if dev {
         match prepare_dev_backend(&mut config, args.backend) {

@@ -333,10 +333,15 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
         .add_optional_service(reflection)
         .add_service(locker_service)
         .add_service(admin_service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            shutdown_signal().await;
-            let _ = signalled.send(());
-        });
+        // Nagle's algorithm would hold a response's trailing frames until the client's delayed
+        // ACK (≈ 40 ms on Linux): that was the whole of the p99 under load.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                shutdown_signal().await;
+                let _ = signalled.send(());
+            },
+        );
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     // Draining waits for clients to close their connections; a client that never does must
     // not keep the daemon (and its unflushed writer) alive, so the grace period bounds it.

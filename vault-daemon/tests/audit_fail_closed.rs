@@ -174,6 +174,7 @@ fn context(token: SecretString) -> RequestContext {
         peer_addr: None,
         cert_fingerprint: None,
         request_id: "test".into(),
+        session: None,
     }
 }
 

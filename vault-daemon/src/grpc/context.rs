@@ -1,6 +1,8 @@
 //! Builds the service's [`RequestContext`] from a tonic request: bearer token, peer address,
 //! client certificate fingerprint, request id.
 
+use std::sync::Arc;
+
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
@@ -40,6 +42,15 @@ pub fn request_context<T>(request: &Request<T>) -> RequestContext {
         peer_addr: request.remote_addr().map(|a| a.to_string()),
         cert_fingerprint,
         request_id,
+        session: None,
+    }
+}
+
+/// Like [`request_context`], for a batch stream: its items share one authentication.
+pub fn batch_context<T>(request: &Request<T>) -> RequestContext {
+    RequestContext {
+        session: Some(Arc::default()),
+        ..request_context(request)
     }
 }
 

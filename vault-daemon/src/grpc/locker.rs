@@ -10,14 +10,14 @@ use vault_proto::v1 as pb;
 use vault_proto::v1::locker_server::Locker as LockerRpc;
 use zeroize::Zeroizing;
 
-use crate::grpc::context::request_context;
+use crate::grpc::context::{batch_context, request_context};
 use crate::grpc::convert;
 use crate::grpc::status::to_status;
 use crate::service::{self, SealRequest};
 
 /// Items of one batch processed at once: enough to fill the group-commit writer and the key
 /// backend, while results still stream back in order.
-const BATCH_IN_FLIGHT: usize = 32;
+const BATCH_IN_FLIGHT: usize = 128;
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -38,6 +38,7 @@ fn item_context(
         peer_addr: base.peer_addr.clone(),
         cert_fingerprint: base.cert_fingerprint.clone(),
         request_id: format!("{}.{index}", base.request_id),
+        session: base.session.clone(),
     }
 }
 
@@ -118,7 +119,7 @@ impl LockerRpc for LockerApi {
         &self,
         request: Request<tonic::Streaming<pb::SealRequest>>,
     ) -> Result<Response<Self::SealBatchStream>, Status> {
-        let base = Arc::new(request_context(&request));
+        let base = Arc::new(batch_context(&request));
         let locker = Arc::clone(&self.locker);
         let results = request
             .into_inner()
@@ -156,7 +157,7 @@ impl LockerRpc for LockerApi {
         &self,
         request: Request<tonic::Streaming<pb::UnsealRequest>>,
     ) -> Result<Response<Self::UnsealBatchStream>, Status> {
-        let base = Arc::new(request_context(&request));
+        let base = Arc::new(batch_context(&request));
         let locker = Arc::clone(&self.locker);
         let results = request
             .into_inner()

@@ -90,6 +90,13 @@ pub trait KeyBackend: Send + Sync + 'static {
     fn public_key(&self, key: &KeyRef) -> Result<Vec<u8>, KeyError>;
     /// Checks the backend answers.
     fn self_test(&self) -> Result<(), KeyError>;
+    /// Whether `wrap`, `unwrap` and `mac` are pure in-memory computation that never waits on
+    /// a device or a file. Such calls take well under a microsecond,
+    /// so the key service runs them on the calling task: a hop to the blocking pool would cost
+    /// more than the call. Hardware backends keep the default, `false`.
+    fn computes_in_memory(&self) -> bool {
+        false
+    }
 }
 
 /// Runs backend calls on the blocking pool, at most `max_in_flight` at once, each within
@@ -157,6 +164,20 @@ impl KeyService {
         self.call(move |b| b.destroy_key(&key)).await
     }
 
+    /// Runs a hot-path operation (wrap, unwrap, mac): on the calling task when the backend
+    /// computes in memory, else like every other call.
+    async fn call_hot<T, F>(&self, op: F) -> Result<T, KeyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KeyBackend) -> Result<T, KeyError> + Send + 'static,
+    {
+        if self.backend.computes_in_memory() {
+            op(self.backend.as_ref())
+        } else {
+            self.call(op).await
+        }
+    }
+
     /// See [`KeyBackend::wrap`].
     pub async fn wrap(
         &self,
@@ -164,7 +185,7 @@ impl KeyService {
         dek: Zeroizing<Vec<u8>>,
         aad: Vec<u8>,
     ) -> Result<Vec<u8>, KeyError> {
-        self.call(move |b| b.wrap(&kek, &dek, &aad)).await
+        self.call_hot(move |b| b.wrap(&kek, &dek, &aad)).await
     }
 
     /// See [`KeyBackend::unwrap`].
@@ -174,12 +195,12 @@ impl KeyService {
         wrapped: Vec<u8>,
         aad: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.call(move |b| b.unwrap(&kek, &wrapped, &aad)).await
+        self.call_hot(move |b| b.unwrap(&kek, &wrapped, &aad)).await
     }
 
     /// See [`KeyBackend::mac`].
     pub async fn mac(&self, key: KeyRef, data: Zeroizing<Vec<u8>>) -> Result<[u8; 32], KeyError> {
-        self.call(move |b| b.mac(&key, &data)).await
+        self.call_hot(move |b| b.mac(&key, &data)).await
     }
 
     /// See [`KeyBackend::sign`].

@@ -15,6 +15,7 @@ pub const SIM_DIR: &str = "hsm-sim";
 #[derive(Debug)]
 pub struct SimBackend {
     token: SimToken,
+    fault_control_file: bool,
 }
 
 impl SimBackend {
@@ -23,7 +24,10 @@ impl SimBackend {
     pub fn open(data_dir: &Path, fault_control_file: bool) -> Result<SimBackend, KeyError> {
         let token = SimToken::open(&data_dir.join(SIM_DIR), SimOptions { fault_control_file })
             .map_err(map_error)?;
-        Ok(SimBackend { token })
+        Ok(SimBackend {
+            token,
+            fault_control_file,
+        })
     }
 
     /// The underlying token, for in-process fault injection in tests.
@@ -57,6 +61,12 @@ impl KeyBackend for SimBackend {
 
     fn is_secure(&self) -> bool {
         self.token.is_secure()
+    }
+
+    /// In memory unless faults come from the control file: reading it is I/O, and an injected
+    /// delay must not stall the runtime (the fail-closed tests rely on the key-service timeout).
+    fn computes_in_memory(&self) -> bool {
+        !self.fault_control_file
     }
 
     fn create_key(&self, key_use: KeyUse, label: &str) -> Result<KeyRef, KeyError> {

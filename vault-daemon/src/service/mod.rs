@@ -47,6 +47,39 @@ pub struct RequestContext {
     pub cert_fingerprint: Option<String>,
     /// Request id for correlating logs and audit entries.
     pub request_id: String,
+    /// For the items of one batch stream: the authentication they share.
+    pub session: Option<Arc<SessionAuth>>,
+}
+
+/// How long a batch stream reuses its authentication before checking the token again: a token
+/// revoked or expired, or an operator disabled, mid-batch stops the batch within this time.
+/// Authorisation (role, grant, tenant, purpose) is still decided for every item.
+pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The caller of a batch stream, authenticated once and re-checked every [`SESSION_RECHECK`].
+/// Looking the token and operator up for each of 100,000 items was a fifth of the work.
+#[derive(Default)]
+pub struct SessionAuth {
+    checked: std::sync::Mutex<Option<(Arc<Caller>, std::time::Instant)>>,
+}
+
+impl SessionAuth {
+    fn fresh(&self) -> Option<Arc<Caller>> {
+        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < SESSION_RECHECK)
+            .map(|(caller, _)| Arc::clone(caller))
+    }
+
+    fn remember(&self, caller: &Arc<Caller>) {
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Arc::clone(caller), std::time::Instant::now()));
+    }
+
+    fn forget(&self) {
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl RequestContext {
@@ -162,26 +195,32 @@ impl Locker {
 
     /// Authenticates the caller and checks its role may call `action`. A refusal is audited
     /// here, and the error returned is the one to answer with.
-    async fn begin(&self, ctx: &RequestContext, action: Action) -> Result<(Caller, AuditEntry)> {
+    async fn begin(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+    ) -> Result<(Arc<Caller>, AuditEntry)> {
         let mut entry = AuditEntry {
             action: action.as_str().into(),
             request_id: ctx.request_id.clone(),
             peer: ctx.peer_description(),
             ..AuditEntry::default()
         };
-        let checked = self.authenticate(ctx, &mut entry).and_then(|caller| {
-            entry.operator = caller.operator.id.clone();
-            entry.role = caller.operator.role.as_str().into();
-            if action.permits(caller.operator.role) {
-                Ok(caller)
-            } else {
-                Err(Error::PermissionDenied(format!(
-                    "role {} may not call {}",
-                    caller.operator.role.as_str(),
-                    action.as_str()
-                )))
-            }
-        });
+        let checked = self
+            .authenticate_session(ctx, &mut entry)
+            .and_then(|caller| {
+                entry.operator = caller.operator.id.clone();
+                entry.role = caller.operator.role.as_str().into();
+                if action.permits(caller.operator.role) {
+                    Ok(caller)
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "role {} may not call {}",
+                        caller.operator.role.as_str(),
+                        action.as_str()
+                    )))
+                }
+            });
         match checked {
             Ok(caller) => Ok((caller, entry)),
             Err(error) => Err(self.refuse(entry, error).await),
@@ -214,6 +253,33 @@ impl Locker {
                 Ok((value, outcome))
             }
             Err(error) => Err(self.refuse(entry, error).await),
+        }
+    }
+
+    /// [`Locker::authenticate`], reusing a batch stream's recent result; a refusal is never
+    /// reused, so every refused item is checked (and audited) on its own.
+    fn authenticate_session(
+        &self,
+        ctx: &RequestContext,
+        entry: &mut AuditEntry,
+    ) -> Result<Arc<Caller>> {
+        if let Some(caller) = ctx.session.as_ref().and_then(|s| s.fresh()) {
+            return Ok(caller);
+        }
+        match self.authenticate(ctx, entry) {
+            Ok(caller) => {
+                let caller = Arc::new(caller);
+                if let Some(session) = &ctx.session {
+                    session.remember(&caller);
+                }
+                Ok(caller)
+            }
+            Err(error) => {
+                if let Some(session) = &ctx.session {
+                    session.forget();
+                }
+                Err(error)
+            }
         }
     }
 
