@@ -45,6 +45,8 @@ pub struct DaemonOptions {
     pub backend: Option<String>,
     /// `--sim-faults` for `--dev --backend sim`: the token reads faults from its control file.
     pub sim_faults: bool,
+    /// `--lifecycle-clock-file` for `--dev`: days to move the lifecycle clock forward.
+    pub lifecycle_clock_file: Option<PathBuf>,
     /// Extra environment for the daemon (e.g. `SOFTHSM2_CONF` for a config-file daemon).
     pub env: Vec<(String, String)>,
 }
@@ -88,6 +90,9 @@ impl Daemon {
                     .arg("127.0.0.1:0");
                 if options.sim_faults {
                     command.arg("--sim-faults");
+                }
+                if let Some(file) = &options.lifecycle_clock_file {
+                    command.arg("--lifecycle-clock-file").arg(file);
                 }
             }
         }

@@ -74,9 +74,13 @@ enum Rpc {
     BenchBackend,
     Suspend,
     Resume,
+    Retire,
+    Unretire,
+    GetDeletionCertificate,
+    RunDisposal,
 }
 
-const RPCS: [Rpc; 31] = [
+const RPCS: [Rpc; 35] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -109,6 +113,11 @@ const RPCS: [Rpc; 31] = [
     // Adjacent, so a manager's suspension is lifted before the next principal unseals.
     Rpc::Suspend,
     Rpc::Resume,
+    // Adjacent too: the manager's retirement is undone by the manager's unretire.
+    Rpc::Retire,
+    Rpc::Unretire,
+    Rpc::GetDeletionCertificate,
+    Rpc::RunDisposal,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -117,7 +126,9 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
     let roles: &[Principal] = match rpc {
         Rpc::Seal | Rpc::Unseal | Rpc::Lookup => &[Handler, Service],
         Rpc::Describe => &[Handler, Service, Manager],
-        Rpc::Dispose | Rpc::Suspend | Rpc::Resume => &[Manager],
+        Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
+        Rpc::Retire => &[Handler, Service, Manager],
+        Rpc::GetDeletionCertificate => &[Manager, Auditor, Admin],
         Rpc::CreateTenant
         | Rpc::CreateOperator
         | Rpc::DisableOperator
@@ -130,6 +141,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::RequestKeyDestruction
         | Rpc::ApproveKeyDestruction
         | Rpc::CancelKeyDestruction
+        | Rpc::RunDisposal
         | Rpc::BenchBackend => &[Admin],
         Rpc::ListTenants
         | Rpc::ListOperators
@@ -171,6 +183,8 @@ struct Fixtures {
     record: String,
     record_number: String,
     dispose_records: HashMap<Principal, String>,
+    retire_records: HashMap<Principal, String>,
+    disposed_record: String,
     disposable_operators: HashMap<Principal, String>,
     revocable_tokens: HashMap<Principal, String>,
 }
@@ -469,6 +483,43 @@ async fn call(
                 client.locker.resume(request).await.map(drop)
             }
         }
+        Rpc::Retire => client
+            .locker
+            .retire(with_id(
+                pb::RetireRequest {
+                    handle: fx.retire_records[&principal].clone(),
+                    left_on: "2026-03-31".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::Unretire => client
+            .locker
+            .unretire(with_id(
+                pb::UnretireRequest {
+                    handle: fx.retire_records[&principal].clone(),
+                    reason: "再雇用".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::GetDeletionCertificate => client
+            .locker
+            .get_deletion_certificate(with_id(
+                pb::CertificateRequest {
+                    handle: fx.disposed_record.clone(),
+                },
+                id,
+            ))
+            .await
+            .map(|r| assert!(!r.into_inner().signature.is_empty())),
+        Rpc::RunDisposal => client
+            .admin
+            .run_disposal(with_id(pb::RunDisposalRequest {}, id))
+            .await
+            .map(drop),
         Rpc::BenchBackend => client
             .admin
             .bench_backend(with_id(
@@ -579,9 +630,27 @@ async fn every_rpc_for_every_kind_of_caller() {
         .expect("seal fixture")
         .into_inner()
         .handle;
+    let disposed_record = handler
+        .locker
+        .seal(seal_request("t1", "X1", &valid_number(2), &[W]))
+        .await
+        .expect("seal certificate fixture")
+        .into_inner()
+        .handle;
+    tls.client(tokens.get(&Principal::Manager).cloned(), ClientCert::A)
+        .await
+        .locker
+        .dispose(pb::DisposeRequest {
+            handle: disposed_record.clone(),
+            reason: "保存期間経過".into(),
+        })
+        .await
+        .expect("dispose certificate fixture");
     let mut fx = Fixtures {
         record,
         record_number,
+        retire_records: HashMap::new(),
+        disposed_record,
         dispose_records: HashMap::new(),
         disposable_operators: HashMap::new(),
         revocable_tokens: HashMap::new(),
@@ -600,6 +669,19 @@ async fn every_rpc_for_every_kind_of_caller() {
             .into_inner()
             .handle;
         fx.dispose_records.insert(*principal, handle);
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                "t1",
+                &format!("R{i}"),
+                &valid_number(700 + i as u64),
+                &[W],
+            ))
+            .await
+            .expect("seal retire fixture")
+            .into_inner()
+            .handle;
+        fx.retire_records.insert(*principal, handle);
         let operator = format!("throwaway-{i}");
         create_operator(&mut admin, &operator, pb::Role::Handler).await;
         fx.revocable_tokens.insert(

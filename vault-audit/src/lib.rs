@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certificate;
 pub mod chain;
 pub mod checkpoint;
 pub mod entry;

@@ -153,6 +153,28 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Record that the person left (退職): the record stays usable for the purposes whose
+    /// retention runs and is disposed of on its disposal date (shown by `describe`).
+    Retire {
+        /// Record handle.
+        handle: String,
+        /// The day the person left, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        left_on: String,
+    },
+    /// Undo a retirement before the disposal date (re-hired; managers).
+    Unretire {
+        /// Record handle.
+        handle: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deletion certificates (削除証明書) of disposed records.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+    /// Run the disposal scheduler now (admins): disposes of the records past their date.
+    DisposeDue,
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -306,7 +328,30 @@ pub enum TokenCommand {
     },
 }
 
-/// Audit commands.
+/// Deletion certificate commands.
+#[derive(Debug, Subcommand)]
+pub enum CertificateCommand {
+    /// Show the certificate of a disposed record.
+    Show {
+        /// Record handle.
+        handle: String,
+    },
+    /// Print the certificate as JSON, for filing and for `certificate verify`.
+    Export {
+        /// Record handle.
+        handle: String,
+    },
+    /// Verify an exported certificate offline with the audit public key(s) (no daemon).
+    Verify {
+        /// The exported certificate (JSON).
+        file: PathBuf,
+        /// PEM file of audit public keys (`vault-client audit public-key`).
+        #[arg(long, value_name = "PEM")]
+        public_key: PathBuf,
+    },
+}
+
+/// Audit log commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// The newest entries.
@@ -383,6 +428,9 @@ fn unreachable_offline() -> Result<(), ClientError> {
 
 /// Runs the commands that need no daemon: offline verification. `None` for every other command.
 pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
+    if let Command::Certificate(CertificateCommand::Verify { file, public_key }) = command {
+        return Some(verify_certificate(file, public_key, format));
+    }
     let Command::Audit(AuditCommand::Verify {
         offline: Some(file),
         public_key: Some(pem),
@@ -391,6 +439,41 @@ pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> 
         return None;
     };
     Some(verify_offline(file, pem, format))
+}
+
+fn verify_certificate(
+    file: &std::path::Path,
+    pem: &std::path::Path,
+    format: Format,
+) -> Result<(), String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let keys = vault_audit::checkpoint::parse_public_keys_pem(&read(pem)?)
+        .map_err(|e| format!("{}: {e}", pem.display()))?;
+    let certificate: vault_audit::certificate::DeletionCertificate =
+        serde_json::from_str(&read(file)?)
+            .map_err(|e| format!("{} is not a deletion certificate: {e}", file.display()))?;
+    let ok = certificate.verify_with_any(&keys);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"ok": ok, "handle": certificate.handle, "key_version": certificate.key_version})
+        ),
+        Format::Text if ok => println!(
+            "certificate OK: {} disposed of, signed by audit key v{}",
+            certificate.handle, certificate.key_version
+        ),
+        Format::Text => {}
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "certificate for {} does NOT verify with the given public key(s)",
+            certificate.handle
+        ))
+    }
 }
 
 fn verify_offline(
@@ -528,6 +611,63 @@ pub async fn execute(
                 .await?
                 .into_inner();
             output::record(format, &record);
+        }
+        Command::Retire { handle, left_on } => {
+            let record = client
+                .locker
+                .retire(pb::RetireRequest { handle, left_on })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Unretire { handle, reason } => {
+            let record = client
+                .locker
+                .unretire(pb::UnretireRequest { handle, reason })
+                .await?
+                .into_inner();
+            output::record(format, &record);
+        }
+        Command::Certificate(CertificateCommand::Show { handle }) => {
+            let certificate = client
+                .locker
+                .get_deletion_certificate(pb::CertificateRequest { handle })
+                .await?
+                .into_inner();
+            output::certificate(format, &certificate);
+        }
+        Command::Certificate(CertificateCommand::Export { handle }) => {
+            let certificate = client
+                .locker
+                .get_deletion_certificate(pb::CertificateRequest { handle })
+                .await?
+                .into_inner();
+            output::certificate(Format::Json, &certificate);
+        }
+        Command::Certificate(CertificateCommand::Verify { .. }) => {
+            unreachable_offline()?;
+        }
+        Command::DisposeDue => {
+            let report = client
+                .admin
+                .run_disposal(pb::RunDisposalRequest {})
+                .await?
+                .into_inner();
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"disposed": report.disposed, "epoch_keys_destroyed": report.epoch_keys_destroyed})
+                ),
+                Format::Text => println!(
+                    "{} records disposed; epoch keys destroyed: {}",
+                    report.disposed,
+                    if report.epoch_keys_destroyed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        report.epoch_keys_destroyed.join(", ")
+                    }
+                ),
+            }
         }
         Command::Tenant(TenantCommand::Add { id, name }) => {
             let tenant = client

@@ -98,8 +98,17 @@ fn record_json(r: &pb::RecordInfo) -> Value {
         "status": match pb::RecordStatus::try_from(r.status) {
             Ok(pb::RecordStatus::Disposed) => "disposed",
             Ok(pb::RecordStatus::Suspended) => "suspended",
+            Ok(pb::RecordStatus::Retired) => "retired",
             _ => "active",
         },
+        "retirement": r.retirement.as_ref().map(|t| json!({
+            "left_on": t.left_on,
+            "dispose_on": t.dispose_on,
+            "retired_by": t.retired_by,
+            "retired_at": time(t.retired_at_unix),
+            "disposal_epoch": t.disposal_epoch,
+            "usable_until": t.purposes.iter().map(|p| json!({"purpose": p.purpose, "until": p.usable_until})).collect::<Vec<_>>(),
+        })),
         "key_version": r.key_version,
         "suspension": r.suspension.as_ref().map(|s| json!({
             "reason": s.reason,
@@ -594,6 +603,39 @@ pub fn destructions(format: Format, requests: &[pb::KeyDestruction]) {
                     format!(", cancelled by {}", r.cancelled_by)
                 },
             ),
+        }
+    }
+}
+
+/// A deletion certificate as JSON (the `certificate export` format, which `certificate verify`
+/// reads back).
+pub fn certificate_json(c: &pb::DeletionCertificate) -> Value {
+    json!({
+        "handle": c.handle,
+        "tenant": c.tenant,
+        "subject_ref": c.subject_ref,
+        "disposed_at_ms": c.disposed_at_ms,
+        "method": c.method,
+        "responsible": c.responsible,
+        "key_version": c.key_version,
+        "key_id": c.key_id,
+        "signature": c.signature,
+    })
+}
+
+/// A deletion certificate for people (text) or machines (JSON).
+pub fn certificate(format: Format, c: &pb::DeletionCertificate) {
+    match format {
+        Format::Json => print_json(&certificate_json(c)),
+        Format::Text => {
+            println!("削除証明書 (deletion certificate)");
+            println!("handle        {}", c.handle);
+            println!("tenant        {}", c.tenant);
+            println!("subject_ref   {}", c.subject_ref);
+            println!("disposed_at   {}", time(c.disposed_at_ms / 1000));
+            println!("method        {}", c.method);
+            println!("responsible   {}", c.responsible);
+            println!("signed by     audit key v{} ({})", c.key_version, c.key_id);
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct Config {
     /// Key rotation and destruction.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Retirement and scheduled disposal.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -81,6 +84,28 @@ impl Default for KeysConfig {
             rewrap_batch: 100,
             rewrap_pause_ms: 20,
             destroy_wait_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Retirement and scheduled disposal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// How often the disposal scheduler looks for records past their disposal date, in
+    /// seconds (it also runs at start and on `vault-client admin disposal run`).
+    pub disposal_interval_secs: u64,
+    /// Dev only (`--lifecycle-clock-file`, never from a config file): a file holding a number
+    /// of days to add to the lifecycle clock, so tests run years in milliseconds.
+    #[serde(skip)]
+    pub test_clock_file: Option<PathBuf>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            disposal_interval_secs: 3600,
+            test_clock_file: None,
         }
     }
 }
@@ -348,6 +373,7 @@ impl Config {
             },
             purposes: PurposesConfig::default(),
             keys: KeysConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -57,6 +57,9 @@ pub enum Error {
     /// A limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A concurrent change to the same record came first; nothing was changed, try again.
+    #[error("{0}")]
+    Aborted(String),
     /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
@@ -75,6 +78,7 @@ impl Error {
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::Integrity(_) => "DATA_LOSS",
             Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::Aborted(_) => "ABORTED",
             Error::Internal(_) => "INTERNAL",
         }
     }

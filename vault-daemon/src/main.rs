@@ -48,6 +48,11 @@ struct Args {
     /// fault-injection tests; it costs a file read per key operation.
     #[arg(long, requires = "dev")]
     sim_faults: bool,
+    /// Tests only: move the lifecycle clock (retirement, disposal, correction dates) forward
+    /// by the number of days written in FILE, read on every use. Audit and token times stay
+    /// real. Never available outside --dev.
+    #[arg(long, value_name = "FILE", requires = "dev")]
+    lifecycle_clock_file: Option<PathBuf>,
 }
 
 /// Backends `--dev` can provision.
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
     let mut config = config;
     if dev {
         config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
+        config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
     }
     // Held until the daemon stops: dropping it stops the dev swtpm.
     let _dev_tpm = if dev {

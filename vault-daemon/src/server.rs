@@ -17,7 +17,7 @@ use vault_proto::v1::locker_server::LockerServer;
 
 use crate::audit::checkpointer::CheckpointPolicy;
 use crate::audit::writer::{AuditWriter, WriterConfig};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::{BackendKind, Config};
 use crate::domain::purpose::PurposeCatalogue;
 use crate::grpc::admin::AdminApi;
@@ -27,6 +27,7 @@ use crate::keys::sim::SimBackend;
 use crate::keys::tpm::{TpmBackend, TpmSettings};
 use crate::keys::{KeyBackend, KeyService};
 use crate::service::rotation::{RewrapPolicy, run_rewrap};
+use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
 use crate::store::redb::RedbStore;
@@ -256,22 +257,28 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     )?;
     let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let locker = Arc::new(Locker::with_destroy_wait(
-        store,
-        writer,
-        keys.clone(),
-        purposes,
-        clock,
-        TokenPolicy {
-            default_ttl_ms: ms(config.tokens.default_ttl_secs),
-            max_ttl_ms: ms(config.tokens.max_ttl_secs),
-        },
-        CheckpointPolicy {
-            every: config.audit.checkpoint_every,
-            interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
-        },
-        ms(config.keys.destroy_wait_secs),
-    ));
+    let locker = Arc::new(
+        Locker::with_destroy_wait(
+            store,
+            writer,
+            keys.clone(),
+            purposes,
+            clock,
+            TokenPolicy {
+                default_ttl_ms: ms(config.tokens.default_ttl_secs),
+                max_ttl_ms: ms(config.tokens.max_ttl_secs),
+            },
+            CheckpointPolicy {
+                every: config.audit.checkpoint_every,
+                interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+            },
+            ms(config.keys.destroy_wait_secs),
+        )
+        .with_lifecycle_clock(match &config.lifecycle.test_clock_file {
+            Some(file) => Arc::new(OffsetFileClock::new(file.clone())),
+            None => Arc::new(SystemClock),
+        }),
+    );
     let checkpointer = locker.checkpointer().clone();
     checkpointer.ensure_key().await?;
 
@@ -293,6 +300,11 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
             batch: config.keys.rewrap_batch,
             pause: Duration::from_millis(config.keys.rewrap_pause_ms),
         },
+    ));
+
+    let disposal_task = tokio::spawn(run_disposal_schedule(
+        Arc::clone(&locker),
+        Duration::from_secs(config.lifecycle.disposal_interval_secs.max(1)),
     ));
 
     let max = config.server.max_message_bytes;
@@ -359,6 +371,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     let _ = health_task.await;
     // A batch cut short is simply redone after the restart: the job's cursor is in the store.
     rewrap_task.abort();
+    disposal_task.abort();
     let _ = rewrap_task.await;
     drop(locker);
     checkpoint_task.abort();

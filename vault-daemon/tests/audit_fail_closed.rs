@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
+use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 use vault_daemon::audit::checkpointer::CheckpointPolicy;
 use vault_daemon::audit::keys::AuditKeyRecord;
 use vault_daemon::audit::writer::{AuditWriter, WriterConfig};
 use vault_daemon::clock::SystemClock;
 use vault_daemon::domain::handle::Handle;
+use vault_daemon::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use vault_daemon::domain::operator::{Operator, Tenant};
 use vault_daemon::domain::purpose::PurposeCatalogue;
 use vault_daemon::domain::record::{Record, SubjectKind};
@@ -59,6 +61,18 @@ impl Store for FlakyStore {
 impl StoreRead for FlakyWrite<'_> {
     fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
         self.inner.record(handle)
+    }
+    fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
+        self.inner.epoch_key(tenant, epoch)
+    }
+    fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
+        self.inner.epoch_keys()
+    }
+    fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
+        self.inner.disposal_queue()
+    }
+    fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError> {
+        self.inner.certificate(handle)
     }
     fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
         self.inner.index_lookup(tenant, index)
@@ -120,6 +134,18 @@ impl StoreRead for FlakyWrite<'_> {
 impl StoreWrite for FlakyWrite<'_> {
     fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
         self.inner.put_record(record)
+    }
+    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
+        self.inner.put_epoch_key(key)
+    }
+    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
+        self.inner.queue_disposal(entry)
+    }
+    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
+        self.inner.unqueue_disposal(dispose_on, handle)
+    }
+    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
+        self.inner.put_certificate(certificate)
     }
     fn put_index(
         &mut self,

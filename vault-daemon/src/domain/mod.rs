@@ -3,6 +3,7 @@
 
 pub mod handle;
 pub mod identity;
+pub mod lifecycle;
 pub mod number;
 pub mod operator;
 pub mod policy;

@@ -21,6 +21,18 @@ pub enum Action {
     Suspend,
     /// Resume a record's use.
     Resume,
+    /// Record that the person left (退職).
+    Retire,
+    /// Undo a retirement before the disposal date.
+    Unretire,
+    /// Read a deletion certificate.
+    CertificateRead,
+    /// Run the disposal scheduler now.
+    DisposalRun,
+    /// The scheduler disposing of a record at the end of its retention.
+    ScheduledDispose,
+    /// The scheduler destroying a disposal-epoch key.
+    EpochKeyDestroy,
     /// Create a tenant.
     TenantCreate,
     /// List tenants.
@@ -90,6 +102,12 @@ impl Action {
             Action::Dispose => "DISPOSE",
             Action::Suspend => "SUSPEND",
             Action::Resume => "RESUME",
+            Action::Retire => "RETIRE",
+            Action::Unretire => "UNRETIRE",
+            Action::CertificateRead => "CERTIFICATE_READ",
+            Action::DisposalRun => "DISPOSAL_RUN",
+            Action::ScheduledDispose => "SCHEDULED_DISPOSE",
+            Action::EpochKeyDestroy => "EPOCH_KEY_DESTROY",
             Action::TenantCreate => "TENANT_CREATE",
             Action::TenantList => "TENANT_LIST",
             Action::OperatorCreate => "OPERATOR_CREATE",
@@ -125,7 +143,9 @@ impl Action {
         match self {
             Action::Seal | Action::Unseal | Action::Lookup => &[Handler, Service],
             Action::Describe => &[Handler, Service, Manager],
-            Action::Dispose | Action::Suspend | Action::Resume => &[Manager],
+            Action::Dispose | Action::Suspend | Action::Resume | Action::Unretire => &[Manager],
+            Action::Retire => &[Handler, Service, Manager],
+            Action::CertificateRead => &[Manager, Auditor, Admin],
             Action::TenantCreate
             | Action::OperatorCreate
             | Action::OperatorDisable
@@ -138,6 +158,7 @@ impl Action {
             | Action::KeyDestroyRequest
             | Action::KeyDestroyApprove
             | Action::KeyDestroyCancel
+            | Action::DisposalRun
             | Action::BenchBackend => &[Admin],
             Action::TenantList
             | Action::OperatorList
@@ -150,7 +171,11 @@ impl Action {
             | Action::AuditVerify
             | Action::AuditKeys
             | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
-            Action::System | Action::KeyRewrap | Action::KeyDestroy => &[],
+            Action::System
+            | Action::KeyRewrap
+            | Action::KeyDestroy
+            | Action::ScheduledDispose
+            | Action::EpochKeyDestroy => &[],
         }
     }
 

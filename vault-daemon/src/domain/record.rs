@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::handle::Handle;
 use crate::domain::identity::IdentityVerification;
+use crate::domain::lifecycle::Retirement;
 
 /// Whose number a record holds (規程 第4条 1-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,9 @@ pub enum RecordStatus {
     Disposed(Tombstone),
     /// Use stopped at the person's request (規程 第49条); the number stays sealed.
     Suspended(Suspension),
+    /// The person left: usable for the purposes whose retention still runs, disposed of on
+    /// the disposal date. (Last, so records stored before it existed still decode.)
+    Retired(Retirement),
 }
 
 /// Why and by whom a record's use was stopped.

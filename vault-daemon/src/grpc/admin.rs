@@ -400,6 +400,22 @@ impl AdminRpc for AdminApi {
         }))
     }
 
+    async fn run_disposal(
+        &self,
+        request: Request<pb::RunDisposalRequest>,
+    ) -> Result<Response<pb::RunDisposalResponse>, Status> {
+        let ctx = request_context(&request);
+        let report = self
+            .locker
+            .run_disposal_now(&ctx)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RunDisposalResponse {
+            disposed: report.disposed,
+            epoch_keys_destroyed: report.epoch_keys_destroyed,
+        }))
+    }
+
     async fn bench_backend(
         &self,
         request: Request<pb::BenchBackendRequest>,

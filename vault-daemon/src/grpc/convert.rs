@@ -1,12 +1,15 @@
 //! Conversions between wire messages and domain types.
 
+use vault_audit::certificate::DeletionCertificate;
 use vault_proto::v1 as pb;
 
 use crate::audit::entry::ChainedEntry;
+use crate::domain::lifecycle::{self, Retirement};
 use crate::domain::operator::{Operator, Role, Tenant};
-use crate::domain::purpose::Purpose;
-use crate::domain::record::{Record, RecordStatus, SubjectKind};
+use crate::domain::purpose::{Purpose, PurposeCatalogue};
+use crate::domain::record::{Record, RecordStatus, SubjectKind, Suspension};
 use crate::domain::token::TokenRecord;
+use crate::keys::envelope::FORMAT_EPOCH;
 
 fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
@@ -54,17 +57,88 @@ fn role_to_wire(role: Role) -> pb::Role {
     }
 }
 
+fn suspension_info(s: Suspension) -> pb::Suspension {
+    pb::Suspension {
+        reason: s.reason,
+        suspended_by: s.by,
+        suspended_at_unix: secs(s.at_ms),
+    }
+}
+
+/// A retirement for the wire, with the last day of use of each of the record's purposes.
+fn retirement_info(
+    r: &Retirement,
+    purposes: &[String],
+    catalogue: &PurposeCatalogue,
+    disposal_epoch: String,
+) -> pb::Retirement {
+    let left = lifecycle::parse_date("left_on", &r.left_on).ok();
+    pb::Retirement {
+        left_on: r.left_on.clone(),
+        dispose_on: r.dispose_on.clone(),
+        retired_by: r.by.clone(),
+        retired_at_unix: secs(r.at_ms),
+        purposes: purposes
+            .iter()
+            .map(|code| pb::PurposeRetention {
+                purpose: code.clone(),
+                usable_until: match (left, catalogue.get(code)) {
+                    (Some(left), Some(p)) => lifecycle::format_date(
+                        lifecycle::retention_end(left, p.retention_years)
+                            .previous_day()
+                            .unwrap_or(left),
+                    ),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        disposal_epoch,
+    }
+}
+
+/// A deletion certificate for the wire.
+pub fn certificate(c: DeletionCertificate) -> pb::DeletionCertificate {
+    pb::DeletionCertificate {
+        handle: c.handle,
+        tenant: c.tenant,
+        subject_ref: c.subject_ref,
+        disposed_at_ms: c.disposed_at_ms,
+        method: c.method,
+        responsible: c.responsible,
+        key_version: c.key_version,
+        key_id: c.key_id,
+        signature: c.signature,
+    }
+}
+
 /// Record metadata for the wire; never the number.
-pub fn record_info(record: Record) -> pb::RecordInfo {
+pub fn record_info(record: Record, catalogue: &PurposeCatalogue) -> pb::RecordInfo {
     let mut suspension = None;
+    let mut retirement = None;
+    let epoch = record
+        .sealed
+        .as_ref()
+        .filter(|s| s.format == FORMAT_EPOCH)
+        .map(|s| lifecycle::epoch_label(s.key_version));
+    let key_version = record
+        .sealed
+        .as_ref()
+        .filter(|s| s.format != FORMAT_EPOCH)
+        .map_or(0, |s| s.key_version);
     let (status, tombstone) = match record.status {
+        RecordStatus::Retired(r) => {
+            retirement = Some(retirement_info(
+                &r,
+                &record.purposes,
+                catalogue,
+                epoch.unwrap_or_default(),
+            ));
+            suspension = r.suspension.map(suspension_info);
+            (pb::RecordStatus::Retired, None)
+        }
         RecordStatus::Active => (pb::RecordStatus::Active, None),
         RecordStatus::Suspended(s) => {
-            suspension = Some(pb::Suspension {
-                reason: s.reason,
-                suspended_by: s.by,
-                suspended_at_unix: secs(s.at_ms),
-            });
+            suspension = Some(suspension_info(s));
             (pb::RecordStatus::Suspended, None)
         }
         RecordStatus::Disposed(t) => (
@@ -90,9 +164,10 @@ pub fn record_info(record: Record) -> pb::RecordInfo {
         acquired_at_unix: secs(record.acquired_at_ms),
         acquired_by: record.acquired_by,
         status: status as i32,
-        key_version: record.sealed.map(|s| s.key_version).unwrap_or(0),
+        key_version,
         tombstone,
         suspension,
+        retirement,
     }
 }
 

@@ -84,7 +84,10 @@ impl LockerApi {
             .set_suspended(&ctx, &m.handle, &m.reason, suspend)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::record_info(record)))
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
     }
 }
 
@@ -234,7 +237,10 @@ impl LockerRpc for LockerApi {
             .describe(&ctx, &request.get_ref().handle)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::record_info(record)))
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
     }
 
     async fn suspend(
@@ -262,6 +268,56 @@ impl LockerRpc for LockerApi {
             .dispose(&ctx, &message.handle, &message.reason)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::record_info(record)))
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
+    }
+
+    async fn retire(
+        &self,
+        request: Request<pb::RetireRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let message = request.get_ref();
+        let record = self
+            .locker
+            .retire(&ctx, &message.handle, &message.left_on)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
+    }
+
+    async fn unretire(
+        &self,
+        request: Request<pb::UnretireRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let message = request.get_ref();
+        let record = self
+            .locker
+            .unretire(&ctx, &message.handle, &message.reason)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
+    }
+
+    async fn get_deletion_certificate(
+        &self,
+        request: Request<pb::CertificateRequest>,
+    ) -> Result<Response<pb::DeletionCertificate>, Status> {
+        let ctx = request_context(&request);
+        let certificate = self
+            .locker
+            .deletion_certificate(&ctx, &request.get_ref().handle)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::certificate(certificate)))
     }
 }

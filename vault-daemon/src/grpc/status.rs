@@ -16,6 +16,7 @@ pub fn to_status(error: Error) -> Status {
         Error::Unavailable(_) => Code::Unavailable,
         Error::Integrity(_) => Code::DataLoss,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::Aborted(_) => Code::Aborted,
         Error::Internal(_) => Code::Internal,
     };
     Status::new(code, error.to_string())

@@ -19,8 +19,11 @@ use crate::domain::record::SealedNumber;
 use crate::error::Error;
 use crate::keys::{KeyError, KeyRef, KeyService};
 
-/// Current layout of [`SealedNumber`] and its associated data.
+/// Current layout of [`SealedNumber`] and its associated data, DEK under a tenant key
+/// (`key_version` = the tenant key version).
 pub const FORMAT_V1: u8 = 1;
+/// The same layout with the DEK under a disposal-epoch key (`key_version` = the epoch).
+pub const FORMAT_EPOCH: u8 = 2;
 const AAD_TAG: &[u8] = b"MNL-RECORD";
 const INDEX_TAG: &[u8] = b"MNL-INDEX-v1:";
 
@@ -67,6 +70,37 @@ impl From<KeyError> for Error {
     }
 }
 
+/// Which key wraps a record's DEK: a tenant key version, or a disposal-epoch key.
+#[derive(Debug, Clone, Copy)]
+pub struct Wrapping<'a> {
+    /// Backend reference of the KEK.
+    pub kek: &'a [u8],
+    /// [`FORMAT_V1`] (tenant key) or [`FORMAT_EPOCH`] (disposal-epoch key).
+    pub format: u8,
+    /// The tenant key version, or the epoch.
+    pub key_version: u32,
+}
+
+impl<'a> Wrapping<'a> {
+    /// Under a tenant key version.
+    pub fn tenant(keys: &'a TenantKeys) -> Wrapping<'a> {
+        Wrapping {
+            kek: &keys.kek,
+            format: FORMAT_V1,
+            key_version: keys.version,
+        }
+    }
+
+    /// Under a disposal-epoch key.
+    pub fn epoch(key: &'a crate::domain::lifecycle::EpochKey) -> Wrapping<'a> {
+        Wrapping {
+            kek: &key.kek,
+            format: FORMAT_EPOCH,
+            key_version: key.epoch,
+        }
+    }
+}
+
 /// Seals `number` for the record `handle` under the tenant's active keys.
 pub async fn seal(
     keys: &KeyService,
@@ -77,7 +111,35 @@ pub async fn seal(
     purposes: &[String],
     number: &IndividualNumber,
 ) -> Result<SealedNumber, Error> {
-    let aad = record_aad(FORMAT_V1, handle, tenant, tenant_keys.version, purposes);
+    seal_with(
+        keys,
+        rng,
+        Wrapping::tenant(tenant_keys),
+        handle,
+        tenant,
+        purposes,
+        number,
+    )
+    .await
+}
+
+/// Seals `number` for the record `handle` with the DEK wrapped as `wrapping` says.
+pub async fn seal_with(
+    keys: &KeyService,
+    rng: &SystemRandom,
+    wrapping: Wrapping<'_>,
+    handle: &Handle,
+    tenant: &str,
+    purposes: &[String],
+    number: &IndividualNumber,
+) -> Result<SealedNumber, Error> {
+    let aad = record_aad(
+        wrapping.format,
+        handle,
+        tenant,
+        wrapping.key_version,
+        purposes,
+    );
     let mut dek = Zeroizing::new(vec![0u8; 32]);
     let mut nonce = [0u8; 12];
     rng.fill(&mut dek)
@@ -92,10 +154,10 @@ pub async fn seal(
             &mut ciphertext,
         )
         .map_err(|_| Error::Internal("AEAD seal failed".into()))?;
-    let wrapped_dek = keys.wrap(KeyRef(tenant_keys.kek.clone()), dek, aad).await?;
+    let wrapped_dek = keys.wrap(KeyRef(wrapping.kek.to_vec()), dek, aad).await?;
     Ok(SealedNumber {
-        format: FORMAT_V1,
-        key_version: tenant_keys.version,
+        format: wrapping.format,
+        key_version: wrapping.key_version,
         wrapped_dek,
         nonce,
         ciphertext,
@@ -112,7 +174,20 @@ pub async fn open(
     purposes: &[String],
     sealed: &SealedNumber,
 ) -> Result<Zeroizing<String>, Error> {
-    if sealed.format != FORMAT_V1 {
+    open_with(keys, &tenant_keys.kek, handle, tenant, purposes, sealed).await
+}
+
+/// Opens a sealed number whose DEK is wrapped by `kek` (the tenant key or disposal-epoch key
+/// its format and key version name).
+pub async fn open_with(
+    keys: &KeyService,
+    kek: &[u8],
+    handle: &Handle,
+    tenant: &str,
+    purposes: &[String],
+    sealed: &SealedNumber,
+) -> Result<Zeroizing<String>, Error> {
+    if sealed.format != FORMAT_V1 && sealed.format != FORMAT_EPOCH {
         return Err(Error::Integrity(format!(
             "record format {} is not known; nothing was released",
             sealed.format
@@ -121,7 +196,7 @@ pub async fn open(
     let aad = record_aad(sealed.format, handle, tenant, sealed.key_version, purposes);
     let dek = keys
         .unwrap(
-            KeyRef(tenant_keys.kek.clone()),
+            KeyRef(kek.to_vec()),
             sealed.wrapped_dek.clone(),
             aad.clone(),
         )

@@ -12,6 +12,7 @@ mod auth;
 mod bench;
 pub mod bootstrap;
 mod destruction;
+mod lifecycle;
 mod records;
 pub mod rotation;
 
@@ -35,6 +36,7 @@ use crate::store::mutation::{Mutation, MutationOutcome};
 
 pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
+pub use lifecycle::{DisposalReport, run_disposal_schedule};
 pub use records::{SealRequest, SealResult};
 
 /// Who is calling, as the transport saw it.
@@ -122,6 +124,10 @@ pub struct Locker {
     rng: SystemRandom,
     token_policy: TokenPolicy,
     destroy_wait_ms: i64,
+    /// Time for retirement, disposal and correction dates (a test clock under `--dev`).
+    lifecycle_clock: Arc<dyn Clock>,
+    /// Held from reading to committing an epoch key, so a month never gets two.
+    epoch_lock: tokio::sync::Mutex<()>,
 }
 
 impl Locker {
@@ -171,11 +177,20 @@ impl Locker {
             writer,
             keys,
             purposes,
+            lifecycle_clock: Arc::clone(&clock),
             clock,
             rng: SystemRandom::new(),
             token_policy,
             destroy_wait_ms,
+            epoch_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Uses `clock` for lifecycle dates (retirement, disposal, correction) instead of the
+    /// clock that stamps tokens and audit entries.
+    pub fn with_lifecycle_clock(mut self, clock: Arc<dyn Clock>) -> Locker {
+        self.lifecycle_clock = clock;
+        self
     }
 
     /// The purpose catalogue in force.

@@ -81,7 +81,7 @@ fn require_tenant_scope(caller: &Caller, tenant: &str) -> Result<()> {
 }
 
 impl Locker {
-    fn load_tenant(&self, id: &str) -> Result<Tenant> {
+    pub(super) fn load_tenant(&self, id: &str) -> Result<Tenant> {
         self.store
             .reader()?
             .tenant(id)?
@@ -233,8 +233,12 @@ impl Locker {
                     suspension.reason
                 )));
             }
+            (RecordStatus::Retired(retirement), Some(sealed)) => {
+                self.check_retained_use(retirement, purpose)?;
+                sealed
+            }
             (RecordStatus::Active, Some(sealed)) => sealed,
-            (RecordStatus::Active, None) => {
+            (RecordStatus::Active | RecordStatus::Retired(_), None) => {
                 return Err(Error::Integrity(format!(
                     "record {handle} has no ciphertext"
                 )));
@@ -252,15 +256,10 @@ impl Locker {
             )));
         }
         let tenant = self.load_tenant(&record.tenant)?;
-        let keys = tenant.keys_of(sealed.key_version).ok_or_else(|| {
-            Error::Integrity(format!(
-                "record {handle} names key version {} which the tenant does not have",
-                sealed.key_version
-            ))
-        })?;
-        let number = envelope::open(
+        let kek = self.record_kek(&tenant, sealed)?;
+        let number = envelope::open_with(
             &self.keys,
-            keys,
+            &kek,
             &handle,
             &record.tenant,
             &record.purposes,
@@ -366,7 +365,7 @@ impl Locker {
         reason: &str,
     ) -> Result<Record> {
         let (caller, mut entry) = self.begin(ctx, Action::Dispose).await?;
-        let body = self.dispose_body(&caller, &mut entry, handle, reason);
+        let body = self.dispose_body(&caller, &mut entry, handle, reason).await;
         match self.finish(entry, body).await? {
             ((), MutationOutcome::Record(record)) => Ok(*record),
             (_, other) => Err(Error::Internal(format!(
@@ -375,7 +374,7 @@ impl Locker {
         }
     }
 
-    fn dispose_body(
+    async fn dispose_body(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
@@ -387,12 +386,35 @@ impl Locker {
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
         let record = self.load_record(&handle, entry)?;
         require_tenant_scope(caller, &record.tenant)?;
+        if let RecordStatus::Disposed(_) = record.status {
+            return Err(Error::FailedPrecondition(format!(
+                "record {handle} is already disposed"
+            )));
+        }
+        let now = self.lifecycle_now_ms();
+        let certificate = self
+            .certify_disposal(
+                &record,
+                now,
+                format!(
+                    "ciphertext, wrapped data key and blind-index entry deleted at a manager's request: {reason}"
+                ),
+                &caller.operator.id,
+            )
+            .await?;
         entry.allow(format!("disposed: {reason}"));
         let tombstone = Tombstone {
-            disposed_at_ms: self.now_ms(),
+            disposed_at_ms: now,
             disposed_by: caller.operator.id.clone(),
             reason: reason.to_owned(),
         };
-        Ok(((), Mutation::DisposeRecord { handle, tombstone }))
+        Ok((
+            (),
+            Mutation::DisposeRecord {
+                handle,
+                tombstone,
+                certificate: Box::new(certificate),
+            },
+        ))
     }
 }

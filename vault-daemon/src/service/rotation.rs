@@ -64,8 +64,10 @@ impl Locker {
                 .reader()?
                 .records_after(after.as_ref(), SCAN_PAGE)?;
             for record in &page {
+                // Epoch-wrapped (retired) records are under their month's key, not a version.
                 if record.tenant == tenant
                     && let Some(sealed) = &record.sealed
+                    && sealed.format != envelope::FORMAT_EPOCH
                 {
                     *counts.entry(sealed.key_version).or_insert(0) += 1;
                 }
@@ -264,6 +266,21 @@ impl Locker {
         let Some(sealed) = &record.sealed else {
             return Ok(None);
         };
+        if record.tenant == tenant.id
+            && matches!(record.status, RecordStatus::Retired(_))
+            && sealed.format == envelope::FORMAT_EPOCH
+        {
+            // A retired record stays under its disposal-epoch key; only its blind index moves
+            // to the new MAC key, so lookups keep working once the old version is destroyed.
+            let number = self.reopen(tenant, record, sealed).await?;
+            let index = envelope::blind_index(&self.keys, target, &number).await?;
+            if record.blind_index == Some(index) {
+                return Ok(None);
+            }
+            let mut updated = record.clone();
+            updated.blind_index = Some(index);
+            return Ok(Some((sealed.clone(), updated)));
+        }
         // Suspended records keep their number, so they move to the new key too: otherwise
         // they would pin the old version and block its destruction forever.
         let usable = matches!(

@@ -10,10 +10,12 @@ pub mod codec;
 pub mod mutation;
 pub mod redb;
 
+use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
@@ -102,6 +104,14 @@ pub trait StoreRead {
     fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError>;
     /// Every key destruction request, by id.
     fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError>;
+    /// A tenant's disposal-epoch key.
+    fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError>;
+    /// Every disposal-epoch key.
+    fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError>;
+    /// Retired records waiting for disposal, earliest date first.
+    fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError>;
+    /// The deletion certificate of a disposed record.
+    fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -133,6 +143,14 @@ pub trait StoreWrite: StoreRead {
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError>;
     /// Stores a key destruction request.
     fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError>;
+    /// Insert or replace a disposal-epoch key.
+    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError>;
+    /// Queue a retired record for disposal.
+    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError>;
+    /// Take a record off the disposal queue.
+    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError>;
+    /// Store a deletion certificate.
+    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -4,10 +4,12 @@
 //! anything, so a refused mutation leaves no partial write behind and concurrent requests
 //! cannot race past each other (two seals of one number, two disposals of one record).
 
+use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::record::{Record, RecordStatus, SealedNumber, Suspension, Tombstone};
 use crate::domain::token::TokenRecord;
@@ -39,6 +41,36 @@ pub enum Mutation {
         handle: Handle,
         /// Who, when, why.
         tombstone: Tombstone,
+        /// The signed deletion certificate to keep.
+        certificate: Box<DeletionCertificate>,
+    },
+    /// Retire a record: replace it by its retired form (rewrapped under the epoch key), queue
+    /// it for disposal, and store the epoch key if it is new. Only if the record still holds
+    /// exactly the ciphertext that was rewrapped.
+    RetireRecord {
+        /// The sealed form that was read.
+        expected: SealedNumber,
+        /// The record, retired.
+        updated: Box<Record>,
+        /// A newly created epoch key, to store.
+        new_epoch_key: Option<EpochKey>,
+    },
+    /// Undo a retirement: replace the record by its active form (back under the tenant key)
+    /// and take it off the disposal queue. Only if it still holds `expected`.
+    UnretireRecord {
+        /// The sealed form that was read.
+        expected: SealedNumber,
+        /// The record, active again.
+        updated: Box<Record>,
+    },
+    /// Mark a disposal-epoch key destroyed (after the backend destroyed it).
+    DestroyEpochKey {
+        /// Tenant id.
+        tenant: String,
+        /// The epoch.
+        epoch: u32,
+        /// When.
+        now_ms: i64,
     },
     /// Create a tenant.
     CreateTenant(Tenant),
@@ -160,7 +192,31 @@ impl Mutation {
         match self {
             Mutation::None => Ok(Ok(MutationOutcome::Done)),
             Mutation::InsertRecord(record) => insert_record(txn, *record),
-            Mutation::DisposeRecord { handle, tombstone } => dispose(txn, &handle, tombstone),
+            Mutation::DisposeRecord {
+                handle,
+                tombstone,
+                certificate,
+            } => dispose(txn, &handle, tombstone, &certificate),
+            Mutation::RetireRecord {
+                expected,
+                updated,
+                new_epoch_key,
+            } => retire(txn, &expected, *updated, new_epoch_key),
+            Mutation::UnretireRecord { expected, updated } => unretire(txn, &expected, *updated),
+            Mutation::DestroyEpochKey {
+                tenant,
+                epoch,
+                now_ms,
+            } => match txn.epoch_key(&tenant, epoch)? {
+                Some(mut key) => {
+                    key.destroyed_at_ms = Some(now_ms);
+                    txn.put_epoch_key(&key)?;
+                    Ok(Ok(MutationOutcome::Done))
+                }
+                None => Ok(Err(Error::NotFound(format!(
+                    "no epoch key {tenant}/{epoch}"
+                )))),
+            },
             Mutation::CreateTenant(tenant) => {
                 if txn.tenant(&tenant.id)?.is_some() {
                     return Ok(Err(Error::AlreadyExists(format!(
@@ -263,15 +319,27 @@ fn insert_record(txn: &mut dyn StoreWrite, record: Record) -> Applied {
     Ok(Ok(MutationOutcome::Inserted(record.handle)))
 }
 
-fn dispose(txn: &mut dyn StoreWrite, handle: &Handle, tombstone: Tombstone) -> Applied {
+fn dispose(
+    txn: &mut dyn StoreWrite,
+    handle: &Handle,
+    tombstone: Tombstone,
+    certificate: &DeletionCertificate,
+) -> Applied {
     let Some(mut record) = txn.record(handle)? else {
         return Ok(Err(Error::NotFound(format!("no record {handle}"))));
     };
-    if let RecordStatus::Disposed(_) = record.status {
-        return Ok(Err(Error::FailedPrecondition(format!(
-            "record {handle} is already disposed"
-        ))));
+    match &record.status {
+        RecordStatus::Disposed(_) => {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "record {handle} is already disposed"
+            ))));
+        }
+        RecordStatus::Retired(retirement) => {
+            txn.unqueue_disposal(&retirement.dispose_on, handle)?;
+        }
+        RecordStatus::Active | RecordStatus::Suspended(_) => {}
     }
+    txn.put_certificate(certificate)?;
     if let Some(index) = record.blind_index.take() {
         txn.remove_index(&record.tenant, &index)?;
     }
@@ -279,6 +347,76 @@ fn dispose(txn: &mut dyn StoreWrite, handle: &Handle, tombstone: Tombstone) -> A
     record.status = RecordStatus::Disposed(tombstone);
     txn.put_record(&record)?;
     Ok(Ok(MutationOutcome::Record(Box::new(record))))
+}
+
+/// The record as stored, if it still holds exactly `expected` (else a conflict: a concurrent
+/// change came first, and the caller should read again).
+fn unchanged(
+    txn: &dyn StoreWrite,
+    handle: &Handle,
+    expected: &SealedNumber,
+) -> Result<Option<Record>, StoreError> {
+    Ok(txn
+        .record(handle)?
+        .filter(|current| current.sealed.as_ref() == Some(expected)))
+}
+
+fn conflict(handle: &Handle) -> Error {
+    Error::Aborted(format!(
+        "record {handle} changed while this request ran; try again"
+    ))
+}
+
+fn retire(
+    txn: &mut dyn StoreWrite,
+    expected: &SealedNumber,
+    updated: Record,
+    new_epoch_key: Option<EpochKey>,
+) -> Applied {
+    let Some(current) = unchanged(txn, &updated.handle, expected)? else {
+        return Ok(Err(conflict(&updated.handle)));
+    };
+    if !matches!(current.status, RecordStatus::Active) {
+        return Ok(Err(Error::FailedPrecondition(format!(
+            "record {} is not active",
+            updated.handle
+        ))));
+    }
+    let RecordStatus::Retired(retirement) = &updated.status else {
+        return Ok(Err(Error::Internal("retire without a retirement".into())));
+    };
+    if let Some(key) = new_epoch_key {
+        if txn.epoch_key(&key.tenant, key.epoch)?.is_some() {
+            return Ok(Err(conflict(&updated.handle)));
+        }
+        txn.put_epoch_key(&key)?;
+    }
+    let Some(epoch) = updated.sealed.as_ref().map(|s| s.key_version) else {
+        return Ok(Err(Error::Internal("retire without a ciphertext".into())));
+    };
+    txn.queue_disposal(&DisposalQueueEntry {
+        dispose_on: retirement.dispose_on.clone(),
+        handle: updated.handle.to_string(),
+        tenant: updated.tenant.clone(),
+        epoch,
+    })?;
+    txn.put_record(&updated)?;
+    Ok(Ok(MutationOutcome::Record(Box::new(updated))))
+}
+
+fn unretire(txn: &mut dyn StoreWrite, expected: &SealedNumber, updated: Record) -> Applied {
+    let Some(current) = unchanged(txn, &updated.handle, expected)? else {
+        return Ok(Err(conflict(&updated.handle)));
+    };
+    let RecordStatus::Retired(retirement) = &current.status else {
+        return Ok(Err(Error::FailedPrecondition(format!(
+            "record {} is not retired",
+            updated.handle
+        ))));
+    };
+    txn.unqueue_disposal(&retirement.dispose_on, &updated.handle)?;
+    txn.put_record(&updated)?;
+    Ok(Ok(MutationOutcome::Record(Box::new(updated))))
 }
 
 fn change_operator(txn: &mut dyn StoreWrite, id: &str, change: OperatorChange) -> Applied {
@@ -369,7 +507,11 @@ fn rewrap(
                 txn.put_index(tenant, &new, &record.handle)?;
             }
         }
-        txn.put_record(&record)?;
+        // Only the key material moves: a status changed meanwhile (suspended, resumed) stays.
+        let mut merged = current;
+        merged.sealed = record.sealed;
+        merged.blind_index = record.blind_index;
+        txn.put_record(&merged)?;
         applied += 1;
     }
     job.done += applied;
@@ -490,6 +632,21 @@ fn set_suspension(
             return Ok(Err(Error::FailedPrecondition(format!(
                 "record {handle} is already suspended"
             ))));
+        }
+        (RecordStatus::Retired(retirement), suspension) => {
+            if retirement.suspension.is_some() == suspension.is_some() {
+                let state = if suspension.is_some() {
+                    "already suspended"
+                } else {
+                    "not suspended"
+                };
+                return Ok(Err(Error::FailedPrecondition(format!(
+                    "record {handle} is {state}"
+                ))));
+            }
+            let mut retirement = retirement.clone();
+            retirement.suspension = suspension;
+            RecordStatus::Retired(retirement)
         }
         (RecordStatus::Active, None) => {
             return Ok(Err(Error::FailedPrecondition(format!(

@@ -9,10 +9,12 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
+use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
 use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
 use crate::domain::token::TokenRecord;
@@ -45,6 +47,12 @@ pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rewrap_jobs
 pub const DESTRUCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("key_destructions");
 /// Audit signing keys by version.
 pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
+/// Disposal-epoch keys: `tenant/epoch` → epoch key.
+pub const EPOCH_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("epoch_keys");
+/// Retired records by disposal date: `YYYY-MM-DD/handle` → queue entry.
+pub const DISPOSAL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("disposal_queue");
+/// Deletion certificates: handle → certificate.
+pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
 
 const SCHEMA_KEY: &str = "schema_version";
 /// Page cache of the store unless configured: 64 MiB.
@@ -134,6 +142,9 @@ impl RedbStore {
             txn.open_table(AUDIT_KEYS).map_err(io)?;
             txn.open_table(JOBS).map_err(io)?;
             txn.open_table(DESTRUCTIONS).map_err(io)?;
+            txn.open_table(EPOCH_KEYS).map_err(io)?;
+            txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
+            txn.open_table(CERTIFICATES).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -160,6 +171,11 @@ impl Store for RedbStore {
             txn: self.db.begin_write().map_err(io)?,
         }))
     }
+}
+
+/// Key of an epoch key: the tenant, then the epoch zero-padded so keys sort by month.
+fn epoch_key_id(tenant: &str, epoch: u32) -> String {
+    format!("{tenant}/{epoch:08}")
 }
 
 struct RedbRead {
@@ -355,6 +371,29 @@ macro_rules! impl_store_read {
                 all_decoded(&table, "key destruction request")
             }
 
+            fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
+                let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
+                get_decoded(&table, &epoch_key_id(tenant, epoch), "epoch key")
+            }
+
+            fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
+                let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
+                all_decoded(&table, "epoch key")
+            }
+
+            fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
+                let table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
+                all_decoded(&table, "disposal queue entry")
+            }
+
+            fn certificate(
+                &self,
+                handle: &Handle,
+            ) -> Result<Option<DeletionCertificate>, StoreError> {
+                let table = self.txn.open_table(CERTIFICATES).map_err(io)?;
+                get_decoded(&table, handle.as_str(), "deletion certificate")
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -456,6 +495,42 @@ impl StoreWrite for RedbWrite {
         let mut table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
         table
             .insert(request.id.as_str(), encode(request)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
+        table
+            .insert(
+                epoch_key_id(&key.tenant, key.epoch).as_str(),
+                encode(key)?.as_slice(),
+            )
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
+        let key = format!("{}/{}", entry.dispose_on, entry.handle);
+        table
+            .insert(key.as_str(), encode(entry)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
+        table
+            .remove(format!("{dispose_on}/{handle}").as_str())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(CERTIFICATES).map_err(io)?;
+        table
+            .insert(certificate.handle.as_str(), encode(certificate)?.as_slice())
             .map_err(io)?;
         Ok(())
     }

@@ -372,15 +372,19 @@ impl KeyBackend for TpmBackend {
         }
         self.with_tpm(|connection| {
             let handle = PersistentTpmHandle::new(key.parent)?;
-            let object = match connection.context.execute_without_session(|ctx| {
+            let mut object = match connection.context.execute_without_session(|ctx| {
                 ctx.tr_from_tpm_public(TpmHandle::Persistent(handle))
             }) {
                 Ok(object) => object,
                 Err(_) => return Err(Failure::Destroyed),
             };
-            authorized(&mut connection.context, connection.encrypt, |ctx| {
+            let evicted = authorized(&mut connection.context, connection.encrypt, |ctx| {
                 ctx.evict_control(Provision::Owner, object, Persistent::Persistent(handle))
-            })?;
+            });
+            // ESYS keeps the evicted object's name under this handle; a later key made
+            // persistent at the same handle would then fail with a name mismatch.
+            let _ = connection.context.tr_close(&mut object);
+            evicted?;
             Ok(())
         })
     }

@@ -1,0 +1,357 @@
+//! The end of a record's life on a test clock (規程第32・36条): retire → describe shows the
+//! disposal date; before it, unseal works for purposes whose retention runs and is refused for
+//! those whose retention ended; on the date the scheduler disposes of the record (unseal
+//! FAILED_PRECONDITION, lookup NOT_FOUND), its deletion certificate verifies offline, and once
+//! the month's epoch key is destroyed a copy of the store taken before the disposal cannot
+//! reveal the number either. Re-hire (unretire) before the date brings the record back.
+
+use std::path::Path;
+use std::process::Command;
+
+use tonic::Code;
+use vault_client::pb;
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::{Daemon, DaemonOptions, binary_path};
+
+const W: &str = "STAFF_WITHHOLDING"; // 7 years
+const H: &str = "STAFF_HEALTH_PENSION"; // 2 years
+
+fn set_days(file: &Path, days: u32) {
+    std::fs::write(file, days.to_string()).expect("write clock file");
+}
+
+fn jst_date_in(days: i64) -> String {
+    let now = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let jst = now.to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
+    format!(
+        "{:04}-{:02}-{:02}",
+        jst.year(),
+        u8::from(jst.month()),
+        jst.day()
+    )
+}
+
+fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(
+            daemon
+                .data_dir
+                .join("tokens")
+                .join(format!("{token}.token")),
+        )
+        .args(args)
+        .output()
+        .expect("run vault-client");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn unseal(
+    client: &mut vault_client::Client,
+    handle: &str,
+    purpose: &str,
+) -> Result<String, tonic::Status> {
+    client
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.into(),
+            purpose: purpose.into(),
+        })
+        .await
+        .map(|r| r.into_inner().number)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retire_dispose_certify_and_shred() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = dir.path().join("clock-days");
+    set_days(&clock, 0);
+    let mut daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            lifecycle_clock_file: Some(clock.clone()),
+            ..DaemonOptions::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = valid_number(4242);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E4242", &number, &[W, H]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let left_on = jst_date_in(0);
+    let retired = handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handle.clone(),
+            left_on: left_on.clone(),
+        })
+        .await
+        .expect("retire")
+        .into_inner();
+    assert_eq!(retired.status, pb::RecordStatus::Retired as i32);
+    let retirement = retired.retirement.expect("retirement shown");
+    let year: i32 = left_on[..4].parse().expect("year");
+    let expected_dispose_on = format!("{}{}", year + 7, &left_on[4..]);
+    // 29 February plus 7 years is 28 February.
+    let expected_dispose_on = expected_dispose_on.replace("-02-29", "-02-28");
+    assert_eq!(retirement.left_on, left_on);
+    assert_eq!(retirement.dispose_on, expected_dispose_on);
+    assert!(!retirement.disposal_epoch.is_empty());
+    let health_until = retirement
+        .purposes
+        .iter()
+        .find(|p| p.purpose == H)
+        .expect("health purpose listed")
+        .usable_until
+        .clone();
+    assert!(
+        health_until.starts_with(&(year + 2).to_string()),
+        "{health_until}"
+    );
+
+    // Retired: still usable for both purposes while their retention runs.
+    assert_eq!(
+        unseal(&mut handler, &handle, W).await.expect("withholding"),
+        number
+    );
+    assert_eq!(
+        unseal(&mut handler, &handle, H).await.expect("health"),
+        number
+    );
+
+    // Three years on: the 2-year retention of health insurance has ended, withholding's 7 has not.
+    set_days(&clock, 3 * 366);
+    let refused = unseal(&mut handler, &handle, H)
+        .await
+        .expect_err("retention ended");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(!refused.message().contains(&number));
+    assert_eq!(
+        unseal(&mut handler, &handle, W).await.expect("withholding"),
+        number
+    );
+
+    // A backup of the store, taken before the disposal.
+    assert!(daemon.stop().success());
+    let backup = dir.path().join("backup.redb");
+    std::fs::copy(daemon.data_dir.join("locker.redb"), &backup).expect("backup");
+    daemon.start_in_place();
+
+    // Past the disposal date and its month: the scheduler disposes and destroys the epoch key.
+    set_days(&clock, 7 * 366 + 40);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run disposal")
+        .into_inner();
+    assert_eq!(report.disposed, 1);
+    assert_eq!(report.epoch_keys_destroyed.len(), 1, "{report:?}");
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let refused = unseal(&mut handler, &handle, W)
+        .await
+        .expect_err("disposed");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let missing = handler
+        .locker
+        .lookup(pb::LookupRequest {
+            tenant: "dev".into(),
+            number: number.clone(),
+        })
+        .await
+        .expect_err("index entry gone");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // The certificate, exported and verified offline with the audit public key.
+    let (ok, cert, err) = cli(&daemon, "dev-manager", &["certificate", "export", &handle]);
+    assert!(ok, "{err}");
+    assert!(!cert.contains(&number));
+    let cert_file = dir.path().join("cert.json");
+    std::fs::write(&cert_file, &cert).expect("cert");
+    let (ok, pem, err) = cli(&daemon, "dev-auditor", &["audit", "public-key"]);
+    assert!(ok, "{err}");
+    let pem_file = dir.path().join("audit.pem");
+    std::fs::write(&pem_file, &pem).expect("pem");
+    let verify = |file: &Path| {
+        Command::new(binary_path("vault-client"))
+            .args(["certificate", "verify"])
+            .arg(file)
+            .arg("--public-key")
+            .arg(&pem_file)
+            .output()
+            .expect("verify")
+    };
+    let verified = verify(&cert_file);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let forged = dir.path().join("forged.json");
+    std::fs::write(&forged, cert.replace("scheduler", "someone")).expect("forged");
+    assert!(
+        !verify(&forged).status.success(),
+        "an edited certificate must not verify"
+    );
+
+    // Every step audited; the disposal and the key destruction by the scheduler.
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    for action in [
+        "RETIRE",
+        "SCHEDULED_DISPOSE",
+        "EPOCH_KEY_DESTROY",
+        "DISPOSAL_RUN",
+        "CERTIFICATE_READ",
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.action == action && e.outcome == "ALLOWED"),
+            "no {action} entry"
+        );
+    }
+    for e in &entries {
+        assert!(
+            !format!("{e:?}").contains(&number),
+            "a number in the audit log"
+        );
+    }
+
+    // The backup from before the disposal, with today's key backend and a clock within the
+    // retention: the record is there, but its epoch key is gone.
+    assert!(daemon.stop().success());
+    std::fs::copy(&backup, daemon.data_dir.join("locker.redb")).expect("restore backup");
+    set_days(&clock, 3 * 366);
+    daemon.start_in_place();
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let refused = unseal(&mut handler, &handle, W)
+        .await
+        .expect_err("a destroyed epoch key must not open a backup");
+    assert!(
+        matches!(refused.code(), Code::FailedPrecondition | Code::DataLoss),
+        "{refused:?}"
+    );
+    assert!(!refused.message().contains(&number));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehire_before_the_date_brings_the_record_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = dir.path().join("clock-days");
+    set_days(&clock, 0);
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            lifecycle_clock_file: Some(clock.clone()),
+            ..DaemonOptions::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let number = valid_number(4343);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E4343", &number, &[H]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let bad = handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handle.clone(),
+            left_on: "2026-02-30".into(),
+        })
+        .await
+        .expect_err("no such day");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handle.clone(),
+            left_on: jst_date_in(0),
+        })
+        .await
+        .expect("retire");
+    let denied = handler
+        .locker
+        .unretire(pb::UnretireRequest {
+            handle: handle.clone(),
+            reason: "再雇用".into(),
+        })
+        .await
+        .expect_err("handlers cannot unretire");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let record = manager
+        .locker
+        .unretire(pb::UnretireRequest {
+            handle: handle.clone(),
+            reason: "再雇用".into(),
+        })
+        .await
+        .expect("unretire")
+        .into_inner();
+    assert_eq!(record.status, pb::RecordStatus::Active as i32);
+    assert!(record.retirement.is_none());
+    assert!(record.key_version >= 1, "back under the tenant key");
+
+    // Years later nothing is disposed of: it is no longer retired.
+    set_days(&clock, 3 * 366);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(report.disposed, 0);
+    assert_eq!(
+        unseal(&mut handler, &handle, H)
+            .await
+            .expect("active again"),
+        number
+    );
+
+    // Retired again with an old leaving date: due at once, disposed by the next run.
+    handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handle.clone(),
+            left_on: jst_date_in(-3 * 365),
+        })
+        .await
+        .expect("retire with a past date");
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(report.disposed, 1);
+    let record = manager
+        .locker
+        .describe(pb::DescribeRequest {
+            handle: handle.clone(),
+        })
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(record.status, pb::RecordStatus::Disposed as i32);
+    assert_eq!(
+        record.tombstone.expect("tombstone").disposed_by,
+        "scheduler"
+    );
+}
