@@ -78,9 +78,13 @@ enum Rpc {
     Unretire,
     GetDeletionCertificate,
     RunDisposal,
+    RequestCorrection,
+    ApproveCorrection,
+    RejectCorrection,
+    ListCorrections,
 }
 
-const RPCS: [Rpc; 35] = [
+const RPCS: [Rpc; 39] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -118,6 +122,10 @@ const RPCS: [Rpc; 35] = [
     Rpc::Unretire,
     Rpc::GetDeletionCertificate,
     Rpc::RunDisposal,
+    Rpc::RequestCorrection,
+    Rpc::ApproveCorrection,
+    Rpc::RejectCorrection,
+    Rpc::ListCorrections,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -128,7 +136,9 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         Rpc::Describe => &[Handler, Service, Manager],
         Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
         Rpc::Retire => &[Handler, Service, Manager],
-        Rpc::GetDeletionCertificate => &[Manager, Auditor, Admin],
+        Rpc::GetDeletionCertificate | Rpc::ListCorrections => &[Manager, Auditor, Admin],
+        Rpc::RequestCorrection => &[Handler, Service, Manager],
+        Rpc::ApproveCorrection | Rpc::RejectCorrection => &[Manager],
         Rpc::CreateTenant
         | Rpc::CreateOperator
         | Rpc::DisableOperator
@@ -162,7 +172,10 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
 /// exist, which passes authorisation and then finds nothing.
 fn allowed_code(rpc: Rpc) -> Code {
     match rpc {
-        Rpc::ApproveKeyDestruction | Rpc::CancelKeyDestruction => Code::NotFound,
+        Rpc::ApproveKeyDestruction
+        | Rpc::CancelKeyDestruction
+        | Rpc::ApproveCorrection
+        | Rpc::RejectCorrection => Code::NotFound,
         _ => Code::Ok,
     }
 }
@@ -184,6 +197,7 @@ struct Fixtures {
     record_number: String,
     dispose_records: HashMap<Principal, String>,
     retire_records: HashMap<Principal, String>,
+    correction_records: HashMap<Principal, String>,
     disposed_record: String,
     disposable_operators: HashMap<Principal, String>,
     revocable_tokens: HashMap<Principal, String>,
@@ -515,6 +529,38 @@ async fn call(
             ))
             .await
             .map(|r| assert!(!r.into_inner().signature.is_empty())),
+        Rpc::RequestCorrection => client
+            .locker
+            .request_correction(with_id(
+                pb::CorrectionRequest {
+                    handle: fx.correction_records[&principal].clone(),
+                    number: valid_number(900 + n),
+                    reason: "誤記".into(),
+                    asked_by: "本人".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ApproveCorrection | Rpc::RejectCorrection => {
+            let decision = with_id(
+                pb::CorrectionDecision {
+                    id: "00000000000000aa".into(),
+                    note: "確認".into(),
+                },
+                id,
+            );
+            if rpc == Rpc::ApproveCorrection {
+                client.locker.approve_correction(decision).await.map(drop)
+            } else {
+                client.locker.reject_correction(decision).await.map(drop)
+            }
+        }
+        Rpc::ListCorrections => client
+            .locker
+            .list_corrections(with_id(pb::ListCorrectionsRequest::default(), id))
+            .await
+            .map(drop),
         Rpc::RunDisposal => client
             .admin
             .run_disposal(with_id(pb::RunDisposalRequest {}, id))
@@ -650,6 +696,7 @@ async fn every_rpc_for_every_kind_of_caller() {
         record,
         record_number,
         retire_records: HashMap::new(),
+        correction_records: HashMap::new(),
         disposed_record,
         dispose_records: HashMap::new(),
         disposable_operators: HashMap::new(),
@@ -682,6 +729,19 @@ async fn every_rpc_for_every_kind_of_caller() {
             .into_inner()
             .handle;
         fx.retire_records.insert(*principal, handle);
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                "t1",
+                &format!("C{i}"),
+                &valid_number(800 + i as u64),
+                &[W],
+            ))
+            .await
+            .expect("seal correction fixture")
+            .into_inner()
+            .handle;
+        fx.correction_records.insert(*principal, handle);
         let operator = format!("throwaway-{i}");
         create_operator(&mut admin, &operator, pb::Role::Handler).await;
         fx.revocable_tokens.insert(

@@ -170,6 +170,10 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Corrections of a stored number (訂正, 第47・48条): requested by a handler, decided by a
+    /// different manager.
+    #[command(subcommand)]
+    Correct(CorrectCommand),
     /// Deletion certificates (削除証明書) of disposed records.
     #[command(subcommand)]
     Certificate(CertificateCommand),
@@ -325,6 +329,46 @@ pub enum TokenCommand {
         /// Only this operator's tokens.
         #[arg(long)]
         operator: Option<String>,
+    },
+}
+
+/// Correction commands.
+#[derive(Debug, Subcommand)]
+pub enum CorrectCommand {
+    /// Request a correction of HANDLE to the number read from stdin (handlers, services,
+    /// managers);
+    /// prints the correction id.
+    Request {
+        /// Record handle.
+        handle: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Who asked for it (本人, 代理人, ...).
+        #[arg(long)]
+        asked_by: String,
+    },
+    /// Apply a pending correction (managers other than the requester).
+    Approve {
+        /// Correction id.
+        id: String,
+        /// A note for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Refuse a pending correction (managers other than the requester).
+    Reject {
+        /// Correction id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+    },
+    /// List the correction records kept (one year after their decision).
+    List {
+        /// Only this tenant.
+        #[arg(long, default_value = "")]
+        tenant: String,
     },
 }
 
@@ -627,6 +671,47 @@ pub async fn execute(
                 .await?
                 .into_inner();
             output::record(format, &record);
+        }
+        Command::Correct(CorrectCommand::Request {
+            handle,
+            reason,
+            asked_by,
+        }) => {
+            let correction = client
+                .locker
+                .request_correction(pb::CorrectionRequest {
+                    handle,
+                    number: number.to_string(),
+                    reason,
+                    asked_by,
+                })
+                .await?
+                .into_inner();
+            output::corrections(format, &[correction]);
+        }
+        Command::Correct(CorrectCommand::Approve { id, note }) => {
+            let correction = client
+                .locker
+                .approve_correction(pb::CorrectionDecision { id, note })
+                .await?
+                .into_inner();
+            output::corrections(format, &[correction]);
+        }
+        Command::Correct(CorrectCommand::Reject { id, note }) => {
+            let correction = client
+                .locker
+                .reject_correction(pb::CorrectionDecision { id, note })
+                .await?
+                .into_inner();
+            output::corrections(format, &[correction]);
+        }
+        Command::Correct(CorrectCommand::List { tenant }) => {
+            let list = client
+                .locker
+                .list_corrections(pb::ListCorrectionsRequest { tenant })
+                .await?
+                .into_inner();
+            output::corrections(format, &list.corrections);
         }
         Command::Certificate(CertificateCommand::Show { handle }) => {
             let certificate = client

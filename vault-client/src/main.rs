@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use vault_client::{Client, ClientConfig, ClientError, read_token_file};
 use zeroize::Zeroizing;
 
-use crate::cli::{Args, Command};
+use crate::cli::{Args, Command, CorrectCommand};
 
 fn token(args: &Args) -> Result<Option<SecretString>, ClientError> {
     if let Some(path) = &args.token_file {
@@ -75,7 +75,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let number = match &args.command {
         Command::Seal(seal) if seal.batch.is_none() => Some(number_from_stdin()?),
-        Command::Lookup { .. } => Some(number_from_stdin()?),
+        Command::Lookup { .. } | Command::Correct(CorrectCommand::Request { .. }) => {
+            Some(number_from_stdin()?)
+        }
         _ => None,
     };
     let config = ClientConfig {

@@ -639,3 +639,32 @@ pub fn certificate(format: Format, c: &pb::DeletionCertificate) {
         }
     }
 }
+
+/// Correction records (never a number).
+pub fn corrections(format: Format, list: &[pb::Correction]) {
+    for c in list {
+        match format {
+            Format::Json => print_json(&json!({
+                "id": c.id, "handle": c.handle, "tenant": c.tenant,
+                "requested_by": c.requested_by, "requested_at": time(c.requested_at_unix),
+                "reason": c.reason, "asked_by": c.asked_by, "state": c.state,
+                "decided_by": c.decided_by,
+                "decided_at": (c.decided_at_unix != 0).then(|| time(c.decided_at_unix)),
+                "decision_note": c.decision_note, "change": c.change,
+            })),
+            Format::Text => println!(
+                "{}\t{}\t{}\trequested by {} ({})\t{}",
+                c.id,
+                c.handle,
+                c.state,
+                c.requested_by,
+                c.reason,
+                if c.decided_by.is_empty() {
+                    String::new()
+                } else {
+                    format!("decided by {}: {}", c.decided_by, c.change)
+                }
+            ),
+        }
+    }
+}

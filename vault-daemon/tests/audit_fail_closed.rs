@@ -17,6 +17,7 @@ use vault_daemon::audit::checkpointer::CheckpointPolicy;
 use vault_daemon::audit::keys::AuditKeyRecord;
 use vault_daemon::audit::writer::{AuditWriter, WriterConfig};
 use vault_daemon::clock::SystemClock;
+use vault_daemon::domain::correction::Correction;
 use vault_daemon::domain::handle::Handle;
 use vault_daemon::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use vault_daemon::domain::operator::{Operator, Tenant};
@@ -73,6 +74,12 @@ impl StoreRead for FlakyWrite<'_> {
     }
     fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError> {
         self.inner.certificate(handle)
+    }
+    fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
+        self.inner.correction(id)
+    }
+    fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
+        self.inner.corrections()
     }
     fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
         self.inner.index_lookup(tenant, index)
@@ -146,6 +153,12 @@ impl StoreWrite for FlakyWrite<'_> {
     }
     fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
         self.inner.put_certificate(certificate)
+    }
+    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
+        self.inner.put_correction(correction)
+    }
+    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
+        self.inner.remove_correction(id)
     }
     fn put_index(
         &mut self,

@@ -29,6 +29,16 @@ pub enum Action {
     CertificateRead,
     /// Run the disposal scheduler now.
     DisposalRun,
+    /// Request a correction of a number.
+    CorrectionRequest,
+    /// Approve a correction.
+    CorrectionApprove,
+    /// Reject a correction.
+    CorrectionReject,
+    /// List correction records.
+    CorrectionList,
+    /// The scheduler purging correction records kept their year.
+    CorrectionPurge,
     /// The scheduler disposing of a record at the end of its retention.
     ScheduledDispose,
     /// The scheduler destroying a disposal-epoch key.
@@ -106,6 +116,11 @@ impl Action {
             Action::Unretire => "UNRETIRE",
             Action::CertificateRead => "CERTIFICATE_READ",
             Action::DisposalRun => "DISPOSAL_RUN",
+            Action::CorrectionRequest => "CORRECTION_REQUEST",
+            Action::CorrectionApprove => "CORRECTION_APPROVE",
+            Action::CorrectionReject => "CORRECTION_REJECT",
+            Action::CorrectionList => "CORRECTION_LIST",
+            Action::CorrectionPurge => "CORRECTION_PURGE",
             Action::ScheduledDispose => "SCHEDULED_DISPOSE",
             Action::EpochKeyDestroy => "EPOCH_KEY_DESTROY",
             Action::TenantCreate => "TENANT_CREATE",
@@ -145,6 +160,9 @@ impl Action {
             Action::Describe => &[Handler, Service, Manager],
             Action::Dispose | Action::Suspend | Action::Resume | Action::Unretire => &[Manager],
             Action::Retire => &[Handler, Service, Manager],
+            Action::CorrectionRequest => &[Handler, Service, Manager],
+            Action::CorrectionApprove | Action::CorrectionReject => &[Manager],
+            Action::CorrectionList => &[Manager, Auditor, Admin],
             Action::CertificateRead => &[Manager, Auditor, Admin],
             Action::TenantCreate
             | Action::OperatorCreate
@@ -175,7 +193,8 @@ impl Action {
             | Action::KeyRewrap
             | Action::KeyDestroy
             | Action::ScheduledDispose
-            | Action::EpochKeyDestroy => &[],
+            | Action::EpochKeyDestroy
+            | Action::CorrectionPurge => &[],
         }
     }
 

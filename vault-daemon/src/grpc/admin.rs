@@ -413,6 +413,7 @@ impl AdminRpc for AdminApi {
         Ok(Response::new(pb::RunDisposalResponse {
             disposed: report.disposed,
             epoch_keys_destroyed: report.epoch_keys_destroyed,
+            corrections_purged: report.corrections_purged,
         }))
     }
 

@@ -4,6 +4,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_proto::v1 as pb;
 
 use crate::audit::entry::ChainedEntry;
+use crate::domain::correction::Correction;
 use crate::domain::lifecycle::{self, Retirement};
 use crate::domain::operator::{Operator, Role, Tenant};
 use crate::domain::purpose::{Purpose, PurposeCatalogue};
@@ -93,6 +94,24 @@ fn retirement_info(
             })
             .collect(),
         disposal_epoch,
+    }
+}
+
+/// A correction record for the wire (never a number).
+pub fn correction(c: Correction) -> pb::Correction {
+    pb::Correction {
+        id: c.id,
+        handle: c.handle,
+        tenant: c.tenant,
+        requested_by: c.requested_by,
+        requested_at_unix: secs(c.requested_at_ms),
+        reason: c.reason,
+        asked_by: c.asked_by,
+        state: c.state.as_str().into(),
+        decided_by: c.decided_by.unwrap_or_default(),
+        decided_at_unix: c.decided_at_ms.map(secs).unwrap_or(0),
+        decision_note: c.decision_note,
+        change: c.change,
     }
 }
 

@@ -65,6 +65,21 @@ pub struct LockerApi {
 }
 
 impl LockerApi {
+    async fn decide_correction(
+        &self,
+        request: Request<pb::CorrectionDecision>,
+        approve: bool,
+    ) -> Result<Response<pb::Correction>, Status> {
+        let ctx = request_context(&request);
+        let message = request.get_ref();
+        let correction = self
+            .locker
+            .decide_correction(&ctx, &message.id, &message.note, approve)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::correction(correction)))
+    }
+
     /// Wraps the service.
     pub fn new(locker: Arc<service::Locker>) -> LockerApi {
         LockerApi { locker }
@@ -306,6 +321,56 @@ impl LockerRpc for LockerApi {
             record,
             self.locker.purposes(),
         )))
+    }
+
+    async fn request_correction(
+        &self,
+        request: Request<pb::CorrectionRequest>,
+    ) -> Result<Response<pb::Correction>, Status> {
+        let ctx = request_context(&request);
+        let mut message = request.into_inner();
+        let number = Zeroizing::new(std::mem::take(&mut message.number));
+        let correction = self
+            .locker
+            .request_correction(
+                &ctx,
+                &message.handle,
+                &number,
+                &message.reason,
+                &message.asked_by,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::correction(correction)))
+    }
+
+    async fn approve_correction(
+        &self,
+        request: Request<pb::CorrectionDecision>,
+    ) -> Result<Response<pb::Correction>, Status> {
+        self.decide_correction(request, true).await
+    }
+
+    async fn reject_correction(
+        &self,
+        request: Request<pb::CorrectionDecision>,
+    ) -> Result<Response<pb::Correction>, Status> {
+        self.decide_correction(request, false).await
+    }
+
+    async fn list_corrections(
+        &self,
+        request: Request<pb::ListCorrectionsRequest>,
+    ) -> Result<Response<pb::ListCorrectionsResponse>, Status> {
+        let ctx = request_context(&request);
+        let list = self
+            .locker
+            .list_corrections(&ctx, &request.get_ref().tenant)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListCorrectionsResponse {
+            corrections: list.into_iter().map(convert::correction).collect(),
+        }))
     }
 
     async fn get_deletion_certificate(

@@ -28,6 +28,8 @@ use crate::store::mutation::{Mutation, MutationOutcome};
 pub struct DisposalReport {
     /// Records disposed of.
     pub disposed: u64,
+    /// Correction records purged after their year.
+    pub corrections_purged: u64,
     /// Epoch keys destroyed, as `tenant/YYYY-MM`.
     pub epoch_keys_destroyed: Vec<String>,
 }
@@ -438,6 +440,7 @@ impl Locker {
                 report.disposed += 1;
             }
         }
+        report.corrections_purged = self.purge_corrections().await?;
         let queue = self.store.reader()?.disposal_queue()?;
         let epoch_keys = self.store.reader()?.epoch_keys()?;
         for key in epoch_keys {

@@ -11,6 +11,7 @@ mod audit_log;
 mod auth;
 mod bench;
 pub mod bootstrap;
+mod corrections;
 mod destruction;
 mod lifecycle;
 mod records;

@@ -7,6 +7,7 @@
 //! transaction ([`Store::writer`]).
 
 pub mod codec;
+pub mod corrections;
 pub mod mutation;
 pub mod redb;
 
@@ -14,6 +15,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
@@ -112,6 +114,10 @@ pub trait StoreRead {
     fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError>;
     /// The deletion certificate of a disposed record.
     fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError>;
+    /// A correction by id.
+    fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError>;
+    /// Every correction record still kept.
+    fn corrections(&self) -> Result<Vec<Correction>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -151,6 +157,10 @@ pub trait StoreWrite: StoreRead {
     fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError>;
     /// Store a deletion certificate.
     fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError>;
+    /// Insert or replace a correction.
+    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError>;
+    /// Delete a correction record.
+    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

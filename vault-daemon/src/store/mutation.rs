@@ -8,6 +8,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
@@ -15,6 +16,7 @@ use crate::domain::record::{Record, RecordStatus, SealedNumber, Suspension, Tomb
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
+use crate::store::corrections::{self, Decision};
 use crate::store::{StoreError, StoreWrite};
 
 /// A change to an operator.
@@ -63,6 +65,12 @@ pub enum Mutation {
         /// The record, active again.
         updated: Box<Record>,
     },
+    /// Store a correction request (with its new number, sealed).
+    RequestCorrection(Box<Correction>),
+    /// Approve or reject a pending correction.
+    DecideCorrection(Decision),
+    /// Delete correction records kept their year.
+    PurgeCorrections(Vec<String>),
     /// Mark a disposal-epoch key destroyed (after the backend destroyed it).
     DestroyEpochKey {
         /// Tenant id.
@@ -181,6 +189,8 @@ pub enum MutationOutcome {
     Token(TokenRecord),
     /// The destruction request after the change.
     Destruction(Box<DestructionRequest>),
+    /// The correction after the change.
+    Correction(Box<Correction>),
 }
 
 type Applied = Result<Result<MutationOutcome, Error>, StoreError>;
@@ -203,6 +213,9 @@ impl Mutation {
                 new_epoch_key,
             } => retire(txn, &expected, *updated, new_epoch_key),
             Mutation::UnretireRecord { expected, updated } => unretire(txn, &expected, *updated),
+            Mutation::RequestCorrection(correction) => corrections::request(txn, *correction),
+            Mutation::DecideCorrection(decision) => corrections::decide(txn, decision),
+            Mutation::PurgeCorrections(ids) => corrections::purge(txn, &ids),
             Mutation::DestroyEpochKey {
                 tenant,
                 epoch,

@@ -13,6 +13,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
@@ -51,6 +52,8 @@ pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_
 pub const EPOCH_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("epoch_keys");
 /// Retired records by disposal date: `YYYY-MM-DD/handle` → queue entry.
 pub const DISPOSAL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("disposal_queue");
+/// Correction requests and records: id → correction.
+pub const CORRECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corrections");
 /// Deletion certificates: handle → certificate.
 pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
 
@@ -145,6 +148,7 @@ impl RedbStore {
             txn.open_table(EPOCH_KEYS).map_err(io)?;
             txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
             txn.open_table(CERTIFICATES).map_err(io)?;
+            txn.open_table(CORRECTIONS).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -394,6 +398,16 @@ macro_rules! impl_store_read {
                 get_decoded(&table, handle.as_str(), "deletion certificate")
             }
 
+            fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
+                let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
+                get_decoded(&table, id, "correction")
+            }
+
+            fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
+                let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
+                all_decoded(&table, "correction")
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -532,6 +546,20 @@ impl StoreWrite for RedbWrite {
         table
             .insert(certificate.handle.as_str(), encode(certificate)?.as_slice())
             .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(CORRECTIONS).map_err(io)?;
+        table
+            .insert(correction.id.as_str(), encode(correction)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(CORRECTIONS).map_err(io)?;
+        table.remove(id).map_err(io)?;
         Ok(())
     }
 

@@ -1,0 +1,251 @@
+//! Corrections (訂正, 規程第47・48条): requested with the new number, decided by a manager who
+//! is not the requester; on approval the same handle holds the new number and the old one is
+//! gone; the correction record (never a number) is purged a year after its decision.
+
+use tonic::Code;
+use vault_client::{Client, pb};
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::{Daemon, DaemonOptions};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+async fn request(
+    client: &mut Client,
+    handle: &str,
+    number: &str,
+) -> Result<pb::Correction, tonic::Status> {
+    client
+        .locker
+        .request_correction(pb::CorrectionRequest {
+            handle: handle.into(),
+            number: number.into(),
+            reason: "番号の誤記".into(),
+            asked_by: "本人".into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn decide(
+    client: &mut Client,
+    id: &str,
+    approve: bool,
+) -> Result<pb::Correction, tonic::Status> {
+    let decision = pb::CorrectionDecision {
+        id: id.into(),
+        note: "本人確認済み".into(),
+    };
+    if approve {
+        client.locker.approve_correction(decision).await
+    } else {
+        client.locker.reject_correction(decision).await
+    }
+    .map(|r| r.into_inner())
+}
+
+async fn unseal(client: &mut Client, handle: &str) -> String {
+    client
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.into(),
+            purpose: W.into(),
+        })
+        .await
+        .expect("unseal")
+        .into_inner()
+        .number
+}
+
+async fn lookup(client: &mut Client, number: &str) -> Result<String, Code> {
+    client
+        .locker
+        .lookup(pb::LookupRequest {
+            tenant: "dev".into(),
+            number: number.into(),
+        })
+        .await
+        .map(|r| r.into_inner().handle)
+        .map_err(|s| s.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = dir.path().join("clock-days");
+    std::fs::write(&clock, "0").expect("clock");
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            lifecycle_clock_file: Some(clock.clone()),
+            ..DaemonOptions::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let second = operator_token(&mut admin, "dev", "manager-2", pb::Role::Manager).await;
+    admin
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: "manager-2".into(),
+            tenant: "dev".into(),
+            purposes: vec![W.into()],
+        })
+        .await
+        .expect("grant");
+    let mut manager2 = daemon.client(Some(second)).await;
+
+    let (a, b, c, d) = (
+        valid_number(61),
+        valid_number(62),
+        valid_number(63),
+        valid_number(64),
+    );
+    let seal = |n: &str, s: &str| seal_request("dev", s, n, &[W]);
+    let first = handler
+        .locker
+        .seal(seal(&a, "E61"))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let other = handler
+        .locker
+        .seal(seal(&c, "E63"))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+
+    // Bad input changes nothing.
+    let bad = request(&mut handler, &first, "123456789019")
+        .await
+        .expect_err("check digit");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(!bad.message().contains("123456789019"));
+    let same = request(&mut handler, &first, &a)
+        .await
+        .expect_err("same number");
+    assert_eq!(same.code(), Code::InvalidArgument);
+    let taken = request(&mut handler, &first, &c)
+        .await
+        .expect_err("number of another record");
+    assert_eq!(taken.code(), Code::AlreadyExists);
+
+    // A handler's request, approved by a manager.
+    let pending = request(&mut handler, &first, &b).await.expect("request");
+    assert_eq!(pending.state, "pending");
+    assert_eq!(
+        unseal(&mut handler, &first).await,
+        a,
+        "nothing changes while pending"
+    );
+    let denied = decide(&mut handler, &pending.id, true)
+        .await
+        .expect_err("handlers do not decide");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let approved = decide(&mut manager, &pending.id, true)
+        .await
+        .expect("approve");
+    assert_eq!(approved.state, "approved");
+    assert_eq!(approved.decided_by, "dev-manager");
+    assert_eq!(
+        unseal(&mut handler, &first).await,
+        b,
+        "same handle, new number"
+    );
+    assert_eq!(
+        lookup(&mut handler, &a).await,
+        Err(Code::NotFound),
+        "old number gone"
+    );
+    assert_eq!(lookup(&mut handler, &b).await, Ok(first.clone()));
+    let again = decide(&mut manager2, &pending.id, false)
+        .await
+        .expect_err("decided already");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // A manager's own request: not theirs to decide; another manager rejects it.
+    let own = request(&mut manager, &other, &d)
+        .await
+        .expect("manager requests");
+    let refused = decide(&mut manager, &own.id, true)
+        .await
+        .expect_err("own request");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let rejected = decide(&mut manager2, &own.id, false).await.expect("reject");
+    assert_eq!(rejected.state, "rejected");
+    assert_eq!(
+        unseal(&mut handler, &other).await,
+        c,
+        "a rejected correction changes nothing"
+    );
+    assert_eq!(lookup(&mut handler, &d).await, Err(Code::NotFound));
+
+    // The records say who, when, why and what changed; never a number.
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let list = auditor
+        .locker
+        .list_corrections(pb::ListCorrectionsRequest {
+            tenant: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .corrections;
+    assert_eq!(list.len(), 2);
+    let text = format!("{list:?}");
+    for n in [&a, &b, &c, &d] {
+        assert!(
+            !text.contains(n.as_str()),
+            "a number in the correction records"
+        );
+    }
+
+    // One year after the decisions, the scheduler purges them.
+    std::fs::write(&clock, "364").expect("clock");
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(report.corrections_purged, 0, "kept for a full year");
+    std::fs::write(&clock, "366").expect("clock");
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(report.corrections_purged, 2);
+    let list = auditor
+        .locker
+        .list_corrections(pb::ListCorrectionsRequest {
+            tenant: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .corrections;
+    assert!(list.is_empty());
+
+    // Every step audited, with its outcome; no number anywhere in the log.
+    let entries = export_audit(&mut auditor).await;
+    let count = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .filter(|e| e.action == action && e.outcome == outcome)
+            .count()
+    };
+    assert_eq!(count("CORRECTION_REQUEST", "ALLOWED"), 2);
+    assert_eq!(count("CORRECTION_APPROVE", "ALLOWED"), 1);
+    assert_eq!(count("CORRECTION_REJECT", "ALLOWED"), 1);
+    assert_eq!(count("CORRECTION_APPROVE", "DENIED"), 2);
+    assert_eq!(count("CORRECTION_PURGE", "ALLOWED"), 1);
+    let log = format!("{entries:?}");
+    for n in [&a, &b, &c, &d] {
+        assert!(!log.contains(n.as_str()), "a number in the audit log");
+    }
+}
