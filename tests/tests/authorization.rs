@@ -82,9 +82,14 @@ enum Rpc {
     ApproveCorrection,
     RejectCorrection,
     ListCorrections,
+    SetTenantInfo,
+    Ledger,
+    UsageReport,
+    IncidentReport,
+    ListAlerts,
 }
 
-const RPCS: [Rpc; 39] = [
+const RPCS: [Rpc; 44] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -126,6 +131,11 @@ const RPCS: [Rpc; 39] = [
     Rpc::ApproveCorrection,
     Rpc::RejectCorrection,
     Rpc::ListCorrections,
+    Rpc::SetTenantInfo,
+    Rpc::Ledger,
+    Rpc::UsageReport,
+    Rpc::IncidentReport,
+    Rpc::ListAlerts,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -136,7 +146,12 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         Rpc::Describe => &[Handler, Service, Manager],
         Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
         Rpc::Retire => &[Handler, Service, Manager],
-        Rpc::GetDeletionCertificate | Rpc::ListCorrections => &[Manager, Auditor, Admin],
+        Rpc::GetDeletionCertificate
+        | Rpc::ListCorrections
+        | Rpc::Ledger
+        | Rpc::UsageReport
+        | Rpc::ListAlerts => &[Manager, Auditor, Admin],
+        Rpc::IncidentReport => &[Auditor, Admin],
         Rpc::RequestCorrection => &[Handler, Service, Manager],
         Rpc::ApproveCorrection | Rpc::RejectCorrection => &[Manager],
         Rpc::CreateTenant
@@ -152,6 +167,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::ApproveKeyDestruction
         | Rpc::CancelKeyDestruction
         | Rpc::RunDisposal
+        | Rpc::SetTenantInfo
         | Rpc::BenchBackend => &[Admin],
         Rpc::ListTenants
         | Rpc::ListOperators
@@ -559,6 +575,52 @@ async fn call(
         Rpc::ListCorrections => client
             .locker
             .list_corrections(with_id(pb::ListCorrectionsRequest::default(), id))
+            .await
+            .map(drop),
+        Rpc::SetTenantInfo => client
+            .admin
+            .set_tenant_info(with_id(
+                pb::TenantInfo {
+                    tenant: "t1".into(),
+                    responsible_department: "人事部".into(),
+                    ..pb::TenantInfo::default()
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::Ledger => client
+            .admin
+            .ledger(with_id(pb::LedgerRequest::default(), id))
+            .await
+            .map(drop),
+        Rpc::UsageReport => client
+            .admin
+            .usage_report(with_id(
+                pb::UsageReportRequest {
+                    from_unix: 0,
+                    to_unix: 4_000_000_000,
+                    tenant: String::new(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::IncidentReport => client
+            .admin
+            .incident_report(with_id(
+                pb::IncidentReportRequest {
+                    operator_id: "hdl".into(),
+                    from_unix: 0,
+                    to_unix: 4_000_000_000,
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::ListAlerts => client
+            .admin
+            .list_alerts(with_id(pb::ListAlertsRequest::default(), id))
             .await
             .map(drop),
         Rpc::RunDisposal => client

@@ -7,6 +7,7 @@ use vault_client::{Client, ClientError, certificate_fingerprint, pb};
 use zeroize::Zeroizing;
 
 use crate::output::{self, Format};
+use crate::reports::{self, ReportFormat, jst_day_start};
 
 /// MyNumber Locker client: seal and unseal individual numbers, administer operators, audit.
 #[derive(Debug, Parser)]
@@ -170,6 +171,28 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// 特定個人情報管理台帳 (第16条): per tenant, the file, who is responsible, purposes,
+    /// records by status, deletions and who has access. Never a number.
+    Ledger {
+        /// Only this tenant.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Table, CSV or JSON.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// Reports from the audit log.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Alerts of the log monitor (ログ監視).
+    Alerts {
+        /// Keep listening for new alerts.
+        #[arg(long)]
+        follow: bool,
+        /// Only alerts after this audit sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
     /// Corrections of a stored number (訂正, 第47・48条): requested by a handler, decided by a
     /// different manager.
     #[command(subcommand)]
@@ -274,6 +297,69 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Set a tenant's 管理台帳 details (admins); omitted fields become empty.
+    Info(TenantInfoArgs),
+}
+
+/// A tenant's 管理台帳 details.
+#[derive(Debug, ClapArgs)]
+pub struct TenantInfoArgs {
+    /// Tenant id.
+    pub id: String,
+    /// 特定個人情報ファイルの種類.
+    #[arg(long, default_value = "")]
+    pub file_kind: String,
+    /// 特定個人情報ファイルの名称.
+    #[arg(long, default_value = "")]
+    pub file_name: String,
+    /// 責任者.
+    #[arg(long, default_value = "")]
+    pub responsible_person: String,
+    /// 取扱部署.
+    #[arg(long, default_value = "")]
+    pub responsible_department: String,
+    /// 管理区域.
+    #[arg(long, default_value = "")]
+    pub management_area: String,
+    /// 取扱区域.
+    #[arg(long, default_value = "")]
+    pub handling_area: String,
+}
+
+/// Report commands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// 運用状況の記録 (第15条): acquisitions, uses by purpose and operator, disposals,
+    /// corrections, token issues and denials over a period, from the audit log.
+    Usage {
+        /// First day, YYYY-MM-DD (JST).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (JST), included.
+        #[arg(long)]
+        to: String,
+        /// Only this tenant.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Table, CSV or JSON.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// 漏えい等 (第12–14条): how many records and which handles an operator's unseals touched.
+    Incident {
+        /// The operator.
+        #[arg(long)]
+        operator: String,
+        /// First day, YYYY-MM-DD (JST).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (JST), included.
+        #[arg(long)]
+        to: String,
+        /// Table, CSV or JSON.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
 }
 
 /// Operator commands.
@@ -671,6 +757,67 @@ pub async fn execute(
                 .await?
                 .into_inner();
             output::record(format, &record);
+        }
+        Command::Tenant(TenantCommand::Info(a)) => {
+            let info = client
+                .admin
+                .set_tenant_info(pb::TenantInfo {
+                    tenant: a.id,
+                    file_kind: a.file_kind,
+                    file_name: a.file_name,
+                    responsible_person: a.responsible_person,
+                    responsible_department: a.responsible_department,
+                    management_area: a.management_area,
+                    handling_area: a.handling_area,
+                })
+                .await?
+                .into_inner();
+            println!("ledger details of {} set", info.tenant);
+        }
+        Command::Ledger { tenant, format } => {
+            let ledger = client
+                .admin
+                .ledger(pb::LedgerRequest { tenant })
+                .await?
+                .into_inner();
+            reports::ledger(format, &ledger)?;
+        }
+        Command::Report(ReportCommand::Usage {
+            from,
+            to,
+            tenant,
+            format,
+        }) => {
+            let report = client
+                .admin
+                .usage_report(pb::UsageReportRequest {
+                    from_unix: jst_day_start(&from, false)?,
+                    to_unix: jst_day_start(&to, true)?,
+                    tenant,
+                })
+                .await?
+                .into_inner();
+            reports::usage(format, &report)?;
+        }
+        Command::Report(ReportCommand::Incident {
+            operator,
+            from,
+            to,
+            format,
+        }) => {
+            let report = client
+                .admin
+                .incident_report(pb::IncidentReportRequest {
+                    operator_id: operator,
+                    from_unix: jst_day_start(&from, false)?,
+                    to_unix: jst_day_start(&to, true)?,
+                })
+                .await?
+                .into_inner();
+            reports::incident(format, &report)?;
+        }
+        Command::Alerts { follow, after } => {
+            reports::alerts(&mut client, format, after, follow).await?;
         }
         Command::Correct(CorrectCommand::Request {
             handle,

@@ -47,6 +47,9 @@ pub enum ClientError {
     /// The token is not usable as a header value.
     #[error("the token contains characters that cannot be sent in a header")]
     BadToken,
+    /// The command line asked for something that cannot be done (a malformed date, say).
+    #[error("{0}")]
+    Usage(String),
     /// `bench` could not seal the records it measures.
     #[error("bench setup: {0}")]
     BenchSetup(String),

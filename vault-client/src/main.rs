@@ -10,6 +10,7 @@ mod batch;
 mod bench;
 mod cli;
 mod output;
+mod reports;
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::service::monitor::{MonitorPolicy, Thresholds, parse_hours};
+
 /// Errors reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,6 +62,9 @@ pub struct Config {
     /// Retirement and scheduled disposal.
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// Log monitoring (ログ監視) thresholds.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -85,6 +90,66 @@ impl Default for KeysConfig {
             rewrap_pause_ms: 20,
             destroy_wait_secs: 7 * 24 * 3600,
         }
+    }
+}
+
+/// Log monitoring (ログ監視): per-role thresholds on unseals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Disable an operator when one of their alerts fires.
+    pub auto_suspend: bool,
+    /// Thresholds for handlers.
+    pub handler: RoleThresholdsConfig,
+    /// Thresholds for services (payroll systems: year-end runs are large, so off by default).
+    pub service: RoleThresholdsConfig,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            auto_suspend: false,
+            handler: RoleThresholdsConfig {
+                unseals_per_hour: 1000,
+                distinct_subjects_per_hour: 500,
+                hours: String::new(),
+            },
+            service: RoleThresholdsConfig::default(),
+        }
+    }
+}
+
+/// One role's thresholds; 0 or an empty `hours` turns a rule off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleThresholdsConfig {
+    /// Unseals per operator in any hour.
+    pub unseals_per_hour: u32,
+    /// Distinct records per operator in any hour.
+    pub distinct_subjects_per_hour: u32,
+    /// Working hours, `HH:MM-HH:MM` in JST; unseals outside raise an alert.
+    pub hours: String,
+}
+
+impl MonitoringConfig {
+    /// The policy, or why the hours do not parse.
+    pub fn policy(&self) -> Result<MonitorPolicy, String> {
+        let thresholds = |role: &str, c: &RoleThresholdsConfig| -> Result<Thresholds, String> {
+            Ok(Thresholds {
+                unseals_per_hour: c.unseals_per_hour,
+                distinct_subjects_per_hour: c.distinct_subjects_per_hour,
+                hours: if c.hours.trim().is_empty() {
+                    None
+                } else {
+                    Some(parse_hours(&c.hours).map_err(|e| format!("monitoring.{role}: {e}"))?)
+                },
+            })
+        };
+        Ok(MonitorPolicy {
+            handler: thresholds("handler", &self.handler)?,
+            service: thresholds("service", &self.service)?,
+            auto_suspend: self.auto_suspend,
+        })
     }
 }
 
@@ -374,6 +439,7 @@ impl Config {
             purposes: PurposesConfig::default(),
             keys: KeysConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            monitoring: MonitoringConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -381,6 +447,9 @@ impl Config {
     /// Checks values and combinations. `dev` relaxes the insecure-backend rule only.
     pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if let Err(message) = self.monitoring.policy() {
+            return invalid(&message);
+        }
         if self.tls.is_none() && !self.server.listen.ip().is_loopback() {
             return invalid(
                 "server.listen is not a loopback address and [tls] is not configured: plaintext is only allowed on loopback",

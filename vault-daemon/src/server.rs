@@ -277,7 +277,13 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
         .with_lifecycle_clock(match &config.lifecycle.test_clock_file {
             Some(file) => Arc::new(OffsetFileClock::new(file.clone())),
             None => Arc::new(SystemClock),
-        }),
+        })
+        .with_monitoring(
+            config
+                .monitoring
+                .policy()
+                .map_err(crate::config::ConfigError::Invalid)?,
+        ),
     );
     let checkpointer = locker.checkpointer().clone();
     checkpointer.ensure_key().await?;

@@ -23,6 +23,7 @@ use vault_daemon::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use vault_daemon::domain::operator::{Operator, Tenant};
 use vault_daemon::domain::purpose::PurposeCatalogue;
 use vault_daemon::domain::record::{Record, SubjectKind};
+use vault_daemon::domain::tenant_info::TenantInfo;
 use vault_daemon::domain::token::TokenRecord;
 use vault_daemon::error::Error;
 use vault_daemon::keys::KeyService;
@@ -80,6 +81,9 @@ impl StoreRead for FlakyWrite<'_> {
     }
     fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
         self.inner.corrections()
+    }
+    fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
+        self.inner.tenant_info(tenant)
     }
     fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
         self.inner.index_lookup(tenant, index)
@@ -159,6 +163,9 @@ impl StoreWrite for FlakyWrite<'_> {
     }
     fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
         self.inner.remove_correction(id)
+    }
+    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
+        self.inner.put_tenant_info(info)
     }
     fn put_index(
         &mut self,

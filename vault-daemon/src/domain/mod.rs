@@ -10,5 +10,6 @@ pub mod operator;
 pub mod policy;
 pub mod purpose;
 pub mod record;
+pub mod tenant_info;
 pub mod text;
 pub mod token;

@@ -39,6 +39,18 @@ pub enum Action {
     CorrectionList,
     /// The scheduler purging correction records kept their year.
     CorrectionPurge,
+    /// Set a tenant's ledger details.
+    TenantInfoSet,
+    /// Read the management ledger.
+    LedgerRead,
+    /// Read the usage report.
+    UsageReport,
+    /// Read an incident report.
+    IncidentReport,
+    /// A monitoring alert (ログ監視), raised by the daemon.
+    Alert,
+    /// List alerts.
+    AlertList,
     /// The scheduler disposing of a record at the end of its retention.
     ScheduledDispose,
     /// The scheduler destroying a disposal-epoch key.
@@ -121,6 +133,12 @@ impl Action {
             Action::CorrectionReject => "CORRECTION_REJECT",
             Action::CorrectionList => "CORRECTION_LIST",
             Action::CorrectionPurge => "CORRECTION_PURGE",
+            Action::TenantInfoSet => "TENANT_INFO_SET",
+            Action::LedgerRead => "LEDGER_READ",
+            Action::UsageReport => "USAGE_REPORT",
+            Action::IncidentReport => "INCIDENT_REPORT",
+            Action::Alert => "ALERT",
+            Action::AlertList => "ALERT_LIST",
             Action::ScheduledDispose => "SCHEDULED_DISPOSE",
             Action::EpochKeyDestroy => "EPOCH_KEY_DESTROY",
             Action::TenantCreate => "TENANT_CREATE",
@@ -162,7 +180,12 @@ impl Action {
             Action::Retire => &[Handler, Service, Manager],
             Action::CorrectionRequest => &[Handler, Service, Manager],
             Action::CorrectionApprove | Action::CorrectionReject => &[Manager],
-            Action::CorrectionList => &[Manager, Auditor, Admin],
+            Action::CorrectionList
+            | Action::LedgerRead
+            | Action::UsageReport
+            | Action::AlertList => &[Manager, Auditor, Admin],
+            Action::IncidentReport => &[Auditor, Admin],
+            Action::TenantInfoSet => &[Admin],
             Action::CertificateRead => &[Manager, Auditor, Admin],
             Action::TenantCreate
             | Action::OperatorCreate
@@ -194,7 +217,8 @@ impl Action {
             | Action::KeyDestroy
             | Action::ScheduledDispose
             | Action::EpochKeyDestroy
-            | Action::CorrectionPurge => &[],
+            | Action::CorrectionPurge
+            | Action::Alert => &[],
         }
     }
 

@@ -11,8 +11,8 @@ use vault_proto::v1 as pb;
 use vault_proto::v1::admin_server::Admin as AdminRpc;
 
 use crate::grpc::context::request_context;
-use crate::grpc::convert;
 use crate::grpc::status::to_status;
+use crate::grpc::{convert, reports};
 use crate::service::{self, NewOperator, NewTenant, TokenRequest};
 
 /// Implements the generated `Admin` service.
@@ -397,6 +397,49 @@ impl AdminRpc for AdminApi {
             .map_err(to_status)?;
         Ok(Response::new(pb::ListKeyDestructionsResponse {
             requests: list.into_iter().map(convert::destruction).collect(),
+        }))
+    }
+
+    async fn set_tenant_info(
+        &self,
+        request: Request<pb::TenantInfo>,
+    ) -> Result<Response<pb::TenantInfo>, Status> {
+        reports::set_tenant_info(&self.locker, request).await
+    }
+
+    async fn ledger(
+        &self,
+        request: Request<pb::LedgerRequest>,
+    ) -> Result<Response<pb::LedgerResponse>, Status> {
+        reports::ledger(&self.locker, request).await
+    }
+
+    async fn usage_report(
+        &self,
+        request: Request<pb::UsageReportRequest>,
+    ) -> Result<Response<pb::UsageReportResponse>, Status> {
+        reports::usage_report(&self.locker, request).await
+    }
+
+    async fn incident_report(
+        &self,
+        request: Request<pb::IncidentReportRequest>,
+    ) -> Result<Response<pb::IncidentReportResponse>, Status> {
+        reports::incident_report(&self.locker, request).await
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let ctx = request_context(&request);
+        let alerts = self
+            .locker
+            .list_alerts(&ctx, request.get_ref().after_seq)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: alerts.into_iter().map(convert::audit_entry).collect(),
         }))
     }
 

@@ -6,4 +6,5 @@ pub mod admin;
 pub mod context;
 pub mod convert;
 pub mod locker;
+pub mod reports;
 pub mod status;

@@ -22,13 +22,13 @@ const MAX_TAIL: usize = 10_000;
 
 /// Which entries a caller may read.
 #[derive(Clone)]
-enum Visibility {
+pub(super) enum Visibility {
     All,
     Tenants(Vec<String>),
 }
 
 impl Visibility {
-    fn of(caller: &Caller) -> Visibility {
+    pub(super) fn of(caller: &Caller) -> Visibility {
         if caller.operator.role == Role::Manager {
             let mut tenants: Vec<String> = caller
                 .operator
@@ -43,6 +43,14 @@ impl Visibility {
         }
     }
 
+    /// Whether the caller may see `tenant`'s records.
+    pub(super) fn shows_tenant(&self, tenant: &str) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Tenants(tenants) => tenants.iter().any(|t| t == tenant),
+        }
+    }
+
     fn shows(&self, entry: &ChainedEntry) -> bool {
         match self {
             Visibility::All => true,
@@ -51,7 +59,10 @@ impl Visibility {
     }
 }
 
-fn parse_rows(rows: Vec<(u64, Vec<u8>)>, visibility: &Visibility) -> Result<Vec<ChainedEntry>> {
+pub(super) fn parse_rows(
+    rows: Vec<(u64, Vec<u8>)>,
+    visibility: &Visibility,
+) -> Result<Vec<ChainedEntry>> {
     let mut out = Vec::with_capacity(rows.len());
     for (seq, row) in rows {
         let entry = ChainedEntry::from_row(&row)

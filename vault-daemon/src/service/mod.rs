@@ -7,6 +7,7 @@
 //! mutation) → `finish` (commit the mutation with the entry; only then return the value).
 
 mod admin;
+mod alerts;
 mod audit_log;
 mod auth;
 mod bench;
@@ -14,7 +15,9 @@ pub mod bootstrap;
 mod corrections;
 mod destruction;
 mod lifecycle;
+pub mod monitor;
 mod records;
+mod reports;
 pub mod rotation;
 
 use std::sync::Arc;
@@ -39,6 +42,7 @@ pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use lifecycle::{DisposalReport, run_disposal_schedule};
 pub use records::{SealRequest, SealResult};
+pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
 
 /// Who is calling, as the transport saw it.
 pub struct RequestContext {
@@ -129,6 +133,8 @@ pub struct Locker {
     lifecycle_clock: Arc<dyn Clock>,
     /// Held from reading to committing an epoch key, so a month never gets two.
     epoch_lock: tokio::sync::Mutex<()>,
+    /// ログ監視 of unseals.
+    monitor: monitor::Monitor,
 }
 
 impl Locker {
@@ -184,7 +190,14 @@ impl Locker {
             token_policy,
             destroy_wait_ms,
             epoch_lock: tokio::sync::Mutex::new(()),
+            monitor: monitor::Monitor::default(),
         }
+    }
+
+    /// Enforces `policy` on unseals (ログ監視).
+    pub fn with_monitoring(mut self, policy: monitor::MonitorPolicy) -> Locker {
+        self.monitor = monitor::Monitor::new(policy);
+        self
     }
 
     /// Uses `clock` for lifecycle dates (retirement, disposal, correction) instead of the

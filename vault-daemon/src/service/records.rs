@@ -206,7 +206,11 @@ impl Locker {
     ) -> Result<Zeroizing<String>> {
         let (caller, mut entry) = self.begin(ctx, Action::Unseal).await?;
         let body = self.unseal_body(&caller, &mut entry, handle, purpose).await;
-        self.finish(entry, body).await.map(|(number, _)| number)
+        let number = self.finish(entry, body).await.map(|(number, _)| number)?;
+        // Alerts are committed before the number goes out, so an auto-suspension stops the
+        // very next call; if the alert cannot be committed, the number is not released.
+        self.watch_unseal(&caller, handle).await?;
+        Ok(number)
     }
 
     async fn unseal_body(

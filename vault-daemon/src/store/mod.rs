@@ -20,6 +20,7 @@ use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
@@ -118,6 +119,8 @@ pub trait StoreRead {
     fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError>;
     /// Every correction record still kept.
     fn corrections(&self) -> Result<Vec<Correction>, StoreError>;
+    /// A tenant's ledger details.
+    fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError>;
 }
 
 /// A write transaction. Nothing is visible to readers before [`StoreWrite::commit`].
@@ -161,6 +164,8 @@ pub trait StoreWrite: StoreRead {
     fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError>;
     /// Delete a correction record.
     fn remove_correction(&mut self, id: &str) -> Result<(), StoreError>;
+    /// Insert or replace a tenant's ledger details.
+    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -13,6 +13,7 @@ use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::record::{Record, RecordStatus, SealedNumber, Suspension, Tombstone};
+use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
@@ -71,6 +72,8 @@ pub enum Mutation {
     DecideCorrection(Decision),
     /// Delete correction records kept their year.
     PurgeCorrections(Vec<String>),
+    /// Set a tenant's ledger details.
+    SetTenantInfo(Box<TenantInfo>),
     /// Mark a disposal-epoch key destroyed (after the backend destroyed it).
     DestroyEpochKey {
         /// Tenant id.
@@ -216,6 +219,13 @@ impl Mutation {
             Mutation::RequestCorrection(correction) => corrections::request(txn, *correction),
             Mutation::DecideCorrection(decision) => corrections::decide(txn, decision),
             Mutation::PurgeCorrections(ids) => corrections::purge(txn, &ids),
+            Mutation::SetTenantInfo(info) => {
+                if txn.tenant(&info.tenant)?.is_none() {
+                    return Ok(Err(Error::NotFound(format!("no tenant {}", info.tenant))));
+                }
+                txn.put_tenant_info(&info)?;
+                Ok(Ok(MutationOutcome::Done))
+            }
             Mutation::DestroyEpochKey {
                 tenant,
                 epoch,

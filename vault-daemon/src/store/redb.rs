@@ -18,6 +18,7 @@ use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::codec::{decode, encode};
@@ -54,6 +55,8 @@ pub const EPOCH_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("epoch
 pub const DISPOSAL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("disposal_queue");
 /// Correction requests and records: id → correction.
 pub const CORRECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corrections");
+/// Ledger details: tenant → details.
+pub const TENANT_INFO: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_info");
 /// Deletion certificates: handle → certificate.
 pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
 
@@ -149,6 +152,7 @@ impl RedbStore {
             txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
             txn.open_table(CERTIFICATES).map_err(io)?;
             txn.open_table(CORRECTIONS).map_err(io)?;
+            txn.open_table(TENANT_INFO).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -408,6 +412,11 @@ macro_rules! impl_store_read {
                 all_decoded(&table, "correction")
             }
 
+            fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
+                let table = self.txn.open_table(TENANT_INFO).map_err(io)?;
+                get_decoded(&table, tenant, "tenant details")
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -553,6 +562,14 @@ impl StoreWrite for RedbWrite {
         let mut table = self.txn.open_table(CORRECTIONS).map_err(io)?;
         table
             .insert(correction.id.as_str(), encode(correction)?.as_slice())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(TENANT_INFO).map_err(io)?;
+        table
+            .insert(info.tenant.as_str(), encode(info)?.as_slice())
             .map_err(io)?;
         Ok(())
     }

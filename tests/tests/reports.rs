@@ -1,0 +1,432 @@
+//! The records of the handling rules on a seeded data set: the 管理台帳, the usage report and
+//! the incident report have the counts the audit log has, parse as CSV and JSON, and contain
+//! no number. And ログ監視: a burst of unseals over the threshold raises exactly one alert and,
+//! when configured, suspends the operator, whose next unseal is refused and audited.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use tonic::Code;
+use vault_client::pb;
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
+use vault_tests::{Daemon, binary_path};
+
+const W: &str = "STAFF_WITHHOLDING";
+const H: &str = "STAFF_HEALTH_PENSION";
+
+fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> String {
+    let output = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(
+            daemon
+                .data_dir
+                .join("tokens")
+                .join(format!("{token}.token")),
+        )
+        .args(args)
+        .output()
+        .expect("run vault-client");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn today_jst() -> String {
+    let now =
+        time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("jst"));
+    format!(
+        "{:04}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
+}
+
+fn csv_rows(text: &str) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().expect("csv header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("csv row");
+            header
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let numbers: Vec<String> = (0..5).map(|i| valid_number(3100 + i)).collect();
+    let mut handles = Vec::new();
+    for (i, number) in numbers.iter().enumerate() {
+        let purposes: &[&str] = if i % 2 == 0 { &[W, H] } else { &[W] };
+        let handle = handler
+            .locker
+            .seal(seal_request("dev", &format!("E31{i}"), number, purposes))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        handles.push(handle);
+    }
+    let unseal = |h: &str, p: &str| pb::UnsealRequest {
+        handle: h.into(),
+        purpose: p.into(),
+    };
+    for i in 0..7 {
+        handler
+            .locker
+            .unseal(unseal(&handles[i % 5], W))
+            .await
+            .expect("unseal W");
+    }
+    for i in [0, 2, 4] {
+        handler
+            .locker
+            .unseal(unseal(&handles[i], H))
+            .await
+            .expect("unseal H");
+    }
+    let denied = handler
+        .locker
+        .unseal(unseal(&handles[1], H))
+        .await
+        .expect_err("purpose not permitted by the record");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    manager
+        .locker
+        .suspend(pb::SuspendRequest {
+            handle: handles[1].clone(),
+            reason: "本人の求め".into(),
+        })
+        .await
+        .expect("suspend");
+    manager
+        .locker
+        .dispose(pb::DisposeRequest {
+            handle: handles[2].clone(),
+            reason: "保存期間経過".into(),
+        })
+        .await
+        .expect("dispose");
+    handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handles[3].clone(),
+            left_on: today_jst(),
+        })
+        .await
+        .expect("retire");
+    cli(
+        &daemon,
+        "dev-admin",
+        &[
+            "tenant",
+            "info",
+            "dev",
+            "--file-kind",
+            "給与・社会保険",
+            "--file-name",
+            "従業員個人番号ファイル",
+            "--responsible-person",
+            "事務取扱責任者 山田",
+            "--responsible-department",
+            "人事部",
+            "--management-area",
+            "サーバ室A",
+            "--handling-area",
+            "人事部執務室",
+        ],
+    );
+
+    // 管理台帳.
+    let ledger: serde_json::Value = serde_json::from_str(&cli(
+        &daemon,
+        "dev-auditor",
+        &["ledger", "--tenant", "dev", "--format", "json"],
+    ))
+    .expect("ledger JSON");
+    let page = &ledger["ledger"][0];
+    assert_eq!(page["tenant"], "dev");
+    assert_eq!(page["records"]["active"], 2);
+    assert_eq!(page["records"]["suspended"], 1);
+    assert_eq!(page["records"]["retired"], 1);
+    assert_eq!(page["records"]["disposed"], 1);
+    assert_ne!(page["last_disposal"], "");
+    assert_eq!(page["responsible_department"], "人事部");
+    assert_eq!(page["management_area"], "サーバ室A");
+    let purposes: Vec<&str> = page["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .map(|p| p["code"].as_str().expect("code"))
+        .collect();
+    assert!(
+        purposes.contains(&W) && purposes.contains(&H),
+        "{purposes:?}"
+    );
+    let access = page["access"].as_array().expect("access");
+    assert!(
+        access
+            .iter()
+            .any(|a| a["operator_id"] == "dev-handler" && a["role"] == "handler")
+    );
+    let ledger_csv = cli(&daemon, "dev-auditor", &["ledger", "--format", "csv"]);
+    let rows = csv_rows(&ledger_csv);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["disposed"], "1");
+    let ledger_table = cli(&daemon, "dev-manager", &["ledger"]);
+
+    // 運用状況の記録, checked against the audit log itself.
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let today = today_jst();
+    let usage: serde_json::Value = serde_json::from_str(&cli(
+        &daemon,
+        "dev-auditor",
+        &[
+            "report", "usage", "--from", &today, "--to", &today, "--tenant", "dev", "--format",
+            "json",
+        ],
+    ))
+    .expect("usage JSON");
+    let mut reported: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    for row in usage["rows"].as_array().expect("rows") {
+        *reported
+            .entry((
+                row["category"].as_str().expect("category").into(),
+                row["purpose"].as_str().expect("purpose").into(),
+                row["operator"].as_str().expect("operator").into(),
+            ))
+            .or_default() += row["count"].as_u64().expect("count");
+    }
+    let count = |action: &str, outcome: &str, purpose: Option<&str>| {
+        entries
+            .iter()
+            .filter(|e| e.tenant == "dev" && e.action == action && e.outcome == outcome)
+            .filter(|e| purpose.is_none_or(|p| e.purpose == p))
+            .count() as u64
+    };
+    let get = |category: &str, purpose: &str, operator: &str| {
+        reported
+            .get(&(category.into(), purpose.into(), operator.into()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        get("acquisition", "", "dev-handler"),
+        count("SEAL", "ALLOWED", None)
+    );
+    assert_eq!(get("acquisition", "", "dev-handler"), 5);
+    assert_eq!(
+        get("use", W, "dev-handler"),
+        count("UNSEAL", "ALLOWED", Some(W))
+    );
+    assert_eq!(get("use", W, "dev-handler"), 7);
+    assert_eq!(get("use", H, "dev-handler"), 3);
+    assert_eq!(get("disposal", "", "dev-manager"), 1);
+    assert_eq!(get("suspension", "", "dev-manager"), 1);
+    assert_eq!(get("retirement", "", "dev-handler"), 1);
+    let denials: u64 = reported
+        .iter()
+        .filter(|(k, _)| k.0 == "denial")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        denials,
+        entries
+            .iter()
+            .filter(|e| e.tenant == "dev" && e.outcome == "DENIED")
+            .count() as u64
+    );
+    assert!(denials >= 1);
+    let usage_csv = cli(
+        &daemon,
+        "dev-manager",
+        &[
+            "report", "usage", "--from", &today, "--to", &today, "--format", "csv",
+        ],
+    );
+    let rows = csv_rows(&usage_csv);
+    assert!(
+        rows.iter()
+            .any(|r| r["category"] == "use" && r["purpose"] == W && r["count"] == "7")
+    );
+
+    // 漏えい等: what dev-handler's unseals touched.
+    let incident: serde_json::Value = serde_json::from_str(&cli(
+        &daemon,
+        "dev-auditor",
+        &[
+            "report",
+            "incident",
+            "--operator",
+            "dev-handler",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--format",
+            "json",
+        ],
+    ))
+    .expect("incident JSON");
+    let unsealed: BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| {
+            e.operator_id == "dev-handler" && e.action == "UNSEAL" && e.outcome == "ALLOWED"
+        })
+        .map(|e| e.handle.as_str())
+        .collect();
+    assert_eq!(incident["unseals"], 10);
+    assert_eq!(incident["subjects"], unsealed.len() as u64);
+    let listed: BTreeSet<&str> = incident["handles"]
+        .as_array()
+        .expect("handles")
+        .iter()
+        .map(|h| h.as_str().expect("handle"))
+        .collect();
+    assert_eq!(listed, unsealed);
+    assert_eq!(incident["denied"], 1);
+    let incident_csv = cli(
+        &daemon,
+        "dev-auditor",
+        &[
+            "report",
+            "incident",
+            "--operator",
+            "dev-handler",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(csv_rows(&incident_csv).len(), unsealed.len());
+
+    // None of them holds a number, in any form.
+    for text in [
+        &ledger.to_string(),
+        &ledger_csv,
+        &ledger_table,
+        &usage.to_string(),
+        &usage_csv,
+        &incident.to_string(),
+        &incident_csv,
+    ] {
+        for number in &numbers {
+            assert!(!text.contains(number.as_str()), "a number in a report");
+        }
+    }
+    // Reports are audited; a handler may not read them.
+    assert!(
+        export_audit(&mut auditor)
+            .await
+            .iter()
+            .any(|e| e.action == "LEDGER_READ")
+    );
+    let refused = handler
+        .admin
+        .ledger(pb::LedgerRequest::default())
+        .await
+        .expect_err("handlers do not read the ledger");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = TlsDaemon::start(
+        dir.path(),
+        "\n[monitoring]\nauto_suspend = true\n[monitoring.handler]\nunseals_per_hour = 5\ndistinct_subjects_per_hour = 0\n",
+    );
+    let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "t1".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let token = operator_token(&mut admin, "t1", "burst", pb::Role::Handler).await;
+    let mut handler = tls.client(Some(token), ClientCert::None).await;
+    let number = valid_number(3300);
+    let handle = handler
+        .locker
+        .seal(seal_request("t1", "E1", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let unseal = || pb::UnsealRequest {
+        handle: handle.clone(),
+        purpose: W.into(),
+    };
+    // Five within the threshold, the sixth crosses it: released, then the alert suspends.
+    for _ in 0..6 {
+        let got = handler
+            .locker
+            .unseal(unseal())
+            .await
+            .expect("within the burst");
+        assert_eq!(got.into_inner().number, number);
+    }
+    for _ in 0..3 {
+        let refused = handler
+            .locker
+            .unseal(unseal())
+            .await
+            .expect_err("suspended");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(refused.message().contains("disabled"));
+    }
+
+    let entries = export_audit(&mut admin).await;
+    let alerts: Vec<_> = entries.iter().filter(|e| e.action == "ALERT").collect();
+    assert_eq!(alerts.len(), 1, "exactly one alert: {alerts:?}");
+    assert_eq!(alerts[0].operator_id, "burst");
+    assert!(alerts[0].reason.contains("unseals_per_hour"));
+    assert!(alerts[0].reason.contains("suspended"));
+    let unseals: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.action == "UNSEAL" && e.operator_id == "burst")
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(
+        unseals,
+        ["ALLOWED"; 6]
+            .iter()
+            .copied()
+            .chain(["DENIED"; 3])
+            .collect::<Vec<_>>()
+    );
+    let listed = admin
+        .admin
+        .list_alerts(pb::ListAlertsRequest { after_seq: 0 })
+        .await
+        .expect("alerts")
+        .into_inner()
+        .alerts;
+    assert_eq!(listed.len(), 1);
+    assert!(!format!("{entries:?}").contains(&number));
+    assert!(tls.daemon.log().contains("log monitor alert"));
+    assert!(!tls.daemon.log().contains(&number));
+}

@@ -1,0 +1,281 @@
+//! `ledger`, `report usage`, `report incident` and `alerts`: the records the handling rules ask
+//! for, as a table for people, CSV for spreadsheets or JSON for programs. They never contain a
+//! number: the daemon builds them from metadata and the audit log.
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde_json::{Value, json};
+use vault_proto::v1 as pb;
+
+use vault_client::{Client, ClientError};
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns.
+    Table,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON document.
+    Json,
+}
+
+/// `YYYY-MM-DD` → the Unix time of 00:00 JST that day; `end` gives the next day's (so `--to`
+/// includes its whole day).
+pub fn jst_day_start(text: &str, end: bool) -> Result<i64, ClientError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| ClientError::Usage(format!("{text:?} is not a date as YYYY-MM-DD")))?;
+    let date = if end {
+        date.next_day().unwrap_or(date)
+    } else {
+        date
+    };
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    Ok(date.midnight().assume_offset(jst).unix_timestamp())
+}
+
+fn unix_time(unix: i64) -> String {
+    if unix == 0 {
+        return String::new();
+    }
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Prints rows (the first is the header) in `format`; `json` is the JSON form.
+fn print(
+    format: ReportFormat,
+    header: &[&str],
+    rows: &[Vec<String>],
+    json: Value,
+) -> Result<(), ClientError> {
+    match format {
+        ReportFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        }
+        ReportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(std::io::stdout());
+            let fail = |e: csv::Error| ClientError::Usage(format!("cannot write CSV: {e}"));
+            writer.write_record(header).map_err(fail)?;
+            for row in rows {
+                writer.write_record(row).map_err(fail)?;
+            }
+            writer
+                .flush()
+                .map_err(|e| ClientError::Usage(format!("cannot write CSV: {e}")))?;
+        }
+        ReportFormat::Table => {
+            let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+            for row in rows {
+                for (i, cell) in row.iter().enumerate() {
+                    widths[i] = widths[i].max(cell.chars().count());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_owned()
+            };
+            println!("{}", line(header.to_vec()));
+            for row in rows {
+                println!("{}", line(row.iter().map(String::as_str).collect()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the 管理台帳: one row per tenant.
+pub fn ledger(format: ReportFormat, ledger: &pb::LedgerResponse) -> Result<(), ClientError> {
+    let header = [
+        "tenant",
+        "tenant_name",
+        "file_kind",
+        "file_name",
+        "responsible_person",
+        "responsible_department",
+        "management_area",
+        "handling_area",
+        "purposes",
+        "active",
+        "suspended",
+        "retired",
+        "disposed",
+        "last_disposal",
+        "access",
+    ];
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for e in &ledger.entries {
+        let info = e.info.clone().unwrap_or_default();
+        let purposes: Vec<String> = e
+            .purposes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({} {}, {} years)",
+                    p.code, p.article, p.label_ja, p.retention_years
+                )
+            })
+            .collect();
+        let access: Vec<String> = e
+            .access
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} [{}{}]{}",
+                    a.operator_id,
+                    a.role,
+                    if a.disabled { ", disabled" } else { "" },
+                    if a.purposes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", a.purposes.join("/"))
+                    }
+                )
+            })
+            .collect();
+        rows.push(vec![
+            e.tenant.clone(),
+            e.tenant_name.clone(),
+            info.file_kind.clone(),
+            info.file_name.clone(),
+            info.responsible_person.clone(),
+            info.responsible_department.clone(),
+            info.management_area.clone(),
+            info.handling_area.clone(),
+            purposes.join("; "),
+            e.active.to_string(),
+            e.suspended.to_string(),
+            e.retired.to_string(),
+            e.disposed.to_string(),
+            unix_time(e.last_disposal_unix),
+            access.join("; "),
+        ]);
+        json.push(json!({
+            "tenant": e.tenant, "tenant_name": e.tenant_name,
+            "file_kind": info.file_kind, "file_name": info.file_name,
+            "responsible_person": info.responsible_person,
+            "responsible_department": info.responsible_department,
+            "management_area": info.management_area, "handling_area": info.handling_area,
+            "purposes": e.purposes.iter().map(|p| json!({
+                "code": p.code, "article": p.article, "label_ja": p.label_ja,
+                "retention_years": p.retention_years,
+            })).collect::<Vec<_>>(),
+            "records": {"active": e.active, "suspended": e.suspended, "retired": e.retired, "disposed": e.disposed},
+            "last_disposal": unix_time(e.last_disposal_unix),
+            "access": e.access.iter().map(|a| json!({
+                "operator_id": a.operator_id, "role": a.role, "disabled": a.disabled, "purposes": a.purposes,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    print(format, &header, &rows, json!({ "ledger": json }))
+}
+
+/// Prints the usage report: one row per (category, action, purpose, operator, tenant).
+pub fn usage(format: ReportFormat, report: &pb::UsageReportResponse) -> Result<(), ClientError> {
+    let header = [
+        "category", "action", "purpose", "operator", "tenant", "count",
+    ];
+    let rows: Vec<Vec<String>> = report
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.category.clone(),
+                r.action.clone(),
+                r.purpose.clone(),
+                r.operator_id.clone(),
+                r.tenant.clone(),
+                r.count.to_string(),
+            ]
+        })
+        .collect();
+    let json = json!({
+        "entries_scanned": report.entries_scanned,
+        "rows": report.rows.iter().map(|r| json!({
+            "category": r.category, "action": r.action, "purpose": r.purpose,
+            "operator": r.operator_id, "tenant": r.tenant, "count": r.count,
+        })).collect::<Vec<_>>(),
+    });
+    print(format, &header, &rows, json)
+}
+
+/// Prints an incident report: counts, then one row per handle.
+pub fn incident(
+    format: ReportFormat,
+    report: &pb::IncidentReportResponse,
+) -> Result<(), ClientError> {
+    let json = json!({
+        "operator": report.operator_id, "unseals": report.unseals, "subjects": report.subjects,
+        "denied": report.denied, "tenants": report.tenants, "handles": report.handles,
+    });
+    if format == ReportFormat::Json {
+        return print(format, &[], &[], json);
+    }
+    eprintln!(
+        "operator {}: {} unseals of {} records ({} refused) in tenants {}",
+        report.operator_id,
+        report.unseals,
+        report.subjects,
+        report.denied,
+        report.tenants.join(", ")
+    );
+    let rows: Vec<Vec<String>> = report.handles.iter().map(|h| vec![h.clone()]).collect();
+    print(format, &["handle"], &rows, json)
+}
+
+fn print_alert(format: crate::output::Format, alert: &pb::AuditEntry) {
+    match format {
+        crate::output::Format::Json => println!(
+            "{}",
+            json!({"seq": alert.seq, "time_ms": alert.time_unix_ms, "operator": alert.operator_id, "reason": alert.reason})
+        ),
+        crate::output::Format::Text => println!(
+            "{}\t{}\t{}",
+            unix_time(alert.time_unix_ms.div_euclid(1000)),
+            alert.operator_id,
+            alert.reason
+        ),
+    }
+}
+
+/// Lists alerts after `after`; with `follow`, keeps polling every two seconds.
+pub async fn alerts(
+    client: &mut Client,
+    format: crate::output::Format,
+    mut after: u64,
+    follow: bool,
+) -> Result<(), ClientError> {
+    loop {
+        let alerts = client
+            .admin
+            .list_alerts(pb::ListAlertsRequest { after_seq: after })
+            .await?
+            .into_inner()
+            .alerts;
+        for alert in &alerts {
+            print_alert(format, alert);
+            after = after.max(alert.seq);
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

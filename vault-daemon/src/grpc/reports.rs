@@ -1,0 +1,145 @@
+//! The report RPCs of the admin service (ledger, usage, incident, tenant details): wire ↔
+//! service conversion only.
+
+use tonic::{Request, Response, Status};
+use vault_proto::v1 as pb;
+
+use crate::domain::tenant_info::TenantInfo;
+use crate::grpc::context::request_context;
+use crate::grpc::status::to_status;
+use crate::service::{LedgerEntry, Locker};
+
+fn ms(unix: i64) -> i64 {
+    unix.saturating_mul(1000)
+}
+
+fn info_to_wire(info: TenantInfo) -> pb::TenantInfo {
+    pb::TenantInfo {
+        tenant: info.tenant,
+        file_kind: info.file_kind,
+        file_name: info.file_name,
+        responsible_person: info.responsible_person,
+        responsible_department: info.responsible_department,
+        management_area: info.management_area,
+        handling_area: info.handling_area,
+    }
+}
+
+fn ledger_entry(page: LedgerEntry) -> pb::LedgerEntry {
+    pb::LedgerEntry {
+        tenant: page.tenant,
+        tenant_name: page.tenant_name,
+        info: Some(info_to_wire(page.info)),
+        purposes: page
+            .purposes
+            .into_iter()
+            .map(|p| pb::LedgerPurpose {
+                code: p.code,
+                article: p.article,
+                label_ja: p.label_ja,
+                retention_years: p.retention_years,
+            })
+            .collect(),
+        active: page.active,
+        suspended: page.suspended,
+        retired: page.retired,
+        disposed: page.disposed,
+        last_disposal_unix: page.last_disposal_ms.map_or(0, |t| t.div_euclid(1000)),
+        access: page
+            .access
+            .into_iter()
+            .map(|a| pb::LedgerAccess {
+                operator_id: a.operator,
+                role: a.role.into(),
+                disabled: a.disabled,
+                purposes: a.purposes,
+            })
+            .collect(),
+    }
+}
+
+/// `SetTenantInfo`.
+pub async fn set_tenant_info(
+    locker: &Locker,
+    request: Request<pb::TenantInfo>,
+) -> Result<Response<pb::TenantInfo>, Status> {
+    let ctx = request_context(&request);
+    let m = request.into_inner();
+    let info = TenantInfo {
+        tenant: m.tenant,
+        file_kind: m.file_kind,
+        file_name: m.file_name,
+        responsible_person: m.responsible_person,
+        responsible_department: m.responsible_department,
+        management_area: m.management_area,
+        handling_area: m.handling_area,
+    };
+    let info = locker
+        .set_tenant_info(&ctx, info)
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(info_to_wire(info)))
+}
+
+/// `Ledger`.
+pub async fn ledger(
+    locker: &Locker,
+    request: Request<pb::LedgerRequest>,
+) -> Result<Response<pb::LedgerResponse>, Status> {
+    let ctx = request_context(&request);
+    let ledger = locker
+        .ledger(&ctx, &request.get_ref().tenant)
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(pb::LedgerResponse {
+        entries: ledger.into_iter().map(ledger_entry).collect(),
+    }))
+}
+
+/// `UsageReport`.
+pub async fn usage_report(
+    locker: &Locker,
+    request: Request<pb::UsageReportRequest>,
+) -> Result<Response<pb::UsageReportResponse>, Status> {
+    let ctx = request_context(&request);
+    let m = request.get_ref();
+    let (rows, scanned) = locker
+        .usage_report(&ctx, ms(m.from_unix), ms(m.to_unix), &m.tenant)
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(pb::UsageReportResponse {
+        rows: rows
+            .into_iter()
+            .map(|r| pb::UsageRow {
+                category: r.category.into(),
+                action: r.action,
+                purpose: r.purpose,
+                operator_id: r.operator,
+                tenant: r.tenant,
+                count: r.count,
+            })
+            .collect(),
+        entries_scanned: scanned,
+    }))
+}
+
+/// `IncidentReport`.
+pub async fn incident_report(
+    locker: &Locker,
+    request: Request<pb::IncidentReportRequest>,
+) -> Result<Response<pb::IncidentReportResponse>, Status> {
+    let ctx = request_context(&request);
+    let m = request.get_ref();
+    let report = locker
+        .incident_report(&ctx, &m.operator_id, ms(m.from_unix), ms(m.to_unix))
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(pb::IncidentReportResponse {
+        operator_id: m.operator_id.clone(),
+        unseals: report.unseals,
+        subjects: report.handles.len() as u64,
+        handles: report.handles,
+        denied: report.denied,
+        tenants: report.tenants,
+    }))
+}

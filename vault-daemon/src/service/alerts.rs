@@ -1,0 +1,76 @@
+//! Alerts of the log monitor: committed to the audit log as `ALERT` entries (with the
+//! operator's suspension when the policy says so), logged at WARN, and listed for auditors.
+
+use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome};
+use crate::domain::policy::Action;
+use crate::error::Result;
+use crate::service::audit_log::{Visibility, parse_rows};
+use crate::service::{Caller, Locker, RequestContext};
+use crate::store::mutation::{Mutation, OperatorChange};
+
+/// Most alerts one listing returns.
+const MAX_ALERTS: usize = 1000;
+
+impl Locker {
+    /// Feeds an allowed unseal to the monitor and commits the alerts it raises.
+    pub(super) async fn watch_unseal(&self, caller: &Caller, handle: &str) -> Result<()> {
+        let operator = &caller.operator;
+        for reason in self
+            .monitor
+            .observe(&operator.id, operator.role, handle, self.now_ms())
+        {
+            tracing::warn!(operator = %operator.id, alert = %reason, "log monitor alert");
+            let mut entry = AuditEntry {
+                operator: operator.id.clone(),
+                role: operator.role.as_str().into(),
+                action: Action::Alert.as_str().into(),
+                ..AuditEntry::default()
+            };
+            let mutation = if self.monitor.auto_suspend() {
+                entry.allow(format!("{reason}; operator suspended"));
+                Mutation::ChangeOperator {
+                    id: operator.id.clone(),
+                    change: OperatorChange::Disable,
+                }
+            } else {
+                entry.allow(reason);
+                Mutation::None
+            };
+            self.writer.submit(mutation, entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Alerts after sequence number `after_seq` (managers see their tenants' operators only
+    /// through entries of their tenants; alerts carry no tenant, so managers see none).
+    pub async fn list_alerts(
+        &self,
+        ctx: &RequestContext,
+        after_seq: u64,
+    ) -> Result<Vec<ChainedEntry>> {
+        let (caller, entry) = self.begin(ctx, Action::AlertList).await?;
+        let visibility = Visibility::of(&caller);
+        let body = (|| {
+            let mut alerts = Vec::new();
+            let mut after = after_seq;
+            loop {
+                let rows = self.store.reader()?.audit_after(after, 1000)?;
+                let Some((last, _)) = rows.last() else {
+                    break;
+                };
+                after = *last;
+                alerts.extend(
+                    parse_rows(rows, &visibility)?
+                        .into_iter()
+                        .filter(|e| e.entry.action == Action::Alert.as_str()),
+                );
+                if alerts.len() >= MAX_ALERTS {
+                    alerts.truncate(MAX_ALERTS);
+                    break;
+                }
+            }
+            Ok((alerts, Mutation::None))
+        })();
+        self.finish(entry, body).await.map(|(alerts, _)| alerts)
+    }
+}

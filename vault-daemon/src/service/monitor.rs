@@ -1,0 +1,216 @@
+//! ログ監視: per-role thresholds on what an operator does with numbers — unseals per hour,
+//! distinct records per hour, unseals outside working hours. Crossing one raises one alert
+//! (an audit entry, a WARN line, and optionally the operator's suspension) and then stays
+//! quiet for that rule and operator for an hour, so a burst yields exactly one alert.
+//!
+//! The windows live in memory: a restart starts them afresh (the audit log keeps every unseal,
+//! so `report incident` still sees a burst that spans a restart).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::domain::operator::Role;
+
+const HOUR_MS: i64 = 3_600_000;
+const JST_OFFSET_MS: i64 = 9 * HOUR_MS;
+
+/// Thresholds for one role; 0 (or no hours) turns a rule off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Unseals per operator in any hour.
+    pub unseals_per_hour: u32,
+    /// Distinct records per operator in any hour.
+    pub distinct_subjects_per_hour: u32,
+    /// Working hours in JST, as minutes since midnight `[start, end)`; unseals outside raise an
+    /// alert.
+    pub hours: Option<(u32, u32)>,
+}
+
+/// The monitoring policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorPolicy {
+    /// Thresholds for handlers.
+    pub handler: Thresholds,
+    /// Thresholds for services.
+    pub service: Thresholds,
+    /// Disable the operator when an alert fires (their next call is refused).
+    pub auto_suspend: bool,
+}
+
+/// Parses `HH:MM-HH:MM` (JST) into minutes since midnight.
+pub fn parse_hours(text: &str) -> Result<(u32, u32), String> {
+    let minutes = |part: &str| -> Option<u32> {
+        let (h, m) = part.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    let bad = || format!("hours must be HH:MM-HH:MM, got {text:?}");
+    let (start, end) = text.split_once('-').ok_or_else(bad)?;
+    let (start, end) = (
+        minutes(start).ok_or_else(bad)?,
+        minutes(end).ok_or_else(bad)?,
+    );
+    if start >= end {
+        return Err(bad());
+    }
+    Ok((start, end))
+}
+
+#[derive(Default)]
+struct Window {
+    unseals: VecDeque<i64>,
+    subjects: HashMap<String, i64>,
+    quiet_until: HashMap<&'static str, i64>,
+}
+
+/// Watches unseals and says when a threshold is crossed.
+#[derive(Default)]
+pub struct Monitor {
+    policy: MonitorPolicy,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+impl Monitor {
+    /// A monitor enforcing `policy`.
+    pub fn new(policy: MonitorPolicy) -> Monitor {
+        Monitor {
+            policy,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether alerts disable the operator.
+    pub fn auto_suspend(&self) -> bool {
+        self.policy.auto_suspend
+    }
+
+    /// Records an unseal of `handle` by `operator` at `now_ms`; returns the alerts it raises
+    /// (each a reason without any number).
+    pub fn observe(&self, operator: &str, role: Role, handle: &str, now_ms: i64) -> Vec<String> {
+        let thresholds = match role {
+            Role::Handler => &self.policy.handler,
+            Role::Service => &self.policy.service,
+            _ => return Vec::new(),
+        };
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(operator.to_owned()).or_default();
+        let since = now_ms - HOUR_MS;
+        while window.unseals.front().is_some_and(|&t| t <= since) {
+            window.unseals.pop_front();
+        }
+        window.unseals.push_back(now_ms);
+        window.subjects.retain(|_, &mut t| t > since);
+        window.subjects.insert(handle.to_owned(), now_ms);
+
+        let mut crossed = Vec::new();
+        let limit = thresholds.unseals_per_hour as usize;
+        if limit > 0 && window.unseals.len() > limit {
+            crossed.push((
+                "unseals_per_hour",
+                format!(
+                    "operator {operator} unsealed {} numbers within an hour (threshold {limit})",
+                    window.unseals.len()
+                ),
+            ));
+        }
+        let limit = thresholds.distinct_subjects_per_hour as usize;
+        if limit > 0 && window.subjects.len() > limit {
+            crossed.push((
+                "distinct_subjects_per_hour",
+                format!(
+                    "operator {operator} unsealed {} distinct records within an hour (threshold {limit})",
+                    window.subjects.len()
+                ),
+            ));
+        }
+        if let Some((start, end)) = thresholds.hours {
+            let minute = ((now_ms + JST_OFFSET_MS).rem_euclid(24 * HOUR_MS) / 60_000) as u32;
+            if minute < start || minute >= end {
+                crossed.push((
+                    "outside_hours",
+                    format!(
+                        "operator {operator} unsealed outside the working hours {:02}:{:02}-{:02}:{:02} JST",
+                        start / 60,
+                        start % 60,
+                        end / 60,
+                        end % 60
+                    ),
+                ));
+            }
+        }
+        crossed
+            .into_iter()
+            .filter_map(|(rule, reason)| {
+                if window.quiet_until.get(rule).is_some_and(|&t| now_ms < t) {
+                    return None;
+                }
+                window.quiet_until.insert(rule, now_ms + HOUR_MS);
+                Some(format!("{rule}: {reason}"))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monitor(unseals: u32, subjects: u32, hours: Option<(u32, u32)>) -> Monitor {
+        Monitor::new(MonitorPolicy {
+            handler: Thresholds {
+                unseals_per_hour: unseals,
+                distinct_subjects_per_hour: subjects,
+                hours,
+            },
+            ..MonitorPolicy::default()
+        })
+    }
+
+    #[test]
+    fn a_burst_raises_one_alert_per_rule_per_hour() {
+        let m = monitor(5, 0, None);
+        let t0 = 1_800_000_000_000;
+        let alerts: Vec<_> = (0..20)
+            .flat_map(|i| m.observe("op", Role::Handler, "h", t0 + i))
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].starts_with("unseals_per_hour"));
+        // An hour later the window has emptied; a new burst alerts again.
+        let later: Vec<_> = (0..6)
+            .flat_map(|i| m.observe("op", Role::Handler, "h", t0 + HOUR_MS + 100 + i))
+            .collect();
+        assert_eq!(later.len(), 1);
+        assert!(m.observe("admin", Role::Admin, "h", t0).is_empty());
+    }
+
+    #[test]
+    fn distinct_records_and_hours() {
+        let m = monitor(0, 3, Some((9 * 60, 18 * 60)));
+        // 2026-11-23 01:00 UTC = 10:00 JST: within hours.
+        let t0 = 1_795_395_600_000;
+        for i in 0..3 {
+            assert!(
+                m.observe("op", Role::Handler, &format!("h{i}"), t0 + i)
+                    .is_empty()
+            );
+        }
+        let alerts = m.observe("op", Role::Handler, "h3", t0 + 10);
+        assert_eq!(alerts.len(), 1);
+        assert!(alerts[0].starts_with("distinct_subjects_per_hour"));
+        // 12:00 UTC = 21:00 JST: outside.
+        let night = t0 + 11 * HOUR_MS;
+        let alerts = m.observe("op", Role::Handler, "h0", night);
+        assert!(
+            alerts.iter().any(|a| a.starts_with("outside_hours")),
+            "{alerts:?}"
+        );
+    }
+
+    #[test]
+    fn hours_parse_strictly() {
+        assert_eq!(parse_hours("08:30-19:00"), Ok((510, 1140)));
+        for bad in ["8-19", "19:00-08:00", "25:00-26:00", "08:60-09:00", ""] {
+            assert!(parse_hours(bad).is_err(), "{bad}");
+        }
+    }
+}
