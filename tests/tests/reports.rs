@@ -426,6 +426,38 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
         .into_inner()
         .alerts;
     assert_eq!(listed.len(), 1);
+    // A manager sees the alerts of the operators of their tenants, and only those.
+    for (tenant, manager, expected) in [("t1", "mgr-t1", 1), ("t2", "mgr-t2", 0)] {
+        if tenant == "t2" {
+            admin
+                .admin
+                .create_tenant(pb::CreateTenantRequest {
+                    tenant_id: "t2".into(),
+                    name: String::new(),
+                })
+                .await
+                .expect("tenant");
+        }
+        let token = operator_token(&mut admin, tenant, manager, pb::Role::Manager).await;
+        admin
+            .admin
+            .grant_purposes(pb::GrantRequest {
+                operator_id: manager.into(),
+                tenant: tenant.into(),
+                purposes: vec![W.into()],
+            })
+            .await
+            .expect("grant");
+        let mut client = tls.client(Some(token), ClientCert::None).await;
+        let seen = client
+            .admin
+            .list_alerts(pb::ListAlertsRequest { after_seq: 0 })
+            .await
+            .expect("alerts")
+            .into_inner()
+            .alerts;
+        assert_eq!(seen.len(), expected, "{manager}");
+    }
     assert!(!format!("{entries:?}").contains(&number));
     assert!(tls.daemon.log().contains("log monitor alert"));
     assert!(!tls.daemon.log().contains(&number));

@@ -608,4 +608,23 @@ mod tests {
         .to_string();
         assert!(message.contains("loopback"), "{message}");
     }
+
+    #[test]
+    fn monitoring_hours_are_checked_at_load() {
+        let base = "[store]\ndata_dir = \"/x\"\n[backend]\nallow_insecure = true\n";
+        let message = parse(&format!(
+            "{base}[monitoring.handler]\nhours = \"22:00-07:00\"\n"
+        ))
+        .expect_err("reversed hours refused")
+        .to_string();
+        assert!(message.contains("monitoring.handler"), "{message}");
+        let config = parse(&format!(
+            "{base}[monitoring]\nauto_suspend = true\n[monitoring.handler]\nunseals_per_hour = 5\nhours = \"08:00-20:00\"\n"
+        ))
+        .expect("valid");
+        let policy = config.monitoring.policy().expect("policy");
+        assert!(policy.auto_suspend);
+        assert_eq!(policy.handler.unseals_per_hour, 5);
+        assert_eq!(policy.handler.hours, Some((480, 1200)));
+    }
 }

@@ -41,16 +41,27 @@ impl Locker {
         Ok(())
     }
 
-    /// Alerts after sequence number `after_seq` (managers see their tenants' operators only
-    /// through entries of their tenants; alerts carry no tenant, so managers see none).
+    /// Alerts after sequence number `after_seq`. An alert is about an operator, not a tenant:
+    /// managers see the alerts of operators who hold grants on one of their tenants.
     pub async fn list_alerts(
         &self,
         ctx: &RequestContext,
         after_seq: u64,
     ) -> Result<Vec<ChainedEntry>> {
         let (caller, entry) = self.begin(ctx, Action::AlertList).await?;
-        let visibility = Visibility::of(&caller);
         let body = (|| {
+            let watched: Option<Vec<String>> = match Visibility::of(&caller) {
+                Visibility::All => None,
+                Visibility::Tenants(tenants) => Some(
+                    self.store
+                        .reader()?
+                        .operators()?
+                        .into_iter()
+                        .filter(|o| o.grants.iter().any(|g| tenants.contains(&g.tenant)))
+                        .map(|o| o.id)
+                        .collect(),
+                ),
+            };
             let mut alerts = Vec::new();
             let mut after = after_seq;
             loop {
@@ -60,9 +71,14 @@ impl Locker {
                 };
                 after = *last;
                 alerts.extend(
-                    parse_rows(rows, &visibility)?
+                    parse_rows(rows, &Visibility::All)?
                         .into_iter()
-                        .filter(|e| e.entry.action == Action::Alert.as_str()),
+                        .filter(|e| e.entry.action == Action::Alert.as_str())
+                        .filter(|e| {
+                            watched
+                                .as_ref()
+                                .is_none_or(|ids| ids.contains(&e.entry.operator))
+                        }),
                 );
                 if alerts.len() >= MAX_ALERTS {
                     alerts.truncate(MAX_ALERTS);

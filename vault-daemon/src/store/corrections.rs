@@ -5,6 +5,7 @@
 
 use crate::domain::correction::{Correction, CorrectionState};
 use crate::domain::handle::Handle;
+use crate::domain::operator::KeyState;
 use crate::domain::record::RecordStatus;
 use crate::error::Error;
 use crate::store::mutation::MutationOutcome;
@@ -113,6 +114,16 @@ pub fn decide(txn: &mut dyn StoreWrite, decision: Decision) -> Applied {
         if record.sealed.as_ref() != Some(&pending.replaces) {
             return Ok(Err(Error::FailedPrecondition(format!(
                 "record {handle} changed since the correction was requested (retired or rewrapped); request it again"
+            ))));
+        }
+        let usable = txn
+            .tenant(&record.tenant)?
+            .and_then(|t| t.keys_of(pending.sealed.key_version).map(|k| k.state))
+            .is_some_and(|state| state != KeyState::Destroyed);
+        if !usable {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "the key the corrected number was sealed under is gone; request correction {} again",
+                correction.id
             ))));
         }
         if txn
