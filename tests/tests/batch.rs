@@ -2,31 +2,13 @@
 //! without stopping the batch, and one audit entry per item.
 
 use std::collections::HashMap;
-use std::process::Command;
 
+use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::export_audit;
-use vault_tests::{Daemon, binary_path};
 
 fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary_path("vault-client"))
-        .arg("--endpoint")
-        .arg(daemon.endpoint())
-        .arg("--token-file")
-        .arg(
-            daemon
-                .data_dir
-                .join("tokens")
-                .join(format!("{token}.token")),
-        )
-        .args(args)
-        .output()
-        .expect("run vault-client");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    vault_tests::cli::vault_cli(daemon, token, args, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

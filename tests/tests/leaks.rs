@@ -2,47 +2,17 @@
 //! inputs, token issue — then the daemon's logs, the audit export and the CLI's stderr are
 //! searched for every sealed number's digits and every token. None may appear.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use secrecy::ExposeSecret;
 use vault_client::pb;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, seal_request};
-use vault_tests::{Daemon, DaemonOptions, binary_path};
+use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
 
 /// Runs the CLI with `stdin`, returning (success, stdout, stderr).
 fn cli(daemon: &Daemon, token_file: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(binary_path("vault-client"))
-        .arg("--endpoint")
-        .arg(daemon.endpoint())
-        .arg("--token-file")
-        .arg(
-            daemon
-                .data_dir
-                .join("tokens")
-                .join(format!("{token_file}.token")),
-        )
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run vault-client");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("wait");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    vault_tests::cli::vault_cli(daemon, token_file, args, stdin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,24 +33,7 @@ fn jst_date_in(days: i64) -> String {
 }
 
 fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary_path("vault-client"))
-        .arg("--endpoint")
-        .arg(daemon.endpoint())
-        .arg("--token-file")
-        .arg(
-            daemon
-                .data_dir
-                .join("tokens")
-                .join(format!("{token}.token")),
-        )
-        .args(args)
-        .output()
-        .expect("run vault-client");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    vault_tests::cli::vault_cli(daemon, token, args, "")
 }
 
 async fn unseal(

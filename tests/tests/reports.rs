@@ -4,38 +4,21 @@
 //! when configured, suspends the operator, whose next unseal is refused and audited.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use tonic::Code;
 use vault_client::pb;
+use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, operator_token, seal_request};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
-use vault_tests::{Daemon, binary_path};
 
 const W: &str = "STAFF_WITHHOLDING";
 const H: &str = "STAFF_HEALTH_PENSION";
 
 fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> String {
-    let output = Command::new(binary_path("vault-client"))
-        .arg("--endpoint")
-        .arg(daemon.endpoint())
-        .arg("--token-file")
-        .arg(
-            daemon
-                .data_dir
-                .join("tokens")
-                .join(format!("{token}.token")),
-        )
-        .args(args)
-        .output()
-        .expect("run vault-client");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let (ok, stdout, stderr) = vault_tests::cli::vault_cli(daemon, token, args, "");
+    assert!(ok, "{args:?}: {stderr}");
+    stdout
 }
 
 fn today_jst() -> String {

@@ -39,6 +39,21 @@ pub fn free_text(what: &str, value: &str, max_chars: usize, required: bool) -> R
     Ok(())
 }
 
+/// Checks an id made of 16 lowercase hex digits (correction and destruction request ids).
+pub fn hex_id(what: &str, id: &str) -> Result<(), String> {
+    if id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} must be the 16 hex digits shown when it was made"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

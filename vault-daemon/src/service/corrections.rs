@@ -31,20 +31,6 @@ fn correction_outcome(outcome: ((), MutationOutcome)) -> Result<Correction> {
     }
 }
 
-fn valid_id(id: &str) -> Result<()> {
-    if id.len() == 16
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(invalid(
-            "correction id must be the 16 hex digits shown when it was requested",
-        ))
-    }
-}
-
 impl Locker {
     /// Requests a correction of `handle` to `number`.
     pub async fn request_correction(
@@ -82,12 +68,7 @@ impl Locker {
             .record(&handle)?
             .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
         entry.tenant = record.tenant.clone();
-        if !caller.operator.has_tenant(&record.tenant) {
-            return Err(Error::PermissionDenied(format!(
-                "operator {} has no grant on tenant {}",
-                caller.operator.id, record.tenant
-            )));
-        }
+        super::require_scope(caller, &record.tenant)?;
         let replaces = match (&record.status, &record.sealed) {
             (RecordStatus::Active | RecordStatus::Suspended(_), Some(sealed)) => sealed.clone(),
             (RecordStatus::Retired(_), _) => {
@@ -164,7 +145,7 @@ impl Locker {
         };
         let (caller, mut entry) = self.begin(ctx, action).await?;
         let body = (|| {
-            valid_id(id)?;
+            text::hex_id("correction id", id).map_err(invalid)?;
             text::free_text("note", note, 1024, !approve).map_err(invalid)?;
             let correction = self
                 .store
@@ -173,12 +154,7 @@ impl Locker {
                 .ok_or_else(|| Error::NotFound(format!("no correction {id}")))?;
             entry.handle = correction.handle.clone();
             entry.tenant = correction.tenant.clone();
-            if !caller.operator.has_tenant(&correction.tenant) {
-                return Err(Error::PermissionDenied(format!(
-                    "operator {} has no grant on tenant {}",
-                    caller.operator.id, correction.tenant
-                )));
-            }
+            super::require_scope(&caller, &correction.tenant)?;
             if correction.requested_by == caller.operator.id {
                 return Err(Error::PermissionDenied(
                     "a correction is decided by someone other than its requester".into(),

@@ -22,20 +22,6 @@ fn outcome_request(outcome: MutationOutcome) -> Result<DestructionRequest> {
     }
 }
 
-fn check_request_id(id: &str) -> Result<()> {
-    if id.len() == 16
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(
-            "request id must be the 16 hex digits shown when it was made".into(),
-        ))
-    }
-}
-
 impl Locker {
     /// Asks for a key version's destruction; refused while it is active or protects a record.
     pub async fn request_key_destruction(
@@ -112,22 +98,24 @@ impl Locker {
         id: &str,
     ) -> Result<DestructionRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::KeyDestroyApprove).await?;
-        let body = check_request_id(id).map(|()| {
-            let now_ms = self.now_ms();
-            let not_before_ms = now_ms.saturating_add(self.destroy_wait_ms);
-            entry.allow(format!(
-                "destruction request {id} approved; not before {not_before_ms} ms"
-            ));
-            (
-                (),
-                Mutation::ChangeDestruction(DestructionChange::Approve {
-                    id: id.to_owned(),
-                    by: caller.operator.id.clone(),
-                    now_ms,
-                    not_before_ms,
-                }),
-            )
-        });
+        let body = text::hex_id("request id", id)
+            .map_err(Error::InvalidArgument)
+            .map(|()| {
+                let now_ms = self.now_ms();
+                let not_before_ms = now_ms.saturating_add(self.destroy_wait_ms);
+                entry.allow(format!(
+                    "destruction request {id} approved; not before {not_before_ms} ms"
+                ));
+                (
+                    (),
+                    Mutation::ChangeDestruction(DestructionChange::Approve {
+                        id: id.to_owned(),
+                        by: caller.operator.id.clone(),
+                        now_ms,
+                        not_before_ms,
+                    }),
+                )
+            });
         self.finish(entry, body)
             .await
             .and_then(|(_, o)| outcome_request(o))
@@ -140,17 +128,19 @@ impl Locker {
         id: &str,
     ) -> Result<DestructionRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::KeyDestroyCancel).await?;
-        let body = check_request_id(id).map(|()| {
-            entry.allow(format!("destruction request {id} cancelled"));
-            (
-                (),
-                Mutation::ChangeDestruction(DestructionChange::Cancel {
-                    id: id.to_owned(),
-                    by: caller.operator.id.clone(),
-                    now_ms: self.now_ms(),
-                }),
-            )
-        });
+        let body = text::hex_id("request id", id)
+            .map_err(Error::InvalidArgument)
+            .map(|()| {
+                entry.allow(format!("destruction request {id} cancelled"));
+                (
+                    (),
+                    Mutation::ChangeDestruction(DestructionChange::Cancel {
+                        id: id.to_owned(),
+                        by: caller.operator.id.clone(),
+                        now_ms: self.now_ms(),
+                    }),
+                )
+            });
         self.finish(entry, body)
             .await
             .and_then(|(_, o)| outcome_request(o))

@@ -45,21 +45,6 @@ fn record_outcome(outcome: ((), MutationOutcome)) -> Result<Record> {
     }
 }
 
-/// Admins and auditors see every tenant; everyone else only the tenants they hold grants on.
-fn require_scope(caller: &Caller, tenant: &str) -> Result<()> {
-    use crate::domain::operator::Role;
-    if matches!(caller.operator.role, Role::Admin | Role::Auditor)
-        || caller.operator.has_tenant(tenant)
-    {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "operator {} has no grant on tenant {tenant}",
-            caller.operator.id
-        )))
-    }
-}
-
 impl Locker {
     /// Now, on the lifecycle clock.
     pub(super) fn lifecycle_now_ms(&self) -> i64 {
@@ -347,7 +332,7 @@ impl Locker {
             .record(handle)?
             .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
         entry.tenant = record.tenant.clone();
-        require_scope(caller, &record.tenant)?;
+        super::require_scope(caller, &record.tenant)?;
         Ok(record)
     }
 

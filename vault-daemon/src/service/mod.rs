@@ -109,6 +109,22 @@ pub struct Caller {
     pub token_id: String,
 }
 
+/// Refuses a caller outside `tenant`: handlers, services and managers reach the tenants they
+/// hold grants on; admins and auditors (who never unseal) see every tenant.
+fn require_scope(caller: &Caller, tenant: &str) -> Result<()> {
+    use crate::domain::operator::Role;
+    if matches!(caller.operator.role, Role::Admin | Role::Auditor)
+        || caller.operator.has_tenant(tenant)
+    {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "operator {} has no grant on tenant {tenant}",
+            caller.operator.id
+        )))
+    }
+}
+
 /// Token lifetime policy, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenPolicy {

@@ -68,18 +68,6 @@ fn active_keys(tenant: &Tenant) -> Result<&TenantKeys> {
         .ok_or_else(|| Error::Internal(format!("tenant {} has no keys", tenant.id)))
 }
 
-/// Tenant scope: handlers, services and managers act only on tenants they hold grants on.
-fn require_tenant_scope(caller: &Caller, tenant: &str) -> Result<()> {
-    if caller.operator.has_tenant(tenant) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "operator {} has no grant on tenant {tenant}",
-            caller.operator.id
-        )))
-    }
-}
-
 impl Locker {
     pub(super) fn load_tenant(&self, id: &str) -> Result<Tenant> {
         self.store
@@ -157,7 +145,7 @@ impl Locker {
             .map_err(invalid)?;
         let number = parse_number(&request.number)?;
         let tenant = self.load_tenant(&request.tenant)?;
-        require_tenant_scope(caller, &tenant.id)?;
+        super::require_scope(caller, &tenant.id)?;
         if let Some(missing) = purposes
             .iter()
             .find(|p| !caller.operator.has_grant(&tenant.id, p))
@@ -224,7 +212,7 @@ impl Locker {
         self.purposes.check(purpose).map_err(invalid)?;
         entry.purpose = purpose.to_owned();
         let record = self.load_record(&handle, entry)?;
-        require_tenant_scope(caller, &record.tenant)?;
+        super::require_scope(caller, &record.tenant)?;
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Disposed(_), _) => {
                 return Err(Error::FailedPrecondition(format!(
@@ -291,7 +279,7 @@ impl Locker {
         check_tenant_id(tenant, entry)?;
         let number = parse_number(number)?;
         let tenant = self.load_tenant(tenant)?;
-        require_tenant_scope(caller, &tenant.id)?;
+        super::require_scope(caller, &tenant.id)?;
         let handle = self
             .find_by_number(&tenant, &number)
             .await?
@@ -316,7 +304,7 @@ impl Locker {
     ) -> Result<(Record, Mutation)> {
         let handle = parse_handle(handle, entry)?;
         let record = self.load_record(&handle, entry)?;
-        require_tenant_scope(caller, &record.tenant)?;
+        super::require_scope(caller, &record.tenant)?;
         Ok((record, Mutation::None))
     }
 
@@ -338,7 +326,7 @@ impl Locker {
             let handle = parse_handle(handle, &mut entry)?;
             text::free_text("reason", reason, 1024, true).map_err(invalid)?;
             let record = self.load_record(&handle, &mut entry)?;
-            require_tenant_scope(&caller, &record.tenant)?;
+            super::require_scope(&caller, &record.tenant)?;
             let verb = if suspend { "suspended" } else { "resumed" };
             entry.allow(format!("{verb}: {reason}"));
             let mutation = if suspend {
@@ -389,7 +377,7 @@ impl Locker {
         let handle = parse_handle(handle, entry)?;
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
         let record = self.load_record(&handle, entry)?;
-        require_tenant_scope(caller, &record.tenant)?;
+        super::require_scope(caller, &record.tenant)?;
         if let RecordStatus::Disposed(_) = record.status {
             return Err(Error::FailedPrecondition(format!(
                 "record {handle} is already disposed"

@@ -1,0 +1,44 @@
+//! Running the real `vault-client` binary against a test daemon, as an operator would.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::{Daemon, binary_path};
+
+/// Runs `vault-client ARGS` with the dev token of `operator` and `stdin` on its standard input;
+/// returns (success, stdout, stderr).
+pub fn vault_cli(
+    daemon: &Daemon,
+    operator: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
+    let mut child = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(
+            daemon
+                .data_dir
+                .join("tokens")
+                .join(format!("{operator}.token")),
+        )
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vault-client");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait for vault-client");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
