@@ -2,6 +2,7 @@
 
 use secrecy::SecretString;
 
+use super::invalid;
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
@@ -40,10 +41,6 @@ pub struct TokenRequest {
     pub ttl_secs: u64,
     /// Client certificate fingerprint to bind to (hex SHA-256), or empty.
     pub cert_fingerprint: String,
-}
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidArgument(message.into())
 }
 
 fn check_operator_id(id: &str, entry: &mut AuditEntry) -> Result<()> {

@@ -6,6 +6,7 @@
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
+use super::invalid;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::correction::{Correction, CorrectionState, PendingNumber};
 use crate::domain::handle::Handle;
@@ -19,10 +20,6 @@ use crate::keys::envelope;
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::corrections::Decision;
 use crate::store::mutation::{Mutation, MutationOutcome};
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidArgument(message.into())
-}
 
 fn correction_outcome(outcome: ((), MutationOutcome)) -> Result<Correction> {
     match outcome {

@@ -7,6 +7,7 @@
 
 use vault_audit::certificate::DeletionCertificate;
 
+use super::invalid;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{
@@ -32,10 +33,6 @@ pub struct DisposalReport {
     pub corrections_purged: u64,
     /// Epoch keys destroyed, as `tenant/YYYY-MM`.
     pub epoch_keys_destroyed: Vec<String>,
-}
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidArgument(message.into())
 }
 
 fn record_outcome(outcome: ((), MutationOutcome)) -> Result<Record> {

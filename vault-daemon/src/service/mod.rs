@@ -109,6 +109,11 @@ pub struct Caller {
     pub token_id: String,
 }
 
+/// Bad input: INVALID_ARGUMENT with a message saying what is wrong.
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidArgument(message.into())
+}
+
 /// Refuses a caller outside `tenant`: handlers, services and managers reach the tenants they
 /// hold grants on; admins and auditors (who never unseal) see every tenant.
 fn require_scope(caller: &Caller, tenant: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 
 use zeroize::Zeroizing;
 
+use super::invalid;
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
 use crate::domain::handle::Handle;
@@ -39,10 +40,6 @@ pub struct SealResult {
     pub handle: Handle,
     /// True when the tenant already held the number.
     pub existing: bool,
-}
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidArgument(message.into())
 }
 
 fn parse_number(input: &str) -> Result<IndividualNumber> {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use vault_audit::entry::AuditEntry as Entry;
 
+use super::invalid;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::operator::Role;
 use crate::domain::policy::Action;
@@ -19,10 +20,6 @@ use crate::service::{Caller, Locker, RequestContext};
 use crate::store::mutation::Mutation;
 
 const SCAN_PAGE: usize = 1000;
-
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidArgument(message.into())
-}
 
 /// One operator's access to a tenant, for the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
