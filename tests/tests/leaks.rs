@@ -185,13 +185,100 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
     }
     numbers.push(valid_number(999));
 
+    // The life cycle: a correction carries a new number on the wire; retirement, disposal,
+    // certificates and reports handle records whose numbers must not surface anywhere.
+    let corrected = valid_number(1300);
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let correction = handler
+        .locker
+        .request_correction(pb::CorrectionRequest {
+            handle: handles[0].clone(),
+            number: corrected.clone(),
+            reason: "誤記".into(),
+            asked_by: "本人".into(),
+        })
+        .await
+        .expect("request correction")
+        .into_inner();
+    manager
+        .locker
+        .approve_correction(pb::CorrectionDecision {
+            id: correction.id,
+            note: String::new(),
+        })
+        .await
+        .expect("approve");
+    let taken = handler
+        .locker
+        .request_correction(pb::CorrectionRequest {
+            handle: handles[1].clone(),
+            number: numbers[2].clone(),
+            reason: "誤記".into(),
+            asked_by: "本人".into(),
+        })
+        .await
+        .expect_err("number of another record");
+    assert!(!taken.message().contains(&numbers[2]));
+    numbers.push(corrected);
+    handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handles[1].clone(),
+            left_on: "2018-01-31".into(),
+        })
+        .await
+        .expect("retire");
+    admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("disposal");
+    let mut lifecycle_output = String::new();
+    for (token, args) in [
+        (
+            "dev-manager",
+            vec!["certificate", "show", handles[1].as_str()],
+        ),
+        ("dev-auditor", vec!["ledger", "--format", "csv"]),
+        (
+            "dev-auditor",
+            vec![
+                "report",
+                "usage",
+                "--from",
+                "2020-01-01",
+                "--to",
+                "2099-12-31",
+            ],
+        ),
+        (
+            "dev-auditor",
+            vec![
+                "report",
+                "incident",
+                "--operator",
+                "dev-handler",
+                "--from",
+                "2020-01-01",
+                "--to",
+                "2099-12-31",
+            ],
+        ),
+        ("dev-auditor", vec!["correct", "list"]),
+    ] {
+        let (ok, stdout, stderr) = cli(&daemon, token, &args, "");
+        assert!(ok, "{args:?}: {stderr}");
+        lifecycle_output += &stdout;
+        lifecycle_output += &stderr;
+    }
+
     let mut auditor = daemon.dev_client("dev-auditor").await;
     let audit: String = export_audit(&mut auditor)
         .await
         .iter()
         .map(|e| format!("{e:?}\n"))
         .collect();
-    drop((handler, admin, auditor, forged_client));
+    drop((handler, admin, auditor, manager, forged_client));
     let mut daemon = daemon;
     assert!(daemon.stop().success());
     let log = daemon.log();
@@ -201,6 +288,7 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
         ("daemon log", &log),
         ("audit export", &audit),
         ("CLI stderr", &cli_stderr),
+        ("lifecycle CLI output", &lifecycle_output),
     ] {
         assert!(!text.is_empty(), "{name} is empty: nothing was checked");
         for number in &numbers {
