@@ -338,3 +338,72 @@ async fn rehire_before_the_date_brings_the_record_back() {
         "scheduler"
     );
 }
+
+/// With `[lifecycle] epoch_months = 12` (what a TPM needs), every record due in a year shares
+/// one epoch key, labelled by the year's first month, and the key outlives the first disposals
+/// of its year.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yearly_epochs_share_one_key_per_year() {
+    use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = TlsDaemon::start(dir.path(), "\n[lifecycle]\nepoch_months = 12\n");
+    let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "t1".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let token = vault_tests::rpc::operator_token(&mut admin, "t1", "hr", pb::Role::Handler).await;
+    let mut handler = tls.client(Some(token), ClientCert::None).await;
+    let year = &jst_date_in(0)[..4];
+    let mut epochs = Vec::new();
+    for (i, left_on) in [jst_date_in(0), jst_date_in(-8 * 365)].iter().enumerate() {
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                "t1",
+                &format!("Y{i}"),
+                &valid_number(4400 + i as u64),
+                &[W],
+            ))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        let record = handler
+            .locker
+            .retire(pb::RetireRequest {
+                handle,
+                left_on: left_on.clone(),
+            })
+            .await
+            .expect("retire")
+            .into_inner();
+        epochs.push(record.retirement.expect("retirement").disposal_epoch);
+    }
+    let disposal_year: i32 = year.parse::<i32>().expect("year") + 7;
+    assert_eq!(
+        epochs[0],
+        format!("{disposal_year}-01"),
+        "due in 7 years: that year's key"
+    );
+    assert_eq!(
+        epochs[1],
+        format!("{year}-01"),
+        "already due: this year's key"
+    );
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run")
+        .into_inner();
+    assert_eq!(report.disposed, 1);
+    assert!(
+        report.epoch_keys_destroyed.is_empty(),
+        "this year's key lives until the year is over: {report:?}"
+    );
+}

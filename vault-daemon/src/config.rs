@@ -160,6 +160,9 @@ pub struct LifecycleConfig {
     /// How often the disposal scheduler looks for records past their disposal date, in
     /// seconds (it also runs at start and on `vault-client admin disposal run`).
     pub disposal_interval_secs: u64,
+    /// Months each disposal-epoch key covers: 1 (default), 2, 3, 4, 6 or 12. On a TPM, where
+    /// each live key holds a persistent handle, 12 keeps at most about eight live.
+    pub epoch_months: u32,
     /// Dev only (`--lifecycle-clock-file`, never from a config file): a file holding a number
     /// of days to add to the lifecycle clock, so tests run years in milliseconds.
     #[serde(skip)]
@@ -170,6 +173,7 @@ impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig {
             disposal_interval_secs: 3600,
+            epoch_months: 1,
             test_clock_file: None,
         }
     }
@@ -449,6 +453,9 @@ impl Config {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if let Err(message) = self.monitoring.policy() {
             return invalid(&message);
+        }
+        if !crate::domain::lifecycle::valid_epoch_months(self.lifecycle.epoch_months) {
+            return invalid("lifecycle.epoch_months must be 1, 2, 3, 4, 6 or 12");
         }
         if self.tls.is_none() && !self.server.listen.ip().is_loopback() {
             return invalid(

@@ -278,6 +278,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
             Some(file) => Arc::new(OffsetFileClock::new(file.clone())),
             None => Arc::new(SystemClock),
         })
+        .with_epoch_months(config.lifecycle.epoch_months)
         .with_monitoring(
             config
                 .monitoring

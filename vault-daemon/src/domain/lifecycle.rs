@@ -44,8 +44,10 @@ pub struct Retirement {
 pub struct EpochKey {
     /// Tenant id.
     pub tenant: String,
-    /// The month ([`epoch_of`]).
+    /// Its first month ([`epoch_of`]); records under it name this as their key version.
     pub epoch: u32,
+    /// How many months it covers (`[lifecycle] epoch_months` when it was made).
+    pub months: u32,
     /// Backend reference of the key-encryption key.
     pub kek: Vec<u8>,
     /// When it was created, ms since the Unix epoch.
@@ -152,9 +154,20 @@ pub fn epoch_label(epoch: u32) -> String {
     format!("{:04}-{:02}", epoch / 12, epoch % 12 + 1)
 }
 
-/// Whether every day of `epoch` is before `today` (the month is over).
-pub fn epoch_is_over(epoch: u32, today: Date) -> bool {
-    epoch < epoch_of(today)
+/// The first month of the `months`-long epoch holding month `month` (epochs are aligned on the
+/// calendar year: 1, 2, 3, 4, 6 or 12 months).
+pub fn epoch_start(month: u32, months: u32) -> u32 {
+    month - month % months.max(1)
+}
+
+/// Whether `months` is a length epochs can have.
+pub fn valid_epoch_months(months: u32) -> bool {
+    matches!(months, 1 | 2 | 3 | 4 | 6 | 12)
+}
+
+/// Whether every day of the epoch starting at `epoch` and `months` long is before `today`.
+pub fn epoch_is_over(epoch: u32, months: u32, today: Date) -> bool {
+    epoch + months.max(1) <= epoch_of(today)
 }
 
 #[cfg(test)]
@@ -211,8 +224,26 @@ mod tests {
         assert_eq!(epoch_label(epoch_of(date)), "2033-03");
         assert!(epoch_is_over(
             epoch_of(date),
+            1,
             parse_date("d", "2033-04-01").expect("d")
         ));
-        assert!(!epoch_is_over(epoch_of(date), date));
+        assert!(!epoch_is_over(epoch_of(date), 1, date));
+        // A year-long epoch: 2033-01 to 2033-12, over on 2034-01-01.
+        let year = epoch_start(epoch_of(date), 12);
+        assert_eq!(epoch_label(year), "2033-01");
+        assert!(!epoch_is_over(
+            year,
+            12,
+            parse_date("d", "2033-12-31").expect("d")
+        ));
+        assert!(epoch_is_over(
+            year,
+            12,
+            parse_date("d", "2034-01-01").expect("d")
+        ));
+        assert_eq!(
+            epoch_start(epoch_of(date), 3),
+            epoch_of(parse_date("d", "2033-01-01").expect("d"))
+        );
     }
 }

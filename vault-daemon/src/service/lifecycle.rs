@@ -185,7 +185,8 @@ impl Locker {
         let number = self.reopen(&tenant, &record, &sealed).await?;
         // A record already past its date is due at once: it goes under this month's key,
         // never under a month whose key may be destroyed already.
-        let epoch = epoch_of(dispose_on).max(epoch_of(today));
+        let epoch =
+            lifecycle::epoch_start(epoch_of(dispose_on).max(epoch_of(today)), self.epoch_months);
         let existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
         let (epoch_key, new_epoch_key) = match existing {
             Some(key) if key.destroyed_at_ms.is_none() => (key, None),
@@ -207,6 +208,7 @@ impl Locker {
                 let key = EpochKey {
                     tenant: tenant.id.clone(),
                     epoch,
+                    months: self.epoch_months,
                     kek: kek.0,
                     created_at_ms: now,
                     destroyed_at_ms: None,
@@ -431,7 +433,7 @@ impl Locker {
                 .any(|q| q.tenant == key.tenant && q.epoch == key.epoch);
             if key.destroyed_at_ms.is_some()
                 || pending
-                || !lifecycle::epoch_is_over(key.epoch, today)
+                || !lifecycle::epoch_is_over(key.epoch, key.months, today)
             {
                 continue;
             }

@@ -156,6 +156,8 @@ pub struct Locker {
     epoch_lock: tokio::sync::Mutex<()>,
     /// ログ監視 of unseals.
     monitor: monitor::Monitor,
+    /// Months per disposal epoch (one key per tenant and epoch).
+    epoch_months: u32,
 }
 
 impl Locker {
@@ -212,7 +214,20 @@ impl Locker {
             destroy_wait_ms,
             epoch_lock: tokio::sync::Mutex::new(()),
             monitor: monitor::Monitor::default(),
+            epoch_months: 1,
         }
+    }
+
+    /// Makes each disposal-epoch key cover `months` months (1, 2, 3, 4, 6 or 12; others are
+    /// treated as 1). Longer epochs mean fewer live keys (a TPM holds few) but a key destroyed
+    /// later after its first disposals.
+    pub fn with_epoch_months(mut self, months: u32) -> Locker {
+        self.epoch_months = if crate::domain::lifecycle::valid_epoch_months(months) {
+            months
+        } else {
+            1
+        };
+        self
     }
 
     /// Enforces `policy` on unseals (ログ監視).
