@@ -95,31 +95,50 @@ impl Monitor {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let window = windows.entry(operator.to_owned()).or_default();
         let since = now_ms - HOUR_MS;
-        while window.unseals.front().is_some_and(|&t| t <= since) {
-            window.unseals.pop_front();
+        // Only as much is kept as the thresholds need (limit + 1 entries): a payroll run of
+        // 10,000 unseals a second must not grow these windows without bound.
+        let limit = thresholds.unseals_per_hour as usize;
+        if limit > 0 {
+            while window
+                .unseals
+                .front()
+                .is_some_and(|&t| t <= since || window.unseals.len() > limit)
+            {
+                window.unseals.pop_front();
+            }
+            window.unseals.push_back(now_ms);
         }
-        window.unseals.push_back(now_ms);
-        window.subjects.retain(|_, &mut t| t > since);
-        window.subjects.insert(handle.to_owned(), now_ms);
+        let subject_limit = thresholds.distinct_subjects_per_hour as usize;
+        if subject_limit > 0 {
+            window.subjects.insert(handle.to_owned(), now_ms);
+            if window.subjects.len() > subject_limit {
+                window.subjects.retain(|_, &mut t| t > since);
+            }
+            while window.subjects.len() > subject_limit + 1 {
+                let oldest = window
+                    .subjects
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(h, _)| h.clone());
+                match oldest {
+                    Some(h) => window.subjects.remove(&h),
+                    None => break,
+                };
+            }
+        }
 
         let mut crossed = Vec::new();
-        let limit = thresholds.unseals_per_hour as usize;
         if limit > 0 && window.unseals.len() > limit {
             crossed.push((
                 "unseals_per_hour",
-                format!(
-                    "operator {operator} unsealed {} numbers within an hour (threshold {limit})",
-                    window.unseals.len()
-                ),
+                format!("operator {operator} unsealed more than {limit} numbers within an hour"),
             ));
         }
-        let limit = thresholds.distinct_subjects_per_hour as usize;
-        if limit > 0 && window.subjects.len() > limit {
+        if subject_limit > 0 && window.subjects.len() > subject_limit {
             crossed.push((
                 "distinct_subjects_per_hour",
                 format!(
-                    "operator {operator} unsealed {} distinct records within an hour (threshold {limit})",
-                    window.subjects.len()
+                    "operator {operator} unsealed more than {subject_limit} distinct records within an hour"
                 ),
             ));
         }
@@ -204,6 +223,19 @@ mod tests {
             alerts.iter().any(|a| a.starts_with("outside_hours")),
             "{alerts:?}"
         );
+    }
+
+    #[test]
+    fn windows_stay_bounded_under_a_long_run() {
+        let m = monitor(100, 50, None);
+        let t0 = 1_800_000_000_000;
+        for i in 0..100_000 {
+            m.observe("payroll", Role::Handler, &format!("h{i}"), t0 + i);
+        }
+        let windows = m.windows.lock().expect("lock");
+        let window = &windows["payroll"];
+        assert!(window.unseals.len() <= 101, "{}", window.unseals.len());
+        assert!(window.subjects.len() <= 51, "{}", window.subjects.len());
     }
 
     #[test]
