@@ -87,9 +87,10 @@ enum Rpc {
     UsageReport,
     IncidentReport,
     ListAlerts,
+    EnableOperator,
 }
 
-const RPCS: [Rpc; 44] = [
+const RPCS: [Rpc; 45] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -136,6 +137,7 @@ const RPCS: [Rpc; 44] = [
     Rpc::UsageReport,
     Rpc::IncidentReport,
     Rpc::ListAlerts,
+    Rpc::EnableOperator,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -168,6 +170,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::CancelKeyDestruction
         | Rpc::RunDisposal
         | Rpc::SetTenantInfo
+        | Rpc::EnableOperator
         | Rpc::BenchBackend => &[Admin],
         Rpc::ListTenants
         | Rpc::ListOperators
@@ -358,6 +361,16 @@ async fn call(
         Rpc::DisableOperator => client
             .admin
             .disable_operator(with_id(
+                pb::DisableOperatorRequest {
+                    operator_id: fx.disposable_operators[&principal].clone(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::EnableOperator => client
+            .admin
+            .enable_operator(with_id(
                 pb::DisableOperatorRequest {
                     operator_id: fx.disposable_operators[&principal].clone(),
                 },

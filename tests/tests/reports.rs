@@ -441,6 +441,20 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
             .alerts;
         assert_eq!(seen.len(), expected, "{manager}");
     }
+    // An admin lifts the suspension; the operator works again.
+    admin
+        .admin
+        .enable_operator(pb::DisableOperatorRequest {
+            operator_id: "burst".into(),
+        })
+        .await
+        .expect("enable");
+    let back = handler
+        .locker
+        .unseal(unseal())
+        .await
+        .expect("enabled again");
+    assert_eq!(back.into_inner().number, number);
     assert!(!format!("{entries:?}").contains(&number));
     assert!(tls.daemon.log().contains("log monitor alert"));
     assert!(!tls.daemon.log().contains(&number));

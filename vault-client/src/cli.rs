@@ -383,6 +383,11 @@ pub enum OperatorCommand {
         /// Operator id.
         id: String,
     },
+    /// Enable a disabled operator again (after an alert suspended it, say).
+    Enable {
+        /// Operator id.
+        id: String,
+    },
 }
 
 /// Token commands.
@@ -944,6 +949,14 @@ pub async fn execute(
             let operator = client
                 .admin
                 .disable_operator(pb::DisableOperatorRequest { operator_id: id })
+                .await?
+                .into_inner();
+            output::operators(format, &[operator]);
+        }
+        Command::Operator(OperatorCommand::Enable { id }) => {
+            let operator = client
+                .admin
+                .enable_operator(pb::DisableOperatorRequest { operator_id: id })
                 .await?
                 .into_inner();
             output::operators(format, &[operator]);

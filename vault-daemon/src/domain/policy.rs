@@ -41,6 +41,8 @@ pub enum Action {
     CorrectionPurge,
     /// Set a tenant's ledger details.
     TenantInfoSet,
+    /// Enable a disabled operator.
+    OperatorEnable,
     /// Read the management ledger.
     LedgerRead,
     /// Read the usage report.
@@ -134,6 +136,7 @@ impl Action {
             Action::CorrectionList => "CORRECTION_LIST",
             Action::CorrectionPurge => "CORRECTION_PURGE",
             Action::TenantInfoSet => "TENANT_INFO_SET",
+            Action::OperatorEnable => "OPERATOR_ENABLE",
             Action::LedgerRead => "LEDGER_READ",
             Action::UsageReport => "USAGE_REPORT",
             Action::IncidentReport => "INCIDENT_REPORT",
@@ -185,7 +188,7 @@ impl Action {
             | Action::UsageReport
             | Action::AlertList => &[Manager, Auditor, Admin],
             Action::IncidentReport => &[Auditor, Admin],
-            Action::TenantInfoSet => &[Admin],
+            Action::TenantInfoSet | Action::OperatorEnable => &[Admin],
             Action::CertificateRead => &[Manager, Auditor, Admin],
             Action::TenantCreate
             | Action::OperatorCreate

@@ -28,6 +28,20 @@ impl AdminApi {
 }
 
 impl AdminApi {
+    async fn set_operator_disabled(
+        &self,
+        request: Request<pb::DisableOperatorRequest>,
+        disabled: bool,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let ctx = request_context(&request);
+        let operator = self
+            .locker
+            .set_operator_disabled(&ctx, &request.get_ref().operator_id, disabled)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::operator(operator)))
+    }
+
     async fn change_grants(
         &self,
         request: Request<pb::GrantRequest>,
@@ -115,13 +129,14 @@ impl AdminRpc for AdminApi {
         &self,
         request: Request<pb::DisableOperatorRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
-        let ctx = request_context(&request);
-        let operator = self
-            .locker
-            .disable_operator(&ctx, &request.get_ref().operator_id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        self.set_operator_disabled(request, true).await
+    }
+
+    async fn enable_operator(
+        &self,
+        request: Request<pb::DisableOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        self.set_operator_disabled(request, false).await
     }
 
     async fn grant_purposes(

@@ -174,22 +174,37 @@ impl Locker {
             .map(|(o, _)| o)
     }
 
-    /// Disables an operator: its tokens are refused from now on.
-    pub async fn disable_operator(&self, ctx: &RequestContext, id: &str) -> Result<Operator> {
-        let (caller, mut entry) = self.begin(ctx, Action::OperatorDisable).await?;
+    /// Disables an operator (its tokens are refused from now on), or enables it again.
+    pub async fn set_operator_disabled(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        disabled: bool,
+    ) -> Result<Operator> {
+        let action = if disabled {
+            Action::OperatorDisable
+        } else {
+            Action::OperatorEnable
+        };
+        let (caller, mut entry) = self.begin(ctx, action).await?;
         let body = (|| {
             check_operator_id(id, &mut entry)?;
             if id == caller.operator.id {
                 return Err(Error::FailedPrecondition(
-                    "an admin cannot disable itself; another admin must".into(),
+                    "an admin cannot disable or enable itself; another admin must".into(),
                 ));
             }
-            entry.allow(format!("operator {id} disabled"));
+            let (verb, change) = if disabled {
+                ("disabled", OperatorChange::Disable)
+            } else {
+                ("enabled", OperatorChange::Enable)
+            };
+            entry.allow(format!("operator {id} {verb}"));
             Ok((
                 (),
                 Mutation::ChangeOperator {
                     id: id.to_owned(),
-                    change: OperatorChange::Disable,
+                    change,
                 },
             ))
         })();

@@ -25,6 +25,8 @@ use crate::store::{StoreError, StoreWrite};
 pub enum OperatorChange {
     /// Disable the operator (its tokens stop working).
     Disable,
+    /// Enable a disabled operator again.
+    Enable,
     /// Add grants.
     Grant(Vec<Grant>),
     /// Remove grants.
@@ -448,6 +450,7 @@ fn change_operator(txn: &mut dyn StoreWrite, id: &str, change: OperatorChange) -
     };
     match change {
         OperatorChange::Disable => operator.disabled = true,
+        OperatorChange::Enable => operator.disabled = false,
         OperatorChange::Grant(grants) => {
             if matches!(operator.role, Role::Admin | Role::Auditor) {
                 return Ok(Err(Error::FailedPrecondition(format!(
