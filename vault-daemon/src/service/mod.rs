@@ -14,6 +14,7 @@ mod bench;
 pub mod bootstrap;
 mod corrections;
 mod destruction;
+mod disposal;
 mod lifecycle;
 pub mod monitor;
 mod records;
@@ -40,7 +41,7 @@ use crate::store::mutation::{Mutation, MutationOutcome};
 
 pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
-pub use lifecycle::{DisposalReport, run_disposal_schedule};
+pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use records::{SealRequest, SealResult};
 pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
 

@@ -1,0 +1,236 @@
+//! Disposal (廃棄, 規程第32・36条): the scheduler that disposes of retired records on their
+//! date, each with a deletion certificate (削除証明書) signed by the audit key, and destroys the
+//! disposal-epoch keys whose period is over and whose records are all gone.
+
+use vault_audit::certificate::DeletionCertificate;
+
+use crate::audit::entry::{AuditEntry, EntryOutcome};
+use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{
+    self, DisposalQueueEntry, EpochKey, epoch_label, format_date, jst_today,
+};
+use crate::domain::policy::Action;
+use crate::domain::record::{Record, RecordStatus, Tombstone};
+use crate::error::{Error, Result};
+use crate::keys::{KeyError, KeyRef};
+use crate::service::{Locker, RequestContext};
+use crate::store::mutation::Mutation;
+
+use super::invalid;
+
+/// What one run of the disposal scheduler did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DisposalReport {
+    /// Records disposed of.
+    pub disposed: u64,
+    /// Correction records purged after their year.
+    pub corrections_purged: u64,
+    /// Epoch keys destroyed, as `tenant/YYYY-MM`.
+    pub epoch_keys_destroyed: Vec<String>,
+}
+
+impl Locker {
+    /// Signs a deletion certificate for `record` with the active audit key.
+    pub(super) async fn certify_disposal(
+        &self,
+        record: &Record,
+        at_ms: i64,
+        method: String,
+        responsible: &str,
+    ) -> Result<DeletionCertificate> {
+        let key = self.store.reader()?.audit_keys()?.pop().ok_or_else(|| {
+            Error::Unavailable("no audit signing key yet; nothing was disposed".into())
+        })?;
+        let mut certificate = DeletionCertificate {
+            handle: record.handle.to_string(),
+            tenant: record.tenant.clone(),
+            subject_ref: record.subject_ref.clone(),
+            disposed_at_ms: at_ms,
+            method,
+            responsible: responsible.to_owned(),
+            key_version: key.version,
+            key_id: hex::encode(key.key_id),
+            signature: String::new(),
+        };
+        let payload = certificate.signed_payload(&key.key_id);
+        let signature = self.keys.sign(KeyRef(key.key_ref.clone()), payload).await?;
+        certificate.signature = hex::encode(signature);
+        Ok(certificate)
+    }
+
+    /// The deletion certificate of a disposed record.
+    pub async fn deletion_certificate(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+    ) -> Result<DeletionCertificate> {
+        let (caller, mut entry) = self.begin(ctx, Action::CertificateRead).await?;
+        let body = (|| {
+            let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
+            entry.handle = handle.to_string();
+            self.record_in_scope(&caller, &handle, &mut entry)?;
+            let certificate = self.store.reader()?.certificate(&handle)?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "record {handle} has no deletion certificate (not disposed)"
+                ))
+            })?;
+            entry.allow("certificate read");
+            Ok((certificate, Mutation::None))
+        })();
+        self.finish(entry, body)
+            .await
+            .map(|(certificate, _)| certificate)
+    }
+
+    /// Runs the disposal scheduler at an admin's request.
+    pub async fn run_disposal_now(&self, ctx: &RequestContext) -> Result<DisposalReport> {
+        let (_caller, entry) = self.begin(ctx, Action::DisposalRun).await?;
+        let body = self
+            .run_disposal()
+            .await
+            .map(|report| (report, Mutation::None));
+        let mut entry = entry;
+        if let Ok((report, _)) = &body {
+            entry.allow(format!(
+                "{} records disposed, {} epoch keys destroyed",
+                report.disposed,
+                report.epoch_keys_destroyed.len()
+            ));
+        }
+        self.finish(entry, body).await.map(|(report, _)| report)
+    }
+
+    /// Disposes of every retired record whose date has come (each audited, each with a signed
+    /// certificate), then destroys the epoch keys of months that are over and fully disposed.
+    pub async fn run_disposal(&self) -> Result<DisposalReport> {
+        let now = self.lifecycle_now_ms();
+        let today = jst_today(now);
+        let today_text = format_date(today);
+        let mut report = DisposalReport::default();
+        let due: Vec<DisposalQueueEntry> = self
+            .store
+            .reader()?
+            .disposal_queue()?
+            .into_iter()
+            .filter(|e| e.dispose_on <= today_text)
+            .collect();
+        for item in due {
+            if self.dispose_due(&item, now).await? {
+                report.disposed += 1;
+            }
+        }
+        report.corrections_purged = self.purge_corrections().await?;
+        let queue = self.store.reader()?.disposal_queue()?;
+        let epoch_keys = self.store.reader()?.epoch_keys()?;
+        for key in epoch_keys {
+            let pending = queue
+                .iter()
+                .any(|q| q.tenant == key.tenant && q.epoch == key.epoch);
+            if key.destroyed_at_ms.is_some()
+                || pending
+                || !lifecycle::epoch_is_over(key.epoch, key.months, today)
+            {
+                continue;
+            }
+            self.destroy_epoch_key(&key, now).await?;
+            report
+                .epoch_keys_destroyed
+                .push(format!("{}/{}", key.tenant, epoch_label(key.epoch)));
+        }
+        Ok(report)
+    }
+
+    async fn dispose_due(&self, item: &DisposalQueueEntry, now: i64) -> Result<bool> {
+        let handle = Handle::parse(&item.handle)
+            .map_err(|_| Error::Integrity("disposal queue holds a malformed handle".into()))?;
+        let Some(record) = self.store.reader()?.record(&handle)? else {
+            return Ok(false);
+        };
+        let RecordStatus::Retired(retirement) = &record.status else {
+            return Ok(false);
+        };
+        let mut entry = AuditEntry {
+            operator: "scheduler".into(),
+            role: "system".into(),
+            action: Action::ScheduledDispose.as_str().into(),
+            tenant: record.tenant.clone(),
+            handle: handle.to_string(),
+            ..AuditEntry::default()
+        };
+        let reason = format!(
+            "保存期間経過: left on {}, retention ended {}",
+            retirement.left_on, retirement.dispose_on
+        );
+        let method = format!(
+            "ciphertext, wrapped data key and blind-index entry deleted by the disposal scheduler ({reason}); the disposal-epoch key is destroyed once its month's records are all disposed of"
+        );
+        let certificate = self
+            .certify_disposal(&record, now, method, "scheduler")
+            .await?;
+        entry.allow(format!("disposed: {reason}"));
+        self.writer
+            .submit(
+                Mutation::DisposeRecord {
+                    handle,
+                    tombstone: Tombstone {
+                        disposed_at_ms: now,
+                        disposed_by: "scheduler".into(),
+                        reason,
+                    },
+                    certificate: Box::new(certificate),
+                },
+                entry,
+            )
+            .await?;
+        Ok(true)
+    }
+
+    async fn destroy_epoch_key(&self, key: &EpochKey, now: i64) -> Result<()> {
+        match self.keys.destroy_key(KeyRef(key.kek.clone())).await {
+            Ok(()) | Err(KeyError::Destroyed | KeyError::NotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let mut entry = AuditEntry {
+            operator: "scheduler".into(),
+            role: "system".into(),
+            action: Action::EpochKeyDestroy.as_str().into(),
+            tenant: key.tenant.clone(),
+            ..AuditEntry::default()
+        };
+        entry.allow(format!(
+            "disposal-epoch key {} destroyed: its month is over and all its records are disposed of",
+            epoch_label(key.epoch)
+        ));
+        self.writer
+            .submit(
+                Mutation::DestroyEpochKey {
+                    tenant: key.tenant.clone(),
+                    epoch: key.epoch,
+                    now_ms: now,
+                },
+                entry,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Runs the disposal scheduler every `interval` until aborted. Failures (backend or audit down)
+/// are logged and retried at the next tick: a record is disposed of late, never early and
+/// never unaudited.
+pub async fn run_disposal_schedule(locker: std::sync::Arc<Locker>, interval: std::time::Duration) {
+    loop {
+        match locker.run_disposal().await {
+            Ok(report) if report.disposed > 0 || !report.epoch_keys_destroyed.is_empty() => {
+                tracing::info!(
+                    disposed = report.disposed,
+                    epoch_keys_destroyed = report.epoch_keys_destroyed.len(),
+                    "disposal scheduler ran"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "disposal scheduler failed; will retry"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
