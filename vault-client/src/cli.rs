@@ -6,8 +6,10 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use vault_client::{Client, ClientError, certificate_fingerprint, pb};
 use zeroize::Zeroizing;
 
+use crate::lifecycle_cli;
+pub use crate::lifecycle_cli::{CertificateCommand, CorrectCommand, ReportCommand, TenantInfoArgs};
 use crate::output::{self, Format};
-use crate::reports::{self, ReportFormat, jst_day_start};
+use crate::reports::ReportFormat;
 
 /// MyNumber Locker client: seal and unseal individual numbers, administer operators, audit.
 #[derive(Debug, Parser)]
@@ -301,67 +303,6 @@ pub enum TenantCommand {
     Info(TenantInfoArgs),
 }
 
-/// A tenant's 管理台帳 details.
-#[derive(Debug, ClapArgs)]
-pub struct TenantInfoArgs {
-    /// Tenant id.
-    pub id: String,
-    /// 特定個人情報ファイルの種類.
-    #[arg(long, default_value = "")]
-    pub file_kind: String,
-    /// 特定個人情報ファイルの名称.
-    #[arg(long, default_value = "")]
-    pub file_name: String,
-    /// 責任者.
-    #[arg(long, default_value = "")]
-    pub responsible_person: String,
-    /// 取扱部署.
-    #[arg(long, default_value = "")]
-    pub responsible_department: String,
-    /// 管理区域.
-    #[arg(long, default_value = "")]
-    pub management_area: String,
-    /// 取扱区域.
-    #[arg(long, default_value = "")]
-    pub handling_area: String,
-}
-
-/// Report commands.
-#[derive(Debug, Subcommand)]
-pub enum ReportCommand {
-    /// 運用状況の記録 (第15条): acquisitions, uses by purpose and operator, disposals,
-    /// corrections, token issues and denials over a period, from the audit log.
-    Usage {
-        /// First day, YYYY-MM-DD (JST).
-        #[arg(long)]
-        from: String,
-        /// Last day, YYYY-MM-DD (JST), included.
-        #[arg(long)]
-        to: String,
-        /// Only this tenant.
-        #[arg(long, default_value = "")]
-        tenant: String,
-        /// Table, CSV or JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
-    },
-    /// 漏えい等 (第12–14条): how many records and which handles an operator's unseals touched.
-    Incident {
-        /// The operator.
-        #[arg(long)]
-        operator: String,
-        /// First day, YYYY-MM-DD (JST).
-        #[arg(long)]
-        from: String,
-        /// Last day, YYYY-MM-DD (JST), included.
-        #[arg(long)]
-        to: String,
-        /// Table, CSV or JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
-    },
-}
-
 /// Operator commands.
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
@@ -420,69 +361,6 @@ pub enum TokenCommand {
         /// Only this operator's tokens.
         #[arg(long)]
         operator: Option<String>,
-    },
-}
-
-/// Correction commands.
-#[derive(Debug, Subcommand)]
-pub enum CorrectCommand {
-    /// Request a correction of HANDLE to the number read from stdin (handlers, services,
-    /// managers);
-    /// prints the correction id.
-    Request {
-        /// Record handle.
-        handle: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-        /// Who asked for it (本人, 代理人, ...).
-        #[arg(long)]
-        asked_by: String,
-    },
-    /// Apply a pending correction (managers other than the requester).
-    Approve {
-        /// Correction id.
-        id: String,
-        /// A note for the record.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Refuse a pending correction (managers other than the requester).
-    Reject {
-        /// Correction id.
-        id: String,
-        /// Why.
-        #[arg(long)]
-        note: String,
-    },
-    /// List the correction records kept (one year after their decision).
-    List {
-        /// Only this tenant.
-        #[arg(long, default_value = "")]
-        tenant: String,
-    },
-}
-
-/// Deletion certificate commands.
-#[derive(Debug, Subcommand)]
-pub enum CertificateCommand {
-    /// Show the certificate of a disposed record.
-    Show {
-        /// Record handle.
-        handle: String,
-    },
-    /// Print the certificate as JSON, for filing and for `certificate verify`.
-    Export {
-        /// Record handle.
-        handle: String,
-    },
-    /// Verify an exported certificate offline with the audit public key(s) (no daemon).
-    Verify {
-        /// The exported certificate (JSON).
-        file: PathBuf,
-        /// PEM file of audit public keys (`vault-client audit public-key`).
-        #[arg(long, value_name = "PEM")]
-        public_key: PathBuf,
     },
 }
 
@@ -564,7 +442,7 @@ fn unreachable_offline() -> Result<(), ClientError> {
 /// Runs the commands that need no daemon: offline verification. `None` for every other command.
 pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
     if let Command::Certificate(CertificateCommand::Verify { file, public_key }) = command {
-        return Some(verify_certificate(file, public_key, format));
+        return Some(lifecycle_cli::verify_certificate(file, public_key, format));
     }
     let Command::Audit(AuditCommand::Verify {
         offline: Some(file),
@@ -574,41 +452,6 @@ pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> 
         return None;
     };
     Some(verify_offline(file, pem, format))
-}
-
-fn verify_certificate(
-    file: &std::path::Path,
-    pem: &std::path::Path,
-    format: Format,
-) -> Result<(), String> {
-    let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let keys = vault_audit::checkpoint::parse_public_keys_pem(&read(pem)?)
-        .map_err(|e| format!("{}: {e}", pem.display()))?;
-    let certificate: vault_audit::certificate::DeletionCertificate =
-        serde_json::from_str(&read(file)?)
-            .map_err(|e| format!("{} is not a deletion certificate: {e}", file.display()))?;
-    let ok = certificate.verify_with_any(&keys);
-    match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"ok": ok, "handle": certificate.handle, "key_version": certificate.key_version})
-        ),
-        Format::Text if ok => println!(
-            "certificate OK: {} disposed of, signed by audit key v{}",
-            certificate.handle, certificate.key_version
-        ),
-        Format::Text => {}
-    }
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "certificate for {} does NOT verify with the given public key(s)",
-            certificate.handle
-        ))
-    }
 }
 
 fn verify_offline(
@@ -747,164 +590,16 @@ pub async fn execute(
                 .into_inner();
             output::record(format, &record);
         }
-        Command::Retire { handle, left_on } => {
-            let record = client
-                .locker
-                .retire(pb::RetireRequest { handle, left_on })
-                .await?
-                .into_inner();
-            output::record(format, &record);
-        }
-        Command::Unretire { handle, reason } => {
-            let record = client
-                .locker
-                .unretire(pb::UnretireRequest { handle, reason })
-                .await?
-                .into_inner();
-            output::record(format, &record);
-        }
-        Command::Tenant(TenantCommand::Info(a)) => {
-            let info = client
-                .admin
-                .set_tenant_info(pb::TenantInfo {
-                    tenant: a.id,
-                    file_kind: a.file_kind,
-                    file_name: a.file_name,
-                    responsible_person: a.responsible_person,
-                    responsible_department: a.responsible_department,
-                    management_area: a.management_area,
-                    handling_area: a.handling_area,
-                })
-                .await?
-                .into_inner();
-            println!("ledger details of {} set", info.tenant);
-        }
-        Command::Ledger { tenant, format } => {
-            let ledger = client
-                .admin
-                .ledger(pb::LedgerRequest { tenant })
-                .await?
-                .into_inner();
-            reports::ledger(format, &ledger)?;
-        }
-        Command::Report(ReportCommand::Usage {
-            from,
-            to,
-            tenant,
-            format,
-        }) => {
-            let report = client
-                .admin
-                .usage_report(pb::UsageReportRequest {
-                    from_unix: jst_day_start(&from, false)?,
-                    to_unix: jst_day_start(&to, true)?,
-                    tenant,
-                })
-                .await?
-                .into_inner();
-            reports::usage(format, &report)?;
-        }
-        Command::Report(ReportCommand::Incident {
-            operator,
-            from,
-            to,
-            format,
-        }) => {
-            let report = client
-                .admin
-                .incident_report(pb::IncidentReportRequest {
-                    operator_id: operator,
-                    from_unix: jst_day_start(&from, false)?,
-                    to_unix: jst_day_start(&to, true)?,
-                })
-                .await?
-                .into_inner();
-            reports::incident(format, &report)?;
-        }
-        Command::Alerts { follow, after } => {
-            reports::alerts(&mut client, format, after, follow).await?;
-        }
-        Command::Correct(CorrectCommand::Request {
-            handle,
-            reason,
-            asked_by,
-        }) => {
-            let correction = client
-                .locker
-                .request_correction(pb::CorrectionRequest {
-                    handle,
-                    number: number.to_string(),
-                    reason,
-                    asked_by,
-                })
-                .await?
-                .into_inner();
-            output::corrections(format, &[correction]);
-        }
-        Command::Correct(CorrectCommand::Approve { id, note }) => {
-            let correction = client
-                .locker
-                .approve_correction(pb::CorrectionDecision { id, note })
-                .await?
-                .into_inner();
-            output::corrections(format, &[correction]);
-        }
-        Command::Correct(CorrectCommand::Reject { id, note }) => {
-            let correction = client
-                .locker
-                .reject_correction(pb::CorrectionDecision { id, note })
-                .await?
-                .into_inner();
-            output::corrections(format, &[correction]);
-        }
-        Command::Correct(CorrectCommand::List { tenant }) => {
-            let list = client
-                .locker
-                .list_corrections(pb::ListCorrectionsRequest { tenant })
-                .await?
-                .into_inner();
-            output::corrections(format, &list.corrections);
-        }
-        Command::Certificate(CertificateCommand::Show { handle }) => {
-            let certificate = client
-                .locker
-                .get_deletion_certificate(pb::CertificateRequest { handle })
-                .await?
-                .into_inner();
-            output::certificate(format, &certificate);
-        }
-        Command::Certificate(CertificateCommand::Export { handle }) => {
-            let certificate = client
-                .locker
-                .get_deletion_certificate(pb::CertificateRequest { handle })
-                .await?
-                .into_inner();
-            output::certificate(Format::Json, &certificate);
-        }
-        Command::Certificate(CertificateCommand::Verify { .. }) => {
-            unreachable_offline()?;
-        }
-        Command::DisposeDue => {
-            let report = client
-                .admin
-                .run_disposal(pb::RunDisposalRequest {})
-                .await?
-                .into_inner();
-            match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({"disposed": report.disposed, "epoch_keys_destroyed": report.epoch_keys_destroyed})
-                ),
-                Format::Text => println!(
-                    "{} records disposed; epoch keys destroyed: {}",
-                    report.disposed,
-                    if report.epoch_keys_destroyed.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        report.epoch_keys_destroyed.join(", ")
-                    }
-                ),
-            }
+        command @ (Command::Retire { .. }
+        | Command::Unretire { .. }
+        | Command::Tenant(TenantCommand::Info(_))
+        | Command::Ledger { .. }
+        | Command::Report(_)
+        | Command::Alerts { .. }
+        | Command::Correct(_)
+        | Command::Certificate(_)
+        | Command::DisposeDue) => {
+            lifecycle_cli::run(&mut client, command, format, &number).await?;
         }
         Command::Tenant(TenantCommand::Add { id, name }) => {
             let tenant = client

@@ -9,6 +9,7 @@
 mod batch;
 mod bench;
 mod cli;
+mod lifecycle_cli;
 mod output;
 mod reports;
 

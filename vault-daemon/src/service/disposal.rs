@@ -103,6 +103,7 @@ impl Locker {
     /// Disposes of every retired record whose date has come (each audited, each with a signed
     /// certificate), then destroys the epoch keys of months that are over and fully disposed.
     pub async fn run_disposal(&self) -> Result<DisposalReport> {
+        let _one_at_a_time = self.disposal_lock.lock().await;
         let now = self.lifecycle_now_ms();
         let today = jst_today(now);
         let today_text = format_date(today);

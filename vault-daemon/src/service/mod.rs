@@ -155,6 +155,9 @@ pub struct Locker {
     lifecycle_clock: Arc<dyn Clock>,
     /// Held from reading to committing an epoch key, so a month never gets two.
     epoch_lock: tokio::sync::Mutex<()>,
+    /// One disposal run at a time: the schedule and an admin's `dispose-due` would otherwise
+    /// race for the same records.
+    disposal_lock: tokio::sync::Mutex<()>,
     /// ログ監視 of unseals.
     monitor: monitor::Monitor,
     /// Months per disposal epoch (one key per tenant and epoch).
@@ -214,6 +217,7 @@ impl Locker {
             token_policy,
             destroy_wait_ms,
             epoch_lock: tokio::sync::Mutex::new(()),
+            disposal_lock: tokio::sync::Mutex::new(()),
             monitor: monitor::Monitor::default(),
             epoch_months: 1,
         }
