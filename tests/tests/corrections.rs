@@ -249,3 +249,55 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
         assert!(!log.contains(n.as_str()), "a number in the audit log");
     }
 }
+
+/// A pending correction's new number is sealed under the key version active when it was
+/// requested: that version cannot be scheduled for destruction until the correction is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_correction_keeps_its_key_version_alive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E71", &valid_number(71), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let pending = request(&mut handler, &handle, &valid_number(72))
+        .await
+        .expect("request");
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("rotate");
+    vault_tests::rpc::wait_for_rewrap(&mut admin, "dev", 1).await;
+    let destroy = pb::RequestKeyDestructionRequest {
+        tenant: "dev".into(),
+        version: 1,
+    };
+    let refused = admin
+        .admin
+        .request_key_destruction(destroy.clone())
+        .await
+        .expect_err("a pending correction still needs version 1");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("pending correction"),
+        "{}",
+        refused.message()
+    );
+    decide(&mut manager, &pending.id, false)
+        .await
+        .expect("reject");
+    admin
+        .admin
+        .request_key_destruction(destroy)
+        .await
+        .expect("decided: version 1 may go");
+}

@@ -207,6 +207,20 @@ impl Locker {
         self.finish(entry, body).await.map(|(list, _)| list)
     }
 
+    /// Pending corrections whose new number is sealed under `tenant`'s key `version`: that
+    /// version must outlive them.
+    pub(super) fn pending_corrections_under(&self, tenant: &str, version: u32) -> Result<u64> {
+        Ok(self
+            .store
+            .reader()?
+            .corrections()?
+            .iter()
+            .filter(|c| c.tenant == tenant)
+            .filter_map(|c| c.pending.as_ref())
+            .filter(|p| p.sealed.key_version == version)
+            .count() as u64)
+    }
+
     /// Purges correction records decided more than a year ago (scheduler); returns how many.
     pub(super) async fn purge_corrections(&self) -> Result<u64> {
         let now = self.lifecycle_now_ms();

@@ -65,6 +65,12 @@ impl Locker {
                     "key version {version} still protects {referenced} records; wait for the rewrap to finish"
                 )));
             }
+            let pending = self.pending_corrections_under(tenant, version)?;
+            if pending > 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "key version {version} protects {pending} pending corrections; decide them first"
+                )));
+            }
             let mut id = [0u8; 8];
             self.rng
                 .fill(&mut id)
@@ -184,7 +190,8 @@ impl Locker {
                 .count_by_version(&request.tenant)?
                 .get(&request.version)
                 .copied()
-                .unwrap_or(0);
+                .unwrap_or(0)
+                + self.pending_corrections_under(&request.tenant, request.version)?;
             if referenced > 0 {
                 // Cannot happen through the API (the version is decrypt-only); refuse anyway.
                 entry.fail(&Error::FailedPrecondition(format!(
