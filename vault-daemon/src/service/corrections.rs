@@ -83,10 +83,20 @@ impl Locker {
         let active = tenant
             .active_keys()
             .ok_or_else(|| Error::Internal(format!("tenant {} has no active key", tenant.id)))?;
-        let blind_index = envelope::blind_index(&self.keys, active, &number).await?;
-        if record.blind_index == Some(blind_index) {
-            return Err(invalid("the corrected number is the number already stored"));
+        // Every live MAC version, as seal's de-duplication does: during a rotation a record not
+        // yet rewrapped is indexed under the older one.
+        match self.find_by_number(&tenant, &number).await? {
+            Some(found) if found == handle => {
+                return Err(invalid("the corrected number is the number already stored"));
+            }
+            Some(_) => {
+                return Err(Error::AlreadyExists(
+                    "the tenant already holds the corrected number".into(),
+                ));
+            }
+            None => {}
         }
+        let blind_index = envelope::blind_index(&self.keys, active, &number).await?;
         let sealed = envelope::seal(
             &self.keys,
             &self.rng,

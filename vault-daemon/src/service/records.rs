@@ -85,7 +85,7 @@ impl Locker {
 
     /// The handle of `number` in `tenant`. While a rotation runs, records not yet rewrapped are
     /// indexed under an older MAC key, so every live version is tried, newest first.
-    async fn find_by_number(
+    pub(super) async fn find_by_number(
         &self,
         tenant: &Tenant,
         number: &IndividualNumber,
