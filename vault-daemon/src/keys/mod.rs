@@ -62,7 +62,8 @@ pub enum KeyError {
 /// A key store that holds keys and uses them without ever handing them out.
 ///
 /// Methods are blocking (PKCS#11 and TPM calls are); [`KeyService`] runs them off the async
-/// runtime with a timeout.
+/// runtime with a timeout — except wrap, unwrap and MAC of a backend that says it
+/// [computes in memory](KeyBackend::computes_in_memory), which run on the calling task.
 pub trait KeyBackend: Send + Sync + 'static {
     /// Short name for logs and health (`sim`, `pkcs11`, `tpm`).
     fn name(&self) -> &'static str;

@@ -59,9 +59,10 @@ pub struct RequestContext {
     pub session: Option<Arc<SessionAuth>>,
 }
 
-/// How long a batch stream reuses its authentication before checking the token again: a token
-/// revoked or expired, or an operator disabled, mid-batch stops the batch within this time.
-/// Authorisation (role, grant, tenant, purpose) is still decided for every item.
+/// How long a batch stream reuses its authentication (the token and the operator with its
+/// grants) before reading them again: a token revoked or expired, an operator disabled or a
+/// grant revoked mid-batch takes effect within this time. Every item is still authorised on
+/// its own (role, tenant, grant, the record's purposes and state) against that operator.
 pub const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The caller of a batch stream, authenticated once and re-checked every [`SESSION_RECHECK`].

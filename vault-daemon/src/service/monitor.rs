@@ -92,8 +92,17 @@ impl Monitor {
             Role::Service => &self.policy.service,
             _ => return Vec::new(),
         };
+        if *thresholds == Thresholds::default() {
+            return Vec::new();
+        }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let window = windows.entry(operator.to_owned()).or_default();
+        // Looked up by reference first: the operator's id is copied once, not on every unseal.
+        if !windows.contains_key(operator) {
+            windows.insert(operator.to_owned(), Window::default());
+        }
+        let Some(window) = windows.get_mut(operator) else {
+            return Vec::new();
+        };
         let since = now_ms - HOUR_MS;
         // Only as much is kept as the thresholds need (limit + 1 entries): a payroll run of
         // 10,000 unseals a second must not grow these windows without bound.
