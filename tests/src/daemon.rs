@@ -73,6 +73,12 @@ impl Daemon {
 
     /// Starts a daemon; with a config, the config must name `data_dir` and a listen address.
     pub fn start(data_dir: &Path, options: DaemonOptions) -> Daemon {
+        Daemon::try_start(data_dir, options).unwrap_or_else(|refusal| panic!("{refusal}"))
+    }
+
+    /// Starts a daemon, or returns what it said when it refused to start (exit status and
+    /// log).
+    pub fn try_start(data_dir: &Path, options: DaemonOptions) -> Result<Daemon, String> {
         let mut command = Command::new(binary_path("vault-daemon"));
         match &options.config {
             Some(config) => {
@@ -140,10 +146,12 @@ impl Daemon {
                     banner.push(line);
                 }
                 Err(_) => {
-                    let status = child.try_wait().ok().flatten();
-                    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
                     let _ = child.kill();
-                    panic!("vault-daemon did not start (exit {status:?}); log:\n{log}");
+                    let status = child.wait().ok();
+                    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+                    return Err(format!(
+                        "vault-daemon did not start (exit {status:?}); log:\n{log}"
+                    ));
                 }
             }
         };
@@ -159,14 +167,14 @@ impl Daemon {
                 "the daemon did not provision the {backend} backend"
             );
         }
-        Daemon {
+        Ok(Daemon {
             child: Some(child),
             addr,
             data_dir: data_dir.to_owned(),
             log_file,
             banner,
             options,
-        }
+        })
     }
 
     /// `http://addr` (or `https://localhost:port` when `tls` is set by the caller).
@@ -263,4 +271,41 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Accepts a restored store on purpose: runs `vault-daemon --reanchor` on `data_dir` with the
+/// backend or config of `options`, and returns what it printed. Panics if it fails.
+pub fn reanchor(data_dir: &Path, options: &DaemonOptions) -> String {
+    let mut command = Command::new(binary_path("vault-daemon"));
+    match &options.config {
+        Some(config) => {
+            command.arg("--config").arg(config);
+        }
+        None => {
+            let backend = options.backend.clone().unwrap_or_else(backend_under_test);
+            command
+                .arg("--dev")
+                .arg("--backend")
+                .arg(backend)
+                .arg("--data-dir")
+                .arg(data_dir);
+        }
+    }
+    command.env_remove("SOFTHSM2_CONF");
+    for (name, value) in &options.env {
+        command.env(name, value);
+    }
+    let output = command
+        .arg("--reanchor")
+        .env("TSS2_LOG", "all+NONE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vault-daemon --reanchor");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && stdout.contains("re-anchored"),
+        "--reanchor failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }

@@ -14,6 +14,7 @@ pub mod numbers;
 pub mod pki;
 pub mod rpc;
 pub mod softhsm;
+pub mod store_edit;
 pub mod tls_daemon;
 
 pub use daemon::{Daemon, DaemonOptions, binary_path};

@@ -123,6 +123,16 @@ data_dir = "{data}"
     /// directory), with the same backend. Stop the first one before, when the backend serves
     /// one client at a time (swtpm).
     pub fn start_on(&self, data_dir: &Path) -> Daemon {
+        Daemon::start(data_dir, self.options_on(data_dir))
+    }
+
+    /// Accepts a store restored into `data_dir` on purpose (`vault-daemon --reanchor`).
+    pub fn reanchor_on(&self, data_dir: &Path) -> String {
+        crate::daemon::reanchor(data_dir, &self.options_on(data_dir))
+    }
+
+    /// This daemon's options with its config pointed at `data_dir`.
+    fn options_on(&self, data_dir: &Path) -> DaemonOptions {
         let original = self.daemon.data_dir.display().to_string();
         let text = self.config_text.replace(
             &format!("data_dir = \"{original}\""),
@@ -130,13 +140,10 @@ data_dir = "{data}"
         );
         let config = data_dir.with_extension("toml");
         std::fs::write(&config, text).expect("write config");
-        Daemon::start(
-            data_dir,
-            DaemonOptions {
-                config: Some(config),
-                ..self.daemon.options().clone()
-            },
-        )
+        DaemonOptions {
+            config: Some(config),
+            ..self.daemon.options().clone()
+        }
     }
 
     /// The first admin's token (written at first start).

@@ -49,6 +49,23 @@ fn write_lines(path: &Path, lines: &[Value]) {
     std::fs::write(path, text).expect("write");
 }
 
+/// `audit verify --offline EXPORT --pin FINGERPRINT`.
+fn verify_pinned(export: &Path, pin: &str) -> (bool, String) {
+    let (ok, stdout, stderr) = cli(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--offline",
+            export.to_str().expect("utf8"),
+            "--pin",
+            pin,
+        ],
+    );
+    (ok, format!("{stdout}{stderr}"))
+}
+
 fn verify_offline(export: &Path, keys: &Path) -> (bool, String) {
     let (ok, stdout, stderr) = cli(
         None,
@@ -209,7 +226,10 @@ async fn offline_verification_across_a_key_rotation_and_tampering() {
     check(&truncated, Some(cut as u64 + 1), "a truncated tail");
     // A forged checkpoint: moved to another entry, and one with a made-up signature.
     let mut forged = all.clone();
-    let last = forged.len() - 1;
+    let last = forged
+        .iter()
+        .rposition(|l| l["type"] == "checkpoint")
+        .expect("a checkpoint line");
     forged[last]["seq"] = Value::from(anchored - 1);
     check(&forged, None, "a moved checkpoint");
     let mut forged = all.clone();
@@ -223,4 +243,52 @@ async fn offline_verification_across_a_key_rotation_and_tampering() {
     std::fs::write(&other, &text[..first_block_end]).expect("write");
     let (ok, report) = verify_offline(&export, &other);
     assert!(!ok, "verified with only the old key: {report}");
+
+    // Pinned to the first key's fingerprint (printed by `audit public-key`): the export's own
+    // keys are trusted only as far as each endorses the next.
+    let pin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# fingerprint (pin this): "))
+        .expect("fingerprint line")
+        .trim()
+        .to_owned();
+    let (ok, report) = verify_pinned(&export, &pin);
+    assert!(ok, "genuine export with --pin: {report}");
+    let (ok, _) = verify_pinned(&export, &"ab".repeat(32));
+    assert!(!ok, "another pin must trust nothing");
+    // One checkpoint removed: the numbering has a gap.
+    let first_checkpoint = all
+        .iter()
+        .position(|l| l["type"] == "checkpoint")
+        .expect("checkpoint");
+    let mut gap = all.clone();
+    gap.remove(first_checkpoint);
+    write_lines(&tampered, &gap);
+    let (ok, report) = verify_pinned(&tampered, &pin);
+    assert!(
+        !ok && report.contains("missing"),
+        "a removed checkpoint: {report}"
+    );
+    // Every checkpoint removed and an entry deleted with the chain re-hashed: nothing anchors.
+    let bare: Vec<Value> = all
+        .iter()
+        .filter(|l| l["type"] != "checkpoint")
+        .cloned()
+        .collect();
+    write_lines(&tampered, &bare);
+    let (ok, report) = verify_pinned(&tampered, &pin);
+    assert!(!ok, "an export without checkpoints: {report}");
+    // A key line replaced by one the previous key never endorsed.
+    let mut injected = all.clone();
+    let key2 = injected
+        .iter()
+        .position(|l| l["type"] == "key" && l["version"] == 2)
+        .expect("key version 2 line");
+    injected[key2]["endorsement"] = Value::from("00".repeat(64));
+    write_lines(&tampered, &injected);
+    let (ok, report) = verify_pinned(&tampered, &pin);
+    assert!(
+        !ok && report.contains("not chained"),
+        "an unendorsed key: {report}"
+    );
 }

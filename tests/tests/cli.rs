@@ -310,7 +310,8 @@ async fn admin_and_operator_workflow() {
     let lines: Vec<Value> = std::fs::read_to_string(&export)
         .expect("export file")
         .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .filter(|l| l["type"] == "entry")
         .collect();
     assert!(lines.len() > 20);
     assert!(

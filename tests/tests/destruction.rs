@@ -252,6 +252,8 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     let restored = dir.path().join("restored");
     copy_dir(&tls.daemon.data_dir, &restored);
     std::fs::copy(&backup_store, restored.join("locker.redb")).expect("restore backup");
+    // The anchor refuses an older store until it is accepted on purpose (docs/SECURITY.md).
+    tls.reanchor_on(&restored);
     let backup_daemon = tls.start_on(&restored);
     let mut config = vault_client::ClientConfig::new(
         format!("https://{}", backup_daemon.addr),

@@ -239,6 +239,8 @@ async fn retire_dispose_certify_and_shred() {
     // retention: the record is there, but its epoch key is gone.
     assert!(daemon.stop().success());
     std::fs::copy(&backup, daemon.data_dir.join("locker.redb")).expect("restore backup");
+    // The anchor refuses an older store until it is accepted on purpose (docs/SECURITY.md).
+    vault_tests::daemon::reanchor(&daemon.data_dir, daemon.options());
     set_days(&clock, 3 * 366);
     daemon.start_in_place();
     let mut handler = daemon.dev_client("dev-handler").await;

@@ -2,17 +2,29 @@
 //! backend's ECDSA P-256 audit key. A checkpoint anchors every entry up to its sequence number:
 //! whoever rewrites history must also forge a signature only the token can make.
 //!
-//! Signed payload: `MNL-CHECKPOINT-v1` ‖ seq (8, big-endian) ‖ chain hash (32) ‖ time in ms
-//! (8, big-endian) ‖ key version (4, big-endian) ‖ key id (32). The signature is r ‖ s (64
-//! bytes). The key id is SHA-256 of the public key's SubjectPublicKeyInfo (DER), so an auditor
-//! matches checkpoints to keys without trusting any label.
+//! Checkpoints are numbered contiguously from 1 and each signs the hash of the one before it,
+//! so a checkpoint removed, reordered or replaced breaks the sequence and is found offline.
+//!
+//! Signed payload: `MNL-CHECKPOINT-v2` ‖ number (8) ‖ seq (8) ‖ chain hash (32) ‖ time in ms (8)
+//! ‖ key version (4) ‖ key id (32) ‖ previous checkpoint's hash (32; zeros for number 1), all
+//! integers big-endian. The signature is r ‖ s (64 bytes). A checkpoint's hash is SHA-256 of its
+//! signed payload. The key id is SHA-256 of the public key's SubjectPublicKeyInfo (DER), so an
+//! auditor matches checkpoints to keys without trusting any label.
+//!
+//! Audit key versions are chained the same way: every version after the first carries an
+//! endorsement, the previous version's signature over `MNL-AUDIT-KEY-v1` ‖ version (4) ‖ key
+//! id (32). An auditor who pins the first key's id (its fingerprint) accepts no other key
+//! unless it is endorsed, link by link, from the pinned one.
 
 use base64::Engine;
 use ring::digest;
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-const TAG: &[u8] = b"MNL-CHECKPOINT-v1";
+const TAG: &[u8] = b"MNL-CHECKPOINT-v2";
+const KEY_TAG: &[u8] = b"MNL-AUDIT-KEY-v1";
+/// The `prev` of checkpoint number 1.
+pub const FIRST_PREV: [u8; 32] = [0; 32];
 /// DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte uncompressed point follows.
 const SPKI_P256_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
@@ -22,6 +34,8 @@ const SPKI_P256_PREFIX: [u8; 26] = [
 /// A signed checkpoint, as stored and exported (hex strings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Position among checkpoints, from 1, without gaps.
+    pub number: u64,
     /// Sequence number of the last entry it covers.
     pub seq: u64,
     /// Hash of that entry (hex).
@@ -32,26 +46,91 @@ pub struct Checkpoint {
     pub key_version: u32,
     /// SHA-256 of the signing key's SubjectPublicKeyInfo (hex).
     pub key_id: String,
+    /// Hash of the previous checkpoint (hex; zeros for number 1).
+    pub prev: String,
     /// r ‖ s (hex).
     pub signature: String,
 }
 
-/// The bytes a checkpoint's signature covers.
-pub fn signed_payload(
-    seq: u64,
-    chain_hash: &[u8; 32],
-    time_ms: i64,
-    key_version: u32,
-    key_id: &[u8; 32],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(TAG.len() + 84);
-    out.extend_from_slice(TAG);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(chain_hash);
-    out.extend_from_slice(&time_ms.to_be_bytes());
-    out.extend_from_slice(&key_version.to_be_bytes());
+/// What a checkpoint signs, in binary form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointBody {
+    /// Position among checkpoints, from 1.
+    pub number: u64,
+    /// Sequence number of the last entry covered.
+    pub seq: u64,
+    /// Hash of that entry.
+    pub chain_hash: [u8; 32],
+    /// Signing time, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// Audit key version.
+    pub key_version: u32,
+    /// Audit key id.
+    pub key_id: [u8; 32],
+    /// Hash of the previous checkpoint ([`FIRST_PREV`] for number 1).
+    pub prev: [u8; 32],
+}
+
+impl CheckpointBody {
+    /// The bytes the signature covers.
+    pub fn signed_payload(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TAG.len() + 124);
+        out.extend_from_slice(TAG);
+        out.extend_from_slice(&self.number.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.chain_hash);
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        out.extend_from_slice(&self.key_version.to_be_bytes());
+        out.extend_from_slice(&self.key_id);
+        out.extend_from_slice(&self.prev);
+        out
+    }
+
+    /// The checkpoint's hash, which the next checkpoint signs.
+    pub fn hash(&self) -> [u8; 32] {
+        sha256(&self.signed_payload())
+    }
+
+    /// The stored and exported form with its signature (r ‖ s).
+    pub fn into_checkpoint(self, signature: &[u8]) -> Checkpoint {
+        Checkpoint {
+            number: self.number,
+            seq: self.seq,
+            chain_hash: hex::encode(self.chain_hash),
+            time_ms: self.time_ms,
+            key_version: self.key_version,
+            key_id: hex::encode(self.key_id),
+            prev: hex::encode(self.prev),
+            signature: hex::encode(signature),
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// The bytes an audit key version's endorsement (by the previous version) covers.
+pub fn endorsement_payload(version: u32, key_id: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(KEY_TAG.len() + 36);
+    out.extend_from_slice(KEY_TAG);
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(key_id);
     out
+}
+
+/// Whether `signature` (r ‖ s) by `signer_point` endorses key `key_id` as `version`.
+pub fn verify_endorsement(
+    signer_point: &[u8],
+    version: u32,
+    key_id: &[u8; 32],
+    signature: &[u8],
+) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, signer_point)
+        .verify(&endorsement_payload(version, key_id), signature)
+        .is_ok()
 }
 
 /// SubjectPublicKeyInfo (DER) of a P-256 public point (65 bytes, uncompressed).
@@ -61,11 +140,10 @@ pub fn spki_der(point: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Key id: SHA-256 of the SubjectPublicKeyInfo.
+/// Key id: SHA-256 of the SubjectPublicKeyInfo. The first version's id is the fingerprint an
+/// auditor pins.
 pub fn key_id(point: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, &spki_der(point)).as_ref());
-    out
+    sha256(&spki_der(point))
 }
 
 /// The public key as a PEM `PUBLIC KEY` block (what `openssl pkey -pubin` reads).
@@ -107,26 +185,57 @@ pub fn parse_public_keys_pem(text: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(keys)
 }
 
+fn decode32(text: &str) -> Option<[u8; 32]> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+}
+
 impl Checkpoint {
+    /// The signed fields in binary form; `None` if a hex field does not decode.
+    pub fn body(&self) -> Option<CheckpointBody> {
+        Some(CheckpointBody {
+            number: self.number,
+            seq: self.seq,
+            chain_hash: decode32(&self.chain_hash)?,
+            time_ms: self.time_ms,
+            key_version: self.key_version,
+            key_id: decode32(&self.key_id)?,
+            prev: decode32(&self.prev)?,
+        })
+    }
+
+    /// The checkpoint's hash (what the next one names as `prev`); `None` if malformed.
+    pub fn hash(&self) -> Option<[u8; 32]> {
+        self.body().map(|b| b.hash())
+    }
+
     /// Whether the signature verifies with `point` and the key id matches it.
     pub fn verify_signature(&self, point: &[u8]) -> bool {
-        let (Ok(hash), Ok(signature), Ok(id)) = (
-            hex::decode(&self.chain_hash),
-            hex::decode(&self.signature),
-            hex::decode(&self.key_id),
-        ) else {
+        let (Some(body), Ok(signature)) = (self.body(), hex::decode(&self.signature)) else {
             return false;
         };
-        let (Ok(hash), Ok(id)) = (<[u8; 32]>::try_from(hash), <[u8; 32]>::try_from(id)) else {
-            return false;
-        };
-        if id != key_id(point) {
+        if body.key_id != key_id(point) {
             return false;
         }
-        let payload = signed_payload(self.seq, &hash, self.time_ms, self.key_version, &id);
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            .verify(&payload, &signature)
+            .verify(&body.signed_payload(), &signature)
             .is_ok()
+    }
+
+    /// Whether this checkpoint directly follows `previous` (`None`: it must be number 1).
+    pub fn follows(&self, previous: Option<&Checkpoint>) -> bool {
+        let Some(body) = self.body() else {
+            return false;
+        };
+        match previous {
+            None => body.number == 1 && body.prev == FIRST_PREV,
+            Some(previous) => {
+                body.number == previous.number + 1
+                    && previous.hash() == Some(body.prev)
+                    && body.seq >= previous.seq
+            }
+        }
     }
 }
 
@@ -150,23 +259,53 @@ mod tests {
             vec![point.clone(), point.clone()]
         );
         let id = key_id(&point);
-        let hash = [3u8; 32];
-        let signature = pair
-            .sign(&rng, &signed_payload(7, &hash, 99, 1, &id))
-            .expect("sign");
-        let checkpoint = Checkpoint {
+        let body = CheckpointBody {
+            number: 1,
             seq: 7,
-            chain_hash: hex::encode(hash),
+            chain_hash: [3u8; 32],
             time_ms: 99,
             key_version: 1,
-            key_id: hex::encode(id),
-            signature: hex::encode(signature.as_ref()),
+            key_id: id,
+            prev: FIRST_PREV,
         };
+        let signature = pair.sign(&rng, &body.signed_payload()).expect("sign");
+        let checkpoint = body.into_checkpoint(signature.as_ref());
         assert!(checkpoint.verify_signature(&point));
+        assert!(checkpoint.follows(None));
         let forged = Checkpoint {
             seq: 8,
-            ..checkpoint
+            ..checkpoint.clone()
         };
         assert!(!forged.verify_signature(&point));
+        let next_body = CheckpointBody {
+            number: 2,
+            seq: 9,
+            prev: body.hash(),
+            ..body
+        };
+        let next = next_body.into_checkpoint(
+            pair.sign(&rng, &next_body.signed_payload())
+                .expect("sign")
+                .as_ref(),
+        );
+        assert!(next.follows(Some(&checkpoint)));
+        assert!(!next.follows(None));
+        assert!(!next.follows(Some(&next)));
+
+        let endorsement = pair
+            .sign(&rng, &endorsement_payload(2, &[9u8; 32]))
+            .expect("sign");
+        assert!(verify_endorsement(
+            &point,
+            2,
+            &[9u8; 32],
+            endorsement.as_ref()
+        ));
+        assert!(!verify_endorsement(
+            &point,
+            3,
+            &[9u8; 32],
+            endorsement.as_ref()
+        ));
     }
 }

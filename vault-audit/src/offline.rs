@@ -1,12 +1,16 @@
-//! Offline verification of an audit export (JSON lines of entries and checkpoints) with the
-//! audit public keys only: recomputes the chain, checks every checkpoint's signature and that it
-//! matches the entry it names, and reports what is anchored and what is not.
+//! Offline verification of an audit export (JSON lines of entries, checkpoints and audit key
+//! versions) with the audit public keys only: recomputes the chain, checks every checkpoint's
+//! signature, that it matches the entry it names and that checkpoints follow each other without
+//! a gap, and reports what is anchored and what is not.
+//!
+//! Keys come either from the auditor's own PEM file ([`verify`]) or from the export's key lines
+//! authenticated link by link from a pinned first-key fingerprint ([`verify_pinned`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, key_id};
+use crate::checkpoint::{Checkpoint, key_id, verify_endorsement};
 use crate::entry::{AuditEntry, GENESIS_HASH, chain_hash};
 
 /// An exported entry: the entry's fields and its chain hashes (hex).
@@ -76,6 +80,19 @@ pub enum ExportLine {
     Entry(ExportedEntry),
     /// A signed checkpoint.
     Checkpoint(Checkpoint),
+    /// An audit signing key version with its endorsement by the previous version.
+    Key(ExportedKey),
+}
+
+/// An audit signing key version as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedKey {
+    /// Version, from 1.
+    pub version: u32,
+    /// The public point (uncompressed P-256, hex).
+    pub public_key: String,
+    /// The previous version's signature over this key (hex; empty for version 1).
+    pub endorsement: String,
 }
 
 /// What offline verification found.
@@ -124,8 +141,75 @@ impl Findings {
 
 /// Verifies `lines` (an export, in order) with the audit public keys `keys` (65-byte points).
 pub fn verify(lines: &[ExportLine], keys: &[Vec<u8>]) -> OfflineReport {
-    let mut findings = Findings::default();
+    verify_with(lines, keys, Findings::default(), false)
+}
 
+/// Verifies `lines` trusting only the audit keys chained from the key whose id is `pin`: the
+/// export's version 1 must have that id, and every later version must be endorsed by the one
+/// before it. An export whose entries no checkpoint anchors fails.
+pub fn verify_pinned(lines: &[ExportLine], pin: &[u8; 32]) -> OfflineReport {
+    let mut findings = Findings::default();
+    let keys = chained_keys(lines, pin, &mut findings);
+    verify_with(lines, &keys, findings, true)
+}
+
+/// The export's key versions that chain from `pin`, in version order; a break is a problem.
+fn chained_keys(lines: &[ExportLine], pin: &[u8; 32], findings: &mut Findings) -> Vec<Vec<u8>> {
+    let mut exported: Vec<&ExportedKey> = lines
+        .iter()
+        .filter_map(|l| match l {
+            ExportLine::Key(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    exported.sort_by_key(|k| k.version);
+    let mut chained: Vec<Vec<u8>> = Vec::new();
+    for (expected, key) in (1u32..).zip(exported) {
+        let Ok(point) = hex::decode(&key.public_key) else {
+            findings.bad(0, format!("audit key version {} is malformed", key.version));
+            break;
+        };
+        let id = key_id(&point);
+        let trusted = if key.version != expected {
+            false
+        } else if let Some(previous) = chained.last() {
+            hex::decode(&key.endorsement)
+                .is_ok_and(|sig| verify_endorsement(previous, key.version, &id, &sig))
+        } else {
+            id == *pin
+        };
+        if !trusted {
+            findings.bad(
+                0,
+                format!(
+                    "audit key version {} (id {}) is not chained from the pinned key {}: not trusted",
+                    key.version,
+                    hex::encode(id),
+                    hex::encode(pin)
+                ),
+            );
+            break;
+        }
+        chained.push(point);
+    }
+    if chained.is_empty() {
+        findings.bad(
+            0,
+            format!(
+                "the export holds no audit key with the pinned id {}",
+                hex::encode(pin)
+            ),
+        );
+    }
+    chained
+}
+
+fn verify_with(
+    lines: &[ExportLine],
+    keys: &[Vec<u8>],
+    mut findings: Findings,
+    require_anchor: bool,
+) -> OfflineReport {
     // The chain, in file order.
     let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
     let mut expected_seq: Option<u64> = None;
@@ -192,10 +276,38 @@ pub fn verify(lines: &[ExportLine], keys: &[Vec<u8>]) -> OfflineReport {
     let keys_by_id: BTreeMap<[u8; 32], &Vec<u8>> = keys.iter().map(|k| (key_id(k), k)).collect();
     let mut anchored_through = 0u64;
     let mut checkpoints_verified = 0u64;
+    let mut previous: Option<&Checkpoint> = None;
+    let partial = lines.iter().find_map(|l| match l {
+        ExportLine::Entry(e) => Some(e.seq > 1),
+        _ => None,
+    });
     for line in lines {
         let ExportLine::Checkpoint(checkpoint) = line else {
             continue;
         };
+        // Numbered and linked: a checkpoint removed, reordered or replaced breaks the sequence.
+        // Only an export that starts after entry 1 may start after checkpoint 1.
+        let follows = match previous {
+            None if checkpoint.number > 1 && partial == Some(true) => {
+                findings.note(format!(
+                    "export starts at checkpoint {}; earlier checkpoints are not checked",
+                    checkpoint.number
+                ));
+                true
+            }
+            previous => checkpoint.follows(previous),
+        };
+        if !follows {
+            let expected = previous.map_or(1, |p| p.number + 1);
+            findings.bad(
+                checkpoint.seq,
+                format!(
+                    "checkpoint {expected} is missing, reordered or replaced (found checkpoint {} covering entry {})",
+                    checkpoint.number, checkpoint.seq
+                ),
+            );
+        }
+        previous = Some(checkpoint);
         let Some(point) = decode32(&checkpoint.key_id).and_then(|id| keys_by_id.get(&id)) else {
             findings.bad(
                 checkpoint.seq,
@@ -232,6 +344,12 @@ pub fn verify(lines: &[ExportLine], keys: &[Vec<u8>]) -> OfflineReport {
             None => {}
         }
     }
+    if require_anchor && entries > 0 && checkpoints_verified == 0 {
+        findings.bad(
+            1,
+            "no checkpoint signed by a trusted key anchors these entries".into(),
+        );
+    }
     OfflineReport {
         ok: findings.first_bad.is_none(),
         entries,
@@ -255,7 +373,7 @@ pub fn parse_export(text: &str) -> Result<Vec<ExportLine>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::signed_payload;
+    use crate::checkpoint::{CheckpointBody, FIRST_PREV, endorsement_payload};
     use crate::entry::ChainedEntry;
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -280,23 +398,50 @@ mod tests {
         fn point(&self) -> Vec<u8> {
             self.pair.public_key().as_ref().to_vec()
         }
-        fn checkpoint(&self, seq: u64, hash: &str) -> ExportLine {
-            let id = key_id(&self.point());
-            let hash_bytes = decode32(hash).expect("hash");
-            let sig = self
-                .pair
-                .sign(
-                    &SystemRandom::new(),
-                    &signed_payload(seq, &hash_bytes, 1000 + seq as i64, self.version, &id),
-                )
-                .expect("sign");
-            ExportLine::Checkpoint(Checkpoint {
+        /// Checkpoint `number` over entry `seq`, following `prev` (`None`: the first).
+        fn checkpoint(
+            &self,
+            number: u64,
+            seq: u64,
+            hash: &str,
+            prev: Option<&ExportLine>,
+        ) -> ExportLine {
+            let prev = match prev {
+                Some(ExportLine::Checkpoint(c)) => c.hash().expect("hash"),
+                _ => FIRST_PREV,
+            };
+            let body = CheckpointBody {
+                number,
                 seq,
-                chain_hash: hash.to_owned(),
+                chain_hash: decode32(hash).expect("hash"),
                 time_ms: 1000 + seq as i64,
                 key_version: self.version,
-                key_id: hex::encode(id),
-                signature: hex::encode(sig.as_ref()),
+                key_id: key_id(&self.point()),
+                prev,
+            };
+            let sig = self
+                .pair
+                .sign(&SystemRandom::new(), &body.signed_payload())
+                .expect("sign");
+            ExportLine::Checkpoint(body.into_checkpoint(sig.as_ref()))
+        }
+
+        /// This key as an export line, endorsed by `by` (the previous version).
+        fn key_line(&self, by: Option<&Signer>) -> ExportLine {
+            let endorsement = by.map_or(String::new(), |by| {
+                let sig = by
+                    .pair
+                    .sign(
+                        &SystemRandom::new(),
+                        &endorsement_payload(self.version, &key_id(&self.point())),
+                    )
+                    .expect("sign");
+                hex::encode(sig.as_ref())
+            });
+            ExportLine::Key(ExportedKey {
+                version: self.version,
+                public_key: hex::encode(self.point()),
+                endorsement,
             })
         }
     }
@@ -340,9 +485,73 @@ mod tests {
     fn export(v1: &Signer, v2: &Signer) -> Vec<ExportLine> {
         let list = entries(10);
         let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
-        lines.push(v1.checkpoint(5, &list[4].hash));
-        lines.push(v2.checkpoint(10, &list[9].hash));
+        let first = v1.checkpoint(1, 5, &list[4].hash, None);
+        let second = v2.checkpoint(2, 10, &list[9].hash, Some(&first));
+        lines.push(first);
+        lines.push(second);
+        lines.push(v1.key_line(None));
+        lines.push(v2.key_line(Some(v1)));
         lines
+    }
+
+    #[test]
+    fn pinned_verification_follows_the_key_chain() {
+        let (v1, v2) = (signer(1), signer(2));
+        let pin = key_id(&v1.point());
+        let report = verify_pinned(&export(&v1, &v2), &pin);
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.checkpoints_verified, 2);
+
+        // Another pin trusts nothing.
+        let report = verify_pinned(&export(&v1, &v2), &[7u8; 32]);
+        assert!(!report.ok);
+
+        // A key injected as version 2 without the endorsement of version 1.
+        let intruder = signer(2);
+        let mut injected = export(&v1, &v2);
+        injected.retain(|l| !matches!(l, ExportLine::Key(k) if k.version == 2));
+        injected.push(intruder.key_line(Some(&intruder)));
+        let report = verify_pinned(&injected, &pin);
+        assert!(
+            !report.ok && report.problems.iter().any(|p| p.contains("not chained")),
+            "{report:?}"
+        );
+
+        // Entries that no checkpoint anchors fail pinned verification.
+        let mut bare = export(&v1, &v2);
+        bare.retain(|l| !matches!(l, ExportLine::Checkpoint(_)));
+        assert!(!verify_pinned(&bare, &pin).ok);
+    }
+
+    #[test]
+    fn detects_a_missing_or_replaced_checkpoint() {
+        let v1 = signer(1);
+        let list = entries(9);
+        let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
+        let c1 = v1.checkpoint(1, 3, &list[2].hash, None);
+        let c2 = v1.checkpoint(2, 6, &list[5].hash, Some(&c1));
+        let c3 = v1.checkpoint(3, 9, &list[8].hash, Some(&c2));
+        let keys = [v1.point()];
+        let mut all = lines.clone();
+        all.extend([c1.clone(), c2.clone(), c3.clone()]);
+        assert!(verify(&all, &keys).ok);
+
+        let mut missing = lines.clone();
+        missing.extend([c1.clone(), c3.clone()]);
+        let report = verify(&missing, &keys);
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("checkpoint 2 is missing")),
+            "{report:?}"
+        );
+
+        // A validly signed checkpoint that does not link to its predecessor (re-signed history).
+        let resigned = v1.checkpoint(2, 6, &list[5].hash, None);
+        lines.extend([c1, resigned, c3]);
+        assert!(!verify(&lines, &keys).ok);
     }
 
     #[test]
@@ -385,7 +594,10 @@ mod tests {
         assert_eq!(report.first_bad_seq, Some(8));
 
         let mut forged = export(&v1, &v2);
-        if let Some(ExportLine::Checkpoint(c)) = forged.last_mut() {
+        if let Some(ExportLine::Checkpoint(c)) = forged
+            .iter_mut()
+            .rfind(|l| matches!(l, ExportLine::Checkpoint(_)))
+        {
             c.seq = 9; // claims another position with the same signature
         }
         let report = verify(&forged, &keys);
@@ -412,7 +624,7 @@ mod tests {
             prev = chained.hash;
             rewritten.push(ExportLine::Entry(e));
         }
-        rewritten.push(v1.checkpoint(5, &list[4].hash));
+        rewritten.push(v1.checkpoint(1, 5, &list[4].hash, None));
         let report = verify(&rewritten, &keys);
         assert!(
             !report.ok && report.problems.iter().any(|p| p.contains("rewritten")),
@@ -429,7 +641,7 @@ mod tests {
         let v1 = signer(1);
         let list = entries(8);
         let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
-        lines.push(v1.checkpoint(5, &list[4].hash));
+        lines.push(v1.checkpoint(1, 5, &list[4].hash, None));
         let report = verify(&lines, &[v1.point()]);
         assert!(report.ok);
         assert_eq!((report.anchored_through, report.unanchored_tail), (5, 3));

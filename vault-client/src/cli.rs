@@ -383,14 +383,19 @@ pub enum AuditCommand {
         after: u64,
     },
     /// Verify the chain and its signed checkpoints: in the daemon's store, or offline in an
-    /// export file with the audit public keys (no daemon, no token needed).
+    /// export file with the audit public keys or a pinned first-key fingerprint (no daemon, no
+    /// token needed).
     Verify {
         /// An export file (from `audit export`) to verify offline.
-        #[arg(long, value_name = "FILE", requires = "public_key")]
+        #[arg(long, value_name = "FILE")]
         offline: Option<PathBuf>,
         /// PEM file with the audit public keys (from `audit public-key`).
-        #[arg(long, value_name = "PEM", requires = "offline")]
+        #[arg(long, value_name = "PEM", requires = "offline", conflicts_with = "pin")]
         public_key: Option<PathBuf>,
+        /// The first audit key's fingerprint (hex, printed by `audit public-key`): trust only
+        /// keys the export chains from it, version by version.
+        #[arg(long, value_name = "FINGERPRINT", requires = "offline")]
+        pin: Option<String>,
     },
     /// Print the audit public keys (PEM, every version).
     PublicKey {
@@ -446,27 +451,48 @@ pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> 
     }
     let Command::Audit(AuditCommand::Verify {
         offline: Some(file),
-        public_key: Some(pem),
+        public_key,
+        pin,
     }) = command
     else {
         return None;
     };
-    Some(verify_offline(file, pem, format))
+    Some(verify_offline(
+        file,
+        public_key.as_deref(),
+        pin.as_deref(),
+        format,
+    ))
 }
 
 fn verify_offline(
     file: &std::path::Path,
-    pem: &std::path::Path,
+    pem: Option<&std::path::Path>,
+    pin: Option<&str>,
     format: Format,
 ) -> Result<(), String> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let keys = vault_audit::checkpoint::parse_public_keys_pem(&read(pem)?)
-        .map_err(|e| format!("{}: {e}", pem.display()))?;
     let lines = vault_audit::offline::parse_export(&read(file)?)
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let report = vault_audit::offline::verify(&lines, &keys);
+    let report = match (pem, pin) {
+        (_, Some(pin)) => {
+            let pin = hex::decode(pin.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or("--pin takes the 64-hex-digit fingerprint printed by `audit public-key`")?;
+            vault_audit::offline::verify_pinned(&lines, &pin)
+        }
+        (Some(pem), None) => {
+            let keys = vault_audit::checkpoint::parse_public_keys_pem(&read(pem)?)
+                .map_err(|e| format!("{}: {e}", pem.display()))?;
+            vault_audit::offline::verify(&lines, &keys)
+        }
+        (None, None) => {
+            return Err("offline verification needs --public-key PEM or --pin FINGERPRINT".into());
+        }
+    };
     output::offline_report(format, &report);
     if report.ok {
         Ok(())
@@ -734,7 +760,13 @@ pub async fn execute(
                 .await?
                 .into_inner()
                 .checkpoints;
-            output::append_checkpoints(export, &checkpoints, out.as_deref())?;
+            let keys = client
+                .admin
+                .audit_public_keys(pb::AuditPublicKeysRequest {})
+                .await?
+                .into_inner()
+                .keys;
+            output::append_checkpoints(export, &checkpoints, &keys, out.as_deref())?;
         }
         Command::Keys(KeysCommand::Rotate { tenant, no_wait }) => {
             let job = client

@@ -359,6 +359,7 @@ pub async fn audit_export(
 pub fn append_checkpoints(
     mut sink: Box<dyn Write>,
     checkpoints: &[pb::AuditCheckpoint],
+    keys: &[pb::AuditPublicKey],
     out: Option<&Path>,
 ) -> Result<(), ClientError> {
     let write_error = |source| ClientError::WriteFile {
@@ -369,12 +370,28 @@ pub fn append_checkpoints(
     };
     for c in checkpoints {
         let line = ExportLine::Checkpoint(Checkpoint {
+            number: c.number,
+            prev: c.prev.clone(),
             seq: c.seq,
             chain_hash: c.chain_hash.clone(),
             time_ms: c.time_unix_ms,
             key_version: c.key_version,
             key_id: c.key_id.clone(),
             signature: c.signature.clone(),
+        });
+        writeln!(
+            sink,
+            "{}",
+            serde_json::to_value(line).unwrap_or(Value::Null)
+        )
+        .map_err(write_error)?;
+    }
+    // The keys with their endorsements, so `verify --pin` can chain them from the first.
+    for k in keys {
+        let line = ExportLine::Key(vault_audit::offline::ExportedKey {
+            version: k.version,
+            public_key: k.public_point.clone(),
+            endorsement: k.endorsement.clone(),
         });
         writeln!(
             sink,
@@ -392,17 +409,21 @@ pub fn public_keys(
     keys: &[pb::AuditPublicKey],
     out: Option<&Path>,
 ) -> Result<(), ClientError> {
+    // The first version's id is what auditors pin (`audit verify --offline FILE --pin`).
+    let fingerprint = keys
+        .iter()
+        .find(|k| k.version == 1)
+        .map_or(String::new(), |k| k.key_id.clone());
     let text: String = match format {
-        Format::Text => keys
-            .iter()
-            .map(|k| format!("# audit key version {} id {} created {}\n{}", k.version, k.key_id, time(k.created_at_unix), k.public_key_pem))
+        Format::Text => std::iter::once(format!("# fingerprint (pin this): {fingerprint}\n"))
+            .chain(keys.iter().map(|k| format!("# audit key version {} id {} created {}\n{}", k.version, k.key_id, time(k.created_at_unix), k.public_key_pem)))
             .collect(),
         Format::Json => keys
             .iter()
             .map(|k| {
                 format!(
                     "{}\n",
-                    json!({"version": k.version, "key_id": k.key_id, "created_at": time(k.created_at_unix), "public_key_pem": k.public_key_pem})
+                    json!({"version": k.version, "key_id": k.key_id, "fingerprint": fingerprint, "created_at": time(k.created_at_unix), "public_key_pem": k.public_key_pem, "endorsement": k.endorsement})
                 )
             })
             .collect(),

@@ -348,7 +348,7 @@ impl Default for AuditConfig {
             commit_timeout_ms: 5000,
             max_batch: 512,
             checkpoint_every: 1000,
-            checkpoint_interval_secs: 60,
+            checkpoint_interval_secs: 10,
         }
     }
 }

@@ -53,6 +53,12 @@ struct Args {
     /// real. Never available outside --dev.
     #[arg(long, value_name = "FILE", requires = "dev")]
     lifecycle_clock_file: Option<PathBuf>,
+    /// After restoring a backup of the data directory: verify the store's whole history,
+    /// accept it as current by moving the key backend's anchor to its newest checkpoint (with
+    /// a raised counter), record ANCHOR_RESET in the audit log, and exit. Needs the key
+    /// backend (PIN or TPM); never done automatically.
+    #[arg(long)]
+    reanchor: bool,
 }
 
 /// Backends `--dev` can provision.
@@ -161,7 +167,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vault_daemon::server::run(config, dev)) {
+    let run = async {
+        if args.reanchor {
+            vault_daemon::server::reanchor(config, dev).await
+        } else {
+            vault_daemon::server::run(config, dev).await
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "vault-daemon stopped");

@@ -15,7 +15,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use vault_proto::v1::admin_server::AdminServer;
 use vault_proto::v1::locker_server::LockerServer;
 
-use crate::audit::checkpointer::CheckpointPolicy;
+use crate::audit::checkpointer::{CheckpointPolicy, Checkpointer};
 use crate::audit::writer::{AuditWriter, WriterConfig};
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::{BackendKind, Config};
@@ -30,7 +30,6 @@ use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
-use crate::store::redb::RedbStore;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +49,9 @@ pub enum DaemonError {
     /// Startup step of the service failed.
     #[error("startup: {0}")]
     Service(#[from] crate::error::Error),
+    /// The store does not check out against the key backend.
+    #[error("{0}")]
+    Trust(#[from] crate::trust::TrustError),
     /// File system or network problem.
     #[error("{context}: {source}")]
     Io {
@@ -186,11 +188,16 @@ async fn shutdown_signal() {
     }
 }
 
-/// Periodically self-tests the key backend and reports Locker health accordingly.
-async fn watch_health(keys: KeyService, reporter: tonic_health::server::HealthReporter) {
+/// Periodically self-tests the key backend and reports Locker health accordingly; a broken
+/// audit chain (found by the checkpointer) is NOT_SERVING too.
+async fn watch_health(
+    keys: KeyService,
+    checkpointer: Checkpointer,
+    reporter: tonic_health::server::HealthReporter,
+) {
     let mut serving = None;
     loop {
-        let healthy = keys.self_test().await.is_ok();
+        let healthy = checkpointer.intact() && keys.self_test().await.is_ok();
         if serving != Some(healthy) {
             if healthy {
                 reporter.set_serving::<LockerServer<LockerApi>>().await;
@@ -208,7 +215,8 @@ async fn watch_health(keys: KeyService, reporter: tonic_health::server::HealthRe
                     .await;
                 tracing::error!(
                     backend = keys.backend_name(),
-                    "key backend unavailable: NOT_SERVING"
+                    audit_chain_intact = checkpointer.intact(),
+                    "key backend unavailable or audit chain broken: NOT_SERVING"
                 );
             }
             serving = Some(healthy);
@@ -241,10 +249,13 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     );
     keys.self_test().await?;
 
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(
+    let (store, verified) = crate::trust::open_store(
         &data_dir,
         config.store.cache_mb.saturating_mul(1 << 20),
-    )?);
+        &keys,
+    )
+    .await?;
+    let store: Arc<dyn Store> = store;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = AuditWriter::start(
         Arc::clone(&store),
@@ -287,6 +298,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
         ),
     );
     let checkpointer = locker.checkpointer().clone();
+    checkpointer.resume(&verified).await;
     checkpointer.ensure_key().await?;
 
     let mut stdout = std::io::stdout();
@@ -299,7 +311,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(watch_health(keys, reporter));
+    let health_task = tokio::spawn(watch_health(keys, checkpointer.clone(), reporter));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
     let rewrap_task = tokio::spawn(run_rewrap(
         Arc::clone(&locker),
@@ -399,4 +411,73 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     writer_thread.join();
     tracing::info!("audit writer flushed; stopped");
     served.map_err(DaemonError::from)
+}
+
+/// Accepts the store in the data directory as current after a restore (`--reanchor`):
+/// verifies its whole history, moves the backend's anchor to its newest checkpoint with a
+/// raised counter, records `ANCHOR_RESET` in the audit log, signs a checkpoint over that
+/// record, and exits. Never done automatically.
+pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
+    config.validate(dev)?;
+    let data_dir = config.store.data_dir.clone();
+    let keys = KeyService::new(
+        open_backend(&config)?,
+        config.backend.max_in_flight,
+        config.backend_timeout(),
+    );
+    keys.self_test().await?;
+    let (store, mut verified, done) = crate::trust::reanchor(
+        &data_dir,
+        config.store.cache_mb.saturating_mul(1 << 20),
+        &keys,
+    )
+    .await?;
+    verified.anchor = Some(done.anchor);
+    verified.advance = None;
+    let store: Arc<dyn Store> = store;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (writer, writer_thread) = AuditWriter::start(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        WriterConfig {
+            commit_timeout: config.commit_timeout(),
+            ..WriterConfig::default()
+        },
+    )?;
+    writer
+        .submit(
+            crate::store::mutation::Mutation::None,
+            crate::trust::reanchor_entry(&done),
+        )
+        .await?;
+    let checkpointer = Checkpointer::new(
+        store,
+        writer.clone(),
+        keys,
+        clock,
+        CheckpointPolicy {
+            every: 1,
+            interval: Duration::from_secs(1),
+        },
+    );
+    checkpointer.resume(&verified).await;
+    let signed = checkpointer.checkpoint_now().await?;
+    writer.shutdown().await;
+    writer_thread.join();
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "re-anchored: {} → checkpoint {} (counter {}); ANCHOR_RESET recorded{}",
+        done.previous.map_or("no anchor".to_owned(), |a| format!(
+            "checkpoint {} (counter {})",
+            a.checkpoint, a.counter
+        )),
+        done.anchor.checkpoint,
+        done.anchor.counter,
+        signed.map_or(String::new(), |c| format!(
+            " and anchored by checkpoint {}",
+            c.number
+        ))
+    );
+    Ok(())
 }

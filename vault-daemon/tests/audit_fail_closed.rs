@@ -39,7 +39,7 @@ const FAILING: u8 = 1;
 const STALLED: u8 = 2;
 
 struct FlakyStore {
-    inner: RedbStore,
+    inner: Arc<RedbStore>,
     mode: Arc<AtomicU8>,
 }
 
@@ -234,15 +234,18 @@ fn token_of(dir: &Path, operator: &str) -> SecretString {
 async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mode = Arc::new(AtomicU8::new(HEALTHY));
-    let store: Arc<dyn Store> = Arc::new(FlakyStore {
-        inner: RedbStore::open(dir.path()).expect("store"),
-        mode: Arc::clone(&mode),
-    });
     let keys = KeyService::new(
         Arc::new(SimBackend::open(dir.path(), false).expect("sim")),
         8,
         Duration::from_secs(2),
     );
+    let (inner, _) = vault_daemon::trust::open_store(dir.path(), 8 << 20, &keys)
+        .await
+        .expect("store");
+    let store: Arc<dyn Store> = Arc::new(FlakyStore {
+        inner,
+        mode: Arc::clone(&mode),
+    });
     let commit_timeout = Duration::from_millis(500);
     let (writer, writer_thread) = AuditWriter::start(
         Arc::clone(&store),

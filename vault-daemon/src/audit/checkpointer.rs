@@ -1,17 +1,26 @@
 //! Signed checkpoints of the audit chain: every `every` entries or `interval`, and at shutdown,
 //! the chain head (sequence number, hash) is signed with the active audit key in the key
-//! backend and stored. Also creates the first audit key and rotates it.
+//! backend and stored, numbered and linked to the checkpoint before; then the freshness anchor
+//! in the backend is advanced to it. Before signing, the entries since the last verified point
+//! are checked: the checkpointer never signs over a break (it stops, and health reports
+//! NOT_SERVING). Also creates the first audit key and rotates it, each new version endorsed by
+//! the one before.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vault_audit::checkpoint::{Checkpoint, key_id, signed_payload};
+use vault_audit::checkpoint::{
+    Checkpoint, CheckpointBody, FIRST_PREV, endorsement_payload, key_id,
+};
 
-use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome};
+use crate::audit::entry::{AuditEntry, EntryOutcome};
+use crate::audit::integrity::{self, ChainPosition, Verified};
 use crate::audit::keys::AuditKeyRecord;
 use crate::audit::writer::AuditWriter;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::keys::anchor::Anchor;
 use crate::keys::{KeyRef, KeyService, KeyUse};
 use crate::store::Store;
 use crate::store::mutation::Mutation;
@@ -25,6 +34,15 @@ pub struct CheckpointPolicy {
     pub interval: Duration,
 }
 
+/// What the checkpointer has verified: the chain up to `verified`, the newest checkpoint, and
+/// the anchor it last wrote.
+#[derive(Debug, Clone)]
+struct Progress {
+    verified: ChainPosition,
+    last: Option<Checkpoint>,
+    anchor: Option<Anchor>,
+}
+
 /// Signs and stores checkpoints.
 #[derive(Clone)]
 pub struct Checkpointer {
@@ -33,6 +51,10 @@ pub struct Checkpointer {
     keys: KeyService,
     clock: Arc<dyn Clock>,
     policy: CheckpointPolicy,
+    /// `None` until verified (at start, or lazily on the first checkpoint).
+    progress: Arc<tokio::sync::Mutex<Option<Progress>>>,
+    /// False once a break was found: nothing is signed any more, health says NOT_SERVING.
+    intact: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
@@ -50,6 +72,29 @@ impl Checkpointer {
             keys,
             clock,
             policy,
+            progress: Arc::new(tokio::sync::Mutex::new(None)),
+            intact: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Starts from what start-up verification established (else the first checkpoint
+    /// verifies the store itself).
+    pub async fn resume(&self, verified: &Verified) {
+        *self.progress.lock().await = Some(Progress {
+            verified: verified.head,
+            last: verified.last_checkpoint.clone(),
+            anchor: verified.advance.or(verified.anchor),
+        });
+    }
+
+    /// Whether the audit chain is intact as far as verified (false after a break was found).
+    pub fn intact(&self) -> bool {
+        self.intact.load(Ordering::SeqCst)
+    }
+
+    fn break_found(&self, error: &Error) {
+        if self.intact.swap(false, Ordering::SeqCst) {
+            tracing::error!(%error, "ALERT: the audit chain is broken; no checkpoint will be signed over it; health NOT_SERVING");
         }
     }
 
@@ -85,49 +130,102 @@ impl Checkpointer {
             .create_key(KeyUse::Sign, format!("audit/{version}"))
             .await?;
         let public_point = self.keys.public_key(key_ref.clone()).await?;
+        let id = key_id(&public_point);
+        let previous = self.store.reader()?.audit_keys()?.pop();
+        let endorsement = match previous {
+            Some(previous) => {
+                self.keys
+                    .sign(KeyRef(previous.key_ref), endorsement_payload(version, &id))
+                    .await?
+            }
+            None => Vec::new(),
+        };
         Ok(AuditKeyRecord {
             version,
-            key_id: key_id(&public_point),
+            key_id: id,
             key_ref: key_ref.0,
             public_point,
             created_at_ms: self.clock.now_ms(),
+            endorsement,
         })
     }
 
-    /// Signs the current chain head unless the newest checkpoint covers it already.
+    /// Signs the current chain head unless the newest checkpoint covers it already, after
+    /// verifying the entries since the last verified point; then advances the anchor.
     pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>> {
-        let (head, last) = {
-            let reader = self.store.reader()?;
-            (reader.audit_last()?, reader.last_checkpoint()?)
+        if !self.intact() {
+            return Err(Error::Integrity(
+                "the audit chain is broken: no checkpoint is signed over it".into(),
+            ));
+        }
+        let mut guard = self.progress.lock().await;
+        let progress = match guard.as_mut() {
+            Some(progress) => progress,
+            None => {
+                let anchor = self.keys.read_anchor().await?;
+                let verified = integrity::verify_store_at_start(self.store.as_ref(), anchor)
+                    .inspect_err(|e| self.break_found(e))?;
+                guard.insert(Progress {
+                    verified: verified.head,
+                    last: verified.last_checkpoint,
+                    anchor: verified.anchor,
+                })
+            }
         };
-        let Some((seq, row)) = head else {
-            return Ok(None);
-        };
-        if last.as_ref().is_some_and(|c| c.seq >= seq) {
+        // The newest stored checkpoint must still be the one this process knows.
+        let stored_last = self.store.reader()?.last_checkpoint()?;
+        if stored_last != progress.last {
+            let error = Error::Integrity(
+                "the stored checkpoints changed under the checkpointer (removed or replaced)"
+                    .into(),
+            );
+            self.break_found(&error);
+            return Err(error);
+        }
+        let head = integrity::verify_chain_from(self.store.as_ref(), progress.verified)
+            .inspect_err(|e| self.break_found(e))?;
+        progress.verified = head;
+        if head.seq == 0 || progress.last.as_ref().is_some_and(|c| c.seq >= head.seq) {
             return Ok(None);
         }
-        let chained = ChainedEntry::from_row(&row)
-            .map_err(|e| Error::Integrity(format!("audit entry {seq} is unreadable: {e}")))?;
         let key = self
             .store
             .reader()?
             .audit_keys()?
             .pop()
             .ok_or_else(|| Error::Internal("no audit signing key".into()))?;
-        let time_ms = self.clock.now_ms();
-        let payload = signed_payload(seq, &chained.hash, time_ms, key.version, &key.key_id);
-        let signature = self.keys.sign(KeyRef(key.key_ref.clone()), payload).await?;
-        let checkpoint = Checkpoint {
-            seq,
-            chain_hash: hex::encode(chained.hash),
-            time_ms,
+        let body = CheckpointBody {
+            number: progress.last.as_ref().map_or(1, |c| c.number + 1),
+            seq: head.seq,
+            chain_hash: head.hash,
+            time_ms: self.clock.now_ms(),
             key_version: key.version,
-            key_id: hex::encode(key.key_id),
-            signature: hex::encode(signature),
+            key_id: key.key_id,
+            prev: match &progress.last {
+                Some(last) => last
+                    .hash()
+                    .ok_or_else(|| Error::Integrity("stored checkpoint is malformed".into()))?,
+                None => FIRST_PREV,
+            },
         };
+        let signature = self
+            .keys
+            .sign(KeyRef(key.key_ref.clone()), body.signed_payload())
+            .await?;
+        let checkpoint = body.into_checkpoint(&signature);
         self.writer
             .submit_unaudited(Mutation::PutCheckpoint(checkpoint.clone()))
             .await?;
+        progress.last = Some(checkpoint.clone());
+        // Stored first, anchored second: a crash between leaves the store one checkpoint
+        // ahead of the anchor, which start-up accepts and anchors.
+        let anchor = Anchor::next(progress.anchor.as_ref(), body.number, body.hash());
+        match self.keys.write_anchor(anchor).await {
+            Ok(()) => progress.anchor = Some(anchor),
+            Err(error) => {
+                tracing::warn!(%error, number = body.number, "cannot advance the anchor; retried at the next checkpoint")
+            }
+        }
         Ok(Some(checkpoint))
     }
 

@@ -16,4 +16,7 @@ pub struct AuditKeyRecord {
     pub key_id: [u8; 32],
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// The previous version's signature over this key (`vault_audit::checkpoint::
+    /// endorsement_payload`); empty for version 1, whose id auditors pin.
+    pub endorsement: Vec<u8>,
 }

@@ -3,6 +3,7 @@
 
 pub mod checkpointer;
 pub mod entry;
+pub mod integrity;
 pub mod keys;
 pub mod verify;
 pub mod writer;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::handle::Handle;
 use crate::domain::identity::IdentityVerification;
 use crate::domain::lifecycle::Retirement;
+use crate::error::Error;
 
 /// Whose number a record holds (規程 第4条 1-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,4 +98,47 @@ pub struct Record {
     /// The blind index entry pointing at this record (kept so disposal can remove it without
     /// unsealing); `None` once disposed.
     pub blind_index: Option<[u8; 32]>,
+}
+
+/// The status after suspending (`Some`) or resuming (`None`) a record in `status`, or why the
+/// change is refused (規程第49条).
+pub fn status_after_suspension(
+    handle: &Handle,
+    status: &RecordStatus,
+    suspension: Option<Suspension>,
+) -> Result<RecordStatus, Error> {
+    Ok(match (status, suspension) {
+        (RecordStatus::Active, Some(suspension)) => RecordStatus::Suspended(suspension),
+        (RecordStatus::Suspended(_), None) => RecordStatus::Active,
+        (RecordStatus::Disposed(_), _) => {
+            return Err(Error::FailedPrecondition(format!(
+                "record {handle} has been disposed"
+            )));
+        }
+        (RecordStatus::Suspended(_), Some(_)) => {
+            return Err(Error::FailedPrecondition(format!(
+                "record {handle} is already suspended"
+            )));
+        }
+        (RecordStatus::Retired(retirement), suspension) => {
+            if retirement.suspension.is_some() == suspension.is_some() {
+                let state = if suspension.is_some() {
+                    "already suspended"
+                } else {
+                    "not suspended"
+                };
+                return Err(Error::FailedPrecondition(format!(
+                    "record {handle} is {state}"
+                )));
+            }
+            let mut retirement = retirement.clone();
+            retirement.suspension = suspension;
+            RecordStatus::Retired(retirement)
+        }
+        (RecordStatus::Active, None) => {
+            return Err(Error::FailedPrecondition(format!(
+                "record {handle} is not suspended"
+            )));
+        }
+    })
 }

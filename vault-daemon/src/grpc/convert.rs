@@ -272,6 +272,8 @@ pub fn checkpoint(c: vault_audit::checkpoint::Checkpoint) -> pb::AuditCheckpoint
         key_version: c.key_version,
         key_id: c.key_id,
         signature: c.signature,
+        number: c.number,
+        prev: c.prev,
     }
 }
 
@@ -282,6 +284,8 @@ pub fn audit_key(key: crate::audit::keys::AuditKeyRecord) -> pb::AuditPublicKey 
         key_id: hex::encode(key.key_id),
         public_key_pem: vault_audit::checkpoint::public_key_pem(&key.public_point),
         created_at_unix: secs(key.created_at_ms),
+        endorsement: hex::encode(&key.endorsement),
+        public_point: hex::encode(&key.public_point),
     }
 }
 

@@ -5,6 +5,11 @@
 //! version, handle, tenant, KEK version and the sorted permitted purposes — so a ciphertext
 //! moved to another handle or tenant, or a purpose list edited in the database, fails to open.
 //!
+//! The DEK wrap also binds the record's state — active, suspended (with who and why), retired
+//! (with its dates) — so a status edited in the store (a suspension lifted, a retirement
+//! undone, retention dates moved) makes the unwrap fail. A status change re-wraps the DEK under
+//! the new state ([`rebind`]); the number's ciphertext stays as it is.
+//!
 //! The blind index is HMAC-SHA256 of the normalised number under the tenant's MAC key in the
 //! backend; a plain hash would be brute-forced in seconds (10^11 candidates).
 
@@ -15,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::domain::handle::Handle;
 use crate::domain::number::IndividualNumber;
 use crate::domain::operator::TenantKeys;
-use crate::domain::record::SealedNumber;
+use crate::domain::record::{RecordStatus, SealedNumber};
 use crate::error::Error;
 use crate::keys::{KeyError, KeyRef, KeyService};
 
@@ -26,6 +31,7 @@ pub const FORMAT_V1: u8 = 1;
 pub const FORMAT_EPOCH: u8 = 2;
 const AAD_TAG: &[u8] = b"MNL-RECORD";
 const INDEX_TAG: &[u8] = b"MNL-INDEX-v1:";
+const STATE_TAG: &[u8] = b"STATE";
 
 /// The associated data bound to a record's ciphertext and wrapped DEK.
 pub fn record_aad(
@@ -46,6 +52,17 @@ pub fn record_aad(
         push_field(&mut out, purpose.as_bytes());
     }
     out
+}
+
+/// The associated data of the DEK wrap: the record's, then its state.
+fn wrap_aad(record_aad: &[u8], status: &RecordStatus) -> Result<Vec<u8>, Error> {
+    let state = postcard::to_allocvec(status)
+        .map_err(|e| Error::Internal(format!("record state does not encode: {e}")))?;
+    let mut out = Vec::with_capacity(record_aad.len() + state.len() + 10);
+    out.extend_from_slice(record_aad);
+    out.extend_from_slice(STATE_TAG);
+    push_field(&mut out, &state);
+    Ok(out)
 }
 
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
@@ -101,7 +118,8 @@ impl<'a> Wrapping<'a> {
     }
 }
 
-/// Seals `number` for the record `handle` under the tenant's active keys.
+/// Seals `number` for the record `handle` in state `status` under the tenant's active keys.
+#[allow(clippy::too_many_arguments)]
 pub async fn seal(
     keys: &KeyService,
     rng: &SystemRandom,
@@ -110,6 +128,7 @@ pub async fn seal(
     tenant: &str,
     purposes: &[String],
     number: &IndividualNumber,
+    status: &RecordStatus,
 ) -> Result<SealedNumber, Error> {
     seal_with(
         keys,
@@ -119,11 +138,14 @@ pub async fn seal(
         tenant,
         purposes,
         number,
+        status,
     )
     .await
 }
 
-/// Seals `number` for the record `handle` with the DEK wrapped as `wrapping` says.
+/// Seals `number` for the record `handle` in state `status` with the DEK wrapped as
+/// `wrapping` says.
+#[allow(clippy::too_many_arguments)]
 pub async fn seal_with(
     keys: &KeyService,
     rng: &SystemRandom,
@@ -132,6 +154,7 @@ pub async fn seal_with(
     tenant: &str,
     purposes: &[String],
     number: &IndividualNumber,
+    status: &RecordStatus,
 ) -> Result<SealedNumber, Error> {
     let aad = record_aad(
         wrapping.format,
@@ -154,7 +177,9 @@ pub async fn seal_with(
             &mut ciphertext,
         )
         .map_err(|_| Error::Internal("AEAD seal failed".into()))?;
-    let wrapped_dek = keys.wrap(KeyRef(wrapping.kek.to_vec()), dek, aad).await?;
+    let wrapped_dek = keys
+        .wrap(KeyRef(wrapping.kek.to_vec()), dek, wrap_aad(&aad, status)?)
+        .await?;
     Ok(SealedNumber {
         format: wrapping.format,
         key_version: wrapping.key_version,
@@ -164,8 +189,8 @@ pub async fn seal_with(
     })
 }
 
-/// Opens a sealed number. Any mismatch of key, associated data or bytes is an
-/// [`Error::Integrity`]; no partial plaintext is ever returned.
+/// Opens a sealed number of a record in state `status`. Any mismatch of key, associated
+/// data, state or bytes is an [`Error::Integrity`]; no partial plaintext is ever returned.
 pub async fn open(
     keys: &KeyService,
     tenant_keys: &TenantKeys,
@@ -173,12 +198,74 @@ pub async fn open(
     tenant: &str,
     purposes: &[String],
     sealed: &SealedNumber,
+    status: &RecordStatus,
 ) -> Result<Zeroizing<String>, Error> {
-    open_with(keys, &tenant_keys.kek, handle, tenant, purposes, sealed).await
+    open_with(
+        keys,
+        &tenant_keys.kek,
+        handle,
+        tenant,
+        purposes,
+        sealed,
+        status,
+    )
+    .await
+}
+
+fn check_format(sealed: &SealedNumber) -> Result<(), Error> {
+    if sealed.format != FORMAT_V1 && sealed.format != FORMAT_EPOCH {
+        return Err(Error::Integrity(format!(
+            "record format {} is not known; nothing was released",
+            sealed.format
+        )));
+    }
+    Ok(())
+}
+
+/// The DEK of a sealed number, unwrapped under `kek` with the record's state bound.
+async fn unwrap_dek(
+    keys: &KeyService,
+    kek: &[u8],
+    aad: &[u8],
+    sealed: &SealedNumber,
+    status: &RecordStatus,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    Ok(keys
+        .unwrap(
+            KeyRef(kek.to_vec()),
+            sealed.wrapped_dek.clone(),
+            wrap_aad(aad, status)?,
+        )
+        .await?)
+}
+
+/// The same sealed number bound to the record's new state `to` (from `from`): the DEK is
+/// unwrapped and wrapped again under the same key; the ciphertext is unchanged.
+#[allow(clippy::too_many_arguments)]
+pub async fn rebind(
+    keys: &KeyService,
+    kek: &[u8],
+    handle: &Handle,
+    tenant: &str,
+    purposes: &[String],
+    sealed: &SealedNumber,
+    from: &RecordStatus,
+    to: &RecordStatus,
+) -> Result<SealedNumber, Error> {
+    check_format(sealed)?;
+    let aad = record_aad(sealed.format, handle, tenant, sealed.key_version, purposes);
+    let dek = unwrap_dek(keys, kek, &aad, sealed, from).await?;
+    let wrapped_dek = keys
+        .wrap(KeyRef(kek.to_vec()), dek, wrap_aad(&aad, to)?)
+        .await?;
+    Ok(SealedNumber {
+        wrapped_dek,
+        ..sealed.clone()
+    })
 }
 
 /// Opens a sealed number whose DEK is wrapped by `kek` (the tenant key or disposal-epoch key
-/// its format and key version name).
+/// its format and key version name), of a record in state `status`.
 pub async fn open_with(
     keys: &KeyService,
     kek: &[u8],
@@ -186,21 +273,11 @@ pub async fn open_with(
     tenant: &str,
     purposes: &[String],
     sealed: &SealedNumber,
+    status: &RecordStatus,
 ) -> Result<Zeroizing<String>, Error> {
-    if sealed.format != FORMAT_V1 && sealed.format != FORMAT_EPOCH {
-        return Err(Error::Integrity(format!(
-            "record format {} is not known; nothing was released",
-            sealed.format
-        )));
-    }
+    check_format(sealed)?;
     let aad = record_aad(sealed.format, handle, tenant, sealed.key_version, purposes);
-    let dek = keys
-        .unwrap(
-            KeyRef(kek.to_vec()),
-            sealed.wrapped_dek.clone(),
-            aad.clone(),
-        )
-        .await?;
+    let dek = unwrap_dek(keys, kek, &aad, sealed, status).await?;
     let cipher = aead_key(&dek)?;
     let mut buffer = Zeroizing::new(sealed.ciphertext.clone());
     let plain = cipher

@@ -2,10 +2,12 @@
 //! PKCS#11 and TPM 2.0 alongside), the envelope encryption built on it, and [`KeyService`],
 //! which bounds and times every backend call so a stuck token never hangs a request.
 
+pub mod anchor;
 pub mod envelope;
 pub mod pkcs11;
 pub mod rotation;
 pub mod sim;
+pub mod state_mac;
 pub mod tpm;
 
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
+
+use crate::keys::anchor::Anchor;
 
 /// What a backend key is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,11 @@ pub trait KeyBackend: Send + Sync + 'static {
     fn public_key(&self, key: &KeyRef) -> Result<Vec<u8>, KeyError>;
     /// Checks the backend answers.
     fn self_test(&self) -> Result<(), KeyError>;
+    /// The freshness anchor, if one was ever written (see [`anchor`]).
+    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError>;
+    /// Replaces the anchor. Refused unless `anchor.counter` is above the stored counter: the
+    /// anchor never goes back.
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError>;
     /// Whether `wrap`, `unwrap` and `mac` are pure in-memory computation that never waits on
     /// a device or a file. Such calls take well under a microsecond,
     /// so the key service runs them on the calling task: a hop to the blocking pool would cost
@@ -217,5 +226,36 @@ impl KeyService {
     /// See [`KeyBackend::self_test`].
     pub async fn self_test(&self) -> Result<(), KeyError> {
         self.call(|b| b.self_test()).await
+    }
+
+    /// See [`KeyBackend::read_anchor`].
+    pub async fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
+        self.call(|b| b.read_anchor()).await
+    }
+
+    /// See [`KeyBackend::write_anchor`].
+    pub async fn write_anchor(&self, anchor: Anchor) -> Result<(), KeyError> {
+        self.call(move |b| b.write_anchor(&anchor)).await
+    }
+
+    /// The backend itself (for the state MAC, which calls it from its own thread).
+    pub fn backend(&self) -> Arc<dyn KeyBackend> {
+        Arc::clone(&self.backend)
+    }
+
+    /// The timeout of every backend call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Refuses an anchor write that would not raise the counter.
+pub fn check_anchor_advance(current: Option<&Anchor>, next: &Anchor) -> Result<(), KeyError> {
+    match current {
+        Some(current) if next.counter <= current.counter => Err(KeyError::Other(format!(
+            "anchor counter would go from {} to {}: it never goes back",
+            current.counter, next.counter
+        ))),
+        _ => Ok(()),
     }
 }

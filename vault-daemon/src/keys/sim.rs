@@ -1,21 +1,27 @@
 //! The `sim` backend: [`KeyBackend`] over the `hsm-sim` crate. Insecure by construction (keys
 //! in a file); the daemon accepts it in dev mode or when the config says so explicitly.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use hsm_sim::{KeyKind, SimError, SimOptions, SimToken};
 use zeroize::Zeroizing;
 
-use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
+use crate::keys::anchor::Anchor;
+use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse, check_anchor_advance};
 
 /// Directory, under the data dir, that holds the simulated token.
 pub const SIM_DIR: &str = "hsm-sim";
+/// The anchor's file in the token's directory (as insecure as the rest of the simulated token).
+pub const ANCHOR_FILE: &str = "anchor";
 
 /// The simulated token as a key backend.
 #[derive(Debug)]
 pub struct SimBackend {
     token: SimToken,
     fault_control_file: bool,
+    anchor_path: PathBuf,
+    anchor_lock: std::sync::Mutex<()>,
 }
 
 impl SimBackend {
@@ -27,6 +33,8 @@ impl SimBackend {
         Ok(SimBackend {
             token,
             fault_control_file,
+            anchor_path: data_dir.join(SIM_DIR).join(ANCHOR_FILE),
+            anchor_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -112,5 +120,30 @@ impl KeyBackend for SimBackend {
 
     fn self_test(&self) -> Result<(), KeyError> {
         self.token.self_test().map_err(map_error)
+    }
+
+    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
+        self.token.self_test().map_err(map_error)?;
+        match std::fs::read(&self.anchor_path) {
+            Ok(bytes) => Anchor::decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| KeyError::Other("anchor file is malformed".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KeyError::Unavailable(format!("read anchor: {e}"))),
+        }
+    }
+
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError> {
+        let _guard = self.anchor_lock.lock().unwrap_or_else(|e| e.into_inner());
+        check_anchor_advance(self.read_anchor()?.as_ref(), anchor)?;
+        // Write and rename, so a crash leaves the old anchor or the new one, never half.
+        let temporary = self.anchor_path.with_extension("tmp");
+        let written = (|| {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&anchor.encode())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &self.anchor_path)
+        })();
+        written.map_err(|e| KeyError::Unavailable(format!("write anchor: {e}")))
     }
 }

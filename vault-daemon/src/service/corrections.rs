@@ -105,6 +105,7 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             &number,
+            &record.status,
         )
         .await?;
         let mut id = [0u8; 8];

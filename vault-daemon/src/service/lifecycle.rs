@@ -102,6 +102,7 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             sealed,
+            &record.status,
         )
         .await?;
         IndividualNumber::parse(&digits).map_err(|_| {
@@ -203,6 +204,13 @@ impl Locker {
                 (key.clone(), Some(key))
             }
         };
+        let status = RecordStatus::Retired(Retirement {
+            left_on: format_date(left),
+            dispose_on: format_date(dispose_on),
+            by: caller.operator.id.clone(),
+            at_ms: now,
+            suspension: None,
+        });
         let resealed = envelope::seal_with(
             &self.keys,
             &self.rng,
@@ -211,17 +219,12 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             &number,
+            &status,
         )
         .await?;
         let mut updated = record.clone();
         updated.sealed = Some(resealed);
-        updated.status = RecordStatus::Retired(Retirement {
-            left_on: format_date(left),
-            dispose_on: format_date(dispose_on),
-            by: caller.operator.id.clone(),
-            at_ms: now,
-            suspension: None,
-        });
+        updated.status = status;
         entry.allow(format!(
             "retired: left on {}, disposal on {} under epoch key {}",
             format_date(left),
@@ -280,6 +283,10 @@ impl Locker {
         let active = tenant
             .active_keys()
             .ok_or_else(|| Error::Internal(format!("tenant {} has no active key", tenant.id)))?;
+        let status = match &retirement.suspension {
+            Some(suspension) => RecordStatus::Suspended(suspension.clone()),
+            None => RecordStatus::Active,
+        };
         let resealed = envelope::seal(
             &self.keys,
             &self.rng,
@@ -288,14 +295,12 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             &number,
+            &status,
         )
         .await?;
         let mut updated = record.clone();
         updated.sealed = Some(resealed);
-        updated.status = match &retirement.suspension {
-            Some(suspension) => RecordStatus::Suspended(suspension.clone()),
-            None => RecordStatus::Active,
-        };
+        updated.status = status;
         entry.allow(format!("retirement undone: {reason}"));
         Ok((
             (),

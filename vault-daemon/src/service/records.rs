@@ -10,7 +10,7 @@ use crate::domain::identity::IdentityVerification;
 use crate::domain::number::IndividualNumber;
 use crate::domain::operator::{Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
-use crate::domain::record::{Record, RecordStatus, SubjectKind, Suspension, Tombstone};
+use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Suspension, Tombstone};
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::envelope;
@@ -92,7 +92,17 @@ impl Locker {
     ) -> Result<Option<Handle>> {
         for keys in tenant.index_keys() {
             let index = envelope::blind_index(&self.keys, keys, number).await?;
-            if let Some(handle) = self.store.reader()?.index_lookup(&tenant.id, &index)? {
+            let reader = self.store.reader()?;
+            if let Some(handle) = reader.index_lookup(&tenant.id, &index)? {
+                // The index is not authenticated by itself: the record it names must carry
+                // this very index in this tenant (an entry swapped in the store is caught).
+                let named = reader.record(&handle)?;
+                if named.is_none_or(|r| r.tenant != tenant.id || r.blind_index != Some(index)) {
+                    return Err(Error::Integrity(format!(
+                        "blind index entry of tenant {} names record {handle}, which does not carry it",
+                        tenant.id
+                    )));
+                }
                 return Ok(Some(handle));
             }
         }
@@ -162,7 +172,14 @@ impl Locker {
         let handle = Handle::generate(&self.rng)
             .map_err(|_| Error::Internal("random generator failed".into()))?;
         let sealed = envelope::seal(
-            &self.keys, &self.rng, keys, &handle, &tenant.id, &purposes, &number,
+            &self.keys,
+            &self.rng,
+            keys,
+            &handle,
+            &tenant.id,
+            &purposes,
+            &number,
+            &RecordStatus::Active,
         )
         .await?;
         entry.allow(format!("sealed for {}", purposes.join(",")));
@@ -253,6 +270,7 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             sealed,
+            &record.status,
         )
         .await?;
         entry.allow("number released");
@@ -319,27 +337,50 @@ impl Locker {
             Action::Resume
         };
         let (caller, mut entry) = self.begin(ctx, action).await?;
-        let body = (|| {
+        let body = async {
             let handle = parse_handle(handle, &mut entry)?;
             text::free_text("reason", reason, 1024, true).map_err(invalid)?;
             let record = self.load_record(&handle, &mut entry)?;
             super::require_scope(&caller, &record.tenant)?;
+            let suspension = suspend.then(|| Suspension {
+                reason: reason.to_owned(),
+                by: caller.operator.id.clone(),
+                at_ms: self.now_ms(),
+            });
+            let status = record::status_after_suspension(&handle, &record.status, suspension)?;
+            let Some(sealed) = &record.sealed else {
+                return Err(Error::Integrity(format!(
+                    "record {handle} has no ciphertext"
+                )));
+            };
+            // The state is bound to the DEK: a new state means the DEK wrapped anew.
+            let tenant = self.load_tenant(&record.tenant)?;
+            let kek = self.record_kek(&tenant, sealed)?;
+            let rebound = envelope::rebind(
+                &self.keys,
+                &kek,
+                &handle,
+                &record.tenant,
+                &record.purposes,
+                sealed,
+                &record.status,
+                &status,
+            )
+            .await?;
             let verb = if suspend { "suspended" } else { "resumed" };
             entry.allow(format!("{verb}: {reason}"));
-            let mutation = if suspend {
-                Mutation::SuspendRecord {
-                    handle,
-                    suspension: Suspension {
-                        reason: reason.to_owned(),
-                        by: caller.operator.id.clone(),
-                        at_ms: self.now_ms(),
-                    },
-                }
-            } else {
-                Mutation::ResumeRecord(handle)
-            };
-            Ok(((), mutation))
-        })();
+            let mut updated = record.clone();
+            updated.status = status;
+            updated.sealed = Some(rebound);
+            Ok((
+                (),
+                Mutation::SetRecordState {
+                    expected: sealed.clone(),
+                    updated: Box::new(updated),
+                },
+            ))
+        }
+        .await;
         match self.finish(entry, body).await? {
             ((), MutationOutcome::Record(record)) => Ok(*record),
             (_, other) => Err(Error::Internal(format!("unexpected outcome {other:?}"))),

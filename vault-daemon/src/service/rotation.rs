@@ -303,6 +303,7 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             sealed,
+            &record.status,
         )
         .await?;
         let number = IndividualNumber::parse(&digits).map_err(|_| {
@@ -319,6 +320,7 @@ impl Locker {
             &record.tenant,
             &record.purposes,
             &number,
+            &record.status,
         )
         .await?;
         let index = envelope::blind_index(&self.keys, target, &number).await?;

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod corrections;
 pub mod mutation;
 pub mod redb;
+pub mod sealing;
 
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
@@ -26,7 +27,8 @@ use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
 
 /// Version of the stored layout; a store written with another version is refused at open.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3: authenticated rows (`sealing`), record state bound to the DEK, linked checkpoints.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Failures of the store itself (not of the request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,17 @@ pub enum StoreError {
     /// A stored value does not decode.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A row fails its authentication: edited, forged, or moved to another key or table.
+    #[error("stored row {table}/{key} fails its integrity check (edited, forged or moved)")]
+    Tampered {
+        /// Table of the row.
+        table: String,
+        /// The row's key (an id, never a secret).
+        key: String,
+    },
+    /// The key backend could not authenticate a row in time: fail closed.
+    #[error("cannot authenticate stored rows: {0}")]
+    Unauthenticated(String),
     /// The store was written by another schema version.
     #[error("store schema version {found} is not supported (expected {expected})")]
     Schema {
@@ -51,7 +64,12 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Error {
         match error {
             StoreError::Io(_) => Error::Unavailable(format!("{error}; nothing was released")),
-            StoreError::Corrupt(_) => Error::Integrity(error.to_string()),
+            StoreError::Corrupt(_) | StoreError::Tampered { .. } => {
+                Error::Integrity(format!("{error}; nothing was released"))
+            }
+            StoreError::Unauthenticated(_) => {
+                Error::Unavailable(format!("{error}; nothing was released"))
+            }
             StoreError::Schema { .. } => Error::Internal(error.to_string()),
         }
     }

@@ -12,7 +12,7 @@ use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
-use crate::domain::record::{Record, RecordStatus, SealedNumber, Suspension, Tombstone};
+use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
@@ -114,15 +114,14 @@ pub enum Mutation {
         /// The rewrap job.
         job: RewrapJob,
     },
-    /// Stop a record's use (it must be active).
-    SuspendRecord {
-        /// The record.
-        handle: Handle,
-        /// Why, who, when.
-        suspension: Suspension,
+    /// Replace a record by its form in a new state (suspended or resumed, its DEK bound to the
+    /// new state), only if it still holds exactly `expected`.
+    SetRecordState {
+        /// The sealed form that was read.
+        expected: SealedNumber,
+        /// The record in its new state.
+        updated: Box<Record>,
     },
-    /// Allow a suspended record's use again.
-    ResumeRecord(Handle),
     /// Create, approve or cancel a key destruction request (the state change is validated
     /// against the stored request).
     ChangeDestruction(DestructionChange),
@@ -283,11 +282,13 @@ impl Mutation {
                 Ok(Ok(MutationOutcome::Token(token)))
             }
             Mutation::PutCheckpoint(checkpoint) => {
-                if txn
-                    .last_checkpoint()?
-                    .is_some_and(|last| last.seq >= checkpoint.seq)
-                {
-                    return Ok(Ok(MutationOutcome::Done));
+                // Only the direct successor of the newest checkpoint: numbered, linked, ahead.
+                let last = txn.last_checkpoint()?;
+                if !checkpoint.follows(last.as_ref()) {
+                    return Ok(Err(Error::Integrity(format!(
+                        "checkpoint {} does not follow the newest stored checkpoint",
+                        checkpoint.number
+                    ))));
                 }
                 txn.put_checkpoint(&checkpoint)?;
                 Ok(Ok(MutationOutcome::Done))
@@ -311,10 +312,7 @@ impl Mutation {
                 finished,
                 now_ms,
             } => rewrap(txn, &tenant, records, cursor, finished, now_ms),
-            Mutation::SuspendRecord { handle, suspension } => {
-                set_suspension(txn, &handle, Some(suspension))
-            }
-            Mutation::ResumeRecord(handle) => set_suspension(txn, &handle, None),
+            Mutation::SetRecordState { expected, updated } => set_state(txn, &expected, *updated),
             Mutation::ChangeDestruction(change) => change_destruction(txn, change),
             Mutation::FinishDestruction { id, now_ms } => finish_destruction(txn, &id, now_ms),
             Mutation::RevokeToken(id) => match txn.token(&id)? {
@@ -638,48 +636,13 @@ fn finish_destruction(txn: &mut dyn StoreWrite, id: &str, now_ms: i64) -> Applie
     Ok(Ok(MutationOutcome::Destruction(Box::new(request))))
 }
 
-fn set_suspension(
-    txn: &mut dyn StoreWrite,
-    handle: &Handle,
-    suspension: Option<Suspension>,
-) -> Applied {
-    let Some(mut record) = txn.record(handle)? else {
-        return Ok(Err(Error::NotFound(format!("no record {handle}"))));
+fn set_state(txn: &mut dyn StoreWrite, expected: &SealedNumber, updated: Record) -> Applied {
+    let Some(current) = unchanged(txn, &updated.handle, expected)? else {
+        return Ok(Err(conflict(&updated.handle)));
     };
-    record.status = match (&record.status, suspension) {
-        (RecordStatus::Active, Some(suspension)) => RecordStatus::Suspended(suspension),
-        (RecordStatus::Suspended(_), None) => RecordStatus::Active,
-        (RecordStatus::Disposed(_), _) => {
-            return Ok(Err(Error::FailedPrecondition(format!(
-                "record {handle} has been disposed"
-            ))));
-        }
-        (RecordStatus::Suspended(_), Some(_)) => {
-            return Ok(Err(Error::FailedPrecondition(format!(
-                "record {handle} is already suspended"
-            ))));
-        }
-        (RecordStatus::Retired(retirement), suspension) => {
-            if retirement.suspension.is_some() == suspension.is_some() {
-                let state = if suspension.is_some() {
-                    "already suspended"
-                } else {
-                    "not suspended"
-                };
-                return Ok(Err(Error::FailedPrecondition(format!(
-                    "record {handle} is {state}"
-                ))));
-            }
-            let mut retirement = retirement.clone();
-            retirement.suspension = suspension;
-            RecordStatus::Retired(retirement)
-        }
-        (RecordStatus::Active, None) => {
-            return Ok(Err(Error::FailedPrecondition(format!(
-                "record {handle} is not suspended"
-            ))));
-        }
-    };
-    txn.put_record(&record)?;
-    Ok(Ok(MutationOutcome::Record(Box::new(record))))
+    // The transition was checked against the status the request read; the ciphertext being
+    // unchanged shows the status is unchanged too (they change together).
+    let _ = current;
+    txn.put_record(&updated)?;
+    Ok(Ok(MutationOutcome::Record(Box::new(updated))))
 }

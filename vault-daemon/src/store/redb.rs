@@ -1,12 +1,20 @@
 //! The embedded store on redb: one file (`locker.redb`, mode 0600) in the data directory,
 //! copy-on-write B-trees, MVCC snapshots for reads and fsync on every commit.
+//!
+//! Opening is two steps: [`RedbDatabase::open`] checks the file and its schema and gives access
+//! to the metadata (where the state MAC key's reference lives); [`RedbDatabase::authenticated`]
+//! then makes the [`RedbStore`], which seals and opens every authority row with a
+//! [`RowSealer`]. Records are authenticated by their associated data instead, audit entries by
+//! the hash chain, checkpoints by their signatures.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 
 use vault_audit::certificate::DeletionCertificate;
@@ -21,7 +29,8 @@ use crate::domain::record::Record;
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
-use crate::store::codec::{decode, encode};
+use crate::store::codec::{decode, decode_sealed, encode, encode_sealed};
+use crate::store::sealing::RowSealer;
 use crate::store::{SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
 
 /// File name of the database in the data directory.
@@ -68,23 +77,34 @@ fn io(error: impl std::fmt::Display) -> StoreError {
     StoreError::Io(error.to_string())
 }
 
-/// The redb store.
+/// The redb store: every read and write of an authority row goes through its sealer.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    sealer: Arc<RowSealer>,
 }
 
-impl RedbStore {
+/// The database file, opened and schema-checked, before rows can be authenticated.
+#[derive(Debug)]
+pub struct RedbDatabase {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbDatabase {
     /// Opens or creates the store in `data_dir` with the default page cache, creating the file
     /// 0600 and checking the schema version.
-    pub fn open(data_dir: &Path) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    pub fn open(data_dir: &Path) -> Result<RedbDatabase, StoreError> {
+        RedbDatabase::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
     }
 
-    /// Like [`RedbStore::open`] with a page cache of `cache_bytes` (redb's own default, 1 GiB,
+    /// Like [`RedbDatabase::open`] with a page cache of `cache_bytes` (redb's own default, 1 GiB,
     /// would dominate the daemon's memory).
-    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+    pub fn open_with_cache(
+        data_dir: &Path,
+        cache_bytes: usize,
+    ) -> Result<RedbDatabase, StoreError> {
         let path = data_dir.join(DB_FILE_NAME);
         // Create the file ourselves so it is never, even briefly, readable by others.
         OpenOptions::new()
@@ -103,7 +123,7 @@ impl RedbStore {
             .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(io)?;
-        let store = RedbStore { db, path };
+        let store = RedbDatabase { db, path };
         store.initialise()?;
         Ok(store)
     }
@@ -111,6 +131,46 @@ impl RedbStore {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(META).map_err(io)?;
+        Ok(table.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Sets a metadata value (committed at once).
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        txn.open_table(META)
+            .map_err(io)?
+            .insert(key, value)
+            .map_err(io)?;
+        txn.commit().map_err(io)
+    }
+
+    /// Whether the store holds no audit entry and no operator: a store never used.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let audit = txn.open_table(AUDIT).map_err(io)?;
+        let operators = txn.open_table(OPERATORS).map_err(io)?;
+        Ok(audit.is_empty().map_err(io)? && operators.is_empty().map_err(io)?)
+    }
+
+    /// Runs redb's own consistency check of the file (every page and checksum). `false`: the
+    /// file is damaged (redb repairs what it can on open; what it cannot stays refused).
+    pub fn check_integrity(&mut self) -> Result<bool, StoreError> {
+        self.db.check_integrity().map_err(io)
+    }
+
+    /// The store, authenticating authority rows with `sealer`.
+    pub fn authenticated(self, sealer: Arc<RowSealer>) -> RedbStore {
+        RedbStore {
+            db: self.db,
+            path: self.path,
+            sealer,
+        }
     }
 
     fn initialise(&self) -> Result<(), StoreError> {
@@ -167,16 +227,25 @@ pub fn index_key(tenant: &str, index: &[u8; 32]) -> Vec<u8> {
     key
 }
 
+impl RedbStore {
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Store for RedbStore {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
         Ok(Box::new(RedbRead {
             txn: self.db.begin_read().map_err(io)?,
+            sealer: &self.sealer,
         }))
     }
 
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
         Ok(Box::new(RedbWrite {
             txn: self.db.begin_write().map_err(io)?,
+            sealer: &self.sealer,
         }))
     }
 }
@@ -186,14 +255,17 @@ fn epoch_key_id(tenant: &str, epoch: u32) -> String {
     format!("{tenant}/{epoch:08}")
 }
 
-struct RedbRead {
+struct RedbRead<'a> {
     txn: ReadTransaction,
+    sealer: &'a RowSealer,
 }
 
-struct RedbWrite {
+struct RedbWrite<'a> {
     txn: WriteTransaction,
+    sealer: &'a RowSealer,
 }
 
+/// A row that authenticates itself otherwise (records: their associated data).
 fn get_decoded<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
@@ -205,16 +277,54 @@ fn get_decoded<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn all_decoded<T: serde::de::DeserializeOwned>(
+/// An authenticated row of `definition` by its key.
+fn get_sealed<T: serde::de::DeserializeOwned>(
+    sealer: &RowSealer,
+    definition: TableDefinition<&'static str, &'static [u8]>,
     table: &impl ReadableTable<&'static str, &'static [u8]>,
-    what: &str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key).map_err(io)? {
+        Some(value) => {
+            decode_sealed(sealer, definition.name(), key.as_bytes(), value.value()).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Every authenticated row of `definition`, in key order.
+fn all_sealed<T: serde::de::DeserializeOwned>(
+    sealer: &RowSealer,
+    definition: TableDefinition<&'static str, &'static [u8]>,
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     for item in table.iter().map_err(io)? {
-        let (_, value) = item.map_err(io)?;
-        out.push(decode(what, value.value())?);
+        let (key, value) = item.map_err(io)?;
+        out.push(decode_sealed(
+            sealer,
+            definition.name(),
+            key.value().as_bytes(),
+            value.value(),
+        )?);
     }
     Ok(out)
+}
+
+/// Seals `value` and stores it under `key` in `definition`.
+fn put_sealed<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    sealer: &RowSealer,
+    definition: TableDefinition<&'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    let row = encode_sealed(sealer, definition.name(), key.as_bytes(), value)?;
+    txn.open_table(definition)
+        .map_err(io)?
+        .insert(key, row.as_slice())
+        .map_err(io)?;
+    Ok(())
 }
 
 fn rows<'a>(
@@ -262,32 +372,32 @@ macro_rules! impl_store_read {
 
             fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
                 let table = self.txn.open_table(TENANTS).map_err(io)?;
-                get_decoded(&table, id, "tenant")
+                get_sealed(self.sealer, TENANTS, &table, id)
             }
 
             fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
                 let table = self.txn.open_table(TENANTS).map_err(io)?;
-                all_decoded(&table, "tenant")
+                all_sealed(self.sealer, TENANTS, &table)
             }
 
             fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
                 let table = self.txn.open_table(OPERATORS).map_err(io)?;
-                get_decoded(&table, id, "operator")
+                get_sealed(self.sealer, OPERATORS, &table, id)
             }
 
             fn operators(&self) -> Result<Vec<Operator>, StoreError> {
                 let table = self.txn.open_table(OPERATORS).map_err(io)?;
-                all_decoded(&table, "operator")
+                all_sealed(self.sealer, OPERATORS, &table)
             }
 
             fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
                 let table = self.txn.open_table(TOKENS).map_err(io)?;
-                get_decoded(&table, id, "token")
+                get_sealed(self.sealer, TOKENS, &table, id)
             }
 
             fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
                 let table = self.txn.open_table(TOKENS).map_err(io)?;
-                all_decoded(&table, "token")
+                all_sealed(self.sealer, TOKENS, &table)
             }
 
             fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
@@ -366,32 +476,37 @@ macro_rules! impl_store_read {
 
             fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
                 let table = self.txn.open_table(JOBS).map_err(io)?;
-                get_decoded(&table, tenant, "rewrap job")
+                get_sealed(self.sealer, JOBS, &table, tenant)
             }
 
             fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
                 let table = self.txn.open_table(JOBS).map_err(io)?;
-                all_decoded(&table, "rewrap job")
+                all_sealed(self.sealer, JOBS, &table)
             }
 
             fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
                 let table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
-                all_decoded(&table, "key destruction request")
+                all_sealed(self.sealer, DESTRUCTIONS, &table)
             }
 
             fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
                 let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
-                get_decoded(&table, &epoch_key_id(tenant, epoch), "epoch key")
+                get_sealed(
+                    self.sealer,
+                    EPOCH_KEYS,
+                    &table,
+                    &epoch_key_id(tenant, epoch),
+                )
             }
 
             fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
                 let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
-                all_decoded(&table, "epoch key")
+                all_sealed(self.sealer, EPOCH_KEYS, &table)
             }
 
             fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
                 let table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
-                all_decoded(&table, "disposal queue entry")
+                all_sealed(self.sealer, DISPOSAL_QUEUE, &table)
             }
 
             fn certificate(
@@ -399,30 +514,35 @@ macro_rules! impl_store_read {
                 handle: &Handle,
             ) -> Result<Option<DeletionCertificate>, StoreError> {
                 let table = self.txn.open_table(CERTIFICATES).map_err(io)?;
-                get_decoded(&table, handle.as_str(), "deletion certificate")
+                get_sealed(self.sealer, CERTIFICATES, &table, handle.as_str())
             }
 
             fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
                 let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-                get_decoded(&table, id, "correction")
+                get_sealed(self.sealer, CORRECTIONS, &table, id)
             }
 
             fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
                 let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-                all_decoded(&table, "correction")
+                all_sealed(self.sealer, CORRECTIONS, &table)
             }
 
             fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
                 let table = self.txn.open_table(TENANT_INFO).map_err(io)?;
-                get_decoded(&table, tenant, "tenant details")
+                get_sealed(self.sealer, TENANT_INFO, &table, tenant)
             }
 
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
                 for item in table.iter().map_err(io)? {
-                    let (_, value) = item.map_err(io)?;
-                    out.push(decode("audit key", value.value())?);
+                    let (version, value) = item.map_err(io)?;
+                    out.push(decode_sealed(
+                        self.sealer,
+                        AUDIT_KEYS.name(),
+                        &version.value().to_be_bytes(),
+                        value.value(),
+                    )?);
                 }
                 Ok(out)
             }
@@ -430,10 +550,10 @@ macro_rules! impl_store_read {
     };
 }
 
-impl_store_read!(RedbRead);
-impl_store_read!(RedbWrite);
+impl_store_read!(RedbRead<'_>);
+impl_store_read!(RedbWrite<'_>);
 
-impl StoreWrite for RedbWrite {
+impl StoreWrite for RedbWrite<'_> {
     fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
         let mut table = self.txn.open_table(RECORDS).map_err(io)?;
         table
@@ -464,27 +584,21 @@ impl StoreWrite for RedbWrite {
     }
 
     fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(TENANTS).map_err(io)?;
-        table
-            .insert(tenant.id.as_str(), encode(tenant)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(&self.txn, self.sealer, TENANTS, tenant.id.as_str(), tenant)
     }
 
     fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(OPERATORS).map_err(io)?;
-        table
-            .insert(operator.id.as_str(), encode(operator)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            OPERATORS,
+            operator.id.as_str(),
+            operator,
+        )
     }
 
     fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(TOKENS).map_err(io)?;
-        table
-            .insert(token.id.as_str(), encode(token)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(&self.txn, self.sealer, TOKENS, token.id.as_str(), token)
     }
 
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
@@ -507,39 +621,32 @@ impl StoreWrite for RedbWrite {
     }
 
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(JOBS).map_err(io)?;
-        table
-            .insert(job.tenant.as_str(), encode(job)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(&self.txn, self.sealer, JOBS, job.tenant.as_str(), job)
     }
 
     fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
-        table
-            .insert(request.id.as_str(), encode(request)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            DESTRUCTIONS,
+            request.id.as_str(),
+            request,
+        )
     }
 
     fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
-        table
-            .insert(
-                epoch_key_id(&key.tenant, key.epoch).as_str(),
-                encode(key)?.as_slice(),
-            )
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            EPOCH_KEYS,
+            &epoch_key_id(&key.tenant, key.epoch),
+            key,
+        )
     }
 
     fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
         let key = format!("{}/{}", entry.dispose_on, entry.handle);
-        table
-            .insert(key.as_str(), encode(entry)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(&self.txn, self.sealer, DISPOSAL_QUEUE, &key, entry)
     }
 
     fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
@@ -551,27 +658,33 @@ impl StoreWrite for RedbWrite {
     }
 
     fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(CERTIFICATES).map_err(io)?;
-        table
-            .insert(certificate.handle.as_str(), encode(certificate)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            CERTIFICATES,
+            certificate.handle.as_str(),
+            certificate,
+        )
     }
 
     fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-        table
-            .insert(correction.id.as_str(), encode(correction)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            CORRECTIONS,
+            correction.id.as_str(),
+            correction,
+        )
     }
 
     fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(TENANT_INFO).map_err(io)?;
-        table
-            .insert(info.tenant.as_str(), encode(info)?.as_slice())
-            .map_err(io)?;
-        Ok(())
+        put_sealed(
+            &self.txn,
+            self.sealer,
+            TENANT_INFO,
+            info.tenant.as_str(),
+            info,
+        )
     }
 
     fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
@@ -581,10 +694,14 @@ impl StoreWrite for RedbWrite {
     }
 
     fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
+        let row = encode_sealed(
+            self.sealer,
+            AUDIT_KEYS.name(),
+            &key.version.to_be_bytes(),
+            key,
+        )?;
         let mut table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
-        table
-            .insert(key.version, encode(key)?.as_slice())
-            .map_err(io)?;
+        table.insert(key.version, row.as_slice()).map_err(io)?;
         Ok(())
     }
 

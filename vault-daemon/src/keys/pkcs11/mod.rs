@@ -30,8 +30,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
+use crate::keys::anchor::Anchor;
+use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse, check_anchor_advance};
 use connection::{Connection, Failure};
+
+/// Label of the anchor: a private token data object, so only a logged-in session (one that
+/// holds the PIN) can read or change it.
+const ANCHOR_LABEL: &str = "mynumber-locker-anchor";
 
 /// How to reach the token.
 #[derive(Clone)]
@@ -426,4 +431,75 @@ impl KeyBackend for Pkcs11Backend {
             op_error("self-test"),
         )
     }
+
+    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
+        let value = self.with_session(
+            |_, session| Ok(anchor_object(session)?.map(|(_, value)| value)),
+            op_error("read anchor"),
+        )?;
+        value
+            .map(|bytes| {
+                Anchor::decode(&bytes)
+                    .ok_or_else(|| KeyError::Other("anchor object is malformed".into()))
+            })
+            .transpose()
+    }
+
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError> {
+        let result = self.with_session(
+            |_, session| {
+                let current = anchor_object(session)?;
+                let stored = current
+                    .as_ref()
+                    .and_then(|(_, value)| Anchor::decode(value));
+                if check_anchor_advance(stored.as_ref(), anchor).is_err() {
+                    return Ok(Err(stored.map_or(0, |a| a.counter)));
+                }
+                let value = anchor.encode().to_vec();
+                match current {
+                    Some((handle, _)) => {
+                        session.update_attributes(handle, &[Attribute::Value(value)])?
+                    }
+                    None => {
+                        session.create_object(&[
+                            Attribute::Class(ObjectClass::DATA),
+                            Attribute::Token(true),
+                            Attribute::Private(true),
+                            Attribute::Modifiable(true),
+                            Attribute::Label(ANCHOR_LABEL.as_bytes().to_vec()),
+                            Attribute::Value(value),
+                        ])?;
+                    }
+                }
+                Ok(Ok(()))
+            },
+            op_error("write anchor"),
+        )?;
+        result.map_err(|counter| {
+            KeyError::Other(format!(
+                "anchor counter would go from {counter} to {}: it never goes back",
+                anchor.counter
+            ))
+        })
+    }
+}
+
+/// The anchor object and its value, if the token holds one.
+fn anchor_object(session: &Session) -> Result<Option<(ObjectHandle, Vec<u8>)>, Failure> {
+    let found = session.find_objects(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Label(ANCHOR_LABEL.as_bytes().to_vec()),
+    ])?;
+    let Some(&handle) = found.first() else {
+        return Ok(None);
+    };
+    let value = session
+        .get_attributes(handle, &[AttributeType::Value])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Ok(Some((handle, value)))
 }

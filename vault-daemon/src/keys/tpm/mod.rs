@@ -19,6 +19,7 @@
 //! connection, the next call (or health check) reconnects.
 
 mod keyref;
+mod nv_anchor;
 pub mod templates;
 
 use std::str::FromStr;
@@ -42,6 +43,7 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
+use crate::keys::anchor::Anchor;
 use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 use keyref::TpmKeyRef;
 
@@ -518,6 +520,15 @@ impl KeyBackend for TpmBackend {
                 .execute_without_session(|ctx| ctx.get_random(8))?;
             Ok(())
         })
+    }
+
+    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
+        self.with_tpm(nv_anchor::read_anchor)
+    }
+
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError> {
+        // The TPM's own NV counter provides the monotonic counter (it cannot go back).
+        self.with_tpm(|connection| nv_anchor::write_anchor(connection, anchor).map(drop))
     }
 }
 

@@ -1,0 +1,398 @@
+//! The store is untrusted: an attacker who can write the data directory, but not use the key
+//! backend, edits a stopped daemon's store with redb directly (`vault_tests::store_edit`). Every
+//! attack is refused: the daemon will not start on the store, or the affected call fails
+//! (DATA_LOSS or UNAUTHENTICATED) with its audit entry and releases nothing. Runs on the backend
+//! under test (sim, SoftHSM, swtpm).
+
+use std::path::Path;
+
+use redb::ReadableTable;
+use tonic::Code;
+use vault_client::pb;
+use vault_daemon::domain::operator::{Operator, Role};
+use vault_daemon::domain::record::{Record, RecordStatus};
+use vault_daemon::domain::token::TokenRecord;
+use vault_daemon::store::codec::{decode, encode};
+use vault_daemon::store::redb::{AUDIT, AUDIT_KEYS, CHECKPOINTS, OPERATORS, RECORDS, TOKENS};
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{copy_dir, export_audit, seal_request, with_id};
+use vault_tests::{Daemon, DaemonOptions, store_edit};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+/// A dev daemon with one sealed record; returns it (stopped) and the record's handle.
+async fn prepared(dir: &Path) -> String {
+    let mut daemon = Daemon::start_dev(dir);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E1", &valid_number(31), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handler);
+    assert!(daemon.stop().success());
+    handle
+}
+
+async fn unseal(
+    client: &mut vault_client::Client,
+    handle: &str,
+    id: &str,
+) -> Result<String, tonic::Status> {
+    client
+        .locker
+        .unseal(with_id(
+            pb::UnsealRequest {
+                handle: handle.into(),
+                purpose: W.into(),
+            },
+            id,
+        ))
+        .await
+        .map(|r| r.into_inner().number)
+}
+
+/// The daemon refuses the store, or serves it and refuses the attacker's call with an audit
+/// entry; never releases the number.
+async fn refused_or_denied(dir: &Path, token: secrecy::SecretString, handle: &str, id: &str) {
+    match Daemon::try_start(dir, DaemonOptions::default()) {
+        Err(refusal) => assert!(
+            refusal.contains("integrity") || refusal.contains("refused"),
+            "{id}: refused for another reason: {refusal}"
+        ),
+        Ok(mut daemon) => {
+            let mut attacker = daemon.client(Some(token)).await;
+            let status = unseal(&mut attacker, handle, id)
+                .await
+                .expect_err("an attacker's call must not release the number");
+            assert!(
+                matches!(status.code(), Code::DataLoss | Code::Unauthenticated),
+                "{id}: {status:?}"
+            );
+            let mut auditor = daemon.dev_client("dev-auditor").await;
+            let entries = export_audit(&mut auditor).await;
+            let entry = entries
+                .iter()
+                .find(|e| e.request_id == id)
+                .unwrap_or_else(|| panic!("{id}: the refused call has no audit entry"));
+            assert_ne!(entry.outcome, "ALLOWED", "{id}: {entry:?}");
+            assert!(daemon.stop().success());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_edited_authority_rows_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let handle = prepared(&original).await;
+    let handler_row = store_edit::get(&original, OPERATORS, "dev-handler").expect("row");
+    let handler: Operator = store_edit::decode(&handler_row);
+    let minted = |operator: &str| {
+        vault_daemon::domain::token::mint(
+            &ring::rand::SystemRandom::new(),
+            operator,
+            0,
+            i64::MAX / 2,
+            None,
+        )
+        .expect("mint")
+    };
+
+    // 1. An operator and its token inserted: forged tags, and tags copied from real rows.
+    for (n, copy_tags) in [(1, false), (2, true)] {
+        let copy = dir.path().join(format!("insert-{n}"));
+        copy_dir(&original, &copy);
+        let mallory = Operator {
+            id: "mallory".into(),
+            ..handler.clone()
+        };
+        let token = minted("mallory");
+        let (operator_row, token_row) = if copy_tags {
+            let tag = store_edit::split(&handler_row).0;
+            (
+                store_edit::with_tag(&tag, &mallory),
+                store_edit::with_tag(&tag, &token.record),
+            )
+        } else {
+            (
+                store_edit::forged(&mallory),
+                store_edit::forged(&token.record),
+            )
+        };
+        store_edit::put(&copy, OPERATORS, "mallory", &operator_row);
+        store_edit::put(&copy, TOKENS, &token.record.id, &token_row);
+        refused_or_denied(&copy, token.secret, &handle, &format!("attack-insert-{n}")).await;
+    }
+
+    // 2. The auditor made a handler with a grant, the old tag kept.
+    let copy = dir.path().join("role");
+    copy_dir(&original, &copy);
+    let auditor_row = store_edit::get(&copy, OPERATORS, "dev-auditor").expect("row");
+    let mut auditor: Operator = store_edit::decode(&auditor_row);
+    auditor.role = Role::Handler;
+    auditor.grants = handler.grants.clone();
+    store_edit::put(
+        &copy,
+        OPERATORS,
+        "dev-auditor",
+        &store_edit::with_tag(&store_edit::split(&auditor_row).0, &auditor),
+    );
+    let auditor_token = secrecy::SecretString::from(
+        std::fs::read_to_string(copy.join("tokens/dev-auditor.token"))
+            .expect("token")
+            .trim()
+            .to_owned(),
+    );
+    refused_or_denied(&copy, auditor_token, &handle, "attack-role").await;
+
+    // 3. A row moved under another key: the handler's row stored as the auditor's.
+    let copy = dir.path().join("moved");
+    copy_dir(&original, &copy);
+    let mut moved: Operator = store_edit::decode(&handler_row);
+    moved.id = "dev-auditor".into();
+    store_edit::put(
+        &copy,
+        OPERATORS,
+        "dev-auditor",
+        &store_edit::with_tag(&store_edit::split(&handler_row).0, &moved),
+    );
+    let auditor_token = secrecy::SecretString::from(
+        std::fs::read_to_string(copy.join("tokens/dev-auditor.token"))
+            .expect("token")
+            .trim()
+            .to_owned(),
+    );
+    refused_or_denied(&copy, auditor_token, &handle, "attack-moved").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_and_a_suspended_record_stay_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let handle = prepared(&original).await;
+    // A second handler token, then revoked; the record suspended.
+    let mut daemon = Daemon::start_dev(&original);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let issued = admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    let revoked_id = issued.token_id.clone();
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: revoked_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    let mut manager = daemon.dev_client("dev-manager").await;
+    manager
+        .locker
+        .suspend(pb::SuspendRequest {
+            handle: handle.clone(),
+            reason: "本人の求め".into(),
+        })
+        .await
+        .expect("suspend");
+    drop((admin, manager));
+    assert!(daemon.stop().success());
+
+    // The token row un-revoked, its tag kept.
+    let copy = dir.path().join("unrevoked");
+    copy_dir(&original, &copy);
+    let row = store_edit::get(&copy, TOKENS, &revoked_id).expect("token row");
+    let mut token: TokenRecord = store_edit::decode(&row);
+    assert!(token.revoked);
+    token.revoked = false;
+    store_edit::put(
+        &copy,
+        TOKENS,
+        &revoked_id,
+        &store_edit::with_tag(&store_edit::split(&row).0, &token),
+    );
+    let secret = secrecy::SecretString::from(issued.token.clone());
+    refused_or_denied(&copy, secret, &handle, "attack-unrevoke").await;
+
+    // The record's suspension lifted in the store: its DEK is bound to the suspended state.
+    let copy = dir.path().join("unsuspended");
+    copy_dir(&original, &copy);
+    store_edit::edit(&copy, |txn| {
+        let mut table = txn.open_table(RECORDS).expect("records");
+        let mut record: Record = decode(
+            "record",
+            table
+                .get(handle.as_str())
+                .expect("get")
+                .expect("row")
+                .value(),
+        )
+        .expect("decode");
+        assert!(matches!(record.status, RecordStatus::Suspended(_)));
+        record.status = RecordStatus::Active;
+        table
+            .insert(handle.as_str(), encode(&record).expect("encode").as_slice())
+            .expect("insert");
+    });
+    let daemon = Daemon::start_dev(&copy);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let status = unseal(&mut handler, &handle, "attack-unsuspend")
+        .await
+        .expect_err("an edited status must not release the number");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let entry = entries
+        .iter()
+        .find(|e| e.request_id == "attack-unsuspend")
+        .expect("audited");
+    assert_eq!(entry.code, "DATA_LOSS", "{entry:?}");
+}
+
+/// What the daemon says when it refuses to start on `dir`.
+fn refusal(dir: &Path) -> String {
+    match Daemon::try_start(dir, DaemonOptions::default()) {
+        Ok(mut daemon) => {
+            daemon.stop();
+            panic!("the daemon served a tampered store in {}", dir.display());
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_history_and_old_or_missing_stores_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let handle = prepared(&original).await;
+    // An older copy of the store, then more history (each stop signs a checkpoint).
+    let old_store = dir.path().join("old-locker.redb");
+    std::fs::copy(original.join("locker.redb"), &old_store).expect("copy store");
+    for round in 0..2 {
+        let mut daemon = Daemon::start_dev(&original);
+        let mut handler = daemon.dev_client("dev-handler").await;
+        unseal(&mut handler, &handle, &format!("round-{round}"))
+            .await
+            .expect("unseal");
+        drop(handler);
+        assert!(daemon.stop().success());
+    }
+    let checkpoints = store_edit::rows_u64(&original, CHECKPOINTS);
+    assert!(checkpoints.len() >= 3, "{} checkpoints", checkpoints.len());
+
+    // One audit entry deleted, the chain re-hashed, every checkpoint deleted.
+    let copy = dir.path().join("rewritten");
+    copy_dir(&original, &copy);
+    let entries = store_edit::rows_u64(&copy, AUDIT);
+    store_edit::edit(&copy, |txn| {
+        use vault_daemon::audit::entry::{ChainedEntry, GENESIS_HASH};
+        let mut audit = txn.open_table(AUDIT).expect("audit");
+        let mut checkpoints = txn.open_table(CHECKPOINTS).expect("checkpoints");
+        for (seq, _) in &entries {
+            audit.remove(*seq).expect("remove");
+        }
+        let mut prev = GENESIS_HASH;
+        let mut seq = 0u64;
+        for (n, (_, row)) in entries.iter().enumerate() {
+            if n == 3 {
+                continue; // the entry that vanishes
+            }
+            let mut entry = ChainedEntry::from_row(row).expect("row").entry;
+            seq += 1;
+            entry.seq = seq;
+            let chained = ChainedEntry::new(entry, prev);
+            prev = chained.hash;
+            audit
+                .insert(seq, chained.to_row().as_slice())
+                .expect("insert");
+        }
+        let keys: Vec<u64> = checkpoints
+            .iter()
+            .expect("iter")
+            .map(|r| r.expect("row").0.value())
+            .collect();
+        for key in keys {
+            checkpoints.remove(key).expect("remove");
+        }
+    });
+    let said = refusal(&copy);
+    assert!(said.contains("anchor"), "{said}");
+
+    // One checkpoint deleted from the middle.
+    let copy = dir.path().join("gap");
+    copy_dir(&original, &copy);
+    store_edit::edit(&copy, |txn| {
+        let mut table = txn.open_table(CHECKPOINTS).expect("checkpoints");
+        table.remove(checkpoints[1].0).expect("remove");
+    });
+    let said = refusal(&copy);
+    assert!(said.contains("checkpoint 2 is missing"), "{said}");
+
+    // An audit key injected (a version the first never endorsed).
+    let copy = dir.path().join("injected-key");
+    copy_dir(&original, &copy);
+    store_edit::edit(&copy, |txn| {
+        let mut table = txn.open_table(AUDIT_KEYS).expect("audit keys");
+        let first = table.get(1u32).expect("get").expect("v1").value().to_vec();
+        table.insert(0u32, first.as_slice()).expect("insert");
+        table.insert(2u32, first.as_slice()).expect("insert");
+    });
+    let said = refusal(&copy);
+    assert!(
+        said.contains("integrity") || said.contains("audit key"),
+        "{said}"
+    );
+
+    // The older copy put back.
+    let copy = dir.path().join("rolled-back");
+    copy_dir(&original, &copy);
+    std::fs::copy(&old_store, copy.join("locker.redb")).expect("restore old store");
+    let said = refusal(&copy);
+    assert!(
+        said.contains("older") && said.contains("anchored checkpoint"),
+        "{said}"
+    );
+    // Restoring it on purpose is an explicit, audited act.
+    let output = std::process::Command::new(vault_tests::binary_path("vault-daemon"))
+        .args([
+            "--dev",
+            "--backend",
+            &vault_tests::daemon::backend_under_test(),
+        ])
+        .arg("--data-dir")
+        .arg(&copy)
+        .arg("--reanchor")
+        .env("TSS2_LOG", "all+NONE")
+        .output()
+        .expect("run --reanchor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("re-anchored"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let daemon = Daemon::start_dev(&copy);
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    assert!(
+        entries.iter().any(|e| e.action == "ANCHOR_RESET"),
+        "the re-anchoring is audited"
+    );
+    drop(auditor);
+    drop(daemon);
+
+    // The store deleted, or emptied, while the backend keeps its keys and anchor.
+    let copy = dir.path().join("deleted");
+    copy_dir(&original, &copy);
+    std::fs::remove_file(copy.join("locker.redb")).expect("delete store");
+    let said = refusal(&copy);
+    assert!(said.contains("anchor"), "{said}");
+}

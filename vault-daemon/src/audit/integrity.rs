@@ -1,0 +1,247 @@
+//! The store checked against what it cannot forge: the hash chain of its audit entries, the
+//! signed and linked checkpoints, the endorsed audit keys, and the freshness anchor in the key
+//! backend. Run at start (a store that fails does not serve) and by the checkpointer before it
+//! signs (it never signs over a break).
+
+use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
+
+use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
+use crate::audit::keys::AuditKeyRecord;
+use crate::error::{Error, Result};
+use crate::keys::anchor::Anchor;
+use crate::store::Store;
+
+const PAGE: usize = 4096;
+
+/// A verified point of the chain: the entry `seq` (0: before the first) and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainPosition {
+    /// Sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: [u8; 32],
+}
+
+impl ChainPosition {
+    /// Before the first entry.
+    pub const GENESIS: ChainPosition = ChainPosition {
+        seq: 0,
+        hash: GENESIS_HASH,
+    };
+}
+
+/// What start-up verification established.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The newest checkpoint (linked and signed), if any.
+    pub last_checkpoint: Option<Checkpoint>,
+    /// The chain head, verified from the newest checkpoint on.
+    pub head: ChainPosition,
+    /// The anchor as the backend holds it.
+    pub anchor: Option<Anchor>,
+    /// The store's checkpoints run past the anchor (a crash between storing a checkpoint and
+    /// anchoring it): the anchor to write.
+    pub advance: Option<Anchor>,
+}
+
+fn broken(message: String) -> Error {
+    Error::Integrity(message)
+}
+
+/// Verifies the entries after `from` up to the head: each follows the one before and hashes
+/// to what it states. Returns the head.
+pub fn verify_chain_from(store: &dyn Store, from: ChainPosition) -> Result<ChainPosition> {
+    let mut position = from;
+    loop {
+        let rows = store.reader()?.audit_after(position.seq, PAGE)?;
+        let done = rows.len() < PAGE;
+        for (seq, row) in rows {
+            let chained = ChainedEntry::from_row(&row)
+                .map_err(|e| broken(format!("audit entry {seq} is unreadable: {e}")))?;
+            let expected = position.seq + 1;
+            if seq != expected || chained.entry.seq != expected {
+                return Err(broken(format!(
+                    "audit entry {expected} is missing (found entry {seq} after entry {})",
+                    position.seq
+                )));
+            }
+            let recomputed = ChainedEntry::new(chained.entry.clone(), position.hash);
+            if chained.prev_hash != position.hash || recomputed.hash != chained.hash {
+                return Err(broken(format!(
+                    "audit entry {seq} was altered or does not follow entry {}",
+                    position.seq
+                )));
+            }
+            position = ChainPosition {
+                seq,
+                hash: chained.hash,
+            };
+        }
+        if done {
+            return Ok(position);
+        }
+    }
+}
+
+/// Checks that every audit key version after the first is endorsed by the one before it.
+pub fn verify_key_chain(keys: &[AuditKeyRecord]) -> Result<()> {
+    for (index, key) in keys.iter().enumerate() {
+        if key.version as usize != index + 1 || key.key_id != key_id(&key.public_point) {
+            return Err(broken(format!(
+                "audit key version {} is out of sequence or its id does not match its key",
+                key.version
+            )));
+        }
+        if index > 0 {
+            let previous = &keys[index - 1];
+            if !verify_endorsement(
+                &previous.public_point,
+                key.version,
+                &key.key_id,
+                &key.endorsement,
+            ) {
+                return Err(broken(format!(
+                    "audit key version {} is not endorsed by version {}",
+                    key.version, previous.version
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Verifies that `checkpoint` is signed by the audit key it names.
+pub fn verify_checkpoint_signature(checkpoint: &Checkpoint, keys: &[AuditKeyRecord]) -> Result<()> {
+    let key = keys.iter().find(|k| {
+        k.version == checkpoint.key_version && hex::encode(k.key_id) == checkpoint.key_id
+    });
+    if key.is_some_and(|k| checkpoint.verify_signature(&k.public_point)) {
+        Ok(())
+    } else {
+        Err(broken(format!(
+            "checkpoint {} (entry {}) is not signed by a known audit key",
+            checkpoint.number, checkpoint.seq
+        )))
+    }
+}
+
+/// The entry `seq`'s hash as stored (after checking it hashes right).
+fn entry_hash(store: &dyn Store, seq: u64) -> Result<Option<[u8; 32]>> {
+    let rows = store.reader()?.audit_after(seq.saturating_sub(1), 1)?;
+    match rows.into_iter().next() {
+        Some((found, row)) if found == seq => {
+            let chained = ChainedEntry::from_row(&row)
+                .map_err(|e| broken(format!("audit entry {seq} is unreadable: {e}")))?;
+            Ok(Some(chained.hash))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Checks the store at start against the backend's `anchor`: checkpoints linked from the first
+/// to the last, signed by endorsed keys from the anchored one on, reaching the anchored one;
+/// the chain from the last checkpoint to the head. Any failure names what and where.
+pub fn verify_store_at_start(store: &dyn Store, anchor: Option<Anchor>) -> Result<Verified> {
+    verify_store(store, anchor, true)
+}
+
+/// Like [`verify_store_at_start`] but without freshness: every checkpoint's link and signature
+/// and the chain, whatever the anchor says (for an explicit re-anchoring after a restore).
+pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
+    verify_store(store, None, false)
+}
+
+fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Result<Verified> {
+    let keys = store.reader()?.audit_keys()?;
+    verify_key_chain(&keys)?;
+
+    let mut previous: Option<Checkpoint> = None;
+    let mut anchored_found = anchor.is_none();
+    let mut after = 0u64;
+    loop {
+        let page = store.reader()?.checkpoints_after(after, PAGE)?;
+        let done = page.len() < PAGE;
+        for checkpoint in page {
+            after = checkpoint.seq;
+            if !checkpoint.follows(previous.as_ref()) {
+                let expected = previous.as_ref().map_or(1, |p| p.number + 1);
+                return Err(broken(format!(
+                    "checkpoint {expected} is missing, reordered or replaced (found checkpoint {} at entry {})",
+                    checkpoint.number, checkpoint.seq
+                )));
+            }
+            if let Some(anchor) = anchor
+                .as_ref()
+                .filter(|a| a.checkpoint == checkpoint.number)
+            {
+                if checkpoint.hash() != Some(anchor.hash) {
+                    return Err(broken(format!(
+                        "the store's checkpoint {} is not the one the key backend anchored: a replaced store",
+                        checkpoint.number
+                    )));
+                }
+                anchored_found = true;
+            }
+            // Signatures from the anchored checkpoint on: older ones were checked before the
+            // anchor moved past them, and their links tie them to it.
+            if anchored_found {
+                verify_checkpoint_signature(&checkpoint, &keys)?;
+            }
+            previous = Some(checkpoint);
+        }
+        if done {
+            break;
+        }
+    }
+    let store_position = previous.as_ref().map_or("no checkpoint".to_owned(), |c| {
+        format!("checkpoint {} (entry {})", c.number, c.seq)
+    });
+    match (&anchor, anchored_found) {
+        _ if !fresh => {}
+        // Only checkpoint 1 without an anchor: the first start stopped between storing its
+        // first checkpoint and anchoring it.
+        (None, _) if previous.as_ref().is_some_and(|c| c.number > 1) => {
+            return Err(broken(format!(
+                "the key backend holds no anchor but the store reaches {store_position}: a store from another deployment, or a reset backend; restore with `vault-daemon reanchor` if this is intended"
+            )));
+        }
+        (Some(anchor), false) => {
+            return Err(broken(format!(
+                "the store reaches {store_position} but the key backend anchored checkpoint {} (counter {}): the store is older, replaced, emptied or deleted; restoring a backup is an explicit act (`vault-daemon reanchor`)",
+                anchor.checkpoint, anchor.counter
+            )));
+        }
+        _ => {}
+    }
+
+    let from = match &previous {
+        None => ChainPosition::GENESIS,
+        Some(checkpoint) => {
+            let hash = entry_hash(store, checkpoint.seq)?;
+            let stated = checkpoint.body().map(|b| b.chain_hash);
+            if hash.is_none() || hash != stated {
+                return Err(broken(format!(
+                    "checkpoint {} does not match audit entry {}: history was rewritten",
+                    checkpoint.number, checkpoint.seq
+                )));
+            }
+            ChainPosition {
+                seq: checkpoint.seq,
+                hash: stated.unwrap_or(GENESIS_HASH),
+            }
+        }
+    };
+    let head = verify_chain_from(store, from)?;
+    let advance = match (&previous, &anchor) {
+        (Some(last), anchor) if anchor.is_none_or(|a| a.checkpoint < last.number) => last
+            .hash()
+            .map(|hash| Anchor::next(anchor.as_ref(), last.number, hash)),
+        _ => None,
+    };
+    Ok(Verified {
+        last_checkpoint: previous,
+        head,
+        anchor,
+        advance,
+    })
+}

@@ -1,0 +1,187 @@
+//! Opening the untrusted store: redb's own consistency check, the state MAC key that
+//! authenticates its authority rows, and the audit history checked against the freshness anchor
+//! in the key backend. A store that fails any of these does not serve.
+//!
+//! The state MAC key's backend reference is kept in the store's metadata: swapping it for
+//! another key's reference only makes every row fail its check (nobody without the backend can
+//! tag rows under any key). A store with data but no state key, or a backend anchor that the
+//! store does not reach, is refused: a deleted, emptied, replaced or older store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::audit::entry::{AuditEntry, EntryOutcome};
+use crate::audit::integrity::{self, Verified};
+use crate::error::Error;
+use crate::keys::anchor::Anchor;
+use crate::keys::state_mac::StateMac;
+use crate::keys::{KeyRef, KeyService, KeyUse};
+use crate::store::StoreError;
+use crate::store::redb::{RedbDatabase, RedbStore};
+use crate::store::sealing::RowSealer;
+
+/// Metadata key of the state MAC key's backend reference.
+pub const STATE_KEY_META: &str = "state_mac_key";
+
+/// Why the store was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// The store file itself.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The key backend.
+    #[error("key backend: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    /// The store does not check out against the backend.
+    #[error("store refused: {0}")]
+    Refused(String),
+}
+
+impl From<Error> for TrustError {
+    fn from(error: Error) -> TrustError {
+        TrustError::Refused(error.to_string())
+    }
+}
+
+/// Opens the database file and checks it page by page.
+fn open_checked(data_dir: &Path, cache_bytes: usize) -> Result<RedbDatabase, TrustError> {
+    let mut database = RedbDatabase::open_with_cache(data_dir, cache_bytes)?;
+    if !database.check_integrity()? {
+        return Err(TrustError::Refused(format!(
+            "{} failed redb's integrity check (damaged pages); restore a backup",
+            database.path().display()
+        )));
+    }
+    Ok(database)
+}
+
+/// The store authenticated with the deployment's state MAC key, created on the first start of
+/// an empty store in a backend without an anchor.
+async fn authenticated(
+    database: RedbDatabase,
+    keys: &KeyService,
+    anchor: Option<&Anchor>,
+) -> Result<RedbStore, TrustError> {
+    let key = match database.meta(STATE_KEY_META)? {
+        Some(key) => KeyRef(key),
+        None if database.is_empty()? && anchor.is_none() => {
+            let key = keys.create_key(KeyUse::Mac, "state-mac".into()).await?;
+            database.put_meta(STATE_KEY_META, &key.0)?;
+            tracing::info!("new store: state MAC key created in the key backend");
+            key
+        }
+        None => {
+            return Err(TrustError::Refused(format!(
+                "{} holds no state MAC key{}: not a store of this deployment, or an emptied one",
+                database.path().display(),
+                if anchor.is_some() {
+                    " while the key backend holds an anchor"
+                } else {
+                    ""
+                }
+            )));
+        }
+    };
+    let mac = StateMac::new(keys.backend(), key, keys.timeout());
+    Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac)))))
+}
+
+/// Opens the store in `data_dir` and verifies it against the backend's anchor; advances the
+/// anchor when the store's checkpoints run one step past it (a crash after storing a
+/// checkpoint). Blocking work runs off the async runtime.
+pub async fn open_store(
+    data_dir: &Path,
+    cache_bytes: usize,
+    keys: &KeyService,
+) -> Result<(Arc<RedbStore>, Verified), TrustError> {
+    let dir = data_dir.to_path_buf();
+    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
+        .await
+        .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+    let anchor = keys.read_anchor().await?;
+    let store = Arc::new(authenticated(database, keys, anchor.as_ref()).await?);
+    let checked = Arc::clone(&store);
+    let mut verified = tokio::task::spawn_blocking(move || {
+        integrity::verify_store_at_start(checked.as_ref(), anchor)
+    })
+    .await
+    .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+    if let Some(advance) = verified.advance.take() {
+        keys.write_anchor(advance).await?;
+        tracing::info!(
+            checkpoint = advance.checkpoint,
+            "anchor advanced to the store's newest checkpoint"
+        );
+        verified.anchor = Some(advance);
+    }
+    tracing::info!(
+        checkpoint = verified.last_checkpoint.as_ref().map_or(0, |c| c.number),
+        head = verified.head.seq,
+        anchor_counter = verified.anchor.map_or(0, |a| a.counter),
+        "store verified against the key backend's anchor"
+    );
+    Ok((store, verified))
+}
+
+/// What `reanchor` did.
+#[derive(Debug, Clone)]
+pub struct Reanchored {
+    /// The anchor before.
+    pub previous: Option<Anchor>,
+    /// The anchor now.
+    pub anchor: Anchor,
+}
+
+/// Accepts the store in `data_dir` — a genuine backup restored after a disaster — as current:
+/// verifies its whole history (links, signatures, chain) except freshness, then anchors its
+/// newest checkpoint with a raised counter. The caller records the act in the audit log and
+/// signs a checkpoint over that record. Never automatic.
+pub async fn reanchor(
+    data_dir: &Path,
+    cache_bytes: usize,
+    keys: &KeyService,
+) -> Result<(Arc<RedbStore>, Verified, Reanchored), TrustError> {
+    let dir = data_dir.to_path_buf();
+    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
+        .await
+        .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+    let previous = keys.read_anchor().await?;
+    let store = Arc::new(authenticated(database, keys, None).await?);
+    let checked = Arc::clone(&store);
+    // Verified as if unanchored: every link and signature from the first checkpoint on.
+    let verified =
+        tokio::task::spawn_blocking(move || integrity::verify_store_history(checked.as_ref()))
+            .await
+            .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+    let Some(last) = verified.last_checkpoint.as_ref() else {
+        return Err(TrustError::Refused(
+            "the store has no checkpoint to anchor".into(),
+        ));
+    };
+    let hash = last
+        .hash()
+        .ok_or_else(|| TrustError::Refused("newest checkpoint is malformed".into()))?;
+    let anchor = Anchor::next(previous.as_ref(), last.number, hash);
+    keys.write_anchor(anchor).await?;
+    Ok((store, verified, Reanchored { previous, anchor }))
+}
+
+/// The audit entry that records a re-anchoring.
+pub fn reanchor_entry(done: &Reanchored) -> AuditEntry {
+    let mut entry = AuditEntry {
+        operator: "system".into(),
+        role: "system".into(),
+        action: "ANCHOR_RESET".into(),
+        ..AuditEntry::default()
+    };
+    entry.allow(format!(
+        "store accepted as current by the key backend's holder: anchor moved from {} to checkpoint {} (counter {})",
+        done.previous.map_or("none".to_owned(), |a| format!(
+            "checkpoint {} (counter {})",
+            a.checkpoint, a.counter
+        )),
+        done.anchor.checkpoint,
+        done.anchor.counter
+    ));
+    entry
+}
