@@ -455,21 +455,18 @@ impl KeyBackend for Pkcs11Backend {
                 if check_anchor_advance(stored.as_ref(), anchor).is_err() {
                     return Ok(Err(stored.map_or(0, |a| a.counter)));
                 }
-                let value = anchor.encode().to_vec();
-                match current {
-                    Some((handle, _)) => {
-                        session.update_attributes(handle, &[Attribute::Value(value)])?
-                    }
-                    None => {
-                        session.create_object(&[
-                            Attribute::Class(ObjectClass::DATA),
-                            Attribute::Token(true),
-                            Attribute::Private(true),
-                            Attribute::Modifiable(true),
-                            Attribute::Label(ANCHOR_LABEL.as_bytes().to_vec()),
-                            Attribute::Value(value),
-                        ])?;
-                    }
+                // A data object's value cannot be changed (SoftHSM refuses it): the new anchor
+                // is created first and the old one destroyed after, so a crash between leaves
+                // both and the higher counter wins.
+                session.create_object(&[
+                    Attribute::Class(ObjectClass::DATA),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Label(ANCHOR_LABEL.as_bytes().to_vec()),
+                    Attribute::Value(anchor.encode().to_vec()),
+                ])?;
+                if let Some((handle, _)) = current {
+                    session.destroy_object(handle)?;
                 }
                 Ok(Ok(()))
             },
@@ -490,16 +487,23 @@ fn anchor_object(session: &Session) -> Result<Option<(ObjectHandle, Vec<u8>)>, F
         Attribute::Class(ObjectClass::DATA),
         Attribute::Label(ANCHOR_LABEL.as_bytes().to_vec()),
     ])?;
-    let Some(&handle) = found.first() else {
-        return Ok(None);
-    };
-    let value = session
-        .get_attributes(handle, &[AttributeType::Value])?
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::Value(v) => Some(v),
-            _ => None,
-        })
-        .unwrap_or_default();
-    Ok(Some((handle, value)))
+    let mut newest: Option<(ObjectHandle, Vec<u8>)> = None;
+    for handle in found {
+        let value = session
+            .get_attributes(handle, &[AttributeType::Value])?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let counter = |v: &[u8]| Anchor::decode(v).map_or(0, |a| a.counter);
+        if newest
+            .as_ref()
+            .is_none_or(|(_, best)| counter(&value) > counter(best))
+        {
+            newest = Some((handle, value));
+        }
+    }
+    Ok(newest)
 }
