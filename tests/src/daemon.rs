@@ -79,29 +79,7 @@ impl Daemon {
     /// Starts a daemon, or returns what it said when it refused to start (exit status and
     /// log).
     pub fn try_start(data_dir: &Path, options: DaemonOptions) -> Result<Daemon, String> {
-        let mut command = Command::new(binary_path("vault-daemon"));
-        match &options.config {
-            Some(config) => {
-                command.arg("--config").arg(config);
-            }
-            None => {
-                let backend = options.backend.clone().unwrap_or_else(backend_under_test);
-                command
-                    .arg("--dev")
-                    .arg("--backend")
-                    .arg(backend)
-                    .arg("--data-dir")
-                    .arg(data_dir)
-                    .arg("--listen")
-                    .arg("127.0.0.1:0");
-                if options.sim_faults {
-                    command.arg("--sim-faults");
-                }
-                if let Some(file) = &options.lifecycle_clock_file {
-                    command.arg("--lifecycle-clock-file").arg(file);
-                }
-            }
-        }
+        let mut command = command(data_dir, &options);
         if let Some(parent) = data_dir.parent() {
             std::fs::create_dir_all(parent).expect("create data dir parent");
         }
@@ -113,12 +91,7 @@ impl Daemon {
                 .unwrap_or_default()
         ));
         let stderr = File::create(&log_file).expect("create log file");
-        command.env_remove("SOFTHSM2_CONF");
-        for (name, value) in &options.env {
-            command.env(name, value);
-        }
         let mut child = command
-            .env("TSS2_LOG", "all+NONE")
             .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -273,9 +246,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Accepts a restored store on purpose: runs `vault-daemon --reanchor` on `data_dir` with the
-/// backend or config of `options`, and returns what it printed. Panics if it fails.
-pub fn reanchor(data_dir: &Path, options: &DaemonOptions) -> String {
+/// `vault-daemon` for `data_dir` as `options` say: `--config FILE`, or `--dev` with the backend
+/// under test on a free loopback port.
+fn command(data_dir: &Path, options: &DaemonOptions) -> Command {
     let mut command = Command::new(binary_path("vault-daemon"));
     match &options.config {
         Some(config) => {
@@ -288,16 +261,30 @@ pub fn reanchor(data_dir: &Path, options: &DaemonOptions) -> String {
                 .arg("--backend")
                 .arg(backend)
                 .arg("--data-dir")
-                .arg(data_dir);
+                .arg(data_dir)
+                .arg("--listen")
+                .arg("127.0.0.1:0");
+            if options.sim_faults {
+                command.arg("--sim-faults");
+            }
+            if let Some(file) = &options.lifecycle_clock_file {
+                command.arg("--lifecycle-clock-file").arg(file);
+            }
         }
     }
     command.env_remove("SOFTHSM2_CONF");
     for (name, value) in &options.env {
         command.env(name, value);
     }
-    let output = command
+    command.env("TSS2_LOG", "all+NONE");
+    command
+}
+
+/// Accepts a restored store on purpose: runs `vault-daemon --reanchor` on `data_dir` with the
+/// backend or config of `options`, and returns what it printed. Panics if it fails.
+pub fn reanchor(data_dir: &Path, options: &DaemonOptions) -> String {
+    let output = command(data_dir, options)
         .arg("--reanchor")
-        .env("TSS2_LOG", "all+NONE")
         .stdin(Stdio::null())
         .output()
         .expect("run vault-daemon --reanchor");

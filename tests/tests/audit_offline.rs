@@ -49,37 +49,24 @@ fn write_lines(path: &Path, lines: &[Value]) {
     std::fs::write(path, text).expect("write");
 }
 
-/// `audit verify --offline EXPORT --pin FINGERPRINT`.
-fn verify_pinned(export: &Path, pin: &str) -> (bool, String) {
+/// `audit verify --offline EXPORT` with the keys `trust` names (`--public-key PEM` or `--pin
+/// FINGERPRINT`).
+fn verify_with(export: &Path, trust: [&str; 2]) -> (bool, String) {
+    let export = export.to_str().expect("utf8");
     let (ok, stdout, stderr) = cli(
         None,
         None,
-        &[
-            "audit",
-            "verify",
-            "--offline",
-            export.to_str().expect("utf8"),
-            "--pin",
-            pin,
-        ],
+        &["audit", "verify", "--offline", export, trust[0], trust[1]],
     );
     (ok, format!("{stdout}{stderr}"))
 }
 
+fn verify_pinned(export: &Path, pin: &str) -> (bool, String) {
+    verify_with(export, ["--pin", pin])
+}
+
 fn verify_offline(export: &Path, keys: &Path) -> (bool, String) {
-    let (ok, stdout, stderr) = cli(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--offline",
-            export.to_str().expect("utf8"),
-            "--public-key",
-            keys.to_str().expect("utf8"),
-        ],
-    );
-    (ok, format!("{stdout}{stderr}"))
+    verify_with(export, ["--public-key", keys.to_str().expect("utf8")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,6 +225,23 @@ async fn watch_health(
     }
 }
 
+/// The audit writer on `store` as the config tunes it.
+fn start_writer(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> Result<(AuditWriter, crate::audit::writer::WriterThread), DaemonError> {
+    Ok(AuditWriter::start(
+        Arc::clone(store),
+        Arc::clone(clock),
+        WriterConfig {
+            commit_timeout: config.commit_timeout(),
+            max_batch: config.audit.max_batch,
+            ..WriterConfig::default()
+        },
+    )?)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `dev` provisions the dev tenant and operators.
 pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     config.validate(dev)?;
@@ -257,15 +274,7 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     .await?;
     let store: Arc<dyn Store> = store;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = AuditWriter::start(
-        Arc::clone(&store),
-        Arc::clone(&clock),
-        WriterConfig {
-            commit_timeout: config.commit_timeout(),
-            max_batch: config.audit.max_batch,
-            ..WriterConfig::default()
-        },
-    )?;
+    let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
     let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let locker = Arc::new(
@@ -436,14 +445,7 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     verified.advance = None;
     let store: Arc<dyn Store> = store;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = AuditWriter::start(
-        Arc::clone(&store),
-        Arc::clone(&clock),
-        WriterConfig {
-            commit_timeout: config.commit_timeout(),
-            ..WriterConfig::default()
-        },
-    )?;
+    let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
     writer
         .submit(
             crate::store::mutation::Mutation::None,

@@ -202,12 +202,12 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
         // first checkpoint and anchoring it.
         (None, _) if previous.as_ref().is_some_and(|c| c.number > 1) => {
             return Err(broken(format!(
-                "the key backend holds no anchor but the store reaches {store_position}: a store from another deployment, or a reset backend; restore with `vault-daemon reanchor` if this is intended"
+                "the key backend holds no anchor but the store reaches {store_position}: a store from another deployment, or a reset backend; if this store is a backup restored on purpose, accept it with `vault-daemon --reanchor`"
             )));
         }
         (Some(anchor), false) => {
             return Err(broken(format!(
-                "the store reaches {store_position} but the key backend anchored checkpoint {} (counter {}): the store is older, replaced, emptied or deleted; restoring a backup is an explicit act (`vault-daemon reanchor`)",
+                "the store reaches {store_position} but the key backend anchored checkpoint {} (counter {}): the store is older, replaced, emptied or deleted; a backup restored on purpose is accepted with `vault-daemon --reanchor`",
                 anchor.checkpoint, anchor.counter
             )));
         }

@@ -5,7 +5,9 @@
 //! Row checks happen inside synchronous store reads and writes (on request tasks and on the
 //! audit writer's thread). A backend that computes in memory is called inline; a hardware one
 //! is called from a worker thread of its own and waited for at most the key-service timeout, so
-//! a hung token fails the read (closed) instead of hanging it.
+//! a hung token fails the read (closed) instead of hanging it. On the async runtime the wait is
+//! announced with `block_in_place`, so other tasks move to another thread meanwhile. Only rows
+//! not yet verified (see `store::sealing`) get here; in steady state, none.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -77,9 +79,17 @@ impl RowAuthenticator for StateMac {
         worker
             .try_send((message.to_vec(), reply))
             .map_err(|_| failed(KeyError::Unavailable("state MAC queue is full".into())))?;
-        match answer.recv_timeout(self.timeout) {
+        let wait = || match answer.recv_timeout(self.timeout) {
             Ok(result) => result.map_err(failed),
             Err(_) => Err(failed(KeyError::Timeout(self.timeout))),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
         }
     }
 }

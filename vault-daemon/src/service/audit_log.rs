@@ -220,8 +220,9 @@ impl Locker {
     }
 }
 
-/// Verifies every stored audit row in order, then every checkpoint: its signature under the
-/// audit key it names, and that it matches the stored entry it covers.
+/// Verifies every stored audit row in order, then the audit keys (each endorsed by the one
+/// before), then every checkpoint: that it follows the one before (numbered, linked), its
+/// signature under the audit key it names, and that it matches the stored entry it covers.
 pub fn verify_store(store: &dyn Store) -> Result<StoreVerification> {
     let mut verifier = ChainVerifier::default();
     let mut after = 0;
@@ -249,11 +250,29 @@ pub fn verify_store(store: &dyn Store) -> Result<StoreVerification> {
         return Ok(result);
     }
     let keys = store.reader()?.audit_keys()?;
+    if let Err(error) = crate::audit::integrity::verify_key_chain(&keys) {
+        result.chain.ok = false;
+        result.chain.message = error.to_string();
+        return Ok(result);
+    }
     let mut after = 0;
+    let mut previous: Option<vault_audit::checkpoint::Checkpoint> = None;
     loop {
         let checkpoints = store.reader()?.checkpoints_after(after, PAGE)?;
         for checkpoint in &checkpoints {
             after = checkpoint.seq;
+            if !checkpoint.follows(previous.as_ref()) {
+                result.chain.ok = false;
+                result.chain.first_bad_seq = Some(checkpoint.seq);
+                result.chain.message = format!(
+                    "checkpoint {} is missing, reordered or replaced (found checkpoint {} at entry {})",
+                    previous.as_ref().map_or(1, |p| p.number + 1),
+                    checkpoint.number,
+                    checkpoint.seq
+                );
+                return Ok(result);
+            }
+            previous = Some(checkpoint.clone());
             let key = keys
                 .iter()
                 .find(|k| hex::encode(k.key_id) == checkpoint.key_id);
