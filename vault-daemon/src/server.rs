@@ -30,6 +30,7 @@ use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
+use crate::store::guard::PanicSafe;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +273,8 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
         &keys,
     )
     .await?;
-    let store: Arc<dyn Store> = store;
+    // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
+    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
     let stop_writer = writer.clone();
@@ -443,7 +445,8 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     .await?;
     verified.anchor = Some(done.anchor);
     verified.advance = None;
-    let store: Arc<dyn Store> = store;
+    // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
+    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
     writer

@@ -43,6 +43,13 @@ impl From<Error> for TrustError {
     }
 }
 
+/// A panic of the storage engine while opening or checking the store: a damaged file.
+fn engine_failed(error: tokio::task::JoinError) -> TrustError {
+    TrustError::Refused(format!(
+        "the storage engine failed while checking the store ({error}): the file is damaged; restore a backup"
+    ))
+}
+
 /// Opens the database file and checks it page by page.
 fn open_checked(data_dir: &Path, cache_bytes: usize) -> Result<RedbDatabase, TrustError> {
     let mut database = RedbDatabase::open_with_cache(data_dir, cache_bytes)?;
@@ -97,7 +104,7 @@ pub async fn open_store(
     let dir = data_dir.to_path_buf();
     let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
         .await
-        .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+        .map_err(engine_failed)??;
     let anchor = keys.read_anchor().await?;
     let store = Arc::new(authenticated(database, keys, anchor.as_ref()).await?);
     let checked = Arc::clone(&store);
@@ -105,7 +112,7 @@ pub async fn open_store(
         integrity::verify_store_at_start(checked.as_ref(), anchor)
     })
     .await
-    .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+    .map_err(engine_failed)??;
     if let Some(advance) = verified.advance.take() {
         keys.write_anchor(advance).await?;
         tracing::info!(
@@ -144,7 +151,7 @@ pub async fn reanchor(
     let dir = data_dir.to_path_buf();
     let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
         .await
-        .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+        .map_err(engine_failed)??;
     let previous = keys.read_anchor().await?;
     let store = Arc::new(authenticated(database, keys, None).await?);
     let checked = Arc::clone(&store);
@@ -152,7 +159,7 @@ pub async fn reanchor(
     let verified =
         tokio::task::spawn_blocking(move || integrity::verify_store_history(checked.as_ref()))
             .await
-            .map_err(|e| TrustError::Refused(format!("store check panicked: {e}")))??;
+            .map_err(engine_failed)??;
     let Some(last) = verified.last_checkpoint.as_ref() else {
         return Err(TrustError::Refused(
             "the store has no checkpoint to anchor".into(),

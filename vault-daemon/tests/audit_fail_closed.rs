@@ -2,8 +2,10 @@
 //! stalls), unseal answers UNAVAILABLE within the commit timeout and returns no number; when
 //! the store recovers, the chain goes on and verifies.
 //!
-//! The store is the real redb store; only its commit is wrapped so a failure can be switched on
-//! (a real disk cannot be made to fail on demand here).
+//! The store is the real redb store behind the guard that turns storage-engine panics into
+//! errors; faults are injected through that guard (a real disk cannot be made to fail on
+//! demand here), so the failing commit and the damaged read take the path a panicking engine
+//! would.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,207 +13,110 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
-use vault_audit::certificate::DeletionCertificate;
-use vault_audit::checkpoint::Checkpoint;
 use vault_daemon::audit::checkpointer::CheckpointPolicy;
-use vault_daemon::audit::keys::AuditKeyRecord;
-use vault_daemon::audit::writer::{AuditWriter, WriterConfig};
+use vault_daemon::audit::writer::{AuditWriter, WriterConfig, WriterThread};
 use vault_daemon::clock::SystemClock;
-use vault_daemon::domain::correction::Correction;
-use vault_daemon::domain::handle::Handle;
-use vault_daemon::domain::lifecycle::{DisposalQueueEntry, EpochKey};
-use vault_daemon::domain::operator::{Operator, Tenant};
 use vault_daemon::domain::purpose::PurposeCatalogue;
-use vault_daemon::domain::record::{Record, SubjectKind};
-use vault_daemon::domain::tenant_info::TenantInfo;
-use vault_daemon::domain::token::TokenRecord;
+use vault_daemon::domain::record::SubjectKind;
 use vault_daemon::error::Error;
 use vault_daemon::keys::KeyService;
-use vault_daemon::keys::rotation::{DestructionRequest, RewrapJob};
 use vault_daemon::keys::sim::SimBackend;
 use vault_daemon::service::{Locker, RequestContext, SealRequest, TokenPolicy};
-use vault_daemon::store::redb::RedbStore;
-use vault_daemon::store::{Store, StoreError, StoreRead, StoreWrite};
+use vault_daemon::store::Store;
+use vault_daemon::store::guard::PanicSafe;
 use zeroize::Zeroizing;
 
 const HEALTHY: u8 = 0;
+/// The audit writer's commit fails (the engine panics in it, as on a damaged page).
 const FAILING: u8 = 1;
+/// The commit takes 3 s, then fails (a stalled disk).
 const STALLED: u8 = 2;
+/// Reading a record panics (a damaged page under the record).
+const RECORD_PANICS: u8 = 3;
 
-struct FlakyStore {
-    inner: Arc<RedbStore>,
-    mode: Arc<AtomicU8>,
+/// The real store, verified against the sim's anchor, with faults injected by `mode` inside
+/// the same guard that catches the storage engine's panics.
+async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Arc<dyn Store> {
+    let (inner, _) = vault_daemon::trust::open_store(dir, 8 << 20, keys)
+        .await
+        .expect("store");
+    let mode = Arc::clone(mode);
+    Arc::new(PanicSafe::with_fault(
+        inner,
+        Arc::new(
+            move |operation| match (mode.load(Ordering::SeqCst), operation) {
+                (FAILING, "commit") => panic!("injected: commit failed"),
+                (STALLED, "commit") => {
+                    std::thread::sleep(Duration::from_secs(3));
+                    panic!("injected: disk stalled")
+                }
+                (RECORD_PANICS, "record") => panic!("injected: damaged record page"),
+                _ => {}
+            },
+        ),
+    ))
 }
 
-struct FlakyWrite<'a> {
-    inner: Box<dyn StoreWrite + 'a>,
-    mode: Arc<AtomicU8>,
+/// A locker on `store` with a 500 ms commit timeout, provisioned for dev.
+async fn start_locker(
+    dir: &Path,
+    keys: KeyService,
+    store: &Arc<dyn Store>,
+) -> (Locker, WriterThread) {
+    let (writer, writer_thread) = AuditWriter::start(
+        Arc::clone(store),
+        Arc::new(SystemClock),
+        WriterConfig {
+            commit_timeout: Duration::from_millis(500),
+            ..WriterConfig::default()
+        },
+    )
+    .expect("writer");
+    let locker = Locker::new(
+        Arc::clone(store),
+        writer,
+        keys,
+        PurposeCatalogue::default(),
+        Arc::new(SystemClock),
+        TokenPolicy {
+            default_ttl_ms: 3_600_000,
+            max_ttl_ms: 3_600_000,
+        },
+        CheckpointPolicy {
+            every: 1000,
+            interval: Duration::from_secs(60),
+        },
+    );
+    locker.checkpointer().ensure_key().await.expect("audit key");
+    locker.provision_dev(dir).await.expect("provision");
+    (locker, writer_thread)
 }
 
-impl Store for FlakyStore {
-    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
-        self.inner.reader()
-    }
-    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
-        Ok(Box::new(FlakyWrite {
-            inner: self.inner.writer()?,
-            mode: Arc::clone(&self.mode),
-        }))
-    }
+async fn seal_one(locker: &Locker, handler: &RequestContext) -> String {
+    locker
+        .seal(
+            handler,
+            SealRequest {
+                tenant: "dev".into(),
+                subject_ref: "A1".into(),
+                subject_kind: Some(SubjectKind::Staff),
+                purposes: vec!["STAFF_WITHHOLDING".into()],
+                number: Zeroizing::new("123456789018".into()),
+                verification: Default::default(),
+            },
+        )
+        .await
+        .expect("seal")
+        .handle
+        .to_string()
 }
 
-impl StoreRead for FlakyWrite<'_> {
-    fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
-        self.inner.record(handle)
-    }
-    fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
-        self.inner.epoch_key(tenant, epoch)
-    }
-    fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
-        self.inner.epoch_keys()
-    }
-    fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
-        self.inner.disposal_queue()
-    }
-    fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError> {
-        self.inner.certificate(handle)
-    }
-    fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
-        self.inner.correction(id)
-    }
-    fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
-        self.inner.corrections()
-    }
-    fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
-        self.inner.tenant_info(tenant)
-    }
-    fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
-        self.inner.index_lookup(tenant, index)
-    }
-    fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        self.inner.tenant(id)
-    }
-    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        self.inner.tenants()
-    }
-    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
-        self.inner.operator(id)
-    }
-    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
-        self.inner.operators()
-    }
-    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.inner.token(id)
-    }
-    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.inner.tokens()
-    }
-    fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        self.inner.audit_last()
-    }
-    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.inner.audit_after(after, limit)
-    }
-    fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.inner.audit_tail(limit)
-    }
-    fn checkpoints_after(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
-        self.inner.checkpoints_after(after, limit)
-    }
-    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.inner.last_checkpoint()
-    }
-    fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
-        self.inner.audit_keys()
-    }
-    fn records_after(
-        &self,
-        after: Option<&Handle>,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        self.inner.records_after(after, limit)
-    }
-    fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
-        self.inner.job(tenant)
-    }
-    fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
-        self.inner.jobs()
-    }
-    fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
-        self.inner.destructions()
-    }
-}
-
-impl StoreWrite for FlakyWrite<'_> {
-    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
-        self.inner.put_record(record)
-    }
-    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
-        self.inner.put_epoch_key(key)
-    }
-    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
-        self.inner.queue_disposal(entry)
-    }
-    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
-        self.inner.unqueue_disposal(dispose_on, handle)
-    }
-    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
-        self.inner.put_certificate(certificate)
-    }
-    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
-        self.inner.put_correction(correction)
-    }
-    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
-        self.inner.remove_correction(id)
-    }
-    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
-        self.inner.put_tenant_info(info)
-    }
-    fn put_index(
-        &mut self,
-        tenant: &str,
-        index: &[u8; 32],
-        handle: &Handle,
-    ) -> Result<(), StoreError> {
-        self.inner.put_index(tenant, index, handle)
-    }
-    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
-        self.inner.remove_index(tenant, index)
-    }
-    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.inner.put_tenant(tenant)
-    }
-    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
-        self.inner.put_operator(operator)
-    }
-    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.inner.put_token(token)
-    }
-    fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
-        self.inner.append_audit(seq, row)
-    }
-    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.inner.put_checkpoint(checkpoint)
-    }
-    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
-        self.inner.put_audit_key(key)
-    }
-    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
-        self.inner.put_job(job)
-    }
-    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
-        self.inner.put_destruction(request)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            FAILING => Err(StoreError::Io("injected: disk unavailable".into())),
-            STALLED => {
-                std::thread::sleep(Duration::from_secs(3));
-                Err(StoreError::Io("injected: disk stalled".into()))
-            }
-            _ => self.inner.commit(),
-        }
-    }
+fn sim_keys(dir: &Path) -> KeyService {
+    KeyService::new(
+        Arc::new(SimBackend::open(dir, false).expect("sim")),
+        8,
+        Duration::from_secs(2),
+    )
 }
 
 fn context(token: SecretString) -> RequestContext {
@@ -234,60 +139,11 @@ fn token_of(dir: &Path, operator: &str) -> SecretString {
 async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mode = Arc::new(AtomicU8::new(HEALTHY));
-    let keys = KeyService::new(
-        Arc::new(SimBackend::open(dir.path(), false).expect("sim")),
-        8,
-        Duration::from_secs(2),
-    );
-    let (inner, _) = vault_daemon::trust::open_store(dir.path(), 8 << 20, &keys)
-        .await
-        .expect("store");
-    let store: Arc<dyn Store> = Arc::new(FlakyStore {
-        inner,
-        mode: Arc::clone(&mode),
-    });
-    let commit_timeout = Duration::from_millis(500);
-    let (writer, writer_thread) = AuditWriter::start(
-        Arc::clone(&store),
-        Arc::new(SystemClock),
-        WriterConfig {
-            commit_timeout,
-            ..WriterConfig::default()
-        },
-    )
-    .expect("writer");
-    let locker = Locker::new(
-        Arc::clone(&store),
-        writer,
-        keys,
-        PurposeCatalogue::default(),
-        Arc::new(SystemClock),
-        TokenPolicy {
-            default_ttl_ms: 3_600_000,
-            max_ttl_ms: 3_600_000,
-        },
-        CheckpointPolicy {
-            every: 1000,
-            interval: Duration::from_secs(60),
-        },
-    );
-    locker.provision_dev(dir.path()).await.expect("provision");
+    let keys = sim_keys(dir.path());
+    let store = faulty_store(dir.path(), &keys, &mode).await;
+    let (locker, writer_thread) = start_locker(dir.path(), keys, &store).await;
     let handler = context(token_of(dir.path(), "dev-handler"));
-    let sealed = locker
-        .seal(
-            &handler,
-            SealRequest {
-                tenant: "dev".into(),
-                subject_ref: "A1".into(),
-                subject_kind: Some(SubjectKind::Staff),
-                purposes: vec!["STAFF_WITHHOLDING".into()],
-                number: Zeroizing::new("123456789018".into()),
-                verification: Default::default(),
-            },
-        )
-        .await
-        .expect("seal");
-    let handle = sealed.handle.to_string();
+    let handle = seal_one(&locker, &handler).await;
 
     mode.store(FAILING, Ordering::SeqCst);
     let refused = locker.unseal(&handler, &handle, "STAFF_WITHHOLDING").await;
@@ -320,4 +176,158 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
     assert!(report.chain.ok, "{}", report.chain.message);
     drop(locker);
     writer_thread.join();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_engine_panic_is_an_audited_data_loss_and_the_locker_stays_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let keys = sim_keys(dir.path());
+    let store = faulty_store(dir.path(), &keys, &mode).await;
+    let (locker, writer_thread) = start_locker(dir.path(), keys, &store).await;
+    let mut handler = context(token_of(dir.path(), "dev-handler"));
+    let handle = seal_one(&locker, &handler).await;
+
+    mode.store(RECORD_PANICS, Ordering::SeqCst);
+    handler.request_id = "damaged-read".into();
+    let refused = locker.unseal(&handler, &handle, "STAFF_WITHHOLDING").await;
+    assert!(
+        matches!(&refused, Err(Error::Integrity(m)) if m.contains("storage engine failed")),
+        "{refused:?}"
+    );
+    let last = store.reader().expect("read").audit_tail(1).expect("tail");
+    let entry = vault_daemon::audit::entry::ChainedEntry::from_row(&last[0].1)
+        .expect("entry")
+        .entry;
+    assert_eq!(
+        (
+            entry.request_id.as_str(),
+            entry.action.as_str(),
+            entry.code.as_str()
+        ),
+        ("damaged-read", "UNSEAL", "DATA_LOSS"),
+        "{entry:?}"
+    );
+
+    mode.store(HEALTHY, Ordering::SeqCst);
+    handler.request_id = "after".into();
+    let number = locker
+        .unseal(&handler, &handle, "STAFF_WITHHOLDING")
+        .await
+        .expect("the locker serves again");
+    assert_eq!(number.as_str(), "123456789018");
+    drop(locker);
+    writer_thread.join();
+}
+
+/// Rewrites audit entry `seq` with another reason and a hash recomputed over it, as someone
+/// with write access to the database would: the entry after it no longer follows.
+fn rewrite_entry(dir: &Path, seq: u64) {
+    use redb::ReadableDatabase;
+    use vault_daemon::audit::entry::ChainedEntry;
+    let db = redb::Database::open(dir.join(vault_daemon::store::redb::DB_FILE_NAME)).expect("open");
+    let row = {
+        let txn = db.begin_read().expect("read");
+        let table = txn
+            .open_table(vault_daemon::store::redb::AUDIT)
+            .expect("audit");
+        table
+            .get(seq)
+            .expect("get")
+            .expect("entry")
+            .value()
+            .to_vec()
+    };
+    let chained = ChainedEntry::from_row(&row).expect("row");
+    let mut entry = chained.entry;
+    entry.reason = "nothing happened".into();
+    let rewritten = ChainedEntry::new(entry, chained.prev_hash);
+    let txn = db.begin_write().expect("write");
+    txn.open_table(vault_daemon::store::redb::AUDIT)
+        .expect("audit")
+        .insert(seq, rewritten.to_row().as_slice())
+        .expect("insert");
+    txn.commit().expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_never_signs_over_a_broken_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let keys = sim_keys(dir.path());
+    let store = faulty_store(dir.path(), &keys, &mode).await;
+    let (locker, writer_thread) = start_locker(dir.path(), keys.clone(), &store).await;
+    let handler = context(token_of(dir.path(), "dev-handler"));
+    let handle = seal_one(&locker, &handler).await;
+    let anchored = locker
+        .checkpointer()
+        .checkpoint_now()
+        .await
+        .expect("checkpoint")
+        .expect("a new checkpoint");
+    for _ in 0..3 {
+        locker
+            .unseal(&handler, &handle, "STAFF_WITHHOLDING")
+            .await
+            .expect("unseal");
+    }
+    drop(locker);
+    writer_thread.join();
+    drop(store);
+
+    // An entry after the newest checkpoint rewritten behind the locker's back, and the store
+    // opened without the start-up check (which refuses it; see below): the checkpointer finds
+    // the break itself.
+    rewrite_entry(dir.path(), anchored.seq + 1);
+    let database = vault_daemon::store::redb::RedbDatabase::open(dir.path()).expect("open");
+    let state_key = database
+        .meta(vault_daemon::trust::STATE_KEY_META)
+        .expect("meta")
+        .expect("state key");
+    let mac = vault_daemon::keys::state_mac::StateMac::new(
+        keys.backend(),
+        vault_daemon::keys::KeyRef(state_key),
+        Duration::from_secs(2),
+    );
+    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(Arc::new(database.authenticated(
+        Arc::new(vault_daemon::store::sealing::RowSealer::new(Arc::new(mac))),
+    ))));
+    let (locker, writer_thread) = start_locker(dir.path(), keys.clone(), &store).await;
+    let refused = locker.checkpointer().checkpoint_now().await;
+    assert!(
+        matches!(&refused, Err(Error::Integrity(m)) if m.contains("was altered or does not follow")),
+        "{refused:?}"
+    );
+    assert!(!locker.checkpointer().intact());
+    let last_checkpoint = store
+        .reader()
+        .expect("read")
+        .last_checkpoint()
+        .expect("last");
+    assert_eq!(
+        last_checkpoint.as_ref(),
+        Some(&anchored),
+        "nothing signed over the break"
+    );
+    let last = store.reader().expect("read").audit_tail(1).expect("tail");
+    let alert = vault_daemon::audit::entry::ChainedEntry::from_row(&last[0].1)
+        .expect("entry")
+        .entry;
+    assert!(
+        alert.action == "ALERT" && alert.reason.contains("audit chain broken"),
+        "{alert:?}"
+    );
+    // Still refused on the next try.
+    assert!(locker.checkpointer().checkpoint_now().await.is_err());
+    drop(locker);
+    writer_thread.join();
+    drop(store);
+
+    // The start-up check refuses the same store.
+    let refused = vault_daemon::trust::open_store(dir.path(), 8 << 20, &keys).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("was altered or does not follow")),
+        "{:?}",
+        refused.err()
+    );
 }

@@ -92,9 +92,21 @@ impl Checkpointer {
         self.intact.load(Ordering::SeqCst)
     }
 
-    fn break_found(&self, error: &Error) {
+    /// Stops signing, turns health NOT_SERVING, logs, and records an `ALERT` entry (auditors
+    /// see it in `vault-client alerts`) — if the log still takes one.
+    async fn break_found(&self, error: &Error) {
         if self.intact.swap(false, Ordering::SeqCst) {
             tracing::error!(%error, "ALERT: the audit chain is broken; no checkpoint will be signed over it; health NOT_SERVING");
+            let mut entry = AuditEntry {
+                operator: "system".into(),
+                role: "system".into(),
+                action: "ALERT".into(),
+                ..AuditEntry::default()
+            };
+            entry.allow(format!("audit chain broken, checkpoints stopped: {error}"));
+            if let Err(error) = self.writer.submit(Mutation::None, entry).await {
+                tracing::error!(%error, "the chain-break alert could not be recorded");
+            }
         }
     }
 
@@ -163,8 +175,13 @@ impl Checkpointer {
             Some(progress) => progress,
             None => {
                 let anchor = self.keys.read_anchor().await?;
-                let verified = integrity::verify_store_at_start(self.store.as_ref(), anchor)
-                    .inspect_err(|e| self.break_found(e))?;
+                let verified = match integrity::verify_store_at_start(self.store.as_ref(), anchor) {
+                    Ok(verified) => verified,
+                    Err(error) => {
+                        self.break_found(&error).await;
+                        return Err(error);
+                    }
+                };
                 guard.insert(Progress {
                     verified: verified.head,
                     last: verified.last_checkpoint,
@@ -179,11 +196,16 @@ impl Checkpointer {
                 "the stored checkpoints changed under the checkpointer (removed or replaced)"
                     .into(),
             );
-            self.break_found(&error);
+            self.break_found(&error).await;
             return Err(error);
         }
-        let head = integrity::verify_chain_from(self.store.as_ref(), progress.verified)
-            .inspect_err(|e| self.break_found(e))?;
+        let head = match integrity::verify_chain_from(self.store.as_ref(), progress.verified) {
+            Ok(head) => head,
+            Err(error) => {
+                self.break_found(&error).await;
+                return Err(error);
+            }
+        };
         progress.verified = head;
         if head.seq == 0 || progress.last.as_ref().is_some_and(|c| c.seq >= head.seq) {
             return Ok(None);

@@ -125,13 +125,19 @@ pub fn verify_checkpoint_signature(checkpoint: &Checkpoint, keys: &[AuditKeyReco
     }
 }
 
-/// The entry `seq`'s hash as stored (after checking it hashes right).
+/// The entry `seq`'s hash, after checking that its contents hash to it.
 fn entry_hash(store: &dyn Store, seq: u64) -> Result<Option<[u8; 32]>> {
     let rows = store.reader()?.audit_after(seq.saturating_sub(1), 1)?;
     match rows.into_iter().next() {
         Some((found, row)) if found == seq => {
             let chained = ChainedEntry::from_row(&row)
                 .map_err(|e| broken(format!("audit entry {seq} is unreadable: {e}")))?;
+            let recomputed = ChainedEntry::new(chained.entry.clone(), chained.prev_hash);
+            if recomputed.hash != chained.hash {
+                return Err(broken(format!(
+                    "audit entry {seq} fails its hash check (altered)"
+                )));
+            }
             Ok(Some(chained.hash))
         }
         _ => Ok(None),

@@ -212,7 +212,17 @@ fn run(
                 Err(_) => break,
             }
         }
-        match commit_batch(store.as_ref(), clock.as_ref(), head, &mut batch) {
+        // A panic while applying a mutation refuses the batch like a failed commit: the writer,
+        // and with it the locker, stays up.
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(store.as_ref(), clock.as_ref(), head, &mut batch)
+        }))
+        .unwrap_or_else(|_| {
+            Err(StoreError::Corrupt(
+                "the audit writer failed while applying the batch (panic)".into(),
+            ))
+        });
+        match committed {
             Ok((new_head, results)) => {
                 head = new_head;
                 for (unit, result) in batch.drain(..).zip(results) {

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod corrections;
+pub mod guard;
 pub mod mutation;
 pub mod redb;
 pub mod sealing;

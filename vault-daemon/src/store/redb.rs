@@ -77,6 +77,19 @@ fn io(error: impl std::fmt::Display) -> StoreError {
     StoreError::Io(error.to_string())
 }
 
+/// An error opening or checking the file: redb says "corrupted" when the file is damaged.
+fn damaged(path: &Path, error: impl std::fmt::Display) -> StoreError {
+    let text = error.to_string();
+    if text.to_lowercase().contains("corrupt") {
+        StoreError::Corrupt(format!(
+            "{} is damaged ({text}); restore a backup",
+            path.display()
+        ))
+    } else {
+        StoreError::Io(text)
+    }
+}
+
 /// The redb store: every read and write of an authority row goes through its sealer.
 #[derive(Debug)]
 pub struct RedbStore {
@@ -122,7 +135,7 @@ impl RedbDatabase {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(&path)
-            .map_err(io)?;
+            .map_err(|error| damaged(&path, error))?;
         let store = RedbDatabase { db, path };
         store.initialise()?;
         Ok(store)
@@ -161,7 +174,10 @@ impl RedbDatabase {
     /// Runs redb's own consistency check of the file (every page and checksum). `false`: the
     /// file is damaged (redb repairs what it can on open; what it cannot stays refused).
     pub fn check_integrity(&mut self) -> Result<bool, StoreError> {
-        self.db.check_integrity().map_err(io)
+        let path = self.path.clone();
+        self.db
+            .check_integrity()
+            .map_err(|error| damaged(&path, error))
     }
 
     /// The store, authenticating authority rows with `sealer`.

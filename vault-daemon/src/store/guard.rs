@@ -1,0 +1,181 @@
+//! A store whose every operation runs inside `catch_unwind`: a storage engine that panics on a
+//! damaged page (redb does) gives the call a [`StoreError::Corrupt`] instead of tearing down the
+//! request with no audit entry. The service then answers DATA_LOSS with its entry committed,
+//! or, when the audit writer's own transaction is what failed, UNAVAILABLE; the daemon stays up.
+//!
+//! [`PanicSafe::with_fault`] runs a hook first inside the same guard: tests use it to make an
+//! operation panic exactly where the engine would.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use vault_audit::certificate::DeletionCertificate;
+use vault_audit::checkpoint::Checkpoint;
+
+use crate::audit::keys::AuditKeyRecord;
+use crate::domain::correction::Correction;
+use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
+use crate::domain::operator::{Operator, Tenant};
+use crate::domain::record::Record;
+use crate::domain::tenant_info::TenantInfo;
+use crate::domain::token::TokenRecord;
+use crate::keys::rotation::{DestructionRequest, RewrapJob};
+use crate::store::{Store, StoreError, StoreRead, StoreWrite};
+
+/// Called with the operation's name before it runs (tests inject panics with it).
+pub type FaultHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// Any store, with panics turned into errors.
+pub struct PanicSafe {
+    inner: Arc<dyn Store>,
+    fault: Option<FaultHook>,
+}
+
+impl PanicSafe {
+    /// Guards `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> PanicSafe {
+        PanicSafe { inner, fault: None }
+    }
+
+    /// Guards `inner`, calling `fault` before every operation inside the guard.
+    pub fn with_fault(inner: Arc<dyn Store>, fault: FaultHook) -> PanicSafe {
+        PanicSafe {
+            inner,
+            fault: Some(fault),
+        }
+    }
+}
+
+fn guard<T>(
+    fault: Option<&FaultHook>,
+    what: &'static str,
+    operation: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(|| {
+        if let Some(fault) = fault {
+            fault(what);
+        }
+        operation()
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(
+            operation = what,
+            "the storage engine panicked (a damaged store?); the call fails"
+        );
+        Err(StoreError::Corrupt(format!(
+            "the storage engine failed during {what} (a damaged store?)"
+        )))
+    })
+}
+
+impl Store for PanicSafe {
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
+        let fault = self.fault.as_ref();
+        let inner = guard(fault, "reader", || self.inner.reader())?;
+        Ok(Box::new(Guarded { inner, fault }))
+    }
+
+    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        let fault = self.fault.as_ref();
+        let inner = guard(fault, "writer", || self.inner.writer())?;
+        Ok(Box::new(Guarded { inner, fault }))
+    }
+}
+
+struct Guarded<'a, T: ?Sized> {
+    inner: Box<T>,
+    fault: Option<&'a FaultHook>,
+}
+
+/// Forwards each listed `&self` method to `self.inner` inside [`guard`], named after it.
+macro_rules! guarded {
+    ($(fn $name:ident(&self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                guard(self.fault, stringify!($name), || self.inner.$name($($arg),*))
+            }
+        )*
+    };
+}
+
+/// Like `guarded!`, for `&mut self` methods.
+macro_rules! guarded_mut {
+    ($(fn $name:ident(&mut self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&mut self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                let fault = self.fault;
+                guard(fault, stringify!($name), || self.inner.$name($($arg),*))
+            }
+        )*
+    };
+}
+
+/// The read methods, for snapshots and write transactions alike.
+macro_rules! guarded_reads {
+    () => {
+        guarded! {
+            fn record(&self, handle: &Handle) -> Option<Record>;
+            fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Option<Handle>;
+            fn tenant(&self, id: &str) -> Option<Tenant>;
+            fn tenants(&self) -> Vec<Tenant>;
+            fn operator(&self, id: &str) -> Option<Operator>;
+            fn operators(&self) -> Vec<Operator>;
+            fn token(&self, id: &str) -> Option<TokenRecord>;
+            fn tokens(&self) -> Vec<TokenRecord>;
+            fn audit_last(&self) -> Option<(u64, Vec<u8>)>;
+            fn audit_after(&self, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)>;
+            fn audit_tail(&self, limit: usize) -> Vec<(u64, Vec<u8>)>;
+            fn checkpoints_after(&self, after: u64, limit: usize) -> Vec<Checkpoint>;
+            fn last_checkpoint(&self) -> Option<Checkpoint>;
+            fn audit_keys(&self) -> Vec<AuditKeyRecord>;
+            fn records_after(&self, after: Option<&Handle>, limit: usize) -> Vec<Record>;
+            fn job(&self, tenant: &str) -> Option<RewrapJob>;
+            fn jobs(&self) -> Vec<RewrapJob>;
+            fn destructions(&self) -> Vec<DestructionRequest>;
+            fn epoch_key(&self, tenant: &str, epoch: u32) -> Option<EpochKey>;
+            fn epoch_keys(&self) -> Vec<EpochKey>;
+            fn disposal_queue(&self) -> Vec<DisposalQueueEntry>;
+            fn certificate(&self, handle: &Handle) -> Option<DeletionCertificate>;
+            fn correction(&self, id: &str) -> Option<Correction>;
+            fn corrections(&self) -> Vec<Correction>;
+            fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
+        }
+    };
+}
+
+impl StoreRead for Guarded<'_, dyn StoreRead + '_> {
+    guarded_reads!();
+}
+
+impl StoreRead for Guarded<'_, dyn StoreWrite + '_> {
+    guarded_reads!();
+}
+
+impl StoreWrite for Guarded<'_, dyn StoreWrite + '_> {
+    guarded_mut! {
+        fn put_record(&mut self, record: &Record) -> ();
+        fn put_index(&mut self, tenant: &str, index: &[u8; 32], handle: &Handle) -> ();
+        fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> ();
+        fn put_tenant(&mut self, tenant: &Tenant) -> ();
+        fn put_operator(&mut self, operator: &Operator) -> ();
+        fn put_token(&mut self, token: &TokenRecord) -> ();
+        fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
+        fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
+        fn put_audit_key(&mut self, key: &AuditKeyRecord) -> ();
+        fn put_job(&mut self, job: &RewrapJob) -> ();
+        fn put_destruction(&mut self, request: &DestructionRequest) -> ();
+        fn put_epoch_key(&mut self, key: &EpochKey) -> ();
+        fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> ();
+        fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> ();
+        fn put_certificate(&mut self, certificate: &DeletionCertificate) -> ();
+        fn put_correction(&mut self, correction: &Correction) -> ();
+        fn remove_correction(&mut self, id: &str) -> ();
+        fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let Guarded { inner, fault } = *self;
+        guard(fault, "commit", || inner.commit())
+    }
+}
