@@ -127,6 +127,7 @@ fn main() {
                 persistent_base: base,
                 persistent_count: 8,
                 parameter_encryption,
+                auth: Some(vault_daemon::keys::tpm::TpmAuth::from_secret(b"bench")),
             })
             .expect("TPM backend"),
         );

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use vault_daemon::keys::anchor::Anchor;
 use vault_daemon::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 
 /// Opens the backend under test (again, to check that keys survive a reopen).
@@ -182,5 +183,43 @@ pub fn run(open: &Opener) -> Result<(), String> {
         "other keys still work",
     )?;
     let _: &KeyRef = &kek2;
+    anchor(open)
+}
+
+/// The freshness anchor: none at first, then what was written, across a reopen; every write
+/// raises the counter, and a stale write never lowers it.
+fn anchor(open: &Opener) -> Result<(), String> {
+    let backend = open();
+    check(
+        ok(backend.read_anchor(), "read anchor")?.is_none(),
+        "a new backend holds an anchor",
+    )?;
+    ok(
+        backend.write_anchor(&Anchor::next(None, 1, [1; 32])),
+        "write anchor",
+    )?;
+    let first = ok(backend.read_anchor(), "read anchor")?.ok_or("anchor not kept")?;
+    check(
+        (first.checkpoint, first.hash) == (1, [1; 32]),
+        "anchor reads back otherwise",
+    )?;
+    ok(
+        backend.write_anchor(&Anchor::next(Some(&first), 2, [2; 32])),
+        "advance anchor",
+    )?;
+    drop(backend);
+    let backend = open();
+    let second = ok(backend.read_anchor(), "read anchor after reopen")?.ok_or("anchor lost")?;
+    check(
+        (second.checkpoint, second.hash) == (2, [2; 32]) && second.counter > first.counter,
+        "advanced anchor not kept across a reopen, or its counter did not rise",
+    )?;
+    // A writer that still holds the first anchor: refused, or its counter raised anyway.
+    let stale = backend.write_anchor(&Anchor::next(Some(&first), 3, [3; 32]));
+    let after = ok(backend.read_anchor(), "read anchor")?.ok_or("anchor lost")?;
+    check(
+        stale.is_err() && after == second || stale.is_ok() && after.counter > second.counter,
+        "a stale anchor write lowered or kept the counter",
+    )?;
     Ok(())
 }

@@ -44,10 +44,12 @@ fn backend_section(dir: &Path, extra: &str) -> (String, Vec<(String, String)>, O
         "tpm" => {
             let tpm = Swtpm::start(&dir.join("tpm"), None)
                 .expect("swtpm is required (Debian package swtpm)");
+            let auth = vault_daemon::devkit::swtpm::auth_file(&dir.join("tpm")).expect("auth");
             (
                 format!(
-                    "[backend]\nkind = \"tpm\"\n{extra}\n[backend.tpm]\ntcti = \"{}\"\n",
-                    tpm.tcti()
+                    "[backend]\nkind = \"tpm\"\n{extra}\n[backend.tpm]\ntcti = \"{}\"\nauth_file = \"{}\"\n",
+                    tpm.tcti(),
+                    auth.display()
                 ),
                 Vec::new(),
                 Some(tpm),

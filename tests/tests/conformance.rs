@@ -86,7 +86,8 @@ mod tpm {
     use std::sync::Arc;
 
     use vault_daemon::devkit::swtpm::Swtpm;
-    use vault_daemon::keys::tpm::{TpmBackend, TpmSettings};
+    use vault_daemon::keys::anchor::Anchor;
+    use vault_daemon::keys::tpm::{TpmAuth, TpmBackend, TpmSettings};
     use vault_daemon::keys::{KeyBackend, KeyUse};
 
     fn settings(tpm: &Swtpm) -> TpmSettings {
@@ -95,7 +96,69 @@ mod tpm {
             persistent_base: 0x8101_8000,
             persistent_count: 32,
             parameter_encryption: false,
+            auth: Some(TpmAuth::from_secret(b"conformance secret")),
         }
+    }
+
+    #[test]
+    fn tpm_keys_and_the_anchor_need_the_auth_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tpm = Swtpm::start(&dir.path().join("tpm"), None).expect("swtpm");
+        let backend = TpmBackend::open(settings(&tpm)).expect("open");
+        let mac = backend.create_key(KeyUse::Mac, "mac").expect("mac");
+        let kek = backend.create_key(KeyUse::Wrap, "kek").expect("kek");
+        let wrapped = backend.wrap(&kek, &[9u8; 32], b"aad").expect("wrap");
+        backend.mac(&mac, b"data").expect("mac with the secret");
+        backend
+            .write_anchor(&Anchor::next(None, 1, [1; 32]))
+            .expect("anchor");
+        drop(backend);
+        let out = std::process::Command::new("tpm2_nvreadpublic")
+            .env("TPM2TOOLS_TCTI", tpm.tcti())
+            .output()
+            .expect("x");
+        eprintln!("DEBUG {}", String::from_utf8_lossy(&out.stdout));
+
+        // The same TPM and the same key blobs, without the secret or with another one.
+        for (guess, auth) in [
+            (false, None),
+            (true, Some(TpmAuth::from_secret(b"a guess"))),
+        ] {
+            let intruder = TpmBackend::open(TpmSettings {
+                auth,
+                ..settings(&tpm)
+            })
+            .expect("open");
+            assert!(
+                intruder.mac(&mac, b"data").is_err(),
+                "MAC key used without its authValue"
+            );
+            assert!(
+                intruder.unwrap(&kek, &wrapped, b"aad").is_err(),
+                "KEK used without its authValue"
+            );
+            let read = intruder.read_anchor();
+            assert!(
+                read.is_err(),
+                "anchor read without its authValue ({}): {read:?}",
+                if guess {
+                    "a guessed secret"
+                } else {
+                    "no secret"
+                }
+            );
+            assert!(
+                intruder
+                    .write_anchor(&Anchor::next(None, 9, [9; 32]))
+                    .is_err(),
+                "anchor moved without its authValue"
+            );
+        }
+        let backend = TpmBackend::open(settings(&tpm)).expect("open");
+        assert_eq!(
+            backend.read_anchor().expect("read").map(|a| a.checkpoint),
+            Some(1)
+        );
     }
 
     #[test]

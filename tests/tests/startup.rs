@@ -48,6 +48,12 @@ fn bad_configurations_are_refused_with_specific_messages() {
             &format!("{data}[backend]\nallow_insecure = true\ntimeout_ms = 0\n"),
             "backend.timeout_ms",
         ),
+        (
+            &format!(
+                "{data}[backend]\nkind = \"tpm\"\n[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\n"
+            ),
+            "[backend.tpm] needs auth_file",
+        ),
     ];
     for (text, expected) in cases {
         let (code, stderr) = run_with_config(text);

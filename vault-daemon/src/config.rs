@@ -263,6 +263,10 @@ pub struct TpmConfig {
     /// derived wrapping key on the TPM bus at about ten times the cost. Default off.
     #[serde(default)]
     pub parameter_encryption: bool,
+    /// File (mode 0600 or stricter) holding the secret from which the authValue of every TPM
+    /// key and NV index the locker creates is derived. Required: without it, anyone who can
+    /// open the TPM and read the store's key blobs could use the keys.
+    pub auth_file: Option<PathBuf>,
 }
 
 fn default_persistent_base() -> u32 {
@@ -490,6 +494,11 @@ impl Config {
             let Some(tpm) = &self.backend.tpm else {
                 return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
             };
+            if tpm.auth_file.is_none() {
+                return invalid(
+                    "[backend.tpm] needs auth_file: a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
+                );
+            }
             let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
                 && tpm.persistent_count >= 1
                 && tpm

@@ -87,6 +87,10 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Optio
                 persistent_base: 0x8101_8000,
                 persistent_count: 32,
                 parameter_encryption: false,
+                auth_file: Some(
+                    vault_daemon::devkit::swtpm::auth_file(&config.store.data_dir.join("swtpm"))
+                        .map_err(|e| e.to_string())?,
+                ),
             });
             config.backend.sim_fault_control_file = false;
             Ok(Some(swtpm))

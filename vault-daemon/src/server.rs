@@ -24,7 +24,7 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::locker::LockerApi;
 use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 use crate::keys::sim::SimBackend;
-use crate::keys::tpm::{TpmBackend, TpmSettings};
+use crate::keys::tpm::{TpmAuth, TpmBackend, TpmSettings};
 use crate::keys::{KeyBackend, KeyService};
 use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
@@ -124,30 +124,43 @@ fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
                 persistent_base: tpm.persistent_base,
                 persistent_count: tpm.persistent_count,
                 parameter_encryption: tpm.parameter_encryption,
+                auth: tpm
+                    .auth_file
+                    .as_deref()
+                    .map(|path| read_secret_file(path, "TPM auth file"))
+                    .transpose()?
+                    .map(|secret| TpmAuth::from_secret(&secret)),
             })?))
         }
     }
+}
+
+/// Reads a secret file (`what` names it in errors), refusing one others can read.
+fn read_secret_file(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, DaemonError> {
+    let mode = std::fs::metadata(path)
+        .map_err(io_context(format!("read {what} {}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(DaemonError::Config(crate::config::ConfigError::Invalid(
+            format!(
+                "{what} {} is accessible to other users (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ),
+        )));
+    }
+    Ok(zeroize::Zeroizing::new(std::fs::read(path).map_err(
+        io_context(format!("read {what} {}", path.display())),
+    )?))
 }
 
 /// Reads the user PIN from its file (refusing one others can read) or environment variable.
 fn read_pin(p11: &crate::config::Pkcs11Config) -> Result<SecretString, DaemonError> {
     let invalid = |m: String| DaemonError::Config(crate::config::ConfigError::Invalid(m));
     if let Some(path) = &p11.pin_file {
-        let mode = std::fs::metadata(path)
-            .map_err(io_context(format!("read PIN file {}", path.display())))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(invalid(format!(
-                "PIN file {} is accessible to other users (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            )));
-        }
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(io_context(format!("read PIN file {}", path.display())))?,
-        );
+        let bytes = read_secret_file(path, "PIN file")?;
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
         return Ok(SecretString::from(text.trim().to_owned()));
     }
     let name = p11.pin_env.as_deref().unwrap_or_default();

@@ -57,3 +57,32 @@ pub fn private_dir(dir: &Path) -> Result<(), DevkitError> {
             source,
         })
 }
+
+/// Writes `content` to a new file only its owner can read (0600 from the start).
+pub fn write_private(path: &Path, content: &str) -> Result<(), DevkitError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |context: String| move |source| DevkitError::Io { context, source };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("create {}", path.display())))?;
+    file.write_all(content.as_bytes())
+        .map_err(io(format!("write {}", path.display())))
+}
+
+/// `bytes` random bytes as hex.
+pub fn random_hex(bytes: usize) -> Result<String, DevkitError> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut out = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| DevkitError::ToolFailed {
+            tool: "random generator",
+            message: "failed".into(),
+        })?;
+    Ok(hex::encode(out))
+}

@@ -1,15 +1,11 @@
 //! A SoftHSM token for dev mode: `DATA_DIR/softhsm/` holds its own `softhsm2.conf`, the token
 //! files and the user PIN in `user.pin` (0600), so `pkcs11-tool` can inspect it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 use crate::config::Pkcs11Config;
-use crate::devkit::{DevkitError, private_dir, which};
+use crate::devkit::{DevkitError, private_dir, random_hex, which, write_private};
 
 /// Label of the dev token.
 pub const DEV_TOKEN_LABEL: &str = "mynumber-locker-dev";
@@ -33,27 +29,8 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> DevkitError {
     move |source| DevkitError::Io { context, source }
 }
 
-fn write_private(path: &Path, content: &str) -> Result<(), DevkitError> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(format!("create {}", path.display())))?;
-    file.write_all(content.as_bytes())
-        .map_err(io(format!("write {}", path.display())))
-}
-
 fn random_pin() -> Result<String, DevkitError> {
-    let mut bytes = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| DevkitError::ToolFailed {
-            tool: "random generator",
-            message: "failed".into(),
-        })?;
-    Ok(hex::encode(bytes))
+    random_hex(12)
 }
 
 /// The SoftHSM module path, or the package to install.

@@ -7,11 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::devkit::{DevkitError, private_dir, which};
+use crate::devkit::{DevkitError, private_dir, random_hex, which, write_private};
 
 /// File in the state directory holding the simulator's pid (so a supervisor can stop it if
 /// its parent was killed without cleaning up).
 pub const PID_FILE: &str = "swtpm.pid";
+
+/// File in the state directory holding the secret of the dev TPM keys' authValue.
+pub const AUTH_FILE: &str = "tpm-auth.secret";
+
+/// The dev secret file of the TPM keys' authValue in `state_dir`, created (0600, 32 random
+/// bytes as hex) if missing.
+pub fn auth_file(state_dir: &Path) -> Result<PathBuf, DevkitError> {
+    private_dir(state_dir)?;
+    let path = state_dir.join(AUTH_FILE);
+    if !path.exists() {
+        write_private(&path, &random_hex(32)?)?;
+    }
+    Ok(path)
+}
 
 /// A running swtpm; killed on drop.
 pub struct Swtpm {

@@ -12,6 +12,9 @@
 //!   be loaded again (crypto-shredding).
 //! - MAC key: an HMAC-SHA256 key under the primary.
 //! - Audit key: ECDSA P-256 under the primary; signatures as r ‖ s.
+//! - Authorisation: every key (and the anchor's NV indices) gets an authValue derived from a
+//!   secret the daemon reads from a 0600 file ([`TpmAuth`]), so a process that can open the TPM
+//!   and read the store's key blobs, but not that file, cannot use them.
 //!
 //! Without a resource manager a TPM holds three transient objects: the primary and at most one
 //! loaded key at a time (loaded, used, flushed). All TPM commands go through one connection,
@@ -36,7 +39,7 @@ use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Digest, EccParameter, HashScheme, HashcheckTicket, MaxBuffer, Public, Signature,
+    Auth, Digest, EccParameter, HashScheme, HashcheckTicket, MaxBuffer, Public, Signature,
     SignatureScheme,
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
@@ -46,6 +49,30 @@ use zeroize::Zeroizing;
 use crate::keys::anchor::Anchor;
 use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 use keyref::TpmKeyRef;
+
+/// The authValue of the locker's TPM objects: SHA-256 of `MNL-TPM-AUTH-v1` ‖ the secret.
+#[derive(Clone)]
+pub struct TpmAuth(Zeroizing<Vec<u8>>);
+
+impl TpmAuth {
+    /// Derives the authValue from the secret file's bytes.
+    pub fn from_secret(secret: &[u8]) -> TpmAuth {
+        let mut context = digest::Context::new(&digest::SHA256);
+        context.update(b"MNL-TPM-AUTH-v1");
+        context.update(secret);
+        TpmAuth(Zeroizing::new(context.finish().as_ref().to_vec()))
+    }
+
+    fn auth(&self) -> Result<Auth, Failure> {
+        Ok(Auth::try_from(self.0.to_vec())?)
+    }
+}
+
+impl std::fmt::Debug for TpmAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TpmAuth(<redacted>)")
+    }
+}
 
 /// How to reach the TPM.
 #[derive(Debug, Clone)]
@@ -60,6 +87,9 @@ pub struct TpmSettings {
     /// per command). Protects the derived per-record wrapping key on the TPM bus, at roughly
     /// ten times the cost per operation; off, commands use an empty password session.
     pub parameter_encryption: bool,
+    /// The authValue of the keys and NV indices the locker creates; `None`: empty (tests of
+    /// exactly that, and TPMs set up before authValues existed).
+    pub auth: Option<TpmAuth>,
 }
 
 /// Runs `f` with the authorisation session the settings ask for.
@@ -83,6 +113,14 @@ struct Connection {
     context: Context,
     primary: KeyHandle,
     encrypt: bool,
+    auth: Option<TpmAuth>,
+}
+
+impl Connection {
+    /// The authValue for objects the locker creates.
+    fn object_auth(&self) -> Result<Option<Auth>, Failure> {
+        self.auth.as_ref().map(TpmAuth::auth).transpose()
+    }
 }
 
 /// The TPM backend.
@@ -144,6 +182,7 @@ fn connect(settings: &TpmSettings) -> Result<Connection, KeyError> {
         context,
         primary,
         encrypt: settings.parameter_encryption,
+        auth: settings.auth.clone(),
     })
 }
 
@@ -259,7 +298,15 @@ impl TpmBackend {
         let loaded = authorized(&mut connection.context, connection.encrypt, |ctx| {
             ctx.load(parent, private, public)
         })?;
-        let result = op(&mut connection.context, connection.encrypt, loaded);
+        let result = match connection.object_auth() {
+            Ok(Some(auth)) => connection
+                .context
+                .tr_set_auth(ObjectHandle::from(loaded), auth)
+                .map_err(Failure::Tpm),
+            Ok(None) => Ok(()),
+            Err(failure) => Err(failure),
+        }
+        .and_then(|()| op(&mut connection.context, connection.encrypt, loaded));
         // Flushing frees the transient slot; failing to flush would exhaust the TPM.
         if let Err(error) = connection.context.flush_context(ObjectHandle::from(loaded)) {
             tracing::warn!(%error, "TPM flush failed");
@@ -352,8 +399,9 @@ impl KeyBackend for TpmBackend {
                     ctx.tr_from_tpm_public(TpmHandle::Persistent(handle))
                 })?)
             };
+            let auth = connection.object_auth()?;
             let created = authorized(&mut connection.context, connection.encrypt, |ctx| {
-                ctx.create(parent_handle, template, None, None, None, None)
+                ctx.create(parent_handle, template, auth, None, None, None)
             })?;
             if parent != 0 {
                 let mut object = ObjectHandle::from(parent_handle);

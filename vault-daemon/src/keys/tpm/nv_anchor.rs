@@ -1,7 +1,8 @@
 //! The freshness anchor in TPM NV: an NV counter that only ever increases (`TPM2_NV_Increment`)
 //! and an ordinary NV index holding counter ‖ checkpoint number ‖ checkpoint hash. Both are
-//! owner-authorised: a process that can write the store but not authorise as owner cannot move
-//! them, and the counter cannot move back at all.
+//! authorised by the locker's authValue (see `TpmAuth`; by the owner when none is configured):
+//! a process that can write the store but not present that value cannot move them, and the
+//! counter cannot move back at all.
 //!
 //! A write increments the counter first, then writes the index with the counter's new value;
 //! a crash between the two leaves the index one write behind the counter, which reads as the
@@ -41,11 +42,17 @@ fn define(
     kind: NvIndexType,
     size: usize,
 ) -> Result<NvIndexHandle, Failure> {
-    let attributes = NvIndexAttributesBuilder::new()
-        .with_nv_index_type(kind)
-        .with_owner_write(true)
-        .with_owner_read(true)
-        .build()?;
+    let auth = connection.object_auth()?;
+    let builder = NvIndexAttributesBuilder::new().with_nv_index_type(kind);
+    let attributes = if auth.is_some() {
+        builder
+            .with_auth_write(true)
+            .with_auth_read(true)
+            .with_no_da(true)
+    } else {
+        builder.with_owner_write(true).with_owner_read(true)
+    }
+    .build()?;
     let public = NvPublicBuilder::new()
         .with_nv_index(NvIndexTpmHandle::new(index)?)
         .with_index_name_algorithm(HashingAlgorithm::Sha256)
@@ -55,13 +62,25 @@ fn define(
     Ok(authorized(
         &mut connection.context,
         connection.encrypt,
-        |ctx| ctx.nv_define_space(Provision::Owner, None, public),
+        |ctx| ctx.nv_define_space(Provision::Owner, auth, public),
     )?)
 }
 
+/// How to authorise a read or write of `handle`: its own authValue, or the owner.
+fn nv_auth(connection: &mut Connection, handle: NvIndexHandle) -> Result<NvAuth, Failure> {
+    match connection.object_auth()? {
+        Some(auth) => {
+            connection.context.tr_set_auth(handle.into(), auth)?;
+            Ok(NvAuth::NvIndex(handle))
+        }
+        None => Ok(NvAuth::Owner),
+    }
+}
+
 fn read(connection: &mut Connection, handle: NvIndexHandle, size: u16) -> Result<Vec<u8>, Failure> {
+    let auth = nv_auth(connection, handle)?;
     let data = authorized(&mut connection.context, connection.encrypt, |ctx| {
-        ctx.nv_read(NvAuth::Owner, handle, size, 0)
+        ctx.nv_read(auth, handle, size, 0)
     })?;
     Ok(data.value().to_vec())
 }
@@ -76,14 +95,22 @@ pub fn read_anchor(connection: &mut Connection) -> Result<Option<Anchor>, Failur
     let Some(data) = nv_handle(&mut connection.context, ANCHOR_DATA_INDEX)? else {
         return Ok(None);
     };
-    let bytes = read(connection, data, ANCHOR_LEN as u16);
+    // An index defined but never written (a crash right after defining it) holds no anchor.
+    let written = connection
+        .context
+        .execute_without_session(|ctx| ctx.nv_read_public(data))
+        .map(|(public, _)| public.attributes().written());
+    let bytes = match written {
+        Ok(true) => read(connection, data, ANCHOR_LEN as u16).map(Some),
+        Ok(false) => Ok(None),
+        Err(error) => Err(Failure::Tpm(error)),
+    };
     close(connection, data);
-    // An index defined but never written reads as an error (TPM_RC_NV_UNINITIALIZED).
-    match bytes {
-        Ok(bytes) => Anchor::decode(&bytes)
+    match bytes? {
+        Some(bytes) => Anchor::decode(&bytes)
             .map(Some)
             .ok_or(Failure::Local("TPM anchor index is malformed")),
-        Err(_) => Ok(None),
+        None => Ok(None),
     }
 }
 
@@ -94,12 +121,14 @@ pub fn write_anchor(connection: &mut Connection, anchor: &Anchor) -> Result<Anch
         Some(handle) => handle,
         None => define(connection, ANCHOR_COUNTER_INDEX, NvIndexType::Counter, 8)?,
     };
-    let incremented = authorized(&mut connection.context, connection.encrypt, |ctx| {
-        ctx.nv_increment(NvAuth::Owner, counter)
+    let incremented = nv_auth(connection, counter).and_then(|auth| {
+        Ok(authorized(
+            &mut connection.context,
+            connection.encrypt,
+            |ctx| ctx.nv_increment(auth, counter),
+        )?)
     });
-    let value = incremented
-        .map_err(Failure::from)
-        .and_then(|()| read(connection, counter, 8));
+    let value = incremented.and_then(|()| read(connection, counter, 8));
     close(connection, counter);
     let value = value?;
     let value = <[u8; 8]>::try_from(value.as_slice())
@@ -119,8 +148,12 @@ pub fn write_anchor(connection: &mut Connection, anchor: &Anchor) -> Result<Anch
         )?,
     };
     let buffer = MaxNvBuffer::try_from(written.encode().to_vec())?;
-    let result = authorized(&mut connection.context, connection.encrypt, |ctx| {
-        ctx.nv_write(NvAuth::Owner, data, buffer, 0)
+    let result = nv_auth(connection, data).and_then(|auth| {
+        Ok(authorized(
+            &mut connection.context,
+            connection.encrypt,
+            |ctx| ctx.nv_write(auth, data, buffer, 0),
+        )?)
     });
     close(connection, data);
     result?;
