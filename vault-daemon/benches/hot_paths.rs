@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the per-call pieces of the locker, each next to a baseline measured in
 //! the same run (a SHA-256 of 64 bytes), so figures read as ratios on a noisy shared machine:
 //! number normalisation and check digit, record AEAD seal/open with its associated data,
-//! audit entry encoding and chain hashing, and the authorisation decision.
+//! audit entry encoding and chain hashing, the authorisation decision, and reading an
+//! authenticated row the sealer has verified before (what every call pays per authority row).
 
 #![forbid(unsafe_code)]
 
@@ -102,6 +103,37 @@ fn main() {
             Action::Unseal.permits(operator.role)
                 && operator.has_tenant(black_box("tenant-07"))
                 && operator.has_grant("tenant-07", black_box("STAFF_WITHHOLDING"))
+        })
+    });
+    // An operator row sealed under a state MAC key in the simulated token, then opened again
+    // and again: the steady state of the hot path (verified rows cost a hash, no backend call).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = std::sync::Arc::new(
+        vault_daemon::keys::sim::SimBackend::open(dir.path(), false).expect("sim"),
+    );
+    let key = vault_daemon::keys::KeyBackend::create_key(
+        backend.as_ref(),
+        vault_daemon::keys::KeyUse::Mac,
+        "state-mac",
+    )
+    .expect("key");
+    let sealer = vault_daemon::store::sealing::RowSealer::new(std::sync::Arc::new(
+        vault_daemon::keys::state_mac::StateMac::new(backend, key, Duration::from_secs(2)),
+    ));
+    let row =
+        vault_daemon::store::codec::encode_sealed(&sealer, "operators", b"payroll", &operator)
+            .expect("seal row");
+    c.bench_function("store/open_verified_operator_row", |b| {
+        b.iter(|| {
+            vault_daemon::store::codec::decode_sealed::<Operator>(
+                &sealer,
+                "operators",
+                b"payroll",
+                black_box(&row),
+            )
+            .expect("open")
+            .grants
+            .len()
         })
     });
     c.final_summary();
