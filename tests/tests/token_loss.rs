@@ -190,11 +190,13 @@ async fn tpm_loss_mid_load() {
         .expect("started");
     let data = dir.path().join("data");
     let config = dir.path().join("config.toml");
+    let auth = vault_daemon::devkit::swtpm::auth_file(&dir.path().join("auth")).expect("auth");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"tpm\"\ntimeout_ms = 1500\n[backend.tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\n",
-            data.display()
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"tpm\"\ntimeout_ms = 1500\n[backend.tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\nauth_file = \"{}\"\n",
+            data.display(),
+            auth.display()
         ),
     )
     .expect("config");

@@ -1,8 +1,9 @@
 //! The store is untrusted: an attacker who can write the data directory, but not use the key
 //! backend, edits a stopped daemon's store with redb directly (`vault_tests::store_edit`). Every
-//! attack is refused: the daemon will not start on the store, or the affected call fails
-//! (DATA_LOSS or UNAUTHENTICATED) with its audit entry and releases nothing. Runs on the backend
-//! under test (sim, SoftHSM, swtpm).
+//! attack is refused: the daemon will not start on the store (a row fails its MAC, the
+//! authority rows do not match the authenticated state, the history does not reach the anchor),
+//! or the affected call fails (DATA_LOSS or UNAUTHENTICATED) with its audit entry and releases
+//! nothing. Runs on the backend under test (sim, SoftHSM, swtpm).
 
 use std::path::Path;
 
@@ -32,7 +33,8 @@ async fn prepared(dir: &Path) -> String {
         .into_inner()
         .handle;
     drop(handler);
-    assert!(daemon.stop().success());
+    let stopped = daemon.stop();
+    assert!(stopped.success(), "{stopped:?}\n{}", daemon.log());
     handle
 }
 
@@ -67,7 +69,10 @@ async fn refused_or_denied(dir: &Path, token: secrecy::SecretString, handle: &st
         Err(refusal) => {
             eprintln!("{id}: the daemon refused the store");
             assert!(
-                refusal.contains("fails its integrity check"),
+                refusal.contains("fails its integrity check")
+                    || refusal.contains(
+                        "authority rows (operators, grants, tokens, tenants, keys) do not match"
+                    ),
                 "{id}: refused for another reason: {refusal}"
             )
         }
@@ -497,4 +502,81 @@ async fn random_byte_flips_are_refused_or_fail_audited() {
     }
     eprintln!("byte flips: {refused} stores refused at start, {served} served");
     assert_eq!(refused + served, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_old_authority_rows_put_back_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let handle = prepared(&original).await;
+    // A second handler token; the rows as they are before any revocation.
+    let mut daemon = Daemon::start_dev(&original);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let issued = admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    drop(admin);
+    assert!(daemon.stop().success());
+    let old_token = store_edit::get(&original, TOKENS, &issued.token_id).expect("token row");
+    let old_handler = store_edit::get(&original, OPERATORS, "dev-handler").expect("operator");
+
+    // Revoked, disabled — then, many checkpoints later, the old rows put back from a backup.
+    let mut daemon = Daemon::start_dev(&original);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: issued.token_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    admin
+        .admin
+        .disable_operator(pb::DisableOperatorRequest {
+            operator_id: "dev-handler".into(),
+        })
+        .await
+        .expect("disable");
+    drop(admin);
+    assert!(daemon.stop().success());
+    for _ in 0..2 {
+        let mut daemon = Daemon::start_dev(&original);
+        let mut auditor = daemon.dev_client("dev-auditor").await;
+        export_audit(&mut auditor).await;
+        drop(auditor);
+        assert!(daemon.stop().success());
+    }
+
+    for (name, table, key, row) in [
+        ("token", TOKENS, issued.token_id.as_str(), &old_token),
+        ("operator", OPERATORS, "dev-handler", &old_handler),
+    ] {
+        let copy = dir.path().join(format!("restored-{name}"));
+        copy_dir(&original, &copy);
+        store_edit::put(&copy, table, key, row);
+        let said = refusal(&copy);
+        assert!(
+            said.contains("do not match the state signed by checkpoint"),
+            "restored {name} row: {said}"
+        );
+    }
+    // A row deleted: the same.
+    let copy = dir.path().join("deleted-token");
+    copy_dir(&original, &copy);
+    store_edit::edit(&copy, |txn| {
+        txn.open_table(TOKENS)
+            .expect("tokens")
+            .remove(issued.token_id.as_str())
+            .expect("remove");
+    });
+    let said = refusal(&copy);
+    assert!(said.contains("do not match"), "deleted token row: {said}");
+    let _ = handle;
 }

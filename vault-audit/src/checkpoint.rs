@@ -6,8 +6,9 @@
 //! so a checkpoint removed, reordered or replaced breaks the sequence and is found offline.
 //!
 //! Signed payload: `MNL-CHECKPOINT-v2` ‖ number (8) ‖ seq (8) ‖ chain hash (32) ‖ time in ms (8)
-//! ‖ key version (4) ‖ key id (32) ‖ previous checkpoint's hash (32; zeros for number 1), all
-//! integers big-endian. The signature is r ‖ s (64 bytes). A checkpoint's hash is SHA-256 of its
+//! ‖ key version (4) ‖ key id (32) ‖ previous checkpoint's hash (32; zeros for number 1) ‖
+//! authority-state digest (32: the locker's digest of its authority rows at entry `seq`, so a
+//! row later restored from an older copy shows), all integers big-endian. The signature is r ‖ s (64 bytes). A checkpoint's hash is SHA-256 of its
 //! signed payload. The key id is SHA-256 of the public key's SubjectPublicKeyInfo (DER), so an
 //! auditor matches checkpoints to keys without trusting any label.
 //!
@@ -48,6 +49,8 @@ pub struct Checkpoint {
     pub key_id: String,
     /// Hash of the previous checkpoint (hex; zeros for number 1).
     pub prev: String,
+    /// Digest of the locker's authority rows at entry `seq` (hex).
+    pub state: String,
     /// r ‖ s (hex).
     pub signature: String,
 }
@@ -69,12 +72,14 @@ pub struct CheckpointBody {
     pub key_id: [u8; 32],
     /// Hash of the previous checkpoint ([`FIRST_PREV`] for number 1).
     pub prev: [u8; 32],
+    /// Digest of the authority rows at entry `seq`.
+    pub state: [u8; 32],
 }
 
 impl CheckpointBody {
     /// The bytes the signature covers.
     pub fn signed_payload(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(TAG.len() + 124);
+        let mut out = Vec::with_capacity(TAG.len() + 156);
         out.extend_from_slice(TAG);
         out.extend_from_slice(&self.number.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
@@ -83,6 +88,7 @@ impl CheckpointBody {
         out.extend_from_slice(&self.key_version.to_be_bytes());
         out.extend_from_slice(&self.key_id);
         out.extend_from_slice(&self.prev);
+        out.extend_from_slice(&self.state);
         out
     }
 
@@ -101,6 +107,7 @@ impl CheckpointBody {
             key_version: self.key_version,
             key_id: hex::encode(self.key_id),
             prev: hex::encode(self.prev),
+            state: hex::encode(self.state),
             signature: hex::encode(signature),
         }
     }
@@ -202,6 +209,7 @@ impl Checkpoint {
             key_version: self.key_version,
             key_id: decode32(&self.key_id)?,
             prev: decode32(&self.prev)?,
+            state: decode32(&self.state)?,
         })
     }
 
@@ -267,6 +275,7 @@ mod tests {
             key_version: 1,
             key_id: id,
             prev: FIRST_PREV,
+            state: [4u8; 32],
         };
         let signature = pair.sign(&rng, &body.signed_payload()).expect("sign");
         let checkpoint = body.into_checkpoint(signature.as_ref());

@@ -418,6 +418,7 @@ mod tests {
                 key_version: self.version,
                 key_id: key_id(&self.point()),
                 prev,
+                state: [0u8; 32],
             };
             let sig = self
                 .pair

@@ -372,6 +372,7 @@ pub fn append_checkpoints(
         let line = ExportLine::Checkpoint(Checkpoint {
             number: c.number,
             prev: c.prev.clone(),
+            state: c.state.clone(),
             seq: c.seq,
             chain_hash: c.chain_hash.clone(),
             time_ms: c.time_unix_ms,

@@ -199,12 +199,23 @@ impl Checkpointer {
             self.break_found(&error).await;
             return Err(error);
         }
-        let head = match integrity::verify_chain_from(self.store.as_ref(), progress.verified) {
-            Ok(head) => head,
-            Err(error) => {
+        // The head and the authority digest it signs come from one snapshot.
+        let read = {
+            let snapshot = self.store.reader()?;
+            integrity::verify_chain_from(snapshot.as_ref(), progress.verified).and_then(|head| {
+                // Nor over authority rows the log does not vouch for.
+                let state =
+                    integrity::verify_authority(snapshot.as_ref(), progress.last.as_ref(), head)?;
+                Ok((head, state))
+            })
+        };
+        let (head, state) = match read {
+            Ok(read) => read,
+            Err(error @ Error::Integrity(_)) => {
                 self.break_found(&error).await;
                 return Err(error);
             }
+            Err(error) => return Err(error),
         };
         progress.verified = head;
         if head.seq == 0 || progress.last.as_ref().is_some_and(|c| c.seq >= head.seq) {
@@ -229,6 +240,7 @@ impl Checkpointer {
                     .ok_or_else(|| Error::Integrity("stored checkpoint is malformed".into()))?,
                 None => FIRST_PREV,
             },
+            state,
         };
         let signature = self
             .keys

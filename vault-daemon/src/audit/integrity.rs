@@ -9,7 +9,7 @@ use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
 use crate::audit::keys::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
-use crate::store::Store;
+use crate::store::{Store, StoreRead};
 
 const PAGE: usize = 4096;
 
@@ -48,12 +48,12 @@ fn broken(message: String) -> Error {
     Error::Integrity(message)
 }
 
-/// Verifies the entries after `from` up to the head: each follows the one before and hashes
-/// to what it states. Returns the head.
-pub fn verify_chain_from(store: &dyn Store, from: ChainPosition) -> Result<ChainPosition> {
+/// Verifies the entries after `from` up to the head of the snapshot `reader`: each follows the
+/// one before and hashes to what it states. Returns the head.
+pub fn verify_chain_from(reader: &dyn StoreRead, from: ChainPosition) -> Result<ChainPosition> {
     let mut position = from;
     loop {
-        let rows = store.reader()?.audit_after(position.seq, PAGE)?;
+        let rows = reader.audit_after(position.seq, PAGE)?;
         let done = rows.len() < PAGE;
         for (seq, row) in rows {
             let chained = ChainedEntry::from_row(&row)
@@ -126,8 +126,8 @@ pub fn verify_checkpoint_signature(checkpoint: &Checkpoint, keys: &[AuditKeyReco
 }
 
 /// The entry `seq`'s hash, after checking that its contents hash to it.
-fn entry_hash(store: &dyn Store, seq: u64) -> Result<Option<[u8; 32]>> {
-    let rows = store.reader()?.audit_after(seq.saturating_sub(1), 1)?;
+fn entry_hash(reader: &dyn StoreRead, seq: u64) -> Result<Option<[u8; 32]>> {
+    let rows = reader.audit_after(seq.saturating_sub(1), 1)?;
     match rows.into_iter().next() {
         Some((found, row)) if found == seq => {
             let chained = ChainedEntry::from_row(&row)
@@ -158,14 +158,17 @@ pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
 }
 
 fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Result<Verified> {
-    let keys = store.reader()?.audit_keys()?;
+    // One snapshot for everything: nothing else writes while the store is being checked.
+    let snapshot = store.reader()?;
+    let reader = snapshot.as_ref();
+    let keys = reader.audit_keys()?;
     verify_key_chain(&keys)?;
 
     let mut previous: Option<Checkpoint> = None;
     let mut anchored_found = anchor.is_none();
     let mut after = 0u64;
     loop {
-        let page = store.reader()?.checkpoints_after(after, PAGE)?;
+        let page = reader.checkpoints_after(after, PAGE)?;
         let done = page.len() < PAGE;
         for checkpoint in page {
             after = checkpoint.seq;
@@ -223,7 +226,7 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
     let from = match &previous {
         None => ChainPosition::GENESIS,
         Some(checkpoint) => {
-            let hash = entry_hash(store, checkpoint.seq)?;
+            let hash = entry_hash(reader, checkpoint.seq)?;
             let stated = checkpoint.body().map(|b| b.chain_hash);
             if hash.is_none() || hash != stated {
                 return Err(broken(format!(
@@ -237,7 +240,8 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
             }
         }
     };
-    let head = verify_chain_from(store, from)?;
+    let head = verify_chain_from(reader, from)?;
+    verify_authority(reader, previous.as_ref(), head)?;
     let advance = match (&previous, &anchor) {
         (Some(last), anchor) if anchor.is_none_or(|a| a.checkpoint < last.number) => last
             .hash()
@@ -250,4 +254,57 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
         anchor,
         advance,
     })
+}
+
+/// Checks that the authority rows are the ones the log vouches for: the authenticated state of
+/// the newest commit that changed them, when that commit came after the newest checkpoint, or
+/// else the digest the newest checkpoint signed. A row restored from an older copy, deleted or
+/// inserted changes the digest; the state record of an older commit names an older entry.
+/// Returns the digest.
+pub fn verify_authority(
+    reader: &dyn StoreRead,
+    last_checkpoint: Option<&Checkpoint>,
+    head: ChainPosition,
+) -> Result<[u8; 32]> {
+    let digest = reader.authority_digest()?;
+    let rolled_back = |at: String| {
+        broken(format!(
+            "the authority rows (operators, grants, tokens, tenants, keys) do not match {at}: a row was restored from an older copy, edited, deleted or inserted"
+        ))
+    };
+    match reader.authority_state()? {
+        Some(state) if last_checkpoint.is_none_or(|c| state.seq > c.seq) => {
+            if state.seq > head.seq || entry_hash(reader, state.seq)? != Some(state.hash) {
+                return Err(broken(format!(
+                    "the authority state names audit entry {}, which the log does not hold as recorded (truncated or replaced)",
+                    state.seq
+                )));
+            }
+            if digest != state.digest {
+                return Err(rolled_back(format!(
+                    "the state recorded with audit entry {}",
+                    state.seq
+                )));
+            }
+        }
+        _ => match last_checkpoint {
+            Some(checkpoint) => {
+                if checkpoint.body().map(|b| b.state) != Some(digest) {
+                    return Err(rolled_back(format!(
+                        "the state signed by checkpoint {} (entry {})",
+                        checkpoint.number, checkpoint.seq
+                    )));
+                }
+            }
+            None => {
+                let empty = ring::digest::digest(&ring::digest::SHA256, b"");
+                if digest.as_slice() != empty.as_ref() {
+                    return Err(rolled_back(
+                        "an empty store (no state was ever recorded)".into(),
+                    ));
+                }
+            }
+        },
+    }
+    Ok(digest)
 }

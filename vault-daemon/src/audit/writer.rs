@@ -20,7 +20,7 @@ use crate::audit::entry::{AuditEntry, ChainedEntry, GENESIS_HASH};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::store::mutation::{Mutation, MutationOutcome};
-use crate::store::{Store, StoreError};
+use crate::store::{AuthorityState, Store, StoreError};
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
@@ -283,6 +283,16 @@ fn commit_batch(
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
         results.push(result);
+    }
+    // Every commit that changes an authority row records the authority state as of its last
+    // entry, authenticated: a row later restored from an older copy no longer matches it.
+    if txn.authority_changed() {
+        let digest = txn.authority_digest()?;
+        txn.put_authority_state(&AuthorityState {
+            seq: head.seq,
+            hash: head.hash,
+            digest,
+        })?;
     }
     txn.commit()?;
     Ok((head, results))

@@ -274,6 +274,7 @@ pub fn checkpoint(c: vault_audit::checkpoint::Checkpoint) -> pb::AuditCheckpoint
         signature: c.signature,
         number: c.number,
         prev: c.prev,
+        state: c.state,
     }
 }
 

@@ -9,8 +9,8 @@
 //! announced with `block_in_place`, so other tasks move to another thread meanwhile. Only rows
 //! not yet verified (see `store::sealing`) get here; in steady state, none.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::keys::{KeyBackend, KeyError, KeyRef};
@@ -37,10 +37,12 @@ impl StateMac {
             None
         } else {
             let (queue, jobs) = sync_channel(QUEUE);
-            let (backend, key) = (Arc::clone(&backend), key.clone());
+            // The worker must not keep the backend alive: its last owner drops it on the main
+            // thread (SoftHSM crashes at exit when its library was never finalised).
+            let (backend, key) = (Arc::downgrade(&backend), key.clone());
             let spawned = std::thread::Builder::new()
                 .name("state-mac".into())
-                .spawn(move || serve(backend.as_ref(), &key, jobs));
+                .spawn(move || serve(&backend, &key, jobs));
             match spawned {
                 Ok(_) => Some(queue),
                 Err(error) => {
@@ -60,9 +62,13 @@ impl StateMac {
     }
 }
 
-fn serve(backend: &dyn KeyBackend, key: &KeyRef, jobs: Receiver<(Vec<u8>, Reply)>) {
+fn serve(backend: &Weak<dyn KeyBackend>, key: &KeyRef, jobs: Receiver<(Vec<u8>, Reply)>) {
     while let Ok((message, reply)) = jobs.recv() {
-        let _ = reply.send(backend.mac(key, &message));
+        let result = match backend.upgrade() {
+            Some(backend) => backend.mac(key, &message),
+            None => Err(KeyError::Unavailable("key backend closed".into())),
+        };
+        let _ = reply.send(result);
     }
 }
 

@@ -21,7 +21,7 @@ use crate::domain::record::Record;
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
-use crate::store::{Store, StoreError, StoreRead, StoreWrite};
+use crate::store::{AuthorityState, Store, StoreError, StoreRead, StoreWrite};
 
 /// Called with the operation's name before it runs (tests inject panics with it).
 pub type FaultHook = Arc<dyn Fn(&'static str) + Send + Sync>;
@@ -140,6 +140,8 @@ macro_rules! guarded_reads {
             fn correction(&self, id: &str) -> Option<Correction>;
             fn corrections(&self) -> Vec<Correction>;
             fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
+            fn authority_digest(&self) -> [u8; 32];
+            fn authority_state(&self) -> Option<AuthorityState>;
         }
     };
 }
@@ -172,6 +174,11 @@ impl StoreWrite for Guarded<'_, dyn StoreWrite + '_> {
         fn put_correction(&mut self, correction: &Correction) -> ();
         fn remove_correction(&mut self, id: &str) -> ();
         fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
+        fn put_authority_state(&mut self, state: &AuthorityState) -> ();
+    }
+
+    fn authority_changed(&self) -> bool {
+        self.inner.authority_changed()
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {

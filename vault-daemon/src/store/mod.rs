@@ -76,6 +76,21 @@ impl From<StoreError> for Error {
     }
 }
 
+/// The authority state as of an audit entry: the digest of every authority row (operators,
+/// tokens, tenants, audit keys, destruction requests, epoch keys, tenant details) at the
+/// commit that ended with entry `seq`. Written, authenticated, with every commit that changes
+/// an authority row; checkpoints sign the digest too. A row restored from an older copy of the
+/// store changes the digest, and no authenticated state names the restored one as current.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthorityState {
+    /// Last audit entry of the commit.
+    pub seq: u64,
+    /// Its chain hash.
+    pub hash: [u8; 32],
+    /// [`StoreRead::authority_digest`] after the commit.
+    pub digest: [u8; 32],
+}
+
 /// A store: snapshots to read, transactions to write.
 pub trait Store: Send + Sync + 'static {
     /// A consistent read-only snapshot.
@@ -114,6 +129,11 @@ pub trait StoreRead {
     fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
     /// Every audit signing key version, oldest first.
     fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError>;
+    /// SHA-256 over every authority row as stored (tables in a fixed order, rows in key order):
+    /// what [`AuthorityState`] and checkpoints record.
+    fn authority_digest(&self) -> Result<[u8; 32], StoreError>;
+    /// The authority state of the newest commit that changed an authority row.
+    fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError>;
     /// Up to `limit` records with handle greater than `after` (all tenants), in handle order.
     fn records_after(
         &self,
@@ -185,6 +205,10 @@ pub trait StoreWrite: StoreRead {
     fn remove_correction(&mut self, id: &str) -> Result<(), StoreError>;
     /// Insert or replace a tenant's ledger details.
     fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError>;
+    /// Whether this transaction wrote or removed an authority row.
+    fn authority_changed(&self) -> bool;
+    /// Records the authority state after this transaction's changes.
+    fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -31,7 +31,7 @@ use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::codec::{decode, decode_sealed, encode, encode_sealed};
 use crate::store::sealing::RowSealer;
-use crate::store::{SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
+use crate::store::{AuthorityState, SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
 
 /// File name of the database in the data directory.
 pub const DB_FILE_NAME: &str = "locker.redb";
@@ -68,6 +68,31 @@ pub const CORRECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corr
 pub const TENANT_INFO: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_info");
 /// Deletion certificates: handle → certificate.
 pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
+/// The authority state (`authority` → [`AuthorityState`], authenticated).
+pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("authority_state");
+const STATE_KEY: &str = "authority";
+/// The text-keyed authority tables, in digest order (audit keys, keyed by version, come last).
+const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
+    TENANTS,
+    OPERATORS,
+    TOKENS,
+    DESTRUCTIONS,
+    EPOCH_KEYS,
+    TENANT_INFO,
+];
+
+fn is_authority(definition: TableDefinition<&str, &[u8]>) -> bool {
+    AUTHORITY_TABLES
+        .iter()
+        .any(|table| table.name() == definition.name())
+}
+
+fn digest_row(context: &mut ring::digest::Context, table: &str, key: &[u8], value: &[u8]) {
+    for field in [table.as_bytes(), key, value] {
+        context.update(&(field.len() as u32).to_be_bytes());
+        context.update(field);
+    }
+}
 
 const SCHEMA_KEY: &str = "schema_version";
 /// Page cache of the store unless configured: 64 MiB.
@@ -229,6 +254,7 @@ impl RedbDatabase {
             txn.open_table(CERTIFICATES).map_err(io)?;
             txn.open_table(CORRECTIONS).map_err(io)?;
             txn.open_table(TENANT_INFO).map_err(io)?;
+            txn.open_table(STATE).map_err(io)?;
         }
         txn.commit().map_err(io)
     }
@@ -262,6 +288,7 @@ impl Store for RedbStore {
         Ok(Box::new(RedbWrite {
             txn: self.db.begin_write().map_err(io)?,
             sealer: &self.sealer,
+            authority_changed: false,
         }))
     }
 }
@@ -279,6 +306,7 @@ struct RedbRead<'a> {
 struct RedbWrite<'a> {
     txn: WriteTransaction,
     sealer: &'a RowSealer,
+    authority_changed: bool,
 }
 
 /// A row that authenticates itself otherwise (records: their associated data).
@@ -327,20 +355,23 @@ fn all_sealed<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
-/// Seals `value` and stores it under `key` in `definition`.
-fn put_sealed<T: serde::Serialize>(
-    txn: &WriteTransaction,
-    sealer: &RowSealer,
-    definition: TableDefinition<&'static str, &'static [u8]>,
-    key: &str,
-    value: &T,
-) -> Result<(), StoreError> {
-    let row = encode_sealed(sealer, definition.name(), key.as_bytes(), value)?;
-    txn.open_table(definition)
-        .map_err(io)?
-        .insert(key, row.as_slice())
-        .map_err(io)?;
-    Ok(())
+impl RedbWrite<'_> {
+    /// Seals `value` and stores it under `key` in `definition`.
+    fn put_sealed<T: serde::Serialize>(
+        &mut self,
+        definition: TableDefinition<&'static str, &'static [u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let row = encode_sealed(self.sealer, definition.name(), key.as_bytes(), value)?;
+        self.txn
+            .open_table(definition)
+            .map_err(io)?
+            .insert(key, row.as_slice())
+            .map_err(io)?;
+        self.authority_changed |= is_authority(definition);
+        Ok(())
+    }
 }
 
 fn rows<'a>(
@@ -548,6 +579,40 @@ macro_rules! impl_store_read {
                 get_sealed(self.sealer, TENANT_INFO, &table, tenant)
             }
 
+            fn authority_digest(&self) -> Result<[u8; 32], StoreError> {
+                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+                for definition in AUTHORITY_TABLES {
+                    let table = self.txn.open_table(definition).map_err(io)?;
+                    for item in table.iter().map_err(io)? {
+                        let (key, value) = item.map_err(io)?;
+                        digest_row(
+                            &mut context,
+                            definition.name(),
+                            key.value().as_bytes(),
+                            value.value(),
+                        );
+                    }
+                }
+                let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
+                for item in table.iter().map_err(io)? {
+                    let (version, value) = item.map_err(io)?;
+                    digest_row(
+                        &mut context,
+                        AUDIT_KEYS.name(),
+                        &version.value().to_be_bytes(),
+                        value.value(),
+                    );
+                }
+                let mut out = [0u8; 32];
+                out.copy_from_slice(context.finish().as_ref());
+                Ok(out)
+            }
+
+            fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError> {
+                let table = self.txn.open_table(STATE).map_err(io)?;
+                get_sealed(self.sealer, STATE, &table, STATE_KEY)
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -600,21 +665,15 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-        put_sealed(&self.txn, self.sealer, TENANTS, tenant.id.as_str(), tenant)
+        self.put_sealed(TENANTS, tenant.id.as_str(), tenant)
     }
 
     fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            OPERATORS,
-            operator.id.as_str(),
-            operator,
-        )
+        self.put_sealed(OPERATORS, operator.id.as_str(), operator)
     }
 
     fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
-        put_sealed(&self.txn, self.sealer, TOKENS, token.id.as_str(), token)
+        self.put_sealed(TOKENS, token.id.as_str(), token)
     }
 
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
@@ -637,32 +696,20 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
-        put_sealed(&self.txn, self.sealer, JOBS, job.tenant.as_str(), job)
+        self.put_sealed(JOBS, job.tenant.as_str(), job)
     }
 
     fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            DESTRUCTIONS,
-            request.id.as_str(),
-            request,
-        )
+        self.put_sealed(DESTRUCTIONS, request.id.as_str(), request)
     }
 
     fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            EPOCH_KEYS,
-            &epoch_key_id(&key.tenant, key.epoch),
-            key,
-        )
+        self.put_sealed(EPOCH_KEYS, &epoch_key_id(&key.tenant, key.epoch), key)
     }
 
     fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
         let key = format!("{}/{}", entry.dispose_on, entry.handle);
-        put_sealed(&self.txn, self.sealer, DISPOSAL_QUEUE, &key, entry)
+        self.put_sealed(DISPOSAL_QUEUE, &key, entry)
     }
 
     fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
@@ -674,33 +721,15 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            CERTIFICATES,
-            certificate.handle.as_str(),
-            certificate,
-        )
+        self.put_sealed(CERTIFICATES, certificate.handle.as_str(), certificate)
     }
 
     fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            CORRECTIONS,
-            correction.id.as_str(),
-            correction,
-        )
+        self.put_sealed(CORRECTIONS, correction.id.as_str(), correction)
     }
 
     fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
-        put_sealed(
-            &self.txn,
-            self.sealer,
-            TENANT_INFO,
-            info.tenant.as_str(),
-            info,
-        )
+        self.put_sealed(TENANT_INFO, info.tenant.as_str(), info)
     }
 
     fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
@@ -718,7 +747,16 @@ impl StoreWrite for RedbWrite<'_> {
         )?;
         let mut table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
         table.insert(key.version, row.as_slice()).map_err(io)?;
+        self.authority_changed = true;
         Ok(())
+    }
+
+    fn authority_changed(&self) -> bool {
+        self.authority_changed
+    }
+
+    fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
+        self.put_sealed(STATE, STATE_KEY, state)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
