@@ -580,3 +580,101 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
     assert!(said.contains("do not match"), "deleted token row: {said}");
     let _ = handle;
 }
+
+/// The record row of `handle` in the store of `dir`.
+fn record_row(dir: &Path, handle: &str) -> Record {
+    let row = store_edit::get(dir, RECORDS, handle).expect("record row");
+    decode("record", &row).expect("decode record")
+}
+
+fn put_record(dir: &Path, record: &Record) {
+    store_edit::put(
+        dir,
+        RECORDS,
+        record.handle.as_str(),
+        &encode(record).expect("encode record"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_state_edits_and_an_emptied_store_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = dir.path().join("data");
+    let retired = prepared(&original).await;
+    let mut daemon = Daemon::start_dev(&original);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let disposed = handler
+        .locker
+        .seal(seal_request("dev", "E2", &valid_number(32), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handler);
+    assert!(daemon.stop().success());
+    let before_disposal = record_row(&original, &disposed);
+
+    let mut daemon = Daemon::start_dev(&original);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: retired.clone(),
+            left_on: "2026-11-01".into(),
+        })
+        .await
+        .expect("retire");
+    let mut manager = daemon.dev_client("dev-manager").await;
+    manager
+        .locker
+        .dispose(pb::DisposeRequest {
+            handle: disposed.clone(),
+            reason: "保存期間経過".into(),
+        })
+        .await
+        .expect("dispose");
+    drop((handler, manager));
+    assert!(daemon.stop().success());
+
+    // A retirement undone in the store: the DEK is bound to the retired state.
+    let copy = dir.path().join("unretired");
+    copy_dir(&original, &copy);
+    let mut record = record_row(&copy, &retired);
+    assert!(matches!(record.status, RecordStatus::Retired(_)));
+    record.status = RecordStatus::Active;
+    put_record(&copy, &record);
+    // The disposed record's wrapped DEK and index put back into its tombstone.
+    let mut tombstone = record_row(&copy, &disposed);
+    assert!(matches!(tombstone.status, RecordStatus::Disposed(_)));
+    tombstone.sealed = before_disposal.sealed.clone();
+    tombstone.blind_index = before_disposal.blind_index;
+    put_record(&copy, &tombstone);
+    let daemon = Daemon::start_dev(&copy);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let status = unseal(&mut handler, &retired, "attack-unretire")
+        .await
+        .expect_err("an un-retired record must not open");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    let status = unseal(&mut handler, &disposed, "attack-dek-back")
+        .await
+        .expect_err("a disposed record must not open");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    for id in ["attack-unretire", "attack-dek-back"] {
+        let entry = entries
+            .iter()
+            .find(|e| e.request_id == id)
+            .unwrap_or_else(|| panic!("{id} not audited"));
+        assert_ne!(entry.outcome, "ALLOWED", "{entry:?}");
+    }
+    drop((handler, auditor, daemon));
+
+    // The store emptied: a fresh, empty database file where the store was.
+    let copy = dir.path().join("emptied");
+    copy_dir(&original, &copy);
+    std::fs::remove_file(copy.join("locker.redb")).expect("remove");
+    drop(redb::Database::create(copy.join("locker.redb")).expect("empty store"));
+    let said = refusal(&copy);
+    assert!(said.contains("holds no state MAC key"), "{said}");
+}
