@@ -56,6 +56,30 @@ async fn unseal(
         .map(|r| r.into_inner().number)
 }
 
+/// A second token for `dev-handler`, issued by an admin.
+async fn issue_handler_token(admin: &mut vault_client::Client) -> pb::IssueTokenResponse {
+    admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner()
+}
+
+async fn revoke(admin: &mut vault_client::Client, token_id: &str) {
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: token_id.into(),
+        })
+        .await
+        .expect("revoke");
+}
+
 /// The dev token of `operator` in the data directory `dir`.
 fn dev_token(dir: &Path, operator: &str) -> secrecy::SecretString {
     vault_client::read_token_file(&dir.join("tokens").join(format!("{operator}.token")))
@@ -154,7 +178,7 @@ async fn forged_and_edited_authority_rows_are_refused() {
         &copy,
         OPERATORS,
         "dev-auditor",
-        &store_edit::with_tag(&store_edit::split(&auditor_row).0, &auditor),
+        &store_edit::edited(&auditor_row, &auditor),
     );
     let auditor_token = dev_token(&copy, "dev-auditor");
     refused_or_denied(&copy, auditor_token, &handle, "attack-role").await;
@@ -168,7 +192,7 @@ async fn forged_and_edited_authority_rows_are_refused() {
         &copy,
         OPERATORS,
         "dev-auditor",
-        &store_edit::with_tag(&store_edit::split(&handler_row).0, &moved),
+        &store_edit::edited(&handler_row, &moved),
     );
     let auditor_token = dev_token(&copy, "dev-auditor");
     refused_or_denied(&copy, auditor_token, &handle, "attack-moved").await;
@@ -182,24 +206,9 @@ async fn a_revoked_token_and_a_suspended_record_stay_so() {
     // A second handler token, then revoked; the record suspended.
     let mut daemon = Daemon::start_dev(&original);
     let mut admin = daemon.dev_client("dev-admin").await;
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
-            operator_id: "dev-handler".into(),
-            ttl_seconds: 3600,
-            ..Default::default()
-        })
-        .await
-        .expect("issue")
-        .into_inner();
+    let issued = issue_handler_token(&mut admin).await;
     let revoked_id = issued.token_id.clone();
-    admin
-        .admin
-        .revoke_token(pb::RevokeTokenRequest {
-            token_id: revoked_id.clone(),
-        })
-        .await
-        .expect("revoke");
+    revoke(&mut admin, &revoked_id).await;
     let mut manager = daemon.dev_client("dev-manager").await;
     manager
         .locker
@@ -223,7 +232,7 @@ async fn a_revoked_token_and_a_suspended_record_stay_so() {
         &copy,
         TOKENS,
         &revoked_id,
-        &store_edit::with_tag(&store_edit::split(&row).0, &token),
+        &store_edit::edited(&row, &token),
     );
     let secret = secrecy::SecretString::from(issued.token.clone());
     refused_or_denied(&copy, secret, &handle, "attack-unrevoke").await;
@@ -508,20 +517,11 @@ async fn random_byte_flips_are_refused_or_fail_audited() {
 async fn genuine_old_authority_rows_put_back_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let original = dir.path().join("data");
-    let handle = prepared(&original).await;
+    prepared(&original).await;
     // A second handler token; the rows as they are before any revocation.
     let mut daemon = Daemon::start_dev(&original);
     let mut admin = daemon.dev_client("dev-admin").await;
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
-            operator_id: "dev-handler".into(),
-            ttl_seconds: 3600,
-            ..Default::default()
-        })
-        .await
-        .expect("issue")
-        .into_inner();
+    let issued = issue_handler_token(&mut admin).await;
     drop(admin);
     assert!(daemon.stop().success());
     let old_token = store_edit::get(&original, TOKENS, &issued.token_id).expect("token row");
@@ -530,13 +530,7 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
     // Revoked, disabled — then, many checkpoints later, the old rows put back from a backup.
     let mut daemon = Daemon::start_dev(&original);
     let mut admin = daemon.dev_client("dev-admin").await;
-    admin
-        .admin
-        .revoke_token(pb::RevokeTokenRequest {
-            token_id: issued.token_id.clone(),
-        })
-        .await
-        .expect("revoke");
+    revoke(&mut admin, &issued.token_id).await;
     admin
         .admin
         .disable_operator(pb::DisableOperatorRequest {
@@ -578,7 +572,6 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
     });
     let said = refusal(&copy);
     assert!(said.contains("do not match"), "deleted token row: {said}");
-    let _ = handle;
 }
 
 /// The record row of `handle` in the store of `dir`.
