@@ -202,16 +202,21 @@ async fn shutdown_signal() {
     }
 }
 
-/// Periodically self-tests the key backend and reports Locker health accordingly; a broken
-/// audit chain (found by the checkpointer) is NOT_SERVING too.
+/// Periodically self-tests the key backend and reports Locker health accordingly; an audit
+/// store that cannot commit, or a broken audit chain (found by the checkpointer), is
+/// NOT_SERVING too. While the writer is unhealthy it is probed, so it recovers without a call.
 async fn watch_health(
     keys: KeyService,
     checkpointer: Checkpointer,
+    writer: AuditWriter,
     reporter: tonic_health::server::HealthReporter,
 ) {
     let mut serving = None;
     loop {
-        let healthy = checkpointer.intact() && keys.self_test().await.is_ok();
+        if !writer.healthy() {
+            writer.probe().await;
+        }
+        let healthy = checkpointer.intact() && writer.healthy() && keys.self_test().await.is_ok();
         if serving != Some(healthy) {
             if healthy {
                 reporter.set_serving::<LockerServer<LockerApi>>().await;
@@ -230,7 +235,8 @@ async fn watch_health(
                 tracing::error!(
                     backend = keys.backend_name(),
                     audit_chain_intact = checkpointer.intact(),
-                    "key backend unavailable or audit chain broken: NOT_SERVING"
+                    audit_store_commits = writer.healthy(),
+                    "key backend unavailable, audit store failing or audit chain broken: NOT_SERVING"
                 );
             }
             serving = Some(healthy);
@@ -335,7 +341,12 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(watch_health(keys, checkpointer.clone(), reporter));
+    let health_task = tokio::spawn(watch_health(
+        keys,
+        checkpointer.clone(),
+        stop_writer.clone(),
+        reporter,
+    ));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
     let rewrap_task = tokio::spawn(run_rewrap(
         Arc::clone(&locker),

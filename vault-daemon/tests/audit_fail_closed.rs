@@ -152,6 +152,14 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
         "{refused:?}"
     );
 
+    // Right after a failure the writer refuses at once while it waits to recover.
+    let refused = locker.unseal(&handler, &handle, "STAFF_WITHHOLDING").await;
+    assert!(
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("recovering")),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the first recovery pause
+
     mode.store(STALLED, Ordering::SeqCst);
     let started = Instant::now();
     let refused = locker.unseal(&handler, &handle, "STAFF_WITHHOLDING").await;
@@ -164,7 +172,8 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
         "waited {:?}",
         started.elapsed()
     );
-    tokio::time::sleep(Duration::from_secs(3)).await; // let the stalled commit give up
+    // Let the stalled commit give up, and the writer pass its next recovery pause.
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     mode.store(HEALTHY, Ordering::SeqCst);
     let number = locker

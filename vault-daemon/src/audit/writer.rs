@@ -7,11 +7,15 @@
 //! load instead of paying one fsync per call.
 //!
 //! A caller waits at most the commit timeout; past it the call fails `UNAVAILABLE` and releases
-//! nothing (fail closed, never hang). If a transaction fails, every unit in it is refused and
-//! the writer rereads the chain head from the store before going on.
+//! nothing (fail closed, never hang). If a transaction fails (a full disk, say), every unit in
+//! it is refused, the writer reports itself unhealthy, and before the next batch it recovers the
+//! store (redb is reopened) and rereads the chain head from it, with a growing pause between
+//! attempts; calls that arrive during the pause are refused at once. The first commit that
+//! succeeds makes it healthy again: no restart is needed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,6 +68,7 @@ enum Message {
 pub struct AuditWriter {
     queue: mpsc::Sender<Message>,
     commit_timeout: Duration,
+    healthy: Arc<AtomicBool>,
 }
 
 /// The writer thread; [`WriterThread::join`] waits until it stops: after
@@ -122,17 +127,33 @@ impl AuditWriter {
         let head = read_head(store.as_ref())?;
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let max_batch = config.max_batch.max(1);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&healthy);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(store, clock, receiver, head, max_batch))
+            .spawn(move || run(store, clock, receiver, head, max_batch, flag))
             .map_err(|e| StoreError::Io(format!("cannot start audit writer: {e}")))?;
         Ok((
             AuditWriter {
                 queue,
                 commit_timeout: config.commit_timeout,
+                healthy,
             },
             WriterThread(thread),
         ))
+    }
+
+    /// Whether the last commit succeeded: false from a failed commit until one succeeds again
+    /// (health reports NOT_SERVING meanwhile).
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Makes the writer try the store (an empty commit, or recovery first when it is failing):
+    /// the health check calls this while the writer is unhealthy, so the locker serves again
+    /// once the cause is gone even when no call arrives.
+    pub async fn probe(&self) {
+        let _ = self.send(Mutation::None, None).await;
     }
 
     /// Asks the writer to commit everything queued so far and stop. Units submitted later fail
@@ -188,15 +209,82 @@ impl AuditWriter {
     }
 }
 
+/// What the writer knows about the store's health: failing since when, how many calls it has
+/// refused meanwhile, when to try recovering next. Logs once per change of state, and a
+/// summary every [`SUMMARY_EVERY`] while failing.
+struct Recovery {
+    healthy: Arc<AtomicBool>,
+    failing_since: Option<Instant>,
+    refused: u64,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_summary: Instant,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+impl Recovery {
+    fn new(healthy: Arc<AtomicBool>) -> Recovery {
+        Recovery {
+            healthy,
+            failing_since: None,
+            refused: 0,
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            last_summary: Instant::now(),
+        }
+    }
+
+    fn failed(&mut self, error: &StoreError, refused: usize) {
+        self.refused += refused as u64;
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            self.last_summary = Instant::now();
+            self.healthy.store(false, Ordering::SeqCst);
+            tracing::error!(%error, "audit store cannot commit: calls fail UNAVAILABLE, health NOT_SERVING; recovering");
+        } else if self.last_summary.elapsed() >= SUMMARY_EVERY {
+            self.last_summary = Instant::now();
+            tracing::error!(%error, refused = self.refused, "audit store still cannot commit");
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn succeeded(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                after_ms = since.elapsed().as_millis() as u64,
+                refused = self.refused,
+                "audit store commits again: SERVING"
+            );
+            self.healthy.store(true, Ordering::SeqCst);
+        }
+        self.refused = 0;
+        self.backoff = FIRST_BACKOFF;
+    }
+}
+
+fn refuse_all(batch: &mut Vec<Unit>, error: &StoreError) {
+    for unit in batch.drain(..) {
+        let _ = unit.reply.send(Err(Error::Unavailable(format!(
+            "audit log unavailable: {error}; nothing was released"
+        ))));
+    }
+}
+
 fn run(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     mut receiver: mpsc::Receiver<Message>,
     mut head: ChainHead,
     max_batch: usize,
+    healthy: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
+    let mut recovery = Recovery::new(healthy);
     while !stopping {
         match receiver.blocking_recv() {
             Some(Message::Unit(unit)) => batch.push(unit),
@@ -212,6 +300,27 @@ fn run(
                 Err(_) => break,
             }
         }
+        if recovery.failing_since.is_some() {
+            // Calls that arrive before the next attempt are refused at once rather than left
+            // to wait out their timeout.
+            if Instant::now() < recovery.next_attempt {
+                let error = StoreError::Io("recovering from an earlier error".into());
+                recovery.refused += batch.len() as u64;
+                refuse_all(&mut batch, &error);
+                continue;
+            }
+            // Reopen the store and read the head again (it is what the store holds, not what
+            // this thread remembers).
+            match store.recover().and_then(|()| read_head(store.as_ref())) {
+                Ok(reread) => head = reread,
+                Err(error) => {
+                    let refused = batch.len();
+                    refuse_all(&mut batch, &error);
+                    recovery.failed(&error, refused);
+                    continue;
+                }
+            }
+        }
         // A panic while applying a mutation refuses the batch like a failed commit: the writer,
         // and with it the locker, stays up.
         let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -225,22 +334,16 @@ fn run(
         match committed {
             Ok((new_head, results)) => {
                 head = new_head;
+                recovery.succeeded();
                 for (unit, result) in batch.drain(..).zip(results) {
                     // A caller that timed out has gone; its entry is committed regardless.
                     let _ = unit.reply.send(result);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, units = batch.len(), "audit commit failed; refusing the batch");
-                for unit in batch.drain(..) {
-                    let _ = unit.reply.send(Err(Error::Unavailable(format!(
-                        "audit log unavailable: {error}; nothing was released"
-                    ))));
-                }
-                match read_head(store.as_ref()) {
-                    Ok(reread) => head = reread,
-                    Err(error) => tracing::error!(%error, "cannot reread audit chain head"),
-                }
+                let refused = batch.len();
+                refuse_all(&mut batch, &error);
+                recovery.failed(&error, refused);
             }
         }
     }

@@ -81,6 +81,10 @@ impl Store for PanicSafe {
         let inner = guard(fault, "writer", || self.inner.writer())?;
         Ok(Box::new(Guarded { inner, fault }))
     }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        guard(self.fault.as_ref(), "recover", || self.inner.recover())
+    }
 }
 
 struct Guarded<'a, T: ?Sized> {

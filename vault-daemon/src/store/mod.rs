@@ -97,6 +97,11 @@ pub trait Store: Send + Sync + 'static {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError>;
     /// A write transaction. Only the audit writer calls this.
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
+    /// Makes the store usable again after an I/O error (reopens it, reconnects); the audit
+    /// writer calls it before it retries. Stores that need nothing keep the default.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Reads, from a snapshot or from inside a write transaction.

@@ -95,6 +95,9 @@ fn digest_row(context: &mut ring::digest::Context, table: &str, key: &[u8], valu
 }
 
 const SCHEMA_KEY: &str = "schema_version";
+const RESERVE_KEY: &str = "recovery_reserve";
+/// Bytes a recovery commit writes to show the store can take commits again: 1 MiB.
+pub const RECOVERY_RESERVE: usize = 1 << 20;
 /// Page cache of the store unless configured: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
@@ -116,10 +119,16 @@ fn damaged(path: &Path, error: impl std::fmt::Display) -> StoreError {
 }
 
 /// The redb store: every read and write of an authority row goes through its sealer.
+///
+/// After an I/O error (a full disk, say) redb refuses every later transaction until the
+/// database is closed and opened again; [`Store::recover`] does that, so the locker serves again
+/// once the cause is gone, without a restart.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    /// `None` between closing the failed handle and opening the file again.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    cache_bytes: usize,
     sealer: Arc<RowSealer>,
 }
 
@@ -128,6 +137,14 @@ pub struct RedbStore {
 pub struct RedbDatabase {
     db: Database,
     path: PathBuf,
+    cache_bytes: usize,
+}
+
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|error| damaged(path, error))
 }
 
 impl RedbDatabase {
@@ -157,11 +174,12 @@ impl RedbDatabase {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io)?;
             tracing::warn!(path = %path.display(), "store file was accessible to others; reset to 0600");
         }
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(&path)
-            .map_err(|error| damaged(&path, error))?;
-        let store = RedbDatabase { db, path };
+        let db = open_database(&path, cache_bytes)?;
+        let store = RedbDatabase {
+            db,
+            path,
+            cache_bytes,
+        };
         store.initialise()?;
         Ok(store)
     }
@@ -208,8 +226,9 @@ impl RedbDatabase {
     /// The store, authenticating authority rows with `sealer`.
     pub fn authenticated(self, sealer: Arc<RowSealer>) -> RedbStore {
         RedbStore {
-            db: self.db,
+            db: std::sync::RwLock::new(Some(Arc::new(self.db))),
             path: self.path,
+            cache_bytes: self.cache_bytes,
             sealer,
         }
     }
@@ -274,22 +293,52 @@ impl RedbStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The open database, unless it is being reopened.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Io("the store is being reopened after an error".into()))
+    }
 }
 
 impl Store for RedbStore {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
         Ok(Box::new(RedbRead {
-            txn: self.db.begin_read().map_err(io)?,
+            txn: self.database()?.begin_read().map_err(io)?,
             sealer: &self.sealer,
         }))
     }
 
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
         Ok(Box::new(RedbWrite {
-            txn: self.db.begin_write().map_err(io)?,
+            txn: self.database()?.begin_write().map_err(io)?,
             sealer: &self.sealer,
             authority_changed: false,
         }))
+    }
+
+    /// Closes the database and opens the file again, then commits a [`RECOVERY_RESERVE`]
+    /// row: the store counts as recovered only when a commit of that size goes through (a
+    /// small one can slip into pages redb already holds while the disk is still full). The
+    /// file stays locked while a transaction on the old handle lives; then this fails and is
+    /// tried again later.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        drop(slot.take());
+        let database = open_database(&self.path, self.cache_bytes)?;
+        let reserved = (|| {
+            let txn = database.begin_write().map_err(io)?;
+            txn.open_table(META)
+                .map_err(io)?
+                .insert(RESERVE_KEY, vec![0x5a; RECOVERY_RESERVE].as_slice())
+                .map_err(io)?;
+            txn.commit().map_err(io)
+        })();
+        *slot = Some(Arc::new(database));
+        reserved
     }
 }
 
