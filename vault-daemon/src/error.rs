@@ -14,6 +14,11 @@ pub enum Outcome {
     /// The call was allowed but could not be carried out (bad input, missing record, backend
     /// down, integrity failure).
     Failed,
+    /// The caller gave up before the call was committed: nothing was applied or released.
+    Abandoned,
+    /// A note after an entry that was committed but whose result never reached the caller
+    /// (it had gone): for an unseal, the number was not delivered.
+    Undelivered,
 }
 
 impl Outcome {
@@ -23,6 +28,8 @@ impl Outcome {
             Outcome::Allowed => "ALLOWED",
             Outcome::Denied => "DENIED",
             Outcome::Failed => "FAILED",
+            Outcome::Abandoned => "ABANDONED",
+            Outcome::Undelivered => "UNDELIVERED",
         }
     }
 }

@@ -33,6 +33,8 @@ const FAILING: u8 = 1;
 const STALLED: u8 = 2;
 /// Reading a record panics (a damaged page under the record).
 const RECORD_PANICS: u8 = 3;
+/// Commits take 1.5 s, then succeed (a slow disk).
+const SLOW_COMMIT: u8 = 4;
 
 /// The real store, verified against the sim's anchor, with faults injected by `mode` inside
 /// the same guard that catches the storage engine's panics.
@@ -51,6 +53,7 @@ async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Ar
                     panic!("injected: disk stalled")
                 }
                 (RECORD_PANICS, "record") => panic!("injected: damaged record page"),
+                (SLOW_COMMIT, "commit") => std::thread::sleep(Duration::from_millis(1500)),
                 _ => {}
             },
         ),
@@ -164,7 +167,7 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
     let started = Instant::now();
     let refused = locker.unseal(&handler, &handle, "STAFF_WITHHOLDING").await;
     assert!(
-        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("not committed within")),
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("outcome unknown")),
         "{refused:?}"
     );
     assert!(
@@ -339,4 +342,76 @@ async fn the_checkpointer_never_signs_over_a_broken_chain() {
         "{:?}",
         refused.err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_is_never_recorded_as_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let keys = sim_keys(dir.path());
+    let store = faulty_store(dir.path(), &keys, &mode).await;
+    let (locker, writer_thread) = start_locker(dir.path(), keys, &store).await;
+    let handler = context(token_of(dir.path(), "dev-handler"));
+    let handle = seal_one(&locker, &handler).await;
+
+    // A is taken into a slow commit; B waits behind it. Both callers give up after 500 ms.
+    mode.store(SLOW_COMMIT, Ordering::SeqCst);
+    let a = RequestContext {
+        request_id: "gave-up-during-commit".into(),
+        ..context(token_of(dir.path(), "dev-handler"))
+    };
+    let b = RequestContext {
+        request_id: "gave-up-in-queue".into(),
+        ..context(token_of(dir.path(), "dev-handler"))
+    };
+    let (during, queued) = tokio::join!(locker.unseal(&a, &handle, "STAFF_WITHHOLDING"), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        locker.unseal(&b, &handle, "STAFF_WITHHOLDING").await
+    });
+    assert!(
+        matches!(&during, Err(Error::Unavailable(m)) if m.contains("outcome unknown")),
+        "{during:?}"
+    );
+    assert!(
+        matches!(&queued, Err(Error::Unavailable(m)) if m.contains("abandoned")),
+        "{queued:?}"
+    );
+    mode.store(HEALTHY, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    locker
+        .unseal(&handler, &handle, "STAFF_WITHHOLDING")
+        .await
+        .expect("serves again");
+
+    let rows = store.reader().expect("read").audit_tail(50).expect("tail");
+    let entries: Vec<_> = rows
+        .iter()
+        .map(|(_, row)| {
+            vault_daemon::audit::entry::ChainedEntry::from_row(row)
+                .expect("entry")
+                .entry
+        })
+        .collect();
+    let of = |id: &str| -> Vec<(String, String)> {
+        entries
+            .iter()
+            .filter(|e| e.request_id == id)
+            .map(|e| (e.outcome.clone(), e.code.clone()))
+            .collect()
+    };
+    // B: abandoned, never applied nor released.
+    assert_eq!(
+        of("gave-up-in-queue"),
+        vec![("ABANDONED".to_owned(), "DEADLINE_EXCEEDED".to_owned())]
+    );
+    // A: committed as released, then the note that the number never reached the caller.
+    assert_eq!(
+        of("gave-up-during-commit"),
+        vec![
+            ("ALLOWED".to_owned(), "OK".to_owned()),
+            ("UNDELIVERED".to_owned(), "CANCELLED".to_owned())
+        ]
+    );
+    drop(locker);
+    writer_thread.join();
 }

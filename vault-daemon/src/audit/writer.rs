@@ -14,15 +14,14 @@
 //! succeeds makes it healthy again: no restart is needed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::entry::EntryOutcome;
-use crate::audit::entry::{AuditEntry, ChainedEntry, GENESIS_HASH};
+use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
 use crate::clock::Clock;
-use crate::error::Error;
+use crate::error::{Error, Outcome};
 use crate::store::mutation::{Mutation, MutationOutcome};
 use crate::store::{AuthorityState, Store, StoreError};
 
@@ -52,6 +51,36 @@ struct Unit {
     /// `None` only for the writer's own bookkeeping (checkpoints), which is not a call.
     entry: Option<AuditEntry>,
     reply: oneshot::Sender<Result<MutationOutcome, Error>>,
+    /// Who decides the unit's fate: the writer takes it ([`TAKEN`]) or the caller, giving up
+    /// first, abandons it ([`ABANDONED`]); never both.
+    state: Arc<AtomicU8>,
+}
+
+/// Waiting in the queue.
+const PENDING: u8 = 0;
+/// Taken into a transaction by the writer: its outcome is the transaction's.
+const TAKEN: u8 = 1;
+/// Given up by its caller before the writer took it: not applied, recorded as abandoned.
+const ABANDONED: u8 = 2;
+
+impl Unit {
+    /// Takes the unit for a transaction; false if its caller has already given up (or gone).
+    fn take(&self) -> bool {
+        if self.state.load(Ordering::SeqCst) == TAKEN {
+            return true;
+        }
+        if self.reply.is_closed() {
+            self.state.store(ABANDONED, Ordering::SeqCst);
+            return false;
+        }
+        match self
+            .state
+            .compare_exchange(PENDING, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(state) => state != ABANDONED,
+        }
+    }
 }
 
 // `Stop` is sent once per process life; boxing every unit to shrink it would cost an
@@ -185,10 +214,12 @@ impl AuditWriter {
         entry: Option<AuditEntry>,
     ) -> Result<MutationOutcome, Error> {
         let (reply, answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(PENDING));
         let unit = Unit {
             mutation,
             entry,
             reply,
+            state: Arc::clone(&state),
         };
         let wait = async {
             self.queue
@@ -201,10 +232,21 @@ impl AuditWriter {
         };
         match tokio::time::timeout(self.commit_timeout, wait).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Unavailable(format!(
-                "audit log unavailable: entry not committed within {} ms; nothing was released",
-                self.commit_timeout.as_millis()
-            ))),
+            // The writer and this caller agree on one outcome: abandoned before the writer
+            // took it (then the writer applies nothing and records it so), or under way.
+            Err(_) => {
+                match state.compare_exchange(PENDING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                {
+                    Ok(_) => Err(Error::Unavailable(format!(
+                        "audit log unavailable: not committed within {} ms; the call was abandoned, nothing was applied or released",
+                        self.commit_timeout.as_millis()
+                    ))),
+                    Err(_) => Err(Error::Unavailable(format!(
+                        "audit log unavailable: the commit was still under way after {} ms; outcome unknown, nothing was released to this caller (retrying is safe: a seal of the same number returns the same handle)",
+                        self.commit_timeout.as_millis()
+                    ))),
+                }
+            }
         }
     }
 }
@@ -266,6 +308,17 @@ impl Recovery {
     }
 }
 
+/// A unit that only commits `entry` (nobody waits for it).
+fn note_unit(entry: AuditEntry) -> Unit {
+    let (reply, _) = oneshot::channel();
+    Unit {
+        mutation: Mutation::None,
+        entry: Some(entry),
+        reply,
+        state: Arc::new(AtomicU8::new(TAKEN)),
+    }
+}
+
 fn refuse_all(batch: &mut Vec<Unit>, error: &StoreError) {
     for unit in batch.drain(..) {
         let _ = unit.reply.send(Err(Error::Unavailable(format!(
@@ -285,10 +338,16 @@ fn run(
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
     let mut recovery = Recovery::new(healthy);
+    // Notes that a committed result never reached its caller, committed with the next batch.
+    let mut notes: Vec<Unit> = Vec::new();
     while !stopping {
-        match receiver.blocking_recv() {
-            Some(Message::Unit(unit)) => batch.push(unit),
-            Some(Message::Stop) | None => break,
+        if notes.is_empty() {
+            match receiver.blocking_recv() {
+                Some(Message::Unit(unit)) => batch.push(unit),
+                Some(Message::Stop) | None => break,
+            }
+        } else {
+            batch.append(&mut notes);
         }
         while batch.len() < max_batch {
             match receiver.try_recv() {
@@ -335,9 +394,21 @@ fn run(
             Ok((new_head, results)) => {
                 head = new_head;
                 recovery.succeeded();
-                for (unit, result) in batch.drain(..).zip(results) {
-                    // A caller that timed out has gone; its entry is committed regardless.
-                    let _ = unit.reply.send(result);
+                for (unit, (result, committed)) in batch.drain(..).zip(results) {
+                    // A caller gone since the writer took its unit: the entry stands, and a
+                    // note says its result was not delivered.
+                    // Only a result that was applied can go undelivered (not an abandoned
+                    // call, nor a note itself).
+                    let applied = committed.as_ref().is_some_and(|(_, entry)| {
+                        entry.outcome != Outcome::Undelivered.as_str()
+                            && entry.outcome != Outcome::Abandoned.as_str()
+                    });
+                    if unit.reply.send(result).is_err()
+                        && applied
+                        && let Some((seq, entry)) = committed
+                    {
+                        notes.push(note_unit(undelivered(&entry, seq)));
+                    }
                 }
             }
             Err(error) => {
@@ -352,22 +423,34 @@ fn run(
     tracing::debug!("audit writer drained and stopped");
 }
 
+/// What a unit's commit produced: its result for the caller, and its committed entry (with
+/// its sequence number) if it had one.
+type Committed = (Result<MutationOutcome, Error>, Option<(u64, AuditEntry)>);
+
 fn commit_batch(
     store: &dyn Store,
     clock: &dyn Clock,
     mut head: ChainHead,
     batch: &mut [Unit],
-) -> Result<(ChainHead, Vec<Result<MutationOutcome, Error>>), StoreError> {
+) -> Result<(ChainHead, Vec<Committed>), StoreError> {
     let mut txn = store.writer()?;
     let mut results = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
-        let result = mutation.apply(txn.as_mut())?;
+        let taken = unit.take();
+        let result = if taken {
+            mutation.apply(txn.as_mut())?
+        } else {
+            Err(Error::Unavailable(
+                "the call was abandoned before it was committed".into(),
+            ))
+        };
         let Some(mut entry) = unit.entry.take() else {
-            results.push(result);
+            results.push((result, None));
             continue;
         };
         match &result {
+            _ if !taken => entry.abandon(),
             Ok(MutationOutcome::Existing(handle)) => {
                 entry.handle = handle.to_string();
                 entry.reason =
@@ -385,7 +468,7 @@ fn commit_batch(
         let chained = ChainedEntry::new(entry, head.hash);
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
-        results.push(result);
+        results.push((result, Some((head.seq, chained.entry))));
     }
     // Every commit that changes an authority row records the authority state as of its last
     // entry, authenticated: a row later restored from an older copy no longer matches it.
