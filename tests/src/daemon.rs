@@ -39,7 +39,7 @@ pub fn backend_under_test() -> String {
 pub struct DaemonOptions {
     /// A config file; without it the daemon runs with `--dev`.
     pub config: Option<PathBuf>,
-    /// `RUST_LOG` for the daemon (default `info`).
+    /// `RUST_LOG` for the daemon (default `info`; empty: not set, so `[log] level` decides).
     pub log: Option<String>,
     /// `--backend` for `--dev` (default: [`backend_under_test`]).
     pub backend: Option<String>,
@@ -91,8 +91,11 @@ impl Daemon {
                 .unwrap_or_default()
         ));
         let stderr = File::create(&log_file).expect("create log file");
+        match options.log.as_deref() {
+            Some("") => command.env_remove("RUST_LOG"),
+            level => command.env("RUST_LOG", level.unwrap_or("info")),
+        };
         let mut child = command
-            .env("RUST_LOG", options.log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -148,6 +151,11 @@ impl Daemon {
             banner,
             options,
         })
+    }
+
+    /// The daemon's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
     }
 
     /// `http://addr` (or `https://localhost:port` when `tls` is set by the caller).

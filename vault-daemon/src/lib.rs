@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod keys;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;

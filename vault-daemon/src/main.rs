@@ -116,15 +116,30 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Optio
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+/// Installs the log subscriber with a filter a reload (SIGHUP) can replace; returns the
+/// setter for that, and whether `RUST_LOG` chose the filter (then it stays).
+fn init_logging(level: &str) -> (vault_daemon::reload::LogFilterSetter, bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let log_filter_from_env = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    let set: vault_daemon::reload::LogFilterSetter = Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    (set, log_filter_from_env)
 }
 
 fn main() -> ExitCode {
@@ -160,7 +175,12 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    init_logging(&config.log.level);
+    let (set_log_filter, log_filter_from_env) = init_logging(&config.log.level);
+    let reloader = vault_daemon::reload::Reloader {
+        config_path: if dev { None } else { args.config.clone() },
+        set_log_filter,
+        log_filter_from_env,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,7 +195,7 @@ fn main() -> ExitCode {
         if args.reanchor {
             vault_daemon::server::reanchor(config, dev).await
         } else {
-            vault_daemon::server::run(config, dev).await
+            vault_daemon::server::run(config, dev, reloader).await
         }
     };
     match runtime.block_on(run) {

@@ -26,6 +26,7 @@ use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 use crate::keys::sim::SimBackend;
 use crate::keys::tpm::{TpmAuth, TpmBackend, TpmSettings};
 use crate::keys::{KeyBackend, KeyService};
+use crate::reload::Reloader;
 use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
@@ -53,6 +54,9 @@ pub enum DaemonError {
     /// The store does not check out against the key backend.
     #[error("{0}")]
     Trust(#[from] crate::trust::TrustError),
+    /// The daemon stopped, but not cleanly: the log could not be anchored or flushed.
+    #[error("unclean stop: {0}")]
+    Shutdown(String),
     /// File system or network problem.
     #[error("{context}: {source}")]
     Io {
@@ -263,8 +267,12 @@ fn start_writer(
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `dev` provisions the dev tenant and operators.
-pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
+pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), DaemonError> {
+    // First of all: from here on SIGHUP reloads instead of killing the daemon.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(io_context("install the SIGHUP handler"))?;
     config.validate(dev)?;
+    let reload_config = config.clone();
     let data_dir = config.store.data_dir.clone();
     prepare_data_dir(&data_dir)?;
     let purposes = match &config.purposes.file {
@@ -348,6 +356,12 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
         reporter,
     ));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
+    let hangup_task = tokio::spawn(crate::reload::watch_hangup(
+        hangup,
+        reloader,
+        reload_config,
+        Arc::clone(&locker),
+    ));
     let rewrap_task = tokio::spawn(run_rewrap(
         Arc::clone(&locker),
         RewrapPolicy {
@@ -423,6 +437,8 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     };
     health_task.abort();
     let _ = health_task.await;
+    hangup_task.abort();
+    let _ = hangup_task.await;
     // A batch cut short is simply redone after the restart: the job's cursor is in the store.
     rewrap_task.abort();
     disposal_task.abort();
@@ -431,21 +447,38 @@ pub async fn run(config: Config, dev: bool) -> Result<(), DaemonError> {
     checkpoint_task.abort();
     let _ = checkpoint_task.await;
     // Anchor the whole log before stopping: a verifier then finds no unanchored tail.
-    match checkpointer.checkpoint_now().await {
+    let final_checkpoint = match checkpointer.checkpoint_now().await {
         Ok(Some(checkpoint)) => {
-            tracing::info!(seq = checkpoint.seq, "final audit checkpoint signed")
+            tracing::info!(seq = checkpoint.seq, "final audit checkpoint signed");
+            Ok(())
         }
-        Ok(None) => {}
+        Ok(None) => Ok(()),
         Err(error) => {
-            tracing::error!(%error, "final audit checkpoint failed; the newest entries stay unanchored")
+            tracing::error!(%error, "final audit checkpoint failed; the newest entries stay unanchored");
+            Err(error)
         }
-    }
+    };
     drop(checkpointer);
     // Everything queued is committed; requests still running get UNAVAILABLE and release nothing.
     stop_writer.shutdown().await;
+    let flushed = stop_writer.healthy();
     writer_thread.join();
-    tracing::info!("audit writer flushed; stopped");
-    served.map_err(DaemonError::from)
+    if flushed {
+        tracing::info!("audit writer flushed; stopped");
+    } else {
+        tracing::error!("the audit writer's last commit failed; stopped");
+    }
+    served.map_err(DaemonError::from)?;
+    // A stop that could not anchor or flush the log is not a clean one: exit non-zero.
+    match (final_checkpoint, flushed) {
+        (Ok(()), true) => Ok(()),
+        (Err(error), _) => Err(DaemonError::Shutdown(format!(
+            "final audit checkpoint failed: {error}"
+        ))),
+        (Ok(()), false) => Err(DaemonError::Shutdown(
+            "the audit writer's last commit failed".into(),
+        )),
+    }
 }
 
 /// Accepts the store in the data directory as current after a restore (`--reanchor`):

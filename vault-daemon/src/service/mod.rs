@@ -242,6 +242,14 @@ impl Locker {
         self
     }
 
+    /// Puts a new monitoring policy in force (a reload); returns the one it replaced.
+    pub fn set_monitoring(
+        &self,
+        policy: monitor::MonitorPolicy,
+    ) -> std::sync::Arc<monitor::MonitorPolicy> {
+        self.monitor.set_policy(policy)
+    }
+
     /// Uses `clock` for lifecycle dates (retirement, disposal, correction) instead of the
     /// clock that stamps tokens and audit entries.
     pub fn with_lifecycle_clock(mut self, clock: Arc<dyn Clock>) -> Locker {

@@ -66,7 +66,8 @@ struct Window {
 /// Watches unseals and says when a threshold is crossed.
 #[derive(Default)]
 pub struct Monitor {
-    policy: MonitorPolicy,
+    /// Replaced whole on reload (SIGHUP); each observation works on one version.
+    policy: std::sync::RwLock<std::sync::Arc<MonitorPolicy>>,
     windows: Mutex<HashMap<String, Window>>,
 }
 
@@ -74,22 +75,37 @@ impl Monitor {
     /// A monitor enforcing `policy`.
     pub fn new(policy: MonitorPolicy) -> Monitor {
         Monitor {
-            policy,
+            policy: std::sync::RwLock::new(std::sync::Arc::new(policy)),
             windows: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The policy in force.
+    pub fn policy(&self) -> std::sync::Arc<MonitorPolicy> {
+        std::sync::Arc::clone(&self.policy.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts `policy` in force (the windows observed so far are kept). Returns the policy it
+    /// replaced.
+    pub fn set_policy(&self, policy: MonitorPolicy) -> std::sync::Arc<MonitorPolicy> {
+        std::mem::replace(
+            &mut *self.policy.write().unwrap_or_else(|e| e.into_inner()),
+            std::sync::Arc::new(policy),
+        )
+    }
+
     /// Whether alerts disable the operator.
     pub fn auto_suspend(&self) -> bool {
-        self.policy.auto_suspend
+        self.policy().auto_suspend
     }
 
     /// Records an unseal of `handle` by `operator` at `now_ms`; returns the alerts it raises
     /// (each a reason without any number).
     pub fn observe(&self, operator: &str, role: Role, handle: &str, now_ms: i64) -> Vec<String> {
+        let policy = self.policy();
         let thresholds = match role {
-            Role::Handler => &self.policy.handler,
-            Role::Service => &self.policy.service,
+            Role::Handler => &policy.handler,
+            Role::Service => &policy.service,
             _ => return Vec::new(),
         };
         if *thresholds == Thresholds::default() {
