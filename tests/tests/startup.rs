@@ -163,3 +163,51 @@ fn dev_backends_name_the_missing_package() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_tpm_daemon_restarts_after_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = vault_tests::Daemon::start(
+        &dir.path().join("data"),
+        vault_tests::DaemonOptions {
+            backend: Some("tpm".into()),
+            ..Default::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = vault_tests::numbers::valid_number(81);
+    let handle = handler
+        .locker
+        .seal(vault_tests::rpc::seal_request(
+            "dev",
+            "E1",
+            &number,
+            &["STAFF_WITHHOLDING"],
+        ))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handler);
+    // SIGKILL leaves the daemon's swtpm running with the state locked; the next start stops it.
+    let mut daemon = daemon.kill_and_restart();
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let released = handler
+        .locker
+        .unseal(vault_client::pb::UnsealRequest {
+            handle,
+            purpose: "STAFF_WITHHOLDING".into(),
+        })
+        .await
+        .expect("unseal after the restart")
+        .into_inner()
+        .number;
+    assert_eq!(released, number);
+    assert!(
+        daemon.log().contains("stopping an swtpm left over"),
+        "{}",
+        daemon.log()
+    );
+    drop(handler);
+    assert!(daemon.stop().success());
+}

@@ -163,6 +163,12 @@ fn main() -> ExitCode {
         config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
         config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
     }
+    let (set_log_filter, log_filter_from_env) = init_logging(&config.log.level);
+    let reloader = vault_daemon::reload::Reloader {
+        config_path: if dev { None } else { args.config.clone() },
+        set_log_filter,
+        log_filter_from_env,
+    };
     // Held until the daemon stops: dropping it stops the dev swtpm.
     let _dev_tpm = if dev {
         match prepare_dev_backend(&mut config, args.backend) {
@@ -174,12 +180,6 @@ fn main() -> ExitCode {
         }
     } else {
         None
-    };
-    let (set_log_filter, log_filter_from_env) = init_logging(&config.log.level);
-    let reloader = vault_daemon::reload::Reloader {
-        config_path: if dev { None } else { args.config.clone() },
-        set_log_filter,
-        log_filter_from_env,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -69,12 +69,46 @@ pub fn free_port_pair() -> Result<u16, DevkitError> {
     })
 }
 
+/// Stops an swtpm left running on `state_dir` by a daemon that was killed (its pid file names
+/// it, and it holds the state's lock, so a new one could not start). Only a process whose
+/// command line is swtpm's with this very state directory is touched.
+fn stop_stale(state_dir: &Path) {
+    let Ok(pid) = std::fs::read_to_string(state_dir.join(PID_FILE)) else {
+        return;
+    };
+    let pid = pid.trim();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return;
+    }
+    let ours = |pid: &str| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains("swtpm") && text.contains(&format!("dir={}", state_dir.display()))
+        })
+    };
+    if !ours(pid) {
+        return;
+    }
+    tracing::warn!(pid, state = %state_dir.display(), "stopping an swtpm left over from a previous run");
+    for signal in ["-TERM", "-KILL"] {
+        let _ = Command::new("kill").args([signal, pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ours(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !ours(pid) {
+            return;
+        }
+    }
+}
+
 impl Swtpm {
     /// Starts an swtpm with its state in `state_dir` on a free port pair (or on `port` when
     /// given, to restart one on the same ports), and waits until it accepts connections.
     pub fn start(state_dir: &Path, port: Option<u16>) -> Result<Swtpm, DevkitError> {
         let swtpm = which("swtpm", "swtpm")?;
         private_dir(state_dir)?;
+        stop_stale(state_dir);
         let mut last_error = String::new();
         let requested = port;
         for _ in 0..8 {
