@@ -35,6 +35,8 @@ const STALLED: u8 = 2;
 const RECORD_PANICS: u8 = 3;
 /// Commits take 1.5 s, then succeed (a slow disk).
 const SLOW_COMMIT: u8 = 4;
+/// Like [`SLOW_COMMIT`], once the first slow commit has begun.
+const SLOW_COMMIT_STARTED: u8 = 5;
 
 /// The real store, verified against the sim's anchor, with faults injected by `mode` inside
 /// the same guard that catches the storage engine's panics.
@@ -53,7 +55,10 @@ async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Ar
                     panic!("injected: disk stalled")
                 }
                 (RECORD_PANICS, "record") => panic!("injected: damaged record page"),
-                (SLOW_COMMIT, "commit") => std::thread::sleep(Duration::from_millis(1500)),
+                (SLOW_COMMIT | SLOW_COMMIT_STARTED, "commit") => {
+                    mode.store(SLOW_COMMIT_STARTED, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(1500))
+                }
                 _ => {}
             },
         ),
@@ -71,6 +76,8 @@ async fn start_locker(
         Arc::new(SystemClock),
         WriterConfig {
             commit_timeout: Duration::from_millis(500),
+            // Long enough that "refused at once while recovering" holds on a loaded machine.
+            recovery_pause: Duration::from_secs(2),
             ..WriterConfig::default()
         },
     )
@@ -161,7 +168,7 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
         matches!(&refused, Err(Error::Unavailable(m)) if m.contains("recovering")),
         "{refused:?}"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await; // past the first recovery pause
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past the first recovery pause
 
     mode.store(STALLED, Ordering::SeqCst);
     let started = Instant::now();
@@ -175,8 +182,8 @@ async fn unseal_fails_closed_when_the_audit_log_cannot_commit() {
         "waited {:?}",
         started.elapsed()
     );
-    // Let the stalled commit give up, and the writer pass its next recovery pause.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Let the stalled commit give up, and the writer pass its next recovery pause (4 s).
+    tokio::time::sleep(Duration::from_secs(7)).await;
 
     mode.store(HEALTHY, Ordering::SeqCst);
     let number = locker
@@ -365,7 +372,10 @@ async fn a_caller_that_gives_up_is_never_recorded_as_served() {
         ..context(token_of(dir.path(), "dev-handler"))
     };
     let (during, queued) = tokio::join!(locker.unseal(&a, &handle, "STAFF_WITHHOLDING"), async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // B only once A's commit has begun, so B waits in the queue behind it.
+        while mode.load(Ordering::SeqCst) != SLOW_COMMIT_STARTED {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         locker.unseal(&b, &handle, "STAFF_WITHHOLDING").await
     });
     assert!(

@@ -34,6 +34,9 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// How long a caller waits for its unit to be committed.
     pub commit_timeout: Duration,
+    /// The first pause after a failed commit before the writer tries to recover; it doubles
+    /// with each failure, up to 2 s.
+    pub recovery_pause: Duration,
 }
 
 impl Default for WriterConfig {
@@ -42,6 +45,7 @@ impl Default for WriterConfig {
             queue_capacity: 4096,
             max_batch: 512,
             commit_timeout: Duration::from_secs(5),
+            recovery_pause: Duration::from_millis(250),
         }
     }
 }
@@ -160,7 +164,17 @@ impl AuditWriter {
         let flag = Arc::clone(&healthy);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(store, clock, receiver, head, max_batch, flag))
+            .spawn(move || {
+                run(
+                    store,
+                    clock,
+                    receiver,
+                    head,
+                    max_batch,
+                    flag,
+                    config.recovery_pause,
+                )
+            })
             .map_err(|e| StoreError::Io(format!("cannot start audit writer: {e}")))?;
         Ok((
             AuditWriter {
@@ -256,6 +270,7 @@ impl AuditWriter {
 /// summary every [`SUMMARY_EVERY`] while failing.
 struct Recovery {
     healthy: Arc<AtomicBool>,
+    first_backoff: Duration,
     failing_since: Option<Instant>,
     refused: u64,
     next_attempt: Instant,
@@ -263,18 +278,18 @@ struct Recovery {
     last_summary: Instant,
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 
 impl Recovery {
-    fn new(healthy: Arc<AtomicBool>) -> Recovery {
+    fn new(healthy: Arc<AtomicBool>, first_backoff: Duration) -> Recovery {
         Recovery {
             healthy,
+            first_backoff,
             failing_since: None,
             refused: 0,
             next_attempt: Instant::now(),
-            backoff: FIRST_BACKOFF,
+            backoff: first_backoff,
             last_summary: Instant::now(),
         }
     }
@@ -291,7 +306,7 @@ impl Recovery {
             tracing::error!(%error, refused = self.refused, "audit store still cannot commit");
         }
         self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF.max(self.first_backoff));
     }
 
     fn succeeded(&mut self) {
@@ -304,7 +319,7 @@ impl Recovery {
             self.healthy.store(true, Ordering::SeqCst);
         }
         self.refused = 0;
-        self.backoff = FIRST_BACKOFF;
+        self.backoff = self.first_backoff;
     }
 }
 
@@ -334,10 +349,11 @@ fn run(
     mut head: ChainHead,
     max_batch: usize,
     healthy: Arc<AtomicBool>,
+    recovery_pause: Duration,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
-    let mut recovery = Recovery::new(healthy);
+    let mut recovery = Recovery::new(healthy, recovery_pause);
     // Notes that a committed result never reached its caller, committed with the next batch.
     let mut notes: Vec<Unit> = Vec::new();
     while !stopping {
