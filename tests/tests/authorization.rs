@@ -65,6 +65,7 @@ enum Rpc {
     AuditCheckpoints,
     AuditPublicKeys,
     RotateAuditKey,
+    Backup,
     RotateTenantKeys,
     KeyStatus,
     RequestKeyDestruction,
@@ -90,7 +91,7 @@ enum Rpc {
     EnableOperator,
 }
 
-const RPCS: [Rpc; 45] = [
+const RPCS: [Rpc; 46] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -113,6 +114,7 @@ const RPCS: [Rpc; 45] = [
     Rpc::AuditCheckpoints,
     Rpc::AuditPublicKeys,
     Rpc::RotateAuditKey,
+    Rpc::Backup,
     Rpc::RotateTenantKeys,
     Rpc::KeyStatus,
     Rpc::RequestKeyDestruction,
@@ -164,6 +166,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::IssueToken
         | Rpc::RevokeToken
         | Rpc::RotateAuditKey
+        | Rpc::Backup
         | Rpc::RotateTenantKeys
         | Rpc::RequestKeyDestruction
         | Rpc::ApproveKeyDestruction
@@ -466,6 +469,15 @@ async fn call(
                         .all(|k| k.public_key_pem.contains("BEGIN PUBLIC KEY"))
                 )
             }),
+        Rpc::Backup => {
+            let mut stream = client
+                .admin
+                .backup(with_id(pb::BackupRequest {}, id))
+                .await?
+                .into_inner();
+            while stream.message().await?.is_some() {}
+            Ok(())
+        }
         Rpc::RotateAuditKey => client
             .admin
             .rotate_audit_key(with_id(pb::RotateAuditKeyRequest {}, id))

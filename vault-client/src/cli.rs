@@ -222,6 +222,13 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Online backup (admins): a consistent snapshot of the store, streamed while the daemon
+    /// serves, written to FILE (mode 0600). Restore with `vault-daemon --restore-from FILE`.
+    Backup {
+        /// Where to write the snapshot (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Tenant keys: versions, rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -828,6 +835,14 @@ pub async fn execute(
                 .await?
                 .into_inner();
             output::key_status(format, &status.tenants);
+        }
+        Command::Backup { out } => {
+            let stream = client
+                .admin
+                .backup(pb::BackupRequest {})
+                .await?
+                .into_inner();
+            output::backup(format, stream, &out).await?;
         }
         Command::Audit(AuditCommand::PublicKey { out }) => {
             let keys = client

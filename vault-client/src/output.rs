@@ -690,3 +690,49 @@ pub fn corrections(format: Format, list: &[pb::Correction]) {
         }
     }
 }
+
+/// Writes a backup stream to `out` (created 0600, never overwritten) and reports its size and
+/// SHA-256. A stream that breaks off leaves the file removed, not half written.
+pub async fn backup(
+    format: Format,
+    mut stream: tonic::Streaming<pb::BackupChunk>,
+    out: &Path,
+) -> Result<(), ClientError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write_error = |source| ClientError::WriteFile {
+        path: out.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(write_error)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut bytes = 0u64;
+    let copied: Result<(), ClientError> = async {
+        while let Some(chunk) = stream.message().await? {
+            digest.update(&chunk.data);
+            bytes += chunk.data.len() as u64;
+            file.write_all(&chunk.data).map_err(write_error)?;
+        }
+        file.sync_all().map_err(write_error)
+    }
+    .await;
+    if let Err(error) = copied {
+        let _ = std::fs::remove_file(out);
+        return Err(error);
+    }
+    let sha256 = hex::encode(digest.finish());
+    match format {
+        Format::Json => {
+            print_json(&json!({"out": out.display().to_string(), "bytes": bytes, "sha256": sha256}))
+        }
+        Format::Text => println!(
+            "backup written to {}: {bytes} bytes, sha256 {sha256}",
+            out.display()
+        ),
+    }
+    Ok(())
+}

@@ -57,8 +57,13 @@ struct Args {
     /// accept it as current by moving the key backend's anchor to its newest checkpoint (with
     /// a raised counter), record ANCHOR_RESET in the audit log, and exit. Needs the key
     /// backend (PIN or TPM); never done automatically.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restore_from")]
     reanchor: bool,
+    /// Restore a snapshot written by `vault-client backup` into the data directory (which must
+    /// hold no store): checked, verified against the key backend, then put in place and
+    /// re-anchored; and exit. Needs the same key backend as the daemon that was backed up.
+    #[arg(long, value_name = "FILE")]
+    restore_from: Option<PathBuf>,
 }
 
 /// Backends `--dev` can provision.
@@ -194,6 +199,8 @@ fn main() -> ExitCode {
     let run = async {
         if args.reanchor {
             vault_daemon::server::reanchor(config, dev).await
+        } else if let Some(snapshot) = &args.restore_from {
+            vault_daemon::server::restore(config, dev, snapshot).await
         } else {
             vault_daemon::server::run(config, dev, reloader).await
         }

@@ -481,6 +481,66 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     }
 }
 
+/// Restores a snapshot taken by an online backup (`--restore-from FILE`) into the data
+/// directory, which must hold no store: the snapshot's framing is checked, its rows are
+/// written into a staging directory, the staged store is verified (its rows authenticate with
+/// this backend, its history checks out), and only then moved into place and re-anchored
+/// (`ANCHOR_RESET` in the log). A snapshot that fails leaves nothing behind.
+pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), DaemonError> {
+    config.validate(dev)?;
+    let data_dir = config.store.data_dir.clone();
+    let target = data_dir.join(crate::store::redb::DB_FILE_NAME);
+    let refuse = |message: String| DaemonError::Trust(crate::trust::TrustError::Refused(message));
+    if target.exists() {
+        return Err(refuse(format!(
+            "{} exists: restore into a data directory without a store",
+            target.display()
+        )));
+    }
+    prepare_data_dir(&data_dir)?;
+    let bytes = std::fs::read(from).map_err(io_context(format!("read {}", from.display())))?;
+    let (header, rows) = crate::store::snapshot::read(&bytes)?;
+    let keys = KeyService::new(
+        open_backend(&config)?,
+        config.backend.max_in_flight,
+        config.backend_timeout(),
+    );
+    keys.self_test().await?;
+    let cache = config.store.cache_mb.saturating_mul(1 << 20);
+    let staging = data_dir.join(".restore");
+    let _ = std::fs::remove_dir_all(&staging);
+    prepare_data_dir(&staging)?;
+    let staged = async {
+        let written = {
+            let staging = staging.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::store::redb::RedbDatabase::create_from_rows(&staging, cache, &rows).map(drop)
+            })
+            .await
+            .map_err(|e| refuse(format!("writing the snapshot failed: {e}")))?
+        };
+        written?;
+        crate::trust::verify_history(&staging, cache, &keys).await?;
+        Ok::<(), DaemonError>(())
+    }
+    .await;
+    if let Err(error) = staged {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(error);
+    }
+    std::fs::rename(staging.join(crate::store::redb::DB_FILE_NAME), &target)
+        .map_err(io_context("move the restored store into place"))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    tracing::info!(
+        from = %from.display(),
+        head = header.head_seq,
+        checkpoint = ?header.checkpoint,
+        "snapshot verified and restored; re-anchoring"
+    );
+    drop(keys);
+    reanchor(config, dev).await
+}
+
 /// Accepts the store in the data directory as current after a restore (`--reanchor`):
 /// verifies its whole history, moves the backend's anchor to its newest checkpoint with a
 /// raised counter, records `ANCHOR_RESET` in the audit log, signs a checkpoint over that
@@ -500,7 +560,9 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
         &keys,
     )
     .await?;
-    verified.anchor = Some(done.anchor);
+    // Without a checkpoint in the store, the first one signed below moves the anchor on
+    // from the previous one (its counter rises as always).
+    verified.anchor = done.anchor.or(done.previous);
     verified.advance = None;
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
@@ -529,13 +591,8 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(
         stdout,
-        "re-anchored: {} → checkpoint {} (counter {}); ANCHOR_RESET recorded{}",
-        done.previous.map_or("no anchor".to_owned(), |a| format!(
-            "checkpoint {} (counter {})",
-            a.checkpoint, a.counter
-        )),
-        done.anchor.checkpoint,
-        done.anchor.counter,
+        "re-anchored: {}; ANCHOR_RESET recorded{}",
+        done.describe(),
         signed.map_or(String::new(), |c| format!(
             " and anchored by checkpoint {}",
             c.number

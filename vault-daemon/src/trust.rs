@@ -130,13 +130,59 @@ pub async fn open_store(
     Ok((store, verified))
 }
 
+/// Verifies the store in `data_dir` (a restored snapshot, before it is put in place): its rows
+/// authenticate with this backend's state key, and its history — links, signatures, chain,
+/// authority digest — checks out, whatever the anchor says.
+pub async fn verify_history(
+    data_dir: &Path,
+    cache_bytes: usize,
+    keys: &KeyService,
+) -> Result<Verified, TrustError> {
+    let dir = data_dir.to_path_buf();
+    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
+        .await
+        .map_err(engine_failed)??;
+    if database.meta(STATE_KEY_META)?.is_none() {
+        return Err(TrustError::Refused(
+            "the snapshot holds no state MAC key: not a store of this locker".into(),
+        ));
+    }
+    let store = Arc::new(authenticated(database, keys, None).await?);
+    let verified =
+        tokio::task::spawn_blocking(move || integrity::verify_store_history(store.as_ref()))
+            .await
+            .map_err(engine_failed)??;
+    Ok(verified)
+}
+
 /// What `reanchor` did.
 #[derive(Debug, Clone)]
 pub struct Reanchored {
     /// The anchor before.
     pub previous: Option<Anchor>,
-    /// The anchor now.
-    pub anchor: Anchor,
+    /// The anchor now; `None` for a store without a checkpoint yet (its first checkpoint,
+    /// signed right after the re-anchoring is recorded, moves the anchor).
+    pub anchor: Option<Anchor>,
+}
+
+fn describe(anchor: Option<Anchor>) -> String {
+    anchor.map_or("no anchor".to_owned(), |a| {
+        format!("checkpoint {} (counter {})", a.checkpoint, a.counter)
+    })
+}
+
+impl Reanchored {
+    /// "from → to", for logs and the audit entry.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} → {}",
+            describe(self.previous),
+            match self.anchor {
+                Some(anchor) => describe(Some(anchor)),
+                None => "the store's first checkpoint".to_owned(),
+            }
+        )
+    }
 }
 
 /// Accepts the store in `data_dir` — a genuine backup restored after a disaster — as current:
@@ -160,16 +206,17 @@ pub async fn reanchor(
         tokio::task::spawn_blocking(move || integrity::verify_store_history(checked.as_ref()))
             .await
             .map_err(engine_failed)??;
-    let Some(last) = verified.last_checkpoint.as_ref() else {
-        return Err(TrustError::Refused(
-            "the store has no checkpoint to anchor".into(),
-        ));
+    let anchor = match verified.last_checkpoint.as_ref() {
+        Some(last) => {
+            let hash = last
+                .hash()
+                .ok_or_else(|| TrustError::Refused("newest checkpoint is malformed".into()))?;
+            let anchor = Anchor::next(previous.as_ref(), last.number, hash);
+            keys.write_anchor(anchor).await?;
+            Some(anchor)
+        }
+        None => None,
     };
-    let hash = last
-        .hash()
-        .ok_or_else(|| TrustError::Refused("newest checkpoint is malformed".into()))?;
-    let anchor = Anchor::next(previous.as_ref(), last.number, hash);
-    keys.write_anchor(anchor).await?;
     Ok((store, verified, Reanchored { previous, anchor }))
 }
 
@@ -182,13 +229,8 @@ pub fn reanchor_entry(done: &Reanchored) -> AuditEntry {
         ..AuditEntry::default()
     };
     entry.allow(format!(
-        "store accepted as current by the key backend's holder: anchor moved from {} to checkpoint {} (counter {})",
-        done.previous.map_or("none".to_owned(), |a| format!(
-            "checkpoint {} (counter {})",
-            a.checkpoint, a.counter
-        )),
-        done.anchor.checkpoint,
-        done.anchor.counter
+        "store accepted as current by the key backend's holder: anchor moved {}",
+        done.describe()
     ));
     entry
 }

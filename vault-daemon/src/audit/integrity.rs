@@ -51,6 +51,15 @@ fn broken(message: String) -> Error {
 /// Verifies the entries after `from` up to the head of the snapshot `reader`: each follows the
 /// one before and hashes to what it states. Returns the head.
 pub fn verify_chain_from(reader: &dyn StoreRead, from: ChainPosition) -> Result<ChainPosition> {
+    walk_chain(reader, from, &mut |_| {})
+}
+
+/// [`verify_chain_from`], calling `visit` with every verified position.
+fn walk_chain(
+    reader: &dyn StoreRead,
+    from: ChainPosition,
+    visit: &mut dyn FnMut(ChainPosition),
+) -> Result<ChainPosition> {
     let mut position = from;
     loop {
         let rows = reader.audit_after(position.seq, PAGE)?;
@@ -76,6 +85,7 @@ pub fn verify_chain_from(reader: &dyn StoreRead, from: ChainPosition) -> Result<
                 seq,
                 hash: chained.hash,
             };
+            visit(position);
         }
         if done {
             return Ok(position);
@@ -151,10 +161,41 @@ pub fn verify_store_at_start(store: &dyn Store, anchor: Option<Anchor>) -> Resul
     verify_store(store, anchor, true)
 }
 
-/// Like [`verify_store_at_start`] but without freshness: every checkpoint's link and signature
-/// and the chain, whatever the anchor says (for an explicit re-anchoring after a restore).
+/// Like [`verify_store_at_start`] but without freshness and in full: every entry from the
+/// first, every checkpoint's link, signature and match with its entry, whatever the anchor
+/// says (for a restore, and an explicit re-anchoring).
 pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
-    verify_store(store, None, false)
+    let verified = verify_store(store, None, false)?;
+    let snapshot = store.reader()?;
+    let reader = snapshot.as_ref();
+    let mut checkpoints = std::collections::BTreeMap::new();
+    let mut after = 0u64;
+    loop {
+        let page = reader.checkpoints_after(after, PAGE)?;
+        let done = page.len() < PAGE;
+        for checkpoint in page {
+            after = checkpoint.seq;
+            checkpoints.insert(checkpoint.seq, checkpoint);
+        }
+        if done {
+            break;
+        }
+    }
+    let mut mismatch = None;
+    walk_chain(reader, ChainPosition::GENESIS, &mut |position| {
+        if let Some(checkpoint) = checkpoints.get(&position.seq)
+            && checkpoint.body().map(|b| b.chain_hash) != Some(position.hash)
+            && mismatch.is_none()
+        {
+            mismatch = Some((checkpoint.number, position.seq));
+        }
+    })?;
+    if let Some((number, seq)) = mismatch {
+        return Err(broken(format!(
+            "checkpoint {number} does not match audit entry {seq}: history was rewritten"
+        )));
+    }
+    Ok(verified)
 }
 
 fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Result<Verified> {

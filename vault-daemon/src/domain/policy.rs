@@ -89,6 +89,8 @@ pub enum Action {
     AuditKeys,
     /// Rotate the audit signing key.
     AuditKeyRotate,
+    /// Take an online backup (a consistent snapshot of the store).
+    Backup,
     /// Export signed checkpoints.
     AuditCheckpoints,
     /// Rotate a tenant's keys.
@@ -160,6 +162,7 @@ impl Action {
             Action::AuditVerify => "AUDIT_VERIFY",
             Action::AuditKeys => "AUDIT_KEYS",
             Action::AuditKeyRotate => "AUDIT_KEY_ROTATE",
+            Action::Backup => "BACKUP",
             Action::AuditCheckpoints => "AUDIT_CHECKPOINTS",
             Action::KeyRotate => "KEY_ROTATE",
             Action::KeyStatus => "KEY_STATUS",
@@ -198,6 +201,7 @@ impl Action {
             | Action::TokenIssue
             | Action::TokenRevoke
             | Action::AuditKeyRotate
+            | Action::Backup
             | Action::KeyRotate
             | Action::KeyDestroyRequest
             | Action::KeyDestroyApprove

@@ -21,7 +21,7 @@ use crate::domain::record::Record;
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
-use crate::store::{AuthorityState, Store, StoreError, StoreRead, StoreWrite};
+use crate::store::{AuthorityState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
 
 /// Called with the operation's name before it runs (tests inject panics with it).
 pub type FaultHook = Arc<dyn Fn(&'static str) + Send + Sync>;
@@ -84,6 +84,16 @@ impl Store for PanicSafe {
 
     fn recover(&self) -> Result<(), StoreError> {
         guard(self.fault.as_ref(), "recover", || self.inner.recover())
+    }
+
+    fn snapshot(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+        taken_at_ms: i64,
+    ) -> Result<SnapshotSummary, StoreError> {
+        guard(self.fault.as_ref(), "snapshot", || {
+            self.inner.snapshot(sink, taken_at_ms)
+        })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod mutation;
 pub mod redb;
 pub mod sealing;
+pub mod snapshot;
 
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
@@ -91,6 +92,19 @@ pub struct AuthorityState {
     pub digest: [u8; 32],
 }
 
+/// What a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// Its header.
+    pub header: snapshot::SnapshotHeader,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256 of the whole snapshot.
+    pub digest: [u8; 32],
+}
+
 /// A store: snapshots to read, transactions to write.
 pub trait Store: Send + Sync + 'static {
     /// A consistent read-only snapshot.
@@ -102,6 +116,13 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Writes every row, from one read transaction, in the snapshot format to `sink` (an
+    /// online backup); `false` from the sink stops it.
+    fn snapshot(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+        taken_at_ms: i64,
+    ) -> Result<SnapshotSummary, StoreError>;
 }
 
 /// Reads, from a snapshot or from inside a write transaction.

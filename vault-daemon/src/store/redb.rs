@@ -31,7 +31,10 @@ use crate::domain::token::TokenRecord;
 use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::codec::{decode, decode_sealed, encode, encode_sealed};
 use crate::store::sealing::RowSealer;
-use crate::store::{AuthorityState, SCHEMA_VERSION, Store, StoreError, StoreRead, StoreWrite};
+use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
+use crate::store::{
+    AuthorityState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite,
+};
 
 /// File name of the database in the data directory.
 pub const DB_FILE_NAME: &str = "locker.redb";
@@ -79,6 +82,25 @@ const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
     DESTRUCTIONS,
     EPOCH_KEYS,
     TENANT_INFO,
+];
+
+/// Every table keyed by text with byte values (all but the index, audit, checkpoints and
+/// audit keys): what a snapshot copies as is.
+const TEXT_KEYED_TABLES: [TableDefinition<&str, &[u8]>; 13] = [
+    META,
+    RECORDS,
+    TENANTS,
+    OPERATORS,
+    TOKENS,
+    JOBS,
+    DESTRUCTIONS,
+    EPOCH_KEYS,
+    DISPOSAL_QUEUE,
+    CORRECTIONS,
+    TENANT_INFO,
+    CERTIFICATES,
+    // Keep in step with `initialise`: a table missing here would be missing from backups.
+    STATE,
 ];
 
 fn is_authority(definition: TableDefinition<&str, &[u8]>) -> bool {
@@ -223,6 +245,71 @@ impl RedbDatabase {
             .map_err(|error| damaged(&path, error))
     }
 
+    /// Writes the rows of a snapshot into a new store in `data_dir` (which must hold none) in
+    /// one transaction. Nothing is verified here: the caller verifies the result before it
+    /// puts it in place.
+    pub fn create_from_rows(
+        data_dir: &Path,
+        cache_bytes: usize,
+        rows: &[SnapshotRow],
+    ) -> Result<RedbDatabase, StoreError> {
+        let path = data_dir.join(DB_FILE_NAME);
+        if path.exists() {
+            return Err(StoreError::Io(format!(
+                "{} exists already; a restore writes only into a new place",
+                path.display()
+            )));
+        }
+        let database = RedbDatabase::open_with_cache(data_dir, cache_bytes)?;
+        let txn = database.db.begin_write().map_err(io)?;
+        for row in rows {
+            let unknown =
+                || StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table));
+            let text_key = || {
+                std::str::from_utf8(&row.key)
+                    .map_err(|_| StoreError::Corrupt(format!("a key of {} is not text", row.table)))
+            };
+            if let Some(definition) = TEXT_KEYED_TABLES.iter().find(|t| t.name() == row.table) {
+                txn.open_table(*definition)
+                    .map_err(io)?
+                    .insert(text_key()?, row.value.as_slice())
+                    .map_err(io)?;
+            } else if row.table == INDEX.name() {
+                let handle = std::str::from_utf8(&row.value)
+                    .map_err(|_| StoreError::Corrupt("an index entry is not text".into()))?;
+                txn.open_table(INDEX)
+                    .map_err(io)?
+                    .insert(row.key.as_slice(), handle)
+                    .map_err(io)?;
+            } else if row.table == AUDIT.name() || row.table == CHECKPOINTS.name() {
+                let key = <[u8; 8]>::try_from(row.key.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| unknown())?;
+                let definition = if row.table == AUDIT.name() {
+                    AUDIT
+                } else {
+                    CHECKPOINTS
+                };
+                txn.open_table(definition)
+                    .map_err(io)?
+                    .insert(key, row.value.as_slice())
+                    .map_err(io)?;
+            } else if row.table == AUDIT_KEYS.name() {
+                let key = <[u8; 4]>::try_from(row.key.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| unknown())?;
+                txn.open_table(AUDIT_KEYS)
+                    .map_err(io)?
+                    .insert(key, row.value.as_slice())
+                    .map_err(io)?;
+            } else {
+                return Err(unknown());
+            }
+        }
+        txn.commit().map_err(io)?;
+        Ok(database)
+    }
+
     /// The store, authenticating authority rows with `sealer`.
     pub fn authenticated(self, sealer: Arc<RowSealer>) -> RedbStore {
         RedbStore {
@@ -325,6 +412,74 @@ impl Store for RedbStore {
     /// small one can slip into pages redb already holds while the disk is still full). The
     /// file stays locked while a transaction on the old handle lives; then this fails and is
     /// tried again later.
+    fn snapshot(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+        taken_at_ms: i64,
+    ) -> Result<SnapshotSummary, StoreError> {
+        let txn = self.database()?.begin_read().map_err(io)?;
+        let head_seq = txn
+            .open_table(AUDIT)
+            .map_err(io)?
+            .last()
+            .map_err(io)?
+            .map_or(0, |(k, _)| k.value());
+        let checkpoint = match txn
+            .open_table(CHECKPOINTS)
+            .map_err(io)?
+            .last()
+            .map_err(io)?
+        {
+            Some((_, bytes)) => {
+                let checkpoint: Checkpoint = decode("checkpoint", bytes.value())?;
+                Some((checkpoint.number, checkpoint.seq))
+            }
+            None => None,
+        };
+        let header = SnapshotHeader {
+            schema: SCHEMA_VERSION,
+            head_seq,
+            checkpoint,
+            taken_at_ms,
+        };
+        let mut writer = SnapshotWriter::start(sink, &header)?;
+        for definition in TEXT_KEYED_TABLES {
+            let table = txn.open_table(definition).map_err(io)?;
+            for item in table.iter().map_err(io)? {
+                let (key, value) = item.map_err(io)?;
+                // The recovery reserve is padding, not data.
+                if definition.name() == META.name() && key.value() == RESERVE_KEY {
+                    continue;
+                }
+                writer.row(definition.name(), key.value().as_bytes(), value.value())?;
+            }
+        }
+        let index = txn.open_table(INDEX).map_err(io)?;
+        for item in index.iter().map_err(io)? {
+            let (key, value) = item.map_err(io)?;
+            writer.row(INDEX.name(), key.value(), value.value().as_bytes())?;
+        }
+        for definition in [AUDIT, CHECKPOINTS] {
+            let table = txn.open_table(definition).map_err(io)?;
+            for item in table.iter().map_err(io)? {
+                let (key, value) = item.map_err(io)?;
+                writer.row(definition.name(), &key.value().to_be_bytes(), value.value())?;
+            }
+        }
+        let keys = txn.open_table(AUDIT_KEYS).map_err(io)?;
+        for item in keys.iter().map_err(io)? {
+            let (key, value) = item.map_err(io)?;
+            writer.row(AUDIT_KEYS.name(), &key.value().to_be_bytes(), value.value())?;
+        }
+        let (rows, bytes, digest) = writer.finish()?;
+        Ok(SnapshotSummary {
+            header,
+            rows,
+            bytes,
+            digest,
+        })
+    }
+
     fn recover(&self) -> Result<(), StoreError> {
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         drop(slot.take());
