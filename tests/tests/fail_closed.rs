@@ -164,3 +164,81 @@ async fn stuck_backend_times_out_instead_of_hanging() {
         ("FAILED", "UNAVAILABLE")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_deadline_answers_deadline_exceeded_and_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("locker.toml");
+    // A backend slower than the server's deadline (1 s), under its own timeout (10 s).
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nrequest_timeout_secs = 1\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\ntimeout_ms = 10000\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start(
+        &data,
+        DaemonOptions {
+            config: Some(config),
+            ..DaemonOptions::default()
+        },
+    );
+    let admin_token =
+        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
+    let mut admin = daemon.client(Some(admin_token)).await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "t1".into(),
+            name: "テスト".into(),
+        })
+        .await
+        .expect("tenant");
+    let token = vault_tests::rpc::operator_token(&mut admin, "t1", "h1", pb::Role::Handler).await;
+    let mut handler = daemon.client(Some(token)).await;
+    let handle = handler
+        .locker
+        .seal(seal_request("t1", "S1", &valid_number(81), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+
+    set_fault(&daemon, "delay 3000");
+    let started = Instant::now();
+    let status = handler
+        .locker
+        .unseal(with_id(
+            pb::UnsealRequest {
+                handle,
+                purpose: W.into(),
+            },
+            "fc-deadline",
+        ))
+        .await
+        .expect_err("past the deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    set_fault(&daemon, "");
+
+    let entries = export_audit(&mut admin).await;
+    let entry = entries
+        .iter()
+        .find(|e| e.request_id == "fc-deadline")
+        .expect("the interrupted call is audited");
+    assert_eq!(
+        (
+            entry.action.as_str(),
+            entry.outcome.as_str(),
+            entry.code.as_str()
+        ),
+        ("UNSEAL", "FAILED", "DEADLINE_EXCEEDED")
+    );
+}

@@ -191,6 +191,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How long shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Longest a call may take before it answers DEADLINE_EXCEEDED (1 to 3600 s; a stream's
+    /// items are not bound by it, only its start).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -200,6 +203,7 @@ impl Default for ServerConfig {
             reflection: false,
             max_message_bytes: 64 * 1024,
             shutdown_grace_secs: 10,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -533,6 +537,9 @@ impl Config {
         }
         if self.audit.max_batch == 0 {
             return invalid("audit.max_batch must be at least 1");
+        }
+        if !(1..=3600).contains(&self.server.request_timeout_secs) {
+            return invalid("server.request_timeout_secs must be between 1 and 3600");
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");

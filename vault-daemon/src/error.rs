@@ -64,6 +64,9 @@ pub enum Error {
     /// A limit was hit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The call took longer than the server allows.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A concurrent change to the same record came first; nothing was changed, try again.
     #[error("{0}")]
     Aborted(String),
@@ -85,6 +88,7 @@ impl Error {
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::Integrity(_) => "DATA_LOSS",
             Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Error::Aborted(_) => "ABORTED",
             Error::Internal(_) => "INTERNAL",
         }

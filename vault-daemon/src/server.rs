@@ -391,9 +391,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     } else {
         None
     };
-    let mut builder = Server::builder()
-        .timeout(Duration::from_secs(60))
-        .concurrency_limit_per_connection(256);
+    // The call guard keeps the server's deadline (DEADLINE_EXCEEDED, audited), not tonic.
+    let guard = crate::grpc::call_guard::CallGuardLayer::new(
+        Arc::clone(&locker),
+        Duration::from_secs(config.server.request_timeout_secs),
+    );
+    let mut builder = Server::builder().concurrency_limit_per_connection(256);
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }
@@ -409,6 +412,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
 
     let (signalled, on_signal) = tokio::sync::oneshot::channel();
     let server = builder
+        .layer(guard)
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(locker_service)

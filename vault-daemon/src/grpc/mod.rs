@@ -3,6 +3,7 @@
 //! [`crate::error::Error`] to `tonic::Status`.
 
 pub mod admin;
+pub mod call_guard;
 pub mod context;
 pub mod convert;
 pub mod locker;

@@ -16,6 +16,7 @@ pub fn to_status(error: Error) -> Status {
         Error::Unavailable(_) => Code::Unavailable,
         Error::Integrity(_) => Code::DataLoss,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Aborted(_) => Code::Aborted,
         Error::Internal(_) => Code::Internal,
     };
@@ -44,6 +45,7 @@ mod tests {
                 Error::ResourceExhausted("m".into()),
                 Code::ResourceExhausted,
             ),
+            (Error::DeadlineExceeded("m".into()), Code::DeadlineExceeded),
             (Error::Internal("m".into()), Code::Internal),
         ];
         for (error, code) in cases {

@@ -306,6 +306,25 @@ impl Locker {
         }
     }
 
+    /// Records a call that the transport cut short (the server's deadline, a panic) and so
+    /// never wrote its own entry; returns the error to answer with (UNAVAILABLE if even this
+    /// entry cannot be committed).
+    pub async fn record_interrupted(
+        &self,
+        action: String,
+        request_id: String,
+        peer: String,
+        error: Error,
+    ) -> Error {
+        let entry = AuditEntry {
+            action,
+            request_id,
+            peer,
+            ..AuditEntry::default()
+        };
+        self.refuse(entry, error).await
+    }
+
     /// Commits the entry of a call that ends in `error`; returns the error to answer with
     /// (the audit failure itself if the entry could not be committed).
     async fn refuse(&self, mut entry: AuditEntry, error: Error) -> Error {

@@ -1,0 +1,183 @@
+//! Around every call: the server's own deadline (`[server] request_timeout_secs`), answered
+//! DEADLINE_EXCEEDED as clients expect (tonic's built-in timeout says CANCELLED); a panic
+//! inside a call, answered INTERNAL instead of a dropped stream; both written to the audit
+//! log, since the call itself never got to write its entry. An oversized request, which the
+//! codec refuses as OUT_OF_RANGE, is answered RESOURCE_EXHAUSTED, the code gRPC clients
+//! expect for a message over the limit.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tonic::body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::Error;
+use crate::grpc::status::to_status;
+use crate::service::Locker;
+
+/// The services whose calls are audited (health and reflection are not).
+const AUDITED_PREFIX: &str = "/mynumber.locker.v1.";
+
+/// Wraps every service with a [`CallGuard`].
+#[derive(Clone)]
+pub struct CallGuardLayer {
+    locker: Arc<Locker>,
+    timeout: Duration,
+}
+
+impl CallGuardLayer {
+    /// Calls get at most `timeout`; interruptions are audited through `locker`.
+    pub fn new(locker: Arc<Locker>, timeout: Duration) -> CallGuardLayer {
+        CallGuardLayer { locker, timeout }
+    }
+}
+
+impl<S> Layer<S> for CallGuardLayer {
+    type Service = CallGuard<S>;
+
+    fn layer(&self, inner: S) -> CallGuard<S> {
+        CallGuard {
+            inner,
+            locker: Arc::clone(&self.locker),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct CallGuard<S> {
+    inner: S,
+    locker: Arc<Locker>,
+    timeout: Duration,
+}
+
+/// `Unseal` → `UNSEAL`, `SealBatch` → `SEAL_BATCH`: the audit action of a method.
+fn action_of(method: &str) -> String {
+    let mut out = String::with_capacity(method.len() + 4);
+    for (i, c) in method.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Tonic's codec refuses a message over the limit as OUT_OF_RANGE; gRPC says
+/// RESOURCE_EXHAUSTED. The status is in the headers (an answer without a body) or in the
+/// trailers.
+fn oversize_as_resource_exhausted(mut response: http::Response<Body>) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    fn rewrite(headers: &mut http::HeaderMap) {
+        let oversized = headers
+            .get("grpc-status")
+            .is_some_and(|code| code.as_bytes() == b"11")
+            && headers
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                // grpc-message is percent-encoded.
+                .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
+        if oversized {
+            // 8: RESOURCE_EXHAUSTED.
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+    }
+    rewrite(response.headers_mut());
+    response.map(|body| {
+        Body::new(body.map_frame(|mut frame| {
+            if let Some(trailers) = frame.trailers_mut() {
+                rewrite(trailers);
+            }
+            frame
+        }))
+    })
+}
+
+impl<S> Service<http::Request<Body>> for CallGuard<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| {
+                id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .unwrap_or_default()
+            .to_owned();
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        // The usual tower move: the clone that was polled ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future = inner.call(request);
+        let (locker, timeout) = (Arc::clone(&self.locker), self.timeout);
+        Box::pin(async move {
+            let error = match tokio::time::timeout(timeout, AssertUnwindSafe(future).catch_unwind())
+                .await
+            {
+                Ok(Ok(Ok(response))) => return Ok(oversize_as_resource_exhausted(response)),
+                Ok(Ok(Err(error))) => return Err(error),
+                Ok(Err(_)) => {
+                    tracing::error!(path = %path, "a call panicked; answered INTERNAL");
+                    Error::Internal(
+                        "the call failed inside the locker; nothing was released".into(),
+                    )
+                }
+                Err(_) => Error::DeadlineExceeded(format!(
+                    "the call took longer than the server's limit of {} s; outcome unknown, nothing was released to this caller",
+                    timeout.as_secs()
+                )),
+            };
+            let answer = match path.strip_prefix(AUDITED_PREFIX) {
+                Some(rest) => {
+                    let method = rest.rsplit('/').next().unwrap_or(rest);
+                    locker
+                        .record_interrupted(action_of(method), request_id, peer, error)
+                        .await
+                }
+                None => error,
+            };
+            Ok(to_status(answer).into_http())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_upper_snake_case() {
+        assert_eq!(action_of("Unseal"), "UNSEAL");
+        assert_eq!(action_of("SealBatch"), "SEAL_BATCH");
+        assert_eq!(action_of("RunDisposal"), "RUN_DISPOSAL");
+    }
+}
