@@ -245,3 +245,61 @@ async fn sigkill_in_the_middle_of_a_rewrap_resumes_and_completes() {
         .into_inner();
     assert!(verify.ok, "{}", verify.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rewrap_progress_counts_seals_that_raced_the_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    seal_many(&mut handler, "dev", 200, 30_000).await;
+
+    // Seals keep arriving while the rotation counts and commits.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sealers = Vec::new();
+    for w in 0..8u64 {
+        let (mut client, stop) = (handler.clone(), Arc::clone(&stop));
+        sealers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                client
+                    .locker
+                    .seal(seal_request(
+                        "dev",
+                        &format!("R{w}-{n}"),
+                        &valid_number(40_000 + w * 1000 + n),
+                        &[W],
+                    ))
+                    .await
+                    .expect("seal during the rotation");
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut admin = daemon.dev_client("dev-admin").await;
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("rotate");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for sealer in sealers {
+        sealer.await.expect("sealer");
+    }
+    vault_tests::rpc::wait_for_rewrap(&mut admin, "dev", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let job = status(&mut admin, "dev").await.job.expect("job");
+        if job.finished_at_unix_ms != 0 || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Every record under the old version was counted, so done reaches total and never passes it.
+    assert_ne!(job.finished_at_unix_ms, 0, "{job:?}");
+    assert_eq!(job.done, job.total, "{job:?}");
+    assert!(job.total >= 200, "{job:?}");
+}

@@ -14,7 +14,9 @@ pub struct RewrapJob {
     pub target_version: u32,
     /// Last handle examined (records are visited in handle order).
     pub cursor: Option<Handle>,
-    /// Records under older versions when the job started.
+    /// Records under older versions when the job started: estimated by the rotation, then
+    /// counted exactly by the job's first batch (after the new version is active, so no seal
+    /// can add to it any more); `done` never exceeds it.
     pub total: u64,
     /// Records rewrapped so far.
     pub done: u64,
@@ -24,6 +26,8 @@ pub struct RewrapJob {
     pub finished_at_ms: Option<i64>,
     /// Admin who rotated.
     pub requested_by: String,
+    /// Whether `total` is the exact count (set with the first batch).
+    pub counted: bool,
 }
 
 impl RewrapJob {

@@ -118,6 +118,7 @@ impl Locker {
                 started_at_ms: self.now_ms(),
                 finished_at_ms: None,
                 requested_by: caller.operator.id.clone(),
+                counted: false,
             };
             entry.allow(format!("key version {version} active; {total} records to rewrap"));
             let keys = TenantKeys {
@@ -209,6 +210,19 @@ impl Locker {
                 tenant.id, job.target_version
             ))
         })?;
+        // The rotation's estimate missed seals that ran between its count and its commit; now
+        // that the new version is active, the records under older versions only decrease.
+        let total = if job.counted {
+            None
+        } else {
+            Some(
+                self.count_by_version(&tenant.id)?
+                    .into_iter()
+                    .filter(|(v, _)| *v < job.target_version)
+                    .map(|(_, n)| n)
+                    .sum::<u64>(),
+            )
+        };
         let mut cursor = job.cursor.clone();
         let mut rewrapped = Vec::new();
         let mut finished = false;
@@ -249,6 +263,7 @@ impl Locker {
                     cursor,
                     finished,
                     now_ms: self.now_ms(),
+                    total,
                 },
                 entry,
             )

@@ -146,6 +146,8 @@ pub enum Mutation {
         finished: bool,
         /// Commit time for the job.
         now_ms: i64,
+        /// The exact count of records to rewrap, with the job's first batch.
+        total: Option<u64>,
     },
 }
 
@@ -311,7 +313,8 @@ impl Mutation {
                 cursor,
                 finished,
                 now_ms,
-            } => rewrap(txn, &tenant, records, cursor, finished, now_ms),
+                total,
+            } => rewrap(txn, &tenant, records, cursor, finished, now_ms, total),
             Mutation::SetRecordState { expected, updated } => set_state(txn, &expected, *updated),
             Mutation::ChangeDestruction(change) => change_destruction(txn, change),
             Mutation::FinishDestruction { id, now_ms } => finish_destruction(txn, &id, now_ms),
@@ -507,6 +510,7 @@ fn rewrap(
     cursor: Option<Handle>,
     finished: bool,
     now_ms: i64,
+    total: Option<u64>,
 ) -> Applied {
     let Some(mut job) = txn.job(tenant)? else {
         return Ok(Err(Error::NotFound(format!(
@@ -532,11 +536,20 @@ fn rewrap(
             }
         }
         // Only the key material moves: a status changed meanwhile (suspended, resumed) stays.
+        // A retired record keeps its epoch key and only moves its index: not counted as one
+        // of the records to rewrap.
+        let moved = record.sealed != current.sealed;
         let mut merged = current;
         merged.sealed = record.sealed;
         merged.blind_index = record.blind_index;
         txn.put_record(&merged)?;
-        applied += 1;
+        if moved {
+            applied += 1;
+        }
+    }
+    if let Some(total) = total {
+        job.total = total;
+        job.counted = true;
     }
     job.done += applied;
     job.cursor = cursor;
