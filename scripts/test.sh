@@ -16,6 +16,10 @@ done
 # libtss2 logs every TPM error response to stderr; the tests provoke some on purpose.
 export TSS2_LOG=all+NONE
 
+# The Python grpcio client tests run with this interpreter (a venv with grpcio, made once).
+VAULT_TEST_PYTHON=$(./scripts/python-env.sh)
+export VAULT_TEST_PYTHON
+
 # The end-to-end suites start the real binaries, so build them before the tests run.
 cargo build --workspace --bins --locked
 # Everything, with the simulated token as the dev backend.

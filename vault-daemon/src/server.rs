@@ -396,7 +396,14 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         Arc::clone(&locker),
         Duration::from_secs(config.server.request_timeout_secs),
     );
-    let mut builder = Server::builder().concurrency_limit_per_connection(256);
+    // HTTP/2 windows: a stream may have 64 KiB in flight; the connection 4 MiB, which also sets
+    // h2's budget for small DATA frames left unread (half the connection window): a batch
+    // client whose items wait on flow control (past the read-ahead queue) stays within it
+    // instead of having its connection closed (GOAWAY too_many_data_frames).
+    let mut builder = Server::builder()
+        .concurrency_limit_per_connection(256)
+        .initial_stream_window_size(Some(64 << 10))
+        .initial_connection_window_size(Some(4 << 20));
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }

@@ -19,6 +19,36 @@ use crate::service::{self, SealRequest};
 /// backend, while results still stream back in order.
 const BATCH_IN_FLIGHT: usize = 128;
 
+/// Inbound items of one batch read ahead of their results, at most. A client may send its
+/// whole batch before it reads a result; were the items left unread in HTTP/2's buffers, each
+/// small DATA frame would count against the connection's frame budget and h2 would close the
+/// connection (GOAWAY `too_many_data_frames`) — what a grpcio client streaming 10,000 items to
+/// a slow backend met. Read into this queue, the frames are released as they arrive; only
+/// past it does the client wait on flow control.
+const INBOUND_QUEUE: usize = 16_384;
+
+/// Reads a batch's inbound items as they arrive into a bounded queue (see [`INBOUND_QUEUE`]).
+fn read_ahead<T: Send + 'static>(
+    mut inbound: tonic::Streaming<T>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<T, Status>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(INBOUND_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let item = match inbound.message().await {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => return,
+                Err(status) => Err(status),
+            };
+            let failed = item.is_err();
+            // The response side went away (client gone, call over): stop reading.
+            if sender.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn batch_error(error: &crate::error::Error) -> pb::BatchError {
@@ -139,8 +169,7 @@ impl LockerRpc for LockerApi {
     ) -> Result<Response<Self::SealBatchStream>, Status> {
         let base = Arc::new(batch_context(&request));
         let locker = Arc::clone(&self.locker);
-        let results = request
-            .into_inner()
+        let results = read_ahead(request.into_inner())
             .enumerate()
             .map(move |(index, item)| {
                 let (locker, base) = (Arc::clone(&locker), Arc::clone(&base));
@@ -177,8 +206,7 @@ impl LockerRpc for LockerApi {
     ) -> Result<Response<Self::UnsealBatchStream>, Status> {
         let base = Arc::new(batch_context(&request));
         let locker = Arc::clone(&self.locker);
-        let results = request
-            .into_inner()
+        let results = read_ahead(request.into_inner())
             .enumerate()
             .map(move |(index, item)| {
                 let (locker, base) = (Arc::clone(&locker), Arc::clone(&base));
