@@ -403,7 +403,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let mut builder = Server::builder()
         .concurrency_limit_per_connection(256)
         .initial_stream_window_size(Some(64 << 10))
-        .initial_connection_window_size(Some(4 << 20));
+        .initial_connection_window_size(Some(4 << 20))
+        // h2's guard against reset floods closes a connection once 20 streams are reset before
+        // the server accepted them; a daemon that stalled for 10 s under 32 callers with 1 s
+        // deadlines sees hundreds (each caller giving up on its own), and all the other calls
+        // on that connection died with it. 4,096 per connection still bounds a flood.
+        .http2_max_pending_accept_reset_streams(Some(4096));
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }
