@@ -203,3 +203,43 @@ pub async fn wait_for_rewrap(client: &mut Client, tenant: &str, version: u32) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Starts a daemon from the config `text` (written beside `data`, which it must name as its
+/// data directory, with a loopback `listen`) and returns it with a client of its first admin.
+pub async fn start_from_config(
+    data: &std::path::Path,
+    text: &str,
+    options: crate::DaemonOptions,
+) -> (crate::Daemon, Client) {
+    let config = data.with_extension("toml");
+    std::fs::write(&config, text).expect("write config");
+    let daemon = crate::Daemon::start(
+        data,
+        crate::DaemonOptions {
+            config: Some(config),
+            ..options
+        },
+    );
+    let token = vault_client::read_token_file(&data.join("initial-admin.token"))
+        .expect("first admin token");
+    let admin = daemon.client(Some(token)).await;
+    (daemon, admin)
+}
+
+/// Creates tenant `tenant` and returns the token of a new operator `id` with `role` on it.
+pub async fn tenant_with_operator(
+    admin: &mut Client,
+    tenant: &str,
+    id: &str,
+    role: pb::Role,
+) -> secrecy::SecretString {
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            name: String::new(),
+        })
+        .await
+        .expect("create tenant");
+    operator_token(admin, tenant, id, role).await
+}

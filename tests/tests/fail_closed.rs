@@ -169,35 +169,18 @@ async fn stuck_backend_times_out_instead_of_hanging() {
 async fn the_servers_deadline_answers_deadline_exceeded_and_is_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let config = dir.path().join("locker.toml");
     // A backend slower than the server's deadline (1 s), under its own timeout (10 s).
-    std::fs::write(
-        &config,
-        format!(
+    let (daemon, mut admin) = vault_tests::rpc::start_from_config(
+        &data,
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nrequest_timeout_secs = 1\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\ntimeout_ms = 10000\n",
             data.display()
         ),
+        DaemonOptions::default(),
     )
-    .expect("config");
-    let daemon = Daemon::start(
-        &data,
-        DaemonOptions {
-            config: Some(config),
-            ..DaemonOptions::default()
-        },
-    );
-    let admin_token =
-        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
-    let mut admin = daemon.client(Some(admin_token)).await;
-    admin
-        .admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: "t1".into(),
-            name: "テスト".into(),
-        })
-        .await
-        .expect("tenant");
-    let token = vault_tests::rpc::operator_token(&mut admin, "t1", "h1", pb::Role::Handler).await;
+    .await;
+    let token =
+        vault_tests::rpc::tenant_with_operator(&mut admin, "t1", "h1", pb::Role::Handler).await;
     let mut handler = daemon.client(Some(token)).await;
     let handle = handler
         .locker

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vault_client::pb;
-use vault_tests::rpc::operator_token;
-use vault_tests::{Daemon, DaemonOptions};
+use vault_tests::DaemonOptions;
+use vault_tests::rpc::{start_from_config, tenant_with_operator};
 
 fn python() -> PathBuf {
     let python = std::env::var_os("VAULT_TEST_PYTHON")
@@ -53,34 +53,16 @@ async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
     stubs(&python, &stub_dir);
 
     let data = dir.path().join("data");
-    let config = dir.path().join("locker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (daemon, mut admin) = start_from_config(
+        &data,
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\nmax_in_flight = 128\n",
             data.display()
         ),
+        DaemonOptions::default(),
     )
-    .expect("config");
-    let daemon = Daemon::start(
-        &data,
-        DaemonOptions {
-            config: Some(config),
-            ..DaemonOptions::default()
-        },
-    );
-    let admin_token =
-        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
-    let mut admin = daemon.client(Some(admin_token)).await;
-    admin
-        .admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: "t1".into(),
-            name: "給与".into(),
-        })
-        .await
-        .expect("tenant");
-    let token = operator_token(&mut admin, "t1", "payroll", pb::Role::Service).await;
+    .await;
+    let token = tenant_with_operator(&mut admin, "t1", "payroll", pb::Role::Service).await;
     let token_file = dir.path().join("payroll.token");
     {
         use secrecy::ExposeSecret;

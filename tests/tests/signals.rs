@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use vault_client::pb;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::rpc::{export_audit, seal_request, start_from_config, tenant_with_operator};
 use vault_tests::{Daemon, DaemonOptions};
 
 fn config_text(data: &Path, level: &str, unseals_per_hour: u32) -> String {
@@ -45,29 +45,18 @@ async fn wait_for_log(daemon: &Daemon, text: &str) {
 async fn sighup_reloads_under_load_and_a_bad_file_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let config = dir.path().join("locker.toml");
-    std::fs::write(&config, config_text(&data, "info", 1000)).expect("config");
-    let mut daemon = Daemon::start(
+    let config = data.with_extension("toml");
+    let (mut daemon, mut admin) = start_from_config(
         &data,
+        &config_text(&data, "info", 1000),
         DaemonOptions {
-            config: Some(config.clone()),
             // No RUST_LOG: `[log] level` decides, and a reload can change it.
             log: Some(String::new()),
             ..DaemonOptions::default()
         },
-    );
-    let admin_token =
-        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
-    let mut admin = daemon.client(Some(admin_token)).await;
-    admin
-        .admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: "t1".into(),
-            name: "テスト".into(),
-        })
-        .await
-        .expect("tenant");
-    let token = operator_token(&mut admin, "t1", "h1", pb::Role::Handler).await;
+    )
+    .await;
+    let token = tenant_with_operator(&mut admin, "t1", "h1", pb::Role::Handler).await;
     let mut handler = daemon.client(Some(token)).await;
     let handle = handler
         .locker

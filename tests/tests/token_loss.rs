@@ -189,36 +189,20 @@ async fn tpm_loss_mid_load() {
         .map(|t| t.port)
         .expect("started");
     let data = dir.path().join("data");
-    let config = dir.path().join("config.toml");
     let auth = vault_daemon::devkit::swtpm::auth_file(&dir.path().join("auth")).expect("auth");
-    std::fs::write(
-        &config,
-        format!(
+    let (daemon, mut admin) = vault_tests::rpc::start_from_config(
+        &data,
+        &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"tpm\"\ntimeout_ms = 1500\n[backend.tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\nauth_file = \"{}\"\n",
             data.display(),
             auth.display()
         ),
+        DaemonOptions::default(),
     )
-    .expect("config");
-    let daemon = Daemon::start(
-        &data,
-        DaemonOptions {
-            config: Some(config),
-            ..DaemonOptions::default()
-        },
-    );
-    let admin_token =
-        vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
-    let mut admin = daemon.client(Some(admin_token)).await;
-    admin
-        .admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: "dev".into(),
-            name: String::new(),
-        })
-        .await
-        .expect("tenant");
-    let handler_token = operator_token(&mut admin, "dev", "handler", pb::Role::Handler).await;
+    .await;
+    let handler_token =
+        vault_tests::rpc::tenant_with_operator(&mut admin, "dev", "handler", pb::Role::Handler)
+            .await;
     let auditor_token = operator_token(&mut admin, "dev", "auditor", pb::Role::Auditor).await;
     let handler = daemon.client(Some(handler_token)).await;
     let auditor = daemon.client(Some(auditor_token)).await;
