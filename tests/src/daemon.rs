@@ -206,6 +206,19 @@ impl Daemon {
         panic!("vault-daemon did not stop within 15 s of SIGTERM");
     }
 
+    /// Waits (up to 15 s) for the daemon to exit by itself (after a signal sent by the test).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("vault-daemon did not exit within 15 s");
+    }
+
     /// Starts the daemon again after [`Daemon::stop`], on the same data directory and options.
     pub fn start_in_place(&mut self) {
         assert!(self.child.is_none(), "the daemon is still running");

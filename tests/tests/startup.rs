@@ -211,3 +211,41 @@ async fn a_dev_tpm_daemon_restarts_after_sigkill() {
     drop(handler);
     assert!(daemon.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_dumps_no_core_and_cannot_be_dumped() {
+    use std::os::unix::process::ExitStatusExt;
+    // The daemon inherits unlimited core dumps from here (CI runs as root, which may raise the
+    // hard limit): only its own hardening brings them to 0.
+    rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: None,
+            maximum: None,
+        },
+    )
+    .expect("raise the core limit (needs root)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = vault_tests::Daemon::start_dev(&dir.path().join("data"));
+    let pid = daemon.pid();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    // A crash leaves no core: SIGABRT ends it without dumping.
+    let status = std::process::Command::new("kill")
+        .args(["-ABRT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut daemon = daemon;
+    let ended = daemon.wait_exit();
+    assert_eq!(ended.signal(), Some(6), "{ended:?}");
+    assert!(!ended.core_dumped(), "the daemon dumped core");
+}

@@ -16,6 +16,7 @@ pub mod devkit;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod hardening;
 pub mod keys;
 pub mod reload;
 pub mod server;

@@ -148,6 +148,11 @@ fn init_logging(level: &str) -> (vault_daemon::reload::LogFilterSetter, bool) {
 }
 
 fn main() -> ExitCode {
+    // Before anything else, and before any secret is read: no core dumps, not dumpable.
+    if let Err(error) = vault_daemon::hardening::harden_process() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let (config, dev) = match (&args.config, args.dev) {
         (Some(path), false) => match Config::load(path) {
