@@ -152,6 +152,26 @@ async fn check_digit_forms_accepted_and_bad_numbers_rejected_without_echo() {
         .expect_err("number in subject_ref");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(!status.message().contains("98320567"));
+    // Nor disguised: digits around it, other separators, invisible characters between groups.
+    for smuggled in [
+        "E001-983205673214",
+        "983205673214 1",
+        "9832/0567/3214",
+        "9832\u{200B}0567\u{200B}3214",
+    ] {
+        let status = handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                smuggled,
+                &valid_number(2),
+                &[WITHHOLDING],
+            ))
+            .await
+            .expect_err(smuggled);
+        assert_eq!(status.code(), Code::InvalidArgument, "{smuggled:?}");
+        assert!(!status.message().contains("0567"), "{smuggled:?}");
+    }
     let status = handler
         .locker
         .unseal(pb::UnsealRequest {
