@@ -1001,9 +1001,10 @@ async fn unseal_denials_by_purpose_tenant_and_state_are_audited() {
             other.clone(),
             &both,
             W,
-            Code::PermissionDenied,
+            // Answered exactly like a handle that does not exist: no oracle for other tenants.
+            Code::NotFound,
             "d-other-tenant",
-            "has no grant on tenant t1",
+            "no record ",
         ),
         (
             hdl.clone(),
@@ -1037,7 +1038,7 @@ async fn unseal_denials_by_purpose_tenant_and_state_are_audited() {
     for (id, outcome, code) in [
         ("d-not-granted", "DENIED", "PERMISSION_DENIED"),
         ("d-not-permitted", "DENIED", "PERMISSION_DENIED"),
-        ("d-other-tenant", "DENIED", "PERMISSION_DENIED"),
+        ("d-other-tenant", "DENIED", "NOT_FOUND"),
         ("d-disposed", "FAILED", "FAILED_PRECONDITION"),
     ] {
         let matching: Vec<_> = entries.iter().filter(|e| e.request_id == id).collect();

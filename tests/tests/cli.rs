@@ -234,9 +234,10 @@ async fn admin_and_operator_workflow() {
     // The manager of dev has no grant on acme: the server's message, non-zero exit.
     let (ok, _, stderr) = cli.run(&manager, &["dispose", &handle, "--reason", "退職"], "");
     assert!(!ok);
+    // Another tenant's record is answered like a handle that does not exist.
     assert_eq!(
         stderr.trim(),
-        "error: PERMISSION_DENIED: operator dev-manager has no grant on tenant acme"
+        format!("error: NOT_FOUND: no record {handle}")
     );
     cli.ok(
         &admin,

@@ -172,6 +172,22 @@ async fn check_digit_forms_accepted_and_bad_numbers_rejected_without_echo() {
         assert_eq!(status.code(), Code::InvalidArgument, "{smuggled:?}");
         assert!(!status.message().contains("0567"), "{smuggled:?}");
     }
+    // No existence oracle: a tenant that does not exist answers like one without a grant.
+    let unknown = handler
+        .locker
+        .lookup(pb::LookupRequest {
+            tenant: "no-such-tenant".into(),
+            number: valid_number(2),
+        })
+        .await
+        .expect_err("unknown tenant");
+    assert_eq!(unknown.code(), Code::PermissionDenied, "{unknown:?}");
+    assert!(
+        unknown
+            .message()
+            .contains("has no grant on tenant no-such-tenant"),
+        "{unknown:?}"
+    );
     let status = handler
         .locker
         .unseal(pb::UnsealRequest {

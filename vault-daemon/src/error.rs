@@ -73,6 +73,15 @@ pub enum Error {
     /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
+    /// A denial answered as "not found", so the answer tells nothing about what exists
+    /// elsewhere (another tenant's record); the audit entry keeps the real reason.
+    #[error("{shown}")]
+    Concealed {
+        /// What the caller is told (the same as for something that does not exist).
+        shown: String,
+        /// Why it was refused, for the audit entry.
+        cause: String,
+    },
 }
 
 impl Error {
@@ -91,13 +100,25 @@ impl Error {
             Error::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Error::Aborted(_) => "ABORTED",
             Error::Internal(_) => "INTERNAL",
+            Error::Concealed { .. } => "NOT_FOUND",
+        }
+    }
+
+    /// What the audit entry records as the reason: the message, or for a concealed denial
+    /// its real cause.
+    pub fn audit_reason(&self) -> String {
+        match self {
+            Error::Concealed { cause, .. } => cause.clone(),
+            other => other.to_string(),
         }
     }
 
     /// Denied for authentication and authorisation refusals, Failed for everything else.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Error::Unauthenticated(_) | Error::PermissionDenied(_) => Outcome::Denied,
+            Error::Unauthenticated(_) | Error::PermissionDenied(_) | Error::Concealed { .. } => {
+                Outcome::Denied
+            }
             _ => Outcome::Failed,
         }
     }

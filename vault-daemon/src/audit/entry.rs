@@ -45,7 +45,7 @@ impl EntryOutcome for AuditEntry {
     fn fail(&mut self, error: &Error) {
         self.outcome = error.outcome().as_str().into();
         self.code = error.code_name().into();
-        self.reason = error.to_string();
+        self.reason = error.audit_reason();
     }
 
     fn abandon(&mut self) {

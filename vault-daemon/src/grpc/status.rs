@@ -19,6 +19,7 @@ pub fn to_status(error: Error) -> Status {
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Aborted(_) => Code::Aborted,
         Error::Internal(_) => Code::Internal,
+        Error::Concealed { .. } => Code::NotFound,
     };
     Status::new(code, error.to_string())
 }

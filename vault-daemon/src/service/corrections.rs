@@ -59,13 +59,7 @@ impl Locker {
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
         text::free_text("asked_by", asked_by, 128, true).map_err(invalid)?;
         let number = IndividualNumber::parse(number).map_err(|e| invalid(e.to_string()))?;
-        let record = self
-            .store
-            .reader()?
-            .record(&handle)?
-            .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
-        entry.tenant = record.tenant.clone();
-        super::require_scope(caller, &record.tenant)?;
+        let record = self.record_in_scope(caller, &handle, entry)?;
         let replaces = match (&record.status, &record.sealed) {
             (RecordStatus::Active | RecordStatus::Suspended(_), Some(sealed)) => sealed.clone(),
             (RecordStatus::Retired(_), _) => {

@@ -310,20 +310,4 @@ impl Locker {
             },
         ))
     }
-
-    pub(super) fn record_in_scope(
-        &self,
-        caller: &Caller,
-        handle: &Handle,
-        entry: &mut AuditEntry,
-    ) -> Result<Record> {
-        let record = self
-            .store
-            .reader()?
-            .record(handle)?
-            .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
-        entry.tenant = record.tenant.clone();
-        super::require_scope(caller, &record.tenant)?;
-        Ok(record)
-    }
 }

@@ -73,13 +73,28 @@ impl Locker {
             .ok_or_else(|| Error::NotFound(format!("no tenant {id}")))
     }
 
-    fn load_record(&self, handle: &Handle, entry: &mut AuditEntry) -> Result<Record> {
+    /// The record `handle`, if the caller's scope reaches it. A record of another tenant is
+    /// answered exactly like one that does not exist, so a handle is no oracle for what other
+    /// tenants hold (the audit entry still names the tenant).
+    pub(super) fn record_in_scope(
+        &self,
+        caller: &Caller,
+        handle: &Handle,
+        entry: &mut AuditEntry,
+    ) -> Result<Record> {
+        let missing = || format!("no record {handle}");
         let record = self
             .store
             .reader()?
             .record(handle)?
-            .ok_or_else(|| Error::NotFound(format!("no record {handle}")))?;
+            .ok_or_else(|| Error::NotFound(missing()))?;
         entry.tenant = record.tenant.clone();
+        if let Err(denied) = super::require_scope(caller, &record.tenant) {
+            return Err(Error::Concealed {
+                shown: missing(),
+                cause: denied.to_string(),
+            });
+        }
         Ok(record)
     }
 
@@ -151,8 +166,9 @@ impl Locker {
         let verification = IdentityVerification::from_codes(number_check, identity_check, agent)
             .map_err(invalid)?;
         let number = parse_number(&request.number)?;
+        // Scope before existence: an unknown tenant answers like one without a grant.
+        super::require_scope(caller, &request.tenant)?;
         let tenant = self.load_tenant(&request.tenant)?;
-        super::require_scope(caller, &tenant.id)?;
         if let Some(missing) = purposes
             .iter()
             .find(|p| !caller.operator.has_grant(&tenant.id, p))
@@ -225,8 +241,20 @@ impl Locker {
         let handle = parse_handle(handle, entry)?;
         self.purposes.check(purpose).map_err(invalid)?;
         entry.purpose = purpose.to_owned();
-        let record = self.load_record(&handle, entry)?;
-        super::require_scope(caller, &record.tenant)?;
+        let record = self.record_in_scope(caller, &handle, entry)?;
+        // The grant first: a record's state (disposed, suspended, retired) is nothing for a
+        // caller who may not use it.
+        if !caller.operator.has_grant(&record.tenant, purpose) {
+            return Err(Error::PermissionDenied(format!(
+                "operator {} is not granted purpose {purpose} on tenant {}",
+                caller.operator.id, record.tenant
+            )));
+        }
+        if !record.purposes.iter().any(|p| p == purpose) {
+            return Err(Error::PermissionDenied(format!(
+                "purpose {purpose} is not among the record's permitted purposes"
+            )));
+        }
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Disposed(_), _) => {
                 return Err(Error::FailedPrecondition(format!(
@@ -250,17 +278,6 @@ impl Locker {
                 )));
             }
         };
-        if !caller.operator.has_grant(&record.tenant, purpose) {
-            return Err(Error::PermissionDenied(format!(
-                "operator {} is not granted purpose {purpose} on tenant {}",
-                caller.operator.id, record.tenant
-            )));
-        }
-        if !record.purposes.iter().any(|p| p == purpose) {
-            return Err(Error::PermissionDenied(format!(
-                "purpose {purpose} is not among the record's permitted purposes"
-            )));
-        }
         let tenant = self.load_tenant(&record.tenant)?;
         let kek = self.record_kek(&tenant, sealed)?;
         let number = envelope::open_with(
@@ -293,8 +310,9 @@ impl Locker {
     ) -> Result<(Handle, Mutation)> {
         check_tenant_id(tenant, entry)?;
         let number = parse_number(number)?;
+        // Scope before existence: an unknown tenant answers like one without a grant.
+        super::require_scope(caller, tenant)?;
         let tenant = self.load_tenant(tenant)?;
-        super::require_scope(caller, &tenant.id)?;
         let handle = self
             .find_by_number(&tenant, &number)
             .await?
@@ -318,8 +336,7 @@ impl Locker {
         handle: &str,
     ) -> Result<(Record, Mutation)> {
         let handle = parse_handle(handle, entry)?;
-        let record = self.load_record(&handle, entry)?;
-        super::require_scope(caller, &record.tenant)?;
+        let record = self.record_in_scope(caller, &handle, entry)?;
         Ok((record, Mutation::None))
     }
 
@@ -340,8 +357,7 @@ impl Locker {
         let body = async {
             let handle = parse_handle(handle, &mut entry)?;
             text::free_text("reason", reason, 1024, true).map_err(invalid)?;
-            let record = self.load_record(&handle, &mut entry)?;
-            super::require_scope(&caller, &record.tenant)?;
+            let record = self.record_in_scope(&caller, &handle, &mut entry)?;
             let suspension = suspend.then(|| Suspension {
                 reason: reason.to_owned(),
                 by: caller.operator.id.clone(),
@@ -414,8 +430,7 @@ impl Locker {
         debug_assert_eq!(caller.operator.role, Role::Manager);
         let handle = parse_handle(handle, entry)?;
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
-        let record = self.load_record(&handle, entry)?;
-        super::require_scope(caller, &record.tenant)?;
+        let record = self.record_in_scope(caller, &handle, entry)?;
         if let RecordStatus::Disposed(_) = record.status {
             return Err(Error::FailedPrecondition(format!(
                 "record {handle} is already disposed"
