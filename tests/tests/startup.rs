@@ -54,6 +54,24 @@ fn bad_configurations_are_refused_with_specific_messages() {
             ),
             "[backend.tpm] needs auth_file",
         ),
+        (
+            &format!(
+                "{data}[backend]\nallow_insecure = true\n[audit]\ncheckpoint_every = 18446744073709551615\n"
+            ),
+            "audit.checkpoint_every must be between 1 and 100000",
+        ),
+        (
+            &format!(
+                "{data}[backend]\nallow_insecure = true\n[audit]\ncheckpoint_interval_secs = 86400\n"
+            ),
+            "audit.checkpoint_interval_secs must be between 1 and 3600",
+        ),
+        (
+            &format!(
+                "{data}[backend]\nallow_insecure = true\n[tokens]\nmax_ttl_secs = 18446744073709551615\n"
+            ),
+            "tokens.max_ttl_secs must be at most 31536000",
+        ),
     ];
     for (text, expected) in cases {
         let (code, stderr) = run_with_config(text);

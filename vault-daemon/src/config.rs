@@ -404,6 +404,13 @@ impl Default for LogConfig {
     }
 }
 
+/// Most entries between checkpoints (`audit.checkpoint_every`).
+pub const MAX_CHECKPOINT_EVERY: u64 = 100_000;
+/// Longest time between checkpoints (`audit.checkpoint_interval_secs`): an hour.
+pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 3600;
+/// Longest token lifetime (`tokens.max_ttl_secs`): a year.
+pub const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -524,10 +531,13 @@ impl Config {
         if self.audit.commit_timeout_ms == 0 || self.audit.commit_timeout_ms > 600_000 {
             return invalid("audit.commit_timeout_ms must be between 1 and 600000");
         }
-        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
-            return invalid(
-                "audit.checkpoint_every and audit.checkpoint_interval_secs must be at least 1",
-            );
+        // These two bound the unanchored window, what a rollback of the store can hide
+        // (docs/SECURITY.md): not past 100,000 entries or an hour.
+        if !(1..=MAX_CHECKPOINT_EVERY).contains(&self.audit.checkpoint_every) {
+            return invalid("audit.checkpoint_every must be between 1 and 100000");
+        }
+        if !(1..=MAX_CHECKPOINT_INTERVAL_SECS).contains(&self.audit.checkpoint_interval_secs) {
+            return invalid("audit.checkpoint_interval_secs must be between 1 and 3600");
         }
         if self.store.cache_mb == 0 || self.store.cache_mb > 65_536 {
             return invalid("store.cache_mb must be between 1 and 65536");
@@ -543,6 +553,9 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        if self.tokens.max_ttl_secs > MAX_TOKEN_TTL_SECS {
+            return invalid("tokens.max_ttl_secs must be at most 31536000 (one year)");
         }
         if self.tokens.default_ttl_secs == 0
             || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
