@@ -322,3 +322,48 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_entries_name_the_token_that_authenticated_the_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let handle = handler
+        .locker
+        .seal(vault_tests::rpc::with_id(
+            seal_request("dev", "T1", &valid_number(61), &[WITHHOLDING]),
+            "tid-seal",
+        ))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    handler
+        .locker
+        .unseal(vault_tests::rpc::with_id(
+            pb::UnsealRequest {
+                handle,
+                purpose: WITHHOLDING.into(),
+            },
+            "tid-unseal",
+        ))
+        .await
+        .expect("unseal");
+    // The token's public id: `mnt_<id>_<secret>`.
+    let text = std::fs::read_to_string(daemon.data_dir.join("tokens/dev-handler.token"))
+        .expect("token file");
+    let id = text.trim().split('_').nth(1).expect("token id").to_owned();
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = vault_tests::rpc::export_audit(&mut auditor).await;
+    for request in ["tid-seal", "tid-unseal"] {
+        let entry = entries
+            .iter()
+            .find(|e| e.request_id == request)
+            .expect("audited");
+        assert_eq!(entry.token_id, id, "{request}");
+        assert!(
+            !format!("{entry:?}").contains(text.trim()),
+            "the secret leaked"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Audit entries and their canonical, hash-chained encoding.
 //!
-//! Canonical bytes (documented so an auditor can verify with any tool): the tag `MNL-AUDIT-1`,
+//! Canonical bytes (documented so an auditor can verify with any tool): the tag `MNL-AUDIT-2`,
 //! then `seq` and `time_ms` as 8-byte big-endian integers, then each text field as a 4-byte
 //! big-endian length and its UTF-8 bytes, in the order of [`AuditEntry`]'s fields. An entry's
 //! hash is SHA-256(previous hash ‖ canonical bytes); the first entry's previous hash is 32 zero
@@ -8,7 +8,7 @@
 
 use ring::digest;
 
-const TAG: &[u8] = b"MNL-AUDIT-1";
+const TAG: &[u8] = b"MNL-AUDIT-2";
 /// The previous hash of the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 
@@ -41,10 +41,13 @@ pub struct AuditEntry {
     pub request_id: String,
     /// Peer address and, with mutual TLS, client certificate fingerprint.
     pub peer: String,
+    /// Public id of the token that authenticated the call (empty when none was presented or
+    /// it did not parse); never the token's secret.
+    pub token_id: String,
 }
 
 impl AuditEntry {
-    fn text_fields(&self) -> [&String; 11] {
+    fn text_fields(&self) -> [&String; 12] {
         [
             &self.operator,
             &self.role,
@@ -57,6 +60,7 @@ impl AuditEntry {
             &self.reason,
             &self.request_id,
             &self.peer,
+            &self.token_id,
         ]
     }
 
@@ -88,8 +92,8 @@ impl AuditEntry {
         };
         let seq = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "bad seq")?);
         let time_ms = i64::from_be_bytes(take(8)?.try_into().map_err(|_| "bad time")?);
-        let mut texts: Vec<String> = Vec::with_capacity(11);
-        for _ in 0..11 {
+        let mut texts: Vec<String> = Vec::with_capacity(12);
+        for _ in 0..12 {
             let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
             let text = std::str::from_utf8(take(len)?)
                 .map_err(|_| "entry field is not UTF-8".to_owned())?;
@@ -114,6 +118,7 @@ impl AuditEntry {
             reason: next(),
             request_id: next(),
             peer: next(),
+            token_id: next(),
         })
     }
 }
@@ -196,6 +201,7 @@ mod tests {
             reason: "released".into(),
             request_id: "r1".into(),
             peer: "127.0.0.1:1".into(),
+            token_id: "0123abcd".into(),
         }
     }
 

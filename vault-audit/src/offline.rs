@@ -46,6 +46,9 @@ pub struct ExportedEntry {
     pub prev_hash: String,
     /// This entry's hash (hex).
     pub hash: String,
+    /// Public id of the token that authenticated the call.
+    #[serde(default)]
+    pub token_id: String,
 }
 
 impl ExportedEntry {
@@ -65,6 +68,7 @@ impl ExportedEntry {
             reason: self.reason.clone(),
             request_id: self.request_id.clone(),
             peer: self.peer.clone(),
+            token_id: self.token_id.clone(),
         }
     }
 }
@@ -473,6 +477,7 @@ mod tests {
                     reason: entry.reason,
                     request_id: entry.request_id,
                     peer: entry.peer,
+                    token_id: entry.token_id,
                     prev_hash: hex::encode(prev),
                     hash: hex::encode(chained.hash),
                 };

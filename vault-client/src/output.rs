@@ -290,6 +290,7 @@ pub fn export_line(e: &pb::AuditEntry) -> ExportLine {
         reason: e.reason.clone(),
         request_id: e.request_id.clone(),
         peer: e.peer.clone(),
+        token_id: e.token_id.clone(),
         prev_hash: e.prev_hash.clone(),
         hash: e.hash.clone(),
     })

@@ -76,6 +76,7 @@ fn main() {
         reason: "number released".into(),
         request_id: "0123456789abcdef".into(),
         peer: "127.0.0.1:50000".into(),
+        token_id: "0123456789abcdef0123456789abcdef".into(),
     };
     c.bench_function("audit/encode_and_chain", |b| {
         b.iter(|| {

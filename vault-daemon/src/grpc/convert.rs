@@ -258,6 +258,7 @@ pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
         reason: e.reason,
         request_id: e.request_id,
         peer: e.peer,
+        token_id: e.token_id,
         hash: hex::encode(chained.hash),
         prev_hash: hex::encode(chained.prev_hash),
     }

@@ -22,6 +22,8 @@ impl Locker {
             .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
         let id =
             token_id(token).map_err(|_| Error::Unauthenticated("malformed bearer token".into()))?;
+        // The public id only (the part before the secret), also when the token is refused.
+        entry.token_id = id.clone();
         let reader = self.store.reader()?;
         let unknown = || Error::Unauthenticated("unknown bearer token".into());
         let record = reader.token(&id)?.ok_or_else(unknown)?;

@@ -289,6 +289,7 @@ impl Locker {
             .authenticate_session(ctx, &mut entry)
             .and_then(|caller| {
                 entry.operator = caller.operator.id.clone();
+                entry.token_id = caller.token_id.clone();
                 entry.role = caller.operator.role.as_str().into();
                 if action.permits(caller.operator.role) {
                     Ok(caller)
