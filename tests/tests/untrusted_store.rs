@@ -469,6 +469,7 @@ async fn random_byte_flips_are_refused_or_fail_audited() {
         served += 1;
         let mut handler = daemon.dev_client("dev-handler").await;
         let mut answered = Vec::new();
+        let mut released_any = false;
         for (i, (handle, number)) in records.iter().enumerate() {
             let id = format!("flip-{seed}-{i}");
             match unseal(&mut handler, handle, &id).await {
@@ -477,6 +478,7 @@ async fn random_byte_flips_are_refused_or_fail_audited() {
                         &released, number,
                         "seed {seed}: a wrong number was released"
                     );
+                    released_any = true;
                     answered.push(id);
                 }
                 Err(status) => {
@@ -491,26 +493,32 @@ async fn random_byte_flips_are_refused_or_fail_audited() {
                 }
             }
         }
-        // The daemon is still up, and every answered call left its entry.
+        // Every answered call left its entry. A store too damaged to read its own log back may
+        // refuse the tail, but then it must not have released anything.
         let mut auditor = daemon.dev_client("dev-auditor").await;
-        if let Ok(response) = auditor
+        match auditor
             .admin
             .audit_tail(pb::AuditTailRequest { limit: 1000 })
             .await
         {
-            let entries = response.into_inner().entries;
-            for id in &answered {
-                assert!(
-                    entries.iter().any(|e| &e.request_id == id),
-                    "seed {seed}: call {id} was answered without an audit entry"
-                );
+            Ok(response) => {
+                let entries = response.into_inner().entries;
+                for id in &answered {
+                    assert!(
+                        entries.iter().any(|e| &e.request_id == id),
+                        "seed {seed}: call {id} was answered without an audit entry"
+                    );
+                }
             }
+            Err(status) => assert!(
+                !released_any,
+                "seed {seed}: numbers were released but the audit log cannot be read: {status:?}"
+            ),
         }
         drop((handler, auditor));
         daemon.stop();
     }
     eprintln!("byte flips: {refused} stores refused at start, {served} served");
-    assert_eq!(refused + served, 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
