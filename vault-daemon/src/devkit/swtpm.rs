@@ -45,8 +45,39 @@ impl std::fmt::Debug for Swtpm {
     }
 }
 
+/// Lowest port tried below the ephemeral range (clear of the well-known and registered ports
+/// dev machines commonly run, such as PostgreSQL's 5432).
+const FIXED_RANGE_START: u16 = 10_000;
+
 /// A free port P on loopback whose P+1 is free too.
+///
+/// Looked for below the kernel's ephemeral range first: the TPM TCTI opens a connection per
+/// command, and on a busy test machine the ephemeral range fills with their TIME_WAIT sockets
+/// (tens of thousands), any of which makes P+1 unbindable. Ports below the range are never
+/// handed out for outgoing connections, so they stay clear. The start is random so that
+/// daemons started in parallel rarely probe the same ports.
 pub fn free_port_pair() -> Result<u16, DevkitError> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let pair_free = |port: u16| {
+        TcpListener::bind(("127.0.0.1", port))
+            .and_then(|first| {
+                TcpListener::bind(("127.0.0.1", port + 1)).map(|second| (first, second))
+            })
+            .is_ok()
+    };
+    if ephemeral_start > FIXED_RANGE_START + 2 {
+        let span = ephemeral_start - 1 - FIXED_RANGE_START;
+        let offset = u16::from_str_radix(&random_hex(2)?, 16).unwrap_or(0) % span;
+        for step in 0..256u16 {
+            let port = FIXED_RANGE_START + (offset + step * 2) % span;
+            if pair_free(port) {
+                return Ok(port);
+            }
+        }
+    }
     for _ in 0..64 {
         let first = TcpListener::bind("127.0.0.1:0").map_err(|source| DevkitError::Io {
             context: "find a free port".into(),
@@ -188,5 +219,33 @@ impl Swtpm {
 impl Drop for Swtpm {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pair must sit where outgoing connections' TIME_WAIT sockets cannot: below the
+    /// ephemeral range.
+    #[test]
+    fn the_port_pair_is_below_the_ephemeral_range_and_bindable() {
+        let ephemeral_start: u16 =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .expect("port range")
+                .split_whitespace()
+                .next()
+                .expect("start")
+                .parse()
+                .expect("number");
+        for _ in 0..20 {
+            let port = free_port_pair().expect("pair");
+            assert!(
+                port >= FIXED_RANGE_START && port + 1 < ephemeral_start,
+                "{port}"
+            );
+            let _first = TcpListener::bind(("127.0.0.1", port)).expect("P free");
+            let _second = TcpListener::bind(("127.0.0.1", port + 1)).expect("P+1 free");
+        }
     }
 }
