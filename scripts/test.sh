@@ -28,5 +28,5 @@ cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
 for backend in softhsm tpm; do
   echo "== end-to-end suites on the $backend backend"
   VAULT_TEST_BACKEND=$backend cargo test -p vault-tests --locked \
-    --test records --test tamper --test untrusted_store --test leaks --test cli --test authorization --test audit_offline --test rotation --test destruction --test suspension --test lifecycle --test corrections --test reports -- --test-threads "${TEST_THREADS:-4}"
+    --test records --test tamper --test untrusted_store --test dual_control --test leaks --test cli --test authorization --test audit_offline --test rotation --test destruction --test suspension --test lifecycle --test corrections --test reports -- --test-threads "${TEST_THREADS:-4}"
 done

@@ -301,6 +301,16 @@ fn command(data_dir: &Path, options: &DaemonOptions) -> Command {
     command
 }
 
+/// Runs `vault-daemon` once on `data_dir` (as `options` say) with `args`, as a host
+/// operation that exits (break-glass, restore), and returns its output.
+pub fn run_once(data_dir: &Path, options: &DaemonOptions, args: &[&str]) -> std::process::Output {
+    command(data_dir, options)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vault-daemon")
+}
+
 /// Accepts a restored store on purpose: runs `vault-daemon --reanchor` on `data_dir` with the
 /// backend or config of `options`, and returns what it printed. Panics if it fails.
 pub fn reanchor(data_dir: &Path, options: &DaemonOptions) -> String {

@@ -92,15 +92,28 @@ pub async fn unseal_all(handler: &mut Client, records: &[(String, String)]) {
     }
 }
 
+/// Approves, as `approver`, the change request a held call returned, and checks it applied.
+pub async fn approve(approver: &mut Client, held: Option<pb::ChangeRequest>) {
+    let held = held.expect("the call was held for approval (dual control)");
+    let decided = approver
+        .admin
+        .approve_change_request(pb::ChangeRequestIdRequest { id: held.id })
+        .await
+        .expect("approve the change request")
+        .into_inner();
+    assert_eq!(decided.state, "applied", "{decided:?}");
+}
+
 /// Creates operator `id` with `role` (handlers get `STAFF_WITHHOLDING` on `tenant`) and
-/// returns a one-hour token for it.
+/// returns a one-hour token for it: each step asked by `admin` and approved by `approver`.
 pub async fn operator_token(
     admin: &mut Client,
+    approver: &mut Client,
     tenant: &str,
     id: &str,
     role: pb::Role,
 ) -> secrecy::SecretString {
-    admin
+    let created = admin
         .admin
         .create_operator(pb::CreateOperatorRequest {
             operator_id: id.into(),
@@ -108,9 +121,11 @@ pub async fn operator_token(
             display_name: String::new(),
         })
         .await
-        .expect("create operator");
+        .expect("create operator")
+        .into_inner();
+    approve(approver, created.pending_request).await;
     if matches!(role, pb::Role::Handler | pb::Role::Service) {
-        admin
+        let granted = admin
             .admin
             .grant_purposes(pb::GrantRequest {
                 operator_id: id.into(),
@@ -118,9 +133,11 @@ pub async fn operator_token(
                 purposes: vec!["STAFF_WITHHOLDING".into()],
             })
             .await
-            .expect("grant");
+            .expect("grant")
+            .into_inner();
+        approve(approver, granted.pending_request).await;
     }
-    admin
+    let issued = admin
         .admin
         .issue_token(pb::IssueTokenRequest {
             operator_id: id.into(),
@@ -129,9 +146,9 @@ pub async fn operator_token(
         })
         .await
         .expect("issue token")
-        .into_inner()
-        .token
-        .into()
+        .into_inner();
+    approve(approver, issued.pending_request).await;
+    issued.token.into()
 }
 
 /// Waits (up to 20 s) until the daemon's Locker health is `want`.
@@ -205,12 +222,13 @@ pub async fn wait_for_rewrap(client: &mut Client, tenant: &str, version: u32) {
 }
 
 /// Starts a daemon from the config `text` (written beside `data`, which it must name as its
-/// data directory, with a loopback `listen`) and returns it with a client of its first admin.
+/// data directory, with a loopback `listen`) and returns it with clients of its two first
+/// admins (the second approves the first's change requests).
 pub async fn start_from_config(
     data: &std::path::Path,
     text: &str,
     options: crate::DaemonOptions,
-) -> (crate::Daemon, Client) {
+) -> (crate::Daemon, Client, Client) {
     let config = data.with_extension("toml");
     std::fs::write(&config, text).expect("write config");
     let daemon = crate::Daemon::start(
@@ -223,12 +241,16 @@ pub async fn start_from_config(
     let token = vault_client::read_token_file(&data.join("initial-admin.token"))
         .expect("first admin token");
     let admin = daemon.client(Some(token)).await;
-    (daemon, admin)
+    let second = vault_client::read_token_file(&data.join("initial-admin2.token"))
+        .expect("second admin token");
+    let approver = daemon.client(Some(second)).await;
+    (daemon, admin, approver)
 }
 
 /// Creates tenant `tenant` and returns the token of a new operator `id` with `role` on it.
 pub async fn tenant_with_operator(
     admin: &mut Client,
+    approver: &mut Client,
     tenant: &str,
     id: &str,
     role: pb::Role,
@@ -241,5 +263,5 @@ pub async fn tenant_with_operator(
         })
         .await
         .expect("create tenant");
-    operator_token(admin, tenant, id, role).await
+    operator_token(admin, approver, tenant, id, role).await
 }

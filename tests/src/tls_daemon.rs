@@ -154,6 +154,12 @@ data_dir = "{data}"
             .expect("initial admin token")
     }
 
+    /// The second admin's token (it approves the first admin's change requests).
+    pub fn approver_token(&self) -> SecretString {
+        vault_client::read_token_file(&self.daemon.data_dir.join("initial-admin2.token"))
+            .expect("second admin token")
+    }
+
     /// A client over TLS with `token` and the chosen client certificate.
     pub async fn client(&self, token: Option<SecretString>, cert: ClientCert) -> Client {
         let mut config = ClientConfig::new(format!("https://{}", self.daemon.addr), token);

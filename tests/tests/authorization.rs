@@ -8,10 +8,21 @@ use secrecy::SecretString;
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::rpc::{approve, export_audit, seal_request, with_id};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
+
+fn jst_today() -> String {
+    let jst = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
+    format!(
+        "{:04}-{:02}-{:02}",
+        jst.year(),
+        u8::from(jst.month()),
+        jst.day()
+    )
+}
 const H: &str = "STAFF_HEALTH_PENSION";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,9 +100,13 @@ enum Rpc {
     IncidentReport,
     ListAlerts,
     EnableOperator,
+    ListChangeRequests,
+    ApproveChangeRequest,
+    DenyChangeRequest,
+    RequestQuorum,
 }
 
-const RPCS: [Rpc; 46] = [
+const RPCS: [Rpc; 50] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -140,6 +155,10 @@ const RPCS: [Rpc; 46] = [
     Rpc::IncidentReport,
     Rpc::ListAlerts,
     Rpc::EnableOperator,
+    Rpc::ListChangeRequests,
+    Rpc::ApproveChangeRequest,
+    Rpc::DenyChangeRequest,
+    Rpc::RequestQuorum,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -174,12 +193,16 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::RunDisposal
         | Rpc::SetTenantInfo
         | Rpc::EnableOperator
+        | Rpc::ApproveChangeRequest
+        | Rpc::DenyChangeRequest
+        | Rpc::RequestQuorum
         | Rpc::BenchBackend => &[Admin],
         Rpc::ListTenants
         | Rpc::ListOperators
         | Rpc::ListTokens
         | Rpc::KeyStatus
-        | Rpc::ListKeyDestructions => &[Admin, Auditor],
+        | Rpc::ListKeyDestructions
+        | Rpc::ListChangeRequests => &[Admin, Auditor],
         Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
         Rpc::AuditTail
         | Rpc::AuditExport
@@ -196,6 +219,8 @@ fn allowed_code(rpc: Rpc) -> Code {
     match rpc {
         Rpc::ApproveKeyDestruction
         | Rpc::CancelKeyDestruction
+        | Rpc::ApproveChangeRequest
+        | Rpc::DenyChangeRequest
         | Rpc::ApproveCorrection
         | Rpc::RejectCorrection => Code::NotFound,
         _ => Code::Ok,
@@ -225,13 +250,15 @@ struct Fixtures {
     revocable_tokens: HashMap<Principal, String>,
 }
 
+/// Issues a token for `operator`, asked by `admin` and approved by `approver`.
 async fn issue(
     admin: &mut Client,
+    approver: &mut Client,
     operator: &str,
     ttl: u64,
     fingerprint: &str,
 ) -> pb::IssueTokenResponse {
-    admin
+    let issued = admin
         .admin
         .issue_token(pb::IssueTokenRequest {
             operator_id: operator.into(),
@@ -240,11 +267,13 @@ async fn issue(
         })
         .await
         .expect("issue token")
-        .into_inner()
+        .into_inner();
+    approve(approver, issued.pending_request.clone()).await;
+    issued
 }
 
-async fn create_operator(admin: &mut Client, id: &str, role: pb::Role) {
-    admin
+async fn create_operator(admin: &mut Client, approver: &mut Client, id: &str, role: pb::Role) {
+    let created = admin
         .admin
         .create_operator(pb::CreateOperatorRequest {
             operator_id: id.into(),
@@ -252,11 +281,19 @@ async fn create_operator(admin: &mut Client, id: &str, role: pb::Role) {
             display_name: String::new(),
         })
         .await
-        .expect("create operator");
+        .expect("create operator")
+        .into_inner();
+    approve(approver, created.pending_request).await;
 }
 
-async fn grant(admin: &mut Client, id: &str, tenant: &str, purposes: &[&str]) {
-    admin
+async fn grant(
+    admin: &mut Client,
+    approver: &mut Client,
+    id: &str,
+    tenant: &str,
+    purposes: &[&str],
+) {
+    let granted = admin
         .admin
         .grant_purposes(pb::GrantRequest {
             operator_id: id.into(),
@@ -264,7 +301,9 @@ async fn grant(admin: &mut Client, id: &str, tenant: &str, purposes: &[&str]) {
             purposes: purposes.iter().map(|p| (*p).to_owned()).collect(),
         })
         .await
-        .expect("grant");
+        .expect("grant")
+        .into_inner();
+    approve(approver, granted.pending_request).await;
 }
 
 async fn call(
@@ -543,7 +582,8 @@ async fn call(
             .retire(with_id(
                 pb::RetireRequest {
                     handle: fx.retire_records[&principal].clone(),
-                    left_on: "2026-03-31".into(),
+                    // Today: a handler may not date a departure before the record's acquisition.
+                    left_on: jst_today(),
                 },
                 id,
             ))
@@ -670,6 +710,37 @@ async fn call(
             .list_key_destructions(with_id(pb::ListKeyDestructionsRequest {}, id))
             .await
             .map(drop),
+        Rpc::ListChangeRequests => client
+            .admin
+            .list_change_requests(with_id(pb::ListChangeRequestsRequest::default(), id))
+            .await
+            .map(|r| assert_eq!(r.into_inner().quorum, 1)),
+        Rpc::ApproveChangeRequest => client
+            .admin
+            .approve_change_request(with_id(
+                pb::ChangeRequestIdRequest {
+                    id: "00000000000000aa".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::DenyChangeRequest => client
+            .admin
+            .deny_change_request(with_id(
+                pb::DenyChangeRequestRequest {
+                    id: "00000000000000aa".into(),
+                    reason: "誤申請".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::RequestQuorum => client
+            .admin
+            .request_quorum(with_id(pb::RequestQuorumRequest { approvals: 1 }, id))
+            .await
+            .map(|r| assert_eq!(r.into_inner().state, "pending")),
         Rpc::KeyStatus => client
             .admin
             .key_status(with_id(
@@ -693,6 +764,7 @@ async fn every_rpc_for_every_kind_of_caller() {
 
     let admin_token = tls.admin_token();
     let mut admin = tls.client(Some(admin_token.clone()), ClientCert::A).await;
+    let mut approver = tls.client(Some(tls.approver_token()), ClientCert::A).await;
     for tenant in ["t1", "t2"] {
         admin
             .admin
@@ -711,12 +783,12 @@ async fn every_rpc_for_every_kind_of_caller() {
         ("aud", pb::Role::Auditor),
         ("gone", pb::Role::Handler),
     ] {
-        create_operator(&mut admin, id, role).await;
+        create_operator(&mut admin, &mut approver, id, role).await;
     }
     for id in ["mgr", "hdl", "svc", "gone"] {
-        grant(&mut admin, id, "t1", &[W, H]).await;
+        grant(&mut admin, &mut approver, id, "t1", &[W, H]).await;
     }
-    grant(&mut admin, "hdl2", "t1", &[W]).await;
+    grant(&mut admin, &mut approver, "hdl2", "t1", &[W]).await;
 
     let mut tokens: HashMap<Principal, SecretString> = HashMap::new();
     tokens.insert(Principal::Admin, admin_token);
@@ -730,12 +802,16 @@ async fn every_rpc_for_every_kind_of_caller() {
     ] {
         tokens.insert(
             principal,
-            SecretString::from(issue(&mut admin, operator, 3600, fp).await.token),
+            SecretString::from(
+                issue(&mut admin, &mut approver, operator, 3600, fp)
+                    .await
+                    .token,
+            ),
         );
     }
-    let expired = issue(&mut admin, "hdl", 1, "").await;
+    let expired = issue(&mut admin, &mut approver, "hdl", 1, "").await;
     tokens.insert(Principal::Expired, SecretString::from(expired.token));
-    let revoked = issue(&mut admin, "hdl", 3600, "").await;
+    let revoked = issue(&mut admin, &mut approver, "hdl", 3600, "").await;
     admin
         .admin
         .revoke_token(pb::RevokeTokenRequest {
@@ -830,10 +906,12 @@ async fn every_rpc_for_every_kind_of_caller() {
             .handle;
         fx.correction_records.insert(*principal, handle);
         let operator = format!("throwaway-{i}");
-        create_operator(&mut admin, &operator, pb::Role::Handler).await;
+        create_operator(&mut admin, &mut approver, &operator, pb::Role::Handler).await;
         fx.revocable_tokens.insert(
             *principal,
-            issue(&mut admin, &operator, 3600, "").await.token_id,
+            issue(&mut admin, &mut approver, &operator, 3600, "")
+                .await
+                .token_id,
         );
         fx.disposable_operators.insert(*principal, operator);
     }
@@ -918,6 +996,9 @@ async fn unseal_denials_by_purpose_tenant_and_state_are_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = TlsDaemon::start(dir.path(), "");
     let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    let mut approver = tls
+        .client(Some(tls.approver_token()), ClientCert::None)
+        .await;
     for tenant in ["t1", "t2"] {
         admin
             .admin
@@ -935,14 +1016,14 @@ async fn unseal_denials_by_purpose_tenant_and_state_are_audited() {
         ("mgr", pb::Role::Manager),
         ("aud", pb::Role::Auditor),
     ] {
-        create_operator(&mut admin, id, role).await;
+        create_operator(&mut admin, &mut approver, id, role).await;
     }
-    grant(&mut admin, "hdl", "t1", &[W, H]).await;
-    grant(&mut admin, "narrow", "t1", &[W]).await;
-    grant(&mut admin, "other", "t2", &[W, H]).await;
-    grant(&mut admin, "mgr", "t1", &[W]).await;
+    grant(&mut admin, &mut approver, "hdl", "t1", &[W, H]).await;
+    grant(&mut admin, &mut approver, "narrow", "t1", &[W]).await;
+    grant(&mut admin, &mut approver, "other", "t2", &[W, H]).await;
+    grant(&mut admin, &mut approver, "mgr", "t1", &[W]).await;
     let mut client_of = async |id: &str| {
-        let token = SecretString::from(issue(&mut admin, id, 3600, "").await.token);
+        let token = SecretString::from(issue(&mut admin, &mut approver, id, 3600, "").await.token);
         tls.client(Some(token), ClientCert::None).await
     };
     let mut hdl = client_of("hdl").await;

@@ -135,8 +135,15 @@ async fn a_token_revoked_mid_batch_stops_the_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start_dev(&dir.path().join("data"));
     let mut admin = daemon.dev_client("dev-admin").await;
-    let token =
-        vault_tests::rpc::operator_token(&mut admin, "dev", "batcher", pb::Role::Handler).await;
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let token = vault_tests::rpc::operator_token(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "batcher",
+        pb::Role::Handler,
+    )
+    .await;
     let token_id = token
         .expose_secret()
         .split('_')

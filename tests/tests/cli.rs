@@ -65,6 +65,15 @@ async fn admin_and_operator_workflow() {
     let admin = tokens.join("dev-admin.token");
     let auditor = tokens.join("dev-auditor.token");
     let manager = tokens.join("dev-manager.token");
+    let admin2 = tokens.join("dev-admin2.token");
+    // Dual control: what `admin` asks, `admin2` approves by the id the CLI printed.
+    let approve = |held: &Value| {
+        let id = held["pending_request"]["id"]
+            .as_str()
+            .expect("held for approval");
+        let decided = cli.json(&admin2, &["approve", id]);
+        assert_eq!(decided[0]["state"], "applied", "{decided:?}");
+    };
 
     cli.ok(
         &admin,
@@ -77,7 +86,7 @@ async fn admin_and_operator_workflow() {
             .iter()
             .any(|t| t["tenant_id"] == "acme" && t["name"] == "株式会社ACME")
     );
-    cli.ok(
+    let text = cli.ok(
         &admin,
         &[
             "operator",
@@ -90,7 +99,19 @@ async fn admin_and_operator_workflow() {
         ],
         "",
     );
-    cli.ok(
+    assert!(text.contains("held for approval: request "), "{text}");
+    let pending = cli.json(&admin2, &["requests", "list", "--pending"]);
+    assert_eq!(pending[0]["quorum"], 1);
+    let request = &pending[0]["requests"][0];
+    assert_eq!(request["summary"], "create operator payroll as service");
+    assert_eq!(request["requested_by"], "dev-admin");
+    let id = request["id"].as_str().expect("id").to_owned();
+    let (ok, _, stderr) = cli.run(&admin, &["approve", &id], "");
+    assert!(!ok && stderr.contains("another admin"), "{stderr}");
+    let decided = cli.json(&admin2, &["approve", &id]);
+    assert_eq!(decided[0]["state"], "applied");
+    assert_eq!(decided[0]["approved_by"], serde_json::json!(["dev-admin2"]));
+    let held = cli.json(
         &admin,
         &[
             "grant",
@@ -100,7 +121,15 @@ async fn admin_and_operator_workflow() {
             "--purpose",
             "STAFF_WITHHOLDING,STAFF_HEALTH_PENSION",
         ],
-        "",
+    );
+    approve(&held[0]);
+    // A request denied with a reason stays denied.
+    let held = cli.json(&admin, &["operator", "add", "spare", "--role", "auditor"]);
+    let spare = held[0]["pending_request"]["id"].as_str().expect("id");
+    let denied = cli.json(&admin2, &["deny", spare, "--reason", "不要"]);
+    assert_eq!(
+        (denied[0]["state"].as_str(), denied[0]["reason"].as_str()),
+        (Some("denied"), Some("不要"))
     );
     cli.ok(
         &admin,
@@ -142,6 +171,7 @@ async fn admin_and_operator_workflow() {
         issued[0]["token"].is_null(),
         "the secret goes to the file only"
     );
+    approve(&issued[0]);
     assert_eq!(
         std::fs::metadata(&token_file)
             .expect("token file")
@@ -239,34 +269,37 @@ async fn admin_and_operator_workflow() {
         stderr.trim(),
         format!("error: NOT_FOUND: no record {handle}")
     );
-    cli.ok(
-        &admin,
-        &["operator", "add", "acme-mgr", "--role", "manager"],
-        "",
+    approve(
+        &cli.json(
+            &admin,
+            &["operator", "add", "acme-mgr", "--role", "manager"],
+        )[0],
     );
-    cli.ok(
-        &admin,
-        &[
-            "grant",
-            "acme-mgr",
-            "--tenant",
-            "acme",
-            "--purpose",
-            "STAFF_WITHHOLDING",
-        ],
-        "",
+    approve(
+        &cli.json(
+            &admin,
+            &[
+                "grant",
+                "acme-mgr",
+                "--tenant",
+                "acme",
+                "--purpose",
+                "STAFF_WITHHOLDING",
+            ],
+        )[0],
     );
     let mgr_token = dir.path().join("acme-mgr.token");
-    cli.ok(
-        &admin,
-        &[
-            "token",
-            "issue",
-            "acme-mgr",
-            "--out",
-            mgr_token.to_str().expect("utf8"),
-        ],
-        "",
+    approve(
+        &cli.json(
+            &admin,
+            &[
+                "token",
+                "issue",
+                "acme-mgr",
+                "--out",
+                mgr_token.to_str().expect("utf8"),
+            ],
+        )[0],
     );
     let disposed = cli.json(
         &mgr_token,

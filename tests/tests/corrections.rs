@@ -5,7 +5,7 @@
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::rpc::{approve, export_audit, operator_token, seal_request};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -84,8 +84,16 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
     let mut handler = daemon.dev_client("dev-handler").await;
     let mut manager = daemon.dev_client("dev-manager").await;
     let mut admin = daemon.dev_client("dev-admin").await;
-    let second = operator_token(&mut admin, "dev", "manager-2", pb::Role::Manager).await;
-    admin
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let second = operator_token(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "manager-2",
+        pb::Role::Manager,
+    )
+    .await;
+    let granted = admin
         .admin
         .grant_purposes(pb::GrantRequest {
             operator_id: "manager-2".into(),
@@ -93,7 +101,9 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
             purposes: vec![W.into()],
         })
         .await
-        .expect("grant");
+        .expect("grant")
+        .into_inner();
+    approve(&mut approver, granted.pending_request).await;
     let mut manager2 = daemon.client(Some(second)).await;
 
     let (a, b, c, d) = (
@@ -314,6 +324,9 @@ async fn a_correction_to_a_number_held_under_the_old_index_key_is_refused() {
         "\n[keys]\nrewrap_batch = 1\nrewrap_pause_ms = 60000\n",
     );
     let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    let mut approver = tls
+        .client(Some(tls.approver_token()), ClientCert::None)
+        .await;
     admin
         .admin
         .create_tenant(pb::CreateTenantRequest {
@@ -322,7 +335,7 @@ async fn a_correction_to_a_number_held_under_the_old_index_key_is_refused() {
         })
         .await
         .expect("tenant");
-    let token = operator_token(&mut admin, "t1", "hr", pb::Role::Handler).await;
+    let token = operator_token(&mut admin, &mut approver, "t1", "hr", pb::Role::Handler).await;
     let mut handler = tls.client(Some(token), ClientCert::None).await;
     let numbers: Vec<String> = (0..3).map(|i| valid_number(81 + i)).collect();
     let mut handles = Vec::new();

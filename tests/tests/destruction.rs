@@ -47,8 +47,12 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
         })
         .await
         .expect("tenant");
-    let admin2_token = operator_token(&mut admin1, "t1", "admin2", pb::Role::Admin).await;
-    let handler_token = operator_token(&mut admin1, "t1", "h", pb::Role::Handler).await;
+    let admin2_token = tls.approver_token();
+    let mut approver = tls
+        .client(Some(admin2_token.clone()), ClientCert::None)
+        .await;
+    let handler_token =
+        operator_token(&mut admin1, &mut approver, "t1", "h", pb::Role::Handler).await;
     let mut handler = tls
         .client(Some(handler_token.clone()), ClientCert::None)
         .await;
@@ -66,7 +70,7 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     }
 
     // A backup of the store, taken before the rotation.
-    drop((admin1, handler));
+    drop((admin1, approver, handler));
     assert!(tls.daemon.stop().success());
     let backup_store = dir.path().join("backup.redb");
     std::fs::copy(tls.daemon.data_dir.join("locker.redb"), &backup_store).expect("backup");
@@ -128,7 +132,7 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
         .expect_err("same admin");
     assert_eq!(same.code(), Code::PermissionDenied);
     assert!(
-        same.message().contains("second admin"),
+        same.message().contains("another admin"),
         "{}",
         same.message()
     );

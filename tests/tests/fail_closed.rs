@@ -170,7 +170,7 @@ async fn the_servers_deadline_answers_deadline_exceeded_and_is_audited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     // A backend slower than the server's deadline (1 s), under its own timeout (10 s).
-    let (daemon, mut admin) = vault_tests::rpc::start_from_config(
+    let (daemon, mut admin, mut approver) = vault_tests::rpc::start_from_config(
         &data,
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nrequest_timeout_secs = 1\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\ntimeout_ms = 10000\n",
@@ -179,8 +179,14 @@ async fn the_servers_deadline_answers_deadline_exceeded_and_is_audited() {
         DaemonOptions::default(),
     )
     .await;
-    let token =
-        vault_tests::rpc::tenant_with_operator(&mut admin, "t1", "h1", pb::Role::Handler).await;
+    let token = vault_tests::rpc::tenant_with_operator(
+        &mut admin,
+        &mut approver,
+        "t1",
+        "h1",
+        pb::Role::Handler,
+    )
+    .await;
     let mut handler = daemon.client(Some(token)).await;
     let handle = handler
         .locker

@@ -332,8 +332,9 @@ async fn rehire_before_the_date_brings_the_record_back() {
         number
     );
 
-    // Retired again with an old leaving date: due at once, disposed by the next run.
-    handler
+    // Retired again with an old leaving date: only a manager may date it so (a handler may
+    // not destroy through a retirement); due at once, disposed by the next run.
+    manager
         .locker
         .retire(pb::RetireRequest {
             handle: handle.clone(),
@@ -372,6 +373,9 @@ async fn yearly_epochs_share_one_key_per_year() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = TlsDaemon::start(dir.path(), "\n[lifecycle]\nepoch_months = 12\n");
     let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    let mut approver = tls
+        .client(Some(tls.approver_token()), ClientCert::None)
+        .await;
     admin
         .admin
         .create_tenant(pb::CreateTenantRequest {
@@ -380,8 +384,26 @@ async fn yearly_epochs_share_one_key_per_year() {
         })
         .await
         .expect("tenant");
-    let token = vault_tests::rpc::operator_token(&mut admin, "t1", "hr", pb::Role::Handler).await;
+    let token =
+        vault_tests::rpc::operator_token(&mut admin, &mut approver, "t1", "hr", pb::Role::Handler)
+            .await;
     let mut handler = tls.client(Some(token), ClientCert::None).await;
+    // Departures eight years back are dated by a manager (a handler may not backdate).
+    let manager_token =
+        vault_tests::rpc::operator_token(&mut admin, &mut approver, "t1", "hrm", pb::Role::Manager)
+            .await;
+    let granted = admin
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: "hrm".into(),
+            tenant: "t1".into(),
+            purposes: vec![W.into()],
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    vault_tests::rpc::approve(&mut approver, granted.pending_request).await;
+    let mut manager = tls.client(Some(manager_token), ClientCert::None).await;
     let year = &jst_date_in(0)[..4];
     let mut epochs = Vec::new();
     for (i, left_on) in [jst_date_in(0), jst_date_in(-8 * 365)].iter().enumerate() {
@@ -397,7 +419,7 @@ async fn yearly_epochs_share_one_key_per_year() {
             .expect("seal")
             .into_inner()
             .handle;
-        let record = handler
+        let record = manager
             .locker
             .retire(pb::RetireRequest {
                 handle,

@@ -53,7 +53,7 @@ async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
     stubs(&python, &stub_dir);
 
     let data = dir.path().join("data");
-    let (daemon, mut admin) = start_from_config(
+    let (daemon, mut admin, mut approver) = start_from_config(
         &data,
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\nmax_in_flight = 128\n",
@@ -62,7 +62,14 @@ async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
         DaemonOptions::default(),
     )
     .await;
-    let token = tenant_with_operator(&mut admin, "t1", "payroll", pb::Role::Service).await;
+    let token = tenant_with_operator(
+        &mut admin,
+        &mut approver,
+        "t1",
+        "payroll",
+        pb::Role::Service,
+    )
+    .await;
     let token_file = dir.path().join("payroll.token");
     {
         use secrecy::ExposeSecret;

@@ -5,7 +5,7 @@ use tonic::Code;
 use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::numbers::{DESIGN_VALID, valid_number};
-use vault_tests::rpc::seal_request;
+use vault_tests::rpc::{approve, seal_request};
 
 const WITHHOLDING: &str = "STAFF_WITHHOLDING";
 
@@ -226,7 +226,8 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start_dev(&dir.path().join("data"));
     let mut admin = daemon.dev_client("dev-admin").await;
-    admin
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let created = admin
         .admin
         .create_operator(pb::CreateOperatorRequest {
             operator_id: "payroll".into(),
@@ -234,8 +235,10 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
             display_name: "payroll system".into(),
         })
         .await
-        .expect("create operator");
-    admin
+        .expect("create operator")
+        .into_inner();
+    approve(&mut approver, created.pending_request).await;
+    let granted = admin
         .admin
         .grant_purposes(pb::GrantRequest {
             operator_id: "payroll".into(),
@@ -243,7 +246,9 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
             purposes: vec![WITHHOLDING.into()],
         })
         .await
-        .expect("grant");
+        .expect("grant")
+        .into_inner();
+    approve(&mut approver, granted.pending_request).await;
     let issued = admin
         .admin
         .issue_token(pb::IssueTokenRequest {
@@ -254,6 +259,7 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
         .await
         .expect("issue")
         .into_inner();
+    approve(&mut approver, issued.pending_request).await;
     let token = secrecy::SecretString::from(issued.token);
     let mut payroll = daemon.client(Some(token.clone())).await;
     let handles: Vec<String> = {
@@ -319,7 +325,7 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
             .iter()
             .filter(|l| l.starts_with("dev token"))
             .count(),
-        4
+        5
     );
 }
 

@@ -9,7 +9,7 @@ use tonic::Code;
 use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::rpc::{approve, export_audit, operator_token, seal_request};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -341,6 +341,9 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
         "\n[monitoring]\nauto_suspend = true\n[monitoring.handler]\nunseals_per_hour = 5\ndistinct_subjects_per_hour = 0\n",
     );
     let mut admin = tls.client(Some(tls.admin_token()), ClientCert::None).await;
+    let mut approver = tls
+        .client(Some(tls.approver_token()), ClientCert::None)
+        .await;
     admin
         .admin
         .create_tenant(pb::CreateTenantRequest {
@@ -349,7 +352,7 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
         })
         .await
         .expect("tenant");
-    let token = operator_token(&mut admin, "t1", "burst", pb::Role::Handler).await;
+    let token = operator_token(&mut admin, &mut approver, "t1", "burst", pb::Role::Handler).await;
     let mut handler = tls.client(Some(token), ClientCert::None).await;
     let number = valid_number(3300);
     let handle = handler
@@ -421,8 +424,15 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
                 .await
                 .expect("tenant");
         }
-        let token = operator_token(&mut admin, tenant, manager, pb::Role::Manager).await;
-        admin
+        let token = operator_token(
+            &mut admin,
+            &mut approver,
+            tenant,
+            manager,
+            pb::Role::Manager,
+        )
+        .await;
+        let granted = admin
             .admin
             .grant_purposes(pb::GrantRequest {
                 operator_id: manager.into(),
@@ -430,7 +440,9 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
                 purposes: vec![W.into()],
             })
             .await
-            .expect("grant");
+            .expect("grant")
+            .into_inner();
+        approve(&mut approver, granted.pending_request).await;
         let mut client = tls.client(Some(token), ClientCert::None).await;
         let seen = client
             .admin
@@ -441,14 +453,17 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
             .alerts;
         assert_eq!(seen.len(), expected, "{manager}");
     }
-    // An admin lifts the suspension; the operator works again.
-    admin
+    // An admin lifts the suspension, a second approves; the operator works again.
+    let enabled = admin
         .admin
         .enable_operator(pb::DisableOperatorRequest {
             operator_id: "burst".into(),
         })
         .await
-        .expect("enable");
+        .expect("enable")
+        .into_inner();
+    assert!(enabled.disabled, "held until approved");
+    approve(&mut approver, enabled.pending_request).await;
     let back = handler
         .locker
         .unseal(unseal())

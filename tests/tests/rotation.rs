@@ -171,6 +171,11 @@ async fn sigkill_in_the_middle_of_a_rewrap_resumes_and_completes() {
     let admin_token =
         vault_client::read_token_file(&data.join("initial-admin.token")).expect("admin token");
     let mut admin = daemon.client(Some(admin_token.clone())).await;
+    let mut approver = daemon
+        .client(Some(
+            vault_client::read_token_file(&data.join("initial-admin2.token")).expect("admin2"),
+        ))
+        .await;
     admin
         .admin
         .create_tenant(pb::CreateTenantRequest {
@@ -179,7 +184,7 @@ async fn sigkill_in_the_middle_of_a_rewrap_resumes_and_completes() {
         })
         .await
         .expect("tenant");
-    let token = operator_token(&mut admin, "acme", "h", pb::Role::Handler).await;
+    let token = operator_token(&mut admin, &mut approver, "acme", "h", pb::Role::Handler).await;
     let mut handler = daemon.client(Some(token.clone())).await;
     let records = seal_many(&mut handler, "acme", 80, 3000).await;
 

@@ -46,7 +46,7 @@ async fn sighup_reloads_under_load_and_a_bad_file_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let config = data.with_extension("toml");
-    let (mut daemon, mut admin) = start_from_config(
+    let (mut daemon, mut admin, mut approver) = start_from_config(
         &data,
         &config_text(&data, "info", 1000),
         DaemonOptions {
@@ -56,7 +56,8 @@ async fn sighup_reloads_under_load_and_a_bad_file_changes_nothing() {
         },
     )
     .await;
-    let token = tenant_with_operator(&mut admin, "t1", "h1", pb::Role::Handler).await;
+    let token =
+        tenant_with_operator(&mut admin, &mut approver, "t1", "h1", pb::Role::Handler).await;
     let mut handler = daemon.client(Some(token)).await;
     let handle = handler
         .locker

@@ -91,7 +91,7 @@ fn bad_configurations_are_refused_with_specific_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_start_creates_the_first_admin() {
+async fn first_start_creates_the_first_admins() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let config = dir.path().join("config.toml");
@@ -145,9 +145,20 @@ async fn first_start_creates_the_first_admin() {
         .expect("admin works")
         .into_inner()
         .operators;
-    assert_eq!(operators.len(), 1);
-    assert_eq!(operators[0].operator_id, "admin");
-    assert_eq!(operators[0].role, pb::Role::Admin as i32);
+    // Two admins, so that dual control can work from the first request on.
+    let ids: Vec<&str> = operators.iter().map(|o| o.operator_id.as_str()).collect();
+    assert_eq!(ids, ["admin", "admin2"]);
+    assert!(operators.iter().all(|o| o.role == pb::Role::Admin as i32));
+    let second = data.join("initial-admin2.token");
+    assert_eq!(
+        std::fs::metadata(&second)
+            .expect("second token file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(log.contains("initial-admin2.token"), "{log}");
     // Not a second time: a restart does not create another admin or token file.
     std::fs::remove_file(&token_file).expect("remove token file");
     drop(admin);

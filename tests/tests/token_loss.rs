@@ -190,7 +190,7 @@ async fn tpm_loss_mid_load() {
         .expect("started");
     let data = dir.path().join("data");
     let auth = vault_daemon::devkit::swtpm::auth_file(&dir.path().join("auth")).expect("auth");
-    let (daemon, mut admin) = vault_tests::rpc::start_from_config(
+    let (daemon, mut admin, mut approver) = vault_tests::rpc::start_from_config(
         &data,
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"tpm\"\ntimeout_ms = 1500\n[backend.tpm]\ntcti = \"swtpm:host=127.0.0.1,port={port}\"\nauth_file = \"{}\"\n",
@@ -200,10 +200,22 @@ async fn tpm_loss_mid_load() {
         DaemonOptions::default(),
     )
     .await;
-    let handler_token =
-        vault_tests::rpc::tenant_with_operator(&mut admin, "dev", "handler", pb::Role::Handler)
-            .await;
-    let auditor_token = operator_token(&mut admin, "dev", "auditor", pb::Role::Auditor).await;
+    let handler_token = vault_tests::rpc::tenant_with_operator(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "handler",
+        pb::Role::Handler,
+    )
+    .await;
+    let auditor_token = operator_token(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "auditor",
+        pb::Role::Auditor,
+    )
+    .await;
     let handler = daemon.client(Some(handler_token)).await;
     let auditor = daemon.client(Some(auditor_token)).await;
     exercise_token_loss(

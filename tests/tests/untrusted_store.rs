@@ -56,9 +56,11 @@ async fn unseal(
         .map(|r| r.into_inner().number)
 }
 
-/// A second token for `dev-handler`, issued by an admin.
-async fn issue_handler_token(admin: &mut vault_client::Client) -> pb::IssueTokenResponse {
-    admin
+/// A second token for `dev-handler`, issued by an admin and approved by the other.
+async fn issue_handler_token(daemon: &Daemon) -> pb::IssueTokenResponse {
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let issued = admin
         .admin
         .issue_token(pb::IssueTokenRequest {
             operator_id: "dev-handler".into(),
@@ -67,7 +69,9 @@ async fn issue_handler_token(admin: &mut vault_client::Client) -> pb::IssueToken
         })
         .await
         .expect("issue")
-        .into_inner()
+        .into_inner();
+    vault_tests::rpc::approve(&mut approver, issued.pending_request.clone()).await;
+    issued
 }
 
 async fn revoke(admin: &mut vault_client::Client, token_id: &str) {
@@ -206,7 +210,7 @@ async fn a_revoked_token_and_a_suspended_record_stay_so() {
     // A second handler token, then revoked; the record suspended.
     let mut daemon = Daemon::start_dev(&original);
     let mut admin = daemon.dev_client("dev-admin").await;
-    let issued = issue_handler_token(&mut admin).await;
+    let issued = issue_handler_token(&daemon).await;
     let revoked_id = issued.token_id.clone();
     revoke(&mut admin, &revoked_id).await;
     let mut manager = daemon.dev_client("dev-manager").await;
@@ -528,9 +532,7 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
     prepared(&original).await;
     // A second handler token; the rows as they are before any revocation.
     let mut daemon = Daemon::start_dev(&original);
-    let mut admin = daemon.dev_client("dev-admin").await;
-    let issued = issue_handler_token(&mut admin).await;
-    drop(admin);
+    let issued = issue_handler_token(&daemon).await;
     assert!(daemon.stop().success());
     let old_token = store_edit::get(&original, TOKENS, &issued.token_id).expect("token row");
     let old_handler = store_edit::get(&original, OPERATORS, "dev-handler").expect("operator");
@@ -616,8 +618,9 @@ async fn record_state_edits_and_an_emptied_store_are_refused() {
     let before_disposal = record_row(&original, &disposed);
 
     let mut daemon = Daemon::start_dev(&original);
-    let mut handler = daemon.dev_client("dev-handler").await;
-    handler
+    let mut manager = daemon.dev_client("dev-manager").await;
+    // Dated before the record's acquisition: a manager's call.
+    manager
         .locker
         .retire(pb::RetireRequest {
             handle: retired.clone(),
@@ -625,7 +628,6 @@ async fn record_state_edits_and_an_emptied_store_are_refused() {
         })
         .await
         .expect("retire");
-    let mut manager = daemon.dev_client("dev-manager").await;
     manager
         .locker
         .dispose(pb::DisposeRequest {
@@ -634,7 +636,7 @@ async fn record_state_edits_and_an_emptied_store_are_refused() {
         })
         .await
         .expect("dispose");
-    drop((handler, manager));
+    drop(manager);
     assert!(daemon.stop().success());
 
     // A retirement undone in the store: the DEK is bound to the retired state.

@@ -10,6 +10,8 @@ use crate::lifecycle_cli;
 pub use crate::lifecycle_cli::{CertificateCommand, CorrectCommand, ReportCommand, TenantInfoArgs};
 use crate::output::{self, Format};
 use crate::reports::ReportFormat;
+use crate::requests_cli;
+pub use crate::requests_cli::RequestsCommand;
 
 /// MyNumber Locker client: seal and unseal individual numbers, administer operators, audit.
 #[derive(Debug, Parser)]
@@ -232,6 +234,22 @@ pub enum Command {
     /// Tenant keys: versions, rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Dual control: changes held for other admins' approval.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// Approve a change request (an admin other than the requester, admin since before it).
+    Approve {
+        /// Request id (16 hex digits, from `requests list`).
+        id: String,
+    },
+    /// Deny a change request (or withdraw your own).
+    Deny {
+        /// Request id.
+        id: String,
+        /// Why (required; never an individual number).
+        #[arg(long)]
+        reason: String,
+    },
     /// Load a running daemon and report requests/s, latency and errors.
     Bench(crate::bench::BenchArgs),
 }
@@ -313,7 +331,7 @@ pub enum TenantCommand {
 /// Operator commands.
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
-    /// Create an operator.
+    /// Ask for an operator to be created (held until another admin approves).
     Add {
         /// Operator id.
         id: String,
@@ -331,7 +349,7 @@ pub enum OperatorCommand {
         /// Operator id.
         id: String,
     },
-    /// Enable a disabled operator again (after an alert suspended it, say).
+    /// Ask for a disabled operator to be enabled again (held until another admin approves).
     Enable {
         /// Operator id.
         id: String,
@@ -341,7 +359,8 @@ pub enum OperatorCommand {
 /// Token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token; the secret is shown once.
+    /// Issue a token; the secret is shown once. A token for another operator works only once
+    /// another admin approves its request.
     Issue {
         /// Operator id.
         operator: String,
@@ -633,6 +652,9 @@ pub async fn execute(
         | Command::Certificate(_)
         | Command::DisposeDue) => {
             lifecycle_cli::run(&mut client, command, format, &number).await?;
+        }
+        command @ (Command::Requests(_) | Command::Approve { .. } | Command::Deny { .. }) => {
+            requests_cli::run(&mut client, command, format).await?;
         }
         Command::Tenant(TenantCommand::Add { id, name }) => {
             let tenant = client

@@ -12,6 +12,7 @@ mod cli;
 mod lifecycle_cli;
 mod output;
 mod reports;
+mod requests_cli;
 
 use std::io::Read;
 use std::process::ExitCode;

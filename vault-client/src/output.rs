@@ -164,6 +164,7 @@ pub fn tenants(format: Format, tenants: &[pb::Tenant]) {
 /// Operators.
 pub fn operators(format: Format, operators: &[pb::Operator]) {
     for o in operators {
+        let pending = o.pending_request.as_ref();
         let grants: Vec<String> = o
             .grants
             .iter()
@@ -173,15 +174,82 @@ pub fn operators(format: Format, operators: &[pb::Operator]) {
             Format::Json => print_json(&json!({
                 "operator_id": o.operator_id, "role": role_name(o.role), "display_name": o.display_name,
                 "disabled": o.disabled, "grants": grants, "created_at": time(o.created_at_unix),
+                "pending_request": pending.map(change_request_json),
             })),
-            Format::Text => println!(
-                "{}\t{}\t{}{}\t{}",
-                o.operator_id,
-                role_name(o.role),
-                o.display_name,
-                if o.disabled { " (disabled)" } else { "" },
-                grants.join(",")
-            ),
+            Format::Text => {
+                println!(
+                    "{}\t{}\t{}{}\t{}",
+                    o.operator_id,
+                    role_name(o.role),
+                    o.display_name,
+                    if o.disabled { " (disabled)" } else { "" },
+                    grants.join(",")
+                );
+                if let Some(request) = pending {
+                    held_line(request);
+                }
+            }
+        }
+    }
+}
+
+/// The line that tells a requester the change is not in force yet.
+fn held_line(request: &pb::ChangeRequest) {
+    println!(
+        "held for approval: request {} ({}) needs {} approval(s) by other admins: vault-client approve {}",
+        request.id, request.summary, request.required, request.id
+    );
+}
+
+fn change_request_json(r: &pb::ChangeRequest) -> Value {
+    json!({
+        "id": r.id, "kind": r.kind, "summary": r.summary, "operator_id": r.operator_id,
+        "state": r.state, "requested_by": r.requested_by,
+        "requested_at": time(r.requested_at_unix), "expires_at": time(r.expires_at_unix),
+        "required": r.required, "approved_by": r.approved_by,
+        "denied_by": r.denied_by, "reason": r.reason,
+        "decided_at": (r.decided_at_unix != 0).then(|| time(r.decided_at_unix)),
+        "quorum": (r.kind == "set_quorum").then_some(r.quorum),
+    })
+}
+
+/// Change requests; with `quorum`, a list (the quorum in force goes first in text).
+pub fn change_requests(format: Format, requests: &[pb::ChangeRequest], quorum: Option<u32>) {
+    match format {
+        Format::Json => match quorum {
+            Some(quorum) => print_json(&json!({
+                "quorum": quorum,
+                "requests": requests.iter().map(change_request_json).collect::<Vec<_>>(),
+            })),
+            None => requests
+                .iter()
+                .for_each(|r| print_json(&change_request_json(r))),
+        },
+        Format::Text => {
+            if let Some(quorum) = quorum {
+                println!("quorum: {quorum} approval(s) besides the requester");
+            }
+            for r in requests {
+                println!(
+                    "{}\t{}\t{}\trequested by {}\tapprovals {}/{}{}{}",
+                    r.id,
+                    r.state,
+                    r.summary,
+                    r.requested_by,
+                    r.approved_by.len(),
+                    r.required,
+                    if r.approved_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", r.approved_by.join(","))
+                    },
+                    if r.denied_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\tdenied by {}: {}", r.denied_by, r.reason)
+                    },
+                );
+            }
         }
     }
 }
@@ -220,10 +288,14 @@ pub fn issued_token(
             "token": shown,
             "token_file": out.map(|p| p.display().to_string()),
             "expires_at": time(response.expires_at_unix),
+            "pending_request": response.pending_request.as_ref().map(change_request_json),
         })),
         Format::Text => {
             println!("token_id   {}", response.token_id);
             println!("expires_at {}", time(response.expires_at_unix));
+            if let Some(request) = &response.pending_request {
+                held_line(request);
+            }
             match (shown, out) {
                 (Some(token), _) => println!("token      {token}"),
                 (None, Some(path)) => println!("token_file {}", path.display()),

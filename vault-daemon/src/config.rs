@@ -65,10 +65,32 @@ pub struct Config {
     /// Log monitoring (ログ監視) thresholds.
     #[serde(default)]
     pub monitoring: MonitoringConfig,
+    /// Dual control: change requests.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
 }
+
+/// Dual control (the quorum itself lives in the store and changes only by an approved request).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long a change request (and a key destruction request) stays approvable, in seconds.
+    pub request_ttl_secs: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            request_ttl_secs: 3 * 24 * 3600,
+        }
+    }
+}
+
+/// Longest time a change request stays approvable (`approvals.request_ttl_secs`): 30 days.
+pub const MAX_REQUEST_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Key rotation and destruction.
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +185,10 @@ pub struct LifecycleConfig {
     /// Months each disposal-epoch key covers: 1 (default), 2, 3, 4, 6 or 12. On a TPM, where
     /// each live key holds a persistent handle, 12 keeps at most about eight live.
     pub epoch_months: u32,
+    /// How many days in the past a handler or service may date a departure (`left_on`);
+    /// earlier dates, or dates before the record was acquired, need a manager (who may retire
+    /// it directly). 0 to 366.
+    pub retire_backdate_days: u32,
     /// Dev only (`--lifecycle-clock-file`, never from a config file): a file holding a number
     /// of days to add to the lifecycle clock, so tests run years in milliseconds.
     #[serde(skip)]
@@ -174,6 +200,7 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             disposal_interval_secs: 3600,
             epoch_months: 1,
+            retire_backdate_days: 31,
             test_clock_file: None,
         }
     }
@@ -459,6 +486,7 @@ impl Config {
             keys: KeysConfig::default(),
             lifecycle: LifecycleConfig::default(),
             monitoring: MonitoringConfig::default(),
+            approvals: ApprovalsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -553,6 +581,12 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        if self.lifecycle.retire_backdate_days > 366 {
+            return invalid("lifecycle.retire_backdate_days must be at most 366");
+        }
+        if !(1..=MAX_REQUEST_TTL_SECS).contains(&self.approvals.request_ttl_secs) {
+            return invalid("approvals.request_ttl_secs must be between 1 and 2592000 (30 days)");
         }
         if self.tokens.max_ttl_secs > MAX_TOKEN_TTL_SECS {
             return invalid("tokens.max_ttl_secs must be at most 31536000 (one year)");

@@ -64,6 +64,15 @@ struct Args {
     /// re-anchored; and exit. Needs the same key backend as the daemon that was backed up.
     #[arg(long, value_name = "FILE")]
     restore_from: Option<PathBuf>,
+    /// Break-glass, when every admin token is lost or expired: with the daemon stopped, mint
+    /// a new token for the admin OPERATOR (enabling it if disabled), write it 0600 to
+    /// --token-out (default DATA_DIR/recovered-OPERATOR.token), record ADMIN_RECOVER in the
+    /// audit log, and exit. Needs the key backend (PIN or TPM auth file).
+    #[arg(long, value_name = "OPERATOR", conflicts_with_all = ["reanchor", "restore_from"])]
+    recover_admin: Option<String>,
+    /// Where --recover-admin writes the token.
+    #[arg(long, value_name = "FILE", requires = "recover_admin")]
+    token_out: Option<PathBuf>,
 }
 
 /// Backends `--dev` can provision.
@@ -204,6 +213,8 @@ fn main() -> ExitCode {
     let run = async {
         if args.reanchor {
             vault_daemon::server::reanchor(config, dev).await
+        } else if let Some(operator) = &args.recover_admin {
+            vault_daemon::server::recover_admin(config, dev, operator, args.token_out.clone()).await
         } else if let Some(snapshot) = &args.restore_from {
             vault_daemon::server::restore(config, dev, snapshot).await
         } else {

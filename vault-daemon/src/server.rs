@@ -266,21 +266,25 @@ fn start_writer(
     )?)
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. `dev` provisions the dev tenant and operators.
-pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), DaemonError> {
-    // First of all: from here on SIGHUP reloads instead of killing the daemon.
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(io_context("install the SIGHUP handler"))?;
-    config.validate(dev)?;
-    let reload_config = config.clone();
+/// A locker opened on a verified store, with its writer running.
+struct Opened {
+    locker: Arc<Locker>,
+    keys: KeyService,
+    writer: AuditWriter,
+    writer_thread: crate::audit::writer::WriterThread,
+    verified: crate::audit::integrity::Verified,
+}
+
+/// Opens the key backend and the store (verifying it against the backend's anchor), starts
+/// the audit writer and assembles the locker as `config` says.
+async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
     let data_dir = config.store.data_dir.clone();
-    prepare_data_dir(&data_dir)?;
     let purposes = match &config.purposes.file {
         Some(path) => PurposeCatalogue::load(path)?,
         None => PurposeCatalogue::default(),
     };
 
-    let backend = open_backend(&config)?;
+    let backend = open_backend(config)?;
     if !backend.is_secure() {
         tracing::warn!(
             backend = backend.name(),
@@ -303,7 +307,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
+    let (writer, writer_thread) = start_writer(config, &store, &clock)?;
     let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let locker = Arc::new(
@@ -328,6 +332,8 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             None => Arc::new(SystemClock),
         })
         .with_epoch_months(config.lifecycle.epoch_months)
+        .with_request_ttl(ms(config.approvals.request_ttl_secs))
+        .with_retire_backdate_days(config.lifecycle.retire_backdate_days)
         .with_monitoring(
             config
                 .monitoring
@@ -335,6 +341,31 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
                 .map_err(crate::config::ConfigError::Invalid)?,
         ),
     );
+    Ok(Opened {
+        locker,
+        keys,
+        writer: stop_writer,
+        writer_thread,
+        verified,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `dev` provisions the dev tenant and operators.
+pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), DaemonError> {
+    // First of all: from here on SIGHUP reloads instead of killing the daemon.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(io_context("install the SIGHUP handler"))?;
+    config.validate(dev)?;
+    let reload_config = config.clone();
+    let data_dir = config.store.data_dir.clone();
+    prepare_data_dir(&data_dir)?;
+    let Opened {
+        locker,
+        keys,
+        writer: stop_writer,
+        writer_thread,
+        verified,
+    } = open_locker(&config).await?;
     let checkpointer = locker.checkpointer().clone();
     checkpointer.resume(&verified).await;
     checkpointer.ensure_key().await?;
@@ -344,8 +375,10 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         for (operator, path) in locker.provision_dev(&data_dir).await? {
             let _ = writeln!(stdout, "dev token for {operator}: {}", path.display());
         }
-    } else if let Some(path) = locker.ensure_first_admin(&data_dir).await? {
-        tracing::warn!(path = %path.display(), "empty store: created the first admin 'admin'; its token is in this file (mode 0600). Move it somewhere safe.");
+    } else {
+        for path in locker.ensure_first_admin(&data_dir).await? {
+            tracing::warn!(path = %path.display(), "empty store: created a first admin ('admin', 'admin2': dual control needs two); its token is in this file (mode 0600). Hand it to its holder and delete it here.");
+        }
     }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -555,6 +588,36 @@ pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), Daemo
     );
     drop(keys);
     reanchor(config, dev).await
+}
+
+/// Break-glass (`--recover-admin`): opens the verified store with the key backend, mints a
+/// token for an admin (see [`Locker::recover_admin`]), anchors it with a checkpoint, and exits.
+pub async fn recover_admin(
+    config: Config,
+    dev: bool,
+    operator: &str,
+    out: Option<std::path::PathBuf>,
+) -> Result<(), DaemonError> {
+    config.validate(dev)?;
+    let data_dir = config.store.data_dir.clone();
+    let opened = open_locker(&config).await?;
+    let checkpointer = opened.locker.checkpointer().clone();
+    checkpointer.resume(&opened.verified).await;
+    checkpointer.ensure_key().await?;
+    let path = out.unwrap_or_else(|| data_dir.join(format!("recovered-{operator}.token")));
+    let token_id = opened.locker.recover_admin(operator, &path).await?;
+    // Anchor the recovery at once: it is the last entry before the daemon starts again.
+    checkpointer.checkpoint_now().await?;
+    drop(opened.locker);
+    opened.writer.shutdown().await;
+    opened.writer_thread.join();
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "token {token_id} for admin {operator} written to {} (0600); ADMIN_RECOVER recorded",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Accepts the store in the data directory as current after a restore (`--reanchor`):

@@ -1,6 +1,7 @@
 //! Domain types of the locker, free of transport and storage concerns: the individual number,
 //! handles, the purpose catalogue, records, operators, tokens and the role policy.
 
+pub mod approval;
 pub mod correction;
 pub mod handle;
 pub mod identity;

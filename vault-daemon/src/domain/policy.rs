@@ -111,6 +111,16 @@ pub enum Action {
     KeyDestroy,
     /// Measure the key backend's unwrap rate.
     BenchBackend,
+    /// List dual-control change requests.
+    ChangeList,
+    /// Approve a change request (another admin).
+    ChangeApprove,
+    /// Deny (or withdraw) a change request.
+    ChangeDeny,
+    /// Ask for a different number of approvals.
+    QuorumChange,
+    /// Break-glass: the holder of the key backend mints an admin token on the host.
+    AdminRecover,
     /// Work the daemon does by itself (first start, dev provisioning).
     System,
 }
@@ -173,6 +183,11 @@ impl Action {
             Action::KeyDestroyList => "KEY_DESTROY_LIST",
             Action::KeyDestroy => "KEY_DESTROY",
             Action::BenchBackend => "BENCH_BACKEND",
+            Action::ChangeList => "CHANGE_LIST",
+            Action::ChangeApprove => "CHANGE_APPROVE",
+            Action::ChangeDeny => "CHANGE_DENY",
+            Action::QuorumChange => "QUORUM_CHANGE",
+            Action::AdminRecover => "ADMIN_RECOVER",
             Action::System => "SYSTEM",
         }
     }
@@ -207,12 +222,16 @@ impl Action {
             | Action::KeyDestroyApprove
             | Action::KeyDestroyCancel
             | Action::DisposalRun
-            | Action::BenchBackend => &[Admin],
+            | Action::BenchBackend
+            | Action::ChangeApprove
+            | Action::ChangeDeny
+            | Action::QuorumChange => &[Admin],
             Action::TenantList
             | Action::OperatorList
             | Action::TokenList
             | Action::KeyStatus
-            | Action::KeyDestroyList => &[Admin, Auditor],
+            | Action::KeyDestroyList
+            | Action::ChangeList => &[Admin, Auditor],
             Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
             Action::AuditTail
             | Action::AuditExport
@@ -220,6 +239,7 @@ impl Action {
             | Action::AuditKeys
             | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
             Action::System
+            | Action::AdminRecover
             | Action::KeyRewrap
             | Action::KeyDestroy
             | Action::ScheduledDispose

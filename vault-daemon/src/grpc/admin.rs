@@ -39,7 +39,10 @@ impl AdminApi {
             .set_operator_disabled(&ctx, &request.get_ref().operator_id, disabled)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        Ok(Response::new(convert::gated_operator(
+            operator,
+            self.locker.now_ms(),
+        )))
     }
 
     async fn change_grants(
@@ -54,7 +57,10 @@ impl AdminApi {
             .change_grants(&ctx, &m.operator_id, &m.tenant, &m.purposes, revoke)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        Ok(Response::new(convert::gated_operator(
+            operator,
+            self.locker.now_ms(),
+        )))
     }
 }
 
@@ -156,7 +162,10 @@ impl AdminRpc for AdminApi {
             )
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::operator(operator)))
+        Ok(Response::new(convert::gated_operator(
+            operator,
+            self.locker.now_ms(),
+        )))
     }
 
     async fn list_operators(
@@ -204,7 +213,7 @@ impl AdminRpc for AdminApi {
     ) -> Result<Response<pb::IssueTokenResponse>, Status> {
         let ctx = request_context(&request);
         let m = request.into_inner();
-        let (secret, record) = self
+        let gated = self
             .locker
             .issue_token(
                 &ctx,
@@ -216,11 +225,85 @@ impl AdminRpc for AdminApi {
             )
             .await
             .map_err(to_status)?;
+        let (secret, record) = gated.value;
         Ok(Response::new(pb::IssueTokenResponse {
             token_id: record.id,
             token: secret.expose_secret().to_owned(),
             expires_at_unix: record.expires_at_ms.div_euclid(1000),
+            pending_request: gated
+                .request
+                .map(|r| convert::change_request(r, self.locker.now_ms())),
         }))
+    }
+
+    async fn list_change_requests(
+        &self,
+        request: Request<pb::ListChangeRequestsRequest>,
+    ) -> Result<Response<pb::ListChangeRequestsResponse>, Status> {
+        let ctx = request_context(&request);
+        let list = self
+            .locker
+            .list_change_requests(&ctx, request.get_ref().pending_only)
+            .await
+            .map_err(to_status)?;
+        let now_ms = self.locker.now_ms();
+        Ok(Response::new(pb::ListChangeRequestsResponse {
+            requests: list
+                .requests
+                .into_iter()
+                .map(|r| convert::change_request(r, now_ms))
+                .collect(),
+            quorum: list.quorum,
+        }))
+    }
+
+    async fn approve_change_request(
+        &self,
+        request: Request<pb::ChangeRequestIdRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let ctx = request_context(&request);
+        let approved = self
+            .locker
+            .approve_change(&ctx, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::change_request(
+            approved,
+            self.locker.now_ms(),
+        )))
+    }
+
+    async fn deny_change_request(
+        &self,
+        request: Request<pb::DenyChangeRequestRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let denied = self
+            .locker
+            .deny_change(&ctx, &m.id, &m.reason)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::change_request(
+            denied,
+            self.locker.now_ms(),
+        )))
+    }
+
+    async fn request_quorum(
+        &self,
+        request: Request<pb::RequestQuorumRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let ctx = request_context(&request);
+        let held = self
+            .locker
+            .request_quorum(&ctx, request.get_ref().approvals)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::change_request(
+            held,
+            self.locker.now_ms(),
+        )))
     }
 
     async fn revoke_token(

@@ -4,6 +4,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_proto::v1 as pb;
 
 use crate::audit::entry::ChainedEntry;
+use crate::domain::approval::{ChangeRequest, ChangeState, GatedChange};
 use crate::domain::correction::Correction;
 use crate::domain::lifecycle::{self, Retirement};
 use crate::domain::operator::{Operator, Role, Tenant};
@@ -11,6 +12,7 @@ use crate::domain::purpose::{Purpose, PurposeCatalogue};
 use crate::domain::record::{Record, RecordStatus, SubjectKind, Suspension};
 use crate::domain::token::TokenRecord;
 use crate::keys::envelope::FORMAT_EPOCH;
+use crate::service::Gated;
 
 fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
@@ -216,7 +218,47 @@ pub fn operator(operator: Operator) -> pb::Operator {
             })
             .collect(),
         created_at_unix: secs(operator.created_at_ms),
+        pending_request: None,
     }
+}
+
+/// An operator that a held call returned, with its change request.
+pub fn gated_operator(gated: Gated<Operator>, now_ms: i64) -> pb::Operator {
+    pb::Operator {
+        pending_request: gated.request.map(|r| change_request(r, now_ms)),
+        ..operator(gated.value)
+    }
+}
+
+/// A dual-control change request for the wire (a held token appears by id only).
+pub fn change_request(request: ChangeRequest, now_ms: i64) -> pb::ChangeRequest {
+    let mut out = pb::ChangeRequest {
+        kind: request.change.kind().into(),
+        summary: request.change.summary(),
+        operator_id: request.change.operator_id().unwrap_or_default().into(),
+        state: request.state_name(now_ms).into(),
+        requested_at_unix: secs(request.requested_at_ms),
+        expires_at_unix: secs(request.expires_at_ms),
+        required: request.required,
+        quorum: match request.change {
+            GatedChange::SetQuorum(quorum) => quorum,
+            _ => 0,
+        },
+        approved_by: request.approvals.into_iter().map(|a| a.by).collect(),
+        id: request.id,
+        requested_by: request.requested_by,
+        ..pb::ChangeRequest::default()
+    };
+    match request.state {
+        ChangeState::Pending => {}
+        ChangeState::Applied { at_ms } => out.decided_at_unix = secs(at_ms),
+        ChangeState::Denied { by, reason, at_ms } => {
+            out.denied_by = by;
+            out.reason = reason;
+            out.decided_at_unix = secs(at_ms);
+        }
+    }
+    out
 }
 
 /// Token metadata for the wire; never the hash or the secret.
@@ -338,6 +380,11 @@ pub fn destruction(r: crate::keys::rotation::DestructionRequest) -> pb::KeyDestr
     };
     match r.state {
         DestructionState::Pending => out.state = "pending".into(),
+        DestructionState::Approving { approvals } => {
+            out.state = "pending".into();
+            let names: Vec<String> = approvals.into_iter().map(|a| a.by).collect();
+            out.approved_by = names.join(",");
+        }
         DestructionState::Approved {
             by, not_before_ms, ..
         } => {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::approval::Approval;
 use crate::domain::handle::Handle;
 
 /// Progress of rewrapping one tenant's records onto `target_version`.
@@ -63,6 +64,12 @@ pub enum DestructionState {
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
+    /// Approved by some but not yet all of the admins the quorum asks for. (Last, so that
+    /// rows stored before it existed still decode.)
+    Approving {
+        /// The approvals so far.
+        approvals: Vec<Approval>,
+    },
 }
 
 /// A request to destroy one key version of a tenant.
@@ -87,7 +94,9 @@ impl DestructionRequest {
     pub fn open(&self) -> bool {
         matches!(
             self.state,
-            DestructionState::Pending | DestructionState::Approved { .. }
+            DestructionState::Pending
+                | DestructionState::Approving { .. }
+                | DestructionState::Approved { .. }
         )
     }
 }

@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use super::invalid;
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
+use crate::domain::approval::GatedChange;
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::purpose::Purpose;
@@ -12,7 +13,7 @@ use crate::domain::text;
 use crate::domain::token::{self, TokenRecord};
 use crate::error::{Error, Result};
 use crate::keys::KeyUse;
-use crate::service::{Locker, RequestContext};
+use crate::service::{Caller, Gated, Locker, RequestContext};
 use crate::store::mutation::{Mutation, MutationOutcome, OperatorChange};
 
 /// A tenant to create.
@@ -123,26 +124,33 @@ impl Locker {
             .map(|(t, _)| t)
     }
 
-    /// Creates an operator.
+    /// Asks for an operator to be created: held until other admins approve (dual control).
+    /// Returns the operator as it will be.
     pub async fn create_operator(
         &self,
         ctx: &RequestContext,
         new: NewOperator,
-    ) -> Result<Operator> {
-        let (_caller, mut entry) = self.begin(ctx, Action::OperatorCreate).await?;
+    ) -> Result<Gated<Operator>> {
+        let (caller, mut entry) = self.begin(ctx, Action::OperatorCreate).await?;
         let body = (|| {
             check_operator_id(&new.id, &mut entry)?;
             let role = new.role.ok_or_else(|| invalid("role is required"))?;
             text::free_text("display_name", &new.display_name, 200, false).map_err(invalid)?;
-            entry.allow(format!("operator {} created as {}", new.id, role.as_str()));
-            Ok((
-                (),
-                Mutation::CreateOperator(self.operator(new.id, role, new.display_name)),
-            ))
+            if self.store.reader()?.operator(&new.id)?.is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "operator {} exists already",
+                    new.id
+                )));
+            }
+            let operator = self.operator(new.id, role, new.display_name);
+            let mutation = self.hold_for_approval(
+                &caller,
+                &mut entry,
+                GatedChange::CreateOperator(operator.clone()),
+            )?;
+            Ok((operator, mutation))
         })();
-        self.finish(entry, body)
-            .await
-            .and_then(|(_, o)| outcome_operator(o))
+        self.finish_held(entry, body).await
     }
 
     /// A new operator record (shared with bootstrap).
@@ -174,13 +182,14 @@ impl Locker {
             .map(|(o, _)| o)
     }
 
-    /// Disables an operator (its tokens are refused from now on), or enables it again.
+    /// Disables an operator (its tokens are refused from now on) at once, or asks for it to
+    /// be enabled again (held for approval: enabling restores its power to unseal).
     pub async fn set_operator_disabled(
         &self,
         ctx: &RequestContext,
         id: &str,
         disabled: bool,
-    ) -> Result<Operator> {
+    ) -> Result<Gated<Operator>> {
         let action = if disabled {
             Action::OperatorDisable
         } else {
@@ -194,26 +203,43 @@ impl Locker {
                     "an admin cannot disable or enable itself; another admin must".into(),
                 ));
             }
-            let (verb, change) = if disabled {
-                ("disabled", OperatorChange::Disable)
-            } else {
-                ("enabled", OperatorChange::Enable)
-            };
-            entry.allow(format!("operator {id} {verb}"));
-            Ok((
-                (),
-                Mutation::ChangeOperator {
+            let current = self
+                .store
+                .reader()?
+                .operator(id)?
+                .ok_or_else(|| Error::NotFound(format!("no operator {id}")))?;
+            if disabled {
+                entry.allow(format!("operator {id} disabled"));
+                let change = Mutation::ChangeOperator {
                     id: id.to_owned(),
-                    change,
-                },
-            ))
+                    change: OperatorChange::Disable,
+                };
+                return Ok((current, change));
+            }
+            if !current.disabled {
+                return Err(Error::FailedPrecondition(format!(
+                    "operator {id} is enabled already"
+                )));
+            }
+            let mutation = self.hold_for_approval(
+                &caller,
+                &mut entry,
+                GatedChange::EnableOperator(id.to_owned()),
+            )?;
+            Ok((current, mutation))
         })();
-        self.finish(entry, body)
-            .await
-            .and_then(|(_, o)| outcome_operator(o))
+        if disabled {
+            let (_, outcome) = self.finish(entry, body).await?;
+            return Ok(Gated {
+                value: outcome_operator(outcome)?,
+                request: None,
+            });
+        }
+        self.finish_held(entry, body).await
     }
 
-    /// Grants (or, with `revoke`, revokes) purposes on a tenant to an operator.
+    /// Revokes purposes at once, or asks for purposes to be granted (held for approval).
+    /// Returns the operator as it is now.
     pub async fn change_grants(
         &self,
         ctx: &RequestContext,
@@ -221,31 +247,41 @@ impl Locker {
         tenant: &str,
         purposes: &[String],
         revoke: bool,
-    ) -> Result<Operator> {
+    ) -> Result<Gated<Operator>> {
         let action = if revoke {
             Action::Revoke
         } else {
             Action::Grant
         };
-        let (_caller, mut entry) = self.begin(ctx, action).await?;
-        let body = self.grants_body(&mut entry, operator_id, tenant, purposes, revoke);
-        self.finish(entry, body)
-            .await
-            .and_then(|(_, o)| outcome_operator(o))
+        let (caller, mut entry) = self.begin(ctx, action).await?;
+        let body = self.grants_body(&caller, &mut entry, operator_id, tenant, purposes, revoke);
+        if revoke {
+            let (_, outcome) = self.finish(entry, body).await?;
+            return Ok(Gated {
+                value: outcome_operator(outcome)?,
+                request: None,
+            });
+        }
+        self.finish_held(entry, body).await
     }
 
     fn grants_body(
         &self,
+        caller: &Caller,
         entry: &mut AuditEntry,
         operator_id: &str,
         tenant: &str,
         purposes: &[String],
         revoke: bool,
-    ) -> Result<((), Mutation)> {
+    ) -> Result<(Operator, Mutation)> {
         check_operator_id(operator_id, entry)?;
         text::identifier("tenant", tenant).map_err(invalid)?;
         entry.tenant = tenant.to_owned();
         let purposes = self.purposes.canonical_list(purposes).map_err(invalid)?;
+        let reader = self.store.reader()?;
+        let current = reader
+            .operator(operator_id)?
+            .ok_or_else(|| Error::NotFound(format!("no operator {operator_id}")))?;
         let grants: Vec<Grant> = purposes
             .iter()
             .map(|purpose| Grant {
@@ -253,34 +289,78 @@ impl Locker {
                 purpose: purpose.clone(),
             })
             .collect();
-        let verb = if revoke { "revoked from" } else { "granted to" };
-        entry.allow(format!(
-            "{} {verb} operator {operator_id}",
-            purposes.join(",")
-        ));
-        let change = if revoke {
-            OperatorChange::Revoke(grants)
-        } else {
-            OperatorChange::Grant(grants)
-        };
-        Ok((
-            (),
-            Mutation::ChangeOperator {
+        if revoke {
+            entry.allow(format!(
+                "{} revoked from operator {operator_id}",
+                purposes.join(",")
+            ));
+            let change = Mutation::ChangeOperator {
                 id: operator_id.to_owned(),
-                change,
+                change: OperatorChange::Revoke(grants),
+            };
+            return Ok((current, change));
+        }
+        if matches!(current.role, Role::Admin | Role::Auditor) {
+            return Err(Error::FailedPrecondition(format!(
+                "operator {operator_id} is an {}: grants apply to handlers, services and managers",
+                current.role.as_str()
+            )));
+        }
+        if reader.tenant(tenant)?.is_none() {
+            return Err(Error::NotFound(format!("no tenant {tenant}")));
+        }
+        let mutation = self.hold_for_approval(
+            caller,
+            entry,
+            GatedChange::Grant {
+                operator_id: operator_id.to_owned(),
+                grants,
             },
-        ))
+        )?;
+        Ok((current, mutation))
     }
 
-    /// Issues a token; the secret is returned once and never stored.
+    /// Issues a token; the secret is returned once and never stored. A token for another
+    /// operator is held for approval (it works once approved); an admin's own is not.
     pub async fn issue_token(
         &self,
         ctx: &RequestContext,
         request: TokenRequest,
-    ) -> Result<(SecretString, TokenRecord)> {
-        let (_caller, mut entry) = self.begin(ctx, Action::TokenIssue).await?;
-        let body = self.issue_token_body(&mut entry, request);
-        self.finish(entry, body).await.map(|(minted, _)| minted)
+    ) -> Result<Gated<(SecretString, TokenRecord)>> {
+        let (caller, mut entry) = self.begin(ctx, Action::TokenIssue).await?;
+        let own = request.operator_id == caller.operator.id;
+        let body = self
+            .issue_token_body(&mut entry, request)
+            .and_then(|(minted, mutation)| {
+                if own {
+                    return Ok((minted, mutation));
+                }
+                let Mutation::IssueToken(record) = mutation else {
+                    return Err(Error::Internal("token issue without a token".into()));
+                };
+                if self
+                    .store
+                    .reader()?
+                    .operator(&record.operator_id)?
+                    .is_none()
+                {
+                    return Err(Error::NotFound(format!(
+                        "no operator {}",
+                        record.operator_id
+                    )));
+                }
+                let held =
+                    self.hold_for_approval(&caller, &mut entry, GatedChange::IssueToken(record))?;
+                Ok((minted, held))
+            });
+        if own {
+            let (value, _) = self.finish(entry, body).await?;
+            return Ok(Gated {
+                value,
+                request: None,
+            });
+        }
+        self.finish_held(entry, body).await
     }
 
     fn issue_token_body(

@@ -22,11 +22,16 @@ use crate::store::mutation::{Mutation, OperatorChange};
 pub const FIRST_ADMIN_TOKEN_FILE: &str = "initial-admin.token";
 /// Operator id of the first admin.
 pub const FIRST_ADMIN_ID: &str = "admin";
+/// File, in the data dir, that receives the second admin's token.
+pub const SECOND_ADMIN_TOKEN_FILE: &str = "initial-admin2.token";
+/// Operator id of the second admin: dual control needs an admin besides the requester.
+pub const SECOND_ADMIN_ID: &str = "admin2";
 /// The dev tenant.
 pub const DEV_TENANT: &str = "dev";
 /// The dev operators and their roles.
 pub const DEV_OPERATORS: &[(&str, Role)] = &[
     ("dev-admin", Role::Admin),
+    ("dev-admin2", Role::Admin),
     ("dev-manager", Role::Manager),
     ("dev-handler", Role::Handler),
     ("dev-auditor", Role::Auditor),
@@ -119,24 +124,91 @@ impl Locker {
         })
     }
 
-    /// On an empty store, creates the admin `admin` and writes its token to
-    /// `data_dir/initial-admin.token`. Returns the file's path when it did.
-    pub async fn ensure_first_admin(&self, data_dir: &Path) -> Result<Option<PathBuf>> {
+    /// On an empty store, creates the admins `admin` and `admin2` (two, so that dual control
+    /// can work: each approves the other's requests) and writes their tokens to
+    /// `data_dir/initial-admin.token` and `data_dir/initial-admin2.token`. Returns the files'
+    /// paths when it did.
+    pub async fn ensure_first_admin(&self, data_dir: &Path) -> Result<Vec<PathBuf>> {
         if !self.store.reader()?.operators()?.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let operator = self.operator(FIRST_ADMIN_ID.into(), Role::Admin, "first admin".into());
-        self.system_commit(
-            Mutation::CreateOperator(operator),
-            format!("first admin operator {FIRST_ADMIN_ID} created"),
-        )
-        .await?;
-        let path = data_dir.join(FIRST_ADMIN_TOKEN_FILE);
-        self.issue_token_to_file(FIRST_ADMIN_ID, &path).await?;
-        Ok(Some(path))
+        let mut files = Vec::new();
+        for (id, file, name) in [
+            (FIRST_ADMIN_ID, FIRST_ADMIN_TOKEN_FILE, "first admin"),
+            (SECOND_ADMIN_ID, SECOND_ADMIN_TOKEN_FILE, "second admin"),
+        ] {
+            let operator = self.operator(id.into(), Role::Admin, name.into());
+            self.system_commit(
+                Mutation::CreateOperator(operator),
+                format!("{name} operator {id} created"),
+            )
+            .await?;
+            let path = data_dir.join(file);
+            self.issue_token_to_file(id, &path).await?;
+            files.push(path);
+        }
+        Ok(files)
     }
 
-    /// Dev mode: tenant `dev`, operators `dev-admin`, `dev-manager`, `dev-handler` (every
+    /// Break-glass, run on the host by whoever holds the key backend (its PIN or the TPM's
+    /// auth file) while the daemon is stopped: mints a token for the admin `operator_id`
+    /// (enabling it first if it was disabled) and writes it 0600 to `path`. Audited as
+    /// `ADMIN_RECOVER`, naming the admin and the token id. Returns the token id.
+    pub async fn recover_admin(&self, operator_id: &str, path: &Path) -> Result<String> {
+        crate::domain::text::identifier("operator", operator_id).map_err(Error::InvalidArgument)?;
+        let operator = self
+            .store
+            .reader()?
+            .operator(operator_id)?
+            .ok_or_else(|| Error::NotFound(format!("no operator {operator_id}")))?;
+        if operator.role != Role::Admin {
+            return Err(Error::FailedPrecondition(format!(
+                "operator {operator_id} is a {}, not an admin: break-glass only recovers admins",
+                operator.role.as_str()
+            )));
+        }
+        let entry = |reason: String| {
+            let mut entry = system_entry(reason);
+            entry.operator = "host".into();
+            entry.action = Action::AdminRecover.as_str().into();
+            entry
+        };
+        if operator.disabled {
+            self.writer
+                .submit(
+                    Mutation::ChangeOperator {
+                        id: operator_id.to_owned(),
+                        change: OperatorChange::Enable,
+                    },
+                    entry(format!(
+                        "break-glass on the host: disabled admin {operator_id} enabled"
+                    )),
+                )
+                .await?;
+        }
+        let minted = token::mint(
+            &self.rng,
+            operator_id,
+            self.now_ms(),
+            self.token_policy.default_ttl_ms,
+            None,
+        )
+        .map_err(|_| Error::Internal("random generator failed".into()))?;
+        write_token_file(path, &minted.secret)?;
+        let id = minted.record.id.clone();
+        self.writer
+            .submit(
+                Mutation::IssueToken(minted.record),
+                entry(format!(
+                    "break-glass on the host: token {id} issued to admin {operator_id} (file)"
+                )),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Dev mode: tenant `dev`, operators `dev-admin`, `dev-admin2` (so that one admin's
+    /// change requests can be approved by the other), `dev-manager`, `dev-handler` (every
     /// purpose on `dev`), `dev-auditor` (the manager also holds every purpose on `dev`, which
     /// scopes it to that tenant), and a valid token for each in `data_dir/tokens/<id>.token`.
     /// Idempotent: a restart keeps what exists and replaces only missing or invalid tokens.

@@ -119,6 +119,7 @@ impl Locker {
                         by: caller.operator.id.clone(),
                         now_ms,
                         not_before_ms,
+                        request_ttl_ms: self.request_ttl_ms,
                     }),
                 )
             });

@@ -7,8 +7,9 @@ use vault_audit::certificate::DeletionCertificate;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{
-    self, DisposalQueueEntry, EpochKey, epoch_label, format_date, jst_today,
+    self, DisposalQueueEntry, EpochKey, Retirement, epoch_label, format_date, jst_today,
 };
+use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus, Tombstone};
 use crate::error::{Error, Result};
@@ -150,6 +151,14 @@ impl Locker {
         let RecordStatus::Retired(retirement) = &record.status else {
             return Ok(false);
         };
+        if self.held_for_a_manager(retirement)? {
+            tracing::warn!(
+                handle = %handle,
+                retired_by = %retirement.by,
+                "record was past its disposal date when retired by a non-manager: not disposed until a manager disposes of it or unretires it"
+            );
+            return Ok(false);
+        }
         let mut entry = AuditEntry {
             operator: "scheduler".into(),
             role: "system".into(),
@@ -184,6 +193,22 @@ impl Locker {
             )
             .await?;
         Ok(true)
+    }
+
+    /// Whether a retirement was already past its disposal date when made, by someone other
+    /// than a manager: the scheduler never disposes of such a record by itself (a retirement
+    /// must not be a way to destroy at once); a manager disposes of it or unretires it.
+    fn held_for_a_manager(&self, retirement: &Retirement) -> Result<bool> {
+        let due_at_retirement = format_date(jst_today(retirement.at_ms)) >= retirement.dispose_on;
+        if !due_at_retirement {
+            return Ok(false);
+        }
+        let role = self
+            .store
+            .reader()?
+            .operator(&retirement.by)?
+            .map(|op| op.role);
+        Ok(role != Some(Role::Manager))
     }
 
     async fn destroy_epoch_key(&self, key: &EpochKey, now: i64) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::domain::lifecycle::{
     self, EpochKey, Retirement, epoch_label, epoch_of, format_date, jst_today,
 };
 use crate::domain::number::IndividualNumber;
-use crate::domain::operator::Tenant;
+use crate::domain::operator::{Role, Tenant};
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus, SealedNumber};
 use crate::domain::text;
@@ -113,6 +113,51 @@ impl Locker {
         })
     }
 
+    /// Retirement starts the countdown to disposal, so a handler or service must not be able
+    /// to destroy records through it: it retires only records whose every purpose it holds,
+    /// dated neither before their acquisition nor more than `retire_backdate_days` in the past.
+    /// A manager may (that is the manager's approval the rules ask for).
+    fn check_retirement_authority(
+        &self,
+        caller: &Caller,
+        record: &Record,
+        left: time::Date,
+        today: time::Date,
+    ) -> Result<()> {
+        if caller.operator.role == Role::Manager {
+            return Ok(());
+        }
+        let missing: Vec<&str> = record
+            .purposes
+            .iter()
+            .filter(|p| !caller.operator.has_grant(&record.tenant, p))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::PermissionDenied(format!(
+                "operator {} may retire only records whose every purpose it holds; this one also serves {}: a manager may retire it",
+                caller.operator.id,
+                missing.join(",")
+            )));
+        }
+        let acquired = jst_today(record.acquired_at_ms);
+        if left < acquired {
+            return Err(Error::FailedPrecondition(format!(
+                "left_on precedes the record's acquisition on {}: a manager may retire it",
+                format_date(acquired)
+            )));
+        }
+        let earliest =
+            today.saturating_sub(time::Duration::days(i64::from(self.retire_backdate_days)));
+        if left < earliest {
+            return Err(Error::FailedPrecondition(format!(
+                "left_on lies more than {} days in the past: a manager may retire it",
+                self.retire_backdate_days
+            )));
+        }
+        Ok(())
+    }
+
     /// Records that the person of `handle` left on `left_on` (`YYYY-MM-DD`).
     pub async fn retire(
         &self,
@@ -168,6 +213,7 @@ impl Locker {
         if left > lifecycle::add_years(today, 1) {
             return Err(invalid("left_on is more than a year ahead"));
         }
+        self.check_retirement_authority(caller, &record, left, today)?;
         let dispose_on = lifecycle::disposal_date(left, &record.purposes, &self.purposes);
         let tenant = self.load_tenant(&record.tenant)?;
         let number = self.reopen(&tenant, &record, &sealed).await?;

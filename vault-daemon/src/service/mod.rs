@@ -8,6 +8,7 @@
 
 mod admin;
 mod alerts;
+mod approvals;
 mod audit_log;
 mod auth;
 mod bench;
@@ -40,6 +41,7 @@ use crate::store::Store;
 use crate::store::mutation::{Mutation, MutationOutcome};
 
 pub use admin::{NewOperator, NewTenant, TokenRequest};
+pub use approvals::{ChangeRequestList, DEFAULT_REQUEST_TTL_MS, Gated};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use records::{SealRequest, SealResult};
@@ -152,6 +154,10 @@ pub struct Locker {
     rng: SystemRandom,
     token_policy: TokenPolicy,
     destroy_wait_ms: i64,
+    /// How long a dual-control change request stays approvable.
+    request_ttl_ms: i64,
+    /// How far back a handler or service may date a departure.
+    retire_backdate_days: u32,
     /// Time for retirement, disposal and correction dates (a test clock under `--dev`).
     lifecycle_clock: Arc<dyn Clock>,
     /// Held from reading to committing an epoch key, so a month never gets two.
@@ -217,6 +223,8 @@ impl Locker {
             rng: SystemRandom::new(),
             token_policy,
             destroy_wait_ms,
+            request_ttl_ms: approvals::DEFAULT_REQUEST_TTL_MS,
+            retire_backdate_days: 31,
             epoch_lock: tokio::sync::Mutex::new(()),
             disposal_lock: tokio::sync::Mutex::new(()),
             monitor: monitor::Monitor::default(),
@@ -233,6 +241,20 @@ impl Locker {
         } else {
             1
         };
+        self
+    }
+
+    /// Keeps dual-control change requests (and key destruction requests) approvable for
+    /// `ttl_ms` after they are made.
+    pub fn with_request_ttl(mut self, ttl_ms: i64) -> Locker {
+        self.request_ttl_ms = ttl_ms.max(1);
+        self
+    }
+
+    /// Lets handlers and services date a departure at most `days` in the past (managers may
+    /// go further).
+    pub fn with_retire_backdate_days(mut self, days: u32) -> Locker {
+        self.retire_backdate_days = days;
         self
     }
 
@@ -382,7 +404,8 @@ impl Locker {
         }
     }
 
-    fn now_ms(&self) -> i64 {
+    /// Milliseconds since the Unix epoch, by the clock that stamps tokens and audit entries.
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 }

@@ -13,6 +13,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::approval::ChangeRequest;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
@@ -147,6 +148,8 @@ macro_rules! guarded_reads {
             fn job(&self, tenant: &str) -> Option<RewrapJob>;
             fn jobs(&self) -> Vec<RewrapJob>;
             fn destructions(&self) -> Vec<DestructionRequest>;
+            fn change_request(&self, id: &str) -> Option<ChangeRequest>;
+            fn change_requests(&self) -> Vec<ChangeRequest>;
             fn epoch_key(&self, tenant: &str, epoch: u32) -> Option<EpochKey>;
             fn epoch_keys(&self) -> Vec<EpochKey>;
             fn disposal_queue(&self) -> Vec<DisposalQueueEntry>;
@@ -181,6 +184,7 @@ impl StoreWrite for Guarded<'_, dyn StoreWrite + '_> {
         fn put_audit_key(&mut self, key: &AuditKeyRecord) -> ();
         fn put_job(&mut self, job: &RewrapJob) -> ();
         fn put_destruction(&mut self, request: &DestructionRequest) -> ();
+        fn put_change_request(&mut self, request: &ChangeRequest) -> ();
         fn put_epoch_key(&mut self, key: &EpochKey) -> ();
         fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> ();
         fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> ();

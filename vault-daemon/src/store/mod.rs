@@ -6,6 +6,7 @@
 //! (`audit::writer`), which applies [`mutation::Mutation`]s and their audit entries in one
 //! transaction ([`Store::writer`]).
 
+pub mod approvals;
 pub mod codec;
 pub mod corrections;
 pub mod guard;
@@ -18,6 +19,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::approval::ChangeRequest;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
@@ -172,6 +174,10 @@ pub trait StoreRead {
     fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError>;
     /// Every key destruction request, by id.
     fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError>;
+    /// A dual-control change request.
+    fn change_request(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError>;
+    /// Every dual-control change request, by id.
+    fn change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError>;
     /// A tenant's disposal-epoch key.
     fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError>;
     /// Every disposal-epoch key.
@@ -217,6 +223,8 @@ pub trait StoreWrite: StoreRead {
     fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError>;
     /// Stores a key destruction request.
     fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError>;
+    /// Insert or replace a dual-control change request.
+    fn put_change_request(&mut self, request: &ChangeRequest) -> Result<(), StoreError>;
     /// Insert or replace a disposal-epoch key.
     fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError>;
     /// Queue a retired record for disposal.

@@ -8,6 +8,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::approval::{Approval, ChangeRequest, approver_refusal};
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
@@ -17,6 +18,7 @@ use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
+use crate::store::approvals::{self, ApprovalStep};
 use crate::store::corrections::{self, Decision};
 use crate::store::{StoreError, StoreWrite};
 
@@ -122,6 +124,8 @@ pub enum Mutation {
         /// The record in its new state.
         updated: Box<Record>,
     },
+    /// Submit, approve or deny a dual-control change request.
+    Approval(ApprovalStep),
     /// Create, approve or cancel a key destruction request (the state change is validated
     /// against the stored request).
     ChangeDestruction(DestructionChange),
@@ -156,7 +160,7 @@ pub enum Mutation {
 pub enum DestructionChange {
     /// A new request (the caller checked the version is unreferenced and not active).
     Create(DestructionRequest),
-    /// A second admin approves.
+    /// Another admin approves; the request is approved once the quorum is reached.
     Approve {
         /// Request id.
         id: String,
@@ -164,8 +168,10 @@ pub enum DestructionChange {
         by: String,
         /// Now.
         now_ms: i64,
-        /// End of the waiting period.
+        /// End of the waiting period, if this approval completes the quorum.
         not_before_ms: i64,
+        /// How long a request stays approvable after it was made.
+        request_ttl_ms: i64,
     },
     /// Cancel before destruction.
     Cancel {
@@ -197,6 +203,8 @@ pub enum MutationOutcome {
     Destruction(Box<DestructionRequest>),
     /// The correction after the change.
     Correction(Box<Correction>),
+    /// The change request after the step.
+    ChangeRequest(Box<ChangeRequest>),
 }
 
 type Applied = Result<Result<MutationOutcome, Error>, StoreError>;
@@ -316,6 +324,7 @@ impl Mutation {
                 total,
             } => rewrap(txn, &tenant, records, cursor, finished, now_ms, total),
             Mutation::SetRecordState { expected, updated } => set_state(txn, &expected, *updated),
+            Mutation::Approval(step) => approvals::apply(txn, step),
             Mutation::ChangeDestruction(change) => change_destruction(txn, change),
             Mutation::FinishDestruction { id, now_ms } => finish_destruction(txn, &id, now_ms),
             Mutation::RevokeToken(id) => match txn.token(&id)? {
@@ -583,24 +592,48 @@ fn change_destruction(txn: &mut dyn StoreWrite, change: DestructionChange) -> Ap
             by,
             now_ms,
             not_before_ms,
+            request_ttl_ms,
         } => {
             let Some(mut request) = find(txn, &id)? else {
                 return Ok(Err(Error::NotFound(format!("no destruction request {id}"))));
             };
-            if request.state != DestructionState::Pending {
+            let mut approvals = match &request.state {
+                DestructionState::Pending => Vec::new(),
+                DestructionState::Approving { approvals } => approvals.clone(),
+                _ => {
+                    return Ok(Err(Error::FailedPrecondition(format!(
+                        "destruction request {id} is not pending"
+                    ))));
+                }
+            };
+            if now_ms >= request.requested_at_ms.saturating_add(request_ttl_ms) {
                 return Ok(Err(Error::FailedPrecondition(format!(
-                    "destruction request {id} is not pending"
+                    "destruction request {id} expired; cancel it and ask again"
                 ))));
             }
-            if request.requested_by == by {
+            let Some(approver) = txn.operator(&by)? else {
+                return Ok(Err(Error::PermissionDenied(format!("no operator {by}"))));
+            };
+            if let Some(refusal) = approver_refusal(
+                &approver,
+                &request.requested_by,
+                request.requested_at_ms,
+                &approvals,
+            ) {
                 return Ok(Err(Error::PermissionDenied(format!(
-                    "destruction request {id} was made by {by}: a second admin must approve it"
+                    "destruction request {id}: {refusal}"
                 ))));
             }
-            request.state = DestructionState::Approved {
-                by,
-                at_ms: now_ms,
-                not_before_ms,
+            approvals.push(Approval { by, at_ms: now_ms });
+            request.state = if approvals.len() as u64 >= u64::from(approvals::quorum(txn)?) {
+                let names: Vec<&str> = approvals.iter().map(|a| a.by.as_str()).collect();
+                DestructionState::Approved {
+                    by: names.join(","),
+                    at_ms: now_ms,
+                    not_before_ms,
+                }
+            } else {
+                DestructionState::Approving { approvals }
             };
             request
         }

@@ -21,6 +21,7 @@ use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
 use crate::audit::keys::AuditKeyRecord;
+use crate::domain::approval::ChangeRequest;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
@@ -71,22 +72,25 @@ pub const CORRECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corr
 pub const TENANT_INFO: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_info");
 /// Deletion certificates: handle → certificate.
 pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
+/// Dual-control change requests (id → [`ChangeRequest`], authenticated).
+pub const CHANGE_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("change_requests");
 /// The authority state (`authority` → [`AuthorityState`], authenticated).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("authority_state");
 const STATE_KEY: &str = "authority";
 /// The text-keyed authority tables, in digest order (audit keys, keyed by version, come last).
-const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
+const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
     TENANTS,
     OPERATORS,
     TOKENS,
     DESTRUCTIONS,
     EPOCH_KEYS,
     TENANT_INFO,
+    CHANGE_REQUESTS,
 ];
 
 /// Every table keyed by text with byte values (all but the index, audit, checkpoints and
 /// audit keys): what a snapshot copies as is.
-const TEXT_KEYED_TABLES: [TableDefinition<&str, &[u8]>; 13] = [
+const TEXT_KEYED_TABLES: [TableDefinition<&str, &[u8]>; 14] = [
     META,
     RECORDS,
     TENANTS,
@@ -99,6 +103,7 @@ const TEXT_KEYED_TABLES: [TableDefinition<&str, &[u8]>; 13] = [
     CORRECTIONS,
     TENANT_INFO,
     CERTIFICATES,
+    CHANGE_REQUESTS,
     // Keep in step with `initialise`: a table missing here would be missing from backups.
     STATE,
 ];
@@ -360,6 +365,7 @@ impl RedbDatabase {
             txn.open_table(CERTIFICATES).map_err(io)?;
             txn.open_table(CORRECTIONS).map_err(io)?;
             txn.open_table(TENANT_INFO).map_err(io)?;
+            txn.open_table(CHANGE_REQUESTS).map_err(io)?;
             txn.open_table(STATE).map_err(io)?;
         }
         txn.commit().map_err(io)
@@ -740,6 +746,16 @@ macro_rules! impl_store_read {
                 all_sealed(self.sealer, DESTRUCTIONS, &table)
             }
 
+            fn change_request(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError> {
+                let table = self.txn.open_table(CHANGE_REQUESTS).map_err(io)?;
+                get_sealed(self.sealer, CHANGE_REQUESTS, &table, id)
+            }
+
+            fn change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
+                let table = self.txn.open_table(CHANGE_REQUESTS).map_err(io)?;
+                all_sealed(self.sealer, CHANGE_REQUESTS, &table)
+            }
+
             fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
                 let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
                 get_sealed(
@@ -905,6 +921,10 @@ impl StoreWrite for RedbWrite<'_> {
 
     fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
         self.put_sealed(DESTRUCTIONS, request.id.as_str(), request)
+    }
+
+    fn put_change_request(&mut self, request: &ChangeRequest) -> Result<(), StoreError> {
+        self.put_sealed(CHANGE_REQUESTS, request.id.as_str(), request)
     }
 
     fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {

@@ -1,0 +1,541 @@
+//! Dual control, attacked as one admin would: no path gives a single admin a working unseal
+//! token (a new operator, a token for an existing handler, a re-enabled handler, a grant, a
+//! new admin); self-approval, approval by an admin created after the request, a second
+//! approval by the same admin and approval of a denied or expired request are refused; once
+//! another admin approves, the change works; a larger quorum needs that many approvers; key
+//! destruction follows the same rules; every step is in the audit log; and the break-glass
+//! recovery of an admin token works on the host and is audited.
+
+use tonic::Code;
+use vault_client::{Client, pb};
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{approve, export_audit, seal_request};
+use vault_tests::{Daemon, DaemonOptions};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+async fn unseal(client: &mut Client, handle: &str) -> Result<String, tonic::Status> {
+    client
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.into(),
+            purpose: W.into(),
+        })
+        .await
+        .map(|r| r.into_inner().number)
+}
+
+async fn create(admin: &mut Client, id: &str, role: pb::Role) -> pb::ChangeRequest {
+    let created = admin
+        .admin
+        .create_operator(pb::CreateOperatorRequest {
+            operator_id: id.into(),
+            role: role as i32,
+            display_name: String::new(),
+        })
+        .await
+        .expect("create operator")
+        .into_inner();
+    created.pending_request.expect("held for approval")
+}
+
+async fn issue(admin: &mut Client, operator: &str) -> pb::IssueTokenResponse {
+    admin
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: operator.into(),
+            ttl_seconds: 3600,
+            cert_fingerprint: String::new(),
+        })
+        .await
+        .expect("issue token")
+        .into_inner()
+}
+
+async fn approve_id(approver: &mut Client, id: &str) -> Result<pb::ChangeRequest, tonic::Status> {
+    approver
+        .admin
+        .approve_change_request(pb::ChangeRequestIdRequest { id: id.into() })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_single_admin_obtains_an_unseal_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut a = daemon.dev_client("dev-admin").await;
+    let mut b = daemon.dev_client("dev-admin2").await;
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = valid_number(31);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E31", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+
+    // Path 1: a new handler. Held; it cannot be granted or given a token before it exists.
+    let rogue = create(&mut a, "rogue", pb::Role::Handler).await;
+    assert_eq!(rogue.state, "pending");
+    assert_eq!(rogue.required, 1);
+    let status = a
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: "rogue".into(),
+            tenant: "dev".into(),
+            purposes: vec![W.into()],
+        })
+        .await
+        .expect_err("no such operator yet");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = a
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "rogue".into(),
+            ttl_seconds: 60,
+            cert_fingerprint: String::new(),
+        })
+        .await
+        .expect_err("no such operator yet");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Self-approval is refused, whatever the request.
+    let status = approve_id(&mut a, &rogue.id)
+        .await
+        .expect_err("self-approval");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("another admin"), "{status:?}");
+
+    // Path 2: a second token for an existing handler. The secret is handed out, but the
+    // token is refused until another admin approves.
+    let second = issue(&mut a, "dev-handler").await;
+    let held = second.pending_request.clone().expect("held for approval");
+    assert_eq!(held.kind, "issue_token");
+    assert!(
+        !held.summary.contains(&second.token),
+        "no secret in a request"
+    );
+    let mut stolen = daemon.client(Some(second.token.clone().into())).await;
+    let status = unseal(&mut stolen, &handle)
+        .await
+        .expect_err("not approved");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Path 3: a disabled handler re-enabled. Disabling is immediate; enabling is held.
+    a.admin
+        .disable_operator(pb::DisableOperatorRequest {
+            operator_id: "dev-handler".into(),
+        })
+        .await
+        .expect("disable");
+    let enabled = a
+        .admin
+        .enable_operator(pb::DisableOperatorRequest {
+            operator_id: "dev-handler".into(),
+        })
+        .await
+        .expect("enable")
+        .into_inner();
+    assert!(enabled.disabled, "still disabled until approved");
+    let status = unseal(&mut handler, &handle).await.expect_err("disabled");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Path 4: a grant, to a handler both admins set up without one.
+    approve(
+        &mut b,
+        Some(create(&mut a, "plain", pb::Role::Handler).await),
+    )
+    .await;
+    let plain_token = issue(&mut a, "plain").await;
+    approve(&mut b, plain_token.pending_request.clone()).await;
+    let mut plain = daemon.client(Some(plain_token.token.into())).await;
+    let granted = a
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: "plain".into(),
+            tenant: "dev".into(),
+            purposes: vec![W.into()],
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    assert!(granted.grants.is_empty(), "not granted until approved");
+    let status = unseal(&mut plain, &handle).await.expect_err("no grant");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Path 5: a new admin, a sock puppet to approve the rest. Its creation is held too; once
+    // the other admin lets it in, it still cannot approve what was asked before it existed.
+    let puppet = create(&mut a, "puppet", pb::Role::Admin).await;
+    approve(&mut b, Some(puppet)).await;
+    let puppet_token = issue(&mut a, "puppet").await;
+    approve(&mut b, puppet_token.pending_request.clone()).await;
+    let mut puppet = daemon.client(Some(puppet_token.token.into())).await;
+    for id in [
+        &held.id,
+        &enabled.pending_request.as_ref().expect("held").id,
+    ] {
+        let status = approve_id(&mut puppet, id)
+            .await
+            .expect_err("an admin made after the request");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("after the request"), "{status:?}");
+    }
+    // Roles never change in place: the same id with another role is refused.
+    let status = a
+        .admin
+        .create_operator(pb::CreateOperatorRequest {
+            operator_id: "plain".into(),
+            role: pb::Role::Admin as i32,
+            display_name: String::new(),
+        })
+        .await
+        .expect_err("exists");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+
+    // A denied request cannot be approved afterwards.
+    let denied = b
+        .admin
+        .deny_change_request(pb::DenyChangeRequestRequest {
+            id: rogue.id.clone(),
+            reason: "不要な担当者".into(),
+        })
+        .await
+        .expect("deny")
+        .into_inner();
+    assert_eq!(denied.state, "denied");
+    let status = approve_id(&mut b, &rogue.id).await.expect_err("denied");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
+    // The pending requests as another admin or an auditor sees them.
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let listed = auditor
+        .admin
+        .list_change_requests(pb::ListChangeRequestsRequest { pending_only: true })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.quorum, 1);
+    let pending: Vec<&str> = listed.requests.iter().map(|r| r.kind.as_str()).collect();
+    for kind in ["issue_token", "enable_operator", "grant"] {
+        assert!(pending.contains(&kind), "{kind} in {pending:?}");
+    }
+    assert!(!format!("{listed:?}").contains(&second.token));
+
+    // A token for a disabled operator is not applied: enable it first.
+    let status = approve_id(&mut b, &held.id).await.expect_err("disabled");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    // Once the other admin approves, each change works, and each approval counts once.
+    approve(&mut b, enabled.pending_request).await;
+    approve(&mut b, Some(held.clone())).await;
+    let status = approve_id(&mut b, &held.id).await.expect_err("applied");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        unseal(&mut stolen, &handle).await.expect("approved"),
+        number
+    );
+    assert_eq!(
+        unseal(&mut handler, &handle).await.expect("enabled"),
+        number
+    );
+    approve(&mut b, granted.pending_request).await;
+    assert_eq!(unseal(&mut plain, &handle).await.expect("granted"), number);
+
+    // Every step is in the audit log, naming requester and approver, never a token.
+    let entries = export_audit(&mut auditor).await;
+    let text = format!("{entries:?}");
+    assert!(!text.contains(&second.token));
+    let approvals: Vec<&pb::AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "CHANGE_APPROVE")
+        .collect();
+    assert!(
+        approvals.iter().any(|e| e.operator_id == "dev-admin2"
+            && e.outcome == "ALLOWED"
+            && e.reason.contains(&held.id)
+            && e.reason.contains("by dev-admin")),
+        "{approvals:?}"
+    );
+    assert!(
+        approvals
+            .iter()
+            .any(|e| e.operator_id == "dev-admin" && e.outcome == "DENIED"),
+        "the self-approval is audited: {approvals:?}"
+    );
+    assert!(
+        approvals
+            .iter()
+            .any(|e| e.operator_id == "puppet" && e.outcome == "DENIED"),
+        "the puppet's approval is audited: {approvals:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "CHANGE_DENY" && e.operator_id == "dev-admin2")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "TOKEN_ISSUE" && e.reason.contains("awaits 1 approval"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_larger_quorum_needs_that_many_older_admins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut a = daemon.dev_client("dev-admin").await;
+    let mut b = daemon.dev_client("dev-admin2").await;
+
+    // Two approvals need three admins: asked for with two, it cannot be applied.
+    let quorum = a
+        .admin
+        .request_quorum(pb::RequestQuorumRequest { approvals: 2 })
+        .await
+        .expect("request quorum")
+        .into_inner();
+    assert_eq!((quorum.kind.as_str(), quorum.quorum), ("set_quorum", 2));
+    let status = approve_id(&mut b, &quorum.id).await.expect_err("too few");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("at least 3"), "{status:?}");
+    for zero in [0, 6] {
+        let status = a
+            .admin
+            .request_quorum(pb::RequestQuorumRequest { approvals: zero })
+            .await
+            .expect_err("out of range");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+
+    // A third admin, then the quorum of two, each approved under the quorum of one.
+    approve(
+        &mut b,
+        Some(create(&mut a, "admin-c", pb::Role::Admin).await),
+    )
+    .await;
+    let c_token = issue(&mut a, "admin-c").await;
+    approve(&mut b, c_token.pending_request.clone()).await;
+    let mut c = daemon.client(Some(c_token.token.into())).await;
+    approve(&mut b, Some(quorum)).await;
+
+    // Now one approval is not enough; a second admin's completes it.
+    let request = create(&mut a, "h-quorum", pb::Role::Handler).await;
+    assert_eq!(request.required, 2);
+    let first = approve_id(&mut b, &request.id)
+        .await
+        .expect("first approval");
+    assert_eq!(
+        (first.state.as_str(), first.approved_by.len()),
+        ("pending", 1)
+    );
+    let status = approve_id(&mut b, &request.id).await.expect_err("twice");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let second = approve_id(&mut c, &request.id)
+        .await
+        .expect("second approval");
+    assert_eq!(second.state, "applied");
+    assert_eq!(second.approved_by, ["dev-admin2", "admin-c"]);
+    let operators = a
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .operators;
+    assert!(operators.iter().any(|o| o.operator_id == "h-quorum"));
+
+    // Key destruction follows the quorum and refuses an admin made after the request.
+    a.admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "empty".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    a.admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "empty".into(),
+        })
+        .await
+        .expect("rotate");
+    let destruction = a
+        .admin
+        .request_key_destruction(pb::RequestKeyDestructionRequest {
+            tenant: "empty".into(),
+            version: 1,
+        })
+        .await
+        .expect("request destruction")
+        .into_inner();
+    let late = create(&mut a, "admin-late", pb::Role::Admin).await;
+    approve_id(&mut b, &late.id).await.expect("first");
+    approve(&mut c, Some(late)).await;
+    let late_token = issue(&mut a, "admin-late").await;
+    approve_id(
+        &mut b,
+        &late_token.pending_request.as_ref().expect("held").id,
+    )
+    .await
+    .expect("first");
+    approve(&mut c, late_token.pending_request.clone()).await;
+    let mut late = daemon.client(Some(late_token.token.into())).await;
+    let approve_destruction = |id: String| pb::KeyDestructionIdRequest { id };
+    let status = late
+        .admin
+        .approve_key_destruction(approve_destruction(destruction.id.clone()))
+        .await
+        .expect_err("made after the request");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let once = b
+        .admin
+        .approve_key_destruction(approve_destruction(destruction.id.clone()))
+        .await
+        .expect("first approval")
+        .into_inner();
+    assert_eq!(
+        (once.state.as_str(), once.approved_by.as_str()),
+        ("pending", "dev-admin2")
+    );
+    let twice = c
+        .admin
+        .approve_key_destruction(approve_destruction(destruction.id.clone()))
+        .await
+        .expect("second approval")
+        .into_inner();
+    assert_eq!(twice.state, "approved");
+    assert_eq!(twice.approved_by, "dev-admin2,admin-c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (daemon, mut admin, mut approver) = vault_tests::rpc::start_from_config(
+        &data,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n[approvals]\nrequest_ttl_secs = 1\n",
+            data.display()
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    let request = create(&mut admin, "slow", pb::Role::Auditor).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let status = approve_id(&mut approver, &request.id)
+        .await
+        .expect_err("expired");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
+    let listed = approver
+        .admin
+        .list_change_requests(pb::ListChangeRequestsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.requests[0].state, "expired");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_mints_an_admin_token_on_the_host_and_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start_dev(&data);
+    // Every admin token lost: both revoked by each other, say.
+    let mut a = daemon.dev_client("dev-admin").await;
+    let tokens = a
+        .admin
+        .list_tokens(pb::ListTokensRequest::default())
+        .await
+        .expect("tokens")
+        .into_inner()
+        .tokens;
+    // The other admin's first, then the caller's own (its last call).
+    let mut admin_tokens: Vec<&pb::TokenInfo> = tokens
+        .iter()
+        .filter(|t| t.operator_id.starts_with("dev-admin"))
+        .collect();
+    admin_tokens.sort_by_key(|t| t.operator_id != "dev-admin2");
+    for token in admin_tokens {
+        a.admin
+            .revoke_token(pb::RevokeTokenRequest {
+                token_id: token.token_id.clone(),
+            })
+            .await
+            .expect("revoke");
+    }
+    let status = a
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect_err("locked out");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(daemon.stop().success());
+
+    // The holder of the key backend recovers on the host; a non-admin is refused.
+    let options = daemon.options().clone();
+    let out = dir.path().join("recovered.token");
+    let refused = vault_tests::daemon::run_once(
+        &data,
+        &options,
+        &[
+            "--recover-admin",
+            "dev-handler",
+            "--token-out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an admin"));
+    assert!(!out.exists());
+    let recovered = vault_tests::daemon::run_once(
+        &data,
+        &options,
+        &[
+            "--recover-admin",
+            "dev-admin",
+            "--token-out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&recovered.stdout).into_owned();
+    assert!(
+        recovered.status.success() && stdout.contains("ADMIN_RECOVER recorded"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out)
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = vault_client::read_token_file(&out).expect("token");
+    assert!(!stdout.contains(secrecy::ExposeSecret::expose_secret(&token)));
+
+    // The daemon starts on the store (the recovery is anchored), and the token works.
+    daemon.start_in_place();
+    let mut admin = daemon.client(Some(token.clone())).await;
+    admin
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect("back in");
+    let entries = export_audit(&mut admin).await;
+    let recovery: Vec<&pb::AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "ADMIN_RECOVER")
+        .collect();
+    assert_eq!(recovery.len(), 1, "{recovery:?}");
+    assert_eq!(recovery[0].operator_id, "host");
+    assert!(recovery[0].reason.contains("dev-admin"), "{recovery:?}");
+    assert!(!format!("{entries:?}").contains(secrecy::ExposeSecret::expose_secret(&token)));
+    let verify = admin
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verify.ok, "{}", verify.message);
+}

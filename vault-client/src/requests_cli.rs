@@ -1,0 +1,67 @@
+//! The CLI of dual control: list change requests, approve or deny one, ask for a different
+//! quorum. Definitions and dispatch; printing is in `output`.
+
+use clap::Subcommand;
+use vault_client::{Client, ClientError, pb};
+
+use crate::cli::Command;
+use crate::output::{self, Format};
+
+/// Change request commands.
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List change requests (admins and auditors), newest last.
+    List {
+        /// Only those still waiting for approval.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Ask for every later change to need N approvals (1–5), itself approved under the
+    /// current quorum.
+    Quorum {
+        /// Approvals besides the requester's.
+        approvals: u32,
+    },
+}
+
+/// Runs a dual-control command.
+pub async fn run(client: &mut Client, command: Command, format: Format) -> Result<(), ClientError> {
+    match command {
+        Command::Requests(RequestsCommand::List { pending }) => {
+            let list = client
+                .admin
+                .list_change_requests(pb::ListChangeRequestsRequest {
+                    pending_only: pending,
+                })
+                .await?
+                .into_inner();
+            output::change_requests(format, &list.requests, Some(list.quorum));
+        }
+        Command::Requests(RequestsCommand::Quorum { approvals }) => {
+            let request = client
+                .admin
+                .request_quorum(pb::RequestQuorumRequest { approvals })
+                .await?
+                .into_inner();
+            output::change_requests(format, &[request], None);
+        }
+        Command::Approve { id } => {
+            let request = client
+                .admin
+                .approve_change_request(pb::ChangeRequestIdRequest { id })
+                .await?
+                .into_inner();
+            output::change_requests(format, &[request], None);
+        }
+        Command::Deny { id, reason } => {
+            let request = client
+                .admin
+                .deny_change_request(pb::DenyChangeRequestRequest { id, reason })
+                .await?
+                .into_inner();
+            output::change_requests(format, &[request], None);
+        }
+        _ => unreachable!("dispatched by cli::run"),
+    }
+    Ok(())
+}
