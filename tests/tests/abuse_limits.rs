@@ -248,3 +248,218 @@ async fn a_record_due_when_a_handler_retired_it_waits_for_a_manager() {
         .into_inner();
     assert_eq!(disposed.status, pb::RecordStatus::Disposed as i32);
 }
+
+fn config_daemon_text(data: &Path, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n{extra}",
+        data.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_lookups_hit_the_rate_limit_and_raise_alerts() {
+    use tonic_types::StatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // The default limits of a config daemon: a handler may look up 5 numbers a second, 300 at
+    // once; 200 numbers not held within an hour raise an alert.
+    let (daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &config_daemon_text(&data, ""),
+        DaemonOptions::default(),
+    )
+    .await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "dev".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let token = operator_token(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "prober",
+        pb::Role::Handler,
+    )
+    .await;
+    let mut prober = daemon.client(Some(token)).await;
+
+    // "Does this office hold this number?", for number after number.
+    let mut refused = None;
+    let mut answered = 0u64;
+    for seed in 0..2_000u64 {
+        match prober
+            .locker
+            .lookup(pb::LookupRequest {
+                tenant: "dev".into(),
+                number: valid_number(900_000 + seed),
+            })
+            .await
+        {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                refused = Some(status);
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            Ok(_) => panic!("no number is held"),
+        }
+        answered += 1;
+    }
+    let status = refused.expect("the loop is stopped by the rate limit");
+    assert!(
+        (290..=320).contains(&answered),
+        "burst of about 300: {answered}"
+    );
+    let details = status.get_error_details();
+    let retry = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("retry info");
+    assert!(retry <= std::time::Duration::from_millis(250), "{retry:?}");
+    assert_eq!(
+        details.error_info().expect("error info").reason,
+        "RATE_LIMITED"
+    );
+    // Another hundred attempts at full speed: only what the bucket refilled meanwhile (5 a
+    // second) passes; the refusals are counted rather than committed one by one.
+    let mut still_refused = 0;
+    for seed in 0..100u64 {
+        let status = prober
+            .locker
+            .lookup(pb::LookupRequest {
+                tenant: "dev".into(),
+                number: valid_number(950_000 + seed),
+            })
+            .await
+            .expect_err("not held, or limited");
+        match status.code() {
+            Code::ResourceExhausted => still_refused += 1,
+            code => assert_eq!(code, Code::NotFound),
+        }
+    }
+    assert!(still_refused >= 80, "{still_refused}");
+    // After the retry delay, a call passes again.
+    tokio::time::sleep(retry + std::time::Duration::from_millis(300)).await;
+    let status = prober
+        .locker
+        .lookup(pb::LookupRequest {
+            tenant: "dev".into(),
+            number: valid_number(990_001),
+        })
+        .await
+        .expect_err("not held");
+    assert_eq!(status.code(), Code::NotFound);
+
+    let alerts = admin
+        .admin
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .expect("alerts")
+        .into_inner()
+        .alerts;
+    let reasons: Vec<&str> = alerts.iter().map(|a| a.reason.as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("lookup_misses_per_hour")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("rate_limited")),
+        "{reasons:?}"
+    );
+    let entries = vault_tests::rpc::export_audit(&mut admin).await;
+    let limited = entries
+        .iter()
+        .filter(|e| e.code == "RESOURCE_EXHAUSTED")
+        .count();
+    assert!(
+        (1..=3).contains(&limited),
+        "101 refusals, aggregated: {limited}"
+    );
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_token_flood_costs_a_few_entries_and_the_daemon_keeps_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (mut daemon, mut admin, _approver) = start_from_config(
+        &data,
+        &config_daemon_text(&data, ""),
+        DaemonOptions::default(),
+    )
+    .await;
+    let before = vault_tests::rpc::export_audit(&mut admin).await.len();
+    let junk = format!("mnt_{}_{}", "0123456789abcdef", "ab".repeat(32));
+    let flood = daemon.client(Some(junk.into())).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        let mut client = flood.clone();
+        tasks.spawn(async move {
+            let mut codes = std::collections::HashMap::new();
+            for _ in 0..1_250 {
+                let code = client
+                    .admin
+                    .list_purposes(pb::ListPurposesRequest {})
+                    .await
+                    .expect_err("junk")
+                    .code();
+                *codes.entry(code as i32).or_insert(0u32) += 1;
+            }
+            let _ = worker;
+            codes
+        });
+    }
+    let mut codes = std::collections::HashMap::new();
+    while let Some(result) = tasks.join_next().await {
+        for (code, n) in result.expect("worker") {
+            *codes.entry(code).or_insert(0u32) += n;
+        }
+    }
+    assert_eq!(codes.values().sum::<u32>(), 20_000);
+    // The first 60 (and the one a second the bucket refills) are told the token is wrong, the
+    // rest that the address is locked out.
+    let told = codes
+        .get(&(Code::Unauthenticated as i32))
+        .copied()
+        .unwrap_or(0);
+    assert!((60..=90).contains(&told), "{codes:?}");
+    // The daemon answers: the lockout lifts as the bucket refills.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    admin
+        .admin
+        .list_purposes(pb::ListPurposesRequest {})
+        .await
+        .expect("an admin is served again");
+    // Stopping flushes the last counts; every junk call is accounted for in a few entries.
+    assert!(daemon.stop().success());
+    daemon.start_in_place();
+    let mut admin = daemon
+        .client(Some(
+            vault_client::read_token_file(&data.join("initial-admin.token")).expect("token"),
+        ))
+        .await;
+    let entries = vault_tests::rpc::export_audit(&mut admin).await;
+    let junk_entries: Vec<&pb::AuditEntry> = entries[before..]
+        .iter()
+        .filter(|e| e.outcome == "DENIED")
+        .collect();
+    assert!(junk_entries.len() <= 12, "{}", junk_entries.len());
+    let accounted: u64 = junk_entries
+        .iter()
+        .map(|e| match e.action.as_str() {
+            "REFUSAL_SUMMARY" => e
+                .reason
+                .split_once(' ')
+                .and_then(|(n, _)| n.parse().ok())
+                .expect("count"),
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(accounted, 20_000);
+    assert!(junk_entries.iter().all(|e| e.peer.starts_with("127.0.0.1")));
+}

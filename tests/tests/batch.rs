@@ -133,7 +133,7 @@ async fn a_token_revoked_mid_batch_stops_the_batch() {
     use vault_client::pb;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut daemon = Daemon::start_dev(&dir.path().join("data"));
     let mut admin = daemon.dev_client("dev-admin").await;
     let mut approver = daemon.dev_client("dev-admin2").await;
     let token = vault_tests::rpc::operator_token(
@@ -199,5 +199,22 @@ async fn a_token_revoked_mid_batch_stops_the_batch() {
         })
         .map(|e| e.outcome.as_str())
         .collect();
-    assert_eq!(unseals, ["ALLOWED", "DENIED", "DENIED", "DENIED"]);
+    // The first refusal has its own entry; the other two, refused for the same reason from
+    // the same address within the window, are counted into one summary entry, written at the
+    // latest when the daemon stops.
+    assert_eq!(unseals, ["ALLOWED", "DENIED"]);
+    drop((auditor, admin, approver));
+    assert!(daemon.stop().success());
+    daemon.start_in_place();
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let summary = entries
+        .iter()
+        .find(|e| e.action == "REFUSAL_SUMMARY" && e.operator_id == "batcher")
+        .expect("summary of the refused items");
+    assert!(
+        summary.reason.starts_with("2 further calls refused") && summary.reason.contains("revoked"),
+        "{}",
+        summary.reason
+    );
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::service::monitor::{MonitorPolicy, Thresholds, parse_hours};
+use crate::service::rate_limit::{Rate, RatePolicy, RoleRates};
+use crate::service::refusals::RefusalPolicy;
 
 /// Errors reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +70,143 @@ pub struct Config {
     /// Dual control: change requests.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// Rate limits per operator, failed-authentication limits per address, and the
+    /// aggregation of refused calls in the audit log.
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// Rate limits on the calls that touch numbers, per role; and limits on junk traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Handlers (people).
+    pub handler: RoleRatesConfig,
+    /// Services (payroll systems).
+    pub service: RoleRatesConfig,
+    /// Failed authentications an address may make per second, sustained; beyond its burst
+    /// the address's calls are refused until it refills. 0 turns the limit off.
+    pub failed_auth_per_second: f64,
+    /// Failed authentications an address may make at once.
+    pub failed_auth_burst: u32,
+    /// Refused junk calls (failed authentication, rate limits) are audited per source,
+    /// reason and window of this many seconds: the first on its own, the rest as one count.
+    pub refusal_window_secs: u64,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            handler: RoleRatesConfig {
+                seal_per_second: 20.0,
+                unseal_per_second: 20.0,
+                lookup_per_second: 5.0,
+                burst_seconds: 60.0,
+            },
+            // Payroll systems seal and unseal a whole company at year end (100,000 items in
+            // one batch is ordinary): no limit on those by default. Lookups keep a generous
+            // one, so even a service token cannot sweep the number space.
+            service: RoleRatesConfig {
+                seal_per_second: 0.0,
+                unseal_per_second: 0.0,
+                lookup_per_second: 1000.0,
+                burst_seconds: 300.0,
+            },
+            failed_auth_per_second: 1.0,
+            failed_auth_burst: 60,
+            refusal_window_secs: 60,
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    /// No per-operator limits (`--dev`, where the bench measures the daemon itself); the
+    /// failed-authentication limits stay.
+    pub fn unlimited_operators() -> RateLimitsConfig {
+        RateLimitsConfig {
+            handler: RoleRatesConfig::default(),
+            service: RoleRatesConfig::default(),
+            ..RateLimitsConfig::default()
+        }
+    }
+
+    /// The per-operator policy.
+    pub fn rate_policy(&self) -> RatePolicy {
+        RatePolicy {
+            handler: self.handler.rates(),
+            service: self.service.rates(),
+        }
+    }
+
+    /// The junk-traffic policy.
+    pub fn refusal_policy(&self) -> RefusalPolicy {
+        RefusalPolicy {
+            window: std::time::Duration::from_secs(self.refusal_window_secs),
+            failed_auth_per_second: self.failed_auth_per_second,
+            failed_auth_burst: f64::from(self.failed_auth_burst),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (role, rates) in [("handler", &self.handler), ("service", &self.service)] {
+            for (name, value) in [
+                ("seal_per_second", rates.seal_per_second),
+                ("unseal_per_second", rates.unseal_per_second),
+                ("lookup_per_second", rates.lookup_per_second),
+                ("burst_seconds", rates.burst_seconds),
+            ] {
+                if !value.is_finite() || !(0.0..=1_000_000.0).contains(&value) {
+                    return Err(format!(
+                        "rate_limits.{role}.{name} must be between 0 and 1000000"
+                    ));
+                }
+            }
+        }
+        if !self.failed_auth_per_second.is_finite()
+            || !(0.0..=10_000.0).contains(&self.failed_auth_per_second)
+        {
+            return Err("rate_limits.failed_auth_per_second must be between 0 and 10000".into());
+        }
+        if self.failed_auth_burst == 0 {
+            return Err("rate_limits.failed_auth_burst must be at least 1".into());
+        }
+        if !(1..=3600).contains(&self.refusal_window_secs) {
+            return Err("rate_limits.refusal_window_secs must be between 1 and 3600".into());
+        }
+        Ok(())
+    }
+}
+
+/// One role's rates: calls per second sustained (0: no limit), and how many seconds of that
+/// rate a full bucket holds (the burst).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleRatesConfig {
+    /// Seals (each batch item counts).
+    pub seal_per_second: f64,
+    /// Unseals (each batch item counts).
+    pub unseal_per_second: f64,
+    /// Lookups.
+    pub lookup_per_second: f64,
+    /// Seconds of the rate a full bucket holds.
+    pub burst_seconds: f64,
+}
+
+impl RoleRatesConfig {
+    fn rates(&self) -> RoleRates {
+        let rate = |per_second: f64| Rate {
+            per_second,
+            burst: (per_second * self.burst_seconds).max(1.0),
+        };
+        RoleRates {
+            seal: rate(self.seal_per_second),
+            unseal: rate(self.unseal_per_second),
+            lookup: rate(self.lookup_per_second),
+        }
+    }
 }
 
 /// Dual control (the quorum itself lives in the store and changes only by an approved request).
@@ -119,7 +255,8 @@ impl Default for KeysConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitoringConfig {
-    /// Disable an operator when one of their alerts fires.
+    /// Disable an operator of any role when one of their alerts fires (each role can also
+    /// turn it on for itself).
     pub auto_suspend: bool,
     /// Thresholds for handlers.
     pub handler: RoleThresholdsConfig,
@@ -135,6 +272,8 @@ impl Default for MonitoringConfig {
                 unseals_per_hour: 1000,
                 distinct_subjects_per_hour: 500,
                 hours: String::new(),
+                lookup_misses_per_hour: 200,
+                auto_suspend: false,
             },
             service: RoleThresholdsConfig::default(),
         }
@@ -151,6 +290,10 @@ pub struct RoleThresholdsConfig {
     pub distinct_subjects_per_hour: u32,
     /// Working hours, `HH:MM-HH:MM` in JST; unseals outside raise an alert.
     pub hours: String,
+    /// Lookups that found nothing (numbers probed, not held) per operator in any hour.
+    pub lookup_misses_per_hour: u32,
+    /// Disable an operator of this role when one of their alerts fires.
+    pub auto_suspend: bool,
 }
 
 impl MonitoringConfig {
@@ -160,6 +303,8 @@ impl MonitoringConfig {
             Ok(Thresholds {
                 unseals_per_hour: c.unseals_per_hour,
                 distinct_subjects_per_hour: c.distinct_subjects_per_hour,
+                lookup_misses_per_hour: c.lookup_misses_per_hour,
+                auto_suspend: self.auto_suspend || c.auto_suspend,
                 hours: if c.hours.trim().is_empty() {
                     None
                 } else {
@@ -487,6 +632,7 @@ impl Config {
             lifecycle: LifecycleConfig::default(),
             monitoring: MonitoringConfig::default(),
             approvals: ApprovalsConfig::default(),
+            rate_limits: RateLimitsConfig::unlimited_operators(),
             log: LogConfig::default(),
         }
     }
@@ -582,6 +728,9 @@ impl Config {
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
         }
+        if let Err(message) = self.rate_limits.check() {
+            return invalid(&message);
+        }
         if self.lifecycle.retire_backdate_days > 366 {
             return invalid("lifecycle.retire_backdate_days must be at most 366");
         }
@@ -634,6 +783,12 @@ mod tests {
         // The example keeps the insecure simulated token refused outside dev mode.
         assert!(config.validate(false).is_err());
         config.validate(true).expect("example is otherwise valid");
+        // The production example suspends a handler at its first alert, never a service
+        // (a payroll system limited at year end must not be switched off).
+        let policy = config.monitoring.policy().expect("policy");
+        assert!(policy.handler.auto_suspend && !policy.service.auto_suspend);
+        assert!(!policy.auto_suspend);
+        assert!(config.rate_limits.rate_policy().handler.lookup.per_second > 0.0);
         crate::domain::purpose::PurposeCatalogue::load(&root.join("purposes.example.toml"))
             .expect("example catalogue loads");
         for (file, kind) in [

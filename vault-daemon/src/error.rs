@@ -73,6 +73,14 @@ pub enum Error {
     /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
+    /// A rate limit refused the call: retry after the given time.
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited, and when a retry passes.
+        message: String,
+        /// Milliseconds until a retry passes.
+        retry_after_ms: u64,
+    },
     /// A denial answered as "not found", so the answer tells nothing about what exists
     /// elsewhere (another tenant's record); the audit entry keeps the real reason.
     #[error("{shown}")]
@@ -101,6 +109,7 @@ impl Error {
             Error::Aborted(_) => "ABORTED",
             Error::Internal(_) => "INTERNAL",
             Error::Concealed { .. } => "NOT_FOUND",
+            Error::RateLimited { .. } => "RESOURCE_EXHAUSTED",
         }
     }
 
@@ -116,9 +125,10 @@ impl Error {
     /// Denied for authentication and authorisation refusals, Failed for everything else.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Error::Unauthenticated(_) | Error::PermissionDenied(_) | Error::Concealed { .. } => {
-                Outcome::Denied
-            }
+            Error::Unauthenticated(_)
+            | Error::PermissionDenied(_)
+            | Error::Concealed { .. }
+            | Error::RateLimited { .. } => Outcome::Denied,
             _ => Outcome::Failed,
         }
     }

@@ -1,6 +1,6 @@
 //! SIGHUP, the reload signal every daemon's operator knows: the config file is read again and
-//! what can change on a running locker is applied — the log filter and the log monitoring
-//! thresholds — each change logged. A file that does not load or validate changes nothing
+//! what can change on a running locker is applied — the log filter, the log monitoring
+//! thresholds and the per-operator rate limits — each change logged. A file that does not load or validate changes nothing
 //! (an ERROR line says why) and the daemon keeps serving. Other sections that changed are named
 //! in a WARN line: they take effect at the next restart.
 
@@ -43,6 +43,11 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
         ("purposes", format!("{:?}", config.purposes)),
         ("keys", format!("{:?}", config.keys)),
         ("lifecycle", format!("{:?}", config.lifecycle)),
+        ("approvals", format!("{:?}", config.approvals)),
+        (
+            "rate_limits (failed_auth_*, refusal_window_secs)",
+            format!("{:?}", config.rate_limits.refusal_policy()),
+        ),
     ]
 }
 
@@ -88,6 +93,14 @@ impl Reloader {
             changed.push("monitoring");
         }
         current.monitoring = new.monitoring.clone();
+        let rates = new.rate_limits.rate_policy();
+        let previous = locker.set_rate_limits(rates);
+        if *previous != rates {
+            tracing::info!(from = ?*previous, to = ?rates, "SIGHUP: rate limits reloaded");
+            changed.push("rate_limits");
+        }
+        current.rate_limits.handler = new.rate_limits.handler.clone();
+        current.rate_limits.service = new.rate_limits.service.clone();
         let pending: Vec<&str> = restart_only(current)
             .into_iter()
             .zip(restart_only(&new))

@@ -266,6 +266,16 @@ fn start_writer(
     )?)
 }
 
+/// Commits the summaries of closed refusal windows every few seconds, until aborted.
+async fn run_refusal_flush(locker: Arc<Locker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Err(error) = locker.flush_refusals(false).await {
+            tracing::warn!(%error, "could not record refusal counts; will retry");
+        }
+    }
+}
+
 /// A locker opened on a verified store, with its writer running.
 struct Opened {
     locker: Arc<Locker>,
@@ -334,6 +344,8 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
         .with_epoch_months(config.lifecycle.epoch_months)
         .with_request_ttl(ms(config.approvals.request_ttl_secs))
         .with_retire_backdate_days(config.lifecycle.retire_backdate_days)
+        .with_rate_limits(config.rate_limits.rate_policy())
+        .with_refusal_policy(config.rate_limits.refusal_policy())
         .with_monitoring(
             config
                 .monitoring
@@ -403,6 +415,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         },
     ));
 
+    let refusal_task = tokio::spawn(run_refusal_flush(Arc::clone(&locker)));
     let disposal_task = tokio::spawn(run_disposal_schedule(
         Arc::clone(&locker),
         Duration::from_secs(config.lifecycle.disposal_interval_secs.max(1)),
@@ -492,6 +505,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     rewrap_task.abort();
     disposal_task.abort();
     let _ = rewrap_task.await;
+    refusal_task.abort();
+    let _ = refusal_task.await;
+    // The counts of refused calls still in their window go into the log before it closes.
+    if let Err(error) = locker.flush_refusals(true).await {
+        tracing::error!(%error, "could not record the last refusal counts");
+    }
     drop(locker);
     checkpoint_task.abort();
     let _ = checkpoint_task.await;

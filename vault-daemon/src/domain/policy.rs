@@ -119,6 +119,9 @@ pub enum Action {
     ChangeDeny,
     /// Ask for a different number of approvals.
     QuorumChange,
+    /// The count of refused calls of one source, reason and window beyond the first (junk
+    /// traffic, rate limits), written when the window closes.
+    RefusalSummary,
     /// Break-glass: the holder of the key backend mints an admin token on the host.
     AdminRecover,
     /// Work the daemon does by itself (first start, dev provisioning).
@@ -188,6 +191,7 @@ impl Action {
             Action::ChangeDeny => "CHANGE_DENY",
             Action::QuorumChange => "QUORUM_CHANGE",
             Action::AdminRecover => "ADMIN_RECOVER",
+            Action::RefusalSummary => "REFUSAL_SUMMARY",
             Action::System => "SYSTEM",
         }
     }
@@ -240,6 +244,7 @@ impl Action {
             | Action::AuditCheckpoints => &[Admin, Auditor, Manager],
             Action::System
             | Action::AdminRecover
+            | Action::RefusalSummary
             | Action::KeyRewrap
             | Action::KeyDestroy
             | Action::ScheduledDispose

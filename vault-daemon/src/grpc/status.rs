@@ -1,6 +1,10 @@
 //! The one place where a locker error becomes a gRPC status.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 
@@ -20,9 +24,20 @@ pub fn to_status(error: Error) -> Status {
         Error::Aborted(_) => Code::Aborted,
         Error::Internal(_) => Code::Internal,
         Error::Concealed { .. } => Code::NotFound,
+        Error::RateLimited { retry_after_ms, .. } => {
+            // google.rpc.RetryInfo and ErrorInfo, so that any gRPC stack can back off without
+            // parsing the message.
+            let mut details =
+                ErrorDetails::with_retry_info(Some(Duration::from_millis(*retry_after_ms)));
+            details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
+            return Status::with_error_details(Code::ResourceExhausted, error.to_string(), details);
+        }
     };
     Status::new(code, error.to_string())
 }
+
+/// The `domain` of the google.rpc.ErrorInfo details this daemon attaches.
+pub const ERROR_DOMAIN: &str = "mynumber-locker";
 
 #[cfg(test)]
 mod tests {
@@ -54,5 +69,21 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), "m");
         }
+    }
+
+    #[test]
+    fn a_rate_limit_carries_retry_info_and_a_reason() {
+        let status = to_status(Error::RateLimited {
+            message: "m".into(),
+            retry_after_ms: 1500,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        let retry = details.retry_info().expect("retry info");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            details.error_info().expect("error info").reason,
+            "RATE_LIMITED"
+        );
     }
 }

@@ -15,10 +15,25 @@ impl Locker {
     /// Feeds an allowed unseal to the monitor and commits the alerts it raises.
     pub(super) async fn watch_unseal(&self, caller: &Caller, handle: &str) -> Result<()> {
         let operator = &caller.operator;
-        for reason in self
+        let alerts = self
             .monitor
-            .observe(&operator.id, operator.role, handle, self.now_ms())
-        {
+            .observe(&operator.id, operator.role, handle, self.now_ms());
+        self.commit_alerts(caller, alerts).await
+    }
+
+    /// Feeds a lookup that found nothing to the monitor and commits the alerts it raises.
+    pub(super) async fn watch_lookup_miss(&self, caller: &Caller) -> Result<()> {
+        let operator = &caller.operator;
+        let alerts = self
+            .monitor
+            .observe_lookup_miss(&operator.id, operator.role, self.now_ms());
+        self.commit_alerts(caller, alerts).await
+    }
+
+    /// Commits each alert about `caller` (suspending it when the policy says so).
+    pub(super) async fn commit_alerts(&self, caller: &Caller, alerts: Vec<String>) -> Result<()> {
+        let operator = &caller.operator;
+        for reason in alerts {
             tracing::warn!(operator = %operator.id, alert = %reason, "log monitor alert");
             let mut entry = AuditEntry {
                 operator: operator.id.clone(),
@@ -26,7 +41,7 @@ impl Locker {
                 action: Action::Alert.as_str().into(),
                 ..AuditEntry::default()
             };
-            let mutation = if self.monitor.auto_suspend() {
+            let mutation = if self.monitor.auto_suspend(operator.role) {
                 entry.allow(format!("{reason}; operator suspended"));
                 Mutation::ChangeOperator {
                     id: operator.id.clone(),

@@ -18,7 +18,9 @@ mod destruction;
 mod disposal;
 mod lifecycle;
 pub mod monitor;
+pub mod rate_limit;
 mod records;
+pub mod refusals;
 mod reports;
 pub mod rotation;
 
@@ -94,6 +96,14 @@ impl SessionAuth {
 }
 
 impl RequestContext {
+    /// The caller's IP address (the port changes with every connection).
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr
+            .as_deref()
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+            .map(|addr| addr.ip())
+    }
+
     fn peer_description(&self) -> String {
         match (&self.peer_addr, &self.cert_fingerprint) {
             (Some(addr), Some(fp)) => format!("{addr} cert:{}", &fp[..fp.len().min(16)]),
@@ -167,6 +177,10 @@ pub struct Locker {
     disposal_lock: tokio::sync::Mutex<()>,
     /// ログ監視 of unseals.
     monitor: monitor::Monitor,
+    /// Per-operator buckets on seal, unseal and lookup.
+    rate_limiter: rate_limit::RateLimiter,
+    /// Aggregated audit of refused junk traffic, and per-address failed-auth buckets.
+    refusals: refusals::RefusalLedger,
     /// Months per disposal epoch (one key per tenant and epoch).
     epoch_months: u32,
 }
@@ -228,6 +242,8 @@ impl Locker {
             epoch_lock: tokio::sync::Mutex::new(()),
             disposal_lock: tokio::sync::Mutex::new(()),
             monitor: monitor::Monitor::default(),
+            rate_limiter: rate_limit::RateLimiter::default(),
+            refusals: refusals::RefusalLedger::new(refusals::RefusalPolicy::default()),
             epoch_months: 1,
         }
     }
@@ -255,6 +271,26 @@ impl Locker {
     /// go further).
     pub fn with_retire_backdate_days(mut self, days: u32) -> Locker {
         self.retire_backdate_days = days;
+        self
+    }
+
+    /// Limits seal, unseal and lookup rates per operator as `policy` says.
+    pub fn with_rate_limits(mut self, policy: rate_limit::RatePolicy) -> Locker {
+        self.rate_limiter = rate_limit::RateLimiter::new(policy);
+        self
+    }
+
+    /// Puts new rate limits in force (a reload); returns the ones they replaced.
+    pub fn set_rate_limits(
+        &self,
+        policy: rate_limit::RatePolicy,
+    ) -> std::sync::Arc<rate_limit::RatePolicy> {
+        self.rate_limiter.set_policy(policy)
+    }
+
+    /// Aggregates refused junk traffic and limits failed authentications as `policy` says.
+    pub fn with_refusal_policy(mut self, policy: refusals::RefusalPolicy) -> Locker {
+        self.refusals = refusals::RefusalLedger::new(policy);
         self
     }
 
@@ -307,6 +343,20 @@ impl Locker {
             peer: ctx.peer_description(),
             ..AuditEntry::default()
         };
+        let peer_ip = ctx.peer_ip();
+        if let Some(ip) = peer_ip
+            && let Some(wait) = self.refusals.peer_locked(ip, std::time::Instant::now())
+        {
+            // The message stays the same for every refusal of this kind (they are aggregated
+            // by it); the delay goes in the RetryInfo details.
+            let error = Error::RateLimited {
+                message:
+                    "too many failed authentications from this address; retry later (see RetryInfo)"
+                        .into(),
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            };
+            return Err(self.refuse_aggregated(&ip.to_string(), entry, error).await);
+        }
         let checked = self
             .authenticate_session(ctx, &mut entry)
             .and_then(|caller| {
@@ -325,8 +375,99 @@ impl Locker {
             });
         match checked {
             Ok(caller) => Ok((caller, entry)),
+            Err(error @ Error::Unauthenticated(_)) => {
+                if let Some(ip) = peer_ip {
+                    self.refusals
+                        .failed_authentication(ip, std::time::Instant::now());
+                }
+                let source = peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                Err(self.refuse_aggregated(&source, entry, error).await)
+            }
             Err(error) => Err(self.refuse(entry, error).await),
         }
+    }
+
+    /// Takes one call of `kind` from the caller's bucket; a refusal is audited aggregated
+    /// (per operator, kind and window) and raises an alert once an hour.
+    async fn meter(
+        &self,
+        caller: &Caller,
+        kind: rate_limit::Metered,
+        entry: AuditEntry,
+    ) -> Result<AuditEntry> {
+        let operator = &caller.operator;
+        let Err(wait) =
+            self.rate_limiter
+                .take(&operator.id, operator.role, kind, std::time::Instant::now())
+        else {
+            return Ok(entry);
+        };
+        let error = Error::RateLimited {
+            message: format!(
+                "operator {} is over its {} rate limit; retry later (see RetryInfo)",
+                operator.id,
+                kind.as_str(),
+            ),
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        if let Some(reason) = self
+            .monitor
+            .observe_rate_limited(&operator.id, kind, self.now_ms())
+        {
+            self.commit_alerts(caller, vec![reason]).await?;
+        }
+        let source = format!("{}/{}", operator.id, kind.as_str());
+        Err(self.refuse_aggregated(&source, entry, error).await)
+    }
+
+    /// Refuses a call whose audit is aggregated: the first of its window commits its own entry,
+    /// the rest are counted into the window's summary ([`Locker::flush_refusals`]).
+    async fn refuse_aggregated(&self, source: &str, mut entry: AuditEntry, error: Error) -> Error {
+        entry.fail(&error);
+        match self
+            .refusals
+            .note(source, &error, &entry, std::time::Instant::now())
+        {
+            refusals::Verdict::Counted => error,
+            refusals::Verdict::AuditNow => match self.writer.submit(Mutation::None, entry).await {
+                Ok(_) => error,
+                Err(audit_error) => audit_error,
+            },
+        }
+    }
+
+    /// Commits the summaries of the refusal windows that are over (all of them with `all`, at
+    /// shutdown). A summary that cannot be committed is kept for the next flush.
+    pub async fn flush_refusals(&self, all: bool) -> Result<()> {
+        let mut due = self
+            .refusals
+            .take_due(std::time::Instant::now(), all)
+            .into_iter();
+        while let Some(summary) = due.next() {
+            let mut entry = AuditEntry {
+                operator: summary.last.operator.clone(),
+                role: summary.last.role.clone(),
+                token_id: summary.last.token_id.clone(),
+                tenant: summary.last.tenant.clone(),
+                action: Action::RefusalSummary.as_str().into(),
+                peer: summary.source.clone(),
+                ..AuditEntry::default()
+            };
+            entry.fail(&summary.error);
+            entry.reason = format!(
+                "{} further calls refused within {} s (last: {}): {}",
+                summary.count,
+                summary.span.as_secs().max(1),
+                summary.last.action,
+                summary.error.audit_reason()
+            );
+            if let Err(error) = self.writer.submit(Mutation::None, entry).await {
+                self.refusals
+                    .restore(std::iter::once(summary).chain(due).collect());
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Records a call that the transport cut short (the server's deadline, a panic) and so

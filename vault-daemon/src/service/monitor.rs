@@ -24,6 +24,10 @@ pub struct Thresholds {
     /// Working hours in JST, as minutes since midnight `[start, end)`; unseals outside raise an
     /// alert.
     pub hours: Option<(u32, u32)>,
+    /// Lookups that found nothing (numbers probed, not held) per operator in any hour.
+    pub lookup_misses_per_hour: u32,
+    /// Disable the operator when one of their alerts fires (their next call is refused).
+    pub auto_suspend: bool,
 }
 
 /// The monitoring policy.
@@ -33,7 +37,8 @@ pub struct MonitorPolicy {
     pub handler: Thresholds,
     /// Thresholds for services.
     pub service: Thresholds,
-    /// Disable the operator when an alert fires (their next call is refused).
+    /// Disable the operator of any role when an alert fires (each role's own setting adds to
+    /// it).
     pub auto_suspend: bool,
 }
 
@@ -59,6 +64,7 @@ pub fn parse_hours(text: &str) -> Result<(u32, u32), String> {
 #[derive(Default)]
 struct Window {
     unseals: VecDeque<i64>,
+    lookup_misses: VecDeque<i64>,
     subjects: HashMap<String, i64>,
     quiet_until: HashMap<&'static str, i64>,
 }
@@ -94,9 +100,71 @@ impl Monitor {
         )
     }
 
-    /// Whether alerts disable the operator.
-    pub fn auto_suspend(&self) -> bool {
-        self.policy().auto_suspend
+    /// Whether alerts disable an operator of `role`.
+    pub fn auto_suspend(&self, role: Role) -> bool {
+        let policy = self.policy();
+        policy.auto_suspend
+            || match role {
+                Role::Handler => policy.handler.auto_suspend,
+                Role::Service => policy.service.auto_suspend,
+                _ => false,
+            }
+    }
+
+    /// Records a lookup by `operator` that found nothing; returns the alert it raises when the
+    /// hour's count passes the threshold (once an hour).
+    pub fn observe_lookup_miss(&self, operator: &str, role: Role, now_ms: i64) -> Vec<String> {
+        let policy = self.policy();
+        let limit = match role {
+            Role::Handler => policy.handler.lookup_misses_per_hour,
+            Role::Service => policy.service.lookup_misses_per_hour,
+            _ => 0,
+        } as usize;
+        if limit == 0 {
+            return Vec::new();
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(operator.to_owned()).or_default();
+        let since = now_ms - HOUR_MS;
+        while window
+            .lookup_misses
+            .front()
+            .is_some_and(|&t| t <= since || window.lookup_misses.len() > limit)
+        {
+            window.lookup_misses.pop_front();
+        }
+        window.lookup_misses.push_back(now_ms);
+        if window.lookup_misses.len() <= limit {
+            return Vec::new();
+        }
+        quiet_once(
+            window,
+            "lookup_misses_per_hour",
+            format!(
+                "operator {operator} looked up more than {limit} numbers the tenant does not hold within an hour"
+            ),
+            now_ms,
+        )
+        .into_iter()
+        .collect()
+    }
+
+    /// Records that a rate limit refused `operator`; returns an alert the first time in an
+    /// hour (whatever the policy: being limited is always worth a look).
+    pub fn observe_rate_limited(
+        &self,
+        operator: &str,
+        kind: crate::service::rate_limit::Metered,
+        now_ms: i64,
+    ) -> Option<String> {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(operator.to_owned()).or_default();
+        quiet_once(
+            window,
+            "rate_limited",
+            format!("operator {operator} hit its {} rate limit", kind.as_str()),
+            now_ms,
+        )
     }
 
     /// Records an unseal of `handle` by `operator` at `now_ms`; returns the alerts it raises
@@ -108,7 +176,10 @@ impl Monitor {
             Role::Service => &policy.service,
             _ => return Vec::new(),
         };
-        if *thresholds == Thresholds::default() {
+        if thresholds.unseals_per_hour == 0
+            && thresholds.distinct_subjects_per_hour == 0
+            && thresholds.hours.is_none()
+        {
             return Vec::new();
         }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,15 +255,23 @@ impl Monitor {
         }
         crossed
             .into_iter()
-            .filter_map(|(rule, reason)| {
-                if window.quiet_until.get(rule).is_some_and(|&t| now_ms < t) {
-                    return None;
-                }
-                window.quiet_until.insert(rule, now_ms + HOUR_MS);
-                Some(format!("{rule}: {reason}"))
-            })
+            .filter_map(|(rule, reason)| quiet_once(window, rule, reason, now_ms))
             .collect()
     }
+}
+
+/// The alert `rule: reason`, unless `rule` already alerted for this operator within the hour.
+fn quiet_once(
+    window: &mut Window,
+    rule: &'static str,
+    reason: String,
+    now_ms: i64,
+) -> Option<String> {
+    if window.quiet_until.get(rule).is_some_and(|&t| now_ms < t) {
+        return None;
+    }
+    window.quiet_until.insert(rule, now_ms + HOUR_MS);
+    Some(format!("{rule}: {reason}"))
 }
 
 #[cfg(test)]
@@ -205,9 +284,31 @@ mod tests {
                 unseals_per_hour: unseals,
                 distinct_subjects_per_hour: subjects,
                 hours,
+                lookup_misses_per_hour: 3,
+                auto_suspend: false,
             },
             ..MonitorPolicy::default()
         })
+    }
+
+    #[test]
+    fn probing_for_numbers_raises_one_alert_an_hour() {
+        let m = monitor(0, 0, None);
+        let t0 = 1_800_000_000_000;
+        let alerts: Vec<String> = (0..50)
+            .flat_map(|i| m.observe_lookup_miss("op", Role::Handler, t0 + i))
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(
+            alerts[0].starts_with("lookup_misses_per_hour"),
+            "{alerts:?}"
+        );
+        assert!(m.observe_lookup_miss("op", Role::Manager, t0).is_empty());
+        // Unseal rules off, lookup rule on: unseals alert nothing.
+        assert!(m.observe("op", Role::Handler, "h", t0).is_empty());
+        let limited = crate::service::rate_limit::Metered::Lookup;
+        assert!(m.observe_rate_limited("op", limited, t0).is_some());
+        assert!(m.observe_rate_limited("op", limited, t0 + 1000).is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Suspension,
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::envelope;
+use crate::service::rate_limit::Metered;
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::mutation::{Mutation, MutationOutcome};
 
@@ -127,7 +128,8 @@ impl Locker {
     /// Seals a number and returns its handle (or the existing record's, if the tenant holds
     /// the number already).
     pub async fn seal(&self, ctx: &RequestContext, request: SealRequest) -> Result<SealResult> {
-        let (caller, mut entry) = self.begin(ctx, Action::Seal).await?;
+        let (caller, entry) = self.begin(ctx, Action::Seal).await?;
+        let mut entry = self.meter(&caller, Metered::Seal, entry).await?;
         let body = self.seal_body(&caller, &mut entry, request).await;
         let (existing_hint, outcome) = self.finish(entry, body).await?;
         match (existing_hint, outcome) {
@@ -222,7 +224,8 @@ impl Locker {
         handle: &str,
         purpose: &str,
     ) -> Result<Zeroizing<String>> {
-        let (caller, mut entry) = self.begin(ctx, Action::Unseal).await?;
+        let (caller, entry) = self.begin(ctx, Action::Unseal).await?;
+        let mut entry = self.meter(&caller, Metered::Unseal, entry).await?;
         let body = self.unseal_body(&caller, &mut entry, handle, purpose).await;
         let number = self.finish(entry, body).await.map(|(number, _)| number)?;
         // Alerts are committed before the number goes out, so an auto-suspension stops the
@@ -296,9 +299,16 @@ impl Locker {
 
     /// Finds the handle of a number within a tenant.
     pub async fn lookup(&self, ctx: &RequestContext, tenant: &str, number: &str) -> Result<Handle> {
-        let (caller, mut entry) = self.begin(ctx, Action::Lookup).await?;
+        let (caller, entry) = self.begin(ctx, Action::Lookup).await?;
+        let mut entry = self.meter(&caller, Metered::Lookup, entry).await?;
         let body = self.lookup_body(&caller, &mut entry, tenant, number).await;
-        self.finish(entry, body).await.map(|(handle, _)| handle)
+        let missed = matches!(body, Err(Error::NotFound(_)));
+        let found = self.finish(entry, body).await.map(|(handle, _)| handle);
+        if missed {
+            // Numbers probed and not found: the log monitor's view of an oracle.
+            self.watch_lookup_miss(&caller).await?;
+        }
+        found
     }
 
     async fn lookup_body(
