@@ -97,3 +97,90 @@ async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Malformed and oversized requests (sent as raw bytes by grpcio, which any client can do)
+/// never reach the locker: they are refused by the codec, and audited per address and window
+/// with their count, not one commit each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_calls_are_audited_aggregated() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (mut daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n",
+            data.display()
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    let token = tenant_with_operator(&mut admin, &mut approver, "t1", "h", pb::Role::Handler).await;
+    let before = vault_tests::rpc::export_audit(&mut admin).await.len();
+    drop((admin, approver));
+    let script = r#"
+import sys, grpc
+addr, token = sys.argv[1], sys.argv[2]
+channel = grpc.insecure_channel(addr)
+seal = channel.unary_unary("/mynumber.locker.v1.Locker/Seal")
+metadata = [("authorization", "Bearer " + token)]
+codes = {}
+for payload in [b"\xff\xff\xff\xff"] * 200 + [b"\x0a" + b"\x80\x80\x05" + b"x" * 70000] * 200:
+    try:
+        seal(payload, metadata=metadata, timeout=10)
+        codes["OK"] = codes.get("OK", 0) + 1
+    except grpc.RpcError as e:
+        codes[e.code().name] = codes.get(e.code().name, 0) + 1
+print(sorted(codes.items()))
+"#;
+    let output = Command::new(&python)
+        .args(["-c", script])
+        .arg(daemon.addr.to_string())
+        .arg(secrecy::ExposeSecret::expose_secret(&token))
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "[('INTERNAL', 200), ('RESOURCE_EXHAUSTED', 200)]",
+        "decode failures and oversized messages"
+    );
+    // Stopping writes the counts still in their window.
+    assert!(daemon.stop().success());
+    daemon.start_in_place();
+    let mut admin = daemon
+        .client(Some(
+            vault_client::read_token_file(&data.join("initial-admin.token")).expect("token"),
+        ))
+        .await;
+    let entries = vault_tests::rpc::export_audit(&mut admin).await;
+    let junk: Vec<&pb::AuditEntry> = entries[before..]
+        .iter()
+        .filter(|e| e.reason.contains("does not decode") || e.reason.contains("larger than"))
+        .collect();
+    assert!(junk.len() <= 4, "{junk:?}");
+    let count = |what: &str| -> u64 {
+        junk.iter()
+            .filter(|e| e.reason.contains(what))
+            .map(|e| match e.action.as_str() {
+                "REFUSAL_SUMMARY" => e
+                    .reason
+                    .split_once(' ')
+                    .and_then(|(n, _)| n.parse().ok())
+                    .expect("count"),
+                _ => 1,
+            })
+            .sum()
+    };
+    assert_eq!(count("does not decode"), 200);
+    assert_eq!(count("larger than"), 200);
+    assert!(
+        junk.iter()
+            .all(|e| e.action == "SEAL" || e.action == "REFUSAL_SUMMARY")
+    );
+}

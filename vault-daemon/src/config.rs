@@ -366,6 +366,19 @@ pub struct ServerConfig {
     /// Longest a call may take before it answers DEADLINE_EXCEEDED (1 to 3600 s; a stream's
     /// items are not bound by it, only its start).
     pub request_timeout_secs: u64,
+    /// Connections open at once; one over the cap is closed at once.
+    pub max_connections: usize,
+    /// A connection with no call in flight for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// A TLS handshake not finished within this many seconds is abandoned.
+    pub tls_handshake_timeout_secs: u64,
+    /// HTTP/2 keepalive: the server pings a connection after this many seconds without
+    /// frames, and closes it when the ping is not answered within the timeout below.
+    pub http2_keepalive_interval_secs: u64,
+    /// See `http2_keepalive_interval_secs`.
+    pub http2_keepalive_timeout_secs: u64,
+    /// Concurrent streams (calls) one connection may have.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -376,6 +389,12 @@ impl Default for ServerConfig {
             max_message_bytes: 64 * 1024,
             shutdown_grace_secs: 10,
             request_timeout_secs: 60,
+            max_connections: 1024,
+            idle_timeout_secs: 300,
+            tls_handshake_timeout_secs: 10,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            max_concurrent_streams: 256,
         }
     }
 }
@@ -721,6 +740,25 @@ impl Config {
         }
         if self.audit.max_batch == 0 {
             return invalid("audit.max_batch must be at least 1");
+        }
+        if !(1..=100_000).contains(&self.server.max_connections) {
+            return invalid("server.max_connections must be between 1 and 100000");
+        }
+        if !(1..=86_400).contains(&self.server.idle_timeout_secs) {
+            return invalid("server.idle_timeout_secs must be between 1 and 86400");
+        }
+        if !(1..=300).contains(&self.server.tls_handshake_timeout_secs) {
+            return invalid("server.tls_handshake_timeout_secs must be between 1 and 300");
+        }
+        if !(1..=3600).contains(&self.server.http2_keepalive_interval_secs)
+            || !(1..=600).contains(&self.server.http2_keepalive_timeout_secs)
+        {
+            return invalid(
+                "server.http2_keepalive_interval_secs must be between 1 and 3600, http2_keepalive_timeout_secs between 1 and 600",
+            );
+        }
+        if !(1..=10_000).contains(&self.server.max_concurrent_streams) {
+            return invalid("server.max_concurrent_streams must be between 1 and 10000");
         }
         if !(1..=3600).contains(&self.server.request_timeout_secs) {
             return invalid("server.request_timeout_secs must be between 1 and 3600");

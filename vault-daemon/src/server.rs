@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use vault_proto::v1::admin_server::AdminServer;
 use vault_proto::v1::locker_server::LockerServer;
@@ -181,8 +180,12 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, DaemonError> {
     };
     let read =
         |path: &Path| std::fs::read(path).map_err(io_context(format!("read {}", path.display())));
-    let mut server =
-        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    // A handshake that never finishes gives up its place after the timeout.
+    let mut server = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+        .timeout(Duration::from_secs(
+            config.server.tls_handshake_timeout_secs,
+        ));
     if let Some(ca) = &tls.client_ca {
         server = server
             .client_ca_root(Certificate::from_pem(read(ca)?))
@@ -438,16 +441,25 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         None
     };
     // The call guard keeps the server's deadline (DEADLINE_EXCEEDED, audited), not tonic.
+    let connections = Arc::new(crate::grpc::connections::ConnectionRegistry::default());
     let guard = crate::grpc::call_guard::CallGuardLayer::new(
         Arc::clone(&locker),
         Duration::from_secs(config.server.request_timeout_secs),
+        Arc::clone(&connections),
     );
     // HTTP/2 windows: a stream may have 64 KiB in flight; the connection 4 MiB, which also sets
     // h2's budget for small DATA frames left unread (half the connection window): a batch
     // client whose items wait on flow control (past the read-ahead queue) stays within it
     // instead of having its connection closed (GOAWAY too_many_data_frames).
     let mut builder = Server::builder()
-        .concurrency_limit_per_connection(256)
+        .concurrency_limit_per_connection(config.server.max_concurrent_streams as usize)
+        .max_concurrent_streams(Some(config.server.max_concurrent_streams))
+        .http2_keepalive_interval(Some(Duration::from_secs(
+            config.server.http2_keepalive_interval_secs,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.server.http2_keepalive_timeout_secs,
+        )))
         .initial_stream_window_size(Some(64 << 10))
         .initial_connection_window_size(Some(4 << 20))
         // h2's guard against reset floods closes a connection once 20 streams are reset before
@@ -478,7 +490,14 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         // Nagle's algorithm would hold a response's trailing frames until the client's delayed
         // ACK (≈ 40 ms on Linux): that was the whole of the p99 under load.
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            crate::grpc::connections::accept(
+                listener,
+                crate::grpc::connections::ConnectionLimits {
+                    max_connections: config.server.max_connections,
+                    idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+                },
+                connections,
+            ),
             async {
                 shutdown_signal().await;
                 let _ = signalled.send(());

@@ -3,7 +3,9 @@
 //! inside a call, answered INTERNAL instead of a dropped stream; both written to the audit
 //! log, since the call itself never got to write its entry. An oversized request, which the
 //! codec refuses as OUT_OF_RANGE, is answered RESOURCE_EXHAUSTED, the code gRPC clients
-//! expect for a message over the limit.
+//! expect for a message over the limit; it and a request that does not decode are audited
+//! aggregated per address, like other junk. Each call is counted on its connection, so that
+//! the connection is not closed as idle while a call or its response stream runs.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -18,8 +20,23 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::Error;
+use crate::grpc::connections::{CallOnConnection, ConnectionRegistry};
 use crate::grpc::status::to_status;
 use crate::service::Locker;
+
+/// The peer's address, over plaintext or TLS.
+fn remote_addr(request: &http::Request<Body>) -> Option<std::net::SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+}
 
 /// The services whose calls are audited (health and reflection are not).
 const AUDITED_PREFIX: &str = "/mynumber.locker.v1.";
@@ -29,12 +46,21 @@ const AUDITED_PREFIX: &str = "/mynumber.locker.v1.";
 pub struct CallGuardLayer {
     locker: Arc<Locker>,
     timeout: Duration,
+    connections: Arc<ConnectionRegistry>,
 }
 
 impl CallGuardLayer {
     /// Calls get at most `timeout`; interruptions are audited through `locker`.
-    pub fn new(locker: Arc<Locker>, timeout: Duration) -> CallGuardLayer {
-        CallGuardLayer { locker, timeout }
+    pub fn new(
+        locker: Arc<Locker>,
+        timeout: Duration,
+        connections: Arc<ConnectionRegistry>,
+    ) -> CallGuardLayer {
+        CallGuardLayer {
+            locker,
+            timeout,
+            connections,
+        }
     }
 }
 
@@ -46,6 +72,7 @@ impl<S> Layer<S> for CallGuardLayer {
             inner,
             locker: Arc::clone(&self.locker),
             timeout: self.timeout,
+            connections: Arc::clone(&self.connections),
         }
     }
 }
@@ -56,6 +83,7 @@ pub struct CallGuard<S> {
     inner: S,
     locker: Arc<Locker>,
     timeout: Duration,
+    connections: Arc<ConnectionRegistry>,
 }
 
 /// `Unseal` → `UNSEAL`, `SealBatch` → `SEAL_BATCH`: the audit action of a method.
@@ -73,27 +101,49 @@ fn action_of(method: &str) -> String {
 /// Tonic's codec refuses a message over the limit as OUT_OF_RANGE; gRPC says
 /// RESOURCE_EXHAUSTED. The status is in the headers (an answer without a body) or in the
 /// trailers.
-fn oversize_as_resource_exhausted(mut response: http::Response<Body>) -> http::Response<Body> {
-    use http_body_util::BodyExt;
-    fn rewrite(headers: &mut http::HeaderMap) {
-        let oversized = headers
-            .get("grpc-status")
-            .is_some_and(|code| code.as_bytes() == b"11")
-            && headers
-                .get("grpc-message")
-                .and_then(|m| m.to_str().ok())
-                // grpc-message is percent-encoded.
-                .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
-        if oversized {
-            // 8: RESOURCE_EXHAUSTED.
-            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        }
+/// What the codec refused before the call reached the locker, from a response's status: an
+/// oversized message (answered RESOURCE_EXHAUSTED, the code gRPC clients expect for a message
+/// over the limit, where the codec says OUT_OF_RANGE) or one that does not decode.
+fn codec_refusal(headers: &mut http::HeaderMap) -> Option<Error> {
+    let code = headers.get("grpc-status")?.as_bytes().to_vec();
+    // grpc-message is percent-encoded.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .map(|m| m.replace("%20", " "))
+        .unwrap_or_default();
+    if code == b"11" && message.contains("message length too large") {
+        // 8: RESOURCE_EXHAUSTED.
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        return Some(Error::ResourceExhausted(
+            "request message larger than the server accepts".into(),
+        ));
     }
-    rewrite(response.headers_mut());
+    if code == b"13" && message.contains("failed to decode Protobuf message") {
+        return Some(Error::InvalidArgument(
+            "request message does not decode".into(),
+        ));
+    }
+    None
+}
+
+/// The response as the client gets it: codec refusals rewritten and reported (`report`, for
+/// the aggregated audit), and the call counted on its connection until the body, a stream
+/// maybe, ends.
+fn guarded_response(
+    mut response: http::Response<Body>,
+    call: CallOnConnection,
+    report: impl Fn(Error) + Send + Sync + 'static,
+) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    if let Some(error) = codec_refusal(response.headers_mut()) {
+        report(error);
+    }
     response.map(|body| {
-        Body::new(body.map_frame(|mut frame| {
-            if let Some(trailers) = frame.trailers_mut() {
-                rewrite(trailers);
+        Body::new(body.map_frame(move |mut frame| {
+            let _counted = &call;
+            if let Some(error) = frame.trailers_mut().and_then(codec_refusal) {
+                report(error);
             }
             frame
         }))
@@ -128,12 +178,10 @@ where
             })
             .unwrap_or_default()
             .to_owned();
-        let peer = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
+        let remote = remote_addr(&request);
+        let peer = remote.map(|addr| addr.to_string()).unwrap_or_default();
+        // The connection is not idle while this call runs (its body included).
+        let on_connection = self.connections.call_started(remote);
         // The usual tower move: the clone that was polled ready serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -143,7 +191,23 @@ where
             let error = match tokio::time::timeout(timeout, AssertUnwindSafe(future).catch_unwind())
                 .await
             {
-                Ok(Ok(Ok(response))) => return Ok(oversize_as_resource_exhausted(response)),
+                Ok(Ok(Ok(response))) => {
+                    let report = move |error: Error| {
+                        // Refused before reaching the locker, so nothing was released; the
+                        // audit is aggregated per address, as for other junk.
+                        if let Some(rest) = path.strip_prefix(AUDITED_PREFIX) {
+                            let method = rest.rsplit('/').next().unwrap_or(rest);
+                            let (locker, action) = (Arc::clone(&locker), action_of(method));
+                            let (request_id, peer) = (request_id.clone(), peer.clone());
+                            tokio::spawn(async move {
+                                locker
+                                    .record_malformed(action, request_id, peer, error)
+                                    .await;
+                            });
+                        }
+                    };
+                    return Ok(guarded_response(response, on_connection, report));
+                }
                 Ok(Ok(Err(error))) => return Err(error),
                 Ok(Err(_)) => {
                     tracing::error!(path = %path, "a call panicked; answered INTERNAL");

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod call_guard;
+pub mod connections;
 pub mod context;
 pub mod convert;
 pub mod locker;

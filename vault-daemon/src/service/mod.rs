@@ -489,6 +489,27 @@ impl Locker {
         self.refuse(entry, error).await
     }
 
+    /// Records a call the codec refused (oversized, or not decodable) before it reached the
+    /// locker: audited aggregated per address and window, like other junk traffic.
+    pub async fn record_malformed(
+        &self,
+        action: String,
+        request_id: String,
+        peer: String,
+        error: Error,
+    ) {
+        let entry = AuditEntry {
+            action,
+            request_id,
+            peer: peer.clone(),
+            ..AuditEntry::default()
+        };
+        let source = peer
+            .parse::<std::net::SocketAddr>()
+            .map_or(peer, |addr| addr.ip().to_string());
+        let _ = self.refuse_aggregated(&source, entry, error).await;
+    }
+
     /// Commits the entry of a call that ends in `error`; returns the error to answer with
     /// (the audit failure itself if the entry could not be committed).
     async fn refuse(&self, mut entry: AuditEntry, error: Error) -> Error {
