@@ -33,7 +33,7 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     let mut tls = TlsDaemon::start(
         dir.path(),
         // A slow rewrap (5 batches, 0.7 s apart) keeps version 1 referenced for seconds.
-        "[keys]\ndestroy_wait_secs = 2\nrewrap_batch = 2\nrewrap_pause_ms = 700\n",
+        "[keys]\ndestroy_wait_secs = 2\nallow_short_destroy_wait = true\nrewrap_batch = 2\nrewrap_pause_ms = 700\n",
     );
     let admin1_token = tls.admin_token();
     let mut admin1 = tls

@@ -72,6 +72,28 @@ fn bad_configurations_are_refused_with_specific_messages() {
             ),
             "tokens.max_ttl_secs must be at most 31536000",
         ),
+        (
+            &format!("{data}[backend]\nallow_insecure = true\n[keys]\ndestroy_wait_secs = 0\n"),
+            "keys.destroy_wait_secs must be at least 86400",
+        ),
+        (
+            &format!("{data}[backend]\nallow_insecure = true\n[keys]\ndestroy_wait_secs = 86399\n"),
+            "keys.destroy_wait_secs must be at least 86400",
+        ),
+        (
+            &format!("{data}[backend]\nallow_insecure = true\n[approvals]\nrequest_ttl_secs = 0\n"),
+            "approvals.request_ttl_secs must be between 1 and 2592000",
+        ),
+        (
+            &format!(
+                "{data}[backend]\nallow_insecure = true\n[rate_limits.handler]\nlookup_per_second = -1.0\n"
+            ),
+            "rate_limits.handler.lookup_per_second must be between 0 and 1000000",
+        ),
+        (
+            &format!("{data}[backend]\nallow_insecure = true\n[server]\nmax_connections = 0\n"),
+            "server.max_connections must be between 1 and 100000",
+        ),
     ];
     for (text, expected) in cases {
         let (code, stderr) = run_with_config(text);

@@ -237,8 +237,12 @@ pub struct KeysConfig {
     /// Pause between rewrap batches, in milliseconds (throttles rotation under load).
     pub rewrap_pause_ms: u64,
     /// Waiting period between a second admin's approval and a key's destruction, in seconds
-    /// (during it `keys cancel` stops the destruction).
+    /// (during it `keys cancel` stops the destruction). At least a day, unless
+    /// `allow_short_destroy_wait`.
     pub destroy_wait_secs: u64,
+    /// Test deployments only: accept a `destroy_wait_secs` under a day (logged as a WARN at
+    /// every start). Under `--dev` any wait is accepted.
+    pub allow_short_destroy_wait: bool,
 }
 
 impl Default for KeysConfig {
@@ -247,6 +251,7 @@ impl Default for KeysConfig {
             rewrap_batch: 100,
             rewrap_pause_ms: 20,
             destroy_wait_secs: 7 * 24 * 3600,
+            allow_short_destroy_wait: false,
         }
     }
 }
@@ -599,6 +604,10 @@ impl Default for LogConfig {
 pub const MAX_CHECKPOINT_EVERY: u64 = 100_000;
 /// Longest time between checkpoints (`audit.checkpoint_interval_secs`): an hour.
 pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 3600;
+/// Shortest waiting period before a key is destroyed (`keys.destroy_wait_secs`): a day.
+pub const MIN_DESTROY_WAIT_SECS: u64 = 24 * 3600;
+/// Longest waiting period before a key is destroyed: 90 days.
+pub const MAX_DESTROY_WAIT_SECS: u64 = 90 * 24 * 3600;
 /// Longest token lifetime (`tokens.max_ttl_secs`): a year.
 pub const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
 
@@ -765,6 +774,22 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        // The waiting period is when a mistaken or malicious destruction can still be
+        // cancelled: not shorter than a day outside --dev without saying so.
+        if self.keys.destroy_wait_secs == 0 {
+            return invalid("keys.destroy_wait_secs must be at least 86400 (one day), and never 0");
+        }
+        if !dev
+            && self.keys.destroy_wait_secs < MIN_DESTROY_WAIT_SECS
+            && !self.keys.allow_short_destroy_wait
+        {
+            return invalid(
+                "keys.destroy_wait_secs must be at least 86400 (one day): it is the time to cancel a mistaken or malicious destruction (test deployments: keys.allow_short_destroy_wait = true)",
+            );
+        }
+        if self.keys.destroy_wait_secs > MAX_DESTROY_WAIT_SECS {
+            return invalid("keys.destroy_wait_secs must be at most 7776000 (90 days)");
         }
         if let Err(message) = self.rate_limits.check() {
             return invalid(&message);

@@ -374,6 +374,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let reload_config = config.clone();
     let data_dir = config.store.data_dir.clone();
     prepare_data_dir(&data_dir)?;
+    if config.keys.destroy_wait_secs < crate::config::MIN_DESTROY_WAIT_SECS {
+        tracing::warn!(
+            destroy_wait_secs = config.keys.destroy_wait_secs,
+            "keys.destroy_wait_secs is under a day (allow_short_destroy_wait, or --dev): a key destruction can hardly be cancelled in time. Test deployments only."
+        );
+    }
     let Opened {
         locker,
         keys,
