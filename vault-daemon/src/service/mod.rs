@@ -343,10 +343,17 @@ impl Locker {
             peer: ctx.peer_description(),
             ..AuditEntry::default()
         };
-        let peer_ip = ctx.peer_ip();
-        if let Some(ip) = peer_ip
-            && let Some(wait) = self.refusals.peer_locked(ip, std::time::Instant::now())
-        {
+        // Only once some address has failed is the caller's address worth parsing.
+        let locked = if self.refusals.any_failures() {
+            ctx.peer_ip().and_then(|ip| {
+                self.refusals
+                    .peer_locked(ip, std::time::Instant::now())
+                    .map(|wait| (ip, wait))
+            })
+        } else {
+            None
+        };
+        if let Some((ip, wait)) = locked {
             // The message stays the same for every refusal of this kind (they are aggregated
             // by it); the delay goes in the RetryInfo details.
             let error = Error::RateLimited {
@@ -376,6 +383,7 @@ impl Locker {
         match checked {
             Ok(caller) => Ok((caller, entry)),
             Err(error @ Error::Unauthenticated(_)) => {
+                let peer_ip = ctx.peer_ip();
                 if let Some(ip) = peer_ip {
                     self.refusals
                         .failed_authentication(ip, std::time::Instant::now());

@@ -89,6 +89,8 @@ pub struct RefusalLedger {
     windows: Mutex<HashMap<(String, String), Window>>,
     closed: Mutex<Vec<Summary>>,
     peers: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Addresses with a bucket: while none has failed, a call costs no lock here.
+    tracked: std::sync::atomic::AtomicUsize,
 }
 
 fn summary(key: (String, String), window: Window, now: Instant) -> Summary {
@@ -180,15 +182,30 @@ impl RefusalLedger {
             .extend(summaries);
     }
 
+    /// Whether any address has failed to authenticate lately (else none can be locked out).
+    pub fn any_failures(&self) -> bool {
+        self.tracked.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
     /// How long `peer` must wait when its failed-authentication bucket is empty.
     pub fn peer_locked(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
+        if !self.any_failures() {
+            return None;
+        }
         let policy = self.policy();
         if policy.failed_auth_per_second <= 0.0 {
             return None;
         }
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = peers.get(&peer)?;
-        let level = refill(bucket, &policy, now);
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let level = refill(peers.get(&peer)?, &policy, now);
+        if level >= policy.failed_auth_burst.max(1.0) {
+            // Refilled: forget the address, so that calls stop paying for this lock once
+            // failures stop.
+            peers.remove(&peer);
+            self.tracked
+                .store(peers.len(), std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
         (level < 1.0).then(|| {
             Duration::from_secs_f64((1.0 - level) / policy.failed_auth_per_second)
                 .max(Duration::from_millis(1))
@@ -213,6 +230,8 @@ impl RefusalLedger {
         });
         bucket.tokens = (refill(bucket, &policy, now) - 1.0).max(0.0);
         bucket.at = now;
+        self.tracked
+            .store(peers.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
