@@ -49,6 +49,8 @@ pub struct DaemonOptions {
     pub lifecycle_clock_file: Option<PathBuf>,
     /// Extra environment for the daemon (e.g. `SOFTHSM2_CONF` for a config-file daemon).
     pub env: Vec<(String, String)>,
+    /// Extra command-line arguments (e.g. `--log-format json`).
+    pub args: Vec<String>,
 }
 
 /// A running daemon child process. Killed on drop.
@@ -293,6 +295,7 @@ fn command(data_dir: &Path, options: &DaemonOptions) -> Command {
             }
         }
     }
+    command.args(&options.args);
     command.env_remove("SOFTHSM2_CONF");
     for (name, value) in &options.env {
         command.env(name, value);

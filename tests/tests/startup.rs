@@ -300,3 +300,65 @@ async fn the_daemon_dumps_no_core_and_cannot_be_dumped() {
     assert_eq!(ended.signal(), Some(6), "{ended:?}");
     assert!(!ended.core_dumped(), "the daemon dumped core");
 }
+
+/// Every log line as one JSON object, with `--log-format json` and with `[log] format`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        &dir.path().join("dev"),
+        DaemonOptions {
+            args: vec!["--log-format".into(), "json".into()],
+            ..DaemonOptions::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = vault_tests::numbers::valid_number(77);
+    let handle = handler
+        .locker
+        .seal(vault_tests::rpc::seal_request(
+            "dev",
+            "J1",
+            &number,
+            &["STAFF_WITHHOLDING"],
+        ))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handle);
+    let check = |log: &str| {
+        let mut lines = 0;
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(value["timestamp"].is_string(), "{line}");
+            assert!(value["level"].is_string(), "{line}");
+            assert!(value["fields"]["message"].is_string(), "{line}");
+            lines += 1;
+        }
+        assert!(lines >= 2, "{log}");
+    };
+    check(&daemon.log());
+    assert!(daemon.log().contains("\"listening\""));
+    assert!(!daemon.log().contains(&number));
+
+    let data = dir.path().join("config");
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n[log]\nformat = \"json\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let from_config = Daemon::start(
+        &data,
+        DaemonOptions {
+            config: Some(config),
+            ..DaemonOptions::default()
+        },
+    );
+    check(&from_config.log());
+}

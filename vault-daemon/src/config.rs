@@ -590,12 +590,27 @@ pub struct PurposesConfig {
 pub struct LogConfig {
     /// A tracing filter (`info`, `vault_daemon=debug`, ...). `RUST_LOG` overrides it.
     pub level: String,
+    /// `text` (default) or `json`: one JSON object per line, with the same fields, for log
+    /// shippers. `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vault_daemon::config::{Config, TpmConfig};
+use vault_daemon::config::{Config, LogFormat, TpmConfig};
 use vault_daemon::devkit::swtpm::Swtpm;
 
 /// MyNumber Locker daemon.
@@ -70,6 +70,9 @@ struct Args {
     /// audit log, and exit. Needs the key backend (PIN or TPM auth file).
     #[arg(long, value_name = "OPERATOR", conflicts_with_all = ["reanchor", "restore_from"])]
     recover_admin: Option<String>,
+    /// Log lines as `text` or `json` (one object per line); overrides `[log] format`.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     /// Where --recover-admin writes the token.
     #[arg(long, value_name = "FILE", requires = "recover_admin")]
     token_out: Option<PathBuf>,
@@ -130,9 +133,10 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Optio
     }
 }
 
-/// Installs the log subscriber with a filter a reload (SIGHUP) can replace; returns the
-/// setter for that, and whether `RUST_LOG` chose the filter (then it stays).
-fn init_logging(level: &str) -> (vault_daemon::reload::LogFilterSetter, bool) {
+/// Installs the log subscriber (text or JSON lines on standard error) with a filter a reload
+/// (SIGHUP) can replace; returns the setter for that, and whether `RUST_LOG` chose the filter
+/// (then it stays).
+fn init_logging(level: &str, format: LogFormat) -> (vault_daemon::reload::LogFilterSetter, bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let from_env = EnvFilter::try_from_default_env().ok();
@@ -141,14 +145,24 @@ fn init_logging(level: &str) -> (vault_daemon::reload::LogFilterSetter, bool) {
         .or_else(|| EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(false),
+            )
+            .init(),
+    }
     let set: vault_daemon::reload::LogFilterSetter = Box::new(move |level: &str| {
         let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
@@ -182,7 +196,10 @@ fn main() -> ExitCode {
         config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
         config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
     }
-    let (set_log_filter, log_filter_from_env) = init_logging(&config.log.level);
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    let (set_log_filter, log_filter_from_env) = init_logging(&config.log.level, config.log.format);
     let reloader = vault_daemon::reload::Reloader {
         config_path: if dev { None } else { args.config.clone() },
         set_log_filter,

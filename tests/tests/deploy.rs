@@ -1,0 +1,56 @@
+//! The shipped systemd unit: its hardening as systemd itself scores it (`systemd-analyze
+//! security --offline`, exposure at most 2.5 of 10), and the settings the operations guide
+//! relies on.
+
+use std::path::Path;
+use std::process::Command;
+
+fn unit() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vault-daemon.service")
+}
+
+#[test]
+fn the_systemd_unit_scores_an_exposure_of_at_most_2_5() {
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit())
+        .output()
+        .expect("systemd-analyze (package systemd; scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure line: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let exposure: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"));
+    assert!(exposure <= 2.5, "{line}");
+}
+
+#[test]
+fn the_unit_keeps_what_the_daemon_and_the_guide_rely_on() {
+    let text = std::fs::read_to_string(unit()).expect("unit");
+    for setting in [
+        "User=mynumber-locker",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "KillSignal=SIGTERM",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/mynumber-locker",
+        "NoNewPrivileges=true",
+        "PrivateTmp=true",
+        "MemoryDenyWriteExecute=true",
+        "LimitCORE=0",
+        "CapabilityBoundingSet=\n",
+        "#DeviceAllow=/dev/tpmrm0 rw",
+    ] {
+        assert!(text.contains(setting), "{setting:?} missing");
+    }
+}
