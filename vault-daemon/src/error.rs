@@ -81,6 +81,15 @@ pub enum Error {
         /// Milliseconds until a retry passes.
         retry_after_ms: u64,
     },
+    /// An error with the stable, machine-readable reason clients act on (sent as
+    /// google.rpc.ErrorInfo); code and message are the inner error's.
+    #[error("{error}")]
+    Because {
+        /// Why, for programs.
+        reason: Reason,
+        /// The error itself.
+        error: Box<Error>,
+    },
     /// A denial answered as "not found", so the answer tells nothing about what exists
     /// elsewhere (another tenant's record); the audit entry keeps the real reason.
     #[error("{shown}")]
@@ -92,10 +101,106 @@ pub enum Error {
     },
 }
 
+/// Stable reasons a client can act on without parsing messages (listed in locker.proto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The number's check digit does not match.
+    CheckDigitMismatch,
+    /// The number does not have twelve digits.
+    WrongLength,
+    /// The number holds a character that is neither a digit nor an allowed separator.
+    InvalidCharacter,
+    /// A separator stands where none may.
+    MisplacedSeparator,
+    /// A purpose code not in the catalogue.
+    PurposeUnknown,
+    /// The caller is not granted this purpose on the tenant.
+    PurposeNotGranted,
+    /// The purpose is not among the record's permitted purposes.
+    PurposeNotOnRecord,
+    /// The record's use is suspended (規程第49条).
+    RecordSuspended,
+    /// The record has been disposed of.
+    RecordDisposed,
+    /// The retention for this purpose ended after the person left.
+    RetentionEnded,
+    /// A per-operator rate limit; RetryInfo says when to retry.
+    RateLimited,
+    /// Too many failed authentications from this address; RetryInfo says when to retry.
+    TooManyFailedAuthentications,
+    /// No bearer token was sent.
+    TokenMissing,
+    /// The bearer token is not of the locker's form.
+    TokenMalformed,
+    /// The bearer token is not known.
+    TokenUnknown,
+    /// The bearer token has expired.
+    TokenExpired,
+    /// The bearer token has been revoked.
+    TokenRevoked,
+    /// The token is bound to a client certificate this connection did not present.
+    CertificateMismatch,
+    /// The token's operator is disabled.
+    OperatorDisabled,
+}
+
+impl Reason {
+    /// The reason as sent in google.rpc.ErrorInfo.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::CheckDigitMismatch => "CHECK_DIGIT_MISMATCH",
+            Reason::WrongLength => "WRONG_LENGTH",
+            Reason::InvalidCharacter => "INVALID_CHARACTER",
+            Reason::MisplacedSeparator => "MISPLACED_SEPARATOR",
+            Reason::PurposeUnknown => "PURPOSE_UNKNOWN",
+            Reason::PurposeNotGranted => "PURPOSE_NOT_GRANTED",
+            Reason::PurposeNotOnRecord => "PURPOSE_NOT_ON_RECORD",
+            Reason::RecordSuspended => "RECORD_SUSPENDED",
+            Reason::RecordDisposed => "RECORD_DISPOSED",
+            Reason::RetentionEnded => "RETENTION_ENDED",
+            Reason::RateLimited => "RATE_LIMITED",
+            Reason::TooManyFailedAuthentications => "TOO_MANY_FAILED_AUTHENTICATIONS",
+            Reason::TokenMissing => "TOKEN_MISSING",
+            Reason::TokenMalformed => "TOKEN_MALFORMED",
+            Reason::TokenUnknown => "TOKEN_UNKNOWN",
+            Reason::TokenExpired => "TOKEN_EXPIRED",
+            Reason::TokenRevoked => "TOKEN_REVOKED",
+            Reason::CertificateMismatch => "CERTIFICATE_MISMATCH",
+            Reason::OperatorDisabled => "OPERATOR_DISABLED",
+        }
+    }
+}
+
 impl Error {
+    /// This error, with `reason` for programs.
+    pub fn because(self, reason: Reason) -> Error {
+        Error::Because {
+            reason,
+            error: Box::new(self),
+        }
+    }
+
+    /// The error without its reason.
+    pub fn kind(&self) -> &Error {
+        match self {
+            Error::Because { error, .. } => error.kind(),
+            other => other,
+        }
+    }
+
+    /// The stable reason: the one given, else the status code's name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Because { reason, .. } => reason.as_str(),
+            Error::RateLimited { .. } => Reason::RateLimited.as_str(),
+            other => other.code_name(),
+        }
+    }
+
     /// The gRPC status code name this error maps to, as written in audit entries.
     pub fn code_name(&self) -> &'static str {
         match self {
+            Error::Because { error, .. } => error.code_name(),
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
             Error::PermissionDenied(_) => "PERMISSION_DENIED",
@@ -117,6 +222,7 @@ impl Error {
     /// its real cause.
     pub fn audit_reason(&self) -> String {
         match self {
+            Error::Because { error, .. } => error.audit_reason(),
             Error::Concealed { cause, .. } => cause.clone(),
             other => other.to_string(),
         }
@@ -125,6 +231,7 @@ impl Error {
     /// Denied for authentication and authorisation refusals, Failed for everything else.
     pub fn outcome(&self) -> Outcome {
         match self {
+            Error::Because { error, .. } => error.outcome(),
             Error::Unauthenticated(_)
             | Error::PermissionDenied(_)
             | Error::Concealed { .. }

@@ -436,15 +436,17 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         .max_encoding_message_size(max);
     let admin_service =
         AdminServer::new(AdminApi::new(Arc::clone(&locker))).max_decoding_message_size(max);
-    let reflection = if config.server.reflection {
-        Some(
+    // Reflection in both versions: grpcurl before 1.9 and Python's grpcio-reflection speak
+    // only v1alpha.
+    let (reflection, reflection_alpha) = if config.server.reflection {
+        let schema = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(vault_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()?,
-        )
+        };
+        (Some(schema().build_v1()?), Some(schema().build_v1alpha()?))
     } else {
-        None
+        (None, None)
     };
     // The call guard keeps the server's deadline (DEADLINE_EXCEEDED, audited), not tonic.
     let connections = Arc::new(crate::grpc::connections::ConnectionRegistry::default());
@@ -491,6 +493,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         .layer(guard)
         .add_service(health_service)
         .add_optional_service(reflection)
+        .add_optional_service(reflection_alpha)
         .add_service(locker_service)
         .add_service(admin_service)
         // Nagle's algorithm would hold a response's trailing frames until the client's delayed

@@ -10,14 +10,22 @@ use tonic::Request;
 
 use crate::service::RequestContext;
 
-/// Extracts the context. A token sent in any other form than `Bearer <token>` counts as none
-/// sent, and its bytes are not kept.
+/// Extracts the context. A token sent in any other form than `Bearer <token>` (the scheme in
+/// any case, as RFC 7235 has it; whitespace around the token ignored) counts as none sent, and
+/// its bytes are not kept.
 pub fn request_context<T>(request: &Request<T>) -> RequestContext {
     let token = request
         .metadata()
         .get("authorization")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            let value = value.trim_start();
+            let (scheme, token) = value.split_at_checked(6)?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token)
+                .filter(|t| t.starts_with([' ', '\t']))
+        })
         .map(|token| SecretString::from(token.trim().to_owned()));
     let cert_fingerprint = request.peer_certs().and_then(|certs| {
         certs

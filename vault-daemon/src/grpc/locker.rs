@@ -55,6 +55,7 @@ fn batch_error(error: &crate::error::Error) -> pb::BatchError {
     pb::BatchError {
         code: error.code_name().into(),
         message: error.to_string(),
+        reason: error.reason().into(),
     }
 }
 

@@ -8,9 +8,23 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 
-/// Maps an error to its status; the message is the error's, which never holds secrets.
+/// Maps an error to its status; the message is the error's, which never holds secrets. Every
+/// status carries google.rpc.ErrorInfo with a stable reason (the code's name when there is no
+/// more specific one) and the domain, and a rate limit also RetryInfo.
 pub fn to_status(error: Error) -> Status {
-    let code = match &error {
+    let code = code_of(error.kind());
+    let mut details = match error.kind() {
+        Error::RateLimited { retry_after_ms, .. } => {
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(*retry_after_ms)))
+        }
+        _ => ErrorDetails::new(),
+    };
+    details.set_error_info(error.reason(), ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, error.to_string(), details)
+}
+
+fn code_of(error: &Error) -> Code {
+    match error {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::PermissionDenied(_) => Code::PermissionDenied,
@@ -19,21 +33,13 @@ pub fn to_status(error: Error) -> Status {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
         Error::Integrity(_) => Code::DataLoss,
-        Error::ResourceExhausted(_) => Code::ResourceExhausted,
+        Error::ResourceExhausted(_) | Error::RateLimited { .. } => Code::ResourceExhausted,
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Aborted(_) => Code::Aborted,
         Error::Internal(_) => Code::Internal,
         Error::Concealed { .. } => Code::NotFound,
-        Error::RateLimited { retry_after_ms, .. } => {
-            // google.rpc.RetryInfo and ErrorInfo, so that any gRPC stack can back off without
-            // parsing the message.
-            let mut details =
-                ErrorDetails::with_retry_info(Some(Duration::from_millis(*retry_after_ms)));
-            details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
-            return Status::with_error_details(Code::ResourceExhausted, error.to_string(), details);
-        }
-    };
-    Status::new(code, error.to_string())
+        Error::Because { error, .. } => code_of(error),
+    }
 }
 
 /// The `domain` of the google.rpc.ErrorInfo details this daemon attaches.

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 
 use crate::audit::entry::AuditEntry;
 use crate::domain::token::{hashes_equal, token_hash, token_id};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
 
 impl Locker {
@@ -16,40 +16,46 @@ impl Locker {
         ctx: &RequestContext,
         entry: &mut AuditEntry,
     ) -> Result<Caller> {
-        let token: &SecretString = ctx
-            .token
-            .as_ref()
-            .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
-        let id =
-            token_id(token).map_err(|_| Error::Unauthenticated("malformed bearer token".into()))?;
+        let token: &SecretString = ctx.token.as_ref().ok_or_else(|| {
+            Error::Unauthenticated("missing bearer token".into()).because(Reason::TokenMissing)
+        })?;
+        let id = token_id(token).map_err(|_| {
+            Error::Unauthenticated("malformed bearer token".into()).because(Reason::TokenMalformed)
+        })?;
         // The public id only (the part before the secret), also when the token is refused.
         entry.token_id = id.clone();
         let reader = self.store.reader()?;
-        let unknown = || Error::Unauthenticated("unknown bearer token".into());
+        let unknown =
+            || Error::Unauthenticated("unknown bearer token".into()).because(Reason::TokenUnknown);
         let record = reader.token(&id)?.ok_or_else(unknown)?;
         if !hashes_equal(&token_hash(token), &record.hash) {
             return Err(unknown());
         }
         entry.operator = record.operator_id.clone();
         if record.revoked {
-            return Err(Error::Unauthenticated("token has been revoked".into()));
+            return Err(Error::Unauthenticated("token has been revoked".into())
+                .because(Reason::TokenRevoked));
         }
         if self.now_ms() >= record.expires_at_ms {
-            return Err(Error::Unauthenticated("token has expired".into()));
+            return Err(
+                Error::Unauthenticated("token has expired".into()).because(Reason::TokenExpired)
+            );
         }
         if let Some(bound) = &record.cert_fingerprint
             && ctx.cert_fingerprint.as_deref() != Some(bound.as_str())
         {
             return Err(Error::Unauthenticated(
                 "token is bound to a client certificate this connection did not present".into(),
-            ));
+            )
+            .because(Reason::CertificateMismatch));
         }
         let operator = reader
             .operator(&record.operator_id)?
             .ok_or_else(|| Error::Unauthenticated("token's operator no longer exists".into()))?;
         entry.role = operator.role.as_str().into();
         if operator.disabled {
-            return Err(Error::Unauthenticated("operator is disabled".into()));
+            return Err(Error::Unauthenticated("operator is disabled".into())
+                .because(Reason::OperatorDisabled));
         }
         Ok(Caller {
             operator,

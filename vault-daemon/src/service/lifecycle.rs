@@ -16,7 +16,7 @@ use crate::domain::operator::{Role, Tenant};
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus, SealedNumber};
 use crate::domain::text;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::keys::KeyUse;
 use crate::keys::envelope::{self, FORMAT_EPOCH, Wrapping};
 use crate::service::{Caller, Locker, RequestContext};
@@ -71,7 +71,8 @@ impl Locker {
             return Err(Error::FailedPrecondition(format!(
                 "record is suspended (規程第49条): {}",
                 suspension.reason
-            )));
+            ))
+            .because(Reason::RecordSuspended));
         }
         let left = lifecycle::parse_date("left_on", &retirement.left_on)
             .map_err(|_| Error::Integrity("stored retirement date is unreadable".into()))?;
@@ -82,7 +83,8 @@ impl Locker {
                 "the retention for {purpose} ended on {}; the record is kept only for its other purposes until {}",
                 format_date(end),
                 retirement.dispose_on
-            )));
+            ))
+            .because(Reason::RetentionEnded));
         }
         Ok(())
     }

@@ -361,7 +361,8 @@ impl Locker {
                     "too many failed authentications from this address; retry later (see RetryInfo)"
                         .into(),
                 retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            };
+            }
+            .because(crate::error::Reason::TooManyFailedAuthentications);
             return Err(self.refuse_aggregated(&ip.to_string(), entry, error).await);
         }
         let checked = self
@@ -382,7 +383,7 @@ impl Locker {
             });
         match checked {
             Ok(caller) => Ok((caller, entry)),
-            Err(error @ Error::Unauthenticated(_)) => {
+            Err(error) if matches!(error.kind(), Error::Unauthenticated(_)) => {
                 let peer_ip = ctx.peer_ip();
                 if let Some(ip) = peer_ip {
                     self.refusals

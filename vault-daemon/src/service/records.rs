@@ -12,7 +12,7 @@ use crate::domain::operator::{Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Suspension, Tombstone};
 use crate::domain::text;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::keys::envelope;
 use crate::service::rate_limit::Metered;
 use crate::service::{Caller, Locker, RequestContext};
@@ -44,7 +44,27 @@ pub struct SealResult {
 }
 
 fn parse_number(input: &str) -> Result<IndividualNumber> {
-    IndividualNumber::parse(input).map_err(|e| invalid(e.to_string()))
+    use crate::domain::number::NumberError;
+    IndividualNumber::parse(input).map_err(|e| {
+        let reason = match e {
+            NumberError::CheckDigit => Reason::CheckDigitMismatch,
+            NumberError::WrongLength(_) => Reason::WrongLength,
+            NumberError::InvalidCharacter => Reason::InvalidCharacter,
+            NumberError::MisplacedSeparator => Reason::MisplacedSeparator,
+        };
+        invalid(e.to_string()).because(reason)
+    })
+}
+
+/// A purpose list or code refused by the catalogue; an unknown code says so to programs.
+fn purpose_error(message: String) -> Error {
+    let unknown = message.starts_with("unknown purpose code");
+    let error = invalid(message);
+    if unknown {
+        error.because(Reason::PurposeUnknown)
+    } else {
+        error
+    }
 }
 
 fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle> {
@@ -163,7 +183,7 @@ impl Locker {
         let purposes = self
             .purposes
             .canonical_list(&request.purposes)
-            .map_err(invalid)?;
+            .map_err(purpose_error)?;
         let (number_check, identity_check, agent) = &request.verification;
         let verification = IdentityVerification::from_codes(number_check, identity_check, agent)
             .map_err(invalid)?;
@@ -178,7 +198,8 @@ impl Locker {
             return Err(Error::PermissionDenied(format!(
                 "operator {} is not granted purpose {missing} on tenant {}",
                 caller.operator.id, tenant.id
-            )));
+            ))
+            .because(Reason::PurposeNotGranted));
         }
         let keys = active_keys(&tenant)?;
         if let Some(existing) = self.find_by_number(&tenant, &number).await? {
@@ -242,7 +263,7 @@ impl Locker {
         purpose: &str,
     ) -> Result<(Zeroizing<String>, Mutation)> {
         let handle = parse_handle(handle, entry)?;
-        self.purposes.check(purpose).map_err(invalid)?;
+        self.purposes.check(purpose).map_err(purpose_error)?;
         entry.purpose = purpose.to_owned();
         let record = self.record_in_scope(caller, &handle, entry)?;
         // The grant first: a record's state (disposed, suspended, retired) is nothing for a
@@ -251,24 +272,28 @@ impl Locker {
             return Err(Error::PermissionDenied(format!(
                 "operator {} is not granted purpose {purpose} on tenant {}",
                 caller.operator.id, record.tenant
-            )));
+            ))
+            .because(Reason::PurposeNotGranted));
         }
         if !record.purposes.iter().any(|p| p == purpose) {
             return Err(Error::PermissionDenied(format!(
                 "purpose {purpose} is not among the record's permitted purposes"
-            )));
+            ))
+            .because(Reason::PurposeNotOnRecord));
         }
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Disposed(_), _) => {
                 return Err(Error::FailedPrecondition(format!(
                     "record {handle} has been disposed"
-                )));
+                ))
+                .because(Reason::RecordDisposed));
             }
             (RecordStatus::Suspended(suspension), _) => {
                 return Err(Error::FailedPrecondition(format!(
                     "record {handle} is suspended (規程第49条): {}",
                     suspension.reason
-                )));
+                ))
+                .because(Reason::RecordSuspended));
             }
             (RecordStatus::Retired(retirement), Some(sealed)) => {
                 self.check_retained_use(retirement, purpose)?;
