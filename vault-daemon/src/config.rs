@@ -70,6 +70,9 @@ pub struct Config {
     /// Dual control: change requests.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Rate limits per operator, failed-authentication limits per address, and the
     /// aggregation of refused calls in the audit log.
     #[serde(default)]
@@ -77,6 +80,15 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The Prometheus endpoint (`GET /metrics`, OpenMetrics text), on its own listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to serve metrics on (plain HTTP: bind it to loopback or a monitoring network);
+    /// none by default.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Rate limits on the calls that touch numbers, per role; and limits on junk traffic.
@@ -675,6 +687,7 @@ impl Config {
             lifecycle: LifecycleConfig::default(),
             monitoring: MonitoringConfig::default(),
             approvals: ApprovalsConfig::default(),
+            metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::unlimited_operators(),
             log: LogConfig::default(),
         }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod grpc;
 pub mod hardening;
 pub mod keys;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -70,6 +70,9 @@ struct Args {
     /// audit log, and exit. Needs the key backend (PIN or TPM auth file).
     #[arg(long, value_name = "OPERATOR", conflicts_with_all = ["reanchor", "restore_from"])]
     recover_admin: Option<String>,
+    /// Serve Prometheus metrics on ADDR (`GET /metrics`); overrides `[metrics] listen`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Log lines as `text` or `json` (one object per line); overrides `[log] format`.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -195,6 +198,9 @@ fn main() -> ExitCode {
     if dev {
         config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
         config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
+    }
+    if let Some(addr) = args.metrics_listen {
+        config.metrics.listen = Some(addr);
     }
     if let Some(format) = args.log_format {
         config.log.format = format;

@@ -44,6 +44,7 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
         ("keys", format!("{:?}", config.keys)),
         ("lifecycle", format!("{:?}", config.lifecycle)),
         ("approvals", format!("{:?}", config.approvals)),
+        ("metrics", format!("{:?}", config.metrics)),
         ("log (format)", format!("{:?}", config.log.format)),
         (
             "rate_limits (failed_auth_*, refusal_window_secs)",

@@ -247,6 +247,7 @@ async fn watch_health(
                 );
             }
             serving = Some(healthy);
+            crate::metrics::metrics().serving.set(i64::from(healthy));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -425,6 +426,20 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     ));
 
     let refusal_task = tokio::spawn(run_refusal_flush(Arc::clone(&locker)));
+    let metrics_task = match config.metrics.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(io_context(format!("listen for metrics on {addr}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(io_context("read the metrics address"))?;
+            tracing::info!(%local, "metrics listening");
+            let _ = writeln!(stdout, "metrics listening on {local}");
+            Some(tokio::spawn(crate::metrics::serve(listener)))
+        }
+        None => None,
+    };
     let disposal_task = tokio::spawn(run_disposal_schedule(
         Arc::clone(&locker),
         Duration::from_secs(config.lifecycle.disposal_interval_secs.max(1)),
@@ -535,6 +550,10 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let _ = rewrap_task.await;
     refusal_task.abort();
     let _ = refusal_task.await;
+    if let Some(task) = metrics_task {
+        task.abort();
+        let _ = task.await;
+    }
     // The counts of refused calls still in their window go into the log before it closes.
     if let Err(error) = locker.flush_refusals(true).await {
         tracing::error!(%error, "could not record the last refusal counts");

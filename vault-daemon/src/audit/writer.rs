@@ -398,6 +398,10 @@ fn run(
         }
         // A panic while applying a mutation refuses the batch like a failed commit: the writer,
         // and with it the locker, stays up.
+        let metrics = crate::metrics::metrics();
+        metrics.writer_queue.set(receiver.len() as i64);
+        metrics.commit_batch.observe(batch.len() as f64);
+        let started = Instant::now();
         let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             commit_batch(store.as_ref(), clock.as_ref(), head, &mut batch)
         }))
@@ -406,6 +410,9 @@ fn run(
                 "the audit writer failed while applying the batch (panic)".into(),
             ))
         });
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match committed {
             Ok((new_head, results)) => {
                 head = new_head;

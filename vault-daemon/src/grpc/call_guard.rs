@@ -101,6 +101,19 @@ fn action_of(method: &str) -> String {
 /// Tonic's codec refuses a message over the limit as OUT_OF_RANGE; gRPC says
 /// RESOURCE_EXHAUSTED. The status is in the headers (an answer without a body) or in the
 /// trailers.
+/// Counts a call in the metrics: its method (for the services this daemon serves; anything
+/// else, and a method that does not exist, as `other`, so a client cannot invent labels), its
+/// status code and its latency.
+fn count_call(path: &str, code: tonic::Code, started: std::time::Instant) {
+    let known = path.starts_with(AUDITED_PREFIX) || path.starts_with("/grpc.health.v1.");
+    let rpc = match path.rsplit('/').next() {
+        Some(method) if known && code != tonic::Code::Unimplemented => method,
+        _ => "other",
+    };
+    let code = action_of(&format!("{code:?}"));
+    crate::metrics::metrics().call(rpc, &code, started.elapsed());
+}
+
 /// What the codec refused before the call reached the locker, from a response's status: an
 /// oversized message (answered RESOURCE_EXHAUSTED, the code gRPC clients expect for a message
 /// over the limit, where the codec says OUT_OF_RANGE) or one that does not decode.
@@ -187,11 +200,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = inner.call(request);
         let (locker, timeout) = (Arc::clone(&self.locker), self.timeout);
+        let started = std::time::Instant::now();
         Box::pin(async move {
             let error = match tokio::time::timeout(timeout, AssertUnwindSafe(future).catch_unwind())
                 .await
             {
                 Ok(Ok(Ok(response))) => {
+                    let metric_path = path.clone();
                     let report = move |error: Error| {
                         // Refused before reaching the locker, so nothing was released; the
                         // audit is aggregated per address, as for other junk.
@@ -206,7 +221,17 @@ where
                             });
                         }
                     };
-                    return Ok(guarded_response(response, on_connection, report));
+                    let response = guarded_response(response, on_connection, report);
+                    // A unary error is trailers-only (its status in the headers); an OK call's
+                    // status comes in trailers, after this point.
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                    count_call(&metric_path, code, started);
+                    return Ok(response);
                 }
                 Ok(Ok(Err(error))) => return Err(error),
                 Ok(Err(_)) => {
@@ -229,7 +254,9 @@ where
                 }
                 None => error,
             };
-            Ok(to_status(answer).into_http())
+            let status = to_status(answer);
+            count_call(&path, status.code(), started);
+            Ok(status.into_http())
         })
     }
 }

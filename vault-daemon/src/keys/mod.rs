@@ -164,14 +164,29 @@ impl KeyService {
             .unwrap_or(Err(KeyError::Timeout(self.timeout)))
     }
 
+    /// Runs `work` as operation `op`, recording its latency and failure in the metrics.
+    async fn timed<T>(
+        op: &'static str,
+        work: impl std::future::Future<Output = Result<T, KeyError>>,
+    ) -> Result<T, KeyError> {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        crate::metrics::metrics().backend(op, started.elapsed(), result.is_err());
+        result
+    }
+
     /// See [`KeyBackend::create_key`].
     pub async fn create_key(&self, key_use: KeyUse, label: String) -> Result<KeyRef, KeyError> {
-        self.call(move |b| b.create_key(key_use, &label)).await
+        Self::timed(
+            "create_key",
+            self.call(move |b| b.create_key(key_use, &label)),
+        )
+        .await
     }
 
     /// See [`KeyBackend::destroy_key`].
     pub async fn destroy_key(&self, key: KeyRef) -> Result<(), KeyError> {
-        self.call(move |b| b.destroy_key(&key)).await
+        Self::timed("destroy_key", self.call(move |b| b.destroy_key(&key))).await
     }
 
     /// Runs a hot-path operation (wrap, unwrap, mac): on the calling task when the backend
@@ -195,7 +210,7 @@ impl KeyService {
         dek: Zeroizing<Vec<u8>>,
         aad: Vec<u8>,
     ) -> Result<Vec<u8>, KeyError> {
-        self.call_hot(move |b| b.wrap(&kek, &dek, &aad)).await
+        Self::timed("wrap", self.call_hot(move |b| b.wrap(&kek, &dek, &aad))).await
     }
 
     /// See [`KeyBackend::unwrap`].
@@ -205,17 +220,21 @@ impl KeyService {
         wrapped: Vec<u8>,
         aad: Vec<u8>,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.call_hot(move |b| b.unwrap(&kek, &wrapped, &aad)).await
+        Self::timed(
+            "unwrap",
+            self.call_hot(move |b| b.unwrap(&kek, &wrapped, &aad)),
+        )
+        .await
     }
 
     /// See [`KeyBackend::mac`].
     pub async fn mac(&self, key: KeyRef, data: Zeroizing<Vec<u8>>) -> Result<[u8; 32], KeyError> {
-        self.call_hot(move |b| b.mac(&key, &data)).await
+        Self::timed("mac", self.call_hot(move |b| b.mac(&key, &data))).await
     }
 
     /// See [`KeyBackend::sign`].
     pub async fn sign(&self, key: KeyRef, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-        self.call(move |b| b.sign(&key, &message)).await
+        Self::timed("sign", self.call(move |b| b.sign(&key, &message))).await
     }
 
     /// See [`KeyBackend::public_key`].

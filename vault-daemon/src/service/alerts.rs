@@ -34,6 +34,7 @@ impl Locker {
     pub(super) async fn commit_alerts(&self, caller: &Caller, alerts: Vec<String>) -> Result<()> {
         let operator = &caller.operator;
         for reason in alerts {
+            crate::metrics::metrics().alert(&reason);
             tracing::warn!(operator = %operator.id, alert = %reason, "log monitor alert");
             let mut entry = AuditEntry {
                 operator: operator.id.clone(),

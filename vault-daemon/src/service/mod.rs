@@ -432,6 +432,7 @@ impl Locker {
     /// Refuses a call whose audit is aggregated: the first of its window commits its own entry,
     /// the rest are counted into the window's summary ([`Locker::flush_refusals`]).
     async fn refuse_aggregated(&self, source: &str, mut entry: AuditEntry, error: Error) -> Error {
+        crate::metrics::metrics().refused(error.reason());
         entry.fail(&error);
         match self
             .refusals

@@ -1,0 +1,273 @@
+//! Prometheus metrics (prometheus-client), served on their own listener (`[metrics] listen`,
+//! `--metrics-listen`): calls per RPC and status code with their latency, the audit writer's
+//! commits (latency, batch size, queue depth), key-backend operations (latency, errors),
+//! health, alerts and refused calls. Labels are RPC names, status codes, operation and rule
+//! names and roles only: never a number, a token, a subject or an operator id.
+
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// An RPC and the status code it answered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The method, e.g. `Unseal`.
+    pub rpc: String,
+    /// The gRPC status code name, e.g. `OK`, `PERMISSION_DENIED`.
+    pub code: String,
+}
+
+/// An RPC.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// The method.
+    pub rpc: String,
+}
+
+/// A key-backend operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// `wrap`, `unwrap`, `mac`, `sign`, ...
+    pub op: &'static str,
+}
+
+/// A monitoring rule.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// `unseals_per_hour`, `rate_limited`, ...
+    pub rule: String,
+}
+
+/// Why a call was refused without its own audit entry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The stable reason (`RATE_LIMITED`, `TOKEN_UNKNOWN`, ...).
+    pub reason: String,
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    /// Calls answered, per RPC and code.
+    pub calls: Family<CallLabels, Counter>,
+    /// Call latency per RPC, in seconds.
+    pub call_seconds: Family<RpcLabels, Histogram>,
+    /// Audit commits' latency (one transaction, fsync included), in seconds.
+    pub commit_seconds: Histogram,
+    /// Units per audit commit.
+    pub commit_batch: Histogram,
+    /// Units waiting for the audit writer.
+    pub writer_queue: Gauge<i64, AtomicI64>,
+    /// Key-backend operation latency, per operation.
+    pub backend_seconds: Family<BackendLabels, Histogram>,
+    /// Key-backend operations that failed, per operation.
+    pub backend_errors: Family<BackendLabels, Counter>,
+    /// 1 while the locker reports SERVING, else 0.
+    pub serving: Gauge<i64, AtomicI64>,
+    /// Alerts raised, per rule.
+    pub alerts: Family<RuleLabels, Counter>,
+    /// Calls refused by rate limits, lockouts or as junk, per reason.
+    pub refused: Family<RefusalLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("locker");
+        let calls = Family::<CallLabels, Counter>::default();
+        let call_seconds =
+            Family::<RpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let commit_seconds = latency_histogram();
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let writer_queue = Gauge::default();
+        let backend_seconds = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
+        let backend_errors = Family::<BackendLabels, Counter>::default();
+        let serving = Gauge::default();
+        let alerts = Family::<RuleLabels, Counter>::default();
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls answered, by RPC and status code",
+            calls.clone(),
+        );
+        registry.register(
+            "call_duration_seconds",
+            "Call latency by RPC",
+            call_seconds.clone(),
+        );
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Audit commit latency (one transaction, fsync included)",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "audit_commit_batch_size",
+            "Units (calls with their audit entries) per audit commit",
+            commit_batch.clone(),
+        );
+        registry.register(
+            "audit_writer_queue_depth",
+            "Units waiting for the audit writer",
+            writer_queue.clone(),
+        );
+        registry.register(
+            "key_backend_duration_seconds",
+            "Key-backend operation latency by operation",
+            backend_seconds.clone(),
+        );
+        registry.register(
+            "key_backend_errors",
+            "Key-backend operations that failed, by operation",
+            backend_errors.clone(),
+        );
+        registry.register(
+            "serving",
+            "1 while the locker reports SERVING (key backend and audit log available)",
+            serving.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Log-monitor alerts raised, by rule",
+            alerts.clone(),
+        );
+        registry.register(
+            "refused_calls",
+            "Calls refused by rate limits, lockouts or as junk, by reason",
+            refused.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            call_seconds,
+            commit_seconds,
+            commit_batch,
+            writer_queue,
+            backend_seconds,
+            backend_errors,
+            serving,
+            alerts,
+            refused,
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one answered call.
+    pub fn call(&self, rpc: &str, code: &str, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                rpc: rpc.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+        self.call_seconds
+            .get_or_create(&RpcLabels {
+                rpc: rpc.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one key-backend operation.
+    pub fn backend(&self, op: &'static str, took: Duration, failed: bool) {
+        let labels = BackendLabels { op };
+        self.backend_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if failed {
+            self.backend_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Counts an alert of `rule` (the text before the first colon of its reason).
+    pub fn alert(&self, reason: &str) {
+        let rule = reason
+            .split(':')
+            .next()
+            .unwrap_or("other")
+            .trim()
+            .to_owned();
+        self.alerts.get_or_create(&RuleLabels { rule }).inc();
+    }
+
+    /// Counts a call refused for `reason`.
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// The daemon's metrics (one registry per process: the daemon runs one locker).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Serves `GET /metrics` on `listener` until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    use axum::routing::get;
+    let router = axum::Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                metrics().render(),
+            )
+        }),
+    );
+    if let Err(error) = axum::serve(listener, router).await {
+        tracing::error!(%error, "metrics listener stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_families_with_their_labels() {
+        let m = Metrics::new();
+        m.call("Unseal", "OK", Duration::from_millis(3));
+        m.backend("unwrap", Duration::from_micros(40), true);
+        m.alert("unseals_per_hour: operator h unsealed more than 5 numbers within an hour");
+        m.refused("RATE_LIMITED");
+        let text = m.render();
+        assert!(
+            text.contains(r#"locker_calls_total{rpc="Unseal",code="OK"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"locker_key_backend_errors_total{op="unwrap"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"locker_alerts_total{rule="unseals_per_hour"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("operator h"), "only the rule is a label");
+    }
+}
