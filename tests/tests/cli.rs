@@ -357,3 +357,226 @@ async fn admin_and_operator_workflow() {
             .starts_with("OK: ")
     );
 }
+
+/// Runs `vault-client` with `token` (a dev operator) and returns (exit code, stdout, stderr).
+fn cli_status(
+    daemon: &Daemon,
+    endpoint: &str,
+    token: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
+    let mut child = Command::new(binary_path("vault-client"))
+        .env("VAULT_ENDPOINT", endpoint)
+        .env(
+            "VAULT_TOKEN_FILE",
+            daemon
+                .data_dir
+                .join("tokens")
+                .join(format!("{token}.token")),
+        )
+        .env_remove("VAULT_TOKEN")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vault-client");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exit codes that tell the classes apart, errors as JSON, durations as people write them,
+/// no panic when the reader goes away, and completion scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_behaves_in_scripts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let endpoint = daemon.endpoint();
+    let run = |token: &str, args: &[&str], stdin: &str| {
+        cli_status(&daemon, &endpoint, token, args, stdin)
+    };
+
+    let missing = format!("mnh_{}", "0".repeat(32));
+    let number = valid_number(99);
+    let bad = format!(
+        "{}{}",
+        &number[..11],
+        (number.as_bytes()[11] - b'0' + 1) % 10
+    );
+    let seal = [
+        "seal",
+        "--tenant",
+        "dev",
+        "--subject",
+        "E-1",
+        "--kind",
+        "staff",
+        "--purpose",
+        "STAFF_WITHHOLDING",
+        "--number-check",
+        "NTC",
+        "--identity-check",
+        "DL",
+    ];
+    assert_eq!(
+        run(
+            "dev-handler",
+            &["unseal", &missing, "--purpose", "STAFF_WITHHOLDING"],
+            ""
+        )
+        .0,
+        4
+    );
+    assert_eq!(
+        run(
+            "dev-auditor",
+            &["unseal", &missing, "--purpose", "STAFF_WITHHOLDING"],
+            ""
+        )
+        .0,
+        3
+    );
+    assert_eq!(run("dev-handler", &seal, &bad).0, 5);
+    assert_eq!(
+        run("dev-handler", &["unseal"], "").0,
+        2,
+        "clap's usage error"
+    );
+    let (code, _, stderr) = cli_status(
+        &daemon,
+        "http://127.0.0.1:1",
+        "dev-handler",
+        &["purposes"],
+        "",
+    );
+    assert_eq!(code, 1, "no daemon there: {stderr}");
+
+    // With JSON chosen, the error is one JSON object with the server's reason.
+    let (code, stdout, stderr) = run(
+        "dev-handler",
+        &[
+            "--output",
+            "json",
+            "seal",
+            "--tenant",
+            "dev",
+            "--subject",
+            "E-1",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+            "--number-check",
+            "NTC",
+            "--identity-check",
+            "DL",
+        ],
+        &bad,
+    );
+    assert_eq!((code, stdout.as_str()), (5, ""));
+    let error: Value = serde_json::from_str(stderr.trim()).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+    assert_eq!(error["error"]["reason"], "CHECK_DIGIT_MISMATCH");
+    assert!(!stderr.contains(&bad));
+
+    // Durations: seconds or humantime.
+    for (ttl, seconds) in [("3600", 3600), ("12h", 12 * 3600), ("30d", 30 * 86400)] {
+        let (code, stdout, stderr) = run(
+            "dev-admin",
+            &[
+                "--output",
+                "json",
+                "token",
+                "issue",
+                "dev-admin",
+                "--ttl",
+                ttl,
+            ],
+            "",
+        );
+        assert_eq!(code, 0, "{ttl}: {stderr}");
+        let issued: Value = serde_json::from_str(stdout.trim()).expect("json");
+        let expires = time::OffsetDateTime::parse(
+            issued["expires_at"].as_str().expect("expires_at"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("time");
+        let left = expires - time::OffsetDateTime::now_utc();
+        assert!(
+            (left.whole_seconds() - seconds).abs() < 120,
+            "{ttl}: {left}"
+        );
+    }
+    assert_eq!(
+        run(
+            "dev-admin",
+            &["token", "issue", "dev-admin", "--ttl", "soon"],
+            ""
+        )
+        .0,
+        2
+    );
+
+    // A reader that is gone before the first line: no panic, a clean exit.
+    let mut child = Command::new(binary_path("vault-client"))
+        .env("VAULT_ENDPOINT", &endpoint)
+        .env(
+            "VAULT_TOKEN_FILE",
+            daemon.data_dir.join("tokens").join("dev-auditor.token"),
+        )
+        .args(["audit", "tail", "--limit", "50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+
+    // `correct request` prints only the id, for ID=$(...).
+    let (code, handle, stderr) = run("dev-handler", &seal, &number);
+    assert_eq!(code, 0, "{stderr}");
+    let corrected = valid_number(100);
+    let (code, id, stderr) = run(
+        "dev-handler",
+        &[
+            "correct",
+            "request",
+            handle.trim(),
+            "--reason",
+            "誤記",
+            "--asked-by",
+            "本人",
+        ],
+        &corrected,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let id = id.trim();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, _) = run("dev-admin", &["completion", shell], "");
+        assert_eq!(code, 0);
+        assert!(
+            script.contains("vault-client") && script.contains("approve"),
+            "{shell}"
+        );
+    }
+}

@@ -37,8 +37,8 @@ pub struct BenchArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Seconds of measurement.
-    #[arg(long, default_value_t = 10)]
+    /// Length of the measurement: seconds, or a duration such as `5s` or `2m`.
+    #[arg(long, default_value = "10", value_parser = crate::cli::parse_seconds)]
     pub duration: u64,
     /// Records sealed beforehand for unseal and lookup.
     #[arg(long, default_value_t = 1000)]

@@ -29,13 +29,25 @@ pub struct Args {
     #[arg(long, global = true, env = "VAULT_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) of the daemon's TLS certificate.
-    #[arg(long, global = true, value_name = "PEM")]
+    #[arg(long, global = true, env = "VAULT_CA", value_name = "PEM")]
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, global = true, value_name = "PEM", requires = "key")]
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "key"
+    )]
     pub cert: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
-    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "cert"
+    )]
     pub key: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -252,6 +264,12 @@ pub enum Command {
     },
     /// Load a running daemon and report requests/s, latency and errors.
     Bench(crate::bench::BenchArgs),
+    /// Print a shell completion script (e.g. `vault-client completion bash > /etc/bash_completion.d/vault-client`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Key commands.
@@ -364,8 +382,8 @@ pub enum TokenCommand {
     Issue {
         /// Operator id.
         operator: String,
-        /// Lifetime in seconds (server default if omitted).
-        #[arg(long)]
+        /// Lifetime: seconds, or a duration such as `12h` or `30d` (server default if omitted).
+        #[arg(long, value_parser = parse_seconds)]
         ttl: Option<u64>,
         /// Bind to a client certificate by its SHA-256 fingerprint (hex).
         #[arg(long, conflicts_with = "cert_file")]
@@ -811,10 +829,10 @@ pub async fn execute(
                 output::follow_rewrap(&mut client, format, job).await?;
             }
         }
-        Command::Bench(_) => {
-            return Err(ClientError::Status(tonic::Status::internal(
-                "bench runs from main",
-            )));
+        Command::Bench(_) | Command::Completion { .. } => {
+            return Err(ClientError::Usage(
+                "runs from main, without a daemon".into(),
+            ));
         }
         Command::Keys(KeysCommand::Destroy { tenant, version }) => {
             let r = client
@@ -904,4 +922,14 @@ pub async fn execute(
         }
     }
     Ok(())
+}
+
+/// A duration on the command line: whole seconds (`3600`) or humantime (`1h`, `30d`, `5s`).
+pub fn parse_seconds(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{text:?} is not a duration (seconds, or e.g. 90s, 12h, 30d): {e}"))
 }

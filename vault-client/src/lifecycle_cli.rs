@@ -272,7 +272,11 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            output::corrections(format, &[correction]);
+            // Text mode prints only the id, for `ID=$(vault-client correct request ...)`.
+            match format {
+                Format::Text => println!("{}", correction.id),
+                Format::Json => output::corrections(format, &[correction]),
+            }
         }
         Command::Correct(CorrectCommand::Approve { id, note }) => {
             let correction = client

@@ -51,8 +51,102 @@ fn number_from_stdin() -> Result<Zeroizing<String>, String> {
     Ok(trimmed)
 }
 
+/// Why the CLI stopped, for its exit status (documented in `--help` and the README).
+enum Failure {
+    /// The command line asks for something impossible (2, as clap's own usage errors).
+    Usage(String),
+    /// Something on this machine: a file, the connection (1).
+    Local(String),
+    /// The daemon answered with an error (3 to 8 by class).
+    Server(tonic::Status),
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Failure {
+        match error {
+            ClientError::Status(status) => Failure::Server(status),
+            ClientError::Usage(message) => Failure::Usage(message),
+            other => Failure::Local(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Local(message)
+    }
+}
+
+/// Exit status of a server error, by what the caller can do about it.
+fn exit_code(code: tonic::Code) -> u8 {
+    use tonic::Code;
+    match code {
+        Code::Ok => 0,
+        Code::Unauthenticated | Code::PermissionDenied => 3,
+        Code::NotFound => 4,
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::OutOfRange => 5,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Cancelled => 6,
+        Code::ResourceExhausted => 7,
+        Code::DataLoss | Code::Internal | Code::Unknown | Code::Unimplemented => 8,
+    }
+}
+
+/// Prints why the command failed: a line of text, or with `--output json` one JSON object
+/// (`code`, `message`, `reason` from the server's google.rpc.ErrorInfo) on standard error.
+fn report(failure: &Failure, format: output::Format) -> u8 {
+    use tonic_types::StatusExt;
+    let (code, message, reason, exit) = match failure {
+        Failure::Usage(message) => ("USAGE", message.clone(), String::new(), 2),
+        Failure::Local(message) => ("LOCAL", message.clone(), String::new(), 1),
+        Failure::Server(status) => (
+            vault_client::code_name(status.code()),
+            status.message().to_owned(),
+            status
+                .get_error_details()
+                .error_info()
+                .map(|info| info.reason.clone())
+                .unwrap_or_default(),
+            exit_code(status.code()),
+        ),
+    };
+    match format {
+        output::Format::Json => eprintln!(
+            "{}",
+            serde_json::json!({"error": {"code": code, "message": message, "reason": reason}})
+        ),
+        output::Format::Text if matches!(failure, Failure::Server(_)) => {
+            eprintln!("error: {code}: {message}");
+        }
+        output::Format::Text => eprintln!("error: {message}"),
+    }
+    exit
+}
+
+/// A reader that went away (`vault-client audit tail | head -1`) is not an error: stop quietly
+/// instead of panicking on the broken pipe, as other Unix tools do.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let args = Args::parse();
+    let format = args.output;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -65,16 +159,18 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => ExitCode::from(report(&failure, format)),
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
+    if let Command::Completion { shell } = &args.command {
+        let mut command = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "vault-client", &mut std::io::stdout());
+        return Ok(());
+    }
     if let Some(result) = cli::offline(&args.command, args.output) {
-        return result;
+        return result.map_err(Failure::Local);
     }
     let number = match &args.command {
         Command::Seal(seal) if seal.batch.is_none() => Some(number_from_stdin()?),
@@ -87,33 +183,22 @@ async fn run(args: Args) -> Result<(), String> {
         ca: args.ca.clone(),
         cert: args.cert.clone(),
         key: args.key.clone(),
-        ..ClientConfig::new(
-            args.endpoint.clone(),
-            token(&args).map_err(|e| e.to_string())?,
-        )
+        ..ClientConfig::new(args.endpoint.clone(), token(&args)?)
     };
-    let client = Client::connect(&config).await.map_err(|e| e.to_string())?;
+    let client = Client::connect(&config).await?;
     if let Command::Bench(bench) = args.command {
         let admin = match &bench.admin_token_file {
             Some(path) => {
-                let token = read_token_file(path).map_err(|e| e.to_string())?;
+                let token = read_token_file(path)?;
                 let admin_config = ClientConfig {
                     token: Some(token),
                     ..config.clone()
                 };
-                Some(
-                    Client::connect(&admin_config)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
+                Some(Client::connect(&admin_config).await?)
             }
             None => None,
         };
-        return bench::run(client, bench, args.output, admin)
-            .await
-            .map_err(|e| e.to_string());
+        return Ok(bench::run(client, bench, args.output, admin).await?);
     }
-    cli::execute(client, args.command, args.output, number)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(cli::execute(client, args.command, args.output, number).await?)
 }
