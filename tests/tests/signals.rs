@@ -131,6 +131,34 @@ async fn sighup_reloads_under_load_and_a_bad_file_changes_nothing() {
         0,
         "calls failed across the reloads"
     );
+
+    // The per-operator rate limits reload too: one lookup at once, then none for two seconds.
+    let limited = format!(
+        "{}[rate_limits.handler]\nlookup_per_second = 0.5\nburst_seconds = 2.0\n",
+        config_text(&data, "info,vault_daemon=debug", 3)
+    );
+    std::fs::write(&config, limited).expect("config");
+    send("-HUP", &daemon);
+    wait_for_log(&daemon, "SIGHUP: rate limits reloaded").await;
+    let lookup = || pb::LookupRequest {
+        tenant: "t1".into(),
+        number: valid_number(72),
+    };
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(
+            handler
+                .locker
+                .lookup(lookup())
+                .await
+                .expect_err("not held, or limited")
+                .code(),
+        );
+    }
+    assert!(
+        codes.contains(&tonic::Code::ResourceExhausted),
+        "the reloaded limit is in force: {codes:?}"
+    );
     drop((handler, admin));
     let stopped = daemon.stop();
     assert!(stopped.success(), "{stopped:?}\n{}", daemon.log());

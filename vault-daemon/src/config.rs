@@ -112,21 +112,8 @@ pub struct RateLimitsConfig {
 impl Default for RateLimitsConfig {
     fn default() -> Self {
         RateLimitsConfig {
-            handler: RoleRatesConfig {
-                seal_per_second: 20.0,
-                unseal_per_second: 20.0,
-                lookup_per_second: 5.0,
-                burst_seconds: 60.0,
-            },
-            // Payroll systems seal and unseal a whole company at year end (100,000 items in
-            // one batch is ordinary): no limit on those by default. Lookups keep a generous
-            // one, so even a service token cannot sweep the number space.
-            service: RoleRatesConfig {
-                seal_per_second: 0.0,
-                unseal_per_second: 0.0,
-                lookup_per_second: 1000.0,
-                burst_seconds: 300.0,
-            },
+            handler: RoleRatesConfig::default(),
+            service: RoleRatesConfig::default(),
             failed_auth_per_second: 1.0,
             failed_auth_burst: 60,
             refusal_window_secs: 60,
@@ -138,9 +125,15 @@ impl RateLimitsConfig {
     /// No per-operator limits (`--dev`, where the bench measures the daemon itself); the
     /// failed-authentication limits stay.
     pub fn unlimited_operators() -> RateLimitsConfig {
+        let none = RoleRatesConfig {
+            seal_per_second: Some(0.0),
+            unseal_per_second: Some(0.0),
+            lookup_per_second: Some(0.0),
+            burst_seconds: Some(1.0),
+        };
         RateLimitsConfig {
-            handler: RoleRatesConfig::default(),
-            service: RoleRatesConfig::default(),
+            handler: none.clone(),
+            service: none,
             ..RateLimitsConfig::default()
         }
     }
@@ -148,8 +141,8 @@ impl RateLimitsConfig {
     /// The per-operator policy.
     pub fn rate_policy(&self) -> RatePolicy {
         RatePolicy {
-            handler: self.handler.rates(),
-            service: self.service.rates(),
+            handler: self.handler.rates(HANDLER_RATES),
+            service: self.service.rates(SERVICE_RATES),
         }
     }
 
@@ -163,12 +156,15 @@ impl RateLimitsConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        for (role, rates) in [("handler", &self.handler), ("service", &self.service)] {
+        for (role, rates) in [
+            ("handler", self.handler.resolved(HANDLER_RATES)),
+            ("service", self.service.resolved(SERVICE_RATES)),
+        ] {
             for (name, value) in [
-                ("seal_per_second", rates.seal_per_second),
-                ("unseal_per_second", rates.unseal_per_second),
-                ("lookup_per_second", rates.lookup_per_second),
-                ("burst_seconds", rates.burst_seconds),
+                ("seal_per_second", rates[0]),
+                ("unseal_per_second", rates[1]),
+                ("lookup_per_second", rates[2]),
+                ("burst_seconds", rates[3]),
             ] {
                 if !value.is_finite() || !(0.0..=1_000_000.0).contains(&value) {
                     return Err(format!(
@@ -192,31 +188,51 @@ impl RateLimitsConfig {
     }
 }
 
+/// Handlers' defaults (seal, unseal, lookup per second; burst seconds): people work at a
+/// human pace, and a handler sweeping lookups is the oracle to stop.
+const HANDLER_RATES: [f64; 4] = [20.0, 20.0, 5.0, 60.0];
+/// Services' defaults: payroll systems seal and unseal a whole company at year end (100,000
+/// items in one batch is ordinary), so no limit on those; lookups keep a generous one, so even
+/// a service token cannot sweep the number space.
+const SERVICE_RATES: [f64; 4] = [0.0, 0.0, 1000.0, 300.0];
+
 /// One role's rates: calls per second sustained (0: no limit), and how many seconds of that
-/// rate a full bucket holds (the burst).
+/// rate a full bucket holds (the burst). A setting left out keeps the role's default (a table
+/// giving only `lookup_per_second` does not lift the other limits).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoleRatesConfig {
     /// Seals (each batch item counts).
-    pub seal_per_second: f64,
+    pub seal_per_second: Option<f64>,
     /// Unseals (each batch item counts).
-    pub unseal_per_second: f64,
+    pub unseal_per_second: Option<f64>,
     /// Lookups.
-    pub lookup_per_second: f64,
+    pub lookup_per_second: Option<f64>,
     /// Seconds of the rate a full bucket holds.
-    pub burst_seconds: f64,
+    pub burst_seconds: Option<f64>,
 }
 
 impl RoleRatesConfig {
-    fn rates(&self) -> RoleRates {
+    /// Seal, unseal, lookup per second and burst seconds, the role's defaults filling gaps.
+    fn resolved(&self, defaults: [f64; 4]) -> [f64; 4] {
+        [
+            self.seal_per_second.unwrap_or(defaults[0]),
+            self.unseal_per_second.unwrap_or(defaults[1]),
+            self.lookup_per_second.unwrap_or(defaults[2]),
+            self.burst_seconds.unwrap_or(defaults[3]),
+        ]
+    }
+
+    fn rates(&self, defaults: [f64; 4]) -> RoleRates {
+        let [seal, unseal, lookup, burst_seconds] = self.resolved(defaults);
         let rate = |per_second: f64| Rate {
             per_second,
-            burst: (per_second * self.burst_seconds).max(1.0),
+            burst: (per_second * burst_seconds).max(1.0),
         };
         RoleRates {
-            seal: rate(self.seal_per_second),
-            unseal: rate(self.unseal_per_second),
-            lookup: rate(self.lookup_per_second),
+            seal: rate(seal),
+            unseal: rate(unseal),
+            lookup: rate(lookup),
         }
     }
 }
@@ -861,6 +877,21 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).expect("write");
         Config::load(&path)
+    }
+
+    #[test]
+    fn a_partial_rate_table_keeps_the_other_defaults() {
+        let text =
+            "[store]\ndata_dir = \"/tmp/x\"\n[rate_limits.handler]\nlookup_per_second = 1.0\n";
+        let config = Config::parse(text).expect("parses");
+        let policy = config.rate_limits.rate_policy();
+        assert_eq!(policy.handler.lookup.per_second, 1.0);
+        assert_eq!(
+            policy.handler.unseal.per_second, 20.0,
+            "not lifted by omission"
+        );
+        assert_eq!(policy.handler.lookup.burst, 60.0);
+        assert_eq!(policy.service.lookup.per_second, 1000.0);
     }
 
     #[test]
