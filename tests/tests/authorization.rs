@@ -104,9 +104,10 @@ enum Rpc {
     ApproveChangeRequest,
     DenyChangeRequest,
     RequestQuorum,
+    WhoAmI,
 }
 
-const RPCS: [Rpc; 50] = [
+const RPCS: [Rpc; 51] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -159,6 +160,7 @@ const RPCS: [Rpc; 50] = [
     Rpc::ApproveChangeRequest,
     Rpc::DenyChangeRequest,
     Rpc::RequestQuorum,
+    Rpc::WhoAmI,
 ];
 
 /// The roles DESIGN.md allows per RPC (the spec this test holds the daemon to).
@@ -203,7 +205,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::KeyStatus
         | Rpc::ListKeyDestructions
         | Rpc::ListChangeRequests => &[Admin, Auditor],
-        Rpc::ListPurposes => &[Admin, Manager, Handler, Service, Auditor],
+        Rpc::ListPurposes | Rpc::WhoAmI => &[Admin, Manager, Handler, Service, Auditor],
         Rpc::AuditTail
         | Rpc::AuditExport
         | Rpc::AuditVerify
@@ -751,6 +753,15 @@ async fn call(
             ))
             .await
             .map(drop),
+        Rpc::WhoAmI => client
+            .admin
+            .who_am_i(with_id(pb::WhoAmIRequest {}, id))
+            .await
+            .map(|r| {
+                let me = r.into_inner();
+                assert_eq!(me.token_id.len(), 16);
+                assert!(me.operator.is_some());
+            }),
         Rpc::RequestQuorum => client
             .admin
             .request_quorum(with_id(pb::RequestQuorumRequest { approvals: 1 }, id))

@@ -571,6 +571,20 @@ async fn the_cli_behaves_in_scripts() {
         "{id:?}"
     );
 
+    // whoami: the operator, role, grants and token id; never the token itself.
+    let (code, me, _) = run("dev-handler", &["--output", "json", "whoami"], "");
+    assert_eq!(code, 0);
+    let me: Value = serde_json::from_str(me.trim()).expect("json");
+    assert_eq!(
+        (me["operator_id"].as_str(), me["role"].as_str()),
+        (Some("dev-handler"), Some("handler"))
+    );
+    assert!(me["grants"].as_array().is_some_and(|g| !g.is_empty()));
+    let secret = std::fs::read_to_string(daemon.data_dir.join("tokens").join("dev-handler.token"))
+        .expect("token");
+    assert!(secret.trim().contains(me["token_id"].as_str().expect("id")));
+    assert!(!me.to_string().contains(secret.trim()));
+
     for shell in ["bash", "zsh", "fish"] {
         let (code, script, _) = run("dev-admin", &["completion", shell], "");
         assert_eq!(code, 0);

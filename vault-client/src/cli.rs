@@ -246,6 +246,8 @@ pub enum Command {
     /// Tenant keys: versions, rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Who your token authenticates: operator, role, grants, token id and expiry.
+    Whoami,
     /// Dual control: changes held for other admins' approval.
     #[command(subcommand)]
     Requests(RequestsCommand),
@@ -670,6 +672,14 @@ pub async fn execute(
         | Command::Certificate(_)
         | Command::DisposeDue) => {
             lifecycle_cli::run(&mut client, command, format, &number).await?;
+        }
+        Command::Whoami => {
+            let me = client
+                .admin
+                .who_am_i(pb::WhoAmIRequest {})
+                .await?
+                .into_inner();
+            output::whoami(format, &me);
         }
         command @ (Command::Requests(_) | Command::Approve { .. } | Command::Deny { .. }) => {
             requests_cli::run(&mut client, command, format).await?;

@@ -809,3 +809,41 @@ pub async fn backup(
     }
     Ok(())
 }
+
+/// Who the token authenticates.
+pub fn whoami(format: Format, me: &pb::WhoAmIResponse) {
+    let Some(operator) = &me.operator else {
+        return;
+    };
+    let grants: Vec<String> = operator
+        .grants
+        .iter()
+        .map(|g| format!("{}:{}", g.tenant, g.purpose))
+        .collect();
+    match format {
+        Format::Json => print_json(&json!({
+            "operator_id": operator.operator_id, "role": role_name(operator.role),
+            "display_name": operator.display_name, "grants": grants,
+            "token_id": me.token_id, "token_expires_at": time(me.token_expires_at_unix),
+            "certificate_bound": me.certificate_bound,
+        })),
+        Format::Text => {
+            println!(
+                "operator   {} ({})",
+                operator.operator_id,
+                role_name(operator.role)
+            );
+            println!(
+                "token      {} until {}",
+                me.token_id,
+                time(me.token_expires_at_unix)
+            );
+            if me.certificate_bound {
+                println!("           bound to a client certificate");
+            }
+            if !grants.is_empty() {
+                println!("grants     {}", grants.join(","));
+            }
+        }
+    }
+}

@@ -111,6 +111,8 @@ pub enum Action {
     KeyDestroy,
     /// Measure the key backend's unwrap rate.
     BenchBackend,
+    /// Who the caller is.
+    WhoAmI,
     /// List dual-control change requests.
     ChangeList,
     /// Approve a change request (another admin).
@@ -186,6 +188,7 @@ impl Action {
             Action::KeyDestroyList => "KEY_DESTROY_LIST",
             Action::KeyDestroy => "KEY_DESTROY",
             Action::BenchBackend => "BENCH_BACKEND",
+            Action::WhoAmI => "WHOAMI",
             Action::ChangeList => "CHANGE_LIST",
             Action::ChangeApprove => "CHANGE_APPROVE",
             Action::ChangeDeny => "CHANGE_DENY",
@@ -236,7 +239,7 @@ impl Action {
             | Action::KeyStatus
             | Action::KeyDestroyList
             | Action::ChangeList => &[Admin, Auditor],
-            Action::PurposeList => &[Admin, Manager, Handler, Service, Auditor],
+            Action::PurposeList | Action::WhoAmI => &[Admin, Manager, Handler, Service, Auditor],
             Action::AuditTail
             | Action::AuditExport
             | Action::AuditVerify

@@ -236,6 +236,20 @@ impl AdminRpc for AdminApi {
         }))
     }
 
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let ctx = request_context(&request);
+        let (operator, token) = self.locker.whoami(&ctx).await.map_err(to_status)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            operator: Some(convert::operator(operator)),
+            token_id: token.id,
+            token_expires_at_unix: token.expires_at_ms.div_euclid(1000),
+            certificate_bound: token.cert_fingerprint.is_some(),
+        }))
+    }
+
     async fn list_change_requests(
         &self,
         request: Request<pb::ListChangeRequestsRequest>,

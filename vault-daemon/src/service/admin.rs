@@ -442,6 +442,20 @@ impl Locker {
         self.finish(entry, body).await.map(|(t, _)| t)
     }
 
+    /// The caller's operator and token (no secret).
+    pub async fn whoami(&self, ctx: &RequestContext) -> Result<(Operator, TokenRecord)> {
+        let (caller, entry) = self.begin(ctx, Action::WhoAmI).await?;
+        let body = (|| {
+            let token = self
+                .store
+                .reader()?
+                .token(&caller.token_id)?
+                .ok_or_else(|| Error::Internal("the caller's token vanished".into()))?;
+            Ok(((caller.operator.clone(), token), Mutation::None))
+        })();
+        self.finish(entry, body).await.map(|(found, _)| found)
+    }
+
     /// The purpose catalogue.
     pub async fn list_purposes(&self, ctx: &RequestContext) -> Result<Vec<Purpose>> {
         let (_caller, entry) = self.begin(ctx, Action::PurposeList).await?;
