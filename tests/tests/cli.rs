@@ -585,6 +585,48 @@ async fn the_cli_behaves_in_scripts() {
     assert!(secret.trim().contains(me["token_id"].as_str().expect("id")));
     assert!(!me.to_string().contains(secret.trim()));
 
+    // --output json reaches the ledger, the reports and tenant info too.
+    let (code, ledger, stderr) = run(
+        "dev-auditor",
+        &["--output", "json", "ledger", "--tenant", "dev"],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let ledger: Value = serde_json::from_str(ledger.trim()).expect("ledger as JSON");
+    assert!(ledger.to_string().contains("\"dev\""), "{ledger}");
+    let (code, usage, stderr) = run(
+        "dev-auditor",
+        &[
+            "--output",
+            "json",
+            "report",
+            "usage",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-12-31",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str::<Value>(usage.trim()).expect("usage report as JSON");
+    let (code, info, stderr) = run(
+        "dev-admin",
+        &[
+            "--output",
+            "json",
+            "tenant",
+            "info",
+            "dev",
+            "--file-kind",
+            "給与",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let info: Value = serde_json::from_str(info.trim()).expect("tenant info as JSON");
+    assert_eq!(info["file_kind"], "給与");
+
     for shell in ["bash", "zsh", "fish"] {
         let (code, script, _) = run("dev-admin", &["completion", shell], "");
         assert_eq!(code, 0);

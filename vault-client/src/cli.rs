@@ -193,9 +193,9 @@ pub enum Command {
         /// Only this tenant.
         #[arg(long, default_value = "")]
         tenant: String,
-        /// Table, CSV or JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
+        /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
     },
     /// Reports from the audit log.
     #[command(subcommand)]

@@ -12,6 +12,15 @@ use crate::cli::{Command, TenantCommand};
 use crate::output::{self, Format};
 use crate::reports::{self, ReportFormat, jst_day_start};
 
+/// The format of a ledger or report: the one asked for, else JSON with `--output json`, else a
+/// table.
+fn report_format(chosen: Option<ReportFormat>, output: Format) -> ReportFormat {
+    chosen.unwrap_or(match output {
+        Format::Json => ReportFormat::Json,
+        Format::Text => ReportFormat::Table,
+    })
+}
+
 /// A tenant's 管理台帳 details.
 #[derive(Debug, ClapArgs)]
 pub struct TenantInfoArgs {
@@ -52,9 +61,9 @@ pub enum ReportCommand {
         /// Only this tenant.
         #[arg(long, default_value = "")]
         tenant: String,
-        /// Table, CSV or JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
+        /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
     },
     /// 漏えい等 (第12–14条): how many records and which handles an operator's unseals touched.
     Incident {
@@ -67,9 +76,9 @@ pub enum ReportCommand {
         /// Last day, YYYY-MM-DD (JST), included.
         #[arg(long)]
         to: String,
-        /// Table, CSV or JSON.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-        format: ReportFormat,
+        /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
     },
 }
 
@@ -210,21 +219,32 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            println!("ledger details of {} set", info.tenant);
+            match format {
+                Format::Json => output::print_json(&serde_json::json!({
+                    "tenant": info.tenant, "file_kind": info.file_kind, "file_name": info.file_name,
+                    "responsible_person": info.responsible_person,
+                    "responsible_department": info.responsible_department,
+                    "management_area": info.management_area, "handling_area": info.handling_area,
+                })),
+                Format::Text => println!("ledger details of {} set", info.tenant),
+            }
         }
-        Command::Ledger { tenant, format } => {
+        Command::Ledger {
+            tenant,
+            format: chosen,
+        } => {
             let ledger = client
                 .admin
                 .ledger(pb::LedgerRequest { tenant })
                 .await?
                 .into_inner();
-            reports::ledger(format, &ledger)?;
+            reports::ledger(report_format(chosen, format), &ledger)?;
         }
         Command::Report(ReportCommand::Usage {
             from,
             to,
             tenant,
-            format,
+            format: chosen,
         }) => {
             let report = client
                 .admin
@@ -235,13 +255,13 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            reports::usage(format, &report)?;
+            reports::usage(report_format(chosen, format), &report)?;
         }
         Command::Report(ReportCommand::Incident {
             operator,
             from,
             to,
-            format,
+            format: chosen,
         }) => {
             let report = client
                 .admin
@@ -252,7 +272,7 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            reports::incident(format, &report)?;
+            reports::incident(report_format(chosen, format), &report)?;
         }
         Command::Alerts { follow, after } => {
             reports::alerts(client, format, after, follow).await?;

@@ -31,7 +31,8 @@ fn time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-fn print_json(value: &Value) {
+/// Prints one JSON value on a line.
+pub fn print_json(value: &Value) {
     println!("{value}");
 }
 
