@@ -104,6 +104,39 @@ pub async fn approve(approver: &mut Client, held: Option<pb::ChangeRequest>) {
     assert_eq!(decided.state, "applied", "{decided:?}");
 }
 
+/// Grants `purposes` on `tenant` to `operator`: asked by `admin`, approved by `approver`.
+pub async fn grant(
+    admin: &mut Client,
+    approver: &mut Client,
+    operator: &str,
+    tenant: &str,
+    purposes: &[&str],
+) {
+    let granted = admin
+        .admin
+        .grant_purposes(pb::GrantRequest {
+            operator_id: operator.into(),
+            tenant: tenant.into(),
+            purposes: purposes.iter().map(|p| (*p).to_owned()).collect(),
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    approve(approver, granted.pending_request).await;
+}
+
+/// Today's date in JST moved by `days`, as `YYYY-MM-DD` (the form retirement dates take).
+pub fn jst_date_in(days: i64) -> String {
+    let now = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let jst = now.to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
+    format!(
+        "{:04}-{:02}-{:02}",
+        jst.year(),
+        u8::from(jst.month()),
+        jst.day()
+    )
+}
+
 /// Creates operator `id` with `role` (handlers get `STAFF_WITHHOLDING` on `tenant`) and
 /// returns a one-hour token for it: each step asked by `admin` and approved by `approver`.
 pub async fn operator_token(
@@ -125,17 +158,7 @@ pub async fn operator_token(
         .into_inner();
     approve(approver, created.pending_request).await;
     if matches!(role, pb::Role::Handler | pb::Role::Service) {
-        let granted = admin
-            .admin
-            .grant_purposes(pb::GrantRequest {
-                operator_id: id.into(),
-                tenant: tenant.into(),
-                purposes: vec!["STAFF_WITHHOLDING".into()],
-            })
-            .await
-            .expect("grant")
-            .into_inner();
-        approve(approver, granted.pending_request).await;
+        grant(admin, approver, id, tenant, &["STAFF_WITHHOLDING"]).await;
     }
     let issued = admin
         .admin

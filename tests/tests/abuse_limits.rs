@@ -7,21 +7,10 @@ use std::path::Path;
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, operator_token, seal_request, start_from_config};
+use vault_tests::rpc::{approve, jst_date_in, operator_token, seal_request, start_from_config};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
-
-fn jst_date_in(days: i64) -> String {
-    let now = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    let jst = now.to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
-    format!(
-        "{:04}-{:02}-{:02}",
-        jst.year(),
-        u8::from(jst.month()),
-        jst.day()
-    )
-}
 
 async fn retire(
     client: &mut Client,
@@ -80,17 +69,7 @@ async fn a_retirement_cannot_destroy() {
         .expect("create")
         .into_inner();
     approve(&mut approver, created.pending_request).await;
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "fees".into(),
-            tenant: "dev".into(),
-            purposes: vec!["PAYEE_FEES".into()],
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    approve(&mut approver, granted.pending_request).await;
+    vault_tests::rpc::grant(&mut admin, &mut approver, "fees", "dev", &["PAYEE_FEES"]).await;
     let issued = admin
         .admin
         .issue_token(pb::IssueTokenRequest {
@@ -195,30 +174,10 @@ async fn a_record_due_when_a_handler_retired_it_waits_for_a_manager() {
         .expect("tenant");
     let token = operator_token(&mut admin, &mut approver, "dev", "h", pb::Role::Handler).await;
     let mut handler = daemon.client(Some(token)).await;
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "h".into(),
-            tenant: "dev".into(),
-            purposes: vec!["EVENT_FEE".into()],
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    approve(&mut approver, granted.pending_request).await;
+    vault_tests::rpc::grant(&mut admin, &mut approver, "h", "dev", &["EVENT_FEE"]).await;
     let manager_token =
         operator_token(&mut admin, &mut approver, "dev", "m", pb::Role::Manager).await;
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "m".into(),
-            tenant: "dev".into(),
-            purposes: vec!["EVENT_FEE".into()],
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    approve(&mut approver, granted.pending_request).await;
+    vault_tests::rpc::grant(&mut admin, &mut approver, "m", "dev", &["EVENT_FEE"]).await;
     let mut manager = daemon.client(Some(manager_token)).await;
 
     // Retention 0: retired today, the record is due today.

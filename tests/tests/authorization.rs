@@ -1,6 +1,7 @@
 //! The authorisation matrix: every RPC × every kind of caller against a TLS daemon with client
-//! certificates; then the audit log must hold exactly one entry per call with the right outcome,
-//! and the chain must verify.
+//! certificates; then the audit log must hold exactly one entry per authenticated call with the
+//! right outcome, account for every refused unauthenticated call (its own entry or a counted
+//! summary), and the chain must verify.
 
 use std::collections::HashMap;
 
@@ -13,16 +14,6 @@ use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
 
-fn jst_today() -> String {
-    let jst = time::OffsetDateTime::now_utc()
-        .to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
-    format!(
-        "{:04}-{:02}-{:02}",
-        jst.year(),
-        u8::from(jst.month()),
-        jst.day()
-    )
-}
 const H: &str = "STAFF_HEALTH_PENSION";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -600,7 +591,7 @@ async fn call(
                 pb::RetireRequest {
                     handle: fx.retire_records[&principal].clone(),
                     // Today: a handler may not date a departure before the record's acquisition.
-                    left_on: jst_today(),
+                    left_on: vault_tests::rpc::jst_date_in(0),
                 },
                 id,
             ))

@@ -5,7 +5,7 @@
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, export_audit, operator_token, seal_request};
+use vault_tests::rpc::{export_audit, operator_token, seal_request};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -93,17 +93,7 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
         pb::Role::Manager,
     )
     .await;
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "manager-2".into(),
-            tenant: "dev".into(),
-            purposes: vec![W.into()],
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    approve(&mut approver, granted.pending_request).await;
+    vault_tests::rpc::grant(&mut admin, &mut approver, "manager-2", "dev", &[W]).await;
     let mut manager2 = daemon.client(Some(second)).await;
 
     let (a, b, c, d) = (

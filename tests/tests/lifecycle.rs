@@ -11,7 +11,7 @@ use std::process::Command;
 use tonic::Code;
 use vault_client::pb;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::rpc::{export_audit, jst_date_in, seal_request};
 use vault_tests::{Daemon, DaemonOptions, binary_path};
 
 const W: &str = "STAFF_WITHHOLDING"; // 7 years
@@ -19,17 +19,6 @@ const H: &str = "STAFF_HEALTH_PENSION"; // 2 years
 
 fn set_days(file: &Path, days: u32) {
     std::fs::write(file, days.to_string()).expect("write clock file");
-}
-
-fn jst_date_in(days: i64) -> String {
-    let now = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    let jst = now.to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("offset"));
-    format!(
-        "{:04}-{:02}-{:02}",
-        jst.year(),
-        u8::from(jst.month()),
-        jst.day()
-    )
 }
 
 fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
@@ -392,17 +381,7 @@ async fn yearly_epochs_share_one_key_per_year() {
     let manager_token =
         vault_tests::rpc::operator_token(&mut admin, &mut approver, "t1", "hrm", pb::Role::Manager)
             .await;
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: "hrm".into(),
-            tenant: "t1".into(),
-            purposes: vec![W.into()],
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    vault_tests::rpc::approve(&mut approver, granted.pending_request).await;
+    vault_tests::rpc::grant(&mut admin, &mut approver, "hrm", "t1", &[W]).await;
     let mut manager = tls.client(Some(manager_token), ClientCert::None).await;
     let year = &jst_date_in(0)[..4];
     let mut epochs = Vec::new();

@@ -434,17 +434,7 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
             pb::Role::Manager,
         )
         .await;
-        let granted = admin
-            .admin
-            .grant_purposes(pb::GrantRequest {
-                operator_id: manager.into(),
-                tenant: tenant.into(),
-                purposes: vec![W.into()],
-            })
-            .await
-            .expect("grant")
-            .into_inner();
-        approve(&mut approver, granted.pending_request).await;
+        vault_tests::rpc::grant(&mut admin, &mut approver, manager, tenant, &[W]).await;
         let mut client = tls.client(Some(token), ClientCert::None).await;
         let seen = client
             .admin

@@ -205,9 +205,9 @@ impl PurposeCatalogue {
 
     /// Validates a list of purpose codes: non-empty, every code known; returns them sorted and
     /// without duplicates (the canonical form bound into a record's associated data).
-    pub fn canonical_list(&self, codes: &[String]) -> Result<Vec<String>, String> {
+    pub fn canonical_list(&self, codes: &[String]) -> Result<Vec<String>, CodeError> {
         if codes.is_empty() {
-            return Err("at least one purpose is required".into());
+            return Err(CodeError::Missing);
         }
         let mut list = Vec::with_capacity(codes.len());
         for code in codes {
@@ -220,15 +220,29 @@ impl PurposeCatalogue {
     }
 
     /// Checks one code is in the catalogue.
-    pub fn check(&self, code: &str) -> Result<(), String> {
+    pub fn check(&self, code: &str) -> Result<(), CodeError> {
         if self.by_code.contains_key(code) {
             Ok(())
         } else if is_valid_code(code) {
-            Err(format!("unknown purpose code {code}"))
+            Err(CodeError::Unknown(code.to_owned()))
         } else {
-            Err("purpose code must be 1-64 characters of A-Z, 0-9 and _".into())
+            Err(CodeError::Malformed)
         }
     }
+}
+
+/// Why a purpose code (or list of them) given in a call is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    /// No purpose given where at least one is needed.
+    #[error("at least one purpose is required")]
+    Missing,
+    /// Not of the form a code has.
+    #[error("purpose code must be 1-64 characters of A-Z, 0-9 and _")]
+    Malformed,
+    /// Well formed, but not in the catalogue.
+    #[error("unknown purpose code {0}")]
+    Unknown(String),
 }
 
 fn is_valid_code(code: &str) -> bool {
@@ -266,7 +280,7 @@ mod tests {
         assert!(catalogue.canonical_list(&[]).is_err());
         assert_eq!(
             catalogue.canonical_list(&["MARKETING".into()]),
-            Err("unknown purpose code MARKETING".into())
+            Err(CodeError::Unknown("MARKETING".into()))
         );
         assert!(catalogue.check("drop table").is_err());
     }

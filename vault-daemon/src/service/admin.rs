@@ -277,7 +277,10 @@ impl Locker {
         check_operator_id(operator_id, entry)?;
         text::identifier("tenant", tenant).map_err(invalid)?;
         entry.tenant = tenant.to_owned();
-        let purposes = self.purposes.canonical_list(purposes).map_err(invalid)?;
+        let purposes = self
+            .purposes
+            .canonical_list(purposes)
+            .map_err(super::records::purpose_error)?;
         let reader = self.store.reader()?;
         let current = reader
             .operator(operator_id)?

@@ -1,6 +1,9 @@
 //! The locker's operations on domain types, with no transport types: authentication,
 //! authorisation, the operations themselves, and the one rule that every call — allowed,
-//! denied or failed — commits exactly one audit entry before it answers.
+//! denied or failed — is in the audit log before it answers: its own entry, or, for a refusal
+//! that releases nothing and identifies nobody (failed authentication, a lockout, a rate limit),
+//! the first of its source, reason and window on its own and the others as one counted entry
+//! (`refusals`), so that junk traffic cannot cost an fsync per call.
 //!
 //! Each operation runs as `begin` (authenticate and check the role; on refusal, audit and
 //! return) → the operation's body (which fills in the audit entry and returns a value and a

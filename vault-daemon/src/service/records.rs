@@ -10,6 +10,7 @@ use crate::domain::identity::IdentityVerification;
 use crate::domain::number::IndividualNumber;
 use crate::domain::operator::{Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
+use crate::domain::purpose::CodeError;
 use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Suspension, Tombstone};
 use crate::domain::text;
 use crate::error::{Error, Reason, Result};
@@ -57,13 +58,12 @@ fn parse_number(input: &str) -> Result<IndividualNumber> {
 }
 
 /// A purpose list or code refused by the catalogue; an unknown code says so to programs.
-fn purpose_error(message: String) -> Error {
-    let unknown = message.starts_with("unknown purpose code");
-    let error = invalid(message);
-    if unknown {
-        error.because(Reason::PurposeUnknown)
-    } else {
-        error
+pub(super) fn purpose_error(error: CodeError) -> Error {
+    let reason = matches!(error, CodeError::Unknown(_)).then_some(Reason::PurposeUnknown);
+    let error = invalid(error.to_string());
+    match reason {
+        Some(reason) => error.because(reason),
+        None => error,
     }
 }
 
