@@ -77,6 +77,7 @@ enum Rpc {
     BenchBackend,
     Suspend,
     Resume,
+    AddPurposes,
     Retire,
     Unretire,
     GetDeletionCertificate,
@@ -98,7 +99,7 @@ enum Rpc {
     WhoAmI,
 }
 
-const RPCS: [Rpc; 51] = [
+const RPCS: [Rpc; 52] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -135,6 +136,7 @@ const RPCS: [Rpc; 51] = [
     // Adjacent too: the manager's retirement is undone by the manager's unretire.
     Rpc::Retire,
     Rpc::Unretire,
+    Rpc::AddPurposes,
     Rpc::GetDeletionCertificate,
     Rpc::RunDisposal,
     Rpc::RequestCorrection,
@@ -161,7 +163,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         Rpc::Seal | Rpc::Unseal | Rpc::Lookup => &[Handler, Service],
         Rpc::Describe => &[Handler, Service, Manager],
         Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
-        Rpc::Retire => &[Handler, Service, Manager],
+        Rpc::Retire | Rpc::AddPurposes => &[Handler, Service, Manager],
         Rpc::GetDeletionCertificate
         | Rpc::ListCorrections
         | Rpc::Ledger
@@ -354,6 +356,18 @@ async fn call(
             ))
             .await
             .map(|r| assert_eq!(r.into_inner().handle, fx.record)),
+        // Purposes the record carries already: allowed, and the record is left as it was.
+        Rpc::AddPurposes => client
+            .locker
+            .add_purposes(with_id(
+                pb::AddPurposesRequest {
+                    handle: fx.record.clone(),
+                    purposes: vec![W.into()],
+                },
+                id,
+            ))
+            .await
+            .map(drop),
         Rpc::Describe => client
             .locker
             .describe(with_id(

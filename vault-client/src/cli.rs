@@ -231,8 +231,12 @@ pub enum Command {
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// List the purpose catalogue (第4条).
-    Purposes,
+    /// The purpose catalogue (第4条), and purposes added to a record.
+    Purposes {
+        /// `list` (the default) or `add`.
+        #[command(subcommand)]
+        command: Option<crate::purposes_cli::PurposesCommand>,
+    },
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -786,13 +790,8 @@ pub async fn execute(
                 .into_inner();
             output::tokens(format, &response.tokens);
         }
-        Command::Purposes => {
-            let response = client
-                .admin
-                .list_purposes(pb::ListPurposesRequest {})
-                .await?
-                .into_inner();
-            output::purposes(format, &response.purposes);
+        Command::Purposes { command } => {
+            crate::purposes_cli::run(&mut client, command, format).await?;
         }
         Command::Audit(AuditCommand::Tail { limit }) => {
             let response = client

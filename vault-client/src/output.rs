@@ -39,11 +39,50 @@ pub fn print_json(value: &Value) {
 /// After `seal`.
 pub fn sealed(format: Format, response: &pb::SealResponse) {
     match format {
-        Format::Text => println!("{}", response.handle),
-        Format::Json => {
-            print_json(&json!({"handle": response.handle, "existing": response.existing}))
+        Format::Text => {
+            println!("{}", response.handle);
+            // Standard output stays the handle alone, for scripts; the warning is for people.
+            if let Some(warning) = seal_differences(response) {
+                eprintln!("warning: {warning}");
+            }
         }
+        Format::Json => print_json(&json!({
+            "handle": response.handle,
+            "existing": response.existing,
+            "purposes_not_on_record": response.purposes_not_on_record,
+            "subject_ref_differs": response.subject_ref_differs,
+            "subject_kind_differs": response.subject_kind_differs,
+        })),
     }
+}
+
+/// What an existing record lacks of a seal's request, in words, if anything.
+pub fn seal_differences(response: &pb::SealResponse) -> Option<String> {
+    if !response.existing {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !response.purposes_not_on_record.is_empty() {
+        parts.push(format!(
+            "it lacks purposes {} (add them: vault-client purposes add {} --purpose {})",
+            response.purposes_not_on_record.join(","),
+            response.handle,
+            response.purposes_not_on_record.join(",")
+        ));
+    }
+    if response.subject_ref_differs {
+        parts.push("it was sealed under another subject reference".into());
+    }
+    if response.subject_kind_differs {
+        parts.push("it was sealed for another kind of subject".into());
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the tenant already holds this number as {}, left unchanged: {}",
+            response.handle,
+            parts.join("; ")
+        )
+    })
 }
 
 /// After `unseal`.

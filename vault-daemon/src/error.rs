@@ -122,6 +122,8 @@ pub enum Reason {
     RecordSuspended,
     /// The record has been disposed of.
     RecordDisposed,
+    /// The person left: the record serves only the retention of its purposes.
+    RecordRetired,
     /// The retention for this purpose ended after the person left.
     RetentionEnded,
     /// A per-operator rate limit; RetryInfo says when to retry.
@@ -157,6 +159,7 @@ impl Reason {
             Reason::PurposeNotOnRecord => "PURPOSE_NOT_ON_RECORD",
             Reason::RecordSuspended => "RECORD_SUSPENDED",
             Reason::RecordDisposed => "RECORD_DISPOSED",
+            Reason::RecordRetired => "RECORD_RETIRED",
             Reason::RetentionEnded => "RETENTION_ENDED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::TooManyFailedAuthentications => "TOO_MANY_FAILED_AUTHENTICATIONS",

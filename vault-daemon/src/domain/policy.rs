@@ -21,6 +21,8 @@ pub enum Action {
     Suspend,
     /// Resume a record's use.
     Resume,
+    /// Add purposes to a record (the number re-sealed with them bound).
+    PurposesAdd,
     /// Record that the person left (退職).
     Retire,
     /// Undo a retirement before the disposal date.
@@ -143,6 +145,7 @@ impl Action {
             Action::Dispose => "DISPOSE",
             Action::Suspend => "SUSPEND",
             Action::Resume => "RESUME",
+            Action::PurposesAdd => "PURPOSES_ADD",
             Action::Retire => "RETIRE",
             Action::Unretire => "UNRETIRE",
             Action::CertificateRead => "CERTIFICATE_READ",
@@ -205,7 +208,7 @@ impl Action {
             Action::Seal | Action::Unseal | Action::Lookup => &[Handler, Service],
             Action::Describe => &[Handler, Service, Manager],
             Action::Dispose | Action::Suspend | Action::Resume | Action::Unretire => &[Manager],
-            Action::Retire => &[Handler, Service, Manager],
+            Action::Retire | Action::PurposesAdd => &[Handler, Service, Manager],
             Action::CorrectionRequest => &[Handler, Service, Manager],
             Action::CorrectionApprove | Action::CorrectionReject => &[Manager],
             Action::CorrectionList

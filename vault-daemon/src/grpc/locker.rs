@@ -117,6 +117,16 @@ impl LockerApi {
     }
 }
 
+fn seal_response(sealed: crate::service::SealResult) -> pb::SealResponse {
+    pb::SealResponse {
+        handle: sealed.handle.to_string(),
+        existing: sealed.existing,
+        purposes_not_on_record: sealed.differences.purposes_not_on_record,
+        subject_ref_differs: sealed.differences.subject_ref_differs,
+        subject_kind_differs: sealed.differences.subject_kind_differs,
+    }
+}
+
 impl LockerApi {
     async fn set_suspended(
         &self,
@@ -156,10 +166,7 @@ impl LockerRpc for LockerApi {
             .seal(&ctx, seal_request(request.into_inner()))
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::SealResponse {
-            handle: sealed.handle.to_string(),
-            existing: sealed.existing,
-        }))
+        Ok(Response::new(seal_response(sealed)))
     }
 
     type SealBatchStream = ResultStream<pb::SealBatchResult>;
@@ -181,10 +188,7 @@ impl LockerRpc for LockerApi {
                     Ok(match result {
                         Ok(sealed) => pb::SealBatchResult {
                             index,
-                            sealed: Some(pb::SealResponse {
-                                handle: sealed.handle.to_string(),
-                                existing: sealed.existing,
-                            }),
+                            sealed: Some(seal_response(sealed)),
                             error: None,
                         },
                         Err(error) => pb::SealBatchResult {
@@ -279,6 +283,23 @@ impl LockerRpc for LockerApi {
         let record = self
             .locker
             .describe(&ctx, &request.get_ref().handle)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
+    }
+
+    async fn add_purposes(
+        &self,
+        request: Request<pb::AddPurposesRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let m = request.get_ref();
+        let record = self
+            .locker
+            .add_purposes(&ctx, &m.handle, &m.purposes)
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::record_info(

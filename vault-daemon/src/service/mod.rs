@@ -22,6 +22,7 @@ mod disposal;
 mod lifecycle;
 pub mod monitor;
 pub mod rate_limit;
+mod record_purposes;
 mod records;
 pub mod refusals;
 mod reports;
@@ -49,6 +50,7 @@ pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use approvals::{ChangeRequestList, DEFAULT_REQUEST_TTL_MS, Gated};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use disposal::{DisposalReport, run_disposal_schedule};
+pub use record_purposes::SealDifferences;
 pub use records::{SealRequest, SealResult};
 pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
 

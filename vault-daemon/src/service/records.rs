@@ -16,6 +16,7 @@ use crate::domain::text;
 use crate::error::{Error, Reason, Result};
 use crate::keys::envelope;
 use crate::service::rate_limit::Metered;
+use crate::service::record_purposes::SealDifferences;
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::mutation::{Mutation, MutationOutcome};
 
@@ -35,6 +36,13 @@ pub struct SealRequest {
     pub verification: (String, String, String),
 }
 
+/// What a seal asked for, kept to say how an existing record differs.
+struct SealEcho {
+    purposes: Vec<String>,
+    subject_ref: String,
+    subject_kind: Option<SubjectKind>,
+}
+
 /// The answer to a seal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealResult {
@@ -42,6 +50,8 @@ pub struct SealResult {
     pub handle: Handle,
     /// True when the tenant already held the number.
     pub existing: bool,
+    /// For an existing record: what the seal asked for that the record does not have.
+    pub differences: SealDifferences,
 }
 
 fn parse_number(input: &str) -> Result<IndividualNumber> {
@@ -67,7 +77,7 @@ pub(super) fn purpose_error(error: CodeError) -> Error {
     }
 }
 
-fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle> {
+pub(super) fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle> {
     let handle = Handle::parse(input).map_err(|e| invalid(e.to_string()))?;
     // Only a well-formed handle reaches the audit entry: a malformed one could be anything.
     entry.handle = handle.to_string();
@@ -150,16 +160,29 @@ impl Locker {
     pub async fn seal(&self, ctx: &RequestContext, request: SealRequest) -> Result<SealResult> {
         let (caller, entry) = self.begin(ctx, Action::Seal).await?;
         let mut entry = self.meter(&caller, Metered::Seal, entry).await?;
+        let request_echo = SealEcho {
+            purposes: request.purposes.clone(),
+            subject_ref: request.subject_ref.clone(),
+            subject_kind: request.subject_kind,
+        };
         let body = self.seal_body(&caller, &mut entry, request).await;
         let (existing_hint, outcome) = self.finish(entry, body).await?;
         match (existing_hint, outcome) {
-            (Some(handle), _) | (None, MutationOutcome::Existing(handle)) => Ok(SealResult {
+            (Some((handle, differences)), _) => Ok(SealResult {
+                handle,
+                existing: true,
+                differences,
+            }),
+            // Another call sealed the number between our look-up and our commit.
+            (None, MutationOutcome::Existing(handle)) => Ok(SealResult {
+                differences: self.differences_from(&handle, &request_echo)?,
                 handle,
                 existing: true,
             }),
             (None, MutationOutcome::Inserted(handle)) => Ok(SealResult {
                 handle,
                 existing: false,
+                differences: SealDifferences::default(),
             }),
             (None, other) => Err(Error::Internal(format!(
                 "unexpected seal outcome {other:?}"
@@ -167,14 +190,31 @@ impl Locker {
         }
     }
 
-    /// Returns `Some(handle)` when the number is already held (nothing to write), else the
-    /// insert mutation.
+    /// How the record `handle` differs from what a seal asked for.
+    fn differences_from(&self, handle: &Handle, echo: &SealEcho) -> Result<SealDifferences> {
+        let record =
+            self.store.reader()?.record(handle)?.ok_or_else(|| {
+                Error::Internal(format!("record {handle} vanished after its seal"))
+            })?;
+        let mut purposes = echo.purposes.clone();
+        purposes.sort();
+        purposes.dedup();
+        Ok(SealDifferences::between(
+            &record,
+            &purposes,
+            &echo.subject_ref,
+            echo.subject_kind.unwrap_or(record.subject_kind),
+        ))
+    }
+
+    /// Returns `Some(handle, differences)` when the number is already held (nothing to write),
+    /// else the insert mutation.
     async fn seal_body(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
         request: SealRequest,
-    ) -> Result<(Option<Handle>, Mutation)> {
+    ) -> Result<(Option<(Handle, SealDifferences)>, Mutation)> {
         check_tenant_id(&request.tenant, entry)?;
         text::free_text("subject_ref", &request.subject_ref, 128, true).map_err(invalid)?;
         let subject_kind = request
@@ -204,8 +244,20 @@ impl Locker {
         let keys = active_keys(&tenant)?;
         if let Some(existing) = self.find_by_number(&tenant, &number).await? {
             entry.handle = existing.to_string();
-            entry.allow("number already held by this tenant: existing handle returned");
-            return Ok((Some(existing), Mutation::None));
+            let record = self.store.reader()?.record(&existing)?.ok_or_else(|| {
+                Error::Integrity(format!("record {existing} is indexed but missing"))
+            })?;
+            let differences =
+                SealDifferences::between(&record, &purposes, &request.subject_ref, subject_kind);
+            if differences.is_empty() {
+                entry.allow("number already held by this tenant: existing handle returned");
+            } else {
+                entry.allow(format!(
+                    "number already held by this tenant: existing handle returned, unchanged ({})",
+                    differences.describe()
+                ));
+            }
+            return Ok((Some((existing, differences)), Mutation::None));
         }
         let index = envelope::blind_index(&self.keys, keys, &number).await?;
         let handle = Handle::generate(&self.rng)
