@@ -78,6 +78,7 @@ enum Rpc {
     Suspend,
     Resume,
     AddPurposes,
+    RecordCarryOut,
     Retire,
     Unretire,
     GetDeletionCertificate,
@@ -99,7 +100,7 @@ enum Rpc {
     WhoAmI,
 }
 
-const RPCS: [Rpc; 52] = [
+const RPCS: [Rpc; 53] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -137,6 +138,7 @@ const RPCS: [Rpc; 52] = [
     Rpc::Retire,
     Rpc::Unretire,
     Rpc::AddPurposes,
+    Rpc::RecordCarryOut,
     Rpc::GetDeletionCertificate,
     Rpc::RunDisposal,
     Rpc::RequestCorrection,
@@ -160,7 +162,7 @@ const RPCS: [Rpc; 52] = [
 fn allowed(rpc: Rpc, principal: Principal) -> bool {
     use Principal::*;
     let roles: &[Principal] = match rpc {
-        Rpc::Seal | Rpc::Unseal | Rpc::Lookup => &[Handler, Service],
+        Rpc::Seal | Rpc::Unseal | Rpc::Lookup | Rpc::RecordCarryOut => &[Handler, Service],
         Rpc::Describe => &[Handler, Service, Manager],
         Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
         Rpc::Retire | Rpc::AddPurposes => &[Handler, Service, Manager],
@@ -356,6 +358,19 @@ async fn call(
             ))
             .await
             .map(|r| assert_eq!(r.into_inner().handle, fx.record)),
+        Rpc::RecordCarryOut => client
+            .locker
+            .record_carry_out(with_id(
+                pb::CarryOutRequest {
+                    purpose: W.into(),
+                    count: 1,
+                    format: pb::CarryOutFormat::ZipAes256 as i32,
+                    file_sha256: "ab".repeat(32),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
         // Purposes the record carries already: allowed, and the record is left as it was.
         Rpc::AddPurposes => client
             .locker

@@ -11,6 +11,24 @@ fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
     vault_tests::cli::vault_cli(daemon, token, args, "")
 }
 
+/// Parses CLI CSV output (a header row, then records) into rows of cells.
+fn csv_rows(stdout: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(stdout.trim_start_matches('\u{feff}').as_bytes());
+    let header = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.expect("csv record").iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,23 +71,36 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     );
     assert!(!ok, "a batch with failed items exits non-zero");
     assert!(stderr.contains("2 items of the batch failed"), "{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
+    let (header, lines) = csv_rows(&stdout);
+    assert_eq!(
+        header,
+        [
+            "row",
+            "subject_ref",
+            "handle",
+            "existing",
+            "purposes_not_on_record",
+            "error"
+        ]
+    );
     assert_eq!(lines.len(), 150);
     let mut handles = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let fields: Vec<&str> = line.splitn(4, ',').collect();
+    for (i, fields) in lines.iter().enumerate() {
+        // The header is line 1 of the file: row i is on line i + 2.
+        assert_eq!(fields[0], (i + 2).to_string(), "row {i}: {fields:?}");
         match &expected[i] {
             Some(_) => {
-                assert_eq!(fields[0], format!("E{i}"), "line {i} out of order: {line}");
-                assert!(fields[1].starts_with("mnh_"), "{line}");
-                handles.push(fields[1].to_owned());
+                assert_eq!(
+                    fields[1],
+                    format!("E{i}"),
+                    "line {i} out of order: {fields:?}"
+                );
+                assert!(fields[2].starts_with("mnh_"), "{fields:?}");
+                handles.push(fields[2].clone());
             }
             None => {
-                assert_eq!(
-                    fields[0], "",
-                    "a refused row's subject is not echoed: {line}"
-                );
-                assert!(fields[3].starts_with("INVALID_ARGUMENT"), "{line}");
+                assert!(fields[5].starts_with("INVALID_ARGUMENT"), "{fields:?}");
+                let line = fields.join(",");
                 assert!(
                     !line.contains(&valid_number(7)) && !line.contains("123456789019"),
                     "a number in the output: {line}"
@@ -78,6 +109,9 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
             }
         }
     }
+    // A refused row names its subject (to find it), unless the subject may hold a number.
+    assert_eq!(lines[40][1], "E40");
+    assert!(lines[90][1].starts_with("(withheld"), "{:?}", lines[90]);
     assert!(
         !stdout.contains(&valid_number(5001)),
         "seal output never contains numbers"
@@ -97,14 +131,19 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
         ],
     );
     assert!(!ok);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let (header, lines) = csv_rows(&stdout);
+    assert_eq!(header, ["row", "handle", "number", "error"]);
     assert_eq!(lines.len(), 150);
-    for (i, line) in lines.iter().enumerate() {
-        let fields: Vec<&str> = line.splitn(3, ',').collect();
-        assert_eq!(fields[0], handles[i], "line {i} out of order");
+    for (i, fields) in lines.iter().enumerate() {
+        assert_eq!(
+            fields[0],
+            (i + 1).to_string(),
+            "no header in the handle list"
+        );
+        assert_eq!(fields[1], handles[i], "line {i} out of order");
         match &expected[i] {
-            Some(number) => assert_eq!(fields[1], number, "line {i}"),
-            None => assert!(fields[2].starts_with("NOT_FOUND"), "{line}"),
+            Some(number) => assert_eq!(&fields[2], number, "line {i}"),
+            None => assert!(fields[3].starts_with("NOT_FOUND"), "{fields:?}"),
         }
     }
 
@@ -121,6 +160,107 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     assert_eq!(by_action.get(&("SEAL", "FAILED")), Some(&2));
     assert_eq!(by_action.get(&("UNSEAL", "ALLOWED")), Some(&148));
     assert_eq!(by_action.get(&("UNSEAL", "FAILED")), Some(&2));
+}
+
+/// Files as offices write them: Excel's "CSV UTF-8" with a BOM and a Japanese header in any
+/// column order, results back for Excel, and the seal output fed straight to an unseal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn japanese_headers_bom_and_excel_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let numbers: Vec<String> = (0..3).map(|i| valid_number(7100 + i)).collect();
+    let csv = dir.path().join("社員.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "\u{feff}個人番号,社員番号\r\n{},社員-001\r\n123456789019,社員-002\r\n{},\"山田, 太郎\"\r\n",
+            numbers[0], numbers[2]
+        ),
+    )
+    .expect("csv");
+    let (ok, stdout, stderr) = cli(
+        &daemon,
+        "dev-handler",
+        &[
+            "seal",
+            "--batch",
+            csv.to_str().expect("utf8"),
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+            "--excel",
+        ],
+    );
+    assert!(!ok, "one row fails: {stderr}");
+    assert!(
+        stdout.starts_with('\u{feff}'),
+        "Excel output starts with a BOM"
+    );
+    assert!(stdout.contains("\r\n"), "and ends lines with CRLF");
+    let (_, rows) = csv_rows(&stdout);
+    assert_eq!(
+        rows.len(),
+        2 + 1,
+        "the header was not sealed as a row: {rows:?}"
+    );
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][1].as_str()),
+        ("2", "社員-001"),
+        "{stdout}"
+    );
+    assert!(rows[0][2].starts_with("mnh_"));
+    // The failed row: its line in the file and its subject, to be found and fixed.
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][1].as_str()),
+        ("3", "社員-002")
+    );
+    assert!(rows[1][5].contains("INVALID_ARGUMENT"), "{:?}", rows[1]);
+    assert_eq!(rows[2][1], "山田, 太郎");
+
+    // The seal output (BOM, header, handle column) is a valid unseal list.
+    let results = dir.path().join("results.csv");
+    std::fs::write(&results, &stdout).expect("results");
+    let (_ok, out, err) = cli(
+        &daemon,
+        "dev-handler",
+        &[
+            "unseal",
+            "--batch",
+            results.to_str().expect("utf8"),
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+    );
+    let (_, unsealed) = csv_rows(&out);
+    let got: Vec<&str> = unsealed.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(
+        got,
+        vec![numbers[0].as_str(), "", numbers[2].as_str()],
+        "{err}"
+    );
+
+    // Shift_JIS (Excel's plain "CSV") is refused with the way out, before anything is sealed.
+    let sjis = dir.path().join("sjis.csv");
+    std::fs::write(&sjis, b"\x8c\xc2\x90\x6c\x94\xd4\x8d\x86,x\n").expect("sjis");
+    let (ok, _, err) = cli(
+        &daemon,
+        "dev-handler",
+        &[
+            "seal",
+            "--batch",
+            sjis.to_str().expect("utf8"),
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+    );
+    assert!(!ok && err.contains("UTF-8"), "{err}");
 }
 
 /// A batch stream authenticates once and re-checks its token every second: a token revoked

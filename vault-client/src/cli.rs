@@ -110,10 +110,16 @@ pub struct SealArgs {
     /// Agent's proof of authority (LEGAL_REPRESENTATIVE, POWER_OF_ATTORNEY).
     #[arg(long)]
     agent_authority: Option<String>,
-    /// Seal every `subject_ref,number` row of this CSV file (migrations) instead of one number
-    /// from stdin; prints `subject_ref,handle,existing,error` per row, in order.
+    /// Seal every row of this CSV file (migrations) instead of one number from stdin: columns
+    /// `subject_ref,number`, or named by a header (`subject_ref,number`, `社員番号,個人番号`, in
+    /// any order), UTF-8 with or without BOM. Prints
+    /// `row,subject_ref,handle,existing,purposes_not_on_record,error` per row, in order (`row`
+    /// is the line in FILE).
     #[arg(long, value_name = "FILE.csv")]
     pub batch: Option<PathBuf>,
+    /// Write the batch results for Japanese Excel: a BOM and CRLF line ends.
+    #[arg(long, requires = "batch")]
+    pub excel: bool,
 }
 
 /// Commands.
@@ -129,10 +135,27 @@ pub enum Command {
         /// Purpose code.
         #[arg(long)]
         purpose: String,
-        /// Unseal every handle (one per line) of this file (year-end runs); prints
-        /// `handle,number,error` per line, in order.
+        /// Unseal every handle of this file (one per line, or a `handle` column under a header,
+        /// such as `seal --batch` output) for year-end runs: `row,handle,number,error` per
+        /// handle, in order. To standard output only if it is a terminal or a pipe; a file
+        /// needs --zip (第35条) or --plaintext-out.
         #[arg(long, value_name = "FILE", conflicts_with = "handle")]
         batch: Option<PathBuf>,
+        /// Carry-out (持出し, 第35条): write the results only into this new AES-256 encrypted,
+        /// password-protected ZIP (7-Zip opens it), recorded in the audit log with its digest.
+        #[arg(long, value_name = "FILE.zip", requires = "batch")]
+        zip: Option<PathBuf>,
+        /// The ZIP password: the first line of this file (at least 12 characters). Without it
+        /// the password is asked for on the terminal; never on the command line.
+        #[arg(long, value_name = "FILE", requires = "zip")]
+        password_file: Option<PathBuf>,
+        /// Write the results in plain text to this new file (mode 0600), recorded as an
+        /// unencrypted carry-out. Prefer --zip.
+        #[arg(long, value_name = "FILE", requires = "batch", conflicts_with = "zip")]
+        plaintext_out: Option<PathBuf>,
+        /// Write the results for Japanese Excel: a BOM and CRLF line ends.
+        #[arg(long, requires = "batch")]
+        excel: bool,
     },
     /// Find the handle of a number (read from stdin) within a tenant.
     Lookup {
@@ -476,6 +499,27 @@ fn role_to_wire(role: RoleArg) -> pb::Role {
     }
 }
 
+/// Where `unseal --batch` may write numbers (see `batch::carry_out`).
+fn unseal_destination(
+    zip: Option<PathBuf>,
+    password_file: Option<&std::path::Path>,
+    plaintext_out: Option<PathBuf>,
+) -> Result<crate::batch::carry_out::Destination, ClientError> {
+    use crate::batch::carry_out::{self, Destination};
+    match (zip, plaintext_out) {
+        (Some(path), _) => Ok(Destination::Zip {
+            password: carry_out::password(password_file)?,
+            path,
+        }),
+        (None, Some(path)) => Ok(Destination::PlaintextFile(path)),
+        (None, None) if carry_out::stdout_is_a_file() => Err(ClientError::Usage(
+            "standard output is a file: numbers leave the locker only encrypted (規程第35条): use --zip FILE.zip, or --plaintext-out FILE to say a plaintext file is meant"
+                .into(),
+        )),
+        (None, None) => Ok(Destination::Stdout),
+    }
+}
+
 /// A batch with failed items exits non-zero (the items are reported one by one).
 fn batch_outcome(failed: u64) -> Result<(), ClientError> {
     if failed == 0 {
@@ -597,7 +641,8 @@ pub async fn execute(
                 }),
             };
             if let Some(file) = a.batch {
-                let failed = crate::batch::seal(&mut client, request, &file, format).await?;
+                let failed =
+                    crate::batch::seal(&mut client, request, &file, format, a.excel).await?;
                 return batch_outcome(failed);
             }
             let response = client.locker.seal(request).await?.into_inner();
@@ -606,9 +651,21 @@ pub async fn execute(
         Command::Unseal {
             batch: Some(file),
             purpose,
+            zip,
+            password_file,
+            plaintext_out,
+            excel,
             ..
         } => {
-            let failed = crate::batch::unseal(&mut client, &purpose, &file, format).await?;
+            let destination = unseal_destination(zip, password_file.as_deref(), plaintext_out)?;
+            let batch = crate::batch::UnsealBatch {
+                purpose: &purpose,
+                file: &file,
+                destination,
+                format,
+                excel,
+            };
+            let failed = crate::batch::unseal(&mut client, batch).await?;
             return batch_outcome(failed);
         }
         Command::Unseal {

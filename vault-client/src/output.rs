@@ -85,6 +85,38 @@ pub fn seal_differences(response: &pb::SealResponse) -> Option<String> {
     })
 }
 
+/// A failed item of an unseal batch written to a file: said on standard error too.
+pub fn batch_item_failed(line: u64, handle: &str, error: &Option<pb::BatchError>) {
+    if let Some(e) = error {
+        eprintln!("line {line}: {handle}: {}: {}", e.code, e.message);
+    }
+}
+
+/// After an unseal batch wrote its numbers to a file that was recorded as a carry-out.
+pub fn carried_out(
+    format: Format,
+    path: &std::path::Path,
+    kind: pb::CarryOutFormat,
+    count: u64,
+    sha256: &str,
+) {
+    let kind = match kind {
+        pb::CarryOutFormat::ZipAes256 => "AES-256 ZIP",
+        pb::CarryOutFormat::Plaintext => "PLAINTEXT",
+        pb::CarryOutFormat::Unspecified => "unspecified",
+    };
+    match format {
+        Format::Json => print_json(&json!({
+            "file": path.display().to_string(), "format": kind, "count": count, "sha256": sha256,
+            "recorded": true,
+        })),
+        Format::Text => println!(
+            "{count} numbers written to {} ({kind}), sha256 {sha256}; recorded as a carry-out (持出し)",
+            path.display()
+        ),
+    }
+}
+
 /// After `unseal`.
 pub fn number(format: Format, number: &str) {
     match format {

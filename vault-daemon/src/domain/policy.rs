@@ -21,6 +21,8 @@ pub enum Action {
     Suspend,
     /// Resume a record's use.
     Resume,
+    /// Numbers unsealed by the caller written to a file that leaves the locker (持出し).
+    CarryOut,
     /// Add purposes to a record (the number re-sealed with them bound).
     PurposesAdd,
     /// Record that the person left (退職).
@@ -146,6 +148,7 @@ impl Action {
             Action::Suspend => "SUSPEND",
             Action::Resume => "RESUME",
             Action::PurposesAdd => "PURPOSES_ADD",
+            Action::CarryOut => "CARRY_OUT",
             Action::Retire => "RETIRE",
             Action::Unretire => "UNRETIRE",
             Action::CertificateRead => "CERTIFICATE_READ",
@@ -205,7 +208,9 @@ impl Action {
     /// The roles that may call this action at all.
     pub fn allowed_roles(self) -> &'static [Role] {
         match self {
-            Action::Seal | Action::Unseal | Action::Lookup => &[Handler, Service],
+            Action::Seal | Action::Unseal | Action::Lookup | Action::CarryOut => {
+                &[Handler, Service]
+            }
             Action::Describe => &[Handler, Service, Manager],
             Action::Dispose | Action::Suspend | Action::Resume | Action::Unretire => &[Manager],
             Action::Retire | Action::PurposesAdd => &[Handler, Service, Manager],

@@ -291,6 +291,35 @@ impl LockerRpc for LockerApi {
         )))
     }
 
+    async fn record_carry_out(
+        &self,
+        request: Request<pb::CarryOutRequest>,
+    ) -> Result<Response<pb::CarryOutReceipt>, Status> {
+        let ctx = request_context(&request);
+        let m = request.into_inner();
+        let format = match pb::CarryOutFormat::try_from(m.format) {
+            Ok(pb::CarryOutFormat::ZipAes256) => Some(crate::service::CarryOutFormat::ZipAes256),
+            Ok(pb::CarryOutFormat::Plaintext) => Some(crate::service::CarryOutFormat::Plaintext),
+            Ok(pb::CarryOutFormat::Unspecified) | Err(_) => None,
+        };
+        let at_ms = self
+            .locker
+            .record_carry_out(
+                &ctx,
+                crate::service::CarryOut {
+                    purpose: m.purpose,
+                    count: m.count,
+                    format,
+                    file_sha256: m.file_sha256,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CarryOutReceipt {
+            recorded_at_unix: at_ms.div_euclid(1000),
+        }))
+    }
+
     async fn add_purposes(
         &self,
         request: Request<pb::AddPurposesRequest>,

@@ -62,7 +62,7 @@ pub struct LedgerEntry {
 /// A count of audit entries of one kind over the report's period.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UsageRow {
-    /// acquisition, purpose_change, use, disposal, correction, retirement, suspension,
+    /// acquisition, purpose_change, use, carry_out, disposal, correction, retirement, suspension,
     /// token_issue, alert, denial.
     pub category: &'static str,
     /// Audit action.
@@ -101,6 +101,7 @@ fn category(entry: &Entry) -> Option<&'static str> {
     Some(match entry.action.as_str() {
         "SEAL" => "acquisition",
         "PURPOSES_ADD" => "purpose_change",
+        "CARRY_OUT" => "carry_out",
         "UNSEAL" => "use",
         "DISPOSE" | "SCHEDULED_DISPOSE" => "disposal",
         "CORRECTION_REQUEST" | "CORRECTION_APPROVE" | "CORRECTION_REJECT" => "correction",

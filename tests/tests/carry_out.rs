@@ -1,0 +1,398 @@
+//! 第35条 carry-out: numbers leave the locker only in an AES-256, password-protected ZIP that
+//! 7-Zip opens with the password and not without, holding no number in clear; every carry-out
+//! is in the audit log with its count and the file's digest and in the usage report (持出し).
+//! A plaintext file needs `--plaintext-out`; standard output redirected to a file is refused
+//! before anything is unsealed.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use tonic::Code;
+use vault_client::{Client, pb};
+use vault_tests::numbers::valid_number;
+use vault_tests::rpc::{export_audit, seal_request};
+use vault_tests::{Daemon, binary_path};
+
+const W: &str = "STAFF_WITHHOLDING";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn cli(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vault-client");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn sevenzip(args: &[&str]) -> std::process::Output {
+    Command::new("7z")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("7z (p7zip-full) must be installed: scripts/install-deps.sh")
+}
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        &std::fs::read(path).expect("read"),
+    ))
+}
+
+async fn unseals(client: &mut Client) -> usize {
+    export_audit(client)
+        .await
+        .iter()
+        .filter(|e| e.action == "UNSEAL")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_leave_only_in_an_encrypted_zip_and_every_carry_out_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let numbers: Vec<String> = (0..5).map(|i| valid_number(8800 + i)).collect();
+    let mut handles = Vec::new();
+    for (i, number) in numbers.iter().enumerate() {
+        let sealed = handler
+            .locker
+            .seal(seal_request("dev", &format!("E-{i}"), number, &[W]))
+            .await
+            .expect("seal")
+            .into_inner();
+        handles.push(sealed.handle);
+    }
+    let list = dir.path().join("handles.txt");
+    std::fs::write(&list, handles.join("\n")).expect("handles");
+    let password_file = dir.path().join("zip.password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf8").to_owned();
+    let list_arg = path("handles.txt");
+    let pw_arg = path("zip.password");
+
+    // The carry-out.
+    let zip = dir.path().join("年末調整.zip");
+    let zip_arg = path("年末調整.zip");
+    let (code, out, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--zip",
+            &zip_arg,
+            "--password-file",
+            &pw_arg,
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("5 numbers written") && out.contains("carry-out"),
+        "{out}"
+    );
+    for number in &numbers {
+        assert!(!out.contains(number.as_str()) && !err.contains(number.as_str()));
+    }
+    let mode = std::fs::metadata(&zip).expect("zip").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only its owner reads the ZIP");
+    let bytes = std::fs::read(&zip).expect("zip bytes");
+    for number in &numbers {
+        assert!(
+            !bytes.windows(12).any(|w| w == number.as_bytes()),
+            "a number in clear in the ZIP"
+        );
+    }
+
+    // 7-Zip: AES-256, opens with the password, not without it.
+    let listing = sevenzip(&["l", "-slt", &format!("-p{PASSWORD}"), &zip_arg]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("AES-256"), "{listing}");
+    assert!(listing.contains("Encrypted = +"), "{listing}");
+    let wrong_dir = dir.path().join("wrong");
+    let wrong = sevenzip(&[
+        "x",
+        "-y",
+        "-pnot the password at all",
+        &format!("-o{}", wrong_dir.display()),
+        &zip_arg,
+    ]);
+    assert!(
+        !wrong.status.success(),
+        "7z opened it with a wrong password"
+    );
+    let leaked = std::fs::read(wrong_dir.join("numbers.csv")).unwrap_or_default();
+    assert!(
+        !numbers
+            .iter()
+            .any(|n| leaked.windows(12).any(|w| w == n.as_bytes())),
+        "a wrong password yielded numbers"
+    );
+    let right_dir = dir.path().join("right");
+    let right = sevenzip(&[
+        "x",
+        "-y",
+        &format!("-p{PASSWORD}"),
+        &format!("-o{}", right_dir.display()),
+        &zip_arg,
+    ]);
+    assert!(right.status.success(), "{right:?}");
+    let csv = std::fs::read_to_string(right_dir.join("numbers.csv")).expect("numbers.csv");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("row,handle,number,error"));
+    for (i, line) in lines.enumerate() {
+        assert_eq!(
+            line,
+            format!("{},{},{},", i + 1, handles[i], numbers[i]),
+            "row {i}"
+        );
+    }
+
+    // In the audit log: who, which purpose, how many, the file's digest; never a number.
+    let entries = export_audit(&mut auditor).await;
+    let carry: Vec<&pb::AuditEntry> = entries.iter().filter(|e| e.action == "CARRY_OUT").collect();
+    assert_eq!(carry.len(), 1, "{carry:#?}");
+    let entry = carry[0];
+    assert_eq!(
+        (
+            entry.outcome.as_str(),
+            entry.operator_id.as_str(),
+            entry.purpose.as_str(),
+            entry.tenant.as_str()
+        ),
+        ("ALLOWED", "dev-handler", W, "dev")
+    );
+    assert!(
+        entry.reason.contains("carried out 5 numbers"),
+        "{}",
+        entry.reason
+    );
+    assert!(entry.reason.contains("AES-256"), "{}", entry.reason);
+    assert!(
+        entry.reason.contains(&sha256_hex(&zip)),
+        "the digest of the file: {}",
+        entry.reason
+    );
+    // In the usage report, as 持出し.
+    let report = auditor
+        .admin
+        .usage_report(pb::UsageReportRequest {
+            from_unix: 0,
+            to_unix: 4_102_444_800,
+            tenant: String::new(),
+        })
+        .await
+        .expect("usage report")
+        .into_inner();
+    let row = report
+        .rows
+        .iter()
+        .find(|r| r.category == "carry_out")
+        .unwrap_or_else(|| panic!("no carry_out row in {:#?}", report.rows));
+    assert_eq!((row.action.as_str(), row.count), ("CARRY_OUT", 1));
+    // The manager of the tenant sees it too.
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let scoped = manager
+        .admin
+        .usage_report(pb::UsageReportRequest {
+            from_unix: 0,
+            to_unix: 4_102_444_800,
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("manager's usage report")
+        .into_inner();
+    assert!(scoped.rows.iter().any(|r| r.category == "carry_out"));
+
+    // Refusals, each before anything is unsealed or written.
+    let before = unseals(&mut auditor).await;
+    // Standard output redirected to a file.
+    let redirected = dir.path().join("redirected.csv");
+    let status = Command::new(binary_path("vault-client"))
+        .arg("--endpoint")
+        .arg(daemon.endpoint())
+        .arg("--token-file")
+        .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+        .args(["unseal", "--batch", &list_arg, "--purpose", W])
+        .stdin(Stdio::null())
+        .stdout(File::create(&redirected).expect("file"))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(status.status.code(), Some(2), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stderr).contains("--zip"));
+    assert_eq!(std::fs::metadata(&redirected).expect("file").len(), 0);
+    // A short password; a ZIP that exists already; a password on no file and no terminal.
+    std::fs::write(dir.path().join("short"), "hunter2\n").expect("short");
+    let (code, _, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--zip",
+            &path("short.zip"),
+            "--password-file",
+            &path("short"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("12 characters") && !dir.path().join("short.zip").exists());
+    let (code, _, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--zip",
+            &zip_arg,
+            "--password-file",
+            &pw_arg,
+        ],
+    );
+    assert_ne!(code, Some(0), "an existing ZIP is never overwritten: {err}");
+    assert_eq!(
+        sha256_hex(&zip),
+        entry.reason.rsplit(' ').next().unwrap_or_default()
+    );
+    let (code, _, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--zip",
+            &path("p.zip"),
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--password-file"), "{err}");
+    // The password never goes on the command line: there is no option for it.
+    let (code, _, _) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--zip",
+            &path("q.zip"),
+            "--password",
+            PASSWORD,
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(unseals(&mut auditor).await, before, "nothing was unsealed");
+
+    // Nothing unsealed (no grant for that purpose on these records): no file is left.
+    let (code, _, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            "STAFF_HEALTH_PENSION",
+            "--zip",
+            &path("empty.zip"),
+            "--password-file",
+            &pw_arg,
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no number was unsealed"), "{err}");
+    assert!(!dir.path().join("empty.zip").exists());
+
+    // A plaintext file, asked for by name: written 0600 and recorded as PLAINTEXT.
+    let plain = dir.path().join("plain.csv");
+    let (code, _, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &list_arg,
+            "--purpose",
+            W,
+            "--plaintext-out",
+            &path("plain.csv"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::metadata(&plain)
+            .expect("plain")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(&plain)
+            .expect("plain")
+            .contains(&numbers[0])
+    );
+    let entries = export_audit(&mut auditor).await;
+    let plain_entry = entries
+        .iter()
+        .rfind(|e| e.action == "CARRY_OUT")
+        .expect("plaintext carry-out");
+    assert!(
+        plain_entry.reason.contains("PLAINTEXT"),
+        "{}",
+        plain_entry.reason
+    );
+    assert!(plain_entry.reason.contains(&sha256_hex(&plain)));
+    for e in &entries {
+        for number in &numbers {
+            assert!(
+                !format!("{e:?}").contains(number.as_str()),
+                "number in {e:?}"
+            );
+        }
+    }
+
+    // The RPC itself refuses what is not a carry-out record, and admins.
+    let bad = handler
+        .locker
+        .record_carry_out(pb::CarryOutRequest {
+            purpose: W.into(),
+            count: 5,
+            format: pb::CarryOutFormat::ZipAes256 as i32,
+            file_sha256: numbers[0].clone(),
+        })
+        .await
+        .expect_err("not a digest");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let denied = admin
+        .locker
+        .record_carry_out(pb::CarryOutRequest {
+            purpose: W.into(),
+            count: 5,
+            format: pb::CarryOutFormat::ZipAes256 as i32,
+            file_sha256: "ab".repeat(32),
+        })
+        .await
+        .expect_err("admins never carry numbers out");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}

@@ -1,0 +1,224 @@
+//! Reading batch input files as offices write them: UTF-8 with or without a BOM (Excel's "CSV
+//! UTF-8" adds one), with an English or Japanese header row or none, columns in any order when
+//! named. Every row keeps its line number, so a failed row can be found in the file.
+
+use std::path::Path;
+
+use vault_client::ClientError;
+use zeroize::Zeroizing;
+
+/// Header names of the subject column.
+const SUBJECT_HEADERS: &[&str] = &[
+    "subject_ref",
+    "subject",
+    "employee_id",
+    "社員番号",
+    "従業員番号",
+    "職員番号",
+    "社員コード",
+    "管理番号",
+];
+/// Header names of the number column.
+const NUMBER_HEADERS: &[&str] = &[
+    "number",
+    "individual_number",
+    "my_number",
+    "個人番号",
+    "マイナンバー",
+];
+/// Header names of the handle column.
+const HANDLE_HEADERS: &[&str] = &["handle", "ハンドル"];
+
+/// One row to seal.
+pub struct SealRow {
+    /// Line number in the file (1 is the first line, a header included).
+    pub line: u64,
+    /// The caller's reference for the person.
+    pub subject_ref: String,
+    /// The number as written.
+    pub number: Zeroizing<String>,
+}
+
+/// One handle to unseal.
+pub struct HandleRow {
+    /// Line number in the file.
+    pub line: u64,
+    /// The handle as written.
+    pub handle: String,
+}
+
+/// Reads a file as UTF-8, without its BOM. Excel's default "CSV" in Japan is Shift_JIS: that
+/// is refused with the way out rather than read as mojibake.
+pub fn read_utf8(path: &Path) -> Result<Zeroizing<String>, ClientError> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| ClientError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?);
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    std::str::from_utf8(body)
+        .map(|text| Zeroizing::new(text.to_owned()))
+        .map_err(|e| {
+            ClientError::Usage(format!(
+                "{} is not UTF-8 (byte {}): save it as \"CSV UTF-8\" (Excel) or convert it, e.g. iconv -f CP932 -t UTF-8",
+                path.display(),
+                e.valid_up_to()
+            ))
+        })
+}
+
+fn normalise(cell: &str) -> String {
+    cell.trim().trim_matches('"').trim().to_lowercase()
+}
+
+fn column(header: &[String], names: &[&str]) -> Option<usize> {
+    header
+        .iter()
+        .position(|cell| names.contains(&cell.as_str()))
+}
+
+/// The non-blank lines of `text` as CSV records, each with its line number (1-based). One row
+/// per line: a quoted cell may hold commas, not line breaks.
+fn records(text: &str) -> impl Iterator<Item = (u64, Result<csv::StringRecord, csv::Error>)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .trim(csv::Trim::All)
+                .from_reader(line.as_bytes());
+            let mut record = csv::StringRecord::new();
+            let read = reader.read_record(&mut record).map(|_| record);
+            (index as u64 + 1, read)
+        })
+}
+
+/// The rows of a seal batch: `subject_ref,number` by position, or by name under a header
+/// (`subject_ref,number`, `社員番号,個人番号`, ...). Blank lines are skipped.
+pub fn seal_rows(path: &Path) -> Result<Vec<SealRow>, ClientError> {
+    let text = read_utf8(path)?;
+    let mut rows = Vec::new();
+    let mut columns = (0, 1);
+    for (index, (line, record)) in records(&text).enumerate() {
+        let record = record.map_err(|e| {
+            ClientError::Usage(format!("{}: line {line}: not CSV: {e}", path.display()))
+        })?;
+        if index == 0 {
+            let header: Vec<String> = record.iter().map(normalise).collect();
+            let subject = column(&header, SUBJECT_HEADERS);
+            let number = column(&header, NUMBER_HEADERS);
+            match (subject, number) {
+                (Some(subject), Some(number)) => {
+                    columns = (subject, number);
+                    continue;
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(ClientError::Usage(format!(
+                        "{}: the header names {} but not both columns: name the subject column one of {} and the number column one of {}",
+                        path.display(),
+                        header.join(","),
+                        SUBJECT_HEADERS.join("/"),
+                        NUMBER_HEADERS.join("/")
+                    )));
+                }
+            }
+        }
+        let cell = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        rows.push(SealRow {
+            line,
+            subject_ref: cell(columns.0),
+            number: Zeroizing::new(cell(columns.1)),
+        });
+    }
+    Ok(rows)
+}
+
+/// The handles of an unseal batch: one per line, or a `handle` column under a header (other
+/// columns, such as a seal batch's output, are ignored).
+pub fn handle_rows(path: &Path) -> Result<Vec<HandleRow>, ClientError> {
+    let text = read_utf8(path)?;
+    let mut rows = Vec::new();
+    let mut column_index = 0;
+    for (index, (line, record)) in records(&text).enumerate() {
+        let record = record.map_err(|e| {
+            ClientError::Usage(format!("{}: line {line}: not CSV: {e}", path.display()))
+        })?;
+        if index == 0 {
+            let header: Vec<String> = record.iter().map(normalise).collect();
+            if let Some(i) = column(&header, HANDLE_HEADERS) {
+                column_index = i;
+                continue;
+            }
+        }
+        rows.push(HandleRow {
+            line,
+            handle: record.get(column_index).unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        std::io::Write::write_all(&mut f, bytes).expect("write");
+        f
+    }
+
+    #[test]
+    fn japanese_header_with_bom_is_a_header_and_columns_follow_their_names() {
+        let f = file(
+            "\u{feff}個人番号,社員番号\r\n123456789018,E-1\r\n\r\n123456789018,\"山田, 太郎\"\r\n"
+                .as_bytes(),
+        );
+        let rows = seal_rows(f.path()).expect("rows");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line, rows[0].subject_ref.as_str()), (2, "E-1"));
+        assert_eq!(rows[0].number.as_str(), "123456789018");
+        assert_eq!(
+            (rows[1].line, rows[1].subject_ref.as_str()),
+            (4, "山田, 太郎")
+        );
+    }
+
+    #[test]
+    fn english_header_without_bom_and_no_header_at_all() {
+        let f = file(b"subject_ref,number\nE-1,123456789018\n");
+        let rows = seal_rows(f.path()).expect("rows");
+        assert_eq!((rows.len(), rows[0].line), (1, 2));
+        let f = file(b"E-1,123456789018\nE-2,123456789018\n");
+        let rows = seal_rows(f.path()).expect("rows");
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_half_header_and_shift_jis_are_refused_with_the_way_out() {
+        let f = file("社員番号,番号\nE-1,123456789018\n".as_bytes());
+        let error = seal_rows(f.path()).err().expect("refused").to_string();
+        assert!(error.contains("個人番号"), "{error}");
+        // 社員番号 in Shift_JIS.
+        let f = file(b"\x8e\xd0\x88\xf5\x94\xd4\x8d\x86,x\n");
+        let error = seal_rows(f.path()).err().expect("refused").to_string();
+        assert!(error.contains("UTF-8"), "{error}");
+    }
+
+    #[test]
+    fn handles_one_per_line_or_under_a_header() {
+        let f = file(b"mnh_a\n\nmnh_b\n");
+        let rows = handle_rows(f.path()).expect("rows");
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.line, r.handle.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1, "mnh_a"), (3, "mnh_b")]
+        );
+        let f = file("\u{feff}row,subject_ref,handle\n2,E-1,mnh_a\n".as_bytes());
+        let rows = handle_rows(f.path()).expect("rows");
+        assert_eq!(rows[0].handle, "mnh_a");
+    }
+}

@@ -1,0 +1,26 @@
+//! `seal --batch` and `unseal --batch`: stream many items through one call, with a progress bar
+//! on standard error and one result per item, in input order, each with its input line.
+//!
+//! `input` reads the files, `report` writes result rows, `carry_out` decides where unsealed
+//! numbers may go; `seal` and `unseal` run the streams.
+
+pub mod carry_out;
+pub mod input;
+pub mod report;
+mod seal;
+mod unseal;
+
+pub use seal::seal;
+pub use unseal::{UnsealBatch, unseal};
+
+fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len}  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}

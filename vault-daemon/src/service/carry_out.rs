@@ -1,0 +1,121 @@
+//! Carry-out records (持出し, 規程第35条): numbers a handler or service has unsealed, written to
+//! a file that leaves the locker. The unseals are audited one by one already; this entry names
+//! the file they went into (its digest), how many, for which purpose and in which form, so an
+//! audit can match a file found later to who took it out.
+
+use crate::audit::entry::EntryOutcome;
+use crate::domain::policy::Action;
+use crate::error::{Error, Reason, Result};
+use crate::service::records::purpose_error;
+use crate::service::{Locker, RequestContext, invalid};
+use crate::store::mutation::Mutation;
+
+/// The most numbers one carry-out may claim (a year-end run of a large employer fits).
+pub const MAX_CARRY_OUT_COUNT: u64 = 10_000_000;
+
+/// How the numbers left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarryOutFormat {
+    /// A ZIP whose entries are AES-256 encrypted under a password.
+    ZipAes256,
+    /// A plain file, asked for explicitly.
+    Plaintext,
+}
+
+impl CarryOutFormat {
+    fn describe(self) -> &'static str {
+        match self {
+            CarryOutFormat::ZipAes256 => "AES-256 encrypted, password-protected ZIP",
+            CarryOutFormat::Plaintext => "PLAINTEXT file (not encrypted)",
+        }
+    }
+}
+
+/// One carry-out as the caller states it.
+#[derive(Debug, Clone)]
+pub struct CarryOut {
+    /// Purpose the numbers were unsealed for.
+    pub purpose: String,
+    /// How many numbers the file holds.
+    pub count: u64,
+    /// How the file protects them; `None` when the caller did not say.
+    pub format: Option<CarryOutFormat>,
+    /// Lowercase hex SHA-256 of the file.
+    pub file_sha256: String,
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Locker {
+    /// Records a carry-out; returns when it was recorded (ms since the epoch).
+    pub async fn record_carry_out(&self, ctx: &RequestContext, carry_out: CarryOut) -> Result<i64> {
+        let (caller, mut entry) = self.begin(ctx, Action::CarryOut).await?;
+        let body = (|| {
+            self.purposes
+                .check(&carry_out.purpose)
+                .map_err(purpose_error)?;
+            entry.purpose = carry_out.purpose.clone();
+            // The numbers came from the tenants the caller holds this purpose on: with one
+            // (the usual case) the entry names it, so that tenant's manager sees the carry-out.
+            let mut tenants = caller
+                .operator
+                .grants
+                .iter()
+                .filter(|g| g.purpose == carry_out.purpose)
+                .map(|g| g.tenant.as_str());
+            match (tenants.next(), tenants.next()) {
+                (Some(only), None) => entry.tenant = only.to_owned(),
+                (None, _) => {
+                    return Err(Error::PermissionDenied(format!(
+                        "operator {} is granted purpose {} on no tenant: it unsealed nothing for it",
+                        caller.operator.id, carry_out.purpose
+                    ))
+                    .because(Reason::PurposeNotGranted));
+                }
+                (Some(_), Some(_)) => {}
+            }
+            let format = carry_out
+                .format
+                .ok_or_else(|| invalid("format is required"))?;
+            if carry_out.count == 0 || carry_out.count > MAX_CARRY_OUT_COUNT {
+                return Err(invalid(format!(
+                    "count must be 1 to {MAX_CARRY_OUT_COUNT}, not {}",
+                    carry_out.count
+                )));
+            }
+            if !is_sha256_hex(&carry_out.file_sha256) {
+                return Err(invalid(
+                    "file_sha256 must be 64 lowercase hex digits (the SHA-256 of the file)",
+                ));
+            }
+            entry.allow(format!(
+                "carried out {} numbers as {}, file sha256 {}",
+                carry_out.count,
+                format.describe(),
+                carry_out.file_sha256
+            ));
+            Ok(((), Mutation::None))
+        })();
+        self.finish(entry, body).await?;
+        Ok(self.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sha256_hex;
+
+    #[test]
+    fn only_a_sha256_in_lowercase_hex_is_a_digest() {
+        assert!(is_sha256_hex(&"ab".repeat(32)));
+        assert!(!is_sha256_hex(&"AB".repeat(32)));
+        assert!(!is_sha256_hex(&"ab".repeat(31)));
+        assert!(!is_sha256_hex(&format!("{}1234567890", "ab".repeat(27))));
+        assert!(!is_sha256_hex("123456789018"));
+    }
+}
