@@ -88,6 +88,7 @@ enum Rpc {
     RejectCorrection,
     ListCorrections,
     SetTenantInfo,
+    UpdateTenantInfo,
     Ledger,
     UsageReport,
     IncidentReport,
@@ -100,7 +101,7 @@ enum Rpc {
     WhoAmI,
 }
 
-const RPCS: [Rpc; 53] = [
+const RPCS: [Rpc; 54] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -146,6 +147,7 @@ const RPCS: [Rpc; 53] = [
     Rpc::RejectCorrection,
     Rpc::ListCorrections,
     Rpc::SetTenantInfo,
+    Rpc::UpdateTenantInfo,
     Rpc::Ledger,
     Rpc::UsageReport,
     Rpc::IncidentReport,
@@ -189,6 +191,7 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::CancelKeyDestruction
         | Rpc::RunDisposal
         | Rpc::SetTenantInfo
+        | Rpc::UpdateTenantInfo
         | Rpc::EnableOperator
         | Rpc::ApproveChangeRequest
         | Rpc::DenyChangeRequest
@@ -677,6 +680,18 @@ async fn call(
         Rpc::ListCorrections => client
             .locker
             .list_corrections(with_id(pb::ListCorrectionsRequest::default(), id))
+            .await
+            .map(drop),
+        Rpc::UpdateTenantInfo => client
+            .admin
+            .update_tenant_info(with_id(
+                pb::UpdateTenantInfoRequest {
+                    tenant: "t1".into(),
+                    handling_area: Some("人事部執務室".into()),
+                    ..pb::UpdateTenantInfoRequest::default()
+                },
+                id,
+            ))
             .await
             .map(drop),
         Rpc::SetTenantInfo => client

@@ -626,6 +626,51 @@ async fn the_cli_behaves_in_scripts() {
     assert_eq!(code, 0, "{stderr}");
     let info: Value = serde_json::from_str(info.trim()).expect("tenant info as JSON");
     assert_eq!(info["file_kind"], "給与");
+    // One field given changes that field only; an empty one clears; none shows them all.
+    let (code, info, stderr) = run(
+        "dev-admin",
+        &[
+            "--output",
+            "json",
+            "tenant",
+            "info",
+            "dev",
+            "--responsible-person",
+            "鈴木",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let info: Value = serde_json::from_str(info.trim()).expect("tenant info as JSON");
+    assert_eq!(
+        (
+            info["file_kind"].as_str(),
+            info["responsible_person"].as_str()
+        ),
+        (Some("給与"), Some("鈴木")),
+        "{info}"
+    );
+    let (code, _, stderr) = run(
+        "dev-admin",
+        &["tenant", "info", "dev", "--file-kind", ""],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, shown, stderr) = run(
+        "dev-admin",
+        &["--output", "json", "tenant", "info", "dev"],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let shown: Value = serde_json::from_str(shown.trim()).expect("tenant info as JSON");
+    assert_eq!(
+        (
+            shown["file_kind"].as_str(),
+            shown["responsible_person"].as_str()
+        ),
+        (Some(""), Some("鈴木")),
+        "{shown}"
+    );
 
     for shell in ["bash", "zsh", "fish"] {
         let (code, script, _) = run("dev-admin", &["completion", shell], "");

@@ -27,23 +27,38 @@ pub struct TenantInfoArgs {
     /// Tenant id.
     pub id: String,
     /// 特定個人情報ファイルの種類.
-    #[arg(long, default_value = "")]
-    pub file_kind: String,
+    #[arg(long)]
+    pub file_kind: Option<String>,
     /// 特定個人情報ファイルの名称.
-    #[arg(long, default_value = "")]
-    pub file_name: String,
+    #[arg(long)]
+    pub file_name: Option<String>,
     /// 責任者.
-    #[arg(long, default_value = "")]
-    pub responsible_person: String,
+    #[arg(long)]
+    pub responsible_person: Option<String>,
     /// 取扱部署.
-    #[arg(long, default_value = "")]
-    pub responsible_department: String,
+    #[arg(long)]
+    pub responsible_department: Option<String>,
     /// 管理区域.
-    #[arg(long, default_value = "")]
-    pub management_area: String,
+    #[arg(long)]
+    pub management_area: Option<String>,
     /// 取扱区域.
-    #[arg(long, default_value = "")]
-    pub handling_area: String,
+    #[arg(long)]
+    pub handling_area: Option<String>,
+}
+
+impl TenantInfoArgs {
+    fn changes_anything(&self) -> bool {
+        [
+            &self.file_kind,
+            &self.file_name,
+            &self.responsible_person,
+            &self.responsible_department,
+            &self.management_area,
+            &self.handling_area,
+        ]
+        .iter()
+        .any(|field| field.is_some())
+    }
 }
 
 /// Report commands.
@@ -206,28 +221,38 @@ pub async fn run(
             output::record(format, &record);
         }
         Command::Tenant(TenantCommand::Info(a)) => {
-            let info = client
-                .admin
-                .set_tenant_info(pb::TenantInfo {
-                    tenant: a.id,
-                    file_kind: a.file_kind,
-                    file_name: a.file_name,
-                    responsible_person: a.responsible_person,
-                    responsible_department: a.responsible_department,
-                    management_area: a.management_area,
-                    handling_area: a.handling_area,
-                })
-                .await?
-                .into_inner();
-            match format {
-                Format::Json => output::print_json(&serde_json::json!({
-                    "tenant": info.tenant, "file_kind": info.file_kind, "file_name": info.file_name,
-                    "responsible_person": info.responsible_person,
-                    "responsible_department": info.responsible_department,
-                    "management_area": info.management_area, "handling_area": info.handling_area,
-                })),
-                Format::Text => println!("ledger details of {} set", info.tenant),
-            }
+            let info = if a.changes_anything() {
+                client
+                    .admin
+                    .update_tenant_info(pb::UpdateTenantInfoRequest {
+                        tenant: a.id,
+                        file_kind: a.file_kind,
+                        file_name: a.file_name,
+                        responsible_person: a.responsible_person,
+                        responsible_department: a.responsible_department,
+                        management_area: a.management_area,
+                        handling_area: a.handling_area,
+                    })
+                    .await?
+                    .into_inner()
+            } else {
+                // No field given: show them.
+                client
+                    .admin
+                    .ledger(pb::LedgerRequest {
+                        tenant: a.id.clone(),
+                    })
+                    .await?
+                    .into_inner()
+                    .entries
+                    .into_iter()
+                    .find_map(|entry| entry.info)
+                    .unwrap_or(pb::TenantInfo {
+                        tenant: a.id,
+                        ..pb::TenantInfo::default()
+                    })
+            };
+            output::tenant_info(format, &info);
         }
         Command::Ledger {
             tenant,

@@ -214,6 +214,32 @@ pub fn record(format: Format, r: &pb::RecordInfo) {
     }
 }
 
+/// A tenant's ledger details.
+pub fn tenant_info(format: Format, info: &pb::TenantInfo) {
+    let fields = [
+        ("tenant", &info.tenant),
+        ("file_kind", &info.file_kind),
+        ("file_name", &info.file_name),
+        ("responsible_person", &info.responsible_person),
+        ("responsible_department", &info.responsible_department),
+        ("management_area", &info.management_area),
+        ("handling_area", &info.handling_area),
+    ];
+    match format {
+        Format::Json => print_json(&Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Value::String((*value).clone())))
+                .collect(),
+        )),
+        Format::Text => {
+            for (name, value) in fields {
+                println!("{name:<24} {value}");
+            }
+        }
+    }
+}
+
 /// Tenants.
 pub fn tenants(format: Format, tenants: &[pb::Tenant]) {
     for t in tenants {

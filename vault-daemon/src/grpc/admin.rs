@@ -574,6 +574,13 @@ impl AdminRpc for AdminApi {
         reports::set_tenant_info(&self.locker, request).await
     }
 
+    async fn update_tenant_info(
+        &self,
+        request: Request<pb::UpdateTenantInfoRequest>,
+    ) -> Result<Response<pb::TenantInfo>, Status> {
+        reports::update_tenant_info(&self.locker, request).await
+    }
+
     async fn ledger(
         &self,
         request: Request<pb::LedgerRequest>,

@@ -81,6 +81,29 @@ pub async fn set_tenant_info(
     Ok(Response::new(info_to_wire(info)))
 }
 
+/// `UpdateTenantInfo`.
+pub async fn update_tenant_info(
+    locker: &Locker,
+    request: Request<pb::UpdateTenantInfoRequest>,
+) -> Result<Response<pb::TenantInfo>, Status> {
+    let ctx = request_context(&request);
+    let m = request.into_inner();
+    let patch = crate::domain::tenant_info::TenantInfoPatch {
+        tenant: m.tenant,
+        file_kind: m.file_kind,
+        file_name: m.file_name,
+        responsible_person: m.responsible_person,
+        responsible_department: m.responsible_department,
+        management_area: m.management_area,
+        handling_area: m.handling_area,
+    };
+    let info = locker
+        .update_tenant_info(&ctx, patch)
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(info_to_wire(info)))
+}
+
 /// `Ledger`.
 pub async fn ledger(
     locker: &Locker,

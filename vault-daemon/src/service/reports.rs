@@ -12,12 +12,12 @@ use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::domain::purpose::Purpose;
 use crate::domain::record::RecordStatus;
-use crate::domain::tenant_info::TenantInfo;
+use crate::domain::tenant_info::{TenantInfo, TenantInfoPatch};
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::service::audit_log::Visibility;
 use crate::service::{Caller, Locker, RequestContext};
-use crate::store::mutation::Mutation;
+use crate::store::mutation::{Mutation, MutationOutcome};
 
 const SCAN_PAGE: usize = 1000;
 
@@ -157,6 +157,35 @@ impl Locker {
             Ok(((), Mutation::SetTenantInfo(Box::new(info.clone()))))
         })();
         self.finish(entry, body).await.map(|_| info)
+    }
+
+    /// Changes the ledger details given in `patch`, keeping the others (admins).
+    pub async fn update_tenant_info(
+        &self,
+        ctx: &RequestContext,
+        patch: TenantInfoPatch,
+    ) -> Result<TenantInfo> {
+        let (_caller, mut entry) = self.begin(ctx, Action::TenantInfoSet).await?;
+        let body = (|| {
+            text::identifier("tenant", &patch.tenant).map_err(invalid)?;
+            entry.tenant = patch.tenant.clone();
+            let given = patch.given();
+            if given.is_empty() {
+                return Err(invalid("no field to change"));
+            }
+            for (name, value) in &given {
+                text::free_text(name, value, 256, false).map_err(invalid)?;
+            }
+            let names: Vec<&str> = given.iter().map(|(name, _)| *name).collect();
+            entry.allow(format!("ledger details changed: {}", names.join(",")));
+            Ok(((), Mutation::UpdateTenantInfo(Box::new(patch.clone()))))
+        })();
+        match self.finish(entry, body).await? {
+            ((), MutationOutcome::TenantInfo(info)) => Ok(*info),
+            (_, other) => Err(Error::Internal(format!(
+                "unexpected outcome of a ledger change {other:?}"
+            ))),
+        }
     }
 
     /// The 管理台帳 of the tenants in the caller's scope (or just `tenant`).

@@ -14,7 +14,7 @@ use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
-use crate::domain::tenant_info::TenantInfo;
+use crate::domain::tenant_info::{TenantInfo, TenantInfoPatch};
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
@@ -78,6 +78,8 @@ pub enum Mutation {
     PurgeCorrections(Vec<String>),
     /// Set a tenant's ledger details.
     SetTenantInfo(Box<TenantInfo>),
+    /// Change some of a tenant's ledger details (merged with the stored ones here).
+    UpdateTenantInfo(Box<TenantInfoPatch>),
     /// Mark a disposal-epoch key destroyed (after the backend destroyed it).
     DestroyEpochKey {
         /// Tenant id.
@@ -205,6 +207,8 @@ pub enum MutationOutcome {
     Correction(Box<Correction>),
     /// The change request after the step.
     ChangeRequest(Box<ChangeRequest>),
+    /// A tenant's ledger details after the change.
+    TenantInfo(Box<TenantInfo>),
 }
 
 type Applied = Result<Result<MutationOutcome, Error>, StoreError>;
@@ -236,6 +240,14 @@ impl Mutation {
                 }
                 txn.put_tenant_info(&info)?;
                 Ok(Ok(MutationOutcome::Done))
+            }
+            Mutation::UpdateTenantInfo(patch) => {
+                if txn.tenant(&patch.tenant)?.is_none() {
+                    return Ok(Err(Error::NotFound(format!("no tenant {}", patch.tenant))));
+                }
+                let info = patch.apply(txn.tenant_info(&patch.tenant)?);
+                txn.put_tenant_info(&info)?;
+                Ok(Ok(MutationOutcome::TenantInfo(Box::new(info))))
             }
             Mutation::DestroyEpochKey {
                 tenant,
