@@ -42,11 +42,18 @@ fn sevenzip(args: &[&str]) -> std::process::Output {
         .expect("7z (p7zip-full) must be installed: scripts/install-deps.sh")
 }
 
+/// SHA-256 of a file as the audit entry shows it: hex in groups of eight (no run of twelve
+/// digits ever reads as a number).
 fn sha256_hex(path: &std::path::Path) -> String {
-    hex::encode(ring::digest::digest(
+    let hex = hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
         &std::fs::read(path).expect("read"),
-    ))
+    ));
+    hex.as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 async fn unseals(client: &mut Client) -> usize {
