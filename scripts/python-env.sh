@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The Python environment of the Python client tests: a venv under target/ with grpcio and
-# grpcio-tools from PyPI (idempotent: an existing venv with both is kept). Prints its python.
+# The Python environment of the Python client tests and the Python guide: a venv under target/
+# with what examples/python/requirements.txt pins, from PyPI (idempotent: an existing venv with
+# all of it is kept). Prints its python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/python-venv
-if ! "$venv/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import grpc, grpc_tools, grpc_status, grpc_reflection" 2>/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check grpcio==1.85.1 grpcio-tools==1.85.1
+  "$venv/bin/pip" install -q --disable-pip-version-check -r examples/python/requirements.txt
 fi
 echo "$PWD/$venv/bin/python"

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod daemon;
 pub mod numbers;
 pub mod pki;
+pub mod python;
 pub mod rpc;
 pub mod softhsm;
 pub mod store_edit;

@@ -5,52 +5,21 @@
 //! thousand results. The interpreter comes from `scripts/python-env.sh` (the test command
 //! sets VAULT_TEST_PYTHON); without it the test fails, it never skips.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use vault_client::pb;
 use vault_tests::DaemonOptions;
+use vault_tests::python::{generate_stubs, interpreter};
 use vault_tests::rpc::{start_from_config, tenant_with_operator};
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("VAULT_TEST_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python with grpcio at {}: run scripts/python-env.sh (the test command does)",
-        python.display()
-    );
-    python
-}
-
-/// Generates the Python stubs of `proto/` into `out`.
-fn stubs(python: &Path, out: &Path) {
-    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/proto");
-    let status = Command::new(python)
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(&proto)
-        .arg(format!("--python_out={}", out.display()))
-        .arg(format!("--grpc_python_out={}", out.display()))
-        .args([
-            "mynumber/locker/v1/locker.proto",
-            "mynumber/locker/v1/admin.proto",
-        ])
-        .status()
-        .expect("run grpc_tools.protoc");
-    assert!(status.success(), "stub generation failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
-    let python = python();
+    let python = interpreter();
     let dir = tempfile::tempdir().expect("tempdir");
     let stub_dir = dir.path().join("stubs");
     std::fs::create_dir_all(&stub_dir).expect("stubs dir");
-    stubs(&python, &stub_dir);
+    generate_stubs(&python, &stub_dir);
 
     let data = dir.path().join("data");
     let (daemon, mut admin, mut approver) = start_from_config(
@@ -103,7 +72,7 @@ async fn a_grpcio_client_streams_100k_batch_items_on_one_channel() {
 /// with their count, not one commit each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_calls_are_audited_aggregated() {
-    let python = python();
+    let python = interpreter();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (mut daemon, mut admin, mut approver) = start_from_config(
