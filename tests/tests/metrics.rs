@@ -100,3 +100,208 @@ async fn metrics_count_calls_commits_backend_and_refusals_without_secrets() {
         assert!(!text.contains(secret), "a secret in the metrics");
     }
 }
+
+/// The body of `GET /metrics` (HTTP/1.0: no chunked encoding to undo).
+fn scrape_body(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// Parses every scrape in `dir` with Python prometheus_client's OpenMetrics parser (a real
+/// Prometheus parser, not ours) and returns, per file in name order, each sample as
+/// `name{labels} -> value`.
+fn parse_with_prometheus_client(
+    dir: &std::path::Path,
+) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let script = r#"
+import json, os, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for name in sorted(os.listdir(sys.argv[1])):
+    text = open(os.path.join(sys.argv[1], name), encoding="utf-8").read()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}"] = s.value
+    out.append(samples)
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(vault_tests::python::interpreter())
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "prometheus_client refused a scrape: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("parsed samples")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_under_load_parse_and_match_the_calls_the_records_and_the_rewrap() {
+    use vault_tests::rpc::{start_from_config, tenant_with_operator, wait_for_rewrap};
+    const TASKS: u64 = 4;
+    const UNSEALS: u64 = 100;
+    const RECORDS: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\n[metrics]\nlisten = \"127.0.0.1:0\"\nrecords_refresh_secs = 1\n",
+            data.display()
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    let addr = daemon
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics listening on "))
+        .expect("the metrics address is printed")
+        .to_owned();
+    let token = tenant_with_operator(
+        &mut admin,
+        &mut approver,
+        "t1",
+        "payroll",
+        pb::Role::Service,
+    )
+    .await;
+    let mut service = daemon.client(Some(token.clone())).await;
+    let mut handles = Vec::new();
+    for i in 0..RECORDS {
+        let sealed = service
+            .locker
+            .seal(seal_request(
+                "t1",
+                &format!("E{i}"),
+                &valid_number(9100 + i),
+                &["STAFF_WITHHOLDING"],
+            ))
+            .await
+            .expect("seal")
+            .into_inner();
+        handles.push(sealed.handle);
+    }
+    for handle in &handles[..2] {
+        service
+            .locker
+            .retire(pb::RetireRequest {
+                handle: handle.clone(),
+                left_on: vault_tests::rpc::jst_date_in(0),
+            })
+            .await
+            .expect("retire");
+    }
+
+    // Load: TASKS clients unsealing at once while the endpoint is scraped.
+    let mut load = Vec::new();
+    for task in 0..TASKS {
+        let mut client = daemon.client(Some(token.clone())).await;
+        let handles = handles.clone();
+        load.push(tokio::spawn(async move {
+            for i in 0..UNSEALS {
+                let handle = handles[2 + ((task * UNSEALS + i) % (RECORDS - 2)) as usize].clone();
+                client
+                    .locker
+                    .unseal(pb::UnsealRequest {
+                        handle,
+                        purpose: "STAFF_WITHHOLDING".into(),
+                    })
+                    .await
+                    .expect("unseal");
+            }
+        }));
+    }
+    let scrapes = dir.path().join("scrapes");
+    std::fs::create_dir_all(&scrapes).expect("scrapes");
+    let mut taken = 0;
+    while load.iter().any(|t| !t.is_finished()) {
+        let addr = addr.clone();
+        let body = tokio::task::spawn_blocking(move || scrape_body(&addr))
+            .await
+            .expect("scrape");
+        std::fs::write(scrapes.join(format!("{taken:04}.txt")), body).expect("write scrape");
+        taken += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for task in load {
+        task.await.expect("load task");
+    }
+    assert!(taken >= 2, "scraped during the load: {taken}");
+
+    // A rotation: its progress shows per tenant.
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "t1".into(),
+        })
+        .await
+        .expect("rotate");
+    wait_for_rewrap(&mut admin, "t1", 1).await;
+    // Rewrap progress is read every second here, records counted every second: wait a tick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let body = scrape_body(&addr);
+        if body.contains(r#"locker_rewrap_running{tenant="t1"} 0"#)
+            && body.contains(r#"locker_records{state="retired"} 2"#)
+        {
+            std::fs::write(scrapes.join("9999.txt"), body).expect("write scrape");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "figures never refreshed:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let parsed = parse_with_prometheus_client(&scrapes);
+    let unseals_ok = |samples: &std::collections::BTreeMap<String, f64>| {
+        samples
+            .get(r#"locker_calls_total{code="OK",rpc="Unseal"}"#)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    // Counters only grow, scrape after scrape, and end at exactly the calls made.
+    let series: Vec<f64> = parsed.iter().map(unseals_ok).collect();
+    assert!(series.windows(2).all(|w| w[0] <= w[1]), "{series:?}");
+    let last = parsed.last().expect("a final scrape");
+    assert_eq!(unseals_ok(last), (TASKS * UNSEALS) as f64);
+    assert_eq!(
+        last.get(r#"locker_calls_total{code="OK",rpc="Seal"}"#),
+        Some(&(RECORDS as f64))
+    );
+    assert_eq!(
+        last.get(r#"locker_records{state="active"}"#),
+        Some(&((RECORDS - 2) as f64))
+    );
+    assert_eq!(last.get(r#"locker_records{state="retired"}"#), Some(&2.0));
+    // The retired records moved to their disposal-epoch key: the rotation rewraps the others.
+    let total = last
+        .get(r#"locker_rewrap_records_total{tenant="t1"}"#)
+        .copied();
+    assert_eq!(total, Some((RECORDS - 2) as f64), "{last:#?}");
+    assert_eq!(
+        last.get(r#"locker_rewrap_records_done{tenant="t1"}"#)
+            .copied(),
+        total
+    );
+    let audit_commits = last
+        .get("locker_audit_commit_duration_seconds_count{}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(audit_commits >= 1.0, "{last:#?}");
+}

@@ -83,12 +83,24 @@ pub struct Config {
 }
 
 /// The Prometheus endpoint (`GET /metrics`, OpenMetrics text), on its own listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to serve metrics on (plain HTTP: bind it to loopback or a monitoring network);
     /// none by default.
     pub listen: Option<SocketAddr>,
+    /// How often records are counted by state for `locker_records` (a scan of the records
+    /// table), in seconds; rewrap progress is read every 5 s.
+    pub records_refresh_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            records_refresh_secs: 60,
+        }
+    }
 }
 
 /// Rate limits on the calls that touch numbers, per role; and limits on junk traffic.
@@ -818,6 +830,9 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        if !(1..=86_400).contains(&self.metrics.records_refresh_secs) {
+            return invalid("metrics.records_refresh_secs must be between 1 and 86400");
         }
         // The waiting period is when a mistaken or malicious destruction can still be
         // cancelled: not shorter than a day outside --dev without saying so.

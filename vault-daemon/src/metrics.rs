@@ -1,8 +1,9 @@
 //! Prometheus metrics (prometheus-client), served on their own listener (`[metrics] listen`,
 //! `--metrics-listen`): calls per RPC and status code with their latency, the audit writer's
 //! commits (latency, batch size, queue depth), key-backend operations (latency, errors),
-//! health, alerts and refused calls. Labels are RPC names, status codes, operation and rule
-//! names and roles only: never a number, a token, a subject or an operator id.
+//! health, alerts and refused calls, records per state and rewrap progress. Labels are RPC
+//! names, status codes, operation, rule and state names and tenant ids only: never a number, a
+//! token, a subject or an operator id.
 
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicI64;
@@ -52,6 +53,20 @@ pub struct RefusalLabels {
     pub reason: String,
 }
 
+/// A record lifecycle state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `active`, `suspended`, `retired`, `disposed`.
+    pub state: &'static str,
+}
+
+/// A tenant (an id an admin chose, such as `acme`; never a person's).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant id.
+    pub tenant: String,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -75,6 +90,14 @@ pub struct Metrics {
     pub alerts: Family<RuleLabels, Counter>,
     /// Calls refused by rate limits, lockouts or as junk, per reason.
     pub refused: Family<RefusalLabels, Counter>,
+    /// Records per lifecycle state (refreshed every minute).
+    pub records: Family<StateLabels, Gauge<i64, AtomicI64>>,
+    /// Records rewrapped so far by each tenant's current or last rewrap job.
+    pub rewrap_done: Family<TenantLabels, Gauge<i64, AtomicI64>>,
+    /// Records that job has to rewrap.
+    pub rewrap_total: Family<TenantLabels, Gauge<i64, AtomicI64>>,
+    /// 1 while a tenant's rewrap job runs.
+    pub rewrap_running: Family<TenantLabels, Gauge<i64, AtomicI64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -98,6 +121,10 @@ impl Metrics {
         let serving = Gauge::default();
         let alerts = Family::<RuleLabels, Counter>::default();
         let refused = Family::<RefusalLabels, Counter>::default();
+        let records = Family::<StateLabels, Gauge<i64, AtomicI64>>::default();
+        let rewrap_done = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
+        let rewrap_total = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
+        let rewrap_running = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "calls",
             "Calls answered, by RPC and status code",
@@ -148,6 +175,26 @@ impl Metrics {
             "Calls refused by rate limits, lockouts or as junk, by reason",
             refused.clone(),
         );
+        registry.register(
+            "records",
+            "Records by lifecycle state (refreshed every minute)",
+            records.clone(),
+        );
+        registry.register(
+            "rewrap_records_done",
+            "Records rewrapped by the tenant's current or last key rotation",
+            rewrap_done.clone(),
+        );
+        registry.register(
+            "rewrap_records_total",
+            "Records the tenant's current or last key rotation has to rewrap",
+            rewrap_total.clone(),
+        );
+        registry.register(
+            "rewrap_running",
+            "1 while the tenant's key rotation is rewrapping records",
+            rewrap_running.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -160,6 +207,10 @@ impl Metrics {
             serving,
             alerts,
             refused,
+            records,
+            rewrap_done,
+            rewrap_total,
+            rewrap_running,
         }
     }
 
@@ -215,6 +266,39 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+}
+
+impl Metrics {
+    /// Sets the records-per-state gauges.
+    pub fn set_records(&self, counts: &crate::service::RecordCounts) {
+        for (state, count) in [
+            ("active", counts.active),
+            ("suspended", counts.suspended),
+            ("retired", counts.retired),
+            ("disposed", counts.disposed),
+        ] {
+            self.records
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the rewrap gauges of every tenant with a job.
+    pub fn set_rewraps(&self, jobs: &[crate::keys::rotation::RewrapJob]) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for job in jobs {
+            let labels = TenantLabels {
+                tenant: job.tenant.clone(),
+            };
+            self.rewrap_done.get_or_create(&labels).set(gauge(job.done));
+            self.rewrap_total
+                .get_or_create(&labels)
+                .set(gauge(job.total));
+            self.rewrap_running
+                .get_or_create(&labels)
+                .set(i64::from(job.running()));
+        }
     }
 }
 

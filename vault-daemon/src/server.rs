@@ -280,6 +280,43 @@ async fn run_refusal_flush(locker: Arc<Locker>) {
     }
 }
 
+/// Keeps the store's figures in the metrics: rewrap progress every tick, records per state
+/// (a scan of the records table) every `records_every_secs`; until aborted.
+async fn refresh_store_figures(locker: Arc<Locker>, records_every_secs: u64) {
+    let tick_secs = records_every_secs.min(5);
+    let mut last_count: Option<tokio::time::Instant> = None;
+    loop {
+        let count =
+            last_count.is_none_or(|at| at.elapsed() >= Duration::from_secs(records_every_secs));
+        if count {
+            last_count = Some(tokio::time::Instant::now());
+        }
+        let reader = Arc::clone(&locker);
+        let figures = tokio::task::spawn_blocking(move || {
+            let jobs = reader.rewrap_jobs()?;
+            let records = if count {
+                Some(reader.count_records()?)
+            } else {
+                None
+            };
+            Ok::<_, crate::error::Error>((jobs, records))
+        })
+        .await;
+        match figures {
+            Ok(Ok((jobs, records))) => {
+                let metrics = crate::metrics::metrics();
+                metrics.set_rewraps(&jobs);
+                if let Some(records) = records {
+                    metrics.set_records(&records);
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "could not read the store's figures"),
+            Err(error) => tracing::warn!(%error, "store figures task failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(tick_secs)).await;
+    }
+}
+
 /// A locker opened on a verified store, with its writer running.
 struct Opened {
     locker: Arc<Locker>,
@@ -436,7 +473,13 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
                 .map_err(io_context("read the metrics address"))?;
             tracing::info!(%local, "metrics listening");
             let _ = writeln!(stdout, "metrics listening on {local}");
-            Some(tokio::spawn(crate::metrics::serve(listener)))
+            Some((
+                tokio::spawn(crate::metrics::serve(listener)),
+                tokio::spawn(refresh_store_figures(
+                    Arc::clone(&locker),
+                    config.metrics.records_refresh_secs,
+                )),
+            ))
         }
         None => None,
     };
@@ -550,9 +593,11 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let _ = rewrap_task.await;
     refusal_task.abort();
     let _ = refusal_task.await;
-    if let Some(task) = metrics_task {
-        task.abort();
-        let _ = task.await;
+    if let Some((serve, refresh)) = metrics_task {
+        serve.abort();
+        refresh.abort();
+        let _ = serve.await;
+        let _ = refresh.await;
     }
     // The counts of refused calls still in their window go into the log before it closes.
     if let Err(error) = locker.flush_refusals(true).await {

@@ -28,6 +28,7 @@ mod records;
 pub mod refusals;
 mod reports;
 pub mod rotation;
+mod store_figures;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use record_purposes::SealDifferences;
 pub use records::{SealRequest, SealResult};
 pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
+pub use store_figures::RecordCounts;
 
 /// Who is calling, as the transport saw it.
 pub struct RequestContext {
