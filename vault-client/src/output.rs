@@ -117,6 +117,11 @@ pub fn carried_out(
     }
 }
 
+/// A note for the person watching, on standard error (standard output stays data).
+pub fn note(text: &str) {
+    eprintln!("note: {text}");
+}
+
 /// After `unseal`.
 pub fn number(format: Format, number: &str) {
     match format {

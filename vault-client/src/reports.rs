@@ -255,27 +255,67 @@ fn print_alert(format: crate::output::Format, alert: &pb::AuditEntry) {
     }
 }
 
-/// Lists alerts after `after`; with `follow`, keeps polling every two seconds.
+/// Lists alerts after `after`; with `follow`, keeps polling every two seconds and rides out a
+/// daemon restart or a lost connection (retrying with backoff up to 30 s, saying so on
+/// standard error), so a watcher left running in a terminal or under systemd keeps watching.
 pub async fn alerts(
     client: &mut Client,
     format: crate::output::Format,
     mut after: u64,
     follow: bool,
 ) -> Result<(), ClientError> {
+    const POLL: Duration = Duration::from_secs(2);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let mut backoff = POLL;
+    let mut lost = false;
     loop {
-        let alerts = client
+        let answer = client
             .admin
             .list_alerts(pb::ListAlertsRequest { after_seq: after })
-            .await?
-            .into_inner()
-            .alerts;
-        for alert in &alerts {
-            print_alert(format, alert);
-            after = after.max(alert.seq);
+            .await;
+        match answer {
+            Ok(response) => {
+                if lost {
+                    crate::output::note("reconnected; following alerts again");
+                    lost = false;
+                    backoff = POLL;
+                }
+                for alert in &response.into_inner().alerts {
+                    print_alert(format, alert);
+                    after = after.max(alert.seq);
+                }
+            }
+            Err(status) if follow && transient(status.code()) => {
+                if !lost {
+                    crate::output::note(&format!(
+                        "lost the daemon ({}: {}); retrying",
+                        vault_client::code_name(status.code()),
+                        status.message()
+                    ));
+                    lost = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(status) => return Err(status.into()),
         }
         if !follow {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether a failed poll may succeed later by itself (the daemon restarting, the network).
+fn transient(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+    )
 }
