@@ -9,7 +9,6 @@ use zeroize::Zeroizing;
 use crate::lifecycle_cli;
 pub use crate::lifecycle_cli::{CertificateCommand, CorrectCommand, ReportCommand, TenantInfoArgs};
 use crate::output::{self, Format};
-use crate::reports::ReportFormat;
 use crate::requests_cli;
 pub use crate::requests_cli::RequestsCommand;
 
@@ -122,6 +121,19 @@ pub struct SealArgs {
     pub excel: bool,
 }
 
+/// Forms of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LedgerFormat {
+    /// Aligned columns.
+    Table,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON document.
+    Json,
+    /// A4 pages in Japanese, to print and file.
+    Pdf,
+}
+
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -216,9 +228,17 @@ pub enum Command {
         /// Only this tenant.
         #[arg(long, default_value = "")]
         tenant: String,
-        /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
+        /// Table, CSV, JSON (default: JSON with `--output json`, else a table), or PDF to
+        /// print and file (needs --out).
         #[arg(long, value_enum)]
-        format: Option<ReportFormat>,
+        format: Option<LedgerFormat>,
+        /// The PDF file to write (a new file).
+        #[arg(long, value_name = "FILE.pdf")]
+        out: Option<PathBuf>,
+        /// A Japanese TrueType/OpenType font for the PDF (default: IPAex or Noto CJK from the
+        /// system, or VAULT_PDF_FONT).
+        #[arg(long, value_name = "FILE")]
+        font: Option<PathBuf>,
     },
     /// Reports from the audit log.
     #[command(subcommand)]

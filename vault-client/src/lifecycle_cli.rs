@@ -14,6 +14,13 @@ use crate::reports::{self, ReportFormat, jst_day_start};
 
 /// The format of a ledger or report: the one asked for, else JSON with `--output json`, else a
 /// table.
+/// Now, in milliseconds since the epoch (a printed record's issue time).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn report_format(chosen: Option<ReportFormat>, output: Format) -> ReportFormat {
     chosen.unwrap_or(match output {
         Format::Json => ReportFormat::Json,
@@ -150,6 +157,18 @@ pub enum CertificateCommand {
         /// Record handle.
         handle: String,
     },
+    /// Write the certificate as a PDF (削除証明書, A4, Japanese) to print, stamp and file.
+    Pdf {
+        /// Record handle.
+        handle: String,
+        /// The PDF file to write (a new file).
+        #[arg(long, value_name = "FILE.pdf")]
+        out: PathBuf,
+        /// A Japanese TrueType/OpenType font (default: IPAex or Noto CJK from the system, or
+        /// VAULT_PDF_FONT).
+        #[arg(long, value_name = "FILE")]
+        font: Option<PathBuf>,
+    },
     /// Verify an exported certificate offline with the audit public key(s) (no daemon).
     Verify {
         /// The exported certificate (JSON).
@@ -257,13 +276,47 @@ pub async fn run(
         Command::Ledger {
             tenant,
             format: chosen,
+            out,
+            font,
         } => {
+            use crate::cli::LedgerFormat;
+            let pdf_out = match (chosen, out) {
+                (Some(LedgerFormat::Pdf), Some(out)) => Some(out),
+                (Some(LedgerFormat::Pdf), None) => {
+                    return Err(ClientError::Usage(
+                        "--format pdf needs --out FILE.pdf".into(),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(ClientError::Usage("--out is for --format pdf".into()));
+                }
+                _ => None,
+            };
+            // The font is found before the ledger is read: a missing font costs no audit entry.
+            let font = match &pdf_out {
+                Some(_) => Some(crate::pdf::find_font(font.as_deref())?),
+                None => None,
+            };
             let ledger = client
                 .admin
                 .ledger(pb::LedgerRequest { tenant })
                 .await?
                 .into_inner();
-            reports::ledger(report_format(chosen, format), &ledger)?;
+            match (pdf_out, font) {
+                (Some(out), Some(font)) => {
+                    let bytes = crate::pdf::ledger_pdf(&ledger, font, now_ms())?;
+                    crate::pdf::write_new(&out, &bytes)?;
+                    output::written(format, &out, bytes.len());
+                }
+                _ => {
+                    let chosen = chosen.map(|f| match f {
+                        LedgerFormat::Csv => ReportFormat::Csv,
+                        LedgerFormat::Json => ReportFormat::Json,
+                        LedgerFormat::Table | LedgerFormat::Pdf => ReportFormat::Table,
+                    });
+                    reports::ledger(report_format(chosen, format), &ledger)?;
+                }
+            }
         }
         Command::Report(ReportCommand::Usage {
             from,
@@ -346,6 +399,17 @@ pub async fn run(
                 .await?
                 .into_inner();
             output::corrections(format, &list.corrections);
+        }
+        Command::Certificate(CertificateCommand::Pdf { handle, out, font }) => {
+            let font = crate::pdf::find_font(font.as_deref())?;
+            let certificate = client
+                .locker
+                .get_deletion_certificate(pb::CertificateRequest { handle })
+                .await?
+                .into_inner();
+            let bytes = crate::pdf::certificate_pdf(&certificate, font, now_ms())?;
+            crate::pdf::write_new(&out, &bytes)?;
+            output::written(format, &out, bytes.len());
         }
         Command::Certificate(CertificateCommand::Show { handle }) => {
             let certificate = client

@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod lifecycle_cli;
 mod output;
+mod pdf;
 mod purposes_cli;
 mod reports;
 mod requests_cli;

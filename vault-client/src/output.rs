@@ -117,6 +117,14 @@ pub fn carried_out(
     }
 }
 
+/// After a file was written (a PDF).
+pub fn written(format: Format, path: &std::path::Path, bytes: usize) {
+    match format {
+        Format::Json => print_json(&json!({"file": path.display().to_string(), "bytes": bytes})),
+        Format::Text => println!("{} written ({bytes} bytes)", path.display()),
+    }
+}
+
 /// A note for the person watching, on standard error (standard output stays data).
 pub fn note(text: &str) {
     eprintln!("note: {text}");

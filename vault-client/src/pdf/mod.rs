@@ -1,0 +1,59 @@
+//! Printable records: the 削除証明書 and the 特定個人情報管理台帳 as PDF, in Japanese, laid out
+//! on A4 to be printed, stamped and filed. Fonts come from the system (IPAex or Noto CJK from
+//! Debian packages) or `--font`; krilla embeds only the glyphs used.
+//!
+//! `fonts` finds the font, `page` writes text and rules on pages, `certificate` and `ledger`
+//! lay out the two records.
+
+mod certificate;
+mod fonts;
+mod ledger;
+mod page;
+
+pub use certificate::certificate_pdf;
+pub use fonts::find_font;
+pub use ledger::ledger_pdf;
+
+use std::path::Path;
+
+use vault_client::ClientError;
+
+/// Writes `bytes` to a new file (never over an existing one).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// `2026-11-30 21:05 JST` for milliseconds since the epoch.
+fn jst(ms: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    let Ok(offset) = time::UtcOffset::from_hms(9, 0, 0) else {
+        return String::new();
+    };
+    let at = at.to_offset(offset);
+    format!(
+        "{:04}年{:02}月{:02}日 {:02}:{:02}:{:02} JST",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// Hex in groups of eight, for people to read and compare.
+fn grouped_hex(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
