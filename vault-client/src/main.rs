@@ -9,12 +9,10 @@
 mod batch;
 mod bench;
 mod cli;
-mod lifecycle_cli;
+mod commands;
 mod output;
 mod pdf;
-mod purposes_cli;
 mod reports;
-mod requests_cli;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -24,7 +22,8 @@ use secrecy::SecretString;
 use vault_client::{Client, ClientConfig, ClientError, read_token_file};
 use zeroize::Zeroizing;
 
-use crate::cli::{Args, Command, CorrectCommand};
+use crate::cli::{Args, Command};
+use crate::commands::lifecycle::CorrectCommand;
 
 fn token(args: &Args) -> Result<Option<SecretString>, ClientError> {
     if let Some(path) = &args.token_file {

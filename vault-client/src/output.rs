@@ -691,53 +691,51 @@ pub fn rewrap_progress(format: Format, job: &pb::RewrapJob, rate: Option<f64>) {
     }
 }
 
-/// Follows a rewrap until it completes: an indicatif bar (done/total, rate, ETA) in text mode,
-/// JSON progress lines otherwise.
-pub async fn follow_rewrap(
-    client: &mut vault_client::Client,
+/// The progress of a key rotation's rewrap: a bar on a terminal (text), else one line or JSON
+/// object per poll.
+pub struct RewrapProgress {
     format: Format,
-    job: pb::RewrapJob,
-) -> Result<(), ClientError> {
-    let bar = (format == Format::Text).then(|| {
-        let bar = indicatif::ProgressBar::new(job.total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {pos}/{len} records  {per_sec}  ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_message(format!("{} -> v{}", job.tenant, job.target_version));
-        bar
-    });
-    let started = std::time::Instant::now();
-    let mut current = job;
-    loop {
-        let rate = current.done as f64 / started.elapsed().as_secs_f64().max(0.001);
-        match &bar {
-            Some(bar) => bar.set_position(current.done),
-            None => rewrap_progress(format, &current, Some(rate)),
-        }
-        if current.finished_at_unix_ms != 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let status = client
-            .admin
-            .key_status(pb::KeyStatusRequest {
-                tenant: current.tenant.clone(),
-            })
-            .await?
-            .into_inner();
-        match status.tenants.into_iter().next().and_then(|t| t.job) {
-            Some(job) if job.target_version == current.target_version => current = job,
-            _ => break,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl RewrapProgress {
+    /// Starts showing the progress of `job`.
+    pub fn start(format: Format, job: &pb::RewrapJob) -> RewrapProgress {
+        let bar = (format == Format::Text).then(|| {
+            let bar = indicatif::ProgressBar::new(job.total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} records  {per_sec}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{} -> v{}", job.tenant, job.target_version));
+            bar
+        });
+        RewrapProgress {
+            format,
+            bar,
+            started: std::time::Instant::now(),
         }
     }
-    if let Some(bar) = bar {
-        bar.finish();
-        rewrap_progress(format, &current, None);
+
+    /// Shows `job` as polled now.
+    pub fn show(&self, job: &pb::RewrapJob) {
+        let rate = job.done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        match &self.bar {
+            Some(bar) => bar.set_position(job.done),
+            None => rewrap_progress(self.format, job, Some(rate)),
+        }
     }
-    Ok(())
+
+    /// Ends the display with the final state.
+    pub fn finish(self, job: &pb::RewrapJob) {
+        if let Some(bar) = self.bar {
+            bar.finish();
+            rewrap_progress(self.format, job, None);
+        }
+    }
 }
 
 /// Key versions per tenant.

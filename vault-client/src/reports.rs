@@ -2,13 +2,11 @@
 //! for, as a table for people, CSV for spreadsheets or JSON for programs. They never contain a
 //! number: the daemon builds them from metadata and the audit log.
 
-use std::time::Duration;
-
 use clap::ValueEnum;
 use serde_json::{Value, json};
 use vault_proto::v1 as pb;
 
-use vault_client::{Client, ClientError};
+use vault_client::ClientError;
 
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,7 +238,8 @@ pub fn incident(
     print(format, &["handle"], &rows, json)
 }
 
-fn print_alert(format: crate::output::Format, alert: &pb::AuditEntry) {
+/// One alert, as a line of text or a JSON object.
+pub fn print_alert(format: crate::output::Format, alert: &pb::AuditEntry) {
     match format {
         crate::output::Format::Json => println!(
             "{}",
@@ -253,69 +252,4 @@ fn print_alert(format: crate::output::Format, alert: &pb::AuditEntry) {
             alert.reason
         ),
     }
-}
-
-/// Lists alerts after `after`; with `follow`, keeps polling every two seconds and rides out a
-/// daemon restart or a lost connection (retrying with backoff up to 30 s, saying so on
-/// standard error), so a watcher left running in a terminal or under systemd keeps watching.
-pub async fn alerts(
-    client: &mut Client,
-    format: crate::output::Format,
-    mut after: u64,
-    follow: bool,
-) -> Result<(), ClientError> {
-    const POLL: Duration = Duration::from_secs(2);
-    const MAX_BACKOFF: Duration = Duration::from_secs(30);
-    let mut backoff = POLL;
-    let mut lost = false;
-    loop {
-        let answer = client
-            .admin
-            .list_alerts(pb::ListAlertsRequest { after_seq: after })
-            .await;
-        match answer {
-            Ok(response) => {
-                if lost {
-                    crate::output::note("reconnected; following alerts again");
-                    lost = false;
-                    backoff = POLL;
-                }
-                for alert in &response.into_inner().alerts {
-                    print_alert(format, alert);
-                    after = after.max(alert.seq);
-                }
-            }
-            Err(status) if follow && transient(status.code()) => {
-                if !lost {
-                    crate::output::note(&format!(
-                        "lost the daemon ({}: {}); retrying",
-                        vault_client::code_name(status.code()),
-                        status.message()
-                    ));
-                    lost = true;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(status) => return Err(status.into()),
-        }
-        if !follow {
-            return Ok(());
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Whether a failed poll may succeed later by itself (the daemon restarting, the network).
-fn transient(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable
-            | tonic::Code::Unknown
-            | tonic::Code::Cancelled
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Aborted
-            | tonic::Code::ResourceExhausted
-    )
 }

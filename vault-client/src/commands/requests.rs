@@ -4,7 +4,6 @@
 use clap::Subcommand;
 use vault_client::{Client, ClientError, pb};
 
-use crate::cli::Command;
 use crate::output::{self, Format};
 
 /// Change request commands.
@@ -24,10 +23,14 @@ pub enum RequestsCommand {
     },
 }
 
-/// Runs a dual-control command.
-pub async fn run(client: &mut Client, command: Command, format: Format) -> Result<(), ClientError> {
+/// A `requests` command.
+pub async fn run(
+    client: &mut Client,
+    command: RequestsCommand,
+    format: Format,
+) -> Result<(), ClientError> {
     match command {
-        Command::Requests(RequestsCommand::List { pending }) => {
+        RequestsCommand::List { pending } => {
             let list = client
                 .admin
                 .list_change_requests(pb::ListChangeRequestsRequest {
@@ -37,7 +40,7 @@ pub async fn run(client: &mut Client, command: Command, format: Format) -> Resul
                 .into_inner();
             output::change_requests(format, &list.requests, Some(list.quorum));
         }
-        Command::Requests(RequestsCommand::Quorum { approvals }) => {
+        RequestsCommand::Quorum { approvals } => {
             let request = client
                 .admin
                 .request_quorum(pb::RequestQuorumRequest { approvals })
@@ -45,23 +48,33 @@ pub async fn run(client: &mut Client, command: Command, format: Format) -> Resul
                 .into_inner();
             output::change_requests(format, &[request], None);
         }
-        Command::Approve { id } => {
-            let request = client
-                .admin
-                .approve_change_request(pb::ChangeRequestIdRequest { id })
-                .await?
-                .into_inner();
-            output::change_requests(format, &[request], None);
-        }
-        Command::Deny { id, reason } => {
-            let request = client
-                .admin
-                .deny_change_request(pb::DenyChangeRequestRequest { id, reason })
-                .await?
-                .into_inner();
-            output::change_requests(format, &[request], None);
-        }
-        _ => unreachable!("dispatched by cli::run"),
     }
+    Ok(())
+}
+
+/// `approve ID`: another admin's change request applied.
+pub async fn approve(client: &mut Client, id: String, format: Format) -> Result<(), ClientError> {
+    let request = client
+        .admin
+        .approve_change_request(pb::ChangeRequestIdRequest { id })
+        .await?
+        .into_inner();
+    output::change_requests(format, &[request], None);
+    Ok(())
+}
+
+/// `deny ID --reason`: a change request refused (or one's own withdrawn).
+pub async fn deny(
+    client: &mut Client,
+    id: String,
+    reason: String,
+    format: Format,
+) -> Result<(), ClientError> {
+    let request = client
+        .admin
+        .deny_change_request(pb::DenyChangeRequestRequest { id, reason })
+        .await?
+        .into_inner();
+    output::change_requests(format, &[request], None);
     Ok(())
 }

@@ -1,0 +1,96 @@
+//! Tokens: issue (held for approval when for another operator), revoke, list. Definitions
+//! and the calls; printing is in `output`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use vault_client::{Client, ClientError, certificate_fingerprint, pb};
+
+use crate::cli::parse_seconds;
+use crate::output::{self, Format};
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; the secret is shown once. A token for another operator works only once
+    /// another admin approves its request.
+    Issue {
+        /// Operator id.
+        operator: String,
+        /// Lifetime: seconds, or a duration such as `12h` or `30d` (server default if omitted).
+        #[arg(long, value_parser = parse_seconds)]
+        ttl: Option<u64>,
+        /// Bind to a client certificate by its SHA-256 fingerprint (hex).
+        #[arg(long, conflicts_with = "cert_file")]
+        cert_fingerprint: Option<String>,
+        /// Bind to the client certificate in this PEM file.
+        #[arg(long, value_name = "PEM")]
+        cert_file: Option<PathBuf>,
+        /// Write the token to this file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+    /// List tokens (never secrets).
+    List {
+        /// Only this operator's tokens.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+/// A `token` command.
+pub async fn run(
+    client: &mut Client,
+    command: TokenCommand,
+    format: Format,
+) -> Result<(), ClientError> {
+    match command {
+        TokenCommand::Issue {
+            operator,
+            ttl,
+            cert_fingerprint,
+            cert_file,
+            out,
+        } => {
+            let fingerprint = match (cert_fingerprint, cert_file) {
+                (Some(fp), _) => fp,
+                (None, Some(path)) => certificate_fingerprint(&path)?,
+                (None, None) => String::new(),
+            };
+            let response = client
+                .admin
+                .issue_token(pb::IssueTokenRequest {
+                    operator_id: operator,
+                    ttl_seconds: ttl.unwrap_or(0),
+                    cert_fingerprint: fingerprint,
+                })
+                .await?
+                .into_inner();
+            output::issued_token(format, response, out.as_deref())?;
+        }
+        TokenCommand::Revoke { id } => {
+            let token = client
+                .admin
+                .revoke_token(pb::RevokeTokenRequest { token_id: id })
+                .await?
+                .into_inner();
+            output::tokens(format, &[token]);
+        }
+        TokenCommand::List { operator } => {
+            let response = client
+                .admin
+                .list_tokens(pb::ListTokensRequest {
+                    operator_id: operator.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            output::tokens(format, &response.tokens);
+        }
+    }
+    Ok(())
+}
