@@ -362,3 +362,40 @@ async fn json_logs_are_one_object_per_line() {
     );
     check(&from_config.log());
 }
+
+/// A store of another schema version is refused with both versions named, and left as it was:
+/// a newer one (a downgrade of the binary) must not be written by code that does not know it,
+/// an older one needs its upgrade path, never a silent reinterpretation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_another_schema_version_is_refused_untouched() {
+    use vault_daemon::store::SCHEMA_VERSION;
+    use vault_daemon::store::redb::{AUDIT, META};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start_dev(&data);
+    assert!(daemon.stop().success());
+    for other in [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1] {
+        vault_tests::store_edit::put(&data, META, "schema_version", &other.to_be_bytes());
+        let audit_before = vault_tests::store_edit::rows_u64(&data, AUDIT).len();
+        let refused = Daemon::try_start(&data, daemon.options().clone())
+            .err()
+            .expect("another schema version is refused");
+        assert!(
+            refused.contains(&format!(
+                "store schema version {other} is not supported (expected {SCHEMA_VERSION})"
+            )),
+            "{refused}"
+        );
+        // Nothing was written to it: the version is still the other one, no entry was added.
+        assert_eq!(
+            vault_tests::store_edit::get(&data, META, "schema_version"),
+            Some(other.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            vault_tests::store_edit::rows_u64(&data, AUDIT).len(),
+            audit_before
+        );
+    }
+    vault_tests::store_edit::put(&data, META, "schema_version", &SCHEMA_VERSION.to_be_bytes());
+    daemon.start_in_place();
+}
