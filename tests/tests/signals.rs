@@ -208,3 +208,45 @@ async fn sigterm_exits_non_zero_when_the_final_checkpoint_fails() {
         "{log}"
     );
 }
+
+/// SIGTERM while the daemon is still starting (systemd stops a unit whenever it likes) is
+/// caught like any other: the daemon finishes starting, drains, checkpoints and exits 0; the
+/// signal's default action never kills it half-way.
+#[test]
+fn sigterm_during_startup_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("daemon.log");
+    let mut child = Command::new(vault_tests::binary_path("vault-daemon"))
+        .args([
+            "--dev",
+            "--backend",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn vault-daemon");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The first line comes once the store is open, before the daemon listens.
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.starts_with("dev token for"), "{first}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("wait");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "killed half-way: {exit:?}\n{rest:?}\n{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+}

@@ -194,18 +194,30 @@ fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, DaemonError> {
     Ok(Some(server))
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received: draining requests"),
-        _ = int.recv() => tracing::info!("SIGINT received: draining requests"),
+/// SIGTERM and SIGINT, caught from the first moment of `run`: a stop that comes while the daemon
+/// is still starting (or between its "listening" line and its first poll) drains and
+/// checkpoints like any other, instead of killing the process with the signal's default.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())
+                .map_err(io_context("install the SIGTERM handler"))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(io_context("install the SIGINT handler"))?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received: draining requests"),
+            _ = self.int.recv() => tracing::info!("SIGINT received: draining requests"),
+        }
     }
 }
 
@@ -408,6 +420,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     // First of all: from here on SIGHUP reloads instead of killing the daemon.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(io_context("install the SIGHUP handler"))?;
+    let stop_signals = StopSignals::install()?;
     config.validate(dev)?;
     let reload_config = config.clone();
     let data_dir = config.store.data_dir.clone();
@@ -566,7 +579,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
                 connections,
             ),
             async {
-                shutdown_signal().await;
+                stop_signals.received().await;
                 let _ = signalled.send(());
             },
         );
