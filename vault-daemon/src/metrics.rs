@@ -285,7 +285,7 @@ impl Metrics {
     }
 
     /// Sets the rewrap gauges of every tenant with a job.
-    pub fn set_rewraps(&self, jobs: &[crate::keys::rotation::RewrapJob]) {
+    pub fn set_rewraps(&self, jobs: &[crate::domain::rotation::RewrapJob]) {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for job in jobs {
             let labels = TenantLabels {

@@ -16,9 +16,9 @@ use vault_audit::checkpoint::{
 
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::audit::integrity::{self, ChainPosition, Verified};
-use crate::audit::keys::AuditKeyRecord;
 use crate::audit::writer::AuditWriter;
 use crate::clock::Clock;
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
 use crate::keys::{KeyRef, KeyService, KeyUse};

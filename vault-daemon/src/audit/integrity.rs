@@ -6,7 +6,7 @@
 use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
 
 use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
-use crate::audit::keys::AuditKeyRecord;
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
 use crate::store::{Store, StoreRead};

@@ -4,6 +4,5 @@
 pub mod checkpointer;
 pub mod entry;
 pub mod integrity;
-pub mod keys;
 pub mod verify;
 pub mod writer;

@@ -322,7 +322,7 @@ pub fn checkpoint(c: vault_audit::checkpoint::Checkpoint) -> pb::AuditCheckpoint
 }
 
 /// Audit public key for the wire (PEM; never the backend reference).
-pub fn audit_key(key: crate::audit::keys::AuditKeyRecord) -> pb::AuditPublicKey {
+pub fn audit_key(key: crate::domain::audit_key::AuditKeyRecord) -> pb::AuditPublicKey {
     pb::AuditPublicKey {
         version: key.version,
         key_id: hex::encode(key.key_id),
@@ -334,7 +334,7 @@ pub fn audit_key(key: crate::audit::keys::AuditKeyRecord) -> pb::AuditPublicKey 
 }
 
 /// Rewrap job for the wire.
-pub fn rewrap_job(job: crate::keys::rotation::RewrapJob) -> pb::RewrapJob {
+pub fn rewrap_job(job: crate::domain::rotation::RewrapJob) -> pb::RewrapJob {
     pb::RewrapJob {
         tenant: job.tenant,
         target_version: job.target_version,
@@ -368,8 +368,8 @@ pub fn key_status(status: crate::service::rotation::TenantKeyStatus) -> pb::Tena
 }
 
 /// Destruction request for the wire.
-pub fn destruction(r: crate::keys::rotation::DestructionRequest) -> pb::KeyDestruction {
-    use crate::keys::rotation::DestructionState;
+pub fn destruction(r: crate::domain::rotation::DestructionRequest) -> pb::KeyDestruction {
+    use crate::domain::rotation::DestructionState;
     let mut out = pb::KeyDestruction {
         id: r.id,
         tenant: r.tenant,

@@ -5,7 +5,6 @@
 pub mod anchor;
 pub mod envelope;
 pub mod pkcs11;
-pub mod rotation;
 pub mod sim;
 pub mod state_mac;
 pub mod tpm;

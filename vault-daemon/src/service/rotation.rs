@@ -11,11 +11,11 @@ use crate::domain::number::IndividualNumber;
 use crate::domain::operator::{KeyState, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus};
+use crate::domain::rotation::RewrapJob;
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::KeyUse;
 use crate::keys::envelope;
-use crate::keys::rotation::RewrapJob;
 use crate::service::{Locker, RequestContext};
 use crate::store::mutation::Mutation;
 
@@ -164,8 +164,9 @@ impl Locker {
                 let destructions = reader.destructions()?;
                 let scheduled = |version: u32| {
                     destructions.iter().find_map(|r| match r.state {
-                        crate::keys::rotation::DestructionState::Approved {
-                            not_before_ms, ..
+                        crate::domain::rotation::DestructionState::Approved {
+                            not_before_ms,
+                            ..
                         } if r.tenant == t.id && r.version == version => Some(not_before_ms),
                         _ => None,
                     })

@@ -2,8 +2,8 @@
 //! tenant's rewrap. Read without an audit entry (no caller, nothing released: counts only).
 
 use crate::domain::record::RecordStatus;
+use crate::domain::rotation::RewrapJob;
 use crate::error::Result;
-use crate::keys::rotation::RewrapJob;
 use crate::service::Locker;
 
 const PAGE: usize = 1000;

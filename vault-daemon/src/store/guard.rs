@@ -12,16 +12,16 @@ use std::sync::Arc;
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
-use crate::audit::keys::AuditKeyRecord;
 use crate::domain::approval::ChangeRequest;
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
-use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::{AuthorityState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
 
 /// Called with the operation's name before it runs (tests inject panics with it).

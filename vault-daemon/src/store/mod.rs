@@ -18,17 +18,17 @@ pub mod snapshot;
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
-use crate::audit::keys::AuditKeyRecord;
 use crate::domain::approval::ChangeRequest;
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
-use crate::keys::rotation::{DestructionRequest, RewrapJob};
 
 /// Version of the stored layout; a store written with another version is refused at open.
 /// Version 3: authenticated rows (`sealing`), record state bound to the DEK, linked checkpoints.

@@ -7,17 +7,17 @@
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
-use crate::audit::keys::AuditKeyRecord;
 use crate::domain::approval::{Approval, ChangeRequest, approver_refusal};
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::record::{Record, RecordStatus, SealedNumber, Tombstone};
+use crate::domain::rotation::{DestructionRequest, DestructionState, RewrapJob};
 use crate::domain::tenant_info::{TenantInfo, TenantInfoPatch};
 use crate::domain::token::TokenRecord;
 use crate::error::Error;
-use crate::keys::rotation::{DestructionRequest, DestructionState, RewrapJob};
 use crate::store::approvals::{self, ApprovalStep};
 use crate::store::corrections::{self, Decision};
 use crate::store::{StoreError, StoreWrite};

@@ -20,16 +20,16 @@ use redb::{
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
-use crate::audit::keys::AuditKeyRecord;
 use crate::domain::approval::ChangeRequest;
+use crate::domain::audit_key::AuditKeyRecord;
 use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
 use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
-use crate::keys::rotation::{DestructionRequest, RewrapJob};
 use crate::store::codec::{decode, decode_sealed, encode, encode_sealed};
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
