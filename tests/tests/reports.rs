@@ -174,6 +174,30 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["disposed"], "1");
     let ledger_table = cli(&daemon, "dev-manager", &["ledger"]);
+    // For a terminal: a block per tenant, no line wider than a screen (East Asian characters
+    // take two columns).
+    let widest = ledger_table
+        .lines()
+        .map(|l| {
+            l.chars()
+                .map(|c| if c.is_ascii() { 1 } else { 2 })
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(widest <= 100, "a {widest}-column line in\n{ledger_table}");
+    for expected in [
+        "== dev",
+        "人事部",
+        "disposed 1",
+        "STAFF_WITHHOLDING",
+        "dev-handler",
+    ] {
+        assert!(
+            ledger_table.contains(expected),
+            "{expected} missing from\n{ledger_table}"
+        );
+    }
 
     // 運用状況の記録, checked against the audit log itself.
     let mut auditor = daemon.dev_client("dev-auditor").await;

@@ -182,7 +182,85 @@ pub fn ledger(format: ReportFormat, ledger: &pb::LedgerResponse) -> Result<(), C
             })).collect::<Vec<_>>(),
         }));
     }
+    if format == ReportFormat::Table {
+        ledger_pages(ledger);
+        return Ok(());
+    }
     print(format, &header, &rows, json!({ "ledger": json }))
+}
+
+/// Columns a terminal gives `text` (East Asian characters take two).
+fn columns(text: &str) -> usize {
+    text.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum()
+}
+
+/// `items` joined by ", " in lines of at most `width` columns, each after `indent`.
+fn wrapped(items: &[String], indent: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for item in items {
+        let candidate = if line.is_empty() {
+            item.clone()
+        } else {
+            format!("{line}, {item}")
+        };
+        if !line.is_empty() && columns(indent) + columns(&candidate) > width {
+            lines.push(format!("{indent}{line},"));
+            line = item.clone();
+        } else {
+            line = candidate;
+        }
+    }
+    if !line.is_empty() {
+        lines.push(format!("{indent}{line}"));
+    }
+    lines
+}
+
+/// The 管理台帳 for a terminal: one block per tenant, one field per line, no line wider than
+/// 100 columns (one row per tenant does not fit any screen).
+fn ledger_pages(ledger: &pb::LedgerResponse) {
+    const WIDTH: usize = 100;
+    for (i, e) in ledger.entries.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let info = e.info.clone().unwrap_or_default();
+        println!("== {} {}", e.tenant, e.tenant_name);
+        for (name, value) in [
+            ("file_kind", info.file_kind),
+            ("file_name", info.file_name),
+            ("responsible_person", info.responsible_person),
+            ("responsible_department", info.responsible_department),
+            ("management_area", info.management_area),
+            ("handling_area", info.handling_area),
+            (
+                "records",
+                format!(
+                    "active {}, suspended {}, retired {}, disposed {}",
+                    e.active, e.suspended, e.retired, e.disposed
+                ),
+            ),
+            ("last_disposal", unix_time(e.last_disposal_unix)),
+        ] {
+            println!("{name:<24}{value}");
+        }
+        println!("purposes");
+        for p in &e.purposes {
+            println!(
+                "  {:<28}{} {} ({} years)",
+                p.code, p.article, p.label_ja, p.retention_years
+            );
+        }
+        println!("access");
+        for a in &e.access {
+            let role = format!("{}{}", a.role, if a.disabled { ", disabled" } else { "" });
+            println!("  {:<28}{role}", a.operator_id);
+            for line in wrapped(&a.purposes, "      ", WIDTH) {
+                println!("{line}");
+            }
+        }
+    }
 }
 
 /// Prints the usage report: one row per (category, action, purpose, operator, tenant).
