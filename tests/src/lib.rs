@@ -15,6 +15,7 @@ pub mod pki;
 pub mod python;
 pub mod rpc;
 pub mod softhsm;
+pub mod store_conformance;
 pub mod store_edit;
 pub mod tls_daemon;
 
