@@ -403,3 +403,83 @@ async fn numbers_leave_only_in_an_encrypted_zip_and_every_carry_out_is_recorded(
         .expect_err("admins never carry numbers out");
     assert_eq!(denied.code(), Code::PermissionDenied);
 }
+
+/// A carry-out cut short (the daemon dies mid-run) leaves no partial file of numbers behind,
+/// plaintext or ZIP: what was written before the cut is deleted, and nothing is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carry_out_cut_short_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = valid_number(8899);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E-cut", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let list = dir.path().join("handles.txt");
+    std::fs::write(&list, vec![handle.as_str(); 200_000].join("\n")).expect("handles");
+    let password_file = dir.path().join("pw");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password");
+    let mut daemon = daemon;
+    for (name, extra) in [
+        ("plain.csv", vec!["--plaintext-out"]),
+        (
+            "cut.zip",
+            vec![
+                "--password-file",
+                password_file.to_str().expect("utf8"),
+                "--zip",
+            ],
+        ),
+    ] {
+        let out = dir.path().join(name);
+        let mut child = Command::new(binary_path("vault-client"))
+            .arg("--endpoint")
+            .arg(daemon.endpoint())
+            .arg("--token-file")
+            .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+            .args([
+                "unseal",
+                "--batch",
+                list.to_str().expect("utf8"),
+                "--purpose",
+                W,
+            ])
+            .args(&extra)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault-client");
+        // Once numbers are flowing into the file, the daemon dies.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 4096 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: nothing was written"
+            );
+            assert!(
+                child.try_wait().expect("poll").is_none(),
+                "{name}: the run ended early"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        daemon = daemon.kill_and_restart();
+        let output = child.wait_with_output().expect("client");
+        assert!(!output.status.success(), "{name}: a cut run succeeded");
+        assert!(
+            !out.exists(),
+            "{name}: a partial file of numbers was left behind"
+        );
+    }
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    assert!(
+        !entries.iter().any(|e| e.action == "CARRY_OUT"),
+        "a cut run was recorded as a carry-out"
+    );
+}

@@ -30,13 +30,55 @@ pub struct UnsealBatch<'a> {
 /// Unseals every handle of the batch; returns how many failed.
 pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<u64, ClientError> {
     let rows = handle_rows(batch.file)?;
-    let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
     let entry = match batch.format {
         Format::Json => ZIP_ENTRY_JSON,
         Format::Text => ZIP_ENTRY_CSV,
     };
     // The file is created before anything is unsealed: one that exists already stops the run.
     let sink = Sink::open(&batch.destination, entry)?;
+    let (sink, failed, released) = match stream(client, &batch, rows, sink).await {
+        Ok(done) => done,
+        Err(error) => {
+            // A run cut short (the daemon gone, a write failed) leaves no partial file of
+            // numbers behind, recorded or not.
+            discard(&batch.destination);
+            return Err(error);
+        }
+    };
+    let carried = match sink.finish() {
+        Ok(carried) => carried,
+        Err(error) => {
+            discard(&batch.destination);
+            return Err(error);
+        }
+    };
+    if let Some(carried) = carried {
+        record(client, batch.purpose, released, carried, batch.format).await?;
+    }
+    Ok(failed)
+}
+
+/// Deletes the file a cut-short run was writing.
+fn discard(destination: &Destination) {
+    if let Destination::PlaintextFile(path) | Destination::Zip { path, .. } = destination
+        && std::fs::remove_file(path).is_err()
+        && path.exists()
+    {
+        output::note(&format!(
+            "{} could NOT be deleted: delete it yourself",
+            path.display()
+        ));
+    }
+}
+
+/// Streams the unseals into `sink`; returns it with the counts of failed and released items.
+async fn stream(
+    client: &mut Client,
+    batch: &UnsealBatch<'_>,
+    rows: Vec<super::input::HandleRow>,
+    sink: Sink,
+) -> Result<(Sink, u64, u64), ClientError> {
+    let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
     let mut writer = RowWriter::new(
         sink,
         batch.format,
@@ -82,11 +124,7 @@ pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<u64, 
         })?;
     }
     progress.finish_and_clear();
-    let carried = writer.finish()?.finish()?;
-    if let Some(carried) = carried {
-        record(client, batch.purpose, released, carried, batch.format).await?;
-    }
-    Ok(failed)
+    Ok((writer.finish()?, failed, released))
 }
 
 /// Records the file as a carry-out; a file that cannot be recorded is deleted, so no file of
