@@ -242,25 +242,41 @@ async fn japanese_headers_bom_and_excel_output() {
         "{err}"
     );
 
-    // Shift_JIS (Excel's plain "CSV") is refused with the way out, before anything is sealed.
+    // Shift_JIS, as Japanese Excel saves plain "CSV": read as such, and said so.
     let sjis = dir.path().join("sjis.csv");
-    std::fs::write(&sjis, b"\x8c\xc2\x90\x6c\x94\xd4\x8d\x86,x\n").expect("sjis");
-    let (ok, _, err) = cli(
-        &daemon,
-        "dev-handler",
-        &[
-            "seal",
-            "--batch",
-            sjis.to_str().expect("utf8"),
-            "--tenant",
-            "dev",
-            "--kind",
-            "staff",
-            "--purpose",
-            "STAFF_WITHHOLDING",
-        ],
+    let mut bytes =
+        b"\x8e\xd0\x88\xf5\x94\xd4\x8d\x86,\x8c\xc2\x90\x6c\x94\xd4\x8d\x86\r\n".to_vec(); // 社員番号,個人番号
+    bytes.extend_from_slice(format!("E-9,{}\r\n", valid_number(7199)).as_bytes());
+    std::fs::write(&sjis, bytes).expect("sjis");
+    let seal_args = |file: &std::path::Path| {
+        vec![
+            "seal".to_owned(),
+            "--batch".to_owned(),
+            file.to_str().expect("utf8").to_owned(),
+            "--tenant".to_owned(),
+            "dev".to_owned(),
+            "--kind".to_owned(),
+            "staff".to_owned(),
+            "--purpose".to_owned(),
+            "STAFF_WITHHOLDING".to_owned(),
+        ]
+    };
+    let args = seal_args(&sjis);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = cli(&daemon, "dev-handler", &args);
+    assert!(ok && err.contains("Shift_JIS"), "{err}");
+    let (_, rows) = csv_rows(&out);
+    assert_eq!(
+        (rows.len(), rows[0][0].as_str(), rows[0][1].as_str()),
+        (1, "2", "E-9")
     );
-    assert!(!ok && err.contains("UTF-8"), "{err}");
+    // Bytes that are neither UTF-8 nor Shift_JIS are refused before anything is sealed.
+    let garbage = dir.path().join("garbage.csv");
+    std::fs::write(&garbage, b"\xff\xfe\x00\x81\x00garbage\n").expect("garbage");
+    let args = seal_args(&garbage);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = cli(&daemon, "dev-handler", &args);
+    assert!(!ok && err.contains("neither UTF-8 nor Shift_JIS"), "{err}");
 }
 
 /// A batch stream authenticates once and re-checks its token every second: a token revoked

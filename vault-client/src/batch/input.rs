@@ -1,6 +1,6 @@
 //! Reading batch input files as offices write them: UTF-8 with or without a BOM (Excel's "CSV
-//! UTF-8" adds one), with an English or Japanese header row or none, columns in any order when
-//! named. Every row keeps its line number, so a failed row can be found in the file.
+//! UTF-8" adds one) or Shift_JIS (its plain "CSV"), with an English or Japanese header row or
+//! none, columns in any order when named. Every row keeps its line number, so a failed row can be found in the file.
 
 use std::path::Path;
 
@@ -47,23 +47,27 @@ pub struct HandleRow {
     pub handle: String,
 }
 
-/// Reads a file as UTF-8, without its BOM. Excel's default "CSV" in Japan is Shift_JIS: that
-/// is refused with the way out rather than read as mojibake.
+/// Reads a file as text: UTF-8 (its BOM removed), or else Shift_JIS (CP932), which Japanese
+/// Excel writes for plain "CSV" — said on standard error, so nobody wonders. Bytes that are
+/// neither are refused with the way out, never read as mojibake.
 pub fn read_utf8(path: &Path) -> Result<Zeroizing<String>, ClientError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| ClientError::ReadFile {
         path: path.display().to_string(),
         source,
     })?);
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    std::str::from_utf8(body)
-        .map(|text| Zeroizing::new(text.to_owned()))
-        .map_err(|e| {
-            ClientError::Usage(format!(
-                "{} is not UTF-8 (byte {}): save it as \"CSV UTF-8\" (Excel) or convert it, e.g. iconv -f CP932 -t UTF-8",
-                path.display(),
-                e.valid_up_to()
-            ))
-        })
+    if let Ok(text) = std::str::from_utf8(body) {
+        return Ok(Zeroizing::new(text.to_owned()));
+    }
+    let (text, had_errors) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(body);
+    if had_errors {
+        return Err(ClientError::Usage(format!(
+            "{} is neither UTF-8 nor Shift_JIS: save it as \"CSV UTF-8\" (Excel) or convert it, e.g. iconv -t UTF-8",
+            path.display()
+        )));
+    }
+    crate::output::note(&format!("{} read as Shift_JIS (CP932)", path.display()));
+    Ok(Zeroizing::new(text.into_owned()))
 }
 
 fn normalise(cell: &str) -> String {
@@ -197,14 +201,25 @@ mod tests {
     }
 
     #[test]
-    fn a_half_header_and_shift_jis_are_refused_with_the_way_out() {
+    fn a_half_header_is_refused_with_the_way_out() {
         let f = file("社員番号,番号\nE-1,123456789018\n".as_bytes());
         let error = seal_rows(f.path()).err().expect("refused").to_string();
         assert!(error.contains("個人番号"), "{error}");
-        // 社員番号 in Shift_JIS.
-        let f = file(b"\x8e\xd0\x88\xf5\x94\xd4\x8d\x86,x\n");
+    }
+
+    #[test]
+    fn shift_jis_from_excel_is_read_and_garbage_is_refused() {
+        // 社員番号,個人番号 / E-1,123456789018 as Japanese Excel saves plain CSV.
+        let (sjis, _, _) =
+            encoding_rs::SHIFT_JIS.encode("社員番号,個人番号\r\nＥ-１,123456789018\r\n");
+        let f = file(&sjis);
+        let rows = seal_rows(f.path()).expect("rows");
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].line, rows[0].subject_ref.as_str()), (2, "Ｅ-１"));
+        assert_eq!(rows[0].number.as_str(), "123456789018");
+        let f = file(b"\xff\xfe\x00\x81\x00garbage");
         let error = seal_rows(f.path()).err().expect("refused").to_string();
-        assert!(error.contains("UTF-8"), "{error}");
+        assert!(error.contains("neither UTF-8 nor Shift_JIS"), "{error}");
     }
 
     #[test]
