@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod daemon;
 pub mod numbers;
 pub mod pki;
+pub mod postgres;
 pub mod python;
 pub mod rpc;
 pub mod softhsm;
