@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, export_audit, seal_request, with_id};
+use vault_tests::rpc::{approve, export_audit, grant, seal_request, with_id};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -299,26 +299,6 @@ async fn create_operator(admin: &mut Client, approver: &mut Client, id: &str, ro
         .expect("create operator")
         .into_inner();
     approve(approver, created.pending_request).await;
-}
-
-async fn grant(
-    admin: &mut Client,
-    approver: &mut Client,
-    id: &str,
-    tenant: &str,
-    purposes: &[&str],
-) {
-    let granted = admin
-        .admin
-        .grant_purposes(pb::GrantRequest {
-            operator_id: id.into(),
-            tenant: tenant.into(),
-            purposes: purposes.iter().map(|p| (*p).to_owned()).collect(),
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    approve(approver, granted.pending_request).await;
 }
 
 async fn call(

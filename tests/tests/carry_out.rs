@@ -17,14 +17,21 @@ use vault_tests::{Daemon, binary_path};
 const W: &str = "STAFF_WITHHOLDING";
 const PASSWORD: &str = "correct horse battery staple";
 
-fn cli(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(binary_path("vault-client"))
+/// `vault-client` as the dev handler of `daemon`, standard input closed.
+fn handler_cli(daemon: &Daemon) -> Command {
+    let mut command = Command::new(binary_path("vault-client"));
+    command
         .arg("--endpoint")
         .arg(daemon.endpoint())
         .arg("--token-file")
         .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+        .stdin(Stdio::null());
+    command
+}
+
+fn cli(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = handler_cli(daemon)
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .expect("run vault-client");
     (
@@ -228,13 +235,8 @@ async fn numbers_leave_only_in_an_encrypted_zip_and_every_carry_out_is_recorded(
     let before = unseals(&mut auditor).await;
     // Standard output redirected to a file.
     let redirected = dir.path().join("redirected.csv");
-    let status = Command::new(binary_path("vault-client"))
-        .arg("--endpoint")
-        .arg(daemon.endpoint())
-        .arg("--token-file")
-        .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+    let status = handler_cli(&daemon)
         .args(["unseal", "--batch", &list_arg, "--purpose", W])
-        .stdin(Stdio::null())
         .stdout(File::create(&redirected).expect("file"))
         .stderr(Stdio::piped())
         .output()
@@ -436,11 +438,7 @@ async fn a_carry_out_cut_short_leaves_no_file() {
         ),
     ] {
         let out = dir.path().join(name);
-        let mut child = Command::new(binary_path("vault-client"))
-            .arg("--endpoint")
-            .arg(daemon.endpoint())
-            .arg("--token-file")
-            .arg(daemon.data_dir.join("tokens").join("dev-handler.token"))
+        let mut child = handler_cli(&daemon)
             .args([
                 "unseal",
                 "--batch",
@@ -450,7 +448,6 @@ async fn a_carry_out_cut_short_leaves_no_file() {
             ])
             .args(&extra)
             .arg(&out)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -490,3 +490,68 @@ async fn a_burst_over_the_threshold_raises_one_alert_and_suspends_the_operator()
     assert!(tls.daemon.log().contains("log monitor alert"));
     assert!(!tls.daemon.log().contains(&number));
 }
+
+/// `SetTenantInfo` replaces every detail (what it always did); `UpdateTenantInfo` changes only
+/// those sent. Both go through the same merge inside the writer's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_replaces_all_details_and_update_only_those_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let set = admin
+        .admin
+        .set_tenant_info(pb::TenantInfo {
+            tenant: "dev".into(),
+            file_kind: "給与".into(),
+            responsible_person: "山田".into(),
+            ..pb::TenantInfo::default()
+        })
+        .await
+        .expect("set")
+        .into_inner();
+    assert_eq!(
+        (set.file_kind.as_str(), set.responsible_person.as_str()),
+        ("給与", "山田")
+    );
+    let updated = admin
+        .admin
+        .update_tenant_info(pb::UpdateTenantInfoRequest {
+            tenant: "dev".into(),
+            handling_area: Some("人事部執務室".into()),
+            ..pb::UpdateTenantInfoRequest::default()
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(
+        (updated.file_kind.as_str(), updated.handling_area.as_str()),
+        ("給与", "人事部執務室")
+    );
+    let replaced = admin
+        .admin
+        .set_tenant_info(pb::TenantInfo {
+            tenant: "dev".into(),
+            responsible_person: "鈴木".into(),
+            ..pb::TenantInfo::default()
+        })
+        .await
+        .expect("set again")
+        .into_inner();
+    assert_eq!(
+        (
+            replaced.file_kind.as_str(),
+            replaced.responsible_person.as_str(),
+            replaced.handling_area.as_str()
+        ),
+        ("", "鈴木", "")
+    );
+    let nothing = admin
+        .admin
+        .update_tenant_info(pb::UpdateTenantInfoRequest {
+            tenant: "dev".into(),
+            ..pb::UpdateTenantInfoRequest::default()
+        })
+        .await
+        .expect_err("an update of nothing");
+    assert_eq!(nothing.code(), Code::InvalidArgument);
+}

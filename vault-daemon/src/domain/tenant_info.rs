@@ -22,20 +22,6 @@ pub struct TenantInfo {
     pub handling_area: String,
 }
 
-impl TenantInfo {
-    /// The free-text fields with their names, for validation.
-    pub fn fields(&self) -> [(&'static str, &str); 6] {
-        [
-            ("file_kind", &self.file_kind),
-            ("file_name", &self.file_name),
-            ("responsible_person", &self.responsible_person),
-            ("responsible_department", &self.responsible_department),
-            ("management_area", &self.management_area),
-            ("handling_area", &self.handling_area),
-        ]
-    }
-}
-
 /// A change to some of a tenant's ledger details: `None` keeps a field as it is, `Some("")`
 /// clears it. Applied inside the writer's transaction, so two admins changing different fields
 /// at once both keep their change.
@@ -55,6 +41,21 @@ pub struct TenantInfoPatch {
     pub management_area: Option<String>,
     /// 取扱区域.
     pub handling_area: Option<String>,
+}
+
+impl From<TenantInfo> for TenantInfoPatch {
+    /// Every field replaced (what `SetTenantInfo` does).
+    fn from(info: TenantInfo) -> TenantInfoPatch {
+        TenantInfoPatch {
+            tenant: info.tenant,
+            file_kind: Some(info.file_kind),
+            file_name: Some(info.file_name),
+            responsible_person: Some(info.responsible_person),
+            responsible_department: Some(info.responsible_department),
+            management_area: Some(info.management_area),
+            handling_area: Some(info.handling_area),
+        }
+    }
 }
 
 impl TenantInfoPatch {

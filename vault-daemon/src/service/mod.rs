@@ -139,6 +139,25 @@ fn invalid(message: impl Into<String>) -> Error {
 
 /// Refuses a caller outside `tenant`: handlers, services and managers reach the tenants they
 /// hold grants on; admins and auditors (who never unseal) see every tenant.
+/// Refuses unless `caller` is granted every one of `purposes` on `tenant`.
+fn require_grants<'a>(
+    caller: &Caller,
+    tenant: &str,
+    purposes: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    match purposes
+        .into_iter()
+        .find(|p| !caller.operator.has_grant(tenant, p))
+    {
+        None => Ok(()),
+        Some(missing) => Err(Error::PermissionDenied(format!(
+            "operator {} is not granted purpose {missing} on tenant {tenant}",
+            caller.operator.id
+        ))
+        .because(crate::error::Reason::PurposeNotGranted)),
+    }
+}
+
 fn require_scope(caller: &Caller, tenant: &str) -> Result<()> {
     use crate::domain::operator::Role;
     if matches!(caller.operator.role, Role::Admin | Role::Auditor)

@@ -110,16 +110,7 @@ impl Locker {
             .map_err(purpose_error)?;
         entry.purpose = asked.join(",");
         let record = self.record_in_scope(caller, &handle, entry)?;
-        if let Some(missing) = asked
-            .iter()
-            .find(|p| !caller.operator.has_grant(&record.tenant, p))
-        {
-            return Err(Error::PermissionDenied(format!(
-                "operator {} is not granted purpose {missing} on tenant {}",
-                caller.operator.id, record.tenant
-            ))
-            .because(Reason::PurposeNotGranted));
-        }
+        super::require_grants(caller, &record.tenant, asked.iter().map(String::as_str))?;
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Active, Some(sealed)) => sealed,
             (RecordStatus::Active, None) => {

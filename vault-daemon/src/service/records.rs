@@ -136,20 +136,35 @@ impl Locker {
         tenant: &Tenant,
         number: &IndividualNumber,
     ) -> Result<Option<Handle>> {
+        Ok(self
+            .find_record_by_number(tenant, number)
+            .await?
+            .map(|record| record.handle))
+    }
+
+    /// The record holding `number` in `tenant`, as [`Locker::find_by_number`] finds it.
+    pub(super) async fn find_record_by_number(
+        &self,
+        tenant: &Tenant,
+        number: &IndividualNumber,
+    ) -> Result<Option<Record>> {
         for keys in tenant.index_keys() {
             let index = envelope::blind_index(&self.keys, keys, number).await?;
             let reader = self.store.reader()?;
             if let Some(handle) = reader.index_lookup(&tenant.id, &index)? {
                 // The index is not authenticated by itself: the record it names must carry
                 // this very index in this tenant (an entry swapped in the store is caught).
-                let named = reader.record(&handle)?;
-                if named.is_none_or(|r| r.tenant != tenant.id || r.blind_index != Some(index)) {
-                    return Err(Error::Integrity(format!(
+                return match reader.record(&handle)? {
+                    Some(record)
+                        if record.tenant == tenant.id && record.blind_index == Some(index) =>
+                    {
+                        Ok(Some(record))
+                    }
+                    _ => Err(Error::Integrity(format!(
                         "blind index entry of tenant {} names record {handle}, which does not carry it",
                         tenant.id
-                    )));
-                }
-                return Ok(Some(handle));
+                    ))),
+                };
             }
         }
         Ok(None)
@@ -231,22 +246,11 @@ impl Locker {
         // Scope before existence: an unknown tenant answers like one without a grant.
         super::require_scope(caller, &request.tenant)?;
         let tenant = self.load_tenant(&request.tenant)?;
-        if let Some(missing) = purposes
-            .iter()
-            .find(|p| !caller.operator.has_grant(&tenant.id, p))
-        {
-            return Err(Error::PermissionDenied(format!(
-                "operator {} is not granted purpose {missing} on tenant {}",
-                caller.operator.id, tenant.id
-            ))
-            .because(Reason::PurposeNotGranted));
-        }
+        super::require_grants(caller, &tenant.id, purposes.iter().map(String::as_str))?;
         let keys = active_keys(&tenant)?;
-        if let Some(existing) = self.find_by_number(&tenant, &number).await? {
+        if let Some(record) = self.find_record_by_number(&tenant, &number).await? {
+            let existing = record.handle.clone();
             entry.handle = existing.to_string();
-            let record = self.store.reader()?.record(&existing)?.ok_or_else(|| {
-                Error::Integrity(format!("record {existing} is indexed but missing"))
-            })?;
             let differences =
                 SealDifferences::between(&record, &purposes, &request.subject_ref, subject_kind);
             if differences.is_empty() {
@@ -320,13 +324,7 @@ impl Locker {
         let record = self.record_in_scope(caller, &handle, entry)?;
         // The grant first: a record's state (disposed, suspended, retired) is nothing for a
         // caller who may not use it.
-        if !caller.operator.has_grant(&record.tenant, purpose) {
-            return Err(Error::PermissionDenied(format!(
-                "operator {} is not granted purpose {purpose} on tenant {}",
-                caller.operator.id, record.tenant
-            ))
-            .because(Reason::PurposeNotGranted));
-        }
+        super::require_grants(caller, &record.tenant, [purpose])?;
         if !record.purposes.iter().any(|p| p == purpose) {
             return Err(Error::PermissionDenied(format!(
                 "purpose {purpose} is not among the record's permitted purposes"

@@ -140,23 +140,14 @@ impl Locker {
         }
     }
 
-    /// Sets a tenant's ledger details (admins).
+    /// Sets all of a tenant's ledger details (admins): a change of every field.
     pub async fn set_tenant_info(
         &self,
         ctx: &RequestContext,
         info: TenantInfo,
     ) -> Result<TenantInfo> {
-        let (_caller, mut entry) = self.begin(ctx, Action::TenantInfoSet).await?;
-        let body = (|| {
-            text::identifier("tenant", &info.tenant).map_err(invalid)?;
-            entry.tenant = info.tenant.clone();
-            for (name, value) in info.fields() {
-                text::free_text(name, value, 256, false).map_err(invalid)?;
-            }
-            entry.allow("ledger details set");
-            Ok(((), Mutation::SetTenantInfo(Box::new(info.clone()))))
-        })();
-        self.finish(entry, body).await.map(|_| info)
+        self.update_tenant_info(ctx, TenantInfoPatch::from(info))
+            .await
     }
 
     /// Changes the ledger details given in `patch`, keeping the others (admins).

@@ -76,9 +76,8 @@ pub enum Mutation {
     DecideCorrection(Decision),
     /// Delete correction records kept their year.
     PurgeCorrections(Vec<String>),
-    /// Set a tenant's ledger details.
-    SetTenantInfo(Box<TenantInfo>),
-    /// Change some of a tenant's ledger details (merged with the stored ones here).
+    /// Change some or all of a tenant's ledger details (merged with the stored ones here, so
+    /// two admins changing different fields at once both keep theirs).
     UpdateTenantInfo(Box<TenantInfoPatch>),
     /// Mark a disposal-epoch key destroyed (after the backend destroyed it).
     DestroyEpochKey {
@@ -234,13 +233,6 @@ impl Mutation {
             Mutation::RequestCorrection(correction) => corrections::request(txn, *correction),
             Mutation::DecideCorrection(decision) => corrections::decide(txn, decision),
             Mutation::PurgeCorrections(ids) => corrections::purge(txn, &ids),
-            Mutation::SetTenantInfo(info) => {
-                if txn.tenant(&info.tenant)?.is_none() {
-                    return Ok(Err(Error::NotFound(format!("no tenant {}", info.tenant))));
-                }
-                txn.put_tenant_info(&info)?;
-                Ok(Ok(MutationOutcome::Done))
-            }
             Mutation::UpdateTenantInfo(patch) => {
                 if txn.tenant(&patch.tenant)?.is_none() {
                     return Ok(Err(Error::NotFound(format!("no tenant {}", patch.tenant))));
