@@ -73,6 +73,10 @@ pub enum SimError {
 pub struct SimOptions {
     /// Read the fault control file ([`crate::FAULT_FILE_NAME`]) before every operation.
     pub fault_control_file: bool,
+    /// Several processes use the token directory (dev daemons of one cluster): changes are
+    /// made under a file lock on the newest key file, and each operation first takes in what
+    /// another process changed (a `stat` per operation).
+    pub shared: bool,
 }
 
 /// A key ready for use: its ring object, built once at load.
@@ -97,11 +101,33 @@ impl LiveKey {
 struct State {
     file: KeyFile,
     live: HashMap<String, LiveKey>,
+    /// What the key file looked like when it was loaded (shared tokens).
+    seen: Option<FileStamp>,
+}
+
+/// Enough of a file's metadata to tell it was replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    modified_ns: i128,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        inode: meta.ino(),
+        modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        len: meta.len(),
+    })
 }
 
 /// A simulated token rooted in a directory.
 pub struct SimToken {
     key_file: PathBuf,
+    lock_file: PathBuf,
+    shared: bool,
     state: RwLock<State>,
     faults: FaultInjector,
     rng: SystemRandom,
@@ -125,15 +151,15 @@ impl SimToken {
             .mode(0o700)
             .create(dir)?;
         let key_file = dir.join(KEY_FILE_NAME);
+        let seen = stamp(&key_file);
         let file = keystore::load(&key_file)?;
         let rng = SystemRandom::new();
-        let mut live = HashMap::new();
-        for (id, stored) in &file.keys {
-            live.insert(id.clone(), build_live_key(id, stored, &rng)?);
-        }
+        let live = build_all(&file, &rng)?;
         Ok(SimToken {
             key_file,
-            state: RwLock::new(State { file, live }),
+            lock_file: dir.join("hsm-sim.lock"),
+            shared: options.shared,
+            state: RwLock::new(State { file, live, seen }),
             faults: FaultInjector::new(dir, options.fault_control_file),
             rng,
         })
@@ -168,6 +194,8 @@ impl SimToken {
             material_hex: Some(Zeroizing::new(hex::encode(&material))),
         };
         let live = build_live_key(&id, &stored, &self.rng)?;
+        let _lock = self.lock_for_change()?;
+        self.refresh()?;
         let mut state = self.write_state();
         state.file.keys.insert(id.clone(), stored);
         if let Err(e) = keystore::save(&self.key_file, &state.file) {
@@ -175,12 +203,15 @@ impl SimToken {
             return Err(e);
         }
         state.live.insert(id.clone(), live);
+        state.seen = stamp(&self.key_file);
         Ok(id)
     }
 
     /// Destroys a key: its material is erased from memory and from the key file.
     pub fn destroy_key(&self, id: &str) -> Result<(), SimError> {
         self.apply_fault()?;
+        let _lock = self.lock_for_change()?;
+        self.refresh()?;
         let mut state = self.write_state();
         let kind = match state.file.keys.get_mut(id) {
             Some(stored) => {
@@ -191,6 +222,7 @@ impl SimToken {
         };
         keystore::save(&self.key_file, &state.file)?;
         state.live.insert(id.to_owned(), LiveKey::Destroyed(kind));
+        state.seen = stamp(&self.key_file);
         Ok(())
     }
 
@@ -285,7 +317,42 @@ impl SimToken {
         self.random_bytes(16).map(drop)
     }
 
+    /// On a shared token: takes in the key file if another process replaced it.
+    fn refresh(&self) -> Result<(), SimError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let now = stamp(&self.key_file);
+        if self.read_state().seen == now {
+            return Ok(());
+        }
+        let file = keystore::load(&self.key_file)?;
+        let live = build_all(&file, &self.rng)?;
+        let mut state = self.write_state();
+        *state = State {
+            file,
+            live,
+            seen: now,
+        };
+        Ok(())
+    }
+
+    /// On a shared token: an exclusive lock for a read-modify-write of the key file.
+    fn lock_for_change(&self) -> Result<Option<std::fs::File>, SimError> {
+        if !self.shared {
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_file)?;
+        file.lock()?;
+        Ok(Some(file))
+    }
+
     fn apply_fault(&self) -> Result<(), SimError> {
+        self.refresh()?;
         match self.faults.current() {
             Fault::None => Ok(()),
             Fault::Unavailable => Err(SimError::Unavailable),
@@ -310,6 +377,13 @@ impl SimToken {
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn build_all(file: &KeyFile, rng: &SystemRandom) -> Result<HashMap<String, LiveKey>, SimError> {
+    file.keys
+        .iter()
+        .map(|(id, stored)| Ok((id.clone(), build_live_key(id, stored, rng)?)))
+        .collect()
 }
 
 fn sanitize(label: &str) -> String {
@@ -466,6 +540,7 @@ mod tests {
             dir.path(),
             SimOptions {
                 fault_control_file: true,
+                shared: false,
             },
         )
         .expect("open");
@@ -478,5 +553,43 @@ mod tests {
         assert!(matches!(t.hmac(&mac, b"x"), Err(SimError::Injected)));
         std::fs::remove_file(dir.path().join(crate::FAULT_FILE_NAME)).expect("remove");
         assert!(t.hmac(&mac, b"x").is_ok());
+    }
+
+    #[test]
+    fn a_shared_token_sees_the_other_process_keys_and_destructions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = SimOptions {
+            fault_control_file: false,
+            shared: true,
+        };
+        let a = SimToken::open(dir.path(), shared.clone()).expect("open a");
+        let b = SimToken::open(dir.path(), shared).expect("open b");
+        let made_by_a = a
+            .create_key(KeyKind::Aes256Gcm, "kek")
+            .expect("create on a");
+        let made_by_b = b
+            .create_key(KeyKind::HmacSha256, "mac")
+            .expect("create on b");
+        // Each sees the other's key, and neither creation lost the other's.
+        let wrapped = a.wrap(&made_by_a, b"dek", b"aad").expect("wrap on a");
+        assert_eq!(
+            b.unwrap(&made_by_a, &wrapped, b"aad")
+                .expect("unwrap on b")
+                .as_slice(),
+            b"dek"
+        );
+        assert_eq!(
+            a.hmac(&made_by_b, b"m").expect("hmac on a"),
+            b.hmac(&made_by_b, b"m").expect("hmac on b")
+        );
+        a.destroy_key(&made_by_a).expect("destroy on a");
+        assert!(matches!(
+            b.unwrap(&made_by_a, &wrapped, b"aad"),
+            Err(SimError::KeyDestroyed(_))
+        ));
+        // An unshared token keeps what it loaded (one process, no stat per operation).
+        let alone = SimToken::open(dir.path(), SimOptions::default()).expect("open alone");
+        a.create_key(KeyKind::HmacSha256, "later").expect("create");
+        assert_eq!(alone.read_state().file.keys.len(), 2);
     }
 }

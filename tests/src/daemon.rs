@@ -135,10 +135,17 @@ impl Daemon {
         };
         if options.config.is_none() {
             let backend = options.backend.clone().unwrap_or_else(backend_under_test);
+            // With `--dev-keys DIR` the backend's state is in DIR, shared by several daemons.
+            let key_dir = options
+                .args
+                .iter()
+                .position(|arg| arg == "--dev-keys")
+                .and_then(|at| options.args.get(at + 1))
+                .map_or_else(|| data_dir.to_owned(), PathBuf::from);
             let provisioned = match backend.as_str() {
-                "softhsm" => data_dir.join("softhsm").join("user.pin").exists(),
-                "tpm" => data_dir.join("swtpm").exists(),
-                _ => data_dir.join("hsm-sim").exists(),
+                "softhsm" => key_dir.join("softhsm").join("user.pin").exists(),
+                "tpm" => key_dir.join("swtpm").exists(),
+                _ => key_dir.join("hsm-sim").exists(),
             };
             assert!(
                 provisioned,

@@ -102,6 +102,27 @@ impl Postgres {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The connection string of database `name` as superuser `postgres`.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database `name` (with psql, as the `postgres` user).
+    pub fn create_database(&self, name: &str) {
+        let created = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+            .arg(format!("CREATE DATABASE \"{name}\""))
+            .output()
+            .expect("psql");
+        assert!(
+            created.status.success(),
+            "create database {name}: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+
     /// Stops the server at once, as a crash would (`pg_ctl -m immediate`).
     pub fn stop_immediate(&self) {
         let _ = as_postgres(

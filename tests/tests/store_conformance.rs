@@ -1,10 +1,13 @@
-//! The store conformance suite (`vault_tests::store_conformance`) on the embedded redb store;
-//! the PostgreSQL store of the cluster will run the same suite.
+//! The store conformance suite (`vault_tests::store_conformance`) on both stores: the embedded
+//! redb store and the cluster's PostgreSQL store (a real PostgreSQL 15, a fresh database per
+//! check).
 
 use std::sync::Arc;
 
 use vault_daemon::store::Store;
+use vault_daemon::store::postgres::{PgDatabase, PgOptions};
 use vault_daemon::store::redb::RedbDatabase;
+use vault_tests::postgres::Postgres;
 use vault_tests::store_conformance::{run, test_sealer};
 
 #[test]
@@ -17,5 +20,26 @@ fn redb_meets_the_store_contract() {
             .authenticated(test_sealer());
         dirs.push(dir);
         Arc::new(store) as Arc<dyn Store>
+    });
+}
+
+#[test]
+fn postgres_meets_the_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut databases = 0;
+    run(&mut || {
+        databases += 1;
+        let name = format!("conformance_{databases}");
+        postgres.create_database(&name);
+        let database = runtime
+            .block_on(PgDatabase::open(PgOptions::new(postgres.url_of(&name))))
+            .expect("open the PostgreSQL store");
+        Arc::new(database.authenticated(test_sealer())) as Arc<dyn Store>
     });
 }

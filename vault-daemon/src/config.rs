@@ -463,15 +463,83 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Data directory (created 0700): the store, the simulated token, first-admin token.
+    /// Data directory (created 0700): the embedded store, the simulated token, first-admin
+    /// token.
     pub data_dir: PathBuf,
-    /// Page cache of the store in MiB (bounds the daemon's memory; default 64).
+    /// Page cache of the embedded store in MiB (bounds the daemon's memory; default 64).
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// Which store: the embedded `redb` file (default) or a `postgres` database that several
+    /// daemons share.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// PostgreSQL: a libpq URL or key=value string. List several hosts for failover
+    /// (`postgresql://locker@db1,db2/locker`); the daemon always asks for a read-write
+    /// session. Keep the password out of it: `password_file`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: a file (0600) holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections at most (default 16).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// PostgreSQL: a CA certificate (PEM); with it the connection uses TLS (rustls), required
+    /// when the URL says `sslmode=require`.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PostgreSQL: how long a group commit waits for the chain-head lock (default 3000 ms;
+    /// below `audit.commit_timeout_ms`).
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    /// PostgreSQL: how long the server lets a transaction idle before ending it, releasing the
+    /// chain head a stalled daemon held (default 1000 ms).
+    #[serde(default = "default_idle_in_transaction_ms")]
+    pub idle_in_transaction_ms: u64,
+}
+
+/// Which store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded redb file in the data directory.
+    #[default]
+    Redb,
+    /// A PostgreSQL database.
+    Postgres,
 }
 
 fn default_cache_mb() -> usize {
     64
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_lock_timeout_ms() -> u64 {
+    3000
+}
+
+fn default_idle_in_transaction_ms() -> u64 {
+    1000
+}
+
+impl StoreConfig {
+    /// The embedded store in `data_dir`, with the defaults.
+    pub fn embedded(data_dir: PathBuf) -> StoreConfig {
+        StoreConfig {
+            data_dir,
+            cache_mb: default_cache_mb(),
+            backend: StoreBackend::Redb,
+            url: None,
+            password_file: None,
+            pool_size: default_pool_size(),
+            tls_ca: None,
+            lock_timeout_ms: default_lock_timeout_ms(),
+            idle_in_transaction_ms: default_idle_in_transaction_ms(),
+        }
+    }
 }
 
 /// Which key backend.
@@ -552,6 +620,9 @@ pub struct BackendConfig {
     pub max_in_flight: usize,
     /// Let the simulated token read faults from its control file (tests).
     pub sim_fault_control_file: bool,
+    /// The simulated token's directory when several dev daemons share it (`--dev-keys`);
+    /// default: the data directory, one daemon.
+    pub sim_dir: Option<PathBuf>,
     /// The PKCS#11 token, for `kind = "pkcs11"`.
     pub pkcs11: Option<Pkcs11Config>,
     /// The TPM, for `kind = "tpm"`.
@@ -566,6 +637,7 @@ impl Default for BackendConfig {
             timeout_ms: 2000,
             max_in_flight: 64,
             sim_fault_control_file: false,
+            sim_dir: None,
             pkcs11: None,
             tpm: None,
         }
@@ -697,10 +769,7 @@ impl Config {
                 ..ServerConfig::default()
             },
             tls: None,
-            store: StoreConfig {
-                data_dir,
-                cache_mb: default_cache_mb(),
-            },
+            store: StoreConfig::embedded(data_dir),
             backend: BackendConfig {
                 allow_insecure: true,
                 ..BackendConfig::default()
@@ -780,6 +849,11 @@ impl Config {
                 );
             }
         }
+        if self.backend.kind == BackendKind::Tpm && self.store.backend == StoreBackend::Postgres {
+            return invalid(
+                "backend.kind = \"tpm\" cannot serve a shared PostgreSQL store: a TPM's keys never leave its machine, so the other daemons could not open what this one seals (duplicating TPM keys between machines is not built). Use a network HSM (pkcs11) for a cluster, or the embedded store with a TPM",
+            );
+        }
         if self.backend.timeout_ms == 0 || self.backend.timeout_ms > 600_000 {
             return invalid("backend.timeout_ms must be between 1 and 600000");
         }
@@ -799,6 +873,31 @@ impl Config {
         }
         if self.store.cache_mb == 0 || self.store.cache_mb > 65_536 {
             return invalid("store.cache_mb must be between 1 and 65536");
+        }
+        if self.store.backend == StoreBackend::Postgres {
+            if self
+                .store
+                .url
+                .as_deref()
+                .is_none_or(|url| url.trim().is_empty())
+            {
+                return invalid("store.backend = \"postgres\" needs store.url");
+            }
+            if !(1..=1000).contains(&self.store.pool_size) {
+                return invalid("store.pool_size must be between 1 and 1000");
+            }
+            if self.store.lock_timeout_ms == 0
+                || self.store.lock_timeout_ms >= self.audit.commit_timeout_ms
+            {
+                return invalid(
+                    "store.lock_timeout_ms must be at least 1 and below audit.commit_timeout_ms (a call must not outwait its commit)",
+                );
+            }
+            if self.store.idle_in_transaction_ms == 0 {
+                return invalid("store.idle_in_transaction_ms must be at least 1");
+            }
+        } else if self.store.url.is_some() {
+            return invalid("store.url is set but store.backend is not \"postgres\"");
         }
         if self.keys.rewrap_batch == 0 || self.keys.rewrap_batch > 10_000 {
             return invalid("keys.rewrap_batch must be between 1 and 10000");
@@ -880,6 +979,36 @@ impl Config {
     /// Audit commit timeout.
     pub fn commit_timeout(&self) -> Duration {
         Duration::from_millis(self.audit.commit_timeout_ms)
+    }
+
+    /// Where the store lives, as configured.
+    pub fn store_location(&self) -> Result<crate::trust::StoreLocation, ConfigError> {
+        use crate::store::postgres::PgOptions;
+        use crate::trust::StoreLocation;
+        match self.store.backend {
+            StoreBackend::Redb => Ok(StoreLocation::Redb {
+                data_dir: self.store.data_dir.clone(),
+                cache_bytes: self.store.cache_mb.saturating_mul(1 << 20),
+            }),
+            StoreBackend::Postgres => {
+                let mut options = PgOptions::new(self.store.url.clone().unwrap_or_default());
+                options.pool_size = self.store.pool_size;
+                options.tls_ca = self.store.tls_ca.clone();
+                options.lock_timeout = Duration::from_millis(self.store.lock_timeout_ms);
+                options.idle_in_transaction_timeout =
+                    Duration::from_millis(self.store.idle_in_transaction_ms);
+                options.statement_timeout = self.commit_timeout();
+                if let Some(file) = &self.store.password_file {
+                    let password = std::fs::read_to_string(file).map_err(|e| {
+                        ConfigError::Invalid(format!("store.password_file {}: {e}", file.display()))
+                    })?;
+                    options.password = Some(secrecy::SecretString::from(
+                        password.trim_end_matches(['\n', '\r']).to_owned(),
+                    ));
+                }
+                Ok(StoreLocation::Postgres(options))
+            }
+        }
     }
 }
 

@@ -39,6 +39,14 @@ struct Args {
         requires = "dev"
     )]
     listen: SocketAddr,
+    /// --dev on a PostgreSQL database instead of the embedded store: several dev daemons on
+    /// one database form a cluster (give them one --dev-keys directory).
+    #[arg(long, value_name = "URL", requires = "dev")]
+    store_url: Option<String>,
+    /// --dev with the key backend's state (the simulated token, or the SoftHSM token) in DIR
+    /// instead of the data directory, so several dev daemons share their keys.
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    dev_keys: Option<PathBuf>,
     /// Key backend for --dev: the simulated token, a SoftHSM token provisioned under
     /// DATA_DIR/softhsm, or an swtpm with its state under DATA_DIR/swtpm.
     #[arg(long, value_enum, default_value_t = DevBackend::Sim, requires = "dev")]
@@ -95,9 +103,16 @@ enum DevBackend {
 /// Prepares the dev backend. SoftHSM reads `SOFTHSM2_CONF` when the library initialises, and
 /// changing the environment of a running process is unsafe, so the daemon re-executes itself
 /// with the variable set; `exec` replaces this process (same pid, so signals still reach it).
-fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Option<Swtpm>, String> {
+fn prepare_dev_backend(
+    config: &mut Config,
+    backend: DevBackend,
+    dev_keys: Option<&std::path::Path>,
+) -> Result<Option<Swtpm>, String> {
     match backend {
         DevBackend::Sim => Ok(None),
+        DevBackend::Tpm if dev_keys.is_some() => Err(
+            "--dev-keys cannot share a TPM: its keys never leave the TPM (duplication between TPMs is not built); use --backend softhsm or sim for several daemons".into(),
+        ),
         DevBackend::Tpm => {
             let swtpm = Swtpm::start(&config.store.data_dir.join("swtpm"), None)
                 .map_err(|e| e.to_string())?;
@@ -116,8 +131,10 @@ fn prepare_dev_backend(config: &mut Config, backend: DevBackend) -> Result<Optio
             Ok(Some(swtpm))
         }
         DevBackend::Softhsm => {
-            let token = vault_daemon::devkit::softhsm::provision(&config.store.data_dir)
-                .map_err(|e| e.to_string())?;
+            let token = vault_daemon::devkit::softhsm::provision(
+                dev_keys.unwrap_or(&config.store.data_dir),
+            )
+            .map_err(|e| e.to_string())?;
             if std::env::var_os("SOFTHSM2_CONF").as_deref() != Some(token.conf.as_os_str()) {
                 use std::os::unix::process::CommandExt;
                 let exe = std::env::current_exe()
@@ -198,6 +215,13 @@ fn main() -> ExitCode {
     if dev {
         config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
         config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
+        if let Some(url) = &args.store_url {
+            config.store.backend = vault_daemon::config::StoreBackend::Postgres;
+            config.store.url = Some(url.clone());
+        }
+        if args.backend == DevBackend::Sim {
+            config.backend.sim_dir = args.dev_keys.clone();
+        }
     }
     if let Some(addr) = args.metrics_listen {
         config.metrics.listen = Some(addr);
@@ -213,7 +237,7 @@ fn main() -> ExitCode {
     };
     // Held until the daemon stops: dropping it stops the dev swtpm.
     let _dev_tpm = if dev {
-        match prepare_dev_backend(&mut config, args.backend) {
+        match prepare_dev_backend(&mut config, args.backend, args.dev_keys.as_deref()) {
             Ok(guard) => guard,
             Err(error) => {
                 eprintln!("error: {error}");

@@ -98,6 +98,10 @@ pub struct Metrics {
     pub rewrap_total: Family<TenantLabels, Gauge<i64, AtomicI64>>,
     /// 1 while a tenant's rewrap job runs.
     pub rewrap_running: Family<TenantLabels, Gauge<i64, AtomicI64>>,
+    /// Cluster store: how long a group commit waited for the chain-head lock.
+    pub head_lock_wait: Histogram,
+    /// Cluster store: how long a group commit held the chain-head lock (lock to commit).
+    pub head_lock_hold: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -125,6 +129,8 @@ impl Metrics {
         let rewrap_done = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
         let rewrap_total = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
         let rewrap_running = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
+        let head_lock_wait = latency_histogram();
+        let head_lock_hold = latency_histogram();
         registry.register(
             "calls",
             "Calls answered, by RPC and status code",
@@ -195,6 +201,16 @@ impl Metrics {
             "1 while the tenant's key rotation is rewrapping records",
             rewrap_running.clone(),
         );
+        registry.register(
+            "chain_head_lock_wait_seconds",
+            "PostgreSQL store: time a group commit waited for the chain-head lock",
+            head_lock_wait.clone(),
+        );
+        registry.register(
+            "chain_head_lock_hold_seconds",
+            "PostgreSQL store: time a group commit held the chain-head lock (lock to commit)",
+            head_lock_hold.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -211,6 +227,8 @@ impl Metrics {
             rewrap_done,
             rewrap_total,
             rewrap_running,
+            head_lock_wait,
+            head_lock_hold,
         }
     }
 

@@ -98,10 +98,13 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DaemonError> {
 
 fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
     match (config.backend.kind, &config.backend.pkcs11) {
-        (BackendKind::Sim, _) => Ok(Arc::new(SimBackend::open(
-            &config.store.data_dir,
-            config.backend.sim_fault_control_file,
-        )?)),
+        (BackendKind::Sim, _) => Ok(Arc::new(match &config.backend.sim_dir {
+            Some(dir) => SimBackend::open_shared(dir, config.backend.sim_fault_control_file)?,
+            None => SimBackend::open(
+                &config.store.data_dir,
+                config.backend.sim_fault_control_file,
+            )?,
+        })),
         (BackendKind::Pkcs11, Some(p11)) => {
             let pin = read_pin(p11)?;
             Ok(Arc::new(Pkcs11Backend::open(Pkcs11Settings {
@@ -341,7 +344,6 @@ struct Opened {
 /// Opens the key backend and the store (verifying it against the backend's anchor), starts
 /// the audit writer and assembles the locker as `config` says.
 async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
-    let data_dir = config.store.data_dir.clone();
     let purposes = match &config.purposes.file {
         Some(path) => PurposeCatalogue::load(path)?,
         None => PurposeCatalogue::default(),
@@ -361,12 +363,7 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
     );
     keys.self_test().await?;
 
-    let (store, verified) = crate::trust::open_store(
-        &data_dir,
-        config.store.cache_mb.saturating_mul(1 << 20),
-        &keys,
-    )
-    .await?;
+    let (store, verified) = crate::trust::open_store(&config.store_location()?, &keys).await?;
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -750,19 +747,14 @@ pub async fn recover_admin(
 /// record, and exits. Never done automatically.
 pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     config.validate(dev)?;
-    let data_dir = config.store.data_dir.clone();
     let keys = KeyService::new(
         open_backend(&config)?,
         config.backend.max_in_flight,
         config.backend_timeout(),
     );
     keys.self_test().await?;
-    let (store, mut verified, done) = crate::trust::reanchor(
-        &data_dir,
-        config.store.cache_mb.saturating_mul(1 << 20),
-        &keys,
-    )
-    .await?;
+    let (store, mut verified, done) =
+        crate::trust::reanchor(&config.store_location()?, &keys).await?;
     // Without a checkpoint in the store, the first one signed below moves the anchor on
     // from the previous one (its counter rises as always).
     verified.anchor = done.anchor.or(done.previous);

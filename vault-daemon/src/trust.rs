@@ -1,4 +1,5 @@
-//! Opening the untrusted store: redb's own consistency check, the state MAC key that
+//! Opening the untrusted store — the embedded redb file (after redb's own consistency check) or
+//! the cluster's PostgreSQL database (after its migrations) — with the state MAC key that
 //! authenticates its authority rows, and the audit history checked against the freshness anchor
 //! in the key backend. A store that fails any of these does not serve.
 //!
@@ -16,9 +17,10 @@ use crate::error::Error;
 use crate::keys::anchor::Anchor;
 use crate::keys::state_mac::StateMac;
 use crate::keys::{KeyRef, KeyService, KeyUse};
-use crate::store::StoreError;
-use crate::store::redb::{RedbDatabase, RedbStore};
+use crate::store::postgres::{PgDatabase, PgOptions};
+use crate::store::redb::RedbDatabase;
 use crate::store::sealing::RowSealer;
+use crate::store::{Store, StoreError};
 
 /// Metadata key of the state MAC key's backend reference.
 pub const STATE_KEY_META: &str = "state_mac_key";
@@ -62,25 +64,112 @@ fn open_checked(data_dir: &Path, cache_bytes: usize) -> Result<RedbDatabase, Tru
     Ok(database)
 }
 
+/// Where the store lives.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded redb file in a data directory.
+    Redb {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+        /// Its page cache.
+        cache_bytes: usize,
+    },
+    /// A PostgreSQL database, shared by the daemons of a cluster.
+    Postgres(PgOptions),
+}
+
+/// A store opened and schema-checked, before its rows can be authenticated.
+enum Unauthenticated {
+    Redb(RedbDatabase),
+    Postgres(PgDatabase),
+}
+
+impl Unauthenticated {
+    async fn open(location: &StoreLocation) -> Result<Unauthenticated, TrustError> {
+        match location {
+            StoreLocation::Redb {
+                data_dir,
+                cache_bytes,
+            } => {
+                let (dir, cache) = (data_dir.clone(), *cache_bytes);
+                let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache))
+                    .await
+                    .map_err(engine_failed)??;
+                Ok(Unauthenticated::Redb(database))
+            }
+            StoreLocation::Postgres(options) => Ok(Unauthenticated::Postgres(
+                PgDatabase::open(options.clone()).await?,
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Unauthenticated::Redb(database) => database.path().display().to_string(),
+            Unauthenticated::Postgres(database) => database.describe().to_owned(),
+        }
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Unauthenticated::Redb(database) => database.meta(key),
+            Unauthenticated::Postgres(database) => database.meta(key).await,
+        }
+    }
+
+    /// Stores `value` unless a value is there; the value now stored.
+    async fn put_meta_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Unauthenticated::Redb(database) => {
+                database.put_meta(key, value)?;
+                Ok(value.to_vec())
+            }
+            Unauthenticated::Postgres(database) => database.put_meta_once(key, value).await,
+        }
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        match self {
+            Unauthenticated::Redb(database) => database.is_empty(),
+            Unauthenticated::Postgres(database) => database.is_empty().await,
+        }
+    }
+
+    fn authenticated(self, sealer: Arc<RowSealer>) -> Arc<dyn Store> {
+        match self {
+            Unauthenticated::Redb(database) => Arc::new(database.authenticated(sealer)),
+            Unauthenticated::Postgres(database) => Arc::new(database.authenticated(sealer)),
+        }
+    }
+}
+
 /// The store authenticated with the deployment's state MAC key, created on the first start of
 /// an empty store in a backend without an anchor.
 async fn authenticated(
-    database: RedbDatabase,
+    database: Unauthenticated,
     keys: &KeyService,
     anchor: Option<&Anchor>,
-) -> Result<RedbStore, TrustError> {
-    let key = match database.meta(STATE_KEY_META)? {
+) -> Result<Arc<dyn Store>, TrustError> {
+    let key = match database.meta(STATE_KEY_META).await? {
         Some(key) => KeyRef(key),
-        None if database.is_empty()? && anchor.is_none() => {
+        None if database.is_empty().await? && anchor.is_none() => {
             let key = keys.create_key(KeyUse::Mac, "state-mac".into()).await?;
-            database.put_meta(STATE_KEY_META, &key.0)?;
-            tracing::info!("new store: state MAC key created in the key backend");
-            key
+            // Daemons of a cluster starting together on an empty database: the first key
+            // stored is everyone's.
+            let stored = database.put_meta_once(STATE_KEY_META, &key.0).await?;
+            if stored == key.0 {
+                tracing::info!("new store: state MAC key created in the key backend");
+            } else {
+                tracing::info!(
+                    "new store: another daemon stored the state MAC key first; using it"
+                );
+            }
+            KeyRef(stored)
         }
         None => {
             return Err(TrustError::Refused(format!(
                 "{} holds no state MAC key{}: not a store of this deployment, or an emptied one",
-                database.path().display(),
+                database.describe(),
                 if anchor.is_some() {
                     " while the key backend holds an anchor"
                 } else {
@@ -93,20 +182,16 @@ async fn authenticated(
     Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac)))))
 }
 
-/// Opens the store in `data_dir` and verifies it against the backend's anchor; advances the
-/// anchor when the store's checkpoints run one step past it (a crash after storing a
-/// checkpoint). Blocking work runs off the async runtime.
+/// Opens the store and verifies it against the backend's anchor; advances the anchor when
+/// the store's checkpoints run one step past it (a crash after storing a checkpoint).
+/// Blocking work runs off the async runtime.
 pub async fn open_store(
-    data_dir: &Path,
-    cache_bytes: usize,
+    location: &StoreLocation,
     keys: &KeyService,
-) -> Result<(Arc<RedbStore>, Verified), TrustError> {
-    let dir = data_dir.to_path_buf();
-    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
-        .await
-        .map_err(engine_failed)??;
+) -> Result<(Arc<dyn Store>, Verified), TrustError> {
+    let database = Unauthenticated::open(location).await?;
     let anchor = keys.read_anchor().await?;
-    let store = Arc::new(authenticated(database, keys, anchor.as_ref()).await?);
+    let store = authenticated(database, keys, anchor.as_ref()).await?;
     let checked = Arc::clone(&store);
     let mut verified = tokio::task::spawn_blocking(move || {
         integrity::verify_store_at_start(checked.as_ref(), anchor)
@@ -138,16 +223,17 @@ pub async fn verify_history(
     cache_bytes: usize,
     keys: &KeyService,
 ) -> Result<Verified, TrustError> {
-    let dir = data_dir.to_path_buf();
-    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
-        .await
-        .map_err(engine_failed)??;
-    if database.meta(STATE_KEY_META)?.is_none() {
+    let database = Unauthenticated::open(&StoreLocation::Redb {
+        data_dir: data_dir.to_path_buf(),
+        cache_bytes,
+    })
+    .await?;
+    if database.meta(STATE_KEY_META).await?.is_none() {
         return Err(TrustError::Refused(
             "the snapshot holds no state MAC key: not a store of this locker".into(),
         ));
     }
-    let store = Arc::new(authenticated(database, keys, None).await?);
+    let store = authenticated(database, keys, None).await?;
     let verified =
         tokio::task::spawn_blocking(move || integrity::verify_store_history(store.as_ref()))
             .await
@@ -185,21 +271,17 @@ impl Reanchored {
     }
 }
 
-/// Accepts the store in `data_dir` — a genuine backup restored after a disaster — as current:
+/// Accepts the store — a genuine backup restored after a disaster — as current:
 /// verifies its whole history (links, signatures, chain) except freshness, then anchors its
 /// newest checkpoint with a raised counter. The caller records the act in the audit log and
 /// signs a checkpoint over that record. Never automatic.
 pub async fn reanchor(
-    data_dir: &Path,
-    cache_bytes: usize,
+    location: &StoreLocation,
     keys: &KeyService,
-) -> Result<(Arc<RedbStore>, Verified, Reanchored), TrustError> {
-    let dir = data_dir.to_path_buf();
-    let database = tokio::task::spawn_blocking(move || open_checked(&dir, cache_bytes))
-        .await
-        .map_err(engine_failed)??;
+) -> Result<(Arc<dyn Store>, Verified, Reanchored), TrustError> {
+    let database = Unauthenticated::open(location).await?;
     let previous = keys.read_anchor().await?;
-    let store = Arc::new(authenticated(database, keys, None).await?);
+    let store = authenticated(database, keys, None).await?;
     let checked = Arc::clone(&store);
     // Verified as if unanchored: every link and signature from the first checkpoint on.
     let verified =

@@ -38,10 +38,18 @@ const SLOW_COMMIT: u8 = 4;
 /// Like [`SLOW_COMMIT`], once the first slow commit has begun.
 const SLOW_COMMIT_STARTED: u8 = 5;
 
+/// The embedded store in `dir` with a small page cache.
+fn embedded(dir: &Path) -> vault_daemon::trust::StoreLocation {
+    vault_daemon::trust::StoreLocation::Redb {
+        data_dir: dir.to_owned(),
+        cache_bytes: 8 << 20,
+    }
+}
+
 /// The real store, verified against the sim's anchor, with faults injected by `mode` inside
 /// the same guard that catches the storage engine's panics.
 async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Arc<dyn Store> {
-    let (inner, _) = vault_daemon::trust::open_store(dir, 8 << 20, keys)
+    let (inner, _) = vault_daemon::trust::open_store(&embedded(dir), keys)
         .await
         .expect("store");
     let mode = Arc::clone(mode);
@@ -343,7 +351,7 @@ async fn the_checkpointer_never_signs_over_a_broken_chain() {
     drop(store);
 
     // The start-up check refuses the same store.
-    let refused = vault_daemon::trust::open_store(dir.path(), 8 << 20, &keys).await;
+    let refused = vault_daemon::trust::open_store(&embedded(dir.path()), &keys).await;
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("was altered or does not follow")),
         "{:?}",

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
 use crate::keys::{KeyRef, KeyService, KeyUse};
 use crate::store::Store;
+use crate::store::lease::{self, DutyLease, LeaseState};
 use crate::store::mutation::Mutation;
 
 /// When to checkpoint.
@@ -247,9 +248,16 @@ impl Checkpointer {
             .sign(KeyRef(key.key_ref.clone()), body.signed_payload())
             .await?;
         let checkpoint = body.into_checkpoint(&signature);
-        self.writer
+        if let Err(error) = self
+            .writer
             .submit_unaudited(Mutation::PutCheckpoint(checkpoint.clone()))
-            .await?;
+            .await
+        {
+            // Another daemon stored one first (its lease ran out under this one's feet):
+            // verify afresh next time rather than trust what this process remembers.
+            *guard = None;
+            return Err(error);
+        }
         progress.last = Some(checkpoint.clone());
         // Stored first, anchored second: a crash between leaves the store one checkpoint
         // ahead of the anchor, which start-up accepts and anchors.
@@ -267,8 +275,16 @@ impl Checkpointer {
     /// and retried at the next tick: entries meanwhile stay chained, only unanchored.
     pub async fn run(self) {
         let mut last_time = Instant::now();
+        let lease = DutyLease::new(Arc::clone(&self.store), lease::CHECKPOINTS);
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // One daemon of a cluster signs checkpoints; one that takes the duty over starts
+            // from what the store holds now (other daemons signed meanwhile), verified anew.
+            match lease.check() {
+                LeaseState::Elsewhere => continue,
+                LeaseState::Held { gained: true } => *self.progress.lock().await = None,
+                LeaseState::Held { gained: false } => {}
+            }
             let due = match self.pending() {
                 Ok(pending) => {
                     pending >= self.policy.every

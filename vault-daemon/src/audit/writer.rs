@@ -23,7 +23,7 @@ use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, 
 use crate::clock::Clock;
 use crate::error::{Error, Outcome};
 use crate::store::mutation::{Mutation, MutationOutcome};
-use crate::store::{AuthorityState, Store, StoreError};
+use crate::store::{AuthorityState, Store, StoreError, StoreRead};
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +125,12 @@ struct ChainHead {
 }
 
 fn read_head(store: &dyn Store) -> Result<ChainHead, StoreError> {
-    match store.reader()?.audit_last()? {
+    head_of(store.reader()?.as_ref())
+}
+
+/// The head as `reader` holds it, its last entry checked.
+fn head_of(reader: &dyn StoreRead) -> Result<ChainHead, StoreError> {
+    match reader.audit_last()? {
         None => Ok(ChainHead {
             seq: 0,
             hash: GENESIS_HASH,
@@ -147,6 +152,29 @@ fn read_head(store: &dyn Store) -> Result<ChainHead, StoreError> {
             })
         }
     }
+}
+
+/// The head to extend, read inside the writer's transaction (never taken from memory: other
+/// daemons on a shared store append too). A head behind what this daemon has committed, or
+/// at the same entry with another hash, means the store lost or rewrote history.
+fn head_in(txn: &dyn StoreRead, known: ChainHead) -> Result<ChainHead, StoreError> {
+    let stored = head_of(txn)?;
+    if stored.seq < known.seq {
+        return Err(StoreError::Behind {
+            found: stored.seq,
+            committed: known.seq,
+        });
+    }
+    if stored.seq == known.seq && stored.hash != known.hash {
+        return Err(StoreError::Corrupt(format!(
+            "audit entry {} in the store is not the one this daemon committed",
+            stored.seq
+        )));
+    }
+    Ok(ChainHead {
+        time_ms: stored.time_ms.max(known.time_ms),
+        ..stored
+    })
 }
 
 impl AuditWriter {
@@ -386,7 +414,10 @@ fn run(
             }
             // Reopen the store and read the head again (it is what the store holds, not what
             // this thread remembers).
-            match store.recover().and_then(|()| read_head(store.as_ref())) {
+            match store
+                .recover()
+                .and_then(|()| head_in(store.reader()?.as_ref(), head))
+            {
                 Ok(reread) => head = reread,
                 Err(error) => {
                     let refused = batch.len();
@@ -453,10 +484,11 @@ type Committed = (Result<MutationOutcome, Error>, Option<(u64, AuditEntry)>);
 fn commit_batch(
     store: &dyn Store,
     clock: &dyn Clock,
-    mut head: ChainHead,
+    known: ChainHead,
     batch: &mut [Unit],
 ) -> Result<(ChainHead, Vec<Committed>), StoreError> {
     let mut txn = store.writer()?;
+    let mut head = head_in(txn.as_ref(), known)?;
     let mut results = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);

@@ -28,8 +28,28 @@ impl SimBackend {
     /// Opens the token in `data_dir/hsm-sim`. With `fault_control_file`, the token reads its
     /// fault from a control file there (tests and dev only).
     pub fn open(data_dir: &Path, fault_control_file: bool) -> Result<SimBackend, KeyError> {
-        let token = SimToken::open(&data_dir.join(SIM_DIR), SimOptions { fault_control_file })
-            .map_err(map_error)?;
+        SimBackend::open_with(data_dir, fault_control_file, false)
+    }
+
+    /// Like [`SimBackend::open`], for a token directory that several dev daemons share
+    /// (`--dev-keys`): each takes in the others' key changes.
+    pub fn open_shared(data_dir: &Path, fault_control_file: bool) -> Result<SimBackend, KeyError> {
+        SimBackend::open_with(data_dir, fault_control_file, true)
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        fault_control_file: bool,
+        shared: bool,
+    ) -> Result<SimBackend, KeyError> {
+        let token = SimToken::open(
+            &data_dir.join(SIM_DIR),
+            SimOptions {
+                fault_control_file,
+                shared,
+            },
+        )
+        .map_err(map_error)?;
         Ok(SimBackend {
             token,
             fault_control_file,

@@ -245,7 +245,26 @@ impl Locker {
 /// are logged and retried at the next tick: a record is disposed of late, never early and
 /// never unaudited.
 pub async fn run_disposal_schedule(locker: std::sync::Arc<Locker>, interval: std::time::Duration) {
+    use crate::store::lease::{self, DutyLease, LeaseState};
+    use tokio::time::{Instant, sleep};
+    let lease = DutyLease::new(std::sync::Arc::clone(&locker.store), lease::DISPOSAL);
+    let second = std::time::Duration::from_secs(1);
+    let mut due = Instant::now();
     loop {
+        // One daemon of a cluster runs the schedule. The lease is checked every second, so it
+        // stays held through a long interval and a daemon taking it over runs at once.
+        let state = lease.check();
+        if state == LeaseState::Elsewhere || Instant::now() < due {
+            let wait = if state == (LeaseState::Held { gained: true }) {
+                std::time::Duration::ZERO
+            } else {
+                second.min(due.saturating_duration_since(Instant::now()).max(second))
+            };
+            if !wait.is_zero() {
+                sleep(wait).await;
+                continue;
+            }
+        }
         match locker.run_disposal().await {
             Ok(report) if report.disposed > 0 || !report.epoch_keys_destroyed.is_empty() => {
                 tracing::info!(
@@ -257,6 +276,6 @@ pub async fn run_disposal_schedule(locker: std::sync::Arc<Locker>, interval: std
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "disposal scheduler failed; will retry"),
         }
-        tokio::time::sleep(interval).await;
+        due = Instant::now() + interval;
     }
 }

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::keys::KeyUse;
 use crate::keys::envelope;
 use crate::service::{Locker, RequestContext};
+use crate::store::lease::{self, DutyLease, LeaseState};
 use crate::store::mutation::Mutation;
 
 const SCAN_PAGE: usize = 1000;
@@ -350,7 +351,14 @@ impl Locker {
 /// Runs rewrap jobs until aborted: a batch, a pause, again. Failures (backend down) are logged
 /// and retried; the job's progress is in the store, so nothing is lost.
 pub async fn run_rewrap(locker: Arc<Locker>, policy: RewrapPolicy) {
+    let lease = DutyLease::new(Arc::clone(&locker.store), lease::REWRAP);
     loop {
+        // One daemon of a cluster rewraps and destroys due keys; the job's progress is in the
+        // store, so whoever holds the lease goes on where the last holder stopped.
+        if lease.check() == LeaseState::Elsewhere {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            continue;
+        }
         match locker.rewrap_step(policy.batch.max(1)).await {
             Ok(true) => tokio::time::sleep(policy.pause).await,
             Ok(false) => {

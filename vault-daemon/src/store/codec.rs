@@ -55,3 +55,31 @@ pub fn decode_sealed<T: DeserializeOwned>(
         ))
     })
 }
+
+/// Blind index key: tenant ‖ 0x00 ‖ HMAC. Tenant ids cannot contain 0x00.
+pub fn index_key(tenant: &str, index: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 33);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(index);
+    key
+}
+
+/// Key of an epoch key: the tenant, then the epoch zero-padded so keys sort by month.
+pub fn epoch_key_id(tenant: &str, epoch: u32) -> String {
+    format!("{tenant}/{epoch:08}")
+}
+
+/// Key of a disposal queue entry: the date first, so the queue reads in date order.
+pub fn disposal_key(dispose_on: &str, handle: &str) -> String {
+    format!("{dispose_on}/{handle}")
+}
+
+/// Adds one stored row to the authority digest: table, key and value, each length-prefixed.
+/// Every store digests the same bytes, so the digest does not depend on the store.
+pub fn digest_row(context: &mut ring::digest::Context, table: &str, key: &[u8], value: &[u8]) {
+    for field in [table.as_bytes(), key, value] {
+        context.update(&(field.len() as u32).to_be_bytes());
+        context.update(field);
+    }
+}

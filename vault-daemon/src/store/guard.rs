@@ -87,6 +87,17 @@ impl Store for PanicSafe {
         guard(self.fault.as_ref(), "recover", || self.inner.recover())
     }
 
+    fn hold_lease(
+        &self,
+        duty: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        guard(self.fault.as_ref(), "hold_lease", || {
+            self.inner.hold_lease(duty, holder, ttl)
+        })
+    }
+
     fn snapshot(
         &self,
         sink: &mut dyn FnMut(&[u8]) -> bool,

@@ -10,7 +10,9 @@ pub mod approvals;
 pub mod codec;
 pub mod corrections;
 pub mod guard;
+pub mod lease;
 pub mod mutation;
+pub mod postgres;
 pub mod redb;
 pub mod sealing;
 pub mod snapshot;
@@ -54,6 +56,17 @@ pub enum StoreError {
     /// The key backend could not authenticate a row in time: fail closed.
     #[error("cannot authenticate stored rows: {0}")]
     Unauthenticated(String),
+    /// The store's audit chain ends before an entry this daemon has itself committed: the
+    /// database lost commits (a failover to a standby that was behind) or was rolled back.
+    #[error(
+        "the store's audit chain ends at entry {found}, but this daemon committed entry {committed}: the database lost commits (a failover to a standby that was behind?) or was rolled back"
+    )]
+    Behind {
+        /// The store's last entry.
+        found: u64,
+        /// The last entry this daemon committed.
+        committed: u64,
+    },
     /// The store was written by another schema version.
     #[error("store schema version {found} is not supported (expected {expected})")]
     Schema {
@@ -68,7 +81,7 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Error {
         match error {
             StoreError::Io(_) => Error::Unavailable(format!("{error}; nothing was released")),
-            StoreError::Corrupt(_) | StoreError::Tampered { .. } => {
+            StoreError::Corrupt(_) | StoreError::Tampered { .. } | StoreError::Behind { .. } => {
                 Error::Integrity(format!("{error}; nothing was released"))
             }
             StoreError::Unauthenticated(_) => {
@@ -117,6 +130,17 @@ pub trait Store: Send + Sync + 'static {
     /// writer calls it before it retries. Stores that need nothing keep the default.
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Takes or renews the lease on a cluster duty (checkpoints, rewrap, disposal) for
+    /// `holder` for `ttl`; `false` while another holder's lease runs. A store only one process
+    /// can open (redb) grants every lease.
+    fn hold_lease(
+        &self,
+        _duty: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
     }
     /// Writes every row, from one read transaction, in the snapshot format to `sink` (an
     /// online backup); `false` from the sink stops it.

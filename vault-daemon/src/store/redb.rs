@@ -30,7 +30,10 @@ use crate::domain::record::Record;
 use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
-use crate::store::codec::{decode, decode_sealed, encode, encode_sealed};
+pub use crate::store::codec::index_key;
+use crate::store::codec::{
+    decode, decode_sealed, digest_row, disposal_key, encode, encode_sealed, epoch_key_id,
+};
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
 use crate::store::{
@@ -112,13 +115,6 @@ fn is_authority(definition: TableDefinition<&str, &[u8]>) -> bool {
     AUTHORITY_TABLES
         .iter()
         .any(|table| table.name() == definition.name())
-}
-
-fn digest_row(context: &mut ring::digest::Context, table: &str, key: &[u8], value: &[u8]) {
-    for field in [table.as_bytes(), key, value] {
-        context.update(&(field.len() as u32).to_be_bytes());
-        context.update(field);
-    }
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -372,15 +368,6 @@ impl RedbDatabase {
     }
 }
 
-/// Blind index key: tenant ‖ 0x00 ‖ HMAC. Tenant ids cannot contain 0x00.
-pub fn index_key(tenant: &str, index: &[u8; 32]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(tenant.len() + 33);
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(0);
-    key.extend_from_slice(index);
-    key
-}
-
 impl RedbStore {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
@@ -501,11 +488,6 @@ impl Store for RedbStore {
         *slot = Some(Arc::new(database));
         reserved
     }
-}
-
-/// Key of an epoch key: the tenant, then the epoch zero-padded so keys sort by month.
-fn epoch_key_id(tenant: &str, epoch: u32) -> String {
-    format!("{tenant}/{epoch:08}")
 }
 
 struct RedbRead<'a> {
@@ -932,14 +914,14 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
-        let key = format!("{}/{}", entry.dispose_on, entry.handle);
+        let key = disposal_key(&entry.dispose_on, &entry.handle);
         self.put_sealed(DISPOSAL_QUEUE, &key, entry)
     }
 
     fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
         let mut table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
         table
-            .remove(format!("{dispose_on}/{handle}").as_str())
+            .remove(disposal_key(dispose_on, handle.as_str()).as_str())
             .map_err(io)?;
         Ok(())
     }

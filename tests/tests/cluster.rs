@@ -1,0 +1,447 @@
+//! Several daemons on one PostgreSQL: one audit chain for the cluster, surviving a daemon's
+//! death and stall. Every daemon is the real binary on its own loopback port and data
+//! directory; all share one PostgreSQL 15 (its own port, run as `postgres`) and one key
+//! token (SoftHSM, or the simulated token) through `--dev-keys`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vault_client::{Client, pb};
+use vault_tests::cli::vault_cli;
+use vault_tests::numbers::valid_number;
+use vault_tests::postgres::Postgres;
+use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::{Daemon, DaemonOptions};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+/// A cluster of dev daemons on one database and one key directory.
+struct Cluster {
+    root: PathBuf,
+    url: String,
+    backend: String,
+    daemons: Vec<Option<Daemon>>,
+}
+
+impl Cluster {
+    /// Starts `n` daemons one after another (the first provisions the dev tenant, its
+    /// operators and the keys; the others find them).
+    fn start(root: &Path, postgres: &Postgres, backend: &str, n: usize) -> Cluster {
+        postgres.create_database("locker");
+        let mut cluster = Cluster {
+            root: root.to_owned(),
+            url: postgres.url_of("locker"),
+            backend: backend.to_owned(),
+            daemons: Vec::new(),
+        };
+        for i in 0..n {
+            let daemon = cluster.launch(i);
+            cluster.daemons.push(Some(daemon));
+        }
+        cluster
+    }
+
+    fn options(&self) -> DaemonOptions {
+        DaemonOptions {
+            backend: Some(self.backend.clone()),
+            args: vec![
+                "--store-url".into(),
+                self.url.clone(),
+                "--dev-keys".into(),
+                self.root.join("keys").display().to_string(),
+            ],
+            ..DaemonOptions::default()
+        }
+    }
+
+    fn launch(&self, i: usize) -> Daemon {
+        Daemon::start(&self.root.join(format!("daemon{i}")), self.options())
+    }
+
+    fn daemon(&self, i: usize) -> &Daemon {
+        self.daemons[i].as_ref().expect("daemon running")
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.daemons
+            .iter()
+            .map(|d| d.as_ref().expect("running").endpoint())
+            .collect()
+    }
+}
+
+async fn client(endpoint: &str, token: &secrecy::SecretString) -> Client {
+    Client::connect(&vault_client::ClientConfig::new(
+        endpoint.to_owned(),
+        Some(token.clone()),
+    ))
+    .await
+    .expect("connect")
+}
+
+/// The chain as exported: every sequence number once, 1..=n, each entry linked to the one
+/// before (checked by the daemon's own online verification and by `audit verify --offline`).
+async fn assert_one_chain(daemon: &Daemon, dir: &Path) -> Vec<pb::AuditEntry> {
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let online = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(online.ok, "online verification: {}", online.message);
+    let entries = export_audit(&mut auditor).await;
+    let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=entries.len() as u64).collect();
+    assert_eq!(seqs, expected, "one chain, without fork or gap");
+
+    let keys = dir.join("audit-keys.pem");
+    let export = dir.join("audit.jsonl");
+    for args in [
+        ["audit", "public-key", "--out", keys.to_str().expect("utf8")],
+        ["audit", "export", "--out", export.to_str().expect("utf8")],
+    ] {
+        let (ok, _, stderr) = vault_cli(daemon, "dev-auditor", &args, "");
+        assert!(ok, "vault-client {args:?}: {stderr}");
+    }
+    let offline = std::process::Command::new(vault_tests::binary_path("vault-client"))
+        .args(["audit", "verify", "--offline"])
+        .arg(&export)
+        .arg("--public-key")
+        .arg(&keys)
+        .output()
+        .expect("vault-client");
+    assert!(
+        offline.status.success(),
+        "offline verification: {}{}",
+        String::from_utf8_lossy(&offline.stdout),
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_on_one_database_serve_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "softhsm", 3);
+    let handler_token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = cluster.endpoints();
+
+    // Sealed on A, opened on B and on C.
+    let mut a = client(&endpoints[0], &handler_token).await;
+    let mut sealed = Vec::new();
+    for i in 0..10 {
+        let number = valid_number(7_000 + i);
+        let handle = a
+            .locker
+            .seal(seal_request("dev", &format!("S{i}"), &number, &[W]))
+            .await
+            .expect("seal on A")
+            .into_inner()
+            .handle;
+        sealed.push((handle, number));
+    }
+    for endpoint in &endpoints[1..] {
+        let mut other = client(endpoint, &handler_token).await;
+        for (handle, number) in &sealed {
+            let opened = other
+                .locker
+                .unseal(pb::UnsealRequest {
+                    handle: handle.clone(),
+                    purpose: W.into(),
+                })
+                .await
+                .expect("unseal on another daemon")
+                .into_inner();
+            assert_eq!(&opened.number, number);
+        }
+        // The same number sealed on another daemon is the same record.
+        let again = other
+            .locker
+            .seal(seal_request("dev", "S0", &sealed[0].1, &[W]))
+            .await
+            .expect("re-seal")
+            .into_inner();
+        assert_eq!(again.handle, sealed[0].0);
+    }
+    let entries = assert_one_chain(cluster.daemon(2), dir.path()).await;
+    let unseals = entries.iter().filter(|e| e.action == "UNSEAL").count();
+    assert_eq!(unseals, 20, "every unseal on B and C is in the one chain");
+}
+
+/// What the load saw: acknowledged seals and the request ids of unseals that returned a
+/// number.
+#[derive(Default)]
+struct Ledger {
+    acked: BTreeMap<String, String>,
+    unsealed: Vec<(String, String)>,
+    failures: u64,
+}
+
+/// One client of the load: seals new numbers and unseals acknowledged ones, on whichever
+/// daemon answers; a daemon that fails is left for the next one.
+async fn load_worker(
+    worker: u64,
+    endpoints: Arc<Mutex<Vec<String>>>,
+    token: secrecy::SecretString,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut target = worker as usize;
+    let mut connection: Option<Client> = None;
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if connection.is_none() {
+            let endpoint = {
+                let endpoints = endpoints.lock().expect("endpoints");
+                endpoints[target % endpoints.len()].clone()
+            };
+            match Client::connect(&vault_client::ClientConfig::new(
+                endpoint,
+                Some(token.clone()),
+            ))
+            .await
+            {
+                Ok(client) => connection = Some(client),
+                Err(_) => {
+                    target += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(client) = connection.as_mut() else {
+            continue;
+        };
+        i += 1;
+        let request_id = format!("w{worker}-{i}");
+        let known = {
+            let ledger = ledger.lock().expect("ledger");
+            i.is_multiple_of(2)
+                .then(|| {
+                    ledger
+                        .acked
+                        .iter()
+                        .nth((i as usize * 7) % ledger.acked.len().max(1))
+                })
+                .flatten()
+                .map(|(n, h)| (n.clone(), h.clone()))
+        };
+        let outcome = match known {
+            Some((number, handle)) => client
+                .locker
+                .unseal(with_id(
+                    pb::UnsealRequest {
+                        handle,
+                        purpose: W.into(),
+                    },
+                    &request_id,
+                ))
+                .await
+                .map(|reply| {
+                    let reply = reply.into_inner();
+                    assert_eq!(reply.number, number, "an unseal returned another number");
+                    ledger
+                        .lock()
+                        .expect("ledger")
+                        .unsealed
+                        .push((request_id.clone(), reply.number));
+                }),
+            None => {
+                let number = valid_number(1_000_000 + worker * 100_000 + i);
+                client
+                    .locker
+                    .seal(with_id(
+                        seal_request("dev", &format!("K{worker}-{i}"), &number, &[W]),
+                        &request_id,
+                    ))
+                    .await
+                    .map(|reply| {
+                        ledger
+                            .lock()
+                            .expect("ledger")
+                            .acked
+                            .insert(number, reply.into_inner().handle);
+                    })
+            }
+        };
+        if outcome.is_err() {
+            ledger.lock().expect("ledger").failures += 1;
+            connection = None;
+            target += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_ten_times_under_load_loses_nothing_and_forks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), &postgres, "softhsm", 3);
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..32)
+        .map(|w| {
+            tokio::spawn(load_worker(
+                w,
+                Arc::clone(&endpoints),
+                token.clone(),
+                Arc::clone(&ledger),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+
+    for kill in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let victim = kill % 3;
+        let daemon = cluster.daemons[victim].take().expect("running");
+        let restarted = tokio::task::spawn_blocking(move || daemon.kill_and_restart())
+            .await
+            .expect("restart");
+        endpoints.lock().expect("endpoints")[victim] = restarted.endpoint();
+        cluster.daemons[victim] = Some(restarted);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
+    assert!(
+        ledger.acked.len() > 100,
+        "the load ran: {} seals",
+        ledger.acked.len()
+    );
+    assert!(ledger.failures > 0, "the kills cut calls short");
+
+    // 0 acknowledged seals lost: each opens to its number (on one daemon: they share the
+    // database), and a sample of them on each of the others.
+    for (at, endpoint) in cluster.endpoints().iter().enumerate() {
+        let mut check = client(endpoint, &token).await;
+        let sample = if at == 0 { usize::MAX } else { 100 };
+        for (number, handle) in ledger.acked.iter().take(sample) {
+            let opened = check
+                .locker
+                .unseal(pb::UnsealRequest {
+                    handle: handle.clone(),
+                    purpose: W.into(),
+                })
+                .await
+                .unwrap_or_else(|status| panic!("acknowledged seal {handle} lost: {status}"))
+                .into_inner();
+            assert_eq!(&opened.number, number);
+        }
+    }
+    // 0 numbers received without a committed audit entry, in one chain without fork or gap.
+    let entries = assert_one_chain(cluster.daemon(1), dir.path()).await;
+    let audited: BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.action == "UNSEAL" && e.outcome == "ALLOWED")
+        .map(|e| e.request_id.as_str())
+        .collect();
+    let unaudited: Vec<&str> = ledger
+        .unsealed
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .filter(|id| !audited.contains(id))
+        .collect();
+    assert!(
+        unaudited.is_empty(),
+        "{} numbers received without an entry, e.g. {:?}",
+        unaudited.len(),
+        &unaudited[..unaudited.len().min(5)]
+    );
+    eprintln!(
+        "cluster under SIGKILL: {} seals acknowledged, {} unseals received and audited, {} calls cut short, {} entries",
+        ledger.acked.len(),
+        ledger.unsealed.len(),
+        ledger.failures,
+        entries.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_daemon_does_not_hold_the_chain_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 3);
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The batch: 12 clients on A (which will stall), 12 on B and C.
+    let workers: Vec<_> = (0..24)
+        .map(|w| {
+            tokio::spawn(load_worker(
+                w,
+                Arc::clone(&endpoints),
+                token.clone(),
+                Arc::clone(&ledger),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_stop = ledger.lock().expect("ledger").acked.len();
+    assert!(before_stop > 0, "the batch is running");
+
+    // SIGSTOP A in the middle of the batch: it stalls wherever it is, perhaps holding the
+    // chain-head lock inside its group commit.
+    let pid = cluster.daemon(0).pid().to_string();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    let stopped_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past lock_timeout and idle_in_transaction_session_timeout: B and C commit on.
+    let mark = ledger.lock().expect("ledger").acked.len();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let during = ledger.lock().expect("ledger").acked.len() - mark;
+    assert!(stopped_at.elapsed() >= Duration::from_secs(10));
+    signal("-CONT");
+    assert!(
+        during > 100,
+        "B and C committed only {during} seals in the 7 s after A stalled"
+    );
+
+    // A recovers by itself: its stale transaction was ended by the server.
+    let mut a = client(&cluster.endpoints()[0], &token).await;
+    let mut last_error = None;
+    for attempt in 0..50 {
+        let number = valid_number(500 + attempt);
+        match a
+            .locker
+            .seal(seal_request("dev", "after-stall", &number, &[W]))
+            .await
+        {
+            Ok(_) => {
+                last_error = None;
+                break;
+            }
+            Err(status) => last_error = Some(status),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        last_error.is_none(),
+        "A serves again after SIGCONT: {last_error:?}\n{}",
+        cluster.daemon(0).log()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    assert_one_chain(cluster.daemon(1), dir.path()).await;
+    eprintln!("while A was stopped, B and C committed {during} seals in 7 s");
+}

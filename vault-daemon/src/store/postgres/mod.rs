@@ -1,0 +1,453 @@
+//! The cluster store on PostgreSQL: the same rows as the embedded store, in one table per kind
+//! of row, shared by any number of daemons.
+//!
+//! - Reads run in a `REPEATABLE READ, READ ONLY` transaction: one snapshot per reader, as redb
+//!   gives.
+//! - Every write transaction starts by locking the chain-head row (`SELECT … FOR UPDATE`), so
+//!   the group commits of all daemons append to one audit chain one after another; the audit
+//!   table's primary key on the sequence refuses a fork even if that lock were bypassed.
+//! - `lock_timeout` (below the commit timeout) bounds the wait for the head; the server's
+//!   `idle_in_transaction_session_timeout` ends the transaction of a daemon that stalls while
+//!   holding it (SIGSTOP, a hung host), so the others go on.
+//!
+//! The `Store` traits are synchronous; their methods run the queries on the runtime from
+//! inside `block_in_place` (as the state MAC does), so a worker thread waiting on the
+//! database hands its other tasks to another thread.
+
+pub mod schema;
+pub mod tables;
+mod txn;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::TargetSessionAttrs;
+
+use crate::store::sealing::RowSealer;
+use crate::store::snapshot::{SnapshotHeader, SnapshotWriter};
+use crate::store::{SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
+use tables::OwnedKey;
+
+pub use txn::PgTxn;
+
+/// How to reach and use the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A libpq-style URL or key=value string; several hosts may be listed (the daemon always
+    /// asks for a read-write session, so it follows a failover to the new primary).
+    pub url: String,
+    /// Connections at most.
+    pub pool_size: usize,
+    /// CA certificate (PEM) to verify the server with; with it, connections use TLS (rustls)
+    /// as the URL's `sslmode` says (`require` refuses a server without TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// How long a group commit waits for the chain head; below the commit timeout.
+    pub lock_timeout: Duration,
+    /// How long the server lets a transaction sit idle before it ends it (and releases the
+    /// chain head): what a stalled daemon costs the others.
+    pub idle_in_transaction_timeout: Duration,
+    /// Longest statement.
+    pub statement_timeout: Duration,
+    /// Longest wait for a connection (new or from the pool).
+    pub connect_timeout: Duration,
+    /// The password, when not in the URL (from a file).
+    pub password: Option<secrecy::SecretString>,
+}
+
+impl PgOptions {
+    /// Options for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions {
+            url: url.into(),
+            pool_size: 16,
+            tls_ca: None,
+            lock_timeout: Duration::from_secs(3),
+            idle_in_transaction_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            password: None,
+        }
+    }
+}
+
+pub(crate) fn io(error: tokio_postgres::Error) -> StoreError {
+    // A server error's own text (never a row's value: values travel as parameters).
+    match error.as_db_error() {
+        Some(db) => StoreError::Io(format!(
+            "PostgreSQL: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError::Io(format!("PostgreSQL: {error}")),
+    }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => io(error),
+        other => StoreError::Io(format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+/// What the store and its transactions share.
+pub(crate) struct Shared {
+    pool: Pool,
+    runtime: tokio::runtime::Handle,
+    options: PgOptions,
+    describe: String,
+}
+
+impl Shared {
+    /// Runs `future` to completion from synchronous code (see the module doc).
+    pub(crate) fn block<F: std::future::Future>(&self, future: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            Ok(current)
+                if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(|| self.runtime.block_on(future))
+            }
+            _ => self.runtime.block_on(future),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+fn pg_config(options: &PgOptions) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|e| StoreError::Io(format!("store url does not parse: {e}")))?;
+    config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    if let Some(password) = &options.password {
+        use secrecy::ExposeSecret;
+        config.password(password.expose_secret());
+    }
+    config.connect_timeout(options.connect_timeout);
+    config.application_name("mynumber-locker");
+    let ms = |d: Duration| d.as_millis().max(1);
+    let mut server_options = config.get_options().unwrap_or_default().to_owned();
+    server_options.push_str(&format!(
+        " -c idle_in_transaction_session_timeout={} -c statement_timeout={} -c TimeZone=UTC",
+        ms(options.idle_in_transaction_timeout),
+        ms(options.statement_timeout)
+    ));
+    config.options(server_options.trim());
+    Ok(config)
+}
+
+fn tls_connector(
+    ca: &std::path::Path,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| StoreError::Io(format!("store TLS CA {}: {e}", ca.display())))?;
+    for certificate in certificates {
+        let certificate = certificate
+            .map_err(|e| StoreError::Io(format!("store TLS CA {}: {e}", ca.display())))?;
+        roots
+            .add(certificate)
+            .map_err(|e| StoreError::Io(format!("store TLS CA {}: {e}", ca.display())))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Io(format!("store TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The database, migrated and schema-checked, before its rows can be authenticated.
+pub struct PgDatabase {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PgDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDatabase")
+            .field("database", &self.shared.describe)
+            .finish()
+    }
+}
+
+/// A description of the database for messages: hosts, ports and name, never the password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+        })
+        .collect();
+    format!(
+        "PostgreSQL {}/{}",
+        hosts.join(","),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+impl PgDatabase {
+    /// Connects, applies missing migrations (refusing a newer schema) and checks the row
+    /// format version. Must be called on the runtime the store will use.
+    pub async fn open(options: PgOptions) -> Result<PgDatabase, StoreError> {
+        let config = pg_config(&options)?;
+        let describe = describe(&config);
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &options.tls_ca {
+            Some(ca) => Manager::from_config(config, tls_connector(ca)?, manager_config),
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Io(format!("PostgreSQL connection pool: {e}")))?;
+        let shared = Arc::new(Shared {
+            pool,
+            runtime: tokio::runtime::Handle::current(),
+            options,
+            describe,
+        });
+        let mut client = shared.client().await?;
+        schema::migrate(&mut client).await?;
+        let version = SCHEMA_VERSION.to_be_bytes();
+        client
+            .execute(
+                "INSERT INTO locker.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT DO NOTHING",
+                &[&version.as_slice()],
+            )
+            .await
+            .map_err(io)?;
+        let stored: Vec<u8> = client
+            .query_one(
+                "SELECT value FROM locker.meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await
+            .map_err(io)?
+            .get(0);
+        let found = <[u8; 4]>::try_from(stored.as_slice())
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        Ok(PgDatabase { shared })
+    }
+
+    /// Which database, for messages.
+    pub fn describe(&self) -> &str {
+        &self.shared.describe
+    }
+
+    /// A metadata value.
+    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.shared.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM locker.meta WHERE key = $1", &[&key])
+            .await
+            .map_err(io)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Sets a metadata value unless one is there; returns the value now stored, so daemons
+    /// starting together on an empty database all take the first one written.
+    pub async fn put_meta_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let client = self.shared.client().await?;
+        client
+            .execute(
+                "INSERT INTO locker.meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &value],
+            )
+            .await
+            .map_err(io)?;
+        let row = client
+            .query_one("SELECT value FROM locker.meta WHERE key = $1", &[&key])
+            .await
+            .map_err(io)?;
+        Ok(row.get(0))
+    }
+
+    /// Whether the database holds no audit entry and no operator: never used.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let client = self.shared.client().await?;
+        let row = client
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM locker.audit) AND NOT EXISTS (SELECT 1 FROM locker.operators)",
+                &[],
+            )
+            .await
+            .map_err(io)?;
+        Ok(row.get(0))
+    }
+
+    /// The store, authenticating authority rows with `sealer`.
+    pub fn authenticated(self, sealer: Arc<RowSealer>) -> PgStore {
+        PgStore {
+            shared: self.shared,
+            sealer,
+        }
+    }
+
+    /// Writes snapshot rows into this database, which must hold no data (a restore), in one
+    /// transaction. Nothing is verified here: the caller verifies the result.
+    pub async fn load_rows(
+        &self,
+        rows: &[crate::store::snapshot::SnapshotRow],
+    ) -> Result<(), StoreError> {
+        if !self.is_empty().await? {
+            return Err(StoreError::Io(format!(
+                "{} holds data already; a restore writes only into an empty database",
+                self.shared.describe
+            )));
+        }
+        let mut client = self.shared.client().await?;
+        let txn = client.transaction().await.map_err(io)?;
+        let mut head = 0u64;
+        for row in rows {
+            let table = tables::SNAPSHOT_ORDER
+                .iter()
+                .find(|t| t.name == row.table)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table))
+                })?;
+            let key = tables::key_from_bytes(table.key, &row.key).ok_or_else(|| {
+                StoreError::Corrupt(format!("a key of {} does not decode", row.table))
+            })?;
+            if *table == tables::AUDIT {
+                head = head.max(key.as_u64());
+            }
+            let sql = format!(
+                "INSERT INTO {} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                table.qualified()
+            );
+            txn.execute(sql.as_str(), &[key.key().param(), &row.value.as_slice()])
+                .await
+                .map_err(io)?;
+        }
+        let head = i64::try_from(head).unwrap_or(i64::MAX);
+        txn.execute(
+            "UPDATE locker.chain_head SET seq = $1 WHERE id = 1",
+            &[&head],
+        )
+        .await
+        .map_err(io)?;
+        txn.commit().await.map_err(io)
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    shared: Arc<Shared>,
+    sealer: Arc<RowSealer>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.shared.describe)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Which database, for messages.
+    pub fn describe(&self) -> &str {
+        &self.shared.describe
+    }
+}
+
+impl Store for PgStore {
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
+        Ok(Box::new(PgTxn::reader(&self.shared, &self.sealer)?))
+    }
+
+    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        Ok(Box::new(PgTxn::writer(&self.shared, &self.sealer)?))
+    }
+
+    fn snapshot(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+        taken_at_ms: i64,
+    ) -> Result<SnapshotSummary, StoreError> {
+        let reader = PgTxn::reader(&self.shared, &self.sealer)?;
+        let head_seq = reader
+            .scan(&tables::AUDIT, None, Some(1), true)?
+            .first()
+            .map_or(0, |(key, _)| key.as_u64());
+        let checkpoint = match reader.last_checkpoint()? {
+            Some(checkpoint) => Some((checkpoint.number, checkpoint.seq)),
+            None => None,
+        };
+        let header = SnapshotHeader {
+            schema: SCHEMA_VERSION,
+            head_seq,
+            checkpoint,
+            taken_at_ms,
+        };
+        let mut writer = SnapshotWriter::start(sink, &header)?;
+        for table in tables::SNAPSHOT_ORDER {
+            // Pages, so a large table never sits in memory whole.
+            let mut after: Option<OwnedKey> = None;
+            loop {
+                let page =
+                    reader.scan(&table, after.as_ref().map(OwnedKey::key), Some(1000), false)?;
+                let Some((last, _)) = page.last() else { break };
+                let last = last.clone();
+                for (key, value) in &page {
+                    writer.row(table.name, &key.bytes(table.key), value)?;
+                }
+                after = Some(last);
+            }
+        }
+        let (rows, bytes, digest) = writer.finish()?;
+        Ok(SnapshotSummary {
+            header,
+            rows,
+            bytes,
+            digest,
+        })
+    }
+
+    fn hold_lease(&self, duty: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.shared.block(async {
+            let client = self.shared.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO locker.leases (name, holder, expires_at)
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                     ON CONFLICT (name) DO UPDATE
+                        SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                        WHERE locker.leases.holder = EXCLUDED.holder
+                           OR locker.leases.expires_at < now()
+                     RETURNING holder",
+                )
+                .await
+                .map_err(io)?;
+            let row = client
+                .query_opt(&statement, &[&duty, &holder, &(ttl_ms as f64)])
+                .await
+                .map_err(io)?;
+            Ok(row.is_some())
+        })
+    }
+}

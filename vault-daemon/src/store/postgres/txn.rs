@@ -1,0 +1,700 @@
+//! Transactions of the PostgreSQL store: a reader's snapshot or the writer's group commit,
+//! each on one pooled connection.
+//!
+//! Writes are queued and sent pipelined (all at once, answers awaited together) before the
+//! next read and at commit, so a group commit of many calls costs a few round trips rather
+//! than one per row; a read inside the transaction still sees every earlier write.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+
+use vault_audit::certificate::DeletionCertificate;
+use vault_audit::checkpoint::Checkpoint;
+
+use super::tables::{self, Key, OwnedKey, Table};
+use super::{Shared, io};
+use crate::domain::approval::ChangeRequest;
+use crate::domain::audit_key::AuditKeyRecord;
+use crate::domain::correction::Correction;
+use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
+use crate::domain::operator::{Operator, Tenant};
+use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
+use crate::domain::tenant_info::TenantInfo;
+use crate::domain::token::TokenRecord;
+use crate::store::codec::{
+    decode, decode_sealed, digest_row, disposal_key, encode, encode_sealed, epoch_key_id, index_key,
+};
+use crate::store::sealing::RowSealer;
+use crate::store::{AuthorityState, StoreError, StoreRead, StoreWrite};
+
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
+const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
+const STATE_KEY: &str = "authority";
+
+/// A write waiting to be sent.
+enum Pending {
+    /// Insert or replace.
+    Upsert(Table, OwnedKey, Vec<u8>),
+    /// Insert; the row must not exist (audit entries).
+    Insert(Table, OwnedKey, Vec<u8>),
+    /// Delete.
+    Delete(Table, OwnedKey),
+}
+
+impl Pending {
+    fn sql(&self) -> String {
+        match self {
+            Pending::Upsert(table, ..) => format!(
+                "INSERT INTO {} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                table.qualified()
+            ),
+            Pending::Insert(table, ..) => format!(
+                "INSERT INTO {} (key, value) VALUES ($1, $2)",
+                table.qualified()
+            ),
+            Pending::Delete(table, _) => {
+                format!("DELETE FROM {} WHERE key = $1", table.qualified())
+            }
+        }
+    }
+}
+
+/// A transaction on one connection: a reader (`REPEATABLE READ, READ ONLY`, its snapshot
+/// taken when it is made) or the writer (begun holding the chain-head lock).
+pub struct PgTxn<'a> {
+    shared: &'a Shared,
+    sealer: &'a RowSealer,
+    client: Option<Object>,
+    write: bool,
+    pending: RefCell<Vec<Pending>>,
+    authority_changed: bool,
+    /// The chain head as locked (writer).
+    head_seq: u64,
+    /// The last audit entry this transaction appended.
+    appended: Option<u64>,
+    locked_at: Option<Instant>,
+}
+
+fn tampered_head(head: u64, last: u64) -> StoreError {
+    StoreError::Tampered {
+        table: "chain_head".into(),
+        key: format!("head {head}, last audit entry {last}"),
+    }
+}
+
+impl<'a> PgTxn<'a> {
+    /// A reader, its snapshot taken now (REPEATABLE READ takes it with the first statement
+    /// after BEGIN, so a `SELECT 1` travels with the BEGIN: one round trip).
+    pub(crate) fn reader(
+        shared: &'a Shared,
+        sealer: &'a RowSealer,
+    ) -> Result<PgTxn<'a>, StoreError> {
+        let client = shared.block(async {
+            let client = shared.client().await?;
+            let (begun, pinned) = futures::join!(
+                client.batch_execute(BEGIN_READ),
+                client.simple_query("SELECT 1")
+            );
+            match begun.and(pinned) {
+                Ok(_) => Ok(client),
+                Err(error) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(io(error))
+                }
+            }
+        })?;
+        Ok(PgTxn {
+            shared,
+            sealer,
+            client: Some(client),
+            write: false,
+            pending: RefCell::new(Vec::new()),
+            authority_changed: false,
+            head_seq: 0,
+            appended: None,
+            locked_at: None,
+        })
+    }
+
+    /// The writer's transaction: begun, with the chain head locked (waiting at most the lock
+    /// timeout for another daemon's commit).
+    pub(crate) fn writer(
+        shared: &'a Shared,
+        sealer: &'a RowSealer,
+    ) -> Result<PgTxn<'a>, StoreError> {
+        let asked = Instant::now();
+        let lock_ms = shared.options.lock_timeout.as_millis().max(1);
+        let (client, head) = shared.block(async {
+            let client = shared.client().await?;
+            let lock = client.prepare_cached(LOCK_HEAD).await.map_err(io)?;
+            let begin = format!("BEGIN; SET LOCAL lock_timeout = {lock_ms}");
+            let (begun, locked) =
+                futures::join!(client.batch_execute(&begin), client.query_one(&lock, &[]));
+            match begun.and(locked) {
+                Ok(row) => {
+                    let seq: i64 = row.get(0);
+                    Ok((client, seq.max(0) as u64))
+                }
+                Err(error) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(io(error))
+                }
+            }
+        })?;
+        let locked_at = Instant::now();
+        crate::metrics::metrics()
+            .head_lock_wait
+            .observe(locked_at.duration_since(asked).as_secs_f64());
+        Ok(PgTxn {
+            shared,
+            sealer,
+            client: Some(client),
+            write: true,
+            pending: RefCell::new(Vec::new()),
+            authority_changed: false,
+            head_seq: head,
+            appended: None,
+            locked_at: Some(locked_at),
+        })
+    }
+
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Io("the transaction has ended".into()))
+    }
+
+    /// Sends the queued writes, pipelined, and waits for all their answers.
+    async fn flush(&self, client: &Object) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut statements = Vec::with_capacity(pending.len());
+        for write in &pending {
+            statements.push(client.prepare_cached(&write.sql()).await.map_err(io)?);
+        }
+        let sent = pending.iter().zip(&statements).map(|(write, statement)| {
+            let params: Vec<&(dyn ToSql + Sync)> = match write {
+                Pending::Upsert(_, key, value) | Pending::Insert(_, key, value) => {
+                    vec![key.key_param(), value]
+                }
+                Pending::Delete(_, key) => vec![key.key_param()],
+            };
+            async move { client.execute(statement, &params).await }
+        });
+        match futures::future::try_join_all(sent).await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                Err(StoreError::Corrupt(
+                    "an audit entry with this sequence number exists already (another writer appended it): the batch is refused".into(),
+                ))
+            }
+            Err(error) => Err(io(error)),
+        }
+    }
+
+    /// Runs one query in this transaction, after the queued writes.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client()?;
+        self.shared.block(async {
+            self.flush(client).await?;
+            let statement = client.prepare_cached(sql).await.map_err(io)?;
+            client.query(&statement, params).await.map_err(io)
+        })
+    }
+
+    /// The value under `key` in `table`.
+    fn get(&self, table: &Table, key: Key<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = format!("SELECT value FROM {} WHERE key = $1", table.qualified());
+        let rows = self.query(&sql, &[key.param()])?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    /// Rows of `table` in key order (`descending`: from the end), after `after` if given, at
+    /// most `limit`.
+    pub(crate) fn scan(
+        &self,
+        table: &Table,
+        after: Option<Key<'_>>,
+        limit: Option<usize>,
+        descending: bool,
+    ) -> Result<Vec<(OwnedKey, Vec<u8>)>, StoreError> {
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let order = if descending { "DESC" } else { "ASC" };
+        let rows = match after {
+            Some(after) => {
+                let compare = if descending { "<" } else { ">" };
+                let sql = format!(
+                    "SELECT key, value FROM {} WHERE key {compare} $1 ORDER BY key {order} LIMIT $2",
+                    table.qualified()
+                );
+                self.query(&sql, &[after.param(), &limit])?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT key, value FROM {} ORDER BY key {order} LIMIT $1",
+                    table.qualified()
+                );
+                self.query(&sql, &[&limit])?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                let key = OwnedKey::from_row(row, table.key).map_err(io)?;
+                Ok((key, row.try_get(1).map_err(io)?))
+            })
+            .collect()
+    }
+
+    fn get_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(table, Key::Text(key))? {
+            Some(value) => decode_sealed(self.sealer, table.name, key.as_bytes(), &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn all_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &Table,
+    ) -> Result<Vec<T>, StoreError> {
+        self.scan(table, None, None, false)?
+            .iter()
+            .map(|(key, value)| {
+                decode_sealed(self.sealer, table.name, &key.bytes(table.key), value)
+            })
+            .collect()
+    }
+
+    fn put_sealed<T: serde::Serialize>(
+        &mut self,
+        table: Table,
+        key: OwnedKey,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let row = encode_sealed(self.sealer, table.name, &key.bytes(table.key), value)?;
+        self.authority_changed |= table.is_authority();
+        self.pending
+            .get_mut()
+            .push(Pending::Upsert(table, key, row));
+        Ok(())
+    }
+
+    fn text(key: &str) -> OwnedKey {
+        OwnedKey::Text(key.to_owned())
+    }
+}
+
+impl OwnedKey {
+    fn key_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            OwnedKey::Text(text) => text,
+            OwnedKey::Bytes(bytes) => bytes,
+            OwnedKey::Int(int) => int,
+        }
+    }
+}
+
+impl Drop for PgTxn<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        // End the transaction before the connection goes back to the pool; a connection that
+        // cannot is closed rather than pooled mid-transaction.
+        let ended = self.shared.block(client.batch_execute("ROLLBACK"));
+        if ended.is_err() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+impl StoreRead for PgTxn<'_> {
+    fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
+        match self.get(&tables::RECORDS, Key::Text(handle.as_str()))? {
+            Some(value) => decode("record", &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
+        let key = index_key(tenant, index);
+        match self.get(&tables::INDEX, Key::Bytes(&key))? {
+            Some(value) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| Handle::parse(text).ok())
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("blind index entry".into())),
+            None => Ok(None),
+        }
+    }
+
+    fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.get_sealed(&tables::TENANTS, id)
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.all_sealed(&tables::TENANTS)
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
+        self.get_sealed(&tables::OPERATORS, id)
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        self.all_sealed(&tables::OPERATORS)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get_sealed(&tables::TOKENS, id)
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.all_sealed(&tables::TOKENS)
+    }
+
+    fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let last = self
+            .scan(&tables::AUDIT, None, Some(1), true)?
+            .pop()
+            .map(|(key, value)| (key.as_u64(), value));
+        // The writer checks the head it locked against the entries: rows added or removed
+        // behind the locker's back do not pass.
+        if self.write && self.appended.is_none() {
+            let last_seq = last.as_ref().map_or(0, |(seq, _)| *seq);
+            if last_seq != self.head_seq {
+                return Err(tampered_head(self.head_seq, last_seq));
+            }
+        }
+        Ok(last)
+    }
+
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .scan(&tables::AUDIT, Some(Key::int(after)), Some(limit), false)?
+            .into_iter()
+            .map(|(key, value)| (key.as_u64(), value))
+            .collect())
+    }
+
+    fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut rows: Vec<(u64, Vec<u8>)> = self
+            .scan(&tables::AUDIT, None, Some(limit), true)?
+            .into_iter()
+            .map(|(key, value)| (key.as_u64(), value))
+            .collect();
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn checkpoints_after(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
+        self.scan(
+            &tables::CHECKPOINTS,
+            Some(Key::int(after)),
+            Some(limit),
+            false,
+        )?
+        .iter()
+        .map(|(_, value)| decode("checkpoint", value))
+        .collect()
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self
+            .scan(&tables::CHECKPOINTS, None, Some(1), true)?
+            .first()
+        {
+            Some((_, value)) => decode("checkpoint", value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
+        self.all_sealed(&tables::AUDIT_KEYS)
+    }
+
+    fn authority_digest(&self) -> Result<[u8; 32], StoreError> {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        for table in tables::AUTHORITY {
+            for (key, value) in self.scan(&table, None, None, false)? {
+                digest_row(&mut context, table.name, &key.bytes(table.key), &value);
+            }
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        Ok(out)
+    }
+
+    fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError> {
+        self.get_sealed(&tables::STATE, STATE_KEY)
+    }
+
+    fn records_after(
+        &self,
+        after: Option<&Handle>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.scan(
+            &tables::RECORDS,
+            after.map(|handle| Key::Text(handle.as_str())),
+            Some(limit),
+            false,
+        )?
+        .iter()
+        .map(|(_, value)| decode("record", value))
+        .collect()
+    }
+
+    fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
+        self.get_sealed(&tables::JOBS, tenant)
+    }
+
+    fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
+        self.all_sealed(&tables::JOBS)
+    }
+
+    fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
+        self.all_sealed(&tables::DESTRUCTIONS)
+    }
+
+    fn change_request(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError> {
+        self.get_sealed(&tables::CHANGE_REQUESTS, id)
+    }
+
+    fn change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
+        self.all_sealed(&tables::CHANGE_REQUESTS)
+    }
+
+    fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
+        self.get_sealed(&tables::EPOCH_KEYS, &epoch_key_id(tenant, epoch))
+    }
+
+    fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
+        self.all_sealed(&tables::EPOCH_KEYS)
+    }
+
+    fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
+        self.all_sealed(&tables::DISPOSAL_QUEUE)
+    }
+
+    fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError> {
+        self.get_sealed(&tables::CERTIFICATES, handle.as_str())
+    }
+
+    fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
+        self.get_sealed(&tables::CORRECTIONS, id)
+    }
+
+    fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
+        self.all_sealed(&tables::CORRECTIONS)
+    }
+
+    fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
+        self.get_sealed(&tables::TENANT_INFO, tenant)
+    }
+}
+
+impl StoreWrite for PgTxn<'_> {
+    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
+        let row = encode(record)?;
+        self.pending.get_mut().push(Pending::Upsert(
+            tables::RECORDS,
+            Self::text(record.handle.as_str()),
+            row,
+        ));
+        Ok(())
+    }
+
+    fn put_index(
+        &mut self,
+        tenant: &str,
+        index: &[u8; 32],
+        handle: &Handle,
+    ) -> Result<(), StoreError> {
+        self.pending.get_mut().push(Pending::Upsert(
+            tables::INDEX,
+            OwnedKey::Bytes(index_key(tenant, index)),
+            handle.as_str().as_bytes().to_vec(),
+        ));
+        Ok(())
+    }
+
+    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
+        self.pending.get_mut().push(Pending::Delete(
+            tables::INDEX,
+            OwnedKey::Bytes(index_key(tenant, index)),
+        ));
+        Ok(())
+    }
+
+    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.put_sealed(tables::TENANTS, Self::text(&tenant.id), tenant)
+    }
+
+    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
+        self.put_sealed(tables::OPERATORS, Self::text(&operator.id), operator)
+    }
+
+    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.put_sealed(tables::TOKENS, Self::text(&token.id), token)
+    }
+
+    fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
+        if !self.write {
+            return Err(StoreError::Io(
+                "audit entries are appended by the writer only".into(),
+            ));
+        }
+        let expected = self.appended.unwrap_or(self.head_seq) + 1;
+        if seq != expected {
+            return Err(StoreError::Corrupt(format!(
+                "audit entry {seq} does not follow the chain head {}",
+                expected - 1
+            )));
+        }
+        let key = i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence".into()))?;
+        self.pending.get_mut().push(Pending::Insert(
+            tables::AUDIT,
+            OwnedKey::Int(key),
+            row.to_vec(),
+        ));
+        self.appended = Some(seq);
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let key = i64::try_from(checkpoint.seq)
+            .map_err(|_| StoreError::Corrupt("checkpoint sequence".into()))?;
+        self.pending.get_mut().push(Pending::Upsert(
+            tables::CHECKPOINTS,
+            OwnedKey::Int(key),
+            encode(checkpoint)?,
+        ));
+        Ok(())
+    }
+
+    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
+        self.put_sealed(
+            tables::AUDIT_KEYS,
+            OwnedKey::Int(i64::from(key.version)),
+            key,
+        )
+    }
+
+    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
+        self.put_sealed(tables::JOBS, Self::text(&job.tenant), job)
+    }
+
+    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
+        self.put_sealed(tables::DESTRUCTIONS, Self::text(&request.id), request)
+    }
+
+    fn put_change_request(&mut self, request: &ChangeRequest) -> Result<(), StoreError> {
+        self.put_sealed(tables::CHANGE_REQUESTS, Self::text(&request.id), request)
+    }
+
+    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
+        self.put_sealed(
+            tables::EPOCH_KEYS,
+            OwnedKey::Text(epoch_key_id(&key.tenant, key.epoch)),
+            key,
+        )
+    }
+
+    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
+        self.put_sealed(
+            tables::DISPOSAL_QUEUE,
+            OwnedKey::Text(disposal_key(&entry.dispose_on, &entry.handle)),
+            entry,
+        )
+    }
+
+    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
+        self.pending.get_mut().push(Pending::Delete(
+            tables::DISPOSAL_QUEUE,
+            OwnedKey::Text(disposal_key(dispose_on, handle.as_str())),
+        ));
+        Ok(())
+    }
+
+    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
+        self.put_sealed(
+            tables::CERTIFICATES,
+            Self::text(certificate.handle.as_str()),
+            certificate,
+        )
+    }
+
+    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
+        self.put_sealed(tables::CORRECTIONS, Self::text(&correction.id), correction)
+    }
+
+    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
+        self.pending
+            .get_mut()
+            .push(Pending::Delete(tables::CORRECTIONS, Self::text(id)));
+        Ok(())
+    }
+
+    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
+        self.put_sealed(tables::TENANT_INFO, Self::text(&info.tenant), info)
+    }
+
+    fn authority_changed(&self) -> bool {
+        self.authority_changed
+    }
+
+    fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
+        self.put_sealed(tables::STATE, Self::text(STATE_KEY), state)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let client = self
+            .client
+            .take()
+            .ok_or_else(|| StoreError::Io("the transaction has ended".into()))?;
+        let appended = self.appended;
+        let outcome = self.shared.block(async {
+            self.flush(&client).await?;
+            if let Some(seq) = appended {
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                let set_head = client.prepare_cached(SET_HEAD).await.map_err(io)?;
+                let params: [&(dyn ToSql + Sync); 1] = [&seq];
+                let (set, committed) = futures::join!(
+                    client.execute(&set_head, &params),
+                    client.batch_execute("COMMIT")
+                );
+                set.map_err(io)?;
+                committed.map_err(io)
+            } else {
+                client.batch_execute("COMMIT").await.map_err(io)
+            }
+        });
+        if let Some(locked_at) = self.locked_at {
+            crate::metrics::metrics()
+                .head_lock_hold
+                .observe(locked_at.elapsed().as_secs_f64());
+        }
+        if outcome.is_err() {
+            // Its outcome unknown or failed: never pool a connection in that state.
+            drop(Object::take(client));
+        }
+        outcome
+    }
+}
