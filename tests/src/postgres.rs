@@ -43,6 +43,7 @@ impl Postgres {
     /// Initialises a cluster in `dir/postgres` and starts it on a free loopback port.
     /// `dir` is made traversable for the `postgres` user (mode 0711).
     pub fn start(dir: &Path) -> Postgres {
+        std::fs::create_dir_all(dir).expect("test directory");
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
             .expect("let postgres traverse the test directory");
         let data = dir.join("postgres");
@@ -63,6 +64,11 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        Postgres::configure_and_start(data)
+    }
+
+    /// Appends this server's port and sockets to `data`'s configuration and starts it.
+    fn configure_and_start(data: PathBuf) -> Postgres {
         let port = free_port();
         let sockets = data.join("sock");
         std::fs::create_dir_all(&sockets).expect("socket directory");
@@ -76,25 +82,92 @@ impl Postgres {
             sockets.display()
         ));
         std::fs::write(data.join("postgresql.conf"), conf).expect("write conf");
-        let log = data.join("server.log");
-        let start = as_postgres(
-            "pg_ctl",
+        let server = Postgres { data, port };
+        server.pg_ctl(&["-w", "start"]);
+        server
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let path = self.data.to_str().expect("utf-8 path");
+        let log = self.data.join("server.log");
+        let mut all = vec!["-D", path, "-l", log.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        let done = as_postgres("pg_ctl", &all);
+        assert!(
+            done.status.success(),
+            "pg_ctl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&done.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// A standby of this server in `dir/standby` (pg_basebackup -R: it streams from this
+    /// one), started on its own port. Make it synchronous with [`Postgres::sql`] on the
+    /// primary (`synchronous_standby_names`).
+    pub fn start_standby(&self, dir: &Path) -> Postgres {
+        let data = dir.join("standby");
+        std::fs::create_dir_all(&data).expect("standby directory");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .expect("let postgres traverse the test directory");
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .expect("standby mode");
+        let port = self.port.to_string();
+        let copied = as_postgres(
+            "pg_basebackup",
             &[
                 "-D",
-                path,
-                "-l",
-                log.to_str().expect("utf-8"),
-                "-w",
-                "start",
+                data.to_str().expect("utf-8"),
+                "-R",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--checkpoint=fast",
             ],
         );
         assert!(
-            start.status.success(),
-            "pg_ctl start: {}\n{}",
-            String::from_utf8_lossy(&start.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
+            copied.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&copied.stderr)
         );
-        Postgres { data, port }
+        // The copy carries the primary's port and sockets; the appended lines win.
+        Postgres::configure_and_start(data)
+    }
+
+    /// Starts this server again after [`Postgres::stop_immediate`].
+    pub fn start_again(&self) {
+        self.pg_ctl(&["-w", "start"]);
+    }
+
+    /// Promotes this standby to primary (and waits until it is).
+    pub fn promote(&self) {
+        self.pg_ctl(&["-w", "promote"]);
+    }
+
+    /// Runs `sql` with psql on database `database`; returns what it printed (unaligned, tuples
+    /// only).
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// The connection string of the `postgres` database as superuser `postgres`.

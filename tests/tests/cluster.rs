@@ -445,3 +445,166 @@ async fn a_stopped_daemon_does_not_hold_the_chain_head() {
     assert_one_chain(cluster.daemon(1), dir.path()).await;
     eprintln!("while A was stopped, B and C committed {during} seals in 7 s");
 }
+
+/// What a failover cost.
+struct Failover {
+    /// Seals acknowledged before the failover.
+    acknowledged: usize,
+    /// Of those, records the promoted standby does not hold.
+    lost: usize,
+    /// Whether the daemons served seals again on the promoted standby.
+    served_after: bool,
+    /// What a daemon answered on the promoted standby when it did not serve.
+    refusal: String,
+}
+
+/// A primary with a standby; daemons on both hosts (read-write session wanted); a batch of
+/// seals; the standby stopped (so commits from then on reach it only if the primary waits
+/// for it, which it cannot); the primary stopped at once; the standby started again and
+/// promoted. `synchronous` sets `synchronous_commit` on the primary to `on`, else `local`.
+async fn failover(dir: &Path, synchronous: bool) -> Failover {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("mode");
+    let primary = Postgres::start(&dir.join("primary"));
+    primary.create_database("locker");
+    let standby = primary.start_standby(&dir.join("replica"));
+    primary.sql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+    );
+    primary.sql(
+        "postgres",
+        &format!(
+            "ALTER SYSTEM SET synchronous_commit = '{}'",
+            if synchronous { "on" } else { "local" }
+        ),
+    );
+    primary.sql("postgres", "SELECT pg_reload_conf()");
+    for _ in 0..100 {
+        if primary.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+        ) == "1"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/locker",
+        primary.port, standby.port
+    );
+    let mut cluster = Cluster {
+        root: dir.to_owned(),
+        url,
+        backend: "sim".into(),
+        daemons: Vec::new(),
+    };
+    for i in 0..2 {
+        let daemon = cluster.launch(i);
+        cluster.daemons.push(Some(daemon));
+    }
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            tokio::spawn(load_worker(
+                w,
+                Arc::clone(&endpoints),
+                token.clone(),
+                Arc::clone(&ledger),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    standby.stop_immediate();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    primary.stop_immediate();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let acked = std::mem::take(&mut ledger.lock().expect("ledger").acked);
+    standby.start_again();
+    standby.promote();
+
+    // Which acknowledged seals the promoted standby holds, read from the database itself.
+    let held: BTreeSet<String> = standby
+        .sql("locker", "SELECT key FROM locker.records")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let lost = acked.values().filter(|h| !held.contains(*h)).count();
+
+    // The daemons reconnect by themselves (or refuse the database that lost commits).
+    let mut served_after = false;
+    let mut refusal = String::new();
+    let mut probe = client(&cluster.endpoints()[0], &token).await;
+    for attempt in 0..60 {
+        match probe
+            .locker
+            .seal(seal_request(
+                "dev",
+                "after",
+                &valid_number(600 + attempt),
+                &[W],
+            ))
+            .await
+        {
+            Ok(_) => {
+                served_after = true;
+                break;
+            }
+            Err(status) => refusal = format!("{:?}: {}", status.code(), status.message()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(standby);
+    Failover {
+        acknowledged: acked.len(),
+        lost,
+        served_after,
+        refusal,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_seal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outcome = failover(dir.path(), true).await;
+    assert!(outcome.acknowledged > 50, "the batch ran");
+    assert_eq!(outcome.lost, 0, "acknowledged seals lost in the failover");
+    assert!(
+        outcome.served_after,
+        "the daemons did not reconnect to the promoted standby: {}",
+        outcome.refusal
+    );
+    eprintln!(
+        "synchronous failover: {} acknowledged, 0 lost, serving again",
+        outcome.acknowledged
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_harness_detects_loss_with_synchronous_commit_local() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outcome = failover(dir.path(), false).await;
+    // The negative control: the same harness, only the primary does not wait for the standby.
+    assert!(
+        outcome.lost > 0,
+        "with synchronous_commit = local the paused standby should miss acknowledged seals"
+    );
+    // And the daemons notice: the promoted database's chain ends before what they committed.
+    assert!(
+        !outcome.served_after && outcome.refusal.contains("lost commits"),
+        "the daemons should refuse the database that lost commits: {}",
+        outcome.refusal
+    );
+    eprintln!(
+        "asynchronous failover: {} acknowledged, {} lost; daemons refuse: {}",
+        outcome.acknowledged, outcome.lost, outcome.refusal
+    );
+}

@@ -304,6 +304,8 @@ struct Recovery {
     next_attempt: Instant,
     backoff: Duration,
     last_summary: Instant,
+    /// Why the last attempt failed: what calls refused meanwhile are told.
+    last_error: Option<StoreError>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -319,11 +321,13 @@ impl Recovery {
             next_attempt: Instant::now(),
             backoff: first_backoff,
             last_summary: Instant::now(),
+            last_error: None,
         }
     }
 
     fn failed(&mut self, error: &StoreError, refused: usize) {
         self.refused += refused as u64;
+        self.last_error = Some(error.clone());
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
             self.last_summary = Instant::now();
@@ -346,6 +350,7 @@ impl Recovery {
             );
             self.healthy.store(true, Ordering::SeqCst);
         }
+        self.last_error = None;
         self.refused = 0;
         self.backoff = self.first_backoff;
     }
@@ -364,9 +369,13 @@ fn note_unit(entry: AuditEntry) -> Unit {
 
 fn refuse_all(batch: &mut Vec<Unit>, error: &StoreError) {
     for unit in batch.drain(..) {
-        let _ = unit.reply.send(Err(Error::Unavailable(format!(
-            "audit log unavailable: {error}; nothing was released"
-        ))));
+        let message = format!("audit log unavailable: {error}; nothing was released");
+        // History lost or rewritten is DATA_LOSS, not a fault to wait out.
+        let refusal = match error {
+            StoreError::Behind { .. } | StoreError::Tampered { .. } => Error::Integrity(message),
+            _ => Error::Unavailable(message),
+        };
+        let _ = unit.reply.send(Err(refusal));
     }
 }
 
@@ -407,7 +416,13 @@ fn run(
             // Calls that arrive before the next attempt are refused at once rather than left
             // to wait out their timeout.
             if Instant::now() < recovery.next_attempt {
-                let error = StoreError::Io("recovering from an earlier error".into());
+                let error = match &recovery.last_error {
+                    // A store that lost or rewrote history stays that: say so, not "busy".
+                    Some(error @ (StoreError::Behind { .. } | StoreError::Tampered { .. })) => {
+                        error.clone()
+                    }
+                    _ => StoreError::Io("recovering from an earlier error".into()),
+                };
                 recovery.refused += batch.len() as u64;
                 refuse_all(&mut batch, &error);
                 continue;

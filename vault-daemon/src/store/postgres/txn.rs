@@ -36,6 +36,11 @@ const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
 const STATE_KEY: &str = "authority";
+/// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
+/// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
+/// though the standby may not have the transaction. The locker must not take that for a
+/// durable commit, so it waits; its callers get UNAVAILABLE at their own commit timeout.
+const COMMIT: &str = "SET LOCAL statement_timeout = 0; COMMIT";
 
 /// A write waiting to be sent.
 enum Pending {
@@ -678,12 +683,12 @@ impl StoreWrite for PgTxn<'_> {
                 let params: [&(dyn ToSql + Sync); 1] = [&seq];
                 let (set, committed) = futures::join!(
                     client.execute(&set_head, &params),
-                    client.batch_execute("COMMIT")
+                    client.batch_execute(COMMIT)
                 );
                 set.map_err(io)?;
                 committed.map_err(io)
             } else {
-                client.batch_execute("COMMIT").await.map_err(io)
+                client.batch_execute(COMMIT).await.map_err(io)
             }
         });
         if let Some(locked_at) = self.locked_at {
