@@ -608,3 +608,71 @@ async fn the_failover_harness_detects_loss_with_synchronous_commit_local() {
         outcome.acknowledged, outcome.lost, outcome.refusal
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unseal_burst_spread_over_three_daemons_raises_one_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 3);
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = cluster.endpoints();
+    let mut a = client(&endpoints[0], &token).await;
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        let number = valid_number(3_000 + i);
+        handles.push(
+            a.locker
+                .seal(seal_request("dev", &format!("B{i}"), &number, &[W]))
+                .await
+                .expect("seal")
+                .into_inner()
+                .handle,
+        );
+    }
+    // The dev threshold is 1,000 unseals an hour per handler: 1,050 spread over three
+    // daemons is 350 on each, under it on every one, over it for the cluster.
+    let mut tasks = Vec::new();
+    for (at, endpoint) in endpoints.iter().enumerate() {
+        for lane in 0..5 {
+            let (endpoint, token, handles) = (endpoint.clone(), token.clone(), handles.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut c = client(&endpoint, &token).await;
+                for i in 0..70 {
+                    c.locker
+                        .unseal(pb::UnsealRequest {
+                            handle: handles[(at + lane + i) % handles.len()].clone(),
+                            purpose: W.into(),
+                        })
+                        .await
+                        .expect("unseal");
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("burst");
+    }
+    let alerts = |entries: &[pb::AuditEntry]| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e.action == "ALERT")
+            .map(|e| e.reason.clone())
+            .collect()
+    };
+    let mut auditor = cluster.daemon(1).dev_client("dev-auditor").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alerts(&export_audit(&mut auditor).await).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Time for a second (wrong) alert from another daemon to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let raised = alerts(&export_audit(&mut auditor).await);
+    assert_eq!(
+        raised.len(),
+        1,
+        "one alert for the burst: {raised:?}\n{}\n{}",
+        cluster.daemon(0).log(),
+        cluster.daemon(1).log()
+    );
+    assert!(raised[0].contains("unseals_per_hour"), "{raised:?}");
+}

@@ -401,7 +401,8 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
                 .monitoring
                 .policy()
                 .map_err(crate::config::ConfigError::Invalid)?,
-        ),
+        )
+        .with_shared_store(config.store.backend == crate::config::StoreBackend::Postgres),
     );
     Ok(Opened {
         locker,
@@ -497,6 +498,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         Arc::clone(&locker),
         Duration::from_secs(config.lifecycle.disposal_interval_secs.max(1)),
     ));
+    // On a shared store one daemon at a time monitors the whole cluster's log.
+    let log_watch_task = locker.shares_store().then(|| {
+        tokio::spawn(crate::service::log_watch::run_log_watch(Arc::clone(
+            &locker,
+        )))
+    });
 
     let max = config.server.max_message_bytes;
     let locker_service = LockerServer::new(LockerApi::new(Arc::clone(&locker)))
@@ -600,6 +607,9 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     // A batch cut short is simply redone after the restart: the job's cursor is in the store.
     rewrap_task.abort();
     disposal_task.abort();
+    if let Some(task) = log_watch_task {
+        task.abort();
+    }
     let _ = rewrap_task.await;
     refusal_task.abort();
     let _ = refusal_task.await;

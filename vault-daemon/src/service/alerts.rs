@@ -2,6 +2,7 @@
 //! operator's suspension when the policy says so), logged at WARN, and listed for auditors.
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome};
+use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::error::Result;
 use crate::service::audit_log::{Visibility, parse_rows};
@@ -12,8 +13,12 @@ use crate::store::mutation::{Mutation, OperatorChange};
 const MAX_ALERTS: usize = 1000;
 
 impl Locker {
-    /// Feeds an allowed unseal to the monitor and commits the alerts it raises.
+    /// Feeds an allowed unseal to the monitor and commits the alerts it raises (on a shared
+    /// store the cluster's log monitor does, from the log).
     pub(super) async fn watch_unseal(&self, caller: &Caller, handle: &str) -> Result<()> {
+        if self.cluster_log_watch {
+            return Ok(());
+        }
         let operator = &caller.operator;
         let alerts = self
             .monitor
@@ -23,6 +28,9 @@ impl Locker {
 
     /// Feeds a lookup that found nothing to the monitor and commits the alerts it raises.
     pub(super) async fn watch_lookup_miss(&self, caller: &Caller) -> Result<()> {
+        if self.cluster_log_watch {
+            return Ok(());
+        }
         let operator = &caller.operator;
         let alerts = self
             .monitor
@@ -33,19 +41,31 @@ impl Locker {
     /// Commits each alert about `caller` (suspending it when the policy says so).
     pub(super) async fn commit_alerts(&self, caller: &Caller, alerts: Vec<String>) -> Result<()> {
         let operator = &caller.operator;
+        self.commit_alerts_about(&operator.id, operator.role, alerts)
+            .await
+    }
+
+    /// Commits each alert about operator `id` of `role` (suspending it when the policy says
+    /// so).
+    pub(super) async fn commit_alerts_about(
+        &self,
+        id: &str,
+        role: Role,
+        alerts: Vec<String>,
+    ) -> Result<()> {
         for reason in alerts {
             crate::metrics::metrics().alert(&reason);
-            tracing::warn!(operator = %operator.id, alert = %reason, "log monitor alert");
+            tracing::warn!(operator = %id, alert = %reason, "log monitor alert");
             let mut entry = AuditEntry {
-                operator: operator.id.clone(),
-                role: operator.role.as_str().into(),
+                operator: id.to_owned(),
+                role: role.as_str().into(),
                 action: Action::Alert.as_str().into(),
                 ..AuditEntry::default()
             };
-            let mutation = if self.monitor.auto_suspend(operator.role) {
+            let mutation = if self.monitor.auto_suspend(role) {
                 entry.allow(format!("{reason}; operator suspended"));
                 Mutation::ChangeOperator {
-                    id: operator.id.clone(),
+                    id: id.to_owned(),
                     change: OperatorChange::Disable,
                 }
             } else {

@@ -21,6 +21,7 @@ mod corrections;
 mod destruction;
 mod disposal;
 mod lifecycle;
+pub mod log_watch;
 pub mod monitor;
 pub mod rate_limit;
 mod record_purposes;
@@ -205,6 +206,9 @@ pub struct Locker {
     disposal_lock: tokio::sync::Mutex<()>,
     /// ログ監視 of unseals.
     monitor: monitor::Monitor,
+    /// The store is shared by several daemons: the cluster's log monitor
+    /// ([`log_watch`]) feeds the monitor from the log instead of each call.
+    cluster_log_watch: bool,
     /// Per-operator buckets on seal, unseal and lookup.
     rate_limiter: rate_limit::RateLimiter,
     /// Aggregated audit of refused junk traffic, and per-address failed-auth buckets.
@@ -270,6 +274,7 @@ impl Locker {
             epoch_lock: tokio::sync::Mutex::new(()),
             disposal_lock: tokio::sync::Mutex::new(()),
             monitor: monitor::Monitor::default(),
+            cluster_log_watch: false,
             rate_limiter: rate_limit::RateLimiter::default(),
             refusals: refusals::RefusalLedger::new(refusals::RefusalPolicy::default()),
             epoch_months: 1,
@@ -320,6 +325,18 @@ impl Locker {
     pub fn with_refusal_policy(mut self, policy: refusals::RefusalPolicy) -> Locker {
         self.refusals = refusals::RefusalLedger::new(policy);
         self
+    }
+
+    /// Marks the store as shared by several daemons: monitoring runs from the log
+    /// ([`log_watch::run_log_watch`], which the daemon then runs).
+    pub fn with_shared_store(mut self, shared: bool) -> Locker {
+        self.cluster_log_watch = shared;
+        self
+    }
+
+    /// Whether the store is shared by several daemons.
+    pub fn shares_store(&self) -> bool {
+        self.cluster_log_watch
     }
 
     /// Enforces `policy` on unseals (ログ監視).

@@ -114,6 +114,10 @@ impl Monitor {
     /// Records a lookup by `operator` that found nothing; returns the alert it raises when the
     /// hour's count passes the threshold (once an hour).
     pub fn observe_lookup_miss(&self, operator: &str, role: Role, now_ms: i64) -> Vec<String> {
+        self.lookup_miss_at(operator, role, now_ms, true)
+    }
+
+    fn lookup_miss_at(&self, operator: &str, role: Role, now_ms: i64, live: bool) -> Vec<String> {
         let policy = self.policy();
         let limit = match role {
             Role::Handler => policy.handler.lookup_misses_per_hour,
@@ -139,6 +143,7 @@ impl Monitor {
         }
         quiet_once(
             window,
+            live,
             "lookup_misses_per_hour",
             format!(
                 "operator {operator} looked up more than {limit} numbers the tenant does not hold within an hour"
@@ -161,6 +166,7 @@ impl Monitor {
         let window = windows.entry(operator.to_owned()).or_default();
         quiet_once(
             window,
+            true,
             "rate_limited",
             format!("operator {operator} hit its {} rate limit", kind.as_str()),
             now_ms,
@@ -170,6 +176,53 @@ impl Monitor {
     /// Records an unseal of `handle` by `operator` at `now_ms`; returns the alerts it raises
     /// (each a reason without any number).
     pub fn observe(&self, operator: &str, role: Role, handle: &str, now_ms: i64) -> Vec<String> {
+        self.unseal_at(operator, role, handle, now_ms, true)
+    }
+
+    /// Replays a past unseal or lookup miss into the windows (a daemon taking over the
+    /// cluster's monitoring rebuilds them from the log): counted, but no alert is raised or
+    /// silenced by it; the log's own `ALERT` entries say what was raised
+    /// ([`Monitor::note_alert`]).
+    pub fn replay(&self, operator: &str, role: Role, unseal_of: Option<&str>, at_ms: i64) {
+        match unseal_of {
+            Some(handle) => drop(self.unseal_at(operator, role, handle, at_ms, false)),
+            None => drop(self.lookup_miss_at(operator, role, at_ms, false)),
+        }
+    }
+
+    /// Forgets every window (before they are rebuilt from the log).
+    pub fn clear(&self) {
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Takes in an alert found in the log (`reason` starts with its rule): that rule stays
+    /// quiet for the operator for an hour from `at_ms`, as if raised here.
+    pub fn note_alert(&self, operator: &str, reason: &str, at_ms: i64) {
+        let Some(rule) = RULES.iter().find(|rule| {
+            reason
+                .strip_prefix(**rule)
+                .is_some_and(|rest| rest.starts_with(':'))
+        }) else {
+            return;
+        };
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(operator.to_owned()).or_default();
+        let until = at_ms + HOUR_MS;
+        let quiet = window.quiet_until.entry(rule).or_insert(until);
+        *quiet = (*quiet).max(until);
+    }
+
+    fn unseal_at(
+        &self,
+        operator: &str,
+        role: Role,
+        handle: &str,
+        now_ms: i64,
+        live: bool,
+    ) -> Vec<String> {
         let policy = self.policy();
         let thresholds = match role {
             Role::Handler => &policy.handler,
@@ -255,19 +308,30 @@ impl Monitor {
         }
         crossed
             .into_iter()
-            .filter_map(|(rule, reason)| quiet_once(window, rule, reason, now_ms))
+            .filter_map(|(rule, reason)| quiet_once(window, live, rule, reason, now_ms))
             .collect()
     }
 }
 
 /// The alert `rule: reason`, unless `rule` already alerted for this operator within the hour.
+/// The rules an alert can name (its reason starts with `rule:`).
+const RULES: [&str; 5] = [
+    "unseals_per_hour",
+    "distinct_subjects_per_hour",
+    "outside_hours",
+    "lookup_misses_per_hour",
+    "rate_limited",
+];
+
+/// The alert for `rule` unless it is quiet; a `live` alert quiets the rule for an hour.
 fn quiet_once(
     window: &mut Window,
+    live: bool,
     rule: &'static str,
     reason: String,
     now_ms: i64,
 ) -> Option<String> {
-    if window.quiet_until.get(rule).is_some_and(|&t| now_ms < t) {
+    if !live || window.quiet_until.get(rule).is_some_and(|&t| now_ms < t) {
         return None;
     }
     window.quiet_until.insert(rule, now_ms + HOUR_MS);
@@ -289,6 +353,29 @@ mod tests {
             },
             ..MonitorPolicy::default()
         })
+    }
+
+    #[test]
+    fn a_replayed_burst_alerts_once_unless_the_log_says_it_did() {
+        let t0 = 1_800_000_000_000;
+        // The previous holder died before raising the alert: the next unseal raises it.
+        let m = monitor(5, 0, None);
+        for i in 0..6 {
+            m.replay("op", Role::Handler, Some("h"), t0 + i);
+        }
+        let raised = m.observe("op", Role::Handler, "h", t0 + 10);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(m.observe("op", Role::Handler, "h", t0 + 11).is_empty());
+        // It raised it: the log's ALERT entry keeps the burst to that one alert.
+        let m = monitor(5, 0, None);
+        for i in 0..6 {
+            m.replay("op", Role::Handler, Some("h"), t0 + i);
+        }
+        m.note_alert("op", &raised[0], t0 + 6);
+        assert!(m.observe("op", Role::Handler, "h", t0 + 10).is_empty());
+        // After a clear the windows start empty.
+        m.clear();
+        assert!(m.observe("op", Role::Handler, "h", t0 + 20).is_empty());
     }
 
     #[test]
