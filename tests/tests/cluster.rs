@@ -23,24 +23,42 @@ struct Cluster {
     url: String,
     backend: String,
     daemons: Vec<Option<Daemon>>,
+    /// A lifecycle clock file every daemon reads (days forward).
+    clock: Option<PathBuf>,
 }
 
 impl Cluster {
     /// Starts `n` daemons one after another (the first provisions the dev tenant, its
     /// operators and the keys; the others find them).
     fn start(root: &Path, postgres: &Postgres, backend: &str, n: usize) -> Cluster {
+        Cluster::start_with_clock(root, postgres, backend, n, None)
+    }
+
+    /// Like [`Cluster::start`], every daemon reading its lifecycle clock from `clock`.
+    fn start_with_clock(
+        root: &Path,
+        postgres: &Postgres,
+        backend: &str,
+        n: usize,
+        clock: Option<&Path>,
+    ) -> Cluster {
         postgres.create_database("locker");
         let mut cluster = Cluster {
             root: root.to_owned(),
             url: postgres.url_of("locker"),
             backend: backend.to_owned(),
             daemons: Vec::new(),
+            clock: clock.map(Path::to_owned),
         };
-        for i in 0..n {
-            let daemon = cluster.launch(i);
-            cluster.daemons.push(Some(daemon));
-        }
+        cluster.spawn(n);
         cluster
+    }
+
+    fn spawn(&mut self, n: usize) {
+        for i in 0..n {
+            let daemon = self.launch(i);
+            self.daemons.push(Some(daemon));
+        }
     }
 
     fn options(&self) -> DaemonOptions {
@@ -52,6 +70,7 @@ impl Cluster {
                 "--dev-keys".into(),
                 self.root.join("keys").display().to_string(),
             ],
+            lifecycle_clock_file: self.clock.clone(),
             ..DaemonOptions::default()
         }
     }
@@ -499,6 +518,7 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
         url,
         backend: "sim".into(),
         daemons: Vec::new(),
+        clock: None,
     };
     for i in 0..2 {
         let daemon = cluster.launch(i);
@@ -675,4 +695,246 @@ async fn an_unseal_burst_spread_over_three_daemons_raises_one_alert() {
         cluster.daemon(1).log()
     );
     assert!(raised[0].contains("unseals_per_hour"), "{raised:?}");
+}
+
+/// The index of the daemon holding `duty`'s lease (holders are named `pid<PID>-…`).
+fn lease_holder(postgres: &Postgres, cluster: &Cluster, duty: &str) -> Option<usize> {
+    let holder = postgres.sql(
+        "locker",
+        &format!("SELECT holder FROM locker.leases WHERE name = '{duty}' AND expires_at > now()"),
+    );
+    let pid: u32 = holder
+        .strip_prefix("pid")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()?;
+    cluster
+        .daemons
+        .iter()
+        .position(|d| d.as_ref().is_some_and(|d| d.pid() == pid))
+}
+
+/// Seals `count` numbers over the cluster's daemons, 16 at a time; returns (handle, number).
+async fn seal_spread(cluster: &Cluster, count: u64, base: u64) -> Vec<(String, String)> {
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = cluster.endpoints();
+    let mut tasks = Vec::new();
+    for lane in 0..16u64 {
+        let endpoint = endpoints[lane as usize % endpoints.len()].clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = client(&endpoint, &token).await;
+            let mut out = Vec::new();
+            for i in (lane..count).step_by(16) {
+                let number = valid_number(base + i);
+                let handle = c
+                    .locker
+                    .seal(seal_request("dev", &format!("L{i}"), &number, &[W]))
+                    .await
+                    .expect("seal")
+                    .into_inner()
+                    .handle;
+                out.push((handle, number));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("sealer"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_whose_lease_holder_dies_finishes_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), &postgres, "sim", 3);
+    let records = seal_spread(&cluster, 3000, 20_000).await;
+    let holder = lease_holder(&postgres, &cluster, "rewrap").expect("a rewrap lease holder");
+    let other = (holder + 1) % 3;
+    let mut admin = cluster.daemon(other).dev_client("dev-admin").await;
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("rotate");
+    let job = |status: pb::KeyStatusResponse| status.tenants.into_iter().find_map(|t| t.job);
+    // Kill the holder as soon as its first batch is in.
+    loop {
+        let status = admin
+            .admin
+            .key_status(pb::KeyStatusRequest {
+                tenant: "dev".into(),
+            })
+            .await
+            .expect("key status")
+            .into_inner();
+        let job = job(status).expect("a job");
+        assert_eq!(
+            job.finished_at_unix_ms, 0,
+            "the rewrap finished before the kill"
+        );
+        if job.done > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = cluster.daemons[holder].take().expect("holder");
+    drop(killed);
+    // Another daemon takes the lease when it runs out and finishes the job.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let job = job(admin
+            .admin
+            .key_status(pb::KeyStatusRequest {
+                tenant: "dev".into(),
+            })
+            .await
+            .expect("key status")
+            .into_inner())
+        .expect("a job");
+        if job.finished_at_unix_ms != 0 {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rewrap did not finish: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((finished.done, finished.total), (3000, 3000));
+    let mut auditor = cluster.daemon(other).dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let batches: Vec<&pb::AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "KEY_REWRAP" && e.outcome == "ALLOWED")
+        .collect();
+    let rewrapped: u64 = batches
+        .iter()
+        .map(|e| {
+            e.reason
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("a count")
+        })
+        .sum();
+    assert_eq!(rewrapped, 3000, "every record rewrapped exactly once");
+    assert_eq!(
+        batches
+            .iter()
+            .filter(|e| e.reason.contains("rotation complete"))
+            .count(),
+        1
+    );
+    let mut handler = client(
+        &cluster.daemon(other).endpoint(),
+        &cluster.daemon(other).dev_token("dev-handler"),
+    )
+    .await;
+    for (handle, number) in records.iter().step_by(10) {
+        let opened = handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle: handle.clone(),
+                purpose: W.into(),
+            })
+            .await
+            .expect("unseal after the rewrap")
+            .into_inner();
+        assert_eq!(&opened.number, number);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disposal_whose_lease_holder_dies_disposes_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let clock = dir.path().join("clock-days");
+    std::fs::write(&clock, "0").expect("clock");
+    let mut cluster = Cluster::start_with_clock(dir.path(), &postgres, "sim", 3, Some(&clock));
+    let records = seal_spread(&cluster, 400, 40_000).await;
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let mut handler = client(&cluster.endpoints()[1], &token).await;
+    let left_on = vault_tests::rpc::jst_date_in(0);
+    for (handle, _) in &records {
+        handler
+            .locker
+            .retire(pb::RetireRequest {
+                handle: handle.clone(),
+                left_on: left_on.clone(),
+            })
+            .await
+            .expect("retire");
+    }
+    // Seven years and a month on, every record is due.
+    std::fs::write(&clock, (7 * 366 + 40).to_string()).expect("clock");
+    // The schedule ran on its holder at start and waits an hour: kill the holder, and the
+    // daemon taking the lease over runs it at once; kill that one in the middle of the run.
+    for round in 0..2 {
+        let holder =
+            lease_holder(&postgres, &cluster, "disposal").expect("a disposal lease holder");
+        let killed = cluster.daemons[holder].take().expect("holder");
+        drop(killed);
+        if round == 1 {
+            break;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while postgres.sql("locker", "SELECT count(*) FROM locker.certificates") == "0" {
+            assert!(
+                Instant::now() < deadline,
+                "no daemon took the disposal over"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let disposed_so_far: usize = postgres
+        .sql("locker", "SELECT count(*) FROM locker.certificates")
+        .parse()
+        .expect("count");
+    assert!(
+        disposed_so_far < records.len(),
+        "the second holder finished before its kill"
+    );
+    // The last daemon takes over and finishes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while postgres.sql("locker", "SELECT count(*) FROM locker.certificates")
+        != records.len().to_string()
+    {
+        assert!(Instant::now() < deadline, "the disposal did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let survivor = cluster
+        .daemons
+        .iter()
+        .position(Option::is_some)
+        .expect("one daemon left");
+    let mut auditor = cluster.daemon(survivor).dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let mut per_handle: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in entries
+        .iter()
+        .filter(|e| e.action == "SCHEDULED_DISPOSE" && e.outcome == "ALLOWED")
+    {
+        *per_handle.entry(entry.handle.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_handle.len(), records.len(), "every record disposed");
+    assert!(
+        per_handle.values().all(|&n| n == 1),
+        "a record disposed twice: {:?}",
+        per_handle
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
+    );
+    eprintln!(
+        "disposal across two killed lease holders: {} records, each disposed once ({} before the second kill)",
+        records.len(),
+        disposed_so_far
+    );
 }

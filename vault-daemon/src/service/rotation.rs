@@ -262,6 +262,7 @@ impl Locker {
                 Mutation::RewrapBatch {
                     tenant: tenant.id.clone(),
                     records: rewrapped,
+                    from: job.cursor.clone(),
                     cursor,
                     finished,
                     now_ms: self.now_ms(),

@@ -145,6 +145,9 @@ pub enum Mutation {
         tenant: String,
         /// (sealed form that was read, rewrapped record).
         records: Vec<(SealedNumber, Record)>,
+        /// The job's cursor the batch started from: a batch applies only to the job as it
+        /// was read (a daemon that stalled past its lease must not move the job back).
+        from: Option<Handle>,
         /// Last handle examined.
         cursor: Option<Handle>,
         /// Whether this batch reached the end.
@@ -322,11 +325,24 @@ impl Mutation {
             Mutation::RewrapBatch {
                 tenant,
                 records,
+                from,
                 cursor,
                 finished,
                 now_ms,
                 total,
-            } => rewrap(txn, &tenant, records, cursor, finished, now_ms, total),
+            } => {
+                let Some(job) = txn.job(&tenant)? else {
+                    return Ok(Err(Error::NotFound(format!(
+                        "no rewrap job for tenant {tenant}"
+                    ))));
+                };
+                if !job.running() || job.cursor != from {
+                    return Ok(Err(Error::FailedPrecondition(format!(
+                        "the rewrap job of tenant {tenant} moved on since this batch read it; the batch is dropped"
+                    ))));
+                }
+                rewrap(txn, &tenant, records, cursor, finished, now_ms, total)
+            }
             Mutation::SetRecordState { expected, updated } => set_state(txn, &expected, *updated),
             Mutation::Approval(step) => approvals::apply(txn, step),
             Mutation::ChangeDestruction(change) => change_destruction(txn, change),
