@@ -30,3 +30,13 @@ for backend in softhsm tpm; do
   VAULT_TEST_BACKEND=$backend cargo test -p vault-tests --locked \
     --test records --test tamper --test untrusted_store --test dual_control --test leaks --test cli --test authorization --test audit_offline --test rotation --test destruction --test suspension --test lifecycle --test corrections --test reports -- --test-threads "${TEST_THREADS:-4}"
 done
+# The end-to-end suites of the core once more, their dev daemons on the PostgreSQL store (a
+# throwaway server; each daemon's data directory gets its own database). The suites that edit
+# or copy the embedded store's file are redb's own; the cluster suites (tests/tests/cluster.rs)
+# and the store conformance suite ran above.
+echo "== end-to-end suites on the PostgreSQL store"
+pg_root=$(mktemp -d /tmp/locker-pg.XXXXXX)
+VAULT_TEST_PG_URL=$(./scripts/test-postgres.sh start "$pg_root")
+trap './scripts/test-postgres.sh stop "$pg_root"' EXIT
+VAULT_TEST_STORE=postgres VAULT_TEST_PG_URL=$VAULT_TEST_PG_URL cargo test -p vault-tests --locked \
+  --test records --test dual_control --test cli --test authorization --test audit_offline --test rotation --test suspension --test corrections --test reports --test batch --test record_purposes --test error_details --test abuse_limits -- --test-threads "${TEST_THREADS:-4}"

@@ -34,6 +34,57 @@ pub fn backend_under_test() -> String {
     std::env::var("VAULT_TEST_BACKEND").unwrap_or_else(|_| "sim".into())
 }
 
+/// The store the end-to-end suites run dev daemons on: `VAULT_TEST_STORE` (`redb`, the
+/// default, or `postgres`). With `postgres`, `VAULT_TEST_PG_URL` names a PostgreSQL server
+/// (`scripts/test.sh` starts one) and each data directory gets its own database there.
+pub fn store_under_test() -> Option<String> {
+    match std::env::var("VAULT_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("VAULT_TEST_PG_URL")
+                .expect("VAULT_TEST_STORE=postgres needs VAULT_TEST_PG_URL (scripts/test.sh sets both)"),
+        ),
+        _ => None,
+    }
+}
+
+/// The database of `data_dir` on the server at `server` (`postgresql://user@host:port`),
+/// created on first use; a restart of the daemon in the same directory finds it again.
+fn database_for(server: &str, data_dir: &Path) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        data_dir.as_os_str().as_encoded_bytes(),
+    );
+    let name = format!("t_{}", hex::encode(&digest.as_ref()[..10]));
+    let server = server.trim_end_matches('/');
+    let created = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-qAt", "-c"])
+        .arg(format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ))
+        .output()
+        .expect("psql");
+    assert!(
+        created.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    if String::from_utf8_lossy(&created.stdout).trim() != "1" {
+        let made = Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-q", "-c"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .expect("psql");
+        assert!(
+            made.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    format!("{server}/{name}")
+}
+
 /// How to start a daemon.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -299,6 +350,12 @@ fn command(data_dir: &Path, options: &DaemonOptions) -> Command {
             }
             if let Some(file) = &options.lifecycle_clock_file {
                 command.arg("--lifecycle-clock-file").arg(file);
+            }
+            let chose_store = options.args.iter().any(|arg| arg == "--store-url");
+            if let (Some(server), false) = (store_under_test(), chose_store) {
+                command
+                    .arg("--store-url")
+                    .arg(database_for(&server, data_dir));
             }
         }
     }
