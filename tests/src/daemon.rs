@@ -39,10 +39,9 @@ pub fn backend_under_test() -> String {
 /// (`scripts/test.sh` starts one) and each data directory gets its own database there.
 pub fn store_under_test() -> Option<String> {
     match std::env::var("VAULT_TEST_STORE").as_deref() {
-        Ok("postgres") => Some(
-            std::env::var("VAULT_TEST_PG_URL")
-                .expect("VAULT_TEST_STORE=postgres needs VAULT_TEST_PG_URL (scripts/test.sh sets both)"),
-        ),
+        Ok("postgres") => Some(std::env::var("VAULT_TEST_PG_URL").expect(
+            "VAULT_TEST_STORE=postgres needs VAULT_TEST_PG_URL (scripts/test.sh sets both)",
+        )),
         _ => None,
     }
 }

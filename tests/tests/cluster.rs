@@ -938,3 +938,112 @@ async fn a_disposal_whose_lease_holder_dies_disposes_each_record_once() {
         disposed_so_far
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dba_can_neither_mint_authority_nor_rewrite_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), &postgres, "sim", 1);
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let mut handler = client(&cluster.endpoints()[0], &token).await;
+    let number = valid_number(77);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "D77", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+
+    // The DBA copies the admin's operator row over the handler's, hoping for an admin.
+    let saved = postgres.sql(
+        "locker",
+        "SELECT encode(value, 'hex') FROM locker.operators WHERE key = 'dev-handler'",
+    );
+    postgres.sql(
+        "locker",
+        "UPDATE locker.operators SET value = (SELECT value FROM locker.operators WHERE key = 'dev-admin') WHERE key = 'dev-handler'",
+    );
+    let refused = handler
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect_err("a forged row grants nothing");
+    assert_eq!(refused.code(), tonic::Code::DataLoss, "{refused:?}");
+    let refused = handler
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.clone(),
+            purpose: W.into(),
+        })
+        .await
+        .expect_err("nor does it keep the handler's own rights");
+    assert!(!refused.message().contains(&number));
+    postgres.sql(
+        "locker",
+        &format!(
+            "UPDATE locker.operators SET value = decode('{saved}', 'hex') WHERE key = 'dev-handler'"
+        ),
+    );
+    handler
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.clone(),
+            purpose: W.into(),
+        })
+        .await
+        .expect("the genuine row works again");
+
+    // The DBA deletes the newest audit entries: the running daemon takes no more entries on
+    // that chain (and releases nothing) until they are back.
+    postgres.sql(
+        "locker",
+        "CREATE TABLE public.cut AS SELECT * FROM locker.audit WHERE key > (SELECT max(key) - 3 FROM locker.audit)",
+    );
+    postgres.sql(
+        "locker",
+        "DELETE FROM locker.audit WHERE key IN (SELECT key FROM public.cut)",
+    );
+    let unseal = pb::UnsealRequest {
+        handle: handle.clone(),
+        purpose: W.into(),
+    };
+    let refused = handler
+        .locker
+        .unseal(unseal.clone())
+        .await
+        .expect_err("a cut chain takes no more entries");
+    assert_eq!(refused.code(), tonic::Code::DataLoss, "{refused:?}");
+    assert!(!refused.message().contains(&number));
+    postgres.sql(
+        "locker",
+        "INSERT INTO locker.audit SELECT * FROM public.cut",
+    );
+    let mut served = false;
+    for _ in 0..40 {
+        if handler.locker.unseal(unseal.clone()).await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the daemon serves again once the entries are back");
+
+    // A clean stop anchors the head in the key backend; then the DBA cuts the chain's tail
+    // and moves the head row to match, as a rollback would. The next start refuses it.
+    let mut daemon = cluster.daemons[0].take().expect("daemon");
+    assert!(daemon.stop().success());
+    postgres.sql(
+        "locker",
+        "DELETE FROM locker.audit WHERE key > (SELECT max(key) - 3 FROM locker.audit)",
+    );
+    postgres.sql(
+        "locker",
+        "UPDATE locker.chain_head SET seq = (SELECT max(key) FROM locker.audit)",
+    );
+    let restart = Daemon::try_start(&daemon.data_dir.clone(), daemon.options().clone());
+    let refusal = restart
+        .err()
+        .expect("a daemon started on a rolled-back chain");
+    assert!(refusal.contains("refused"), "{refusal}");
+}
