@@ -4,7 +4,7 @@
 //! starts from an empty store.
 //!
 //! The contract: a write transaction is invisible until committed and gone if dropped; a
-//! reader sees one snapshot; every kind of row reads back as written; lists come in key order
+//! reader sees one snapshot, taken no later than its first read; every kind of row reads back as written; lists come in key order
 //! and pages never repeat or skip; the authority digest moves with authority rows and only
 //! with them.
 
@@ -462,6 +462,12 @@ fn snapshot_isolation(store: &dyn Store) {
         txn.put_operator(&operator("clerk")).expect("put")
     });
     let before = store.reader().expect("reader");
+    // The snapshot is taken no later than the first read (PostgreSQL's REPEATABLE READ takes
+    // it there; redb when the reader is made).
+    assert_eq!(
+        before.operator("clerk").expect("read"),
+        Some(operator("clerk"))
+    );
     let mut disabled = operator("clerk");
     disabled.disabled = true;
     write(store, |txn| txn.put_operator(&disabled).expect("put"));

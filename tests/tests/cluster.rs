@@ -1047,3 +1047,79 @@ async fn a_dba_can_neither_mint_authority_nor_rewrite_the_chain() {
         .expect("a daemon started on a rolled-back chain");
     assert!(refusal.contains("refused"), "{refusal}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_the_cluster_restores_into_an_empty_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), &postgres, "sim", 2);
+    let records = seal_spread(&cluster, 40, 60_000).await;
+    let snapshot = dir.path().join("cluster.snapshot");
+    let (ok, _, stderr) = vault_cli(
+        cluster.daemon(1),
+        "dev-admin",
+        &["backup", "--out", snapshot.to_str().expect("utf8")],
+        "",
+    );
+    assert!(ok, "backup: {stderr}");
+    for daemon in &mut cluster.daemons {
+        assert!(daemon.take().expect("daemon").stop().success());
+    }
+
+    // Into a database that holds data: refused, nothing written.
+    let restorer = |database: &str| DaemonOptions {
+        backend: Some("sim".into()),
+        args: vec![
+            "--store-url".into(),
+            postgres.url_of(database),
+            "--dev-keys".into(),
+            dir.path().join("keys").display().to_string(),
+        ],
+        ..DaemonOptions::default()
+    };
+    let snapshot_arg = snapshot.to_str().expect("utf8");
+    let refused = vault_tests::daemon::run_once(
+        &dir.path().join("restorer-a"),
+        &restorer("locker"),
+        &["--restore-from", snapshot_arg],
+    );
+    assert!(
+        !refused.status.success(),
+        "restored over a database with data"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("holds data already"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Into an empty one: verified, loaded, re-anchored; a daemon on it opens every record.
+    postgres.create_database("restored");
+    let restored = vault_tests::daemon::run_once(
+        &dir.path().join("restorer-b"),
+        &restorer("restored"),
+        &["--restore-from", snapshot_arg],
+    );
+    assert!(
+        restored.status.success(),
+        "restore: {}{}",
+        String::from_utf8_lossy(&restored.stdout),
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(String::from_utf8_lossy(&restored.stdout).contains("re-anchored"));
+    let daemon = Daemon::start(&dir.path().join("after"), restorer("restored"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for (handle, number) in &records {
+        let opened = handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle: handle.clone(),
+                purpose: W.into(),
+            })
+            .await
+            .expect("unseal from the restored database")
+            .into_inner();
+        assert_eq!(&opened.number, number);
+    }
+    assert_one_chain(&daemon, dir.path()).await;
+}

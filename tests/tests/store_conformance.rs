@@ -43,3 +43,41 @@ fn postgres_meets_the_store_contract() {
         Arc::new(database.authenticated(test_sealer())) as Arc<dyn Store>
     });
 }
+
+#[test]
+fn postgres_refuses_a_database_migrated_by_a_newer_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    postgres.create_database("newer");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = || PgOptions::new(postgres.url_of("newer"));
+    runtime
+        .block_on(PgDatabase::open(options()))
+        .expect("a new database is migrated");
+    // Opening again applies nothing twice.
+    runtime
+        .block_on(PgDatabase::open(options()))
+        .expect("an up-to-date database opens");
+    assert_eq!(
+        postgres.sql("newer", "SELECT count(*) FROM locker.schema_migrations"),
+        vault_daemon::store::postgres::schema::LATEST.to_string()
+    );
+    postgres.sql(
+        "newer",
+        "INSERT INTO locker.schema_migrations (version) VALUES (99)",
+    );
+    let refused = runtime.block_on(PgDatabase::open(options()));
+    match refused {
+        Err(vault_daemon::store::StoreError::Schema { found, expected }) => {
+            assert_eq!(
+                (found, expected),
+                (99, vault_daemon::store::postgres::schema::LATEST)
+            );
+        }
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
+}

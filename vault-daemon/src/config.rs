@@ -484,8 +484,8 @@ pub struct StoreConfig {
     /// PostgreSQL: connections at most (default 16).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
-    /// PostgreSQL: a CA certificate (PEM); with it the connection uses TLS (rustls), required
-    /// when the URL says `sslmode=require`.
+    /// PostgreSQL: a CA certificate (PEM); with it every connection must use TLS (rustls,
+    /// which checks the chain and the host name).
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
     /// PostgreSQL: how long a group commit waits for the chain-head lock (default 3000 ms;
@@ -1061,6 +1061,7 @@ mod tests {
             ("softhsm.example.toml", BackendKind::Pkcs11),
             ("network-hsm.example.toml", BackendKind::Pkcs11),
             ("tpm.example.toml", BackendKind::Tpm),
+            ("postgres.example.toml", BackendKind::Pkcs11),
         ] {
             let text = std::fs::read_to_string(root.join(file)).expect(file);
             let config = Config::parse(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -1069,6 +1070,50 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(config.backend.kind, kind, "{file}");
         }
+    }
+
+    #[test]
+    fn the_postgres_store_is_checked_at_load() {
+        let base = "[store]\ndata_dir = \"/x\"\nbackend = \"postgres\"\n";
+        let sim = "[backend]\nkind = \"sim\"\nallow_insecure = true\n";
+        let check = |extra: &str, backend: &str| {
+            parse(&format!("{base}{extra}{backend}")).and_then(|c| {
+                c.validate(false)?;
+                Ok(c)
+            })
+        };
+        let refused = |extra: &str, backend: &str, says: &str| match check(extra, backend) {
+            Err(ConfigError::Invalid(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("{extra}: {other:?}"),
+        };
+        refused("", sim, "needs store.url");
+        refused(
+            "url = \"postgresql://h/db\"\nlock_timeout_ms = 5000\n",
+            sim,
+            "below audit.commit_timeout_ms",
+        );
+        refused(
+            "url = \"postgresql://h/db\"\npool_size = 0\n",
+            sim,
+            "pool_size",
+        );
+        // A TPM's keys stay on its machine: no shared store.
+        refused(
+            "url = \"postgresql://h/db\"\n",
+            "[backend]\nkind = \"tpm\"\n[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\nauth_file = \"/a\"\n",
+            "never leave its machine",
+        );
+        let config = check("url = \"postgresql://h1,h2/db\"\n", sim).expect("valid");
+        assert!(matches!(
+            config.store_location(),
+            Ok(crate::trust::StoreLocation::Postgres(options)) if options.pool_size == 16
+        ));
+        // A URL without the backend is a mistake, not silently the embedded store.
+        assert!(matches!(
+            parse("[store]\ndata_dir = \"/x\"\nurl = \"postgresql://h/db\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\n")
+                .and_then(|c| c.validate(false)),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -627,7 +627,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     checkpoint_task.abort();
     let _ = checkpoint_task.await;
     // Anchor the whole log before stopping: a verifier then finds no unanchored tail.
-    let final_checkpoint = match checkpointer.checkpoint_now().await {
+    let final_checkpoint = match checkpointer.checkpoint_final().await {
         Ok(Some(checkpoint)) => {
             tracing::info!(seq = checkpoint.seq, "final audit checkpoint signed");
             Ok(())
@@ -665,7 +665,8 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
 /// directory, which must hold no store: the snapshot's framing is checked, its rows are
 /// written into a staging directory, the staged store is verified (its rows authenticate with
 /// this backend, its history checks out), and only then moved into place and re-anchored
-/// (`ANCHOR_RESET` in the log). A snapshot that fails leaves nothing behind.
+/// (`ANCHOR_RESET` in the log). A snapshot that fails leaves nothing behind. With the
+/// PostgreSQL store the verified rows are loaded into its database, which must be empty.
 pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), DaemonError> {
     config.validate(dev)?;
     let data_dir = config.store.data_dir.clone();
@@ -708,8 +709,19 @@ pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), Daemo
         let _ = std::fs::remove_dir_all(&staging);
         return Err(error);
     }
-    std::fs::rename(staging.join(crate::store::redb::DB_FILE_NAME), &target)
-        .map_err(io_context("move the restored store into place"))?;
+    match config.store_location()? {
+        crate::trust::StoreLocation::Redb { .. } => {
+            std::fs::rename(staging.join(crate::store::redb::DB_FILE_NAME), &target)
+                .map_err(io_context("move the restored store into place"))?;
+        }
+        // The verified rows go into the (empty) database, in one transaction.
+        crate::trust::StoreLocation::Postgres(options) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            let (_, rows) = crate::store::snapshot::read(&bytes)?;
+            let database = crate::store::postgres::PgDatabase::open(options).await?;
+            database.load_rows(&rows).await?;
+        }
+    }
     let _ = std::fs::remove_dir_all(&staging);
     tracing::info!(
         from = %from.display(),

@@ -172,6 +172,19 @@ impl Checkpointer {
             ));
         }
         let mut guard = self.progress.lock().await;
+        // The newest stored checkpoint must still be the one this process knows, unless
+        // another daemon of a cluster signed newer ones meanwhile: then this one verifies
+        // afresh, from the anchor, before it signs on (removed or replaced ones fail there).
+        let stored_last = self.store.reader()?.last_checkpoint()?;
+        let known = guard.as_ref().map(|p| p.last.clone());
+        let moved_on = match (&known, &stored_last) {
+            (Some(Some(known)), Some(stored)) => stored.number > known.number,
+            (Some(None), Some(_)) => true,
+            _ => false,
+        };
+        if moved_on {
+            *guard = None;
+        }
         let progress = match guard.as_mut() {
             Some(progress) => progress,
             None => {
@@ -190,7 +203,6 @@ impl Checkpointer {
                 })
             }
         };
-        // The newest stored checkpoint must still be the one this process knows.
         let stored_last = self.store.reader()?.last_checkpoint()?;
         if stored_last != progress.last {
             let error = Error::Integrity(
@@ -269,6 +281,20 @@ impl Checkpointer {
             }
         }
         Ok(Some(checkpoint))
+    }
+
+    /// The checkpoint at a clean stop: signed by this daemon when it holds (or can take) the
+    /// checkpoint lease; on a shared store whose lease another daemon holds, that daemon
+    /// anchors the cluster's head and this one signs nothing (`Ok(None)`).
+    pub async fn checkpoint_final(&self) -> Result<Option<Checkpoint>> {
+        let lease = DutyLease::new(Arc::clone(&self.store), lease::CHECKPOINTS);
+        match lease.check() {
+            LeaseState::Elsewhere => {
+                tracing::info!("another daemon holds the checkpoint lease: it anchors the log");
+                Ok(None)
+            }
+            LeaseState::Held { .. } => self.checkpoint_now().await,
+        }
     }
 
     /// Checkpoints by the policy until the task is aborted. Failures (backend down) are logged

@@ -40,8 +40,8 @@ pub struct PgOptions {
     pub url: String,
     /// Connections at most.
     pub pool_size: usize,
-    /// CA certificate (PEM) to verify the server with; with it, connections use TLS (rustls)
-    /// as the URL's `sslmode` says (`require` refuses a server without TLS).
+    /// CA certificate (PEM) to verify the server with; with it, every connection must use TLS
+    /// (rustls, which checks the certificate chain and the host name).
     pub tls_ca: Option<PathBuf>,
     /// How long a group commit waits for the chain head; below the commit timeout.
     pub lock_timeout: Duration,
@@ -123,6 +123,11 @@ fn pg_config(options: &PgOptions) -> Result<tokio_postgres::Config, StoreError> 
         .parse()
         .map_err(|e| StoreError::Io(format!("store url does not parse: {e}")))?;
     config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    // With a CA given, TLS is required: `prefer` would fall back to plaintext on a server (or
+    // a man in the middle) that offers no TLS. rustls verifies the chain and the host name.
+    if options.tls_ca.is_some() {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     if let Some(password) = &options.password {
         use secrecy::ExposeSecret;
         config.password(password.expose_secret());

@@ -5,7 +5,7 @@
 //! next read and at commit, so a group commit of many calls costs a few round trips rather
 //! than one per row; a read inside the transaction still sees every earlier write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::time::Instant;
 
 use deadpool_postgres::Object;
@@ -35,12 +35,16 @@ use crate::store::{AuthorityState, StoreError, StoreRead, StoreWrite};
 const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
+const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC LIMIT 1";
 const STATE_KEY: &str = "authority";
 /// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
 /// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
 /// though the standby may not have the transaction. The locker must not take that for a
 /// durable commit, so it waits; its callers get UNAVAILABLE at their own commit timeout.
 const COMMIT: &str = "SET LOCAL statement_timeout = 0; COMMIT";
+
+/// An audit row: its sequence number and its bytes.
+type AuditRow = (u64, Vec<u8>);
 
 /// A write waiting to be sent.
 enum Pending {
@@ -75,12 +79,17 @@ impl Pending {
 pub struct PgTxn<'a> {
     shared: &'a Shared,
     sealer: &'a RowSealer,
-    client: Option<Object>,
+    /// The connection: a reader's is taken from the pool with its first query.
+    client: OnceCell<Object>,
     write: bool,
+    /// Whether the transaction has begun (a reader's begins with its first query).
+    begun: Cell<bool>,
     pending: RefCell<Vec<Pending>>,
     authority_changed: bool,
     /// The chain head as locked (writer).
     head_seq: u64,
+    /// The last entry as read with the lock (writer), until a write makes it stale.
+    head_row: RefCell<Option<Option<AuditRow>>>,
     /// The last audit entry this transaction appended.
     appended: Option<u64>,
     locked_at: Option<Instant>,
@@ -94,34 +103,23 @@ fn tampered_head(head: u64, last: u64) -> StoreError {
 }
 
 impl<'a> PgTxn<'a> {
-    /// A reader, its snapshot taken now (REPEATABLE READ takes it with the first statement
-    /// after BEGIN, so a `SELECT 1` travels with the BEGIN: one round trip).
+    /// A reader. Its transaction begins with its first query, sent together with it (one
+    /// round trip); REPEATABLE READ takes the snapshot there, so the reader sees one snapshot
+    /// from its first read on.
     pub(crate) fn reader(
         shared: &'a Shared,
         sealer: &'a RowSealer,
     ) -> Result<PgTxn<'a>, StoreError> {
-        let client = shared.block(async {
-            let client = shared.client().await?;
-            let (begun, pinned) = futures::join!(
-                client.batch_execute(BEGIN_READ),
-                client.simple_query("SELECT 1")
-            );
-            match begun.and(pinned) {
-                Ok(_) => Ok(client),
-                Err(error) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(io(error))
-                }
-            }
-        })?;
         Ok(PgTxn {
             shared,
             sealer,
-            client: Some(client),
+            client: OnceCell::new(),
             write: false,
+            begun: Cell::new(false),
             pending: RefCell::new(Vec::new()),
             authority_changed: false,
             head_seq: 0,
+            head_row: RefCell::new(None),
             appended: None,
             locked_at: None,
         })
@@ -135,16 +133,30 @@ impl<'a> PgTxn<'a> {
     ) -> Result<PgTxn<'a>, StoreError> {
         let asked = Instant::now();
         let lock_ms = shared.options.lock_timeout.as_millis().max(1);
-        let (client, head) = shared.block(async {
+        let (client, head, head_row) = shared.block(async {
             let client = shared.client().await?;
             let lock = client.prepare_cached(LOCK_HEAD).await.map_err(io)?;
+            let last = client.prepare_cached(LAST_ENTRY).await.map_err(io)?;
             let begin = format!("BEGIN; SET LOCAL lock_timeout = {lock_ms}");
-            let (begun, locked) =
-                futures::join!(client.batch_execute(&begin), client.query_one(&lock, &[]));
-            match begun.and(locked) {
-                Ok(row) => {
+            // One round trip: the last entry is read after the lock is held (each statement
+            // of a READ COMMITTED transaction sees what was committed before it began).
+            let (begun, locked, last_row) = futures::join!(
+                client.batch_execute(&begin),
+                client.query_one(&lock, &[]),
+                client.query_opt(&last, &[])
+            );
+            let outcome = begun.and(locked).and_then(|row| Ok((row, last_row?)));
+            match outcome {
+                Ok((row, last_row)) => {
                     let seq: i64 = row.get(0);
-                    Ok((client, seq.max(0) as u64))
+                    let head_row = match last_row {
+                        Some(row) => {
+                            let key: i64 = row.try_get(0).map_err(io)?;
+                            Some((key.max(0) as u64, row.try_get::<_, Vec<u8>>(1).map_err(io)?))
+                        }
+                        None => None,
+                    };
+                    Ok((client, seq.max(0) as u64, head_row))
                 }
                 Err(error) => {
                     let _ = client.batch_execute("ROLLBACK").await;
@@ -159,19 +171,25 @@ impl<'a> PgTxn<'a> {
         Ok(PgTxn {
             shared,
             sealer,
-            client: Some(client),
+            client: OnceCell::from(client),
             write: true,
+            begun: Cell::new(true),
             pending: RefCell::new(Vec::new()),
             authority_changed: false,
             head_seq: head,
+            head_row: RefCell::new(Some(head_row)),
             appended: None,
             locked_at: Some(locked_at),
         })
     }
 
-    fn client(&self) -> Result<&Object, StoreError> {
+    /// The connection, taken from the pool on first use.
+    async fn connection(&self) -> Result<&Object, StoreError> {
+        if self.client.get().is_none() {
+            let _ = self.client.set(self.shared.client().await?);
+        }
         self.client
-            .as_ref()
+            .get()
             .ok_or_else(|| StoreError::Io("the transaction has ended".into()))
     }
 
@@ -213,11 +231,20 @@ impl<'a> PgTxn<'a> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.client()?;
         self.shared.block(async {
+            let client = self.connection().await?;
             self.flush(client).await?;
             let statement = client.prepare_cached(sql).await.map_err(io)?;
-            client.query(&statement, params).await.map_err(io)
+            if self.begun.get() {
+                return client.query(&statement, params).await.map_err(io);
+            }
+            let (begun, rows) = futures::join!(
+                client.batch_execute(BEGIN_READ),
+                client.query(&statement, params)
+            );
+            self.begun.set(true);
+            begun.map_err(io)?;
+            rows.map_err(io)
         })
     }
 
@@ -321,12 +348,17 @@ impl Drop for PgTxn<'_> {
         let Some(client) = self.client.take() else {
             return;
         };
-        // End the transaction before the connection goes back to the pool; a connection that
-        // cannot is closed rather than pooled mid-transaction.
-        let ended = self.shared.block(client.batch_execute("ROLLBACK"));
-        if ended.is_err() {
-            drop(Object::take(client));
+        if !self.begun.get() {
+            return;
         }
+        // End the transaction before the connection goes back to the pool, without making the
+        // reader's caller wait for it; a connection that cannot is closed rather than pooled
+        // mid-transaction (as it is if the task never runs: the runtime is shutting down).
+        self.shared.runtime.spawn(async move {
+            if client.batch_execute("ROLLBACK").await.is_err() {
+                drop(Object::take(client));
+            }
+        });
     }
 }
 
@@ -375,10 +407,18 @@ impl StoreRead for PgTxn<'_> {
     }
 
     fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let last = self
-            .scan(&tables::AUDIT, None, Some(1), true)?
-            .pop()
-            .map(|(key, value)| (key.as_u64(), value));
+        let prefetched = if self.appended.is_none() && self.pending.borrow().is_empty() {
+            self.head_row.borrow_mut().take()
+        } else {
+            None
+        };
+        let last = match prefetched {
+            Some(last) => last,
+            None => self
+                .scan(&tables::AUDIT, None, Some(1), true)?
+                .pop()
+                .map(|(key, value)| (key.as_u64(), value)),
+        };
         // The writer checks the head it locked against the entries: rows added or removed
         // behind the locker's back do not pass.
         if self.write && self.appended.is_none() {
