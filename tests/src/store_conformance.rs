@@ -50,7 +50,7 @@ type Check = fn(&dyn Store);
 
 /// Every check, each on a fresh store from `fresh`.
 pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>) {
-    let checks: [(&str, Check); 9] = [
+    let checks: [(&str, Check); 10] = [
         ("records and the blind index", records_and_index),
         ("record pages", record_pages),
         ("tenants, operators, tokens", principals),
@@ -60,6 +60,7 @@ pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>) {
         ("transactions", transactions),
         ("snapshots", snapshot_isolation),
         ("the authority digest", authority_digest),
+        ("optimistic writers", optimistic_writers),
     ];
     for (name, check) in checks {
         let store = fresh();
@@ -454,6 +455,37 @@ fn transactions(store: &dyn Store) {
     assert_eq!(
         reader.audit_last().expect("last").map(|(seq, _)| seq),
         Some(1)
+    );
+}
+
+/// A store that offers optimistic write transactions commits one whose head is right, and
+/// refuses one whose head moved (`HeadMoved`), writing nothing of it.
+fn optimistic_writers(store: &dyn Store) {
+    write(store, |txn| txn.append_audit(1, b"first").expect("append"));
+    let Some(mut txn) = store.optimistic_writer(1).expect("optimistic writer") else {
+        return;
+    };
+    txn.put_record(&record(2, "acme")).expect("put");
+    txn.append_audit(2, b"second").expect("append");
+    txn.commit().expect("the head was where it expected");
+    // Another writer appended entry 3; a writer still expecting 2 is refused.
+    write(store, |txn| txn.append_audit(3, b"third").expect("append"));
+    let mut stale = store
+        .optimistic_writer(2)
+        .expect("optimistic writer")
+        .expect("offered before, offered now");
+    stale.put_record(&record(4, "acme")).expect("put");
+    stale.append_audit(3, b"fork").expect("queued");
+    assert_eq!(stale.commit(), Err(StoreError::HeadMoved));
+    let reader = store.reader().expect("reader");
+    assert_eq!(reader.record(&handle(4)).expect("read"), None);
+    assert_eq!(
+        reader.audit_tail(5).expect("tail"),
+        vec![
+            (1, b"first".to_vec()),
+            (2, b"second".to_vec()),
+            (3, b"third".to_vec())
+        ]
     );
 }
 

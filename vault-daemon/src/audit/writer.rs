@@ -391,6 +391,8 @@ fn run(
     let mut batch = Vec::with_capacity(max_batch);
     let mut stopping = false;
     let mut recovery = Recovery::new(healthy, recovery_pause);
+    // Whether the next batch may assume the head is where this writer left it.
+    let mut optimistic = true;
     // Notes that a committed result never reached its caller, committed with the next batch.
     let mut notes: Vec<Unit> = Vec::new();
     while !stopping {
@@ -449,7 +451,13 @@ fn run(
         metrics.commit_batch.observe(batch.len() as f64);
         let started = Instant::now();
         let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit_batch(store.as_ref(), clock.as_ref(), head, &mut batch)
+            commit_batch(
+                store.as_ref(),
+                clock.as_ref(),
+                head,
+                &mut batch,
+                &mut optimistic,
+            )
         }))
         .unwrap_or_else(|_| {
             Err(StoreError::Corrupt(
@@ -496,14 +504,48 @@ fn run(
 /// its sequence number) if it had one.
 type Committed = (Result<MutationOutcome, Error>, Option<(u64, AuditEntry)>);
 
+/// Commits `batch` after entry `known`, the last this writer committed. Where the store offers
+/// it and nobody else appended lately (`optimistic`), the transaction assumes the head is still
+/// `known` and the store checks that on its first contact — one round trip for the batch on a
+/// server database; if another daemon moved the head, the batch is applied again in a
+/// transaction that locks and reads the head first.
 fn commit_batch(
     store: &dyn Store,
     clock: &dyn Clock,
     known: ChainHead,
     batch: &mut [Unit],
+    optimistic: &mut bool,
 ) -> Result<(ChainHead, Vec<Committed>), StoreError> {
-    let mut txn = store.writer()?;
-    let mut head = head_in(txn.as_ref(), known)?;
+    if *optimistic && let Some(txn) = store.optimistic_writer(known.seq)? {
+        let saved: Vec<(Mutation, Option<AuditEntry>)> = batch
+            .iter()
+            .map(|unit| (unit.mutation.clone(), unit.entry.clone()))
+            .collect();
+        match apply_batch(txn, clock, known, batch) {
+            Err(StoreError::HeadMoved) => {
+                *optimistic = false;
+                for (unit, (mutation, entry)) in batch.iter_mut().zip(saved) {
+                    unit.mutation = mutation;
+                    unit.entry = entry;
+                }
+            }
+            other => return other,
+        }
+    }
+    let txn = store.writer()?;
+    let head = head_in(txn.as_ref(), known)?;
+    // Nobody else appended since this writer's last commit: try the short way next time.
+    *optimistic = head.seq == known.seq;
+    apply_batch(txn, clock, head, batch)
+}
+
+/// Applies the units of `batch` in `txn`, chains their entries after `head`, and commits.
+fn apply_batch(
+    mut txn: Box<dyn crate::store::StoreWrite + '_>,
+    clock: &dyn Clock,
+    mut head: ChainHead,
+    batch: &mut [Unit],
+) -> Result<(ChainHead, Vec<Committed>), StoreError> {
     let mut results = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);

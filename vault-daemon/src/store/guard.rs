@@ -83,6 +83,12 @@ impl Store for PanicSafe {
         Ok(Box::new(Guarded { inner, fault }))
     }
 
+    fn optimistic_writer(&self, head: u64) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+        let fault = self.fault.as_ref();
+        let inner = guard(fault, "writer", || self.inner.optimistic_writer(head))?;
+        Ok(inner.map(|inner| Box::new(Guarded { inner, fault }) as Box<dyn StoreWrite + '_>))
+    }
+
     fn recover(&self) -> Result<(), StoreError> {
         guard(self.fault.as_ref(), "recover", || self.inner.recover())
     }

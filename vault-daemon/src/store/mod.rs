@@ -67,6 +67,10 @@ pub enum StoreError {
         /// The last entry this daemon committed.
         committed: u64,
     },
+    /// An optimistic write transaction found the chain head moved (another daemon appended):
+    /// the writer applies the batch again under the lock. Never reaches a caller.
+    #[error("the audit chain head moved since this daemon's last commit")]
+    HeadMoved,
     /// The store was written by another schema version.
     #[error("store schema version {found} is not supported (expected {expected})")]
     Schema {
@@ -80,7 +84,9 @@ pub enum StoreError {
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Error {
         match error {
-            StoreError::Io(_) => Error::Unavailable(format!("{error}; nothing was released")),
+            StoreError::Io(_) | StoreError::HeadMoved => {
+                Error::Unavailable(format!("{error}; nothing was released"))
+            }
             StoreError::Corrupt(_) | StoreError::Tampered { .. } | StoreError::Behind { .. } => {
                 Error::Integrity(format!("{error}; nothing was released"))
             }
@@ -126,6 +132,16 @@ pub trait Store: Send + Sync + 'static {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError>;
     /// A write transaction. Only the audit writer calls this.
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
+    /// A write transaction that assumes the audit chain still ends at entry `head` (the last
+    /// this writer committed) and checks it only when it first talks to the store, failing
+    /// with [`StoreError::HeadMoved`] otherwise; `None` where the store has no such thing (a
+    /// store one process writes needs none).
+    fn optimistic_writer(
+        &self,
+        _head: u64,
+    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+        Ok(None)
+    }
     /// Makes the store usable again after an I/O error (reopens it, reconnects); the audit
     /// writer calls it before it retries. Stores that need nothing keep the default.
     fn recover(&self) -> Result<(), StoreError> {

@@ -388,6 +388,14 @@ impl Store for PgStore {
         Ok(Box::new(PgTxn::writer(&self.shared, &self.sealer)?))
     }
 
+    fn optimistic_writer(&self, head: u64) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+        Ok(Some(Box::new(PgTxn::optimistic_writer(
+            &self.shared,
+            &self.sealer,
+            head,
+        )?)))
+    }
+
     fn snapshot(
         &self,
         sink: &mut dyn FnMut(&[u8]) -> bool,

@@ -36,6 +36,9 @@ const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
 const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC LIMIT 1";
+/// The optimistic writer's lock: fails (division by zero) unless the head is still the entry
+/// this daemon last committed and the entries end there.
+const ASSERT_HEAD: &str = "SELECT 1 / (CASE WHEN seq = $1 AND seq = (SELECT coalesce(max(key), 0) FROM locker.audit) THEN 1 ELSE 0 END) FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const STATE_KEY: &str = "authority";
 /// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
 /// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
@@ -45,6 +48,17 @@ const COMMIT: &str = "SET LOCAL statement_timeout = 0; COMMIT";
 
 /// An audit row: its sequence number and its bytes.
 type AuditRow = (u64, Vec<u8>);
+
+/// What ends a pipeline.
+enum Last<'p> {
+    /// A query whose rows are wanted.
+    Query(&'p str, &'p [&'p (dyn ToSql + Sync)]),
+    /// The commit, moving the chain head to the given entry if the transaction appended.
+    Commit(Option<i64>),
+    /// Nothing (only what is owed).
+    #[allow(dead_code)]
+    Nothing,
+}
 
 /// A write waiting to be sent.
 enum Pending {
@@ -92,7 +106,11 @@ pub struct PgTxn<'a> {
     head_row: RefCell<Option<Option<AuditRow>>>,
     /// The last audit entry this transaction appended.
     appended: Option<u64>,
-    locked_at: Option<Instant>,
+    /// When the chain head was locked (writer).
+    locked_at_cell: Cell<Option<Instant>>,
+    /// An optimistic writer: the head it expects (its lock asserts it, sent with its first
+    /// statement; [`StoreError::HeadMoved`] if another writer moved it).
+    expect_head: Option<i64>,
 }
 
 fn tampered_head(head: u64, last: u64) -> StoreError {
@@ -121,7 +139,8 @@ impl<'a> PgTxn<'a> {
             head_seq: 0,
             head_row: RefCell::new(None),
             appended: None,
-            locked_at: None,
+            locked_at_cell: Cell::new(None),
+            expect_head: None,
         })
     }
 
@@ -179,7 +198,32 @@ impl<'a> PgTxn<'a> {
             head_seq: head,
             head_row: RefCell::new(Some(head_row)),
             appended: None,
-            locked_at: Some(locked_at),
+            locked_at_cell: Cell::new(Some(locked_at)),
+            expect_head: None,
+        })
+    }
+
+    /// An optimistic writer's transaction: nothing is sent until its first read or its commit,
+    /// which carry its BEGIN and a head lock asserting the head is still `head` — one round
+    /// trip for a whole group commit while this daemon is the only one appending.
+    pub(crate) fn optimistic_writer(
+        shared: &'a Shared,
+        sealer: &'a RowSealer,
+        head: u64,
+    ) -> Result<PgTxn<'a>, StoreError> {
+        Ok(PgTxn {
+            shared,
+            sealer,
+            client: OnceCell::new(),
+            write: true,
+            begun: Cell::new(false),
+            pending: RefCell::new(Vec::new()),
+            authority_changed: false,
+            head_seq: head,
+            head_row: RefCell::new(None),
+            appended: None,
+            locked_at_cell: Cell::new(None),
+            expect_head: Some(i64::try_from(head).unwrap_or(i64::MAX)),
         })
     }
 
@@ -193,39 +237,129 @@ impl<'a> PgTxn<'a> {
             .ok_or_else(|| StoreError::Io("the transaction has ended".into()))
     }
 
-    /// Sends the queued writes, pipelined, and waits for all their answers.
-    async fn flush(&self, client: &Object) -> Result<(), StoreError> {
+    /// Sends, in one pipeline (one round trip), what this transaction still owes the server —
+    /// its opening (a reader's BEGIN; an optimistic writer's BEGIN and head assertion), the
+    /// queued writes — then `last`, and waits for every answer. Returns `last`'s rows.
+    async fn send(
+        &self,
+        client: &Object,
+        last: Last<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        type Step<'f> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>, StoreError>> + 'f,
+            >,
+        >;
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        if pending.is_empty() {
-            return Ok(());
-        }
         let mut statements = Vec::with_capacity(pending.len());
         for write in &pending {
             statements.push(client.prepare_cached(&write.sql()).await.map_err(io)?);
         }
-        let sent = pending.iter().zip(&statements).map(|(write, statement)| {
+        let assert_head = match self.expect_head {
+            Some(_) if !self.begun.get() => {
+                Some(client.prepare_cached(ASSERT_HEAD).await.map_err(io)?)
+            }
+            _ => None,
+        };
+        let last_statement = match &last {
+            Last::Query(sql, _) => Some(client.prepare_cached(sql).await.map_err(io)?),
+            Last::Commit(Some(_)) => Some(client.prepare_cached(SET_HEAD).await.map_err(io)?),
+            Last::Commit(None) | Last::Nothing => None,
+        };
+        let mut steps: Vec<Step<'_>> = Vec::with_capacity(pending.len() + 4);
+        if !self.begun.get() {
+            match (&assert_head, self.expect_head) {
+                (Some(statement), Some(expected)) => {
+                    let begin = format!(
+                        "BEGIN; SET LOCAL lock_timeout = {}",
+                        self.shared.options.lock_timeout.as_millis().max(1)
+                    );
+                    let asked = Instant::now();
+                    steps.push(Box::pin(async move {
+                        client.batch_execute(&begin).await.map_err(io)?;
+                        Ok(Vec::new())
+                    }));
+                    let locked_at = &self.locked_at_cell;
+                    steps.push(Box::pin(async move {
+                        let outcome = client.query_one(statement, &[&expected]).await;
+                        let now = Instant::now();
+                        locked_at.set(Some(now));
+                        crate::metrics::metrics()
+                            .head_lock_wait
+                            .observe(now.duration_since(asked).as_secs_f64());
+                        match outcome {
+                            Ok(_) => Ok(Vec::new()),
+                            Err(error)
+                                if error.code()
+                                    == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) =>
+                            {
+                                Err(StoreError::HeadMoved)
+                            }
+                            Err(error) => Err(io(error)),
+                        }
+                    }));
+                }
+                _ => steps.push(Box::pin(async move {
+                    client.batch_execute(BEGIN_READ).await.map_err(io)?;
+                    Ok(Vec::new())
+                })),
+            }
+            self.begun.set(true);
+        }
+        for (write, statement) in pending.iter().zip(&statements) {
             let params: Vec<&(dyn ToSql + Sync)> = match write {
                 Pending::Upsert(_, key, value) | Pending::Insert(_, key, value) => {
                     vec![key.key_param(), value]
                 }
                 Pending::Delete(_, key) => vec![key.key_param()],
             };
-            async move { client.execute(statement, &params).await }
-        });
-        match futures::future::try_join_all(sent).await {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-            {
-                Err(StoreError::Corrupt(
-                    "an audit entry with this sequence number exists already (another writer appended it): the batch is refused".into(),
-                ))
-            }
-            Err(error) => Err(io(error)),
+            steps.push(Box::pin(async move {
+                match client.execute(statement, &params).await {
+                    Ok(_) => Ok(Vec::new()),
+                    Err(error)
+                        if error.code()
+                            == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        Err(StoreError::Corrupt(
+                            "an audit entry with this sequence number exists already (another writer appended it): the batch is refused".into(),
+                        ))
+                    }
+                    Err(error) => Err(io(error)),
+                }
+            }));
         }
+        let want_rows = matches!(last, Last::Query(..));
+        match (last, &last_statement) {
+            (Last::Query(_, params), Some(statement)) => {
+                steps.push(Box::pin(async move {
+                    client.query(statement, params).await.map_err(io)
+                }));
+            }
+            (Last::Commit(head), statement) => {
+                if let (Some(seq), Some(statement)) = (head, statement) {
+                    steps.push(Box::pin(async move {
+                        client.execute(statement, &[&seq]).await.map_err(io)?;
+                        Ok(Vec::new())
+                    }));
+                }
+                steps.push(Box::pin(async move {
+                    client.batch_execute(COMMIT).await.map_err(io)?;
+                    Ok(Vec::new())
+                }));
+            }
+            _ => {}
+        }
+        // Polled in order, so sent in order; the first answer that is an error is the first
+        // statement that failed (the server skips the rest of an aborted transaction).
+        let mut answers = futures::future::try_join_all(steps).await?;
+        Ok(if want_rows {
+            answers.pop().unwrap_or_default()
+        } else {
+            Vec::new()
+        })
     }
 
-    /// Runs one query in this transaction, after the queued writes.
+    /// Runs one query in this transaction, after what it still owes the server.
     fn query(
         &self,
         sql: &str,
@@ -233,18 +367,7 @@ impl<'a> PgTxn<'a> {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         self.shared.block(async {
             let client = self.connection().await?;
-            self.flush(client).await?;
-            let statement = client.prepare_cached(sql).await.map_err(io)?;
-            if self.begun.get() {
-                return client.query(&statement, params).await.map_err(io);
-            }
-            let (begun, rows) = futures::join!(
-                client.batch_execute(BEGIN_READ),
-                client.query(&statement, params)
-            );
-            self.begun.set(true);
-            begun.map_err(io)?;
-            rows.map_err(io)
+            self.send(client, Last::Query(sql, params)).await
         })
     }
 
@@ -710,35 +833,38 @@ impl StoreWrite for PgTxn<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        let client = self
-            .client
-            .take()
-            .ok_or_else(|| StoreError::Io("the transaction has ended".into()))?;
-        let appended = self.appended;
-        let outcome = self.shared.block(async {
-            self.flush(&client).await?;
-            if let Some(seq) = appended {
-                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-                let set_head = client.prepare_cached(SET_HEAD).await.map_err(io)?;
-                let params: [&(dyn ToSql + Sync); 1] = [&seq];
-                let (set, committed) = futures::join!(
-                    client.execute(&set_head, &params),
-                    client.batch_execute(COMMIT)
-                );
-                set.map_err(io)?;
-                committed.map_err(io)
-            } else {
-                client.batch_execute(COMMIT).await.map_err(io)
-            }
-        });
-        if let Some(locked_at) = self.locked_at {
+        if !self.write {
+            return Err(StoreError::Io("a reader has nothing to commit".into()));
+        }
+        let taken = self.client.take();
+        let head = self
+            .appended
+            .map(|seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        // An optimistic writer that has not read anything meets the server only here.
+        let client = match taken {
+            Some(client) => client,
+            None => self.shared.block(self.shared.client())?,
+        };
+        let outcome = self
+            .shared
+            .block(self.send(&client, Last::Commit(head)))
+            .map(drop);
+        if let Some(locked_at) = self.locked_at_cell.get() {
             crate::metrics::metrics()
                 .head_lock_hold
                 .observe(locked_at.elapsed().as_secs_f64());
         }
-        if outcome.is_err() {
+        match &outcome {
+            Ok(()) => {}
+            // A moved head failed the pipeline's first statement, so the transaction is
+            // aborted (its COMMIT never ran): end it, and the connection serves on.
+            Err(StoreError::HeadMoved) => {
+                if self.shared.block(client.batch_execute("ROLLBACK")).is_err() {
+                    drop(Object::take(client));
+                }
+            }
             // Its outcome unknown or failed: never pool a connection in that state.
-            drop(Object::take(client));
+            Err(_) => drop(Object::take(client)),
         }
         outcome
     }
