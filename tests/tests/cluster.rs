@@ -1123,3 +1123,81 @@ async fn a_backup_of_the_cluster_restores_into_an_empty_database() {
     }
     assert_one_chain(&daemon, dir.path()).await;
 }
+
+/// Copies a simulated token's key file from one daemon's key directory to another's, as an
+/// HSM cluster replicates a new key: written aside and renamed, so the reader sees it whole.
+fn replicate_keys(from: &Path, to: &Path) {
+    let file = |dir: &Path| dir.join("hsm-sim").join(hsm_sim::KEY_FILE_NAME);
+    let staged = to.join("hsm-sim").join("replicating.tmp");
+    std::fs::copy(file(from), &staged).expect("copy the key file");
+    std::fs::rename(&staged, file(to)).expect("put it in place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_not_yet_on_this_daemons_hsm_answers_unavailable_then_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    postgres.create_database("locker");
+    let (keys_a, keys_b) = (dir.path().join("keys-a"), dir.path().join("keys-b"));
+    let options = |keys: &Path| DaemonOptions {
+        backend: Some("sim".into()),
+        args: vec![
+            "--store-url".into(),
+            postgres.url_of("locker"),
+            "--dev-keys".into(),
+            keys.display().to_string(),
+        ],
+        ..DaemonOptions::default()
+    };
+    let a = Daemon::start(&dir.path().join("a"), options(&keys_a));
+    // B's "HSM" holds what A's held when B joined.
+    std::fs::create_dir_all(keys_b.join("hsm-sim")).expect("keys b");
+    replicate_keys(&keys_a, &keys_b);
+    let b = Daemon::start(&dir.path().join("b"), options(&keys_b));
+
+    // A rotates the tenant key: the new version exists on A's HSM only, for now.
+    let mut admin = a.dev_client("dev-admin").await;
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("rotate");
+    let token = a.dev_token("dev-handler");
+    let mut on_a = client(&a.endpoint(), &token).await;
+    let number = valid_number(8_800);
+    let handle = on_a
+        .locker
+        .seal(seal_request("dev", "N1", &number, &[W]))
+        .await
+        .expect("seal under the new version")
+        .into_inner()
+        .handle;
+    let unseal = pb::UnsealRequest {
+        handle: handle.clone(),
+        purpose: W.into(),
+    };
+    let mut on_b = client(&b.endpoint(), &token).await;
+    let refused = on_b
+        .locker
+        .unseal(unseal.clone())
+        .await
+        .expect_err("B's HSM does not have the key yet");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("not (yet) visible"),
+        "{refused:?}"
+    );
+    assert!(!refused.message().contains(&number));
+
+    // The key reaches B's HSM: the same call succeeds, nothing restarted.
+    replicate_keys(&keys_a, &keys_b);
+    let opened = on_b
+        .locker
+        .unseal(unseal)
+        .await
+        .expect("served once the key is there")
+        .into_inner();
+    assert_eq!(opened.number, number);
+}

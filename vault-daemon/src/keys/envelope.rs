@@ -82,7 +82,12 @@ impl From<KeyError> for Error {
             KeyError::Destroyed => Error::FailedPrecondition(
                 "the key protecting this record has been destroyed".into(),
             ),
-            KeyError::NotFound | KeyError::Other(_) => Error::Internal(error.to_string()),
+            // In a cluster a key just made on one HSM can take a moment to reach the others:
+            // worth retrying, not a loss.
+            KeyError::NotFound => Error::Unavailable(
+                "the key protecting this record is not (yet) visible in the key backend; retry (a key new to one HSM of a cluster may take a moment to reach the others); nothing was released".into(),
+            ),
+            KeyError::Other(_) => Error::Internal(error.to_string()),
         }
     }
 }
