@@ -143,6 +143,27 @@ impl Postgres {
         Postgres::configure_and_start(data)
     }
 
+    /// Turns TLS on with this certificate and key (PEM; copied into the data directory, the key
+    /// 0600 and owned by `postgres`, as the server demands) and restarts the server.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        let (cert_in, key_in) = (self.data.join("server.crt"), self.data.join("server.key"));
+        std::fs::copy(cert, &cert_in).expect("copy the certificate");
+        std::fs::copy(key, &key_in).expect("copy the key");
+        std::fs::set_permissions(&key_in, std::fs::Permissions::from_mode(0o600))
+            .expect("key mode");
+        let chown = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&cert_in)
+            .arg(&key_in)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        let mut conf = std::fs::read_to_string(self.data.join("postgresql.conf")).expect("conf");
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(self.data.join("postgresql.conf"), conf).expect("write conf");
+        self.pg_ctl(&["-w", "restart"]);
+    }
+
     /// Starts this server again after [`Postgres::stop_immediate`].
     pub fn start_again(&self) {
         self.pg_ctl(&["-w", "start"]);
