@@ -874,6 +874,22 @@ async fn a_disposal_whose_lease_holder_dies_disposes_each_record_once() {
     }
     // Seven years and a month on, every record is due.
     std::fs::write(&clock, (7 * 366 + 40).to_string()).expect("clock");
+    // An admin asking a daemon that does not hold the lease is told where disposal runs.
+    let holder = lease_holder(&postgres, &cluster, "disposal").expect("a disposal lease holder");
+    let mut admin = cluster
+        .daemon((holder + 1) % 3)
+        .dev_client("dev-admin")
+        .await;
+    let elsewhere = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect_err("disposal runs on the lease holder");
+    assert_eq!(elsewhere.code(), tonic::Code::Unavailable, "{elsewhere:?}");
+    assert_eq!(
+        postgres.sql("locker", "SELECT count(*) FROM locker.certificates"),
+        "0"
+    );
     // The schedule ran on its holder at start and waits an hour: kill the holder, and the
     // daemon taking the lease over runs it at once; kill that one in the middle of the run.
     for round in 0..2 {

@@ -83,13 +83,21 @@ impl Locker {
             .map(|(certificate, _)| certificate)
     }
 
-    /// Runs the disposal scheduler at an admin's request.
+    /// Runs the disposal scheduler at an admin's request. In a cluster it runs where the
+    /// disposal lease is (taking it if nobody holds it): two daemons never dispose at once.
     pub async fn run_disposal_now(&self, ctx: &RequestContext) -> Result<DisposalReport> {
+        use crate::store::lease::{DISPOSAL, LEASE_TTL, holder_id};
         let (_caller, entry) = self.begin(ctx, Action::DisposalRun).await?;
-        let body = self
-            .run_disposal()
-            .await
-            .map(|report| (report, Mutation::None));
+        let body = match self.store.hold_lease(DISPOSAL, holder_id(), LEASE_TTL) {
+            Ok(true) => self
+                .run_disposal()
+                .await
+                .map(|report| (report, Mutation::None)),
+            Ok(false) => Err(Error::Unavailable(
+                "another daemon of the cluster holds the disposal lease and runs the disposal; ask that daemon, or let its schedule run".into(),
+            )),
+            Err(error) => Err(error.into()),
+        };
         let mut entry = entry;
         if let Ok((report, _)) = &body {
             entry.allow(format!(
