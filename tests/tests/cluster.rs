@@ -295,27 +295,67 @@ async fn load_worker(
     }
 }
 
+/// Load on a cluster: `load_worker`s spread over its daemons until stopped.
+struct Load {
+    endpoints: Arc<Mutex<Vec<String>>>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` workers on the dev handler's token.
+    fn start(cluster: &Cluster, clients: u64) -> Load {
+        let token = cluster.daemon(0).dev_token("dev-handler");
+        let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = (0..clients)
+            .map(|w| {
+                tokio::spawn(load_worker(
+                    w,
+                    Arc::clone(&endpoints),
+                    token.clone(),
+                    Arc::clone(&ledger),
+                    Arc::clone(&stop),
+                ))
+            })
+            .collect();
+        Load {
+            endpoints,
+            ledger,
+            stop,
+            workers,
+        }
+    }
+
+    /// Seals acknowledged so far.
+    fn acked(&self) -> usize {
+        self.ledger.lock().expect("ledger").acked.len()
+    }
+
+    /// Points the workers at daemon `at`'s new endpoint (after a restart).
+    fn moved(&self, at: usize, endpoint: String) {
+        self.endpoints.lock().expect("endpoints")[at] = endpoint;
+    }
+
+    /// Stops the workers and returns what they saw.
+    async fn stop(self) -> Ledger {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for worker in self.workers {
+            worker.await.expect("worker");
+        }
+        std::mem::take(&mut *self.ledger.lock().expect("ledger"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_ten_times_under_load_loses_nothing_and_forks_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres = Postgres::start(dir.path());
     let mut cluster = Cluster::start(dir.path(), &postgres, "softhsm", 3);
     let token = cluster.daemon(0).dev_token("dev-handler");
-    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..32)
-        .map(|w| {
-            tokio::spawn(load_worker(
-                w,
-                Arc::clone(&endpoints),
-                token.clone(),
-                Arc::clone(&ledger),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
-
+    let load = Load::start(&cluster, 32);
     for kill in 0..10 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let victim = kill % 3;
@@ -323,15 +363,11 @@ async fn sigkill_ten_times_under_load_loses_nothing_and_forks_nothing() {
         let restarted = tokio::task::spawn_blocking(move || daemon.kill_and_restart())
             .await
             .expect("restart");
-        endpoints.lock().expect("endpoints")[victim] = restarted.endpoint();
+        load.moved(victim, restarted.endpoint());
         cluster.daemons[victim] = Some(restarted);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
+    let ledger = load.stop().await;
     assert!(
         ledger.acked.len() > 100,
         "the load ran: {} seals",
@@ -391,24 +427,10 @@ async fn a_stopped_daemon_does_not_hold_the_chain_head() {
     let postgres = Postgres::start(dir.path());
     let cluster = Cluster::start(dir.path(), &postgres, "sim", 3);
     let token = cluster.daemon(0).dev_token("dev-handler");
-    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The batch: 12 clients on A (which will stall), 12 on B and C.
-    let workers: Vec<_> = (0..24)
-        .map(|w| {
-            tokio::spawn(load_worker(
-                w,
-                Arc::clone(&endpoints),
-                token.clone(),
-                Arc::clone(&ledger),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    // The batch: 24 clients over A (which will stall), B and C.
+    let load = Load::start(&cluster, 24);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_stop = ledger.lock().expect("ledger").acked.len();
-    assert!(before_stop > 0, "the batch is running");
+    assert!(load.acked() > 0, "the batch is running");
 
     // SIGSTOP A in the middle of the batch: it stalls wherever it is, perhaps holding the
     // chain-head lock inside its group commit.
@@ -424,9 +446,9 @@ async fn a_stopped_daemon_does_not_hold_the_chain_head() {
     let stopped_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Past lock_timeout and idle_in_transaction_session_timeout: B and C commit on.
-    let mark = ledger.lock().expect("ledger").acked.len();
+    let mark = load.acked();
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let during = ledger.lock().expect("ledger").acked.len() - mark;
+    let during = load.acked() - mark;
     assert!(stopped_at.elapsed() >= Duration::from_secs(10));
     signal("-CONT");
     assert!(
@@ -457,10 +479,7 @@ async fn a_stopped_daemon_does_not_hold_the_chain_head() {
         "A serves again after SIGCONT: {last_error:?}\n{}",
         cluster.daemon(0).log()
     );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for worker in workers {
-        worker.await.expect("worker");
-    }
+    load.stop().await;
     assert_one_chain(cluster.daemon(1), dir.path()).await;
     eprintln!("while A was stopped, B and C committed {during} seals in 7 s");
 }
@@ -520,34 +539,14 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
         daemons: Vec::new(),
         clock: None,
     };
-    for i in 0..2 {
-        let daemon = cluster.launch(i);
-        cluster.daemons.push(Some(daemon));
-    }
+    cluster.spawn(2);
     let token = cluster.daemon(0).dev_token("dev-handler");
-    let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..16)
-        .map(|w| {
-            tokio::spawn(load_worker(
-                w,
-                Arc::clone(&endpoints),
-                token.clone(),
-                Arc::clone(&ledger),
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let load = Load::start(&cluster, 16);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     standby.stop_immediate();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     primary.stop_immediate();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    let acked = std::mem::take(&mut ledger.lock().expect("ledger").acked);
+    let acked = load.stop().await.acked;
     standby.start_again();
     standby.promote();
 
