@@ -1,6 +1,7 @@
 //! Persistence behind the [`Store`] trait: records, the blind index, tenants, operators,
-//! tokens and the audit chain. The embedded default is [`redb`](self::redb); a server database
-//! can implement the same traits.
+//! tokens and the audit chain. The embedded default is [`redb`](self::redb); several daemons
+//! share [`postgres`](self::postgres). Both pass one conformance suite
+//! (`vault_tests::store_conformance`).
 //!
 //! Reads take an MVCC snapshot ([`Store::reader`]); every write goes through the audit writer
 //! (`audit::writer`), which applies [`mutation::Mutation`]s and their audit entries in one

@@ -410,31 +410,12 @@ impl Store for RedbStore {
         sink: &mut dyn FnMut(&[u8]) -> bool,
         taken_at_ms: i64,
     ) -> Result<SnapshotSummary, StoreError> {
-        let txn = self.database()?.begin_read().map_err(io)?;
-        let head_seq = txn
-            .open_table(AUDIT)
-            .map_err(io)?
-            .last()
-            .map_err(io)?
-            .map_or(0, |(k, _)| k.value());
-        let checkpoint = match txn
-            .open_table(CHECKPOINTS)
-            .map_err(io)?
-            .last()
-            .map_err(io)?
-        {
-            Some((_, bytes)) => {
-                let checkpoint: Checkpoint = decode("checkpoint", bytes.value())?;
-                Some((checkpoint.number, checkpoint.seq))
-            }
-            None => None,
+        let reader = RedbRead {
+            txn: self.database()?.begin_read().map_err(io)?,
+            sealer: &self.sealer,
         };
-        let header = SnapshotHeader {
-            schema: SCHEMA_VERSION,
-            head_seq,
-            checkpoint,
-            taken_at_ms,
-        };
+        let header = SnapshotHeader::of(&reader, taken_at_ms)?;
+        let txn = &reader.txn;
         let mut writer = SnapshotWriter::start(sink, &header)?;
         for definition in TEXT_KEYED_TABLES {
             let table = txn.open_table(definition).map_err(io)?;

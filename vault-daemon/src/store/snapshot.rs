@@ -34,6 +34,24 @@ pub struct SnapshotHeader {
     pub taken_at_ms: i64,
 }
 
+impl SnapshotHeader {
+    /// The header of a snapshot read through `reader`: this build's schema, the last audit
+    /// entry and the newest checkpoint it sees.
+    pub fn of(
+        reader: &dyn crate::store::StoreRead,
+        taken_at_ms: i64,
+    ) -> Result<SnapshotHeader, StoreError> {
+        Ok(SnapshotHeader {
+            schema: crate::store::SCHEMA_VERSION,
+            head_seq: reader.audit_last()?.map_or(0, |(seq, _)| seq),
+            checkpoint: reader
+                .last_checkpoint()?
+                .map(|checkpoint| (checkpoint.number, checkpoint.seq)),
+            taken_at_ms,
+        })
+    }
+}
+
 /// One stored row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRow {

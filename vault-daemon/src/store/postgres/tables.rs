@@ -226,12 +226,21 @@ pub fn key_from_bytes(kind: KeyKind, bytes: &[u8]) -> Option<OwnedKey> {
 }
 
 impl OwnedKey {
-    /// As a parameter.
+    /// As a key to query by.
     pub fn key(&self) -> Key<'_> {
         match self {
             OwnedKey::Text(text) => Key::Text(text),
             OwnedKey::Bytes(bytes) => Key::Bytes(bytes),
             OwnedKey::Int(int) => Key::Int(*int),
+        }
+    }
+
+    /// The parameter to bind.
+    pub fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            OwnedKey::Text(text) => text,
+            OwnedKey::Bytes(bytes) => bytes,
+            OwnedKey::Int(int) => int,
         }
     }
 }

@@ -55,9 +55,6 @@ enum Last<'p> {
     Query(&'p str, &'p [&'p (dyn ToSql + Sync)]),
     /// The commit, moving the chain head to the given entry if the transaction appended.
     Commit(Option<i64>),
-    /// Nothing (only what is owed).
-    #[allow(dead_code)]
-    Nothing,
 }
 
 /// A write waiting to be sent.
@@ -89,7 +86,8 @@ impl Pending {
 }
 
 /// A transaction on one connection: a reader (`REPEATABLE READ, READ ONLY`, its snapshot
-/// taken when it is made) or the writer (begun holding the chain-head lock).
+/// taken with its first query) or the writer (holding the chain-head lock, taken at once or,
+/// optimistically, with its first statement).
 pub struct PgTxn<'a> {
     shared: &'a Shared,
     sealer: &'a RowSealer,
@@ -264,7 +262,7 @@ impl<'a> PgTxn<'a> {
         let last_statement = match &last {
             Last::Query(sql, _) => Some(client.prepare_cached(sql).await.map_err(io)?),
             Last::Commit(Some(_)) => Some(client.prepare_cached(SET_HEAD).await.map_err(io)?),
-            Last::Commit(None) | Last::Nothing => None,
+            Last::Commit(None) => None,
         };
         let mut steps: Vec<Step<'_>> = Vec::with_capacity(pending.len() + 4);
         if !self.begun.get() {
@@ -309,9 +307,9 @@ impl<'a> PgTxn<'a> {
         for (write, statement) in pending.iter().zip(&statements) {
             let params: Vec<&(dyn ToSql + Sync)> = match write {
                 Pending::Upsert(_, key, value) | Pending::Insert(_, key, value) => {
-                    vec![key.key_param(), value]
+                    vec![key.param(), value]
                 }
-                Pending::Delete(_, key) => vec![key.key_param()],
+                Pending::Delete(_, key) => vec![key.param()],
             };
             steps.push(Box::pin(async move {
                 match client.execute(statement, &params).await {
@@ -453,16 +451,6 @@ impl<'a> PgTxn<'a> {
 
     fn text(key: &str) -> OwnedKey {
         OwnedKey::Text(key.to_owned())
-    }
-}
-
-impl OwnedKey {
-    fn key_param(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            OwnedKey::Text(text) => text,
-            OwnedKey::Bytes(bytes) => bytes,
-            OwnedKey::Int(int) => int,
-        }
     }
 }
 
