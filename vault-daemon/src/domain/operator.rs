@@ -18,6 +18,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role named `name` (as [`Role::as_str`] writes it), if any.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [
+            Role::Admin,
+            Role::Manager,
+            Role::Handler,
+            Role::Service,
+            Role::Auditor,
+        ]
+        .into_iter()
+        .find(|role| role.as_str() == name)
+    }
+
     /// Lowercase name used in audit entries and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {

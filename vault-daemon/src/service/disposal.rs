@@ -262,16 +262,10 @@ pub async fn run_disposal_schedule(locker: std::sync::Arc<Locker>, interval: std
         // One daemon of a cluster runs the schedule. The lease is checked every second, so it
         // stays held through a long interval and a daemon taking it over runs at once.
         let state = lease.check();
-        if state == LeaseState::Elsewhere || Instant::now() < due {
-            let wait = if state == (LeaseState::Held { gained: true }) {
-                std::time::Duration::ZERO
-            } else {
-                second.min(due.saturating_duration_since(Instant::now()).max(second))
-            };
-            if !wait.is_zero() {
-                sleep(wait).await;
-                continue;
-            }
+        let taken_over = state == (LeaseState::Held { gained: true });
+        if state == LeaseState::Elsewhere || (!taken_over && Instant::now() < due) {
+            sleep(second).await;
+            continue;
         }
         match locker.run_disposal().await {
             Ok(report) if report.disposed > 0 || !report.epoch_keys_destroyed.is_empty() => {

@@ -27,18 +27,6 @@ const PAGE: usize = 2000;
 pub const REPLAY_MAX: u64 = 100_000;
 const HOUR_MS: i64 = 3_600_000;
 
-fn role_of(name: &str) -> Option<Role> {
-    [
-        Role::Admin,
-        Role::Manager,
-        Role::Handler,
-        Role::Service,
-        Role::Auditor,
-    ]
-    .into_iter()
-    .find(|role| role.as_str() == name)
-}
-
 impl Locker {
     /// Rebuilds the monitor's windows from the last hour of the log up to entry `head`.
     fn replay_log(&self, head: u64) -> Result<()> {
@@ -55,7 +43,7 @@ impl Locker {
                 if entry.seq > head || entry.time_ms <= since {
                     continue;
                 }
-                let Some(role) = role_of(&entry.role) else {
+                let Some(role) = Role::from_name(&entry.role) else {
                     continue;
                 };
                 match (
@@ -94,7 +82,7 @@ impl Locker {
         };
         for chained in parse_rows(rows, &Visibility::All)? {
             let entry = &chained.entry;
-            let Some(role) = role_of(&entry.role) else {
+            let Some(role) = Role::from_name(&entry.role) else {
                 continue;
             };
             let alerts = match (
