@@ -4,9 +4,11 @@
 //! starts from an empty store.
 //!
 //! The contract: a write transaction is invisible until committed and gone if dropped; a
-//! reader sees one snapshot, taken no later than its first read; every kind of row reads back as written; lists come in key order
-//! and pages never repeat or skip; the authority digest moves with authority rows and only
-//! with them.
+//! reader sees one snapshot, taken no later than its first read; every kind of row reads back
+//! as written; lists come in key order and pages never repeat or skip; the authority digest
+//! moves with authority rows and only with them. A view (the request path's asynchronous
+//! reads) reads what the synchronous reader reads, a blind index entry together with its
+//! record, and never serves a row it read ahead staler than the row asked for.
 
 use std::sync::Arc;
 
@@ -48,8 +50,28 @@ pub fn test_sealer() -> Arc<RowSealer> {
 /// One check of the contract, on an empty store.
 type Check = fn(&dyn Store);
 
-/// Every check, each on a fresh store from `fresh`.
-pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>) {
+/// One check of a view, on an empty store, its reads awaited on the runtime given.
+type ViewCheck = fn(&dyn Store, &tokio::runtime::Runtime);
+
+/// Every check, each on a fresh store from `fresh`; views are read on `runtime` (the one a
+/// server store's connections live on).
+pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>, runtime: &tokio::runtime::Runtime) {
+    let view_checks: [(&str, ViewCheck); 2] = [
+        ("views read what readers read", views_read_rows),
+        (
+            "views read ahead nothing stale",
+            views_read_ahead_fresh_rows,
+        ),
+    ];
+    for (name, check) in view_checks {
+        let store = fresh();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&*store, runtime)));
+        if let Err(panic) = outcome {
+            eprintln!("store conformance: {name} failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
     let checks: [(&str, Check); 10] = [
         ("records and the blind index", records_and_index),
         ("record pages", record_pages),
@@ -180,6 +202,90 @@ fn records_and_index(store: &dyn Store) {
     let reader = store.reader().expect("reader");
     assert_eq!(reader.record(&handle(1)).expect("read"), Some(disposed));
     assert_eq!(reader.index_lookup("acme", &[1; 32]).expect("lookup"), None);
+}
+
+fn views_read_rows(store: &dyn Store, runtime: &tokio::runtime::Runtime) {
+    write(store, |txn| {
+        txn.put_record(&record(1, "acme")).expect("put");
+        txn.put_index("acme", &[1; 32], &handle(1)).expect("index");
+        // An entry naming a record that is not there (the caller decides what that means).
+        txn.put_index("acme", &[2; 32], &handle(2)).expect("index");
+        txn.put_tenant(&tenant("acme")).expect("tenant");
+        txn.put_operator(&operator("clerk")).expect("operator");
+        txn.put_token(&token("t1", "clerk")).expect("token");
+    });
+    runtime.block_on(async {
+        let view = store.view().expect("view");
+        let records = view.records();
+        assert_eq!(
+            records.get(&handle(1)).await.expect("read"),
+            Some(record(1, "acme"))
+        );
+        assert_eq!(records.get(&handle(3)).await.expect("read"), None);
+        assert_eq!(
+            records.by_index("acme", &[1; 32]).await.expect("index"),
+            Some((handle(1), Some(record(1, "acme"))))
+        );
+        assert_eq!(
+            records.by_index("acme", &[2; 32]).await.expect("index"),
+            Some((handle(2), None))
+        );
+        assert_eq!(
+            records.by_index("other", &[1; 32]).await.expect("index"),
+            None
+        );
+        assert_eq!(
+            view.tenants().get("acme").await.expect("tenant"),
+            Some(tenant("acme"))
+        );
+        assert_eq!(view.tenants().get("zeta").await.expect("tenant"), None);
+        assert_eq!(
+            view.operators().get("clerk").await.expect("operator"),
+            Some(operator("clerk"))
+        );
+        assert_eq!(
+            view.tokens().get("t1").await.expect("token"),
+            Some(token("t1", "clerk"))
+        );
+        assert_eq!(view.tokens().get("t9").await.expect("token"), None);
+    });
+}
+
+/// A view that read a token and then its operator reads them together next time; the
+/// operator so read is the one committed now, and a token that names another operator gets
+/// that one.
+fn views_read_ahead_fresh_rows(store: &dyn Store, runtime: &tokio::runtime::Runtime) {
+    write(store, |txn| {
+        txn.put_operator(&operator("clerk")).expect("operator");
+        txn.put_operator(&operator("other")).expect("operator");
+        txn.put_token(&token("t1", "clerk")).expect("token");
+    });
+    let token_then_operator = || {
+        runtime.block_on(async {
+            let view = store.view().expect("view");
+            let token = view.tokens().get("t1").await.expect("token").expect("t1");
+            view.operators()
+                .get(&token.operator_id)
+                .await
+                .expect("operator")
+                .expect("its operator")
+        })
+    };
+    assert_eq!(token_then_operator(), operator("clerk"));
+    assert_eq!(token_then_operator(), operator("clerk"));
+    let mut disabled = operator("clerk");
+    disabled.disabled = true;
+    write(store, |txn| txn.put_operator(&disabled).expect("put"));
+    assert_eq!(
+        token_then_operator(),
+        disabled,
+        "a stale operator was served"
+    );
+    write(store, |txn| {
+        txn.put_token(&token("t1", "other")).expect("token")
+    });
+    assert_eq!(token_then_operator(), operator("other"));
+    assert_eq!(token_then_operator(), operator("other"));
 }
 
 fn record_pages(store: &dyn Store) {

@@ -1,6 +1,6 @@
-//! The store conformance suite (`vault_tests::store_conformance`) on both stores: the embedded
-//! redb store and the cluster's PostgreSQL store (a real PostgreSQL 15, a fresh database per
-//! check).
+//! The store conformance suite (`vault_tests::store_conformance`) on every store: the embedded
+//! redb store (on disk and in memory) and the cluster's PostgreSQL store (a real PostgreSQL 15,
+//! a fresh database per check).
 
 use std::sync::Arc;
 
@@ -10,38 +10,61 @@ use vault_daemon::store::redb::RedbDatabase;
 use vault_tests::postgres::Postgres;
 use vault_tests::store_conformance::{run, test_sealer};
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 #[test]
 fn redb_meets_the_store_contract() {
     let mut dirs = Vec::new();
-    run(&mut || {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbDatabase::open(dir.path())
-            .expect("open redb")
-            .authenticated(test_sealer());
-        dirs.push(dir);
-        Arc::new(store) as Arc<dyn Store>
-    });
+    run(
+        &mut || {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = RedbDatabase::open(dir.path())
+                .expect("open redb")
+                .authenticated(test_sealer());
+            dirs.push(dir);
+            Arc::new(store) as Arc<dyn Store>
+        },
+        &runtime(),
+    );
+}
+
+#[test]
+fn the_in_memory_store_meets_the_store_contract() {
+    run(
+        &mut || {
+            let store = RedbDatabase::in_memory()
+                .expect("a store in memory")
+                .authenticated(test_sealer());
+            Arc::new(store) as Arc<dyn Store>
+        },
+        &runtime(),
+    );
 }
 
 #[test]
 fn postgres_meets_the_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres = Postgres::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut databases = 0;
-    run(&mut || {
-        databases += 1;
-        let name = format!("conformance_{databases}");
-        postgres.create_database(&name);
-        let database = runtime
-            .block_on(PgDatabase::open(PgOptions::new(postgres.url_of(&name))))
-            .expect("open the PostgreSQL store");
-        Arc::new(database.authenticated(test_sealer())) as Arc<dyn Store>
-    });
+    run(
+        &mut || {
+            databases += 1;
+            let name = format!("conformance_{databases}");
+            postgres.create_database(&name);
+            let database = runtime
+                .block_on(PgDatabase::open(PgOptions::new(postgres.url_of(&name))))
+                .expect("open the PostgreSQL store");
+            Arc::new(database.authenticated(test_sealer())) as Arc<dyn Store>
+        },
+        &runtime,
+    );
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn open_checked(data_dir: &Path, cache_bytes: usize) -> Result<RedbDatabase, Tru
     if !database.check_integrity()? {
         return Err(TrustError::Refused(format!(
             "{} failed redb's integrity check (damaged pages); restore a backup",
-            database.path().display()
+            database.describe()
         )));
     }
     Ok(database)
@@ -105,7 +105,7 @@ impl Unauthenticated {
 
     fn describe(&self) -> String {
         match self {
-            Unauthenticated::Redb(database) => database.path().display().to_string(),
+            Unauthenticated::Redb(database) => database.describe().to_string(),
             Unauthenticated::Postgres(database) => database.describe().to_owned(),
         }
     }

@@ -11,7 +11,7 @@ use crate::service::{Caller, Locker, RequestContext};
 impl Locker {
     /// Resolves the caller. Fills `entry.operator` as soon as the token names a real operator,
     /// so refusals of expired or revoked tokens are attributed in the audit log.
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         ctx: &RequestContext,
         entry: &mut AuditEntry,
@@ -24,10 +24,10 @@ impl Locker {
         })?;
         // The public id only (the part before the secret), also when the token is refused.
         entry.token_id = id.clone();
-        let reader = self.store.reader()?;
+        let view = self.store.view()?;
         let unknown =
             || Error::Unauthenticated("unknown bearer token".into()).because(Reason::TokenUnknown);
-        let record = reader.token(&id)?.ok_or_else(unknown)?;
+        let record = view.tokens().get(&id).await?.ok_or_else(unknown)?;
         if !hashes_equal(&token_hash(token), &record.hash) {
             return Err(unknown());
         }
@@ -49,8 +49,10 @@ impl Locker {
             )
             .because(Reason::CertificateMismatch));
         }
-        let operator = reader
-            .operator(&record.operator_id)?
+        let operator = view
+            .operators()
+            .get(&record.operator_id)
+            .await?
             .ok_or_else(|| Error::Unauthenticated("token's operator no longer exists".into()))?;
         entry.role = operator.role.as_str().into();
         if operator.disabled {

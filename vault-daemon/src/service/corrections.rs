@@ -59,7 +59,7 @@ impl Locker {
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
         text::free_text("asked_by", asked_by, 128, true).map_err(invalid)?;
         let number = IndividualNumber::parse(number).map_err(|e| invalid(e.to_string()))?;
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         let replaces = match (&record.status, &record.sealed) {
             (RecordStatus::Active | RecordStatus::Suspended(_), Some(sealed)) => sealed.clone(),
             (RecordStatus::Retired(_), _) => {
@@ -73,7 +73,7 @@ impl Locker {
                 )));
             }
         };
-        let tenant = self.load_tenant(&record.tenant)?;
+        let tenant = self.load_tenant(&record.tenant).await?;
         let active = tenant
             .active_keys()
             .ok_or_else(|| Error::Internal(format!("tenant {} has no active key", tenant.id)))?;

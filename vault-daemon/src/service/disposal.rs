@@ -66,10 +66,10 @@ impl Locker {
         handle: &str,
     ) -> Result<DeletionCertificate> {
         let (caller, mut entry) = self.begin(ctx, Action::CertificateRead).await?;
-        let body = (|| {
+        let body = async {
             let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
             entry.handle = handle.to_string();
-            self.record_in_scope(&caller, &handle, &mut entry)?;
+            self.record_in_scope(&caller, &handle, &mut entry).await?;
             let certificate = self.store.reader()?.certificate(&handle)?.ok_or_else(|| {
                 Error::NotFound(format!(
                     "record {handle} has no deletion certificate (not disposed)"
@@ -77,7 +77,8 @@ impl Locker {
             })?;
             entry.allow("certificate read");
             Ok((certificate, Mutation::None))
-        })();
+        }
+        .await;
         self.finish(entry, body)
             .await
             .map(|(certificate, _)| certificate)

@@ -185,7 +185,7 @@ impl Locker {
         let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
         entry.handle = handle.to_string();
         let left = lifecycle::parse_date("left_on", left_on).map_err(|e| invalid(e.to_string()))?;
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Active, Some(sealed)) => sealed.clone(),
             (RecordStatus::Retired(r), _) => {
@@ -217,7 +217,7 @@ impl Locker {
         }
         self.check_retirement_authority(caller, &record, left, today)?;
         let dispose_on = lifecycle::disposal_date(left, &record.purposes, &self.purposes);
-        let tenant = self.load_tenant(&record.tenant)?;
+        let tenant = self.load_tenant(&record.tenant).await?;
         let number = self.reopen(&tenant, &record, &sealed).await?;
         // A record already past its date is due at once: it goes under this month's key,
         // never under a month whose key may be destroyed already.
@@ -313,7 +313,7 @@ impl Locker {
         let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
         entry.handle = handle.to_string();
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         let (RecordStatus::Retired(retirement), Some(sealed)) = (&record.status, &record.sealed)
         else {
             return Err(Error::FailedPrecondition(format!(
@@ -326,7 +326,7 @@ impl Locker {
                 retirement.dispose_on
             )));
         }
-        let tenant = self.load_tenant(&record.tenant)?;
+        let tenant = self.load_tenant(&record.tenant).await?;
         let number = self.reopen(&tenant, &record, sealed).await?;
         let active = tenant
             .active_keys()

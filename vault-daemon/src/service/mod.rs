@@ -412,6 +412,7 @@ impl Locker {
         }
         let checked = self
             .authenticate_session(ctx, &mut entry)
+            .await
             .and_then(|caller| {
                 entry.operator = caller.operator.id.clone();
                 entry.token_id = caller.token_id.clone();
@@ -596,7 +597,7 @@ impl Locker {
 
     /// [`Locker::authenticate`], reusing a batch stream's recent result; a refusal is never
     /// reused, so every refused item is checked (and audited) on its own.
-    fn authenticate_session(
+    async fn authenticate_session(
         &self,
         ctx: &RequestContext,
         entry: &mut AuditEntry,
@@ -604,7 +605,7 @@ impl Locker {
         if let Some(caller) = ctx.session.as_ref().and_then(|s| s.fresh()) {
             return Ok(caller);
         }
-        match self.authenticate(ctx, entry) {
+        match self.authenticate(ctx, entry).await {
             Ok(caller) => {
                 let caller = Arc::new(caller);
                 if let Some(session) = &ctx.session {

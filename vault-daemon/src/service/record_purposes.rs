@@ -109,7 +109,7 @@ impl Locker {
             .canonical_list(purposes)
             .map_err(purpose_error)?;
         entry.purpose = asked.join(",");
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         super::require_grants(caller, &record.tenant, asked.iter().map(String::as_str))?;
         let sealed = match (&record.status, &record.sealed) {
             (RecordStatus::Active, Some(sealed)) => sealed,
@@ -149,7 +149,7 @@ impl Locker {
         let mut all = record.purposes.clone();
         all.extend(added.iter().cloned());
         let all = self.purposes.canonical_list(&all).map_err(purpose_error)?;
-        let tenant = self.load_tenant(&record.tenant)?;
+        let tenant = self.load_tenant(&record.tenant).await?;
         let kek = self.record_kek(&tenant, sealed)?;
         let digits = envelope::open_with(
             &self.keys,

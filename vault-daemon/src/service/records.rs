@@ -19,6 +19,7 @@ use crate::service::rate_limit::Metered;
 use crate::service::record_purposes::SealDifferences;
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::mutation::{Mutation, MutationOutcome};
+use crate::store::view::View;
 
 /// What a caller asks to seal.
 pub struct SealRequest {
@@ -97,27 +98,44 @@ fn active_keys(tenant: &Tenant) -> Result<&TenantKeys> {
 }
 
 impl Locker {
-    pub(super) fn load_tenant(&self, id: &str) -> Result<Tenant> {
-        self.store
-            .reader()?
-            .tenant(id)?
+    pub(super) async fn load_tenant(&self, id: &str) -> Result<Tenant> {
+        self.load_tenant_in(&self.store.view()?, id).await
+    }
+
+    /// [`Locker::load_tenant`], read through the call's `view`.
+    pub(super) async fn load_tenant_in(&self, view: &View<'_>, id: &str) -> Result<Tenant> {
+        view.tenants()
+            .get(id)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("no tenant {id}")))
     }
 
     /// The record `handle`, if the caller's scope reaches it. A record of another tenant is
     /// answered exactly like one that does not exist, so a handle is no oracle for what other
     /// tenants hold (the audit entry still names the tenant).
-    pub(super) fn record_in_scope(
+    pub(super) async fn record_in_scope(
         &self,
         caller: &Caller,
         handle: &Handle,
         entry: &mut AuditEntry,
     ) -> Result<Record> {
+        self.record_in_scope_in(&self.store.view()?, caller, handle, entry)
+            .await
+    }
+
+    /// [`Locker::record_in_scope`], read through the call's `view`.
+    pub(super) async fn record_in_scope_in(
+        &self,
+        view: &View<'_>,
+        caller: &Caller,
+        handle: &Handle,
+        entry: &mut AuditEntry,
+    ) -> Result<Record> {
         let missing = || format!("no record {handle}");
-        let record = self
-            .store
-            .reader()?
-            .record(handle)?
+        let record = view
+            .records()
+            .get(handle)
+            .await?
             .ok_or_else(|| Error::NotFound(missing()))?;
         entry.tenant = record.tenant.clone();
         if let Err(denied) = super::require_scope(caller, &record.tenant) {
@@ -150,11 +168,16 @@ impl Locker {
     ) -> Result<Option<Record>> {
         for keys in tenant.index_keys() {
             let index = envelope::blind_index(&self.keys, keys, number).await?;
-            let reader = self.store.reader()?;
-            if let Some(handle) = reader.index_lookup(&tenant.id, &index)? {
+            let found = self
+                .store
+                .view()?
+                .records()
+                .by_index(&tenant.id, &index)
+                .await?;
+            if let Some((handle, record)) = found {
                 // The index is not authenticated by itself: the record it names must carry
                 // this very index in this tenant (an entry swapped in the store is caught).
-                return match reader.record(&handle)? {
+                return match record {
                     Some(record)
                         if record.tenant == tenant.id && record.blind_index == Some(index) =>
                     {
@@ -245,7 +268,7 @@ impl Locker {
         let number = parse_number(&request.number)?;
         // Scope before existence: an unknown tenant answers like one without a grant.
         super::require_scope(caller, &request.tenant)?;
-        let tenant = self.load_tenant(&request.tenant)?;
+        let tenant = self.load_tenant(&request.tenant).await?;
         super::require_grants(caller, &tenant.id, purposes.iter().map(String::as_str))?;
         let keys = active_keys(&tenant)?;
         if let Some(record) = self.find_record_by_number(&tenant, &number).await? {
@@ -321,7 +344,10 @@ impl Locker {
         let handle = parse_handle(handle, entry)?;
         self.purposes.check(purpose).map_err(purpose_error)?;
         entry.purpose = purpose.to_owned();
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let view = self.store.view()?;
+        let record = self
+            .record_in_scope_in(&view, caller, &handle, entry)
+            .await?;
         // The grant first: a record's state (disposed, suspended, retired) is nothing for a
         // caller who may not use it.
         super::require_grants(caller, &record.tenant, [purpose])?;
@@ -356,7 +382,8 @@ impl Locker {
                 )));
             }
         };
-        let tenant = self.load_tenant(&record.tenant)?;
+        let tenant = self.load_tenant_in(&view, &record.tenant).await?;
+        drop(view);
         let kek = self.record_kek(&tenant, sealed)?;
         let number = envelope::open_with(
             &self.keys,
@@ -397,7 +424,7 @@ impl Locker {
         let number = parse_number(number)?;
         // Scope before existence: an unknown tenant answers like one without a grant.
         super::require_scope(caller, tenant)?;
-        let tenant = self.load_tenant(tenant)?;
+        let tenant = self.load_tenant(tenant).await?;
         let handle = self
             .find_by_number(&tenant, &number)
             .await?
@@ -410,18 +437,18 @@ impl Locker {
     /// Record metadata.
     pub async fn describe(&self, ctx: &RequestContext, handle: &str) -> Result<Record> {
         let (caller, mut entry) = self.begin(ctx, Action::Describe).await?;
-        let body = self.describe_body(&caller, &mut entry, handle);
+        let body = self.describe_body(&caller, &mut entry, handle).await;
         self.finish(entry, body).await.map(|(record, _)| record)
     }
 
-    fn describe_body(
+    async fn describe_body(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
         handle: &str,
     ) -> Result<(Record, Mutation)> {
         let handle = parse_handle(handle, entry)?;
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         Ok((record, Mutation::None))
     }
 
@@ -442,7 +469,7 @@ impl Locker {
         let body = async {
             let handle = parse_handle(handle, &mut entry)?;
             text::free_text("reason", reason, 1024, true).map_err(invalid)?;
-            let record = self.record_in_scope(&caller, &handle, &mut entry)?;
+            let record = self.record_in_scope(&caller, &handle, &mut entry).await?;
             let suspension = suspend.then(|| Suspension {
                 reason: reason.to_owned(),
                 by: caller.operator.id.clone(),
@@ -455,7 +482,7 @@ impl Locker {
                 )));
             };
             // The state is bound to the DEK: a new state means the DEK wrapped anew.
-            let tenant = self.load_tenant(&record.tenant)?;
+            let tenant = self.load_tenant(&record.tenant).await?;
             let kek = self.record_kek(&tenant, sealed)?;
             let rebound = envelope::rebind(
                 &self.keys,
@@ -515,7 +542,7 @@ impl Locker {
         debug_assert_eq!(caller.operator.role, Role::Manager);
         let handle = parse_handle(handle, entry)?;
         text::free_text("reason", reason, 1024, true).map_err(invalid)?;
-        let record = self.record_in_scope(caller, &handle, entry)?;
+        let record = self.record_in_scope(caller, &handle, entry).await?;
         if let RecordStatus::Disposed(_) = record.status {
             return Err(Error::FailedPrecondition(format!(
                 "record {handle} is already disposed"

@@ -9,6 +9,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 
@@ -22,6 +25,7 @@ use crate::domain::record::Record;
 use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
+use crate::store::view::{IndexedFuture, RowKey, RowSource, RowsFuture, View};
 use crate::store::{AuthorityState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
 
 /// Called with the operation's name before it runs (tests inject panics with it).
@@ -59,15 +63,59 @@ fn guard<T>(
         }
         operation()
     }))
-    .unwrap_or_else(|_| {
-        tracing::error!(
-            operation = what,
-            "the storage engine panicked (a damaged store?); the call fails"
-        );
-        Err(StoreError::Corrupt(format!(
-            "the storage engine failed during {what} (a damaged store?)"
-        )))
-    })
+    .unwrap_or_else(|_| Err(engine_panicked(what)))
+}
+
+fn engine_panicked(what: &'static str) -> StoreError {
+    tracing::error!(
+        operation = what,
+        "the storage engine panicked (a damaged store?); the call fails"
+    );
+    StoreError::Corrupt(format!(
+        "the storage engine failed during {what} (a damaged store?)"
+    ))
+}
+
+/// A view's rows, each read (its start and its future) inside the guard.
+struct GuardedRows<'a> {
+    inner: Box<dyn RowSource + 'a>,
+    fault: Option<&'a FaultHook>,
+}
+
+impl GuardedRows<'_> {
+    /// Runs `start` and the read it returns inside the guard, as operation `what`.
+    fn guarded<'b, T: Send + 'b>(
+        &'b self,
+        what: &'static str,
+        start: impl FnOnce() -> BoxFuture<'b, Result<T, StoreError>>,
+    ) -> BoxFuture<'b, Result<T, StoreError>> {
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(fault) = self.fault {
+                fault(what);
+            }
+            start()
+        }));
+        match started {
+            Ok(read) => Box::pin(async move {
+                AssertUnwindSafe(read)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Err(engine_panicked(what)))
+            }),
+            Err(_) => Box::pin(std::future::ready(Err(engine_panicked(what)))),
+        }
+    }
+}
+
+impl RowSource for GuardedRows<'_> {
+    fn get_many<'b>(&'b self, keys: &'b [RowKey]) -> RowsFuture<'b> {
+        let what = keys.first().map_or("view", |(table, _)| table.operation());
+        self.guarded(what, || self.inner.get_many(keys))
+    }
+
+    fn by_index<'b>(&'b self, key: &'b [u8]) -> IndexedFuture<'b> {
+        self.guarded("index_lookup", || self.inner.by_index(key))
+    }
 }
 
 impl Store for PanicSafe {
@@ -75,6 +123,12 @@ impl Store for PanicSafe {
         let fault = self.fault.as_ref();
         let inner = guard(fault, "reader", || self.inner.reader())?;
         Ok(Box::new(Guarded { inner, fault }))
+    }
+
+    fn view(&self) -> Result<View<'_>, StoreError> {
+        let fault = self.fault.as_ref();
+        let view = guard(fault, "view", || self.inner.view())?;
+        Ok(view.map_rows(|inner| Box::new(GuardedRows { inner, fault })))
     }
 
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {

@@ -3,7 +3,8 @@
 //! share [`postgres`](self::postgres). Both pass one conformance suite
 //! (`vault_tests::store_conformance`).
 //!
-//! Reads take an MVCC snapshot ([`Store::reader`]); every write goes through the audit writer
+//! Reads take an MVCC snapshot: a call's point reads through [`Store::view`] (asynchronous,
+//! by entity), listings and the audit log through [`Store::reader`]; every write goes through the audit writer
 //! (`audit::writer`), which applies [`mutation::Mutation`]s and their audit entries in one
 //! transaction ([`Store::writer`]).
 
@@ -17,6 +18,7 @@ pub mod postgres;
 pub mod redb;
 pub mod sealing;
 pub mod snapshot;
+pub mod view;
 
 use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
@@ -131,6 +133,9 @@ pub struct SnapshotSummary {
 pub trait Store: Send + Sync + 'static {
     /// A consistent read-only snapshot.
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError>;
+    /// A consistent snapshot for one call's point reads, awaited rather than blocked on
+    /// ([`view`]); its snapshot is taken no later than its first read.
+    fn view(&self) -> Result<view::View<'_>, StoreError>;
     /// A write transaction. Only the audit writer calls this.
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
     /// A write transaction that assumes the audit chain still ends at entry `head` (the last

@@ -36,6 +36,9 @@ use crate::store::codec::{
 };
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
+use crate::store::view::{
+    IndexedFuture, IndexedRow, ReadAhead, RowKey, RowSource, RowsFuture, View, ViewTable, text_key,
+};
 use crate::store::{
     AuthorityState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite,
 };
@@ -150,16 +153,18 @@ fn damaged(path: &Path, error: impl std::fmt::Display) -> StoreError {
 pub struct RedbStore {
     /// `None` between closing the failed handle and opening the file again.
     db: std::sync::RwLock<Option<Arc<Database>>>,
-    path: PathBuf,
+    /// `None`: held in memory ([`RedbDatabase::in_memory`]), nothing to reopen.
+    path: Option<PathBuf>,
     cache_bytes: usize,
     sealer: Arc<RowSealer>,
+    read_ahead: ReadAhead,
 }
 
 /// The database file, opened and schema-checked, before rows can be authenticated.
 #[derive(Debug)]
 pub struct RedbDatabase {
     db: Database,
-    path: PathBuf,
+    path: Option<PathBuf>,
     cache_bytes: usize,
 }
 
@@ -200,16 +205,39 @@ impl RedbDatabase {
         let db = open_database(&path, cache_bytes)?;
         let store = RedbDatabase {
             db,
-            path,
+            path: Some(path),
             cache_bytes,
         };
         store.initialise()?;
         Ok(store)
     }
 
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A new, empty store held in memory only (redb's in-memory backend), lost when dropped:
+    /// the store of unit tests, and one more implementation the conformance suite runs on.
+    pub fn in_memory() -> Result<RedbDatabase, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(io)?;
+        let store = RedbDatabase {
+            db,
+            path: None,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// Path of the database file (`None` for a store in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Which store, for messages: its file, or that it is held in memory.
+    pub fn describe(&self) -> String {
+        self.path.as_ref().map_or_else(
+            || "a store in memory".into(),
+            |path| path.display().to_string(),
+        )
     }
 
     /// A metadata value.
@@ -240,7 +268,7 @@ impl RedbDatabase {
     /// Runs redb's own consistency check of the file (every page and checksum). `false`: the
     /// file is damaged (redb repairs what it can on open; what it cannot stays refused).
     pub fn check_integrity(&mut self) -> Result<bool, StoreError> {
-        let path = self.path.clone();
+        let path = self.path.clone().unwrap_or_default();
         self.db
             .check_integrity()
             .map_err(|error| damaged(&path, error))
@@ -318,6 +346,7 @@ impl RedbDatabase {
             path: self.path,
             cache_bytes: self.cache_bytes,
             sealer,
+            read_ahead: ReadAhead::default(),
         }
     }
 
@@ -369,9 +398,9 @@ impl RedbDatabase {
 }
 
 impl RedbStore {
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Path of the database file (`None` for a store in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The open database, unless it is being reopened.
@@ -390,6 +419,15 @@ impl Store for RedbStore {
             txn: self.database()?.begin_read().map_err(io)?,
             sealer: &self.sealer,
         }))
+    }
+
+    fn view(&self) -> Result<View<'_>, StoreError> {
+        let txn = self.database()?.begin_read().map_err(io)?;
+        Ok(View::new(
+            Box::new(RedbRows { txn }),
+            &self.sealer,
+            &self.read_ahead,
+        ))
     }
 
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
@@ -455,9 +493,13 @@ impl Store for RedbStore {
     }
 
     fn recover(&self) -> Result<(), StoreError> {
+        // A store in memory has no file to reopen (and would be empty if reopened).
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         drop(slot.take());
-        let database = open_database(&self.path, self.cache_bytes)?;
+        let database = open_database(path, self.cache_bytes)?;
         let reserved = (|| {
             let txn = database.begin_write().map_err(io)?;
             txn.open_table(META)
@@ -480,6 +522,60 @@ struct RedbWrite<'a> {
     txn: WriteTransaction,
     sealer: &'a RowSealer,
     authority_changed: bool,
+}
+
+/// A [`View`]'s rows: one redb snapshot, read in place (a page-cache lookup, nothing to wait
+/// for).
+struct RedbRows {
+    txn: ReadTransaction,
+}
+
+impl RedbRows {
+    fn get_now(&self, table: ViewTable, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !table.text_keyed() {
+            let index = self.txn.open_table(INDEX).map_err(io)?;
+            return Ok(index
+                .get(key)
+                .map_err(io)?
+                .map(|handle| handle.value().as_bytes().to_vec()));
+        }
+        let definition = match table {
+            ViewTable::Records => RECORDS,
+            ViewTable::Tenants => TENANTS,
+            ViewTable::Operators => OPERATORS,
+            ViewTable::Tokens | ViewTable::Index => TOKENS,
+        };
+        let rows = self.txn.open_table(definition).map_err(io)?;
+        Ok(rows
+            .get(text_key(table, key)?)
+            .map_err(io)?
+            .map(|value| value.value().to_vec()))
+    }
+
+    fn by_index_now(&self, key: &[u8]) -> Result<Option<IndexedRow>, StoreError> {
+        let Some(handle) = self.get_now(ViewTable::Index, key)? else {
+            return Ok(None);
+        };
+        let record = match std::str::from_utf8(&handle) {
+            Ok(_) => self.get_now(ViewTable::Records, &handle)?,
+            Err(_) => None,
+        };
+        Ok(Some((handle, record)))
+    }
+}
+
+impl RowSource for RedbRows {
+    fn get_many<'a>(&'a self, keys: &'a [RowKey]) -> RowsFuture<'a> {
+        let rows = keys
+            .iter()
+            .map(|(table, key)| self.get_now(*table, key))
+            .collect();
+        Box::pin(std::future::ready(rows))
+    }
+
+    fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a> {
+        Box::pin(std::future::ready(self.by_index_now(key)))
+    }
 }
 
 /// A row that authenticates itself otherwise (records: their associated data).

@@ -10,13 +10,15 @@
 //!   `idle_in_transaction_session_timeout` ends the transaction of a daemon that stalls while
 //!   holding it (SIGSTOP, a hung host), so the others go on.
 //!
-//! The `Store` traits are synchronous; their methods run the queries on the runtime from
+//! A call's point reads go through a [`View`] and are awaited, one statement each (`view`). The synchronous
+//! `Store` traits (listings, the audit log, the writer) run their queries on the runtime from
 //! inside `block_in_place` (as the state MAC does), so a worker thread waiting on the
 //! database hands its other tasks to another thread.
 
 pub mod schema;
 pub mod tables;
 mod txn;
+mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::{SnapshotHeader, SnapshotWriter};
+use crate::store::view::{ReadAhead, View};
 use crate::store::{SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
 use tables::OwnedKey;
 
@@ -316,6 +319,7 @@ impl PgDatabase {
         PgStore {
             shared: self.shared,
             sealer,
+            read_ahead: ReadAhead::default(),
         }
     }
 
@@ -370,6 +374,7 @@ impl PgDatabase {
 pub struct PgStore {
     shared: Arc<Shared>,
     sealer: Arc<RowSealer>,
+    read_ahead: ReadAhead,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -390,6 +395,14 @@ impl PgStore {
 impl Store for PgStore {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
         Ok(Box::new(PgTxn::reader(&self.shared, &self.sealer)?))
+    }
+
+    fn view(&self) -> Result<View<'_>, StoreError> {
+        Ok(View::new(
+            Box::new(view::PgRows::new(&self.shared)),
+            &self.sealer,
+            &self.read_ahead,
+        ))
     }
 
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {

@@ -32,7 +32,7 @@ use crate::store::codec::{
 use crate::store::sealing::RowSealer;
 use crate::store::{AuthorityState, StoreError, StoreRead, StoreWrite};
 
-const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
 const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC LIMIT 1";
