@@ -1216,3 +1216,42 @@ async fn a_key_not_yet_on_this_daemons_hsm_answers_unavailable_then_serves() {
         .into_inner();
     assert_eq!(opened.number, number);
 }
+
+/// Two daemons retiring records into a month no key exists for yet, at the same instant:
+/// the cluster's lease on creating epoch keys makes one create it and the other use it, so
+/// both succeed and each month gets one key (before, one of the two was refused ABORTED and
+/// its new HSM key left unused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retirements_on_two_daemons_into_a_new_month_share_one_epoch_key() {
+    const ROUNDS: usize = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 2);
+    let records = seal_spread(&cluster, 2 * ROUNDS as u64, 30_000).await;
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = cluster.endpoints();
+    let mut on_a = client(&endpoints[0], &token).await;
+    let mut on_b = client(&endpoints[1], &token).await;
+    for round in 0..ROUNDS {
+        // 31 days apart: every round leaves in (and so is disposed of in) a month of its own.
+        let left_on = vault_tests::rpc::jst_date_in(31 * round as i64);
+        let retire = |handle: &str| pb::RetireRequest {
+            handle: handle.to_owned(),
+            left_on: left_on.clone(),
+        };
+        let (first, second) = tokio::join!(
+            on_a.locker.retire(retire(&records[2 * round].0)),
+            on_b.locker.retire(retire(&records[2 * round + 1].0))
+        );
+        first.unwrap_or_else(|e| panic!("round {round}, daemon A: {e:?}"));
+        second.unwrap_or_else(|e| panic!("round {round}, daemon B: {e:?}"));
+    }
+    let keys = postgres.sql("locker", "SELECT count(*) FROM locker.epoch_keys");
+    assert_eq!(keys, ROUNDS.to_string(), "one key per month");
+    // Nothing holds the lease once the calls are done.
+    let held = postgres.sql(
+        "locker",
+        "SELECT count(*) FROM locker.leases WHERE name = 'epoch-keys' AND expires_at > now()",
+    );
+    assert_eq!(held, "0");
+}

@@ -5,6 +5,8 @@
 //! Lifecycle dates come from the locker's lifecycle clock (the system clock in production; a
 //! test clock under `--dev --lifecycle-clock-file`), so tests run years in milliseconds.
 
+use std::sync::Arc;
+
 use super::invalid;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::handle::Handle;
@@ -20,7 +22,12 @@ use crate::error::{Error, Reason, Result};
 use crate::keys::KeyUse;
 use crate::keys::envelope::{self, FORMAT_EPOCH, Wrapping};
 use crate::service::{Caller, Locker, RequestContext};
+use crate::store::lease::{CallLease, EPOCH_KEYS};
 use crate::store::mutation::{Mutation, MutationOutcome};
+
+/// How long a retirement waits for another daemon to finish creating an epoch key: longer
+/// than a lease lasts, so a holder that died does not fail the call.
+const EPOCH_KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
 
 fn record_outcome(outcome: ((), MutationOutcome)) -> Result<Record> {
     match outcome {
@@ -172,7 +179,21 @@ impl Locker {
         // the same month never create two keys.
         let _epoch_guard = self.epoch_lock.lock().await;
         let body = self.retire_body(&caller, &mut entry, handle, left_on).await;
-        record_outcome(self.finish(entry, body).await?)
+        // Any lease on creating epoch keys is given up once the new key is committed.
+        let (_lease, outcome) = self.finish(entry, body).await?;
+        record_outcome(((), outcome))
+    }
+
+    /// The cluster's lease on creating epoch keys (see [`EPOCH_KEYS`]), waited for while
+    /// another daemon holds it.
+    async fn epoch_keys_lease(&self) -> Result<CallLease> {
+        CallLease::take(Arc::clone(&self.store), EPOCH_KEYS, EPOCH_KEYS_WAIT)
+            .await?
+            .ok_or_else(|| {
+                Error::Unavailable(
+                    "another daemon of the cluster is creating a disposal-epoch key; retry".into(),
+                )
+            })
     }
 
     async fn retire_body(
@@ -181,7 +202,7 @@ impl Locker {
         entry: &mut AuditEntry,
         handle: &str,
         left_on: &str,
-    ) -> Result<((), Mutation)> {
+    ) -> Result<(Option<CallLease>, Mutation)> {
         let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
         entry.handle = handle.to_string();
         let left = lifecycle::parse_date("left_on", left_on).map_err(|e| invalid(e.to_string()))?;
@@ -223,7 +244,13 @@ impl Locker {
         // never under a month whose key may be destroyed already.
         let epoch =
             lifecycle::epoch_start(epoch_of(dispose_on).max(epoch_of(today)), self.epoch_months);
-        let existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
+        let mut lease = None;
+        let mut existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
+        if existing.is_none() {
+            // Another daemon may be creating this very key: look again under the lease.
+            lease = Some(self.epoch_keys_lease().await?);
+            existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
+        }
         let (epoch_key, new_epoch_key) = match existing {
             Some(key) if key.destroyed_at_ms.is_none() => (key, None),
             Some(_) => {
@@ -280,7 +307,7 @@ impl Locker {
             epoch_label(epoch)
         ));
         Ok((
-            (),
+            lease,
             Mutation::RetireRecord {
                 expected: sealed,
                 updated: Box::new(updated),

@@ -158,6 +158,12 @@ impl Store for PanicSafe {
         })
     }
 
+    fn release_lease(&self, duty: &str, holder: &str) -> Result<(), StoreError> {
+        guard(self.fault.as_ref(), "release_lease", || {
+            self.inner.release_lease(duty, holder)
+        })
+    }
+
     fn snapshot(
         &self,
         sink: &mut dyn FnMut(&[u8]) -> bool,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::store::Store;
 
@@ -18,6 +18,9 @@ pub const CHECKPOINTS: &str = "checkpoints";
 pub const REWRAP: &str = "rewrap";
 /// The disposal scheduler.
 pub const DISPOSAL: &str = "disposal";
+/// The creation of disposal-epoch keys: held from the read that finds a month's key missing
+/// to the commit that stores the new one, so two daemons never create two keys for a month.
+pub const EPOCH_KEYS: &str = "epoch-keys";
 
 /// This process's name as a lease holder: its pid and a random suffix (a pid comes back).
 pub fn holder_id() -> &'static str {
@@ -83,6 +86,51 @@ impl DutyLease {
                 LeaseState::Elsewhere
             }
             (false, false) => LeaseState::Elsewhere,
+        }
+    }
+}
+
+/// A lease held across one call (see [`EPOCH_KEYS`]) and given up when dropped.
+pub struct CallLease {
+    store: Arc<dyn Store>,
+    duty: &'static str,
+}
+
+impl std::fmt::Debug for CallLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallLease")
+            .field("duty", &self.duty)
+            .finish()
+    }
+}
+
+impl CallLease {
+    /// Takes the lease on `duty`, waiting at most `wait` for another daemon to give it up
+    /// (or for its lease to run out, if it died holding it); `None` if it is still held
+    /// elsewhere then.
+    pub async fn take(
+        store: Arc<dyn Store>,
+        duty: &'static str,
+        wait: Duration,
+    ) -> Result<Option<CallLease>, crate::store::StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if store.hold_lease(duty, holder_id(), LEASE_TTL)? {
+                return Ok(Some(CallLease { store, duty }));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for CallLease {
+    fn drop(&mut self) {
+        // If this fails the lease runs out by itself after LEASE_TTL.
+        if let Err(error) = self.store.release_lease(self.duty, holder_id()) {
+            tracing::warn!(duty = self.duty, %error, "cannot give up the lease; it runs out by itself");
         }
     }
 }

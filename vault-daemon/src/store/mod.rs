@@ -164,6 +164,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// Gives up `holder`'s lease on `duty` at once (a lease held only across one call, such
+    /// as the creation of an epoch key); a lease held by another holder stays.
+    fn release_lease(&self, _duty: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Writes every row, from one read transaction, in the snapshot format to `sink` (an
     /// online backup); `false` from the sink stops it.
     fn snapshot(

@@ -471,4 +471,19 @@ impl Store for PgStore {
             Ok(row.is_some())
         })
     }
+
+    fn release_lease(&self, duty: &str, holder: &str) -> Result<(), StoreError> {
+        self.shared.block(async {
+            let client = self.shared.client().await?;
+            let statement = client
+                .prepare_cached("DELETE FROM locker.leases WHERE name = $1 AND holder = $2")
+                .await
+                .map_err(io)?;
+            client
+                .execute(&statement, &[&duty, &holder])
+                .await
+                .map_err(io)?;
+            Ok(())
+        })
+    }
 }
