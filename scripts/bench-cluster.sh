@@ -4,10 +4,17 @@
 # (sharing the simulated token), each with the Ping baseline measured alongside; then the
 # chain-head lock's wait and hold from the PostgreSQL daemons' metrics. Release binaries.
 # Prints one JSON object per measurement. Needs root (PostgreSQL runs as its own user).
+#   BENCH_SPLIT_CORES=1  PostgreSQL on CPU 1, the daemons and the load on CPU 0: the database
+#                        on a host of its own, as deployed, on a 2-core machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${BENCH_SECONDS:-5}
 cargo build --release --workspace --bins --locked >&2
+pg_cpus=()
+if [ "${BENCH_SPLIT_CORES:-0}" = 1 ]; then
+  taskset -pc 0 $$ >/dev/null   # this script, and so every daemon and load generator
+  pg_cpus=(taskset -c 1)
+fi
 bin=target/release
 work=$(mktemp -d /tmp/locker-bench.XXXXXX)
 chmod 711 "$work"   # PostgreSQL runs as its own user under it
@@ -19,7 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-pg=$(./scripts/test-postgres.sh start "$work/pg")
+pg=$("${pg_cpus[@]}" ./scripts/test-postgres.sh start "$work/pg")
 psql "$pg/postgres" -qc "CREATE DATABASE one" -c "CREATE DATABASE three"
 
 # daemon NAME PORT [STORE_URL]: a dev daemon on 127.0.0.1:PORT, metrics on PORT+100.
