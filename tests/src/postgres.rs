@@ -3,6 +3,7 @@
 //! immediately on drop. Binaries from Debian's postgresql-15 (`scripts/install-deps.sh`); a
 //! test fails, never skips, when they are missing.
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -201,6 +202,31 @@ impl Postgres {
         format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Holds the session advisory lock `key` in database `name` (from a psql session of its
+    /// own) until the holder is released or dropped.
+    pub fn hold_advisory_lock(&self, name: &str, key: i64) -> AdvisoryLockHolder {
+        let mut session = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", name, "-v", "ON_ERROR_STOP=1", "-qAt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        let mut input = session.stdin.take().expect("stdin");
+        writeln!(input, "SELECT pg_advisory_lock({key});\n\\echo locked").expect("send");
+        let output = session.stdout.take().expect("stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(output));
+        assert!(
+            lines.any(|line| line.is_ok_and(|line| line == "locked")),
+            "psql did not take the lock"
+        );
+        AdvisoryLockHolder {
+            session,
+            input: Some(input),
+        }
+    }
+
     /// Creates an empty database `name` (with psql, as the `postgres` user).
     pub fn create_database(&self, name: &str) {
         let created = Command::new("runuser")
@@ -236,5 +262,31 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop_immediate();
+    }
+}
+
+/// A psql session holding an advisory lock ([`Postgres::hold_advisory_lock`]).
+pub struct AdvisoryLockHolder {
+    session: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+}
+
+impl AdvisoryLockHolder {
+    /// Ends the session, and with it the lock.
+    pub fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if let Some(mut input) = self.input.take() {
+            let _ = writeln!(input, "\\q");
+        }
+        let _ = self.session.wait();
+    }
+}
+
+impl Drop for AdvisoryLockHolder {
+    fn drop(&mut self) {
+        self.end();
     }
 }

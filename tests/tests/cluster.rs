@@ -1255,3 +1255,62 @@ async fn retirements_on_two_daemons_into_a_new_month_share_one_epoch_key() {
     );
     assert_eq!(held, "0");
 }
+
+/// Daemons starting together on an empty database provision it once. The state MAC key is
+/// made under an advisory lock the others wait for (before, each could create one in the HSM,
+/// all but one left unused); the first audit key and the first operators under a lease
+/// (before, the second daemon died: "audit key version 1 exists already"). The test holds the
+/// lock itself for a while, as a daemon provisioning slowly would: no daemon gets past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_starting_together_on_an_empty_database_provision_it_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 0);
+    // The schema exists once the migrations ran; take the lock in the same database.
+    let holder =
+        postgres.hold_advisory_lock("locker", vault_daemon::store::postgres::FIRST_START_LOCK);
+    let starts: Vec<_> = (0..2)
+        .map(|i| {
+            let data_dir = dir.path().join(format!("daemon{i}"));
+            let options = cluster.options();
+            std::thread::spawn(move || Daemon::try_start(&data_dir, options))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        starts.iter().all(|start| !start.is_finished()),
+        "a daemon provisioned the database while another held the lock"
+    );
+    holder.release();
+    let daemons: Vec<Daemon> = starts
+        .into_iter()
+        .map(|start| start.join().expect("thread").expect("daemon started"))
+        .collect();
+    let created: usize = daemons
+        .iter()
+        .map(|d| d.log().matches("state MAC key created").count())
+        .sum();
+    assert_eq!(created, 1, "one state MAC key for the cluster");
+    // Both serve, on one store: sealed on one, opened on the other.
+    let token = daemons[0].dev_token("dev-handler");
+    let mut on_a = client(&daemons[0].endpoint(), &token).await;
+    let mut on_b = client(&daemons[1].endpoint(), &token).await;
+    let number = valid_number(4242);
+    let handle = on_a
+        .locker
+        .seal(seal_request("dev", "S1", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let opened = on_b
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle,
+            purpose: W.into(),
+        })
+        .await
+        .expect("unseal")
+        .into_inner();
+    assert_eq!(opened.number, number);
+}

@@ -438,6 +438,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     } = open_locker(&config).await?;
     let checkpointer = locker.checkpointer().clone();
     checkpointer.resume(&verified).await;
+    let provisioning = locker.provisioning_lease().await?;
     checkpointer.ensure_key().await?;
 
     let mut stdout = std::io::stdout();
@@ -450,6 +451,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             tracing::warn!(path = %path.display(), "empty store: created a first admin ('admin', 'admin2': dual control needs two); its token is in this file (mode 0600). Hand it to its holder and delete it here.");
         }
     }
+    drop(provisioning);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(watch_health(

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::keys::anchor::Anchor;
 use crate::keys::state_mac::StateMac;
 use crate::keys::{KeyRef, KeyService, KeyUse};
-use crate::store::postgres::{PgDatabase, PgOptions};
+use crate::store::postgres::{FirstStartLock, PgDatabase, PgOptions};
 use crate::store::redb::RedbDatabase;
 use crate::store::sealing::RowSealer;
 use crate::store::{Store, StoreError};
@@ -128,6 +128,14 @@ impl Unauthenticated {
         }
     }
 
+    /// The lock on provisioning an empty store; `None` where only one process opens it.
+    async fn lock_first_start(&self) -> Result<Option<FirstStartLock>, StoreError> {
+        match self {
+            Unauthenticated::Redb(_) => Ok(None),
+            Unauthenticated::Postgres(database) => database.lock_first_start().await.map(Some),
+        }
+    }
+
     async fn is_empty(&self) -> Result<bool, StoreError> {
         match self {
             Unauthenticated::Redb(database) => database.is_empty(),
@@ -143,6 +151,42 @@ impl Unauthenticated {
     }
 }
 
+/// The state MAC key of a store that had none when first asked: another daemon's, stored
+/// meanwhile, or a new one if the store is empty and the backend holds no anchor.
+async fn provision_state_key(
+    database: &Unauthenticated,
+    keys: &KeyService,
+    anchor: Option<&Anchor>,
+) -> Result<KeyRef, TrustError> {
+    if let Some(key) = database.meta(STATE_KEY_META).await? {
+        tracing::info!("new store: another daemon provisioned the state MAC key; using it");
+        return Ok(KeyRef(key));
+    }
+    if !(database.is_empty().await? && anchor.is_none()) {
+        return Err(TrustError::Refused(format!(
+            "{} holds no state MAC key{}: not a store of this deployment, or an emptied one",
+            database.describe(),
+            if anchor.is_some() {
+                " while the key backend holds an anchor"
+            } else {
+                ""
+            }
+        )));
+    }
+    let key = keys.create_key(KeyUse::Mac, "state-mac".into()).await?;
+    // The lock makes this the only key; storing it only if none is there keeps it so even
+    // against a daemon of an older build that takes no lock.
+    let stored = database.put_meta_once(STATE_KEY_META, &key.0).await?;
+    if stored == key.0 {
+        tracing::info!("new store: state MAC key created in the key backend");
+    } else {
+        tracing::warn!(
+            "new store: another daemon stored a state MAC key first; using it (the one created here stays unused in the key backend)"
+        );
+    }
+    Ok(KeyRef(stored))
+}
+
 /// The store authenticated with the deployment's state MAC key, created on the first start of
 /// an empty store in a backend without an anchor.
 async fn authenticated(
@@ -152,30 +196,15 @@ async fn authenticated(
 ) -> Result<Arc<dyn Store>, TrustError> {
     let key = match database.meta(STATE_KEY_META).await? {
         Some(key) => KeyRef(key),
-        None if database.is_empty().await? && anchor.is_none() => {
-            let key = keys.create_key(KeyUse::Mac, "state-mac".into()).await?;
-            // Daemons of a cluster starting together on an empty database: the first key
-            // stored is everyone's.
-            let stored = database.put_meta_once(STATE_KEY_META, &key.0).await?;
-            if stored == key.0 {
-                tracing::info!("new store: state MAC key created in the key backend");
-            } else {
-                tracing::info!(
-                    "new store: another daemon stored the state MAC key first; using it"
-                );
-            }
-            KeyRef(stored)
-        }
         None => {
-            return Err(TrustError::Refused(format!(
-                "{} holds no state MAC key{}: not a store of this deployment, or an emptied one",
-                database.describe(),
-                if anchor.is_some() {
-                    " while the key backend holds an anchor"
-                } else {
-                    ""
-                }
-            )));
+            // Daemons of a cluster starting together on an empty database: one provisions it
+            // under the lock, the others then find its key.
+            let lock = database.lock_first_start().await?;
+            let key = provision_state_key(&database, keys, anchor).await;
+            if let Some(lock) = lock {
+                lock.release().await?;
+            }
+            key?
         }
     };
     let mac = StateMac::new(keys.backend(), key, keys.timeout());

@@ -16,7 +16,11 @@ use crate::domain::policy::Action;
 use crate::domain::token::{self, hashes_equal, token_hash};
 use crate::error::{Error, Result};
 use crate::service::{Locker, NewTenant};
+use crate::store::lease::{CallLease, PROVISIONING};
 use crate::store::mutation::{Mutation, OperatorChange};
+
+/// How long a daemon starting on a new store waits for another one to provision it.
+const PROVISIONING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// File, in the data dir, that receives the first admin's token.
 pub const FIRST_ADMIN_TOKEN_FILE: &str = "initial-admin.token";
@@ -77,6 +81,23 @@ fn write_token_file(path: &Path, token: &SecretString) -> Result<()> {
 }
 
 impl Locker {
+    /// The cluster's lease on provisioning a store at start (its first audit key, its first
+    /// operators, the dev tenant), waited for while another daemon starting on the same
+    /// database holds it: daemons starting together provision a new store once.
+    pub async fn provisioning_lease(&self) -> Result<CallLease> {
+        CallLease::take(
+            std::sync::Arc::clone(&self.store),
+            PROVISIONING,
+            PROVISIONING_WAIT,
+        )
+        .await?
+        .ok_or_else(|| {
+            Error::Unavailable(
+                "another daemon starting on this store is still provisioning it".into(),
+            )
+        })
+    }
+
     async fn system_commit(&self, mutation: Mutation, reason: String) -> Result<()> {
         self.writer
             .submit(mutation, system_entry(reason))

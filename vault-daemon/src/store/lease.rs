@@ -18,6 +18,9 @@ pub const CHECKPOINTS: &str = "checkpoints";
 pub const REWRAP: &str = "rewrap";
 /// The disposal scheduler.
 pub const DISPOSAL: &str = "disposal";
+/// Provisioning a store at start (first audit key, first operators), held by one of the
+/// daemons starting together on a new database.
+pub const PROVISIONING: &str = "provisioning";
 /// The creation of disposal-epoch keys: held from the read that finds a month's key missing
 /// to the commit that stores the new one, so two daemons never create two keys for a month.
 pub const EPOCH_KEYS: &str = "epoch-keys";

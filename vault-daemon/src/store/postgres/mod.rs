@@ -211,7 +211,58 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The advisory lock a daemon holds while it provisions an empty database's state MAC key.
+pub const FIRST_START_LOCK: i64 = 0x004d_4e4c_6669_7273;
+
+/// Held by the one daemon provisioning an empty database; the others wait for it.
+pub struct FirstStartLock {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl std::fmt::Debug for FirstStartLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstStartLock").finish_non_exhaustive()
+    }
+}
+
+impl FirstStartLock {
+    /// Gives the lock up.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        if let Some(client) = self.client.take() {
+            client
+                .execute("SELECT pg_advisory_unlock($1)", &[&FIRST_START_LOCK])
+                .await
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FirstStartLock {
+    fn drop(&mut self) {
+        // Not released (an error on the way): close the session, which ends its lock, rather
+        // than pool a connection that still holds it.
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
 impl PgDatabase {
+    /// Takes the lock on provisioning an empty database (waiting at most the statement
+    /// timeout for another daemon's provisioning), so daemons starting together create one
+    /// state MAC key, not one each.
+    pub async fn lock_first_start(&self) -> Result<FirstStartLock, StoreError> {
+        let client = self.shared.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&FIRST_START_LOCK])
+            .await
+            .map_err(io)?;
+        Ok(FirstStartLock {
+            client: Some(client),
+        })
+    }
+
     /// Connects, applies missing migrations (refusing a newer schema) and checks the row
     /// format version. Must be called on the runtime the store will use.
     pub async fn open(options: PgOptions) -> Result<PgDatabase, StoreError> {
