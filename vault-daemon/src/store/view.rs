@@ -16,8 +16,9 @@
 //!
 //! Consistency: the rows of one [`RowSource::get_many`] are one state of the store, and so are
 //! a blind index entry and the record it names ([`Records::by_index`]). Separate reads of one
-//! view may see separate states on PostgreSQL (on redb a view is one snapshot). Listings, the
-//! audit log and the writer stay on the synchronous traits: they are not on a call's path.
+//! view may see separate states on PostgreSQL (on redb a view is one snapshot). Admin listings,
+//! reports, the audit log, the writer and the duties stay on the synchronous traits: they are
+//! not on the hot path, and many of them need one snapshot across many reads.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
