@@ -56,8 +56,9 @@ type ViewCheck = fn(&dyn Store, &tokio::runtime::Runtime);
 /// Every check, each on a fresh store from `fresh`; views are read on `runtime` (the one a
 /// server store's connections live on).
 pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>, runtime: &tokio::runtime::Runtime) {
-    let view_checks: [(&str, ViewCheck); 2] = [
+    let view_checks: [(&str, ViewCheck); 3] = [
         ("views read what readers read", views_read_rows),
+        ("views list what readers list", views_list_rows),
         (
             "views read ahead nothing stale",
             views_read_ahead_fresh_rows,
@@ -248,6 +249,71 @@ fn views_read_rows(store: &dyn Store, runtime: &tokio::runtime::Runtime) {
             Some(token("t1", "clerk"))
         );
         assert_eq!(view.tokens().get("t9").await.expect("token"), None);
+    });
+}
+
+/// Every entity a view reads, listed and by id, as the synchronous reader has it (after the
+/// rows of three other checks are written).
+fn views_list_rows(store: &dyn Store, runtime: &tokio::runtime::Runtime) {
+    principals(store);
+    key_state(store);
+    lifecycle_rows(store);
+    let reader = store.reader().expect("reader");
+    runtime.block_on(async {
+        let view = store.view().expect("view");
+        let tenants = reader.tenants().expect("tenants");
+        assert_eq!(view.tenants().list().await.expect("list"), tenants);
+        for tenant in &tenants {
+            assert_eq!(
+                view.tenant_info().get(&tenant.id).await.expect("info"),
+                reader.tenant_info(&tenant.id).expect("info")
+            );
+        }
+        assert_eq!(
+            view.operators().list().await.expect("list"),
+            reader.operators().expect("operators")
+        );
+        assert_eq!(
+            view.tokens().list().await.expect("list"),
+            reader.tokens().expect("tokens")
+        );
+        let jobs = reader.jobs().expect("jobs");
+        assert!(!jobs.is_empty());
+        assert_eq!(view.jobs().list().await.expect("list"), jobs);
+        assert_eq!(
+            view.jobs().get("acme").await.expect("job"),
+            reader.job("acme").expect("job")
+        );
+        assert_eq!(
+            view.destructions().list().await.expect("list"),
+            reader.destructions().expect("destructions")
+        );
+        let requests = reader.change_requests().expect("requests");
+        assert!(!requests.is_empty());
+        assert_eq!(view.change_requests().list().await.expect("list"), requests);
+        for request in &requests {
+            assert_eq!(
+                view.change_requests().get(&request.id).await.expect("get"),
+                Some(request.clone())
+            );
+        }
+        let epochs = reader.epoch_keys().expect("epoch keys");
+        assert!(!epochs.is_empty());
+        assert_eq!(view.epoch_keys().list().await.expect("list"), epochs);
+        for epoch in &epochs {
+            let id = vault_daemon::store::codec::epoch_key_id(&epoch.tenant, epoch.epoch);
+            assert_eq!(
+                view.epoch_keys().get(&id).await.expect("get"),
+                Some(epoch.clone())
+            );
+        }
+        let queue = reader.disposal_queue().expect("queue");
+        assert!(!queue.is_empty());
+        assert_eq!(view.disposal_queue().list().await.expect("list"), queue);
+        assert_eq!(
+            view.corrections().list().await.expect("list"),
+            reader.corrections().expect("corrections")
+        );
     });
 }
 

@@ -73,7 +73,7 @@ impl Locker {
         text::identifier("tenant_id", &new.id).map_err(invalid)?;
         entry.tenant = new.id.clone();
         text::free_text("name", &new.name, 200, false).map_err(invalid)?;
-        if self.store.reader()?.tenant(&new.id)?.is_some() {
+        if self.store.view()?.tenants().get(&new.id).await?.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "tenant {} exists already",
                 new.id
@@ -114,11 +114,7 @@ impl Locker {
     /// Lists tenants.
     pub async fn list_tenants(&self, ctx: &RequestContext) -> Result<Vec<Tenant>> {
         let (_caller, entry) = self.begin(ctx, Action::TenantList).await?;
-        let body = self
-            .store
-            .reader()
-            .and_then(|r| r.tenants())
-            .map_err(Error::from);
+        let body: Result<_> = async { Ok(self.store.view()?.tenants().list().await?) }.await;
         self.finish(entry, body.map(|t| (t, Mutation::None)))
             .await
             .map(|(t, _)| t)
@@ -132,24 +128,27 @@ impl Locker {
         new: NewOperator,
     ) -> Result<Gated<Operator>> {
         let (caller, mut entry) = self.begin(ctx, Action::OperatorCreate).await?;
-        let body = (|| {
+        let body = async {
             check_operator_id(&new.id, &mut entry)?;
             let role = new.role.ok_or_else(|| invalid("role is required"))?;
             text::free_text("display_name", &new.display_name, 200, false).map_err(invalid)?;
-            if self.store.reader()?.operator(&new.id)?.is_some() {
+            if self.store.view()?.operators().get(&new.id).await?.is_some() {
                 return Err(Error::AlreadyExists(format!(
                     "operator {} exists already",
                     new.id
                 )));
             }
             let operator = self.operator(new.id, role, new.display_name);
-            let mutation = self.hold_for_approval(
-                &caller,
-                &mut entry,
-                GatedChange::CreateOperator(operator.clone()),
-            )?;
+            let mutation = self
+                .hold_for_approval(
+                    &caller,
+                    &mut entry,
+                    GatedChange::CreateOperator(operator.clone()),
+                )
+                .await?;
             Ok((operator, mutation))
-        })();
+        }
+        .await;
         self.finish_held(entry, body).await
     }
 
@@ -172,11 +171,7 @@ impl Locker {
     /// Lists operators with their grants.
     pub async fn list_operators(&self, ctx: &RequestContext) -> Result<Vec<Operator>> {
         let (_caller, entry) = self.begin(ctx, Action::OperatorList).await?;
-        let body = self
-            .store
-            .reader()
-            .and_then(|r| r.operators())
-            .map_err(Error::from);
+        let body: Result<_> = async { Ok(self.store.view()?.operators().list().await?) }.await;
         self.finish(entry, body.map(|o| (o, Mutation::None)))
             .await
             .map(|(o, _)| o)
@@ -196,7 +191,7 @@ impl Locker {
             Action::OperatorEnable
         };
         let (caller, mut entry) = self.begin(ctx, action).await?;
-        let body = (|| {
+        let body = async {
             check_operator_id(id, &mut entry)?;
             if id == caller.operator.id {
                 return Err(Error::FailedPrecondition(
@@ -205,8 +200,10 @@ impl Locker {
             }
             let current = self
                 .store
-                .reader()?
-                .operator(id)?
+                .view()?
+                .operators()
+                .get(id)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no operator {id}")))?;
             if disabled {
                 entry.allow(format!("operator {id} disabled"));
@@ -221,13 +218,16 @@ impl Locker {
                     "operator {id} is enabled already"
                 )));
             }
-            let mutation = self.hold_for_approval(
-                &caller,
-                &mut entry,
-                GatedChange::EnableOperator(id.to_owned()),
-            )?;
+            let mutation = self
+                .hold_for_approval(
+                    &caller,
+                    &mut entry,
+                    GatedChange::EnableOperator(id.to_owned()),
+                )
+                .await?;
             Ok((current, mutation))
-        })();
+        }
+        .await;
         if disabled {
             let (_, outcome) = self.finish(entry, body).await?;
             return Ok(Gated {
@@ -254,7 +254,9 @@ impl Locker {
             Action::Grant
         };
         let (caller, mut entry) = self.begin(ctx, action).await?;
-        let body = self.grants_body(&caller, &mut entry, operator_id, tenant, purposes, revoke);
+        let body = self
+            .grants_body(&caller, &mut entry, operator_id, tenant, purposes, revoke)
+            .await;
         if revoke {
             let (_, outcome) = self.finish(entry, body).await?;
             return Ok(Gated {
@@ -265,7 +267,7 @@ impl Locker {
         self.finish_held(entry, body).await
     }
 
-    fn grants_body(
+    async fn grants_body(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
@@ -281,9 +283,11 @@ impl Locker {
             .purposes
             .canonical_list(purposes)
             .map_err(super::records::purpose_error)?;
-        let reader = self.store.reader()?;
-        let current = reader
-            .operator(operator_id)?
+        let view = self.store.view()?;
+        let current = view
+            .operators()
+            .get(operator_id)
+            .await?
             .ok_or_else(|| Error::NotFound(format!("no operator {operator_id}")))?;
         let grants: Vec<Grant> = purposes
             .iter()
@@ -309,17 +313,19 @@ impl Locker {
                 current.role.as_str()
             )));
         }
-        if reader.tenant(tenant)?.is_none() {
+        if view.tenants().get(tenant).await?.is_none() {
             return Err(Error::NotFound(format!("no tenant {tenant}")));
         }
-        let mutation = self.hold_for_approval(
-            caller,
-            entry,
-            GatedChange::Grant {
-                operator_id: operator_id.to_owned(),
-                grants,
-            },
-        )?;
+        let mutation = self
+            .hold_for_approval(
+                caller,
+                entry,
+                GatedChange::Grant {
+                    operator_id: operator_id.to_owned(),
+                    grants,
+                },
+            )
+            .await?;
         Ok((current, mutation))
     }
 
@@ -332,30 +338,33 @@ impl Locker {
     ) -> Result<Gated<(SecretString, TokenRecord)>> {
         let (caller, mut entry) = self.begin(ctx, Action::TokenIssue).await?;
         let own = request.operator_id == caller.operator.id;
-        let body = self
-            .issue_token_body(&mut entry, request)
-            .and_then(|(minted, mutation)| {
-                if own {
-                    return Ok((minted, mutation));
-                }
-                let Mutation::IssueToken(record) = mutation else {
-                    return Err(Error::Internal("token issue without a token".into()));
-                };
-                if self
-                    .store
-                    .reader()?
-                    .operator(&record.operator_id)?
-                    .is_none()
-                {
-                    return Err(Error::NotFound(format!(
-                        "no operator {}",
-                        record.operator_id
-                    )));
-                }
-                let held =
-                    self.hold_for_approval(&caller, &mut entry, GatedChange::IssueToken(record))?;
-                Ok((minted, held))
-            });
+        let body = async {
+            let (minted, mutation) = self.issue_token_body(&mut entry, request).await?;
+            if own {
+                return Ok((minted, mutation));
+            }
+            let Mutation::IssueToken(record) = mutation else {
+                return Err(Error::Internal("token issue without a token".into()));
+            };
+            if self
+                .store
+                .view()?
+                .operators()
+                .get(&record.operator_id)
+                .await?
+                .is_none()
+            {
+                return Err(Error::NotFound(format!(
+                    "no operator {}",
+                    record.operator_id
+                )));
+            }
+            let held = self
+                .hold_for_approval(&caller, &mut entry, GatedChange::IssueToken(record))
+                .await?;
+            Ok((minted, held))
+        }
+        .await;
         if own {
             let (value, _) = self.finish(entry, body).await?;
             return Ok(Gated {
@@ -366,7 +375,7 @@ impl Locker {
         self.finish_held(entry, body).await
     }
 
-    fn issue_token_body(
+    async fn issue_token_body(
         &self,
         entry: &mut AuditEntry,
         request: TokenRequest,
@@ -430,32 +439,32 @@ impl Locker {
         operator_id: &str,
     ) -> Result<Vec<TokenRecord>> {
         let (_caller, entry) = self.begin(ctx, Action::TokenList).await?;
-        let body = self
-            .store
-            .reader()
-            .and_then(|r| r.tokens())
-            .map_err(Error::from)
-            .map(|tokens| {
-                let tokens = tokens
-                    .into_iter()
-                    .filter(|t| operator_id.is_empty() || t.operator_id == operator_id)
-                    .collect();
-                (tokens, Mutation::None)
-            });
+        let body: Result<Vec<TokenRecord>> =
+            async { Ok(self.store.view()?.tokens().list().await?) }.await;
+        let body = body.map(|tokens| {
+            let tokens = tokens
+                .into_iter()
+                .filter(|t| operator_id.is_empty() || t.operator_id == operator_id)
+                .collect();
+            (tokens, Mutation::None)
+        });
         self.finish(entry, body).await.map(|(t, _)| t)
     }
 
     /// The caller's operator and token (no secret).
     pub async fn whoami(&self, ctx: &RequestContext) -> Result<(Operator, TokenRecord)> {
         let (caller, entry) = self.begin(ctx, Action::WhoAmI).await?;
-        let body = (|| {
+        let body = async {
             let token = self
                 .store
-                .reader()?
-                .token(&caller.token_id)?
+                .view()?
+                .tokens()
+                .get(&caller.token_id)
+                .await?
                 .ok_or_else(|| Error::Internal("the caller's token vanished".into()))?;
             Ok(((caller.operator.clone(), token), Mutation::None))
-        })();
+        }
+        .await;
         self.finish(entry, body).await.map(|(found, _)| found)
     }
 

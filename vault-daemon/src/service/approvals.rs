@@ -46,23 +46,23 @@ pub(super) fn outcome_request(outcome: MutationOutcome) -> Result<ChangeRequest>
 impl Locker {
     /// The quorum in force (read outside a transaction: for messages and early refusals;
     /// the writer fixes the real value into the request).
-    fn current_quorum(&self) -> Result<u32> {
+    async fn current_quorum(&self) -> Result<u32> {
         Ok(crate::domain::approval::quorum_in_force(
-            &self.store.reader()?.change_requests()?,
+            &self.store.view()?.change_requests().list().await?,
         ))
     }
 
     /// Builds the mutation that holds `change` for approval, and says so in `entry`.
-    pub(super) fn hold_for_approval(
+    pub(super) async fn hold_for_approval(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
         change: GatedChange,
     ) -> Result<Mutation> {
         let now_ms = self.now_ms();
-        let quorum = self.current_quorum()?;
+        let quorum = self.current_quorum().await?;
         check_approvers_exist(
-            &self.store.reader()?.operators()?,
+            &self.store.view()?.operators().list().await?,
             &caller.operator.id,
             now_ms,
             quorum,
@@ -111,15 +111,16 @@ impl Locker {
     ) -> Result<ChangeRequestList> {
         let (_caller, entry) = self.begin(ctx, Action::ChangeList).await?;
         let now_ms = self.now_ms();
-        let body = (|| {
-            let requests = self.store.reader()?.change_requests()?;
+        let body = async {
+            let requests = self.store.view()?.change_requests().list().await?;
             let quorum = crate::domain::approval::quorum_in_force(&requests);
             let requests = requests
                 .into_iter()
                 .filter(|r| !pending_only || r.open_at(now_ms))
                 .collect();
             Ok((ChangeRequestList { requests, quorum }, Mutation::None))
-        })();
+        }
+        .await;
         self.finish(entry, body).await.map(|(list, _)| list)
     }
 
@@ -127,12 +128,14 @@ impl Locker {
     /// quorum. Refused for the requester, an admin made after the request, a second approval.
     pub async fn approve_change(&self, ctx: &RequestContext, id: &str) -> Result<ChangeRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::ChangeApprove).await?;
-        let body = (|| {
+        let body = async {
             text::hex_id("request id", id).map_err(Error::InvalidArgument)?;
             let request = self
                 .store
-                .reader()?
-                .change_request(id)?
+                .view()?
+                .change_requests()
+                .get(id)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no change request {id}")))?;
             let count = request.approvals.len() + 1;
             let applies = count as u64 >= u64::from(request.required);
@@ -151,7 +154,8 @@ impl Locker {
                     now_ms: self.now_ms(),
                 }),
             ))
-        })();
+        }
+        .await;
         self.finish(entry, body)
             .await
             .and_then(|(_, o)| outcome_request(o))
@@ -165,7 +169,7 @@ impl Locker {
         reason: &str,
     ) -> Result<ChangeRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::ChangeDeny).await?;
-        let body = (|| {
+        let body = async {
             text::hex_id("request id", id).map_err(Error::InvalidArgument)?;
             text::free_text("reason", reason, 500, true).map_err(invalid)?;
             entry.allow(format!("change request {id} denied: {reason}"));
@@ -178,7 +182,8 @@ impl Locker {
                     now_ms: self.now_ms(),
                 }),
             ))
-        })();
+        }
+        .await;
         self.finish(entry, body)
             .await
             .and_then(|(_, o)| outcome_request(o))
@@ -187,16 +192,17 @@ impl Locker {
     /// Asks for a new quorum (itself a change request, approved under the current quorum).
     pub async fn request_quorum(&self, ctx: &RequestContext, quorum: u32) -> Result<ChangeRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::QuorumChange).await?;
-        let body = (|| {
+        let body = async {
             if !(1..=MAX_QUORUM).contains(&quorum) {
                 return Err(invalid(format!(
                     "approvals must be between 1 and {MAX_QUORUM}: dual control needs at least one approver besides the requester"
                 )));
             }
             let mutation =
-                self.hold_for_approval(&caller, &mut entry, GatedChange::SetQuorum(quorum))?;
+                self.hold_for_approval(&caller, &mut entry, GatedChange::SetQuorum(quorum)).await?;
             Ok(((), mutation))
-        })();
+        }
+        .await;
         self.finish_held(entry, body).await.and_then(|gated| {
             gated
                 .request

@@ -31,8 +31,10 @@ impl Locker {
             }
             let found = self
                 .store
-                .reader()?
-                .tenant(tenant)?
+                .view()?
+                .tenants()
+                .get(tenant)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?;
             let kek = crate::keys::KeyRef(
                 found

@@ -146,13 +146,15 @@ impl Locker {
             Action::CorrectionReject
         };
         let (caller, mut entry) = self.begin(ctx, action).await?;
-        let body = (|| {
+        let body = async {
             text::hex_id("correction id", id).map_err(invalid)?;
             text::free_text("note", note, 1024, !approve).map_err(invalid)?;
             let correction = self
                 .store
-                .reader()?
-                .correction(id)?
+                .view()?
+                .corrections()
+                .get(id)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no correction {id}")))?;
             entry.handle = correction.handle.clone();
             entry.tenant = correction.tenant.clone();
@@ -176,7 +178,8 @@ impl Locker {
                     note: note.to_owned(),
                 }),
             ))
-        })();
+        }
+        .await;
         correction_outcome(self.finish(entry, body).await?)
     }
 
@@ -187,7 +190,7 @@ impl Locker {
         tenant: &str,
     ) -> Result<Vec<Correction>> {
         let (caller, mut entry) = self.begin(ctx, Action::CorrectionList).await?;
-        let body = (|| {
+        let body = async {
             if !tenant.is_empty() {
                 text::identifier("tenant", tenant).map_err(invalid)?;
                 entry.tenant = tenant.to_owned();
@@ -195,8 +198,10 @@ impl Locker {
             let global = matches!(caller.operator.role, Role::Admin | Role::Auditor);
             let mut list: Vec<Correction> = self
                 .store
-                .reader()?
-                .corrections()?
+                .view()?
+                .corrections()
+                .list()
+                .await?
                 .into_iter()
                 .filter(|c| tenant.is_empty() || c.tenant == tenant)
                 .filter(|c| global || caller.operator.has_tenant(&c.tenant))
@@ -208,17 +213,24 @@ impl Locker {
             list.sort_by_key(|c| c.requested_at_ms);
             entry.allow(format!("{} correction records", list.len()));
             Ok((list, Mutation::None))
-        })();
+        }
+        .await;
         self.finish(entry, body).await.map(|(list, _)| list)
     }
 
     /// Pending corrections whose new number is sealed under `tenant`'s key `version`: that
     /// version must outlive them.
-    pub(super) fn pending_corrections_under(&self, tenant: &str, version: u32) -> Result<u64> {
+    pub(super) async fn pending_corrections_under(
+        &self,
+        tenant: &str,
+        version: u32,
+    ) -> Result<u64> {
         Ok(self
             .store
-            .reader()?
-            .corrections()?
+            .view()?
+            .corrections()
+            .list()
+            .await?
             .iter()
             .filter(|c| c.tenant == tenant)
             .filter_map(|c| c.pending.as_ref())
@@ -231,8 +243,10 @@ impl Locker {
         let now = self.lifecycle_now_ms();
         let ids: Vec<String> = self
             .store
-            .reader()?
-            .corrections()?
+            .view()?
+            .corrections()
+            .list()
+            .await?
             .into_iter()
             .filter(|c| c.purgeable(now))
             .map(|c| c.id)

@@ -31,13 +31,15 @@ impl Locker {
         version: u32,
     ) -> Result<DestructionRequest> {
         let (caller, mut entry) = self.begin(ctx, Action::KeyDestroyRequest).await?;
-        let body = (|| {
+        let body = async {
             text::identifier("tenant", tenant).map_err(Error::InvalidArgument)?;
             entry.tenant = tenant.to_owned();
             let found = self
                 .store
-                .reader()?
-                .tenant(tenant)?
+                .view()?
+                .tenants()
+                .get(tenant)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?;
             let keys = found.keys_of(version).ok_or_else(|| {
                 Error::NotFound(format!("tenant {tenant} has no key version {version}"))
@@ -65,7 +67,7 @@ impl Locker {
                     "key version {version} still protects {referenced} records; wait for the rewrap to finish"
                 )));
             }
-            let pending = self.pending_corrections_under(tenant, version)?;
+            let pending = self.pending_corrections_under(tenant, version).await?;
             if pending > 0 {
                 return Err(Error::FailedPrecondition(format!(
                     "key version {version} protects {pending} pending corrections; decide them first"
@@ -91,7 +93,8 @@ impl Locker {
                 (),
                 Mutation::ChangeDestruction(DestructionChange::Create(request)),
             ))
-        })();
+        }
+        .await;
         self.finish(entry, body)
             .await
             .and_then(|(_, o)| outcome_request(o))
@@ -159,11 +162,7 @@ impl Locker {
         ctx: &RequestContext,
     ) -> Result<Vec<DestructionRequest>> {
         let (_caller, entry) = self.begin(ctx, Action::KeyDestroyList).await?;
-        let body = self
-            .store
-            .reader()
-            .and_then(|r| r.destructions())
-            .map_err(Error::from);
+        let body: Result<_> = async { Ok(self.store.view()?.destructions().list().await?) }.await;
         self.finish(entry, body.map(|d| (d, Mutation::None)))
             .await
             .map(|(d, _)| d)
@@ -174,8 +173,10 @@ impl Locker {
         let now = self.now_ms();
         let due: Vec<DestructionRequest> = self
             .store
-            .reader()?
-            .destructions()?
+            .view()?
+            .destructions()
+            .list()
+            .await?
             .into_iter()
             .filter(|r| matches!(r.state, DestructionState::Approved { not_before_ms, .. } if not_before_ms <= now))
             .collect();
@@ -192,7 +193,9 @@ impl Locker {
                 .get(&request.version)
                 .copied()
                 .unwrap_or(0)
-                + self.pending_corrections_under(&request.tenant, request.version)?;
+                + self
+                    .pending_corrections_under(&request.tenant, request.version)
+                    .await?;
             if referenced > 0 {
                 // Cannot happen through the API (the version is decrypt-only); refuse anyway.
                 entry.fail(&Error::FailedPrecondition(format!(
@@ -213,8 +216,10 @@ impl Locker {
             }
             let Some(keys) = self
                 .store
-                .reader()?
-                .tenant(&request.tenant)?
+                .view()?
+                .tenants()
+                .get(&request.tenant)
+                .await?
                 .and_then(|t| t.keys_of(request.version).cloned())
             else {
                 continue;

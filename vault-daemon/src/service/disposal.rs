@@ -70,11 +70,17 @@ impl Locker {
             let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
             entry.handle = handle.to_string();
             self.record_in_scope(&caller, &handle, &mut entry).await?;
-            let certificate = self.store.reader()?.certificate(&handle)?.ok_or_else(|| {
-                Error::NotFound(format!(
-                    "record {handle} has no deletion certificate (not disposed)"
-                ))
-            })?;
+            let certificate = self
+                .store
+                .view()?
+                .certificates()
+                .get(handle.as_str())
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "record {handle} has no deletion certificate (not disposed)"
+                    ))
+                })?;
             entry.allow("certificate read");
             Ok((certificate, Mutation::None))
         }

@@ -22,6 +22,7 @@ use crate::error::{Error, Reason, Result};
 use crate::keys::KeyUse;
 use crate::keys::envelope::{self, FORMAT_EPOCH, Wrapping};
 use crate::service::{Caller, Locker, RequestContext};
+use crate::store::codec::epoch_key_id;
 use crate::store::lease::{CallLease, EPOCH_KEYS};
 use crate::store::mutation::{Mutation, MutationOutcome};
 
@@ -44,12 +45,18 @@ impl Locker {
 
     /// The backend reference of the key that wraps `sealed`: a tenant key version, or a
     /// disposal-epoch key (refused once destroyed).
-    pub(super) fn record_kek(&self, tenant: &Tenant, sealed: &SealedNumber) -> Result<Vec<u8>> {
+    pub(super) async fn record_kek(
+        &self,
+        tenant: &Tenant,
+        sealed: &SealedNumber,
+    ) -> Result<Vec<u8>> {
         if sealed.format == FORMAT_EPOCH {
             let key = self
                 .store
-                .reader()?
-                .epoch_key(&tenant.id, sealed.key_version)?
+                .view()?
+                .epoch_keys()
+                .get(&epoch_key_id(&tenant.id, sealed.key_version))
+                .await?
                 .ok_or_else(|| {
                     Error::Integrity("record names a disposal-epoch key that does not exist".into())
                 })?;
@@ -103,7 +110,7 @@ impl Locker {
         record: &Record,
         sealed: &SealedNumber,
     ) -> Result<IndividualNumber> {
-        let kek = self.record_kek(tenant, sealed)?;
+        let kek = self.record_kek(tenant, sealed).await?;
         let digits = envelope::open_with(
             &self.keys,
             &kek,
@@ -245,11 +252,12 @@ impl Locker {
         let epoch =
             lifecycle::epoch_start(epoch_of(dispose_on).max(epoch_of(today)), self.epoch_months);
         let mut lease = None;
-        let mut existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
+        let epoch_id = epoch_key_id(&tenant.id, epoch);
+        let mut existing = self.store.view()?.epoch_keys().get(&epoch_id).await?;
         if existing.is_none() {
             // Another daemon may be creating this very key: look again under the lease.
             lease = Some(self.epoch_keys_lease().await?);
-            existing = self.store.reader()?.epoch_key(&tenant.id, epoch)?;
+            existing = self.store.view()?.epoch_keys().get(&epoch_id).await?;
         }
         let (epoch_key, new_epoch_key) = match existing {
             Some(key) if key.destroyed_at_ms.is_none() => (key, None),

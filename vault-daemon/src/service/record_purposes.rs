@@ -150,7 +150,7 @@ impl Locker {
         all.extend(added.iter().cloned());
         let all = self.purposes.canonical_list(&all).map_err(purpose_error)?;
         let tenant = self.load_tenant(&record.tenant).await?;
-        let kek = self.record_kek(&tenant, sealed)?;
+        let kek = self.record_kek(&tenant, sealed).await?;
         let digits = envelope::open_with(
             &self.keys,
             &kek,

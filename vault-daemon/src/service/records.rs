@@ -213,7 +213,7 @@ impl Locker {
             }),
             // Another call sealed the number between our look-up and our commit.
             (None, MutationOutcome::Existing(handle)) => Ok(SealResult {
-                differences: self.differences_from(&handle, &request_echo)?,
+                differences: self.differences_from(&handle, &request_echo).await?,
                 handle,
                 existing: true,
             }),
@@ -229,11 +229,14 @@ impl Locker {
     }
 
     /// How the record `handle` differs from what a seal asked for.
-    fn differences_from(&self, handle: &Handle, echo: &SealEcho) -> Result<SealDifferences> {
-        let record =
-            self.store.reader()?.record(handle)?.ok_or_else(|| {
-                Error::Internal(format!("record {handle} vanished after its seal"))
-            })?;
+    async fn differences_from(&self, handle: &Handle, echo: &SealEcho) -> Result<SealDifferences> {
+        let record = self
+            .store
+            .view()?
+            .records()
+            .get(handle)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("record {handle} vanished after its seal")))?;
         let mut purposes = echo.purposes.clone();
         purposes.sort();
         purposes.dedup();
@@ -384,7 +387,7 @@ impl Locker {
         };
         let tenant = self.load_tenant_in(&view, &record.tenant).await?;
         drop(view);
-        let kek = self.record_kek(&tenant, sealed)?;
+        let kek = self.record_kek(&tenant, sealed).await?;
         let number = envelope::open_with(
             &self.keys,
             &kek,
@@ -483,7 +486,7 @@ impl Locker {
             };
             // The state is bound to the DEK: a new state means the DEK wrapped anew.
             let tenant = self.load_tenant(&record.tenant).await?;
-            let kek = self.record_kek(&tenant, sealed)?;
+            let kek = self.record_kek(&tenant, sealed).await?;
             let rebound = envelope::rebind(
                 &self.keys,
                 &kek,

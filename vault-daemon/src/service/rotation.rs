@@ -91,12 +91,13 @@ impl Locker {
         let body = async {
             text::identifier("tenant", tenant).map_err(Error::InvalidArgument)?;
             entry.tenant = tenant.to_owned();
-            let current = self
-                .store
-                .reader()?
-                .tenant(tenant)?
+            let view = self.store.view()?;
+            let current = view
+                .tenants()
+                .get(tenant)
+                .await?
                 .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?;
-            if self.store.reader()?.job(tenant)?.is_some_and(|j| j.running()) {
+            if view.jobs().get(tenant).await?.is_some_and(|j| j.running()) {
                 return Err(Error::FailedPrecondition(format!(
                     "tenant {tenant} is still being rewrapped; rotate again when the running job has finished"
                 )));
@@ -148,21 +149,22 @@ impl Locker {
         tenant: &str,
     ) -> Result<Vec<TenantKeyStatus>> {
         let (_caller, entry) = self.begin(ctx, Action::KeyStatus).await?;
-        let body = (|| {
-            let reader = self.store.reader()?;
+        let body = async {
+            let view = self.store.view()?;
             let tenants: Vec<Tenant> = if tenant.is_empty() {
-                reader.tenants()?
+                view.tenants().list().await?
             } else {
                 vec![
-                    reader
-                        .tenant(tenant)?
+                    view.tenants()
+                        .get(tenant)
+                        .await?
                         .ok_or_else(|| Error::NotFound(format!("no tenant {tenant}")))?,
                 ]
             };
+            let destructions = view.destructions().list().await?;
             let mut out = Vec::new();
             for t in tenants {
                 let counts = self.count_by_version(&t.id)?;
-                let destructions = reader.destructions()?;
                 let scheduled = |version: u32| {
                     destructions.iter().find_map(|r| match r.state {
                         crate::domain::rotation::DestructionState::Approved {
@@ -183,12 +185,13 @@ impl Locker {
                             destroy_not_before_ms: scheduled(k.version),
                         })
                         .collect(),
-                    job: reader.job(&t.id)?,
+                    job: view.jobs().get(&t.id).await?,
                     tenant: t.id,
                 });
             }
             Ok((out, Mutation::None))
-        })();
+        }
+        .await;
         self.finish(entry, body).await.map(|(s, _)| s)
     }
 
@@ -196,16 +199,24 @@ impl Locker {
     pub async fn rewrap_step(&self, batch: usize) -> Result<bool> {
         let Some(job) = self
             .store
-            .reader()?
-            .jobs()?
+            .view()?
+            .jobs()
+            .list()
+            .await?
             .into_iter()
             .find(RewrapJob::running)
         else {
             return Ok(false);
         };
-        let tenant = self.store.reader()?.tenant(&job.tenant)?.ok_or_else(|| {
-            Error::Internal(format!("rewrap job for unknown tenant {}", job.tenant))
-        })?;
+        let tenant = self
+            .store
+            .view()?
+            .tenants()
+            .get(&job.tenant)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!("rewrap job for unknown tenant {}", job.tenant))
+            })?;
         let target = tenant.keys_of(job.target_version).ok_or_else(|| {
             Error::Internal(format!(
                 "tenant {} has no key version {}",

@@ -25,7 +25,9 @@ use crate::domain::record::Record;
 use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
-use crate::store::view::{IndexedFuture, RowKey, RowSource, RowsFuture, View};
+use crate::store::view::{
+    IndexedFuture, ListFuture, RowKey, RowSource, RowsFuture, View, ViewTable,
+};
 use crate::store::{AuthorityState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
 
 /// Called with the operation's name before it runs (tests inject panics with it).
@@ -115,6 +117,10 @@ impl RowSource for GuardedRows<'_> {
 
     fn by_index<'b>(&'b self, key: &'b [u8]) -> IndexedFuture<'b> {
         self.guarded("index_lookup", || self.inner.by_index(key))
+    }
+
+    fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
+        self.guarded(table.operation(), || self.inner.list(table))
     }
 }
 

@@ -37,7 +37,8 @@ use crate::store::codec::{
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
 use crate::store::view::{
-    IndexedFuture, IndexedRow, ReadAhead, RowKey, RowSource, RowsFuture, View, ViewTable, text_key,
+    IndexedFuture, IndexedRow, ListFuture, ReadAhead, RowKey, RowSource, RowsFuture, StoredRow,
+    View, ViewTable, text_key,
 };
 use crate::store::{
     AuthorityState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite,
@@ -539,17 +540,21 @@ impl RedbRows {
                 .map_err(io)?
                 .map(|handle| handle.value().as_bytes().to_vec()));
         }
-        let definition = match table {
-            ViewTable::Records => RECORDS,
-            ViewTable::Tenants => TENANTS,
-            ViewTable::Operators => OPERATORS,
-            ViewTable::Tokens | ViewTable::Index => TOKENS,
-        };
-        let rows = self.txn.open_table(definition).map_err(io)?;
+        let rows = self.txn.open_table(view_definition(table)?).map_err(io)?;
         Ok(rows
             .get(text_key(table, key)?)
             .map_err(io)?
             .map(|value| value.value().to_vec()))
+    }
+
+    fn list_now(&self, table: ViewTable) -> Result<Vec<StoredRow>, StoreError> {
+        let rows = self.txn.open_table(view_definition(table)?).map_err(io)?;
+        let mut out = Vec::new();
+        for item in rows.iter().map_err(io)? {
+            let (key, value) = item.map_err(io)?;
+            out.push((key.value().as_bytes().to_vec(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 
     fn by_index_now(&self, key: &[u8]) -> Result<Option<IndexedRow>, StoreError> {
@@ -564,7 +569,36 @@ impl RedbRows {
     }
 }
 
+/// The text-keyed table a view reads.
+fn view_definition(
+    table: ViewTable,
+) -> Result<TableDefinition<'static, &'static str, &'static [u8]>, StoreError> {
+    Ok(match table {
+        ViewTable::Records => RECORDS,
+        ViewTable::Tenants => TENANTS,
+        ViewTable::Operators => OPERATORS,
+        ViewTable::Tokens => TOKENS,
+        ViewTable::Jobs => JOBS,
+        ViewTable::Destructions => DESTRUCTIONS,
+        ViewTable::ChangeRequests => CHANGE_REQUESTS,
+        ViewTable::EpochKeys => EPOCH_KEYS,
+        ViewTable::DisposalQueue => DISPOSAL_QUEUE,
+        ViewTable::Certificates => CERTIFICATES,
+        ViewTable::Corrections => CORRECTIONS,
+        ViewTable::TenantInfo => TENANT_INFO,
+        ViewTable::Index => {
+            return Err(StoreError::Corrupt(
+                "the blind index is not a text-keyed table".into(),
+            ));
+        }
+    })
+}
+
 impl RowSource for RedbRows {
+    fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a> {
+        Box::pin(std::future::ready(self.list_now(table)))
+    }
+
     fn get_many<'a>(&'a self, keys: &'a [RowKey]) -> RowsFuture<'a> {
         let rows = keys
             .iter()

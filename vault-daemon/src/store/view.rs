@@ -1,7 +1,9 @@
-//! The request path's reads, asynchronous and by entity. Every call reads a handful of rows by
-//! key — its token and operator, the record, the record's tenant, the blind index — through a
-//! [`View`], with one repository per entity ([`View::tokens`], [`View::operators`],
-//! [`View::tenants`], [`View::records`]).
+//! The request path's reads, asynchronous and by entity. A call reads its rows — its token and
+//! operator, the record, the record's tenant, the blind index, and whatever its body needs of
+//! tenants, operators, tokens, jobs, key destructions, change requests, epoch keys, the
+//! disposal queue, certificates, corrections and ledger details — through a [`View`], with one
+//! repository per entity ([`View::tokens`], [`View::records`], [`View::epoch_keys`], …): point
+//! reads by id and whole listings.
 //!
 //! A store supplies only a [`RowSource`] (stored bytes by table and key, several keys in one
 //! read); decoding and the authentication of rows live here, once for every store. On a server
@@ -16,18 +18,27 @@
 //!
 //! Consistency: the rows of one [`RowSource::get_many`] are one state of the store, and so are
 //! a blind index entry and the record it names ([`Records::by_index`]). Separate reads of one
-//! view may see separate states on PostgreSQL (on redb a view is one snapshot). Admin listings,
-//! reports, the audit log, the writer and the duties stay on the synchronous traits: they are
-//! not on the hot path, and many of them need one snapshot across many reads.
+//! view may see separate states on PostgreSQL (on redb a view is one snapshot). What needs one
+//! snapshot across many reads, or pages through a large table, stays on the synchronous
+//! traits: the audit writer's transaction, the integrity check and checkpoints, backups, the
+//! audit log and reports read from it, pages of records (key status counts, rewrap batches)
+//! and the disposal run.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 
+use vault_audit::certificate::DeletionCertificate;
+
+use crate::domain::approval::ChangeRequest;
+use crate::domain::correction::Correction;
 use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
 use crate::domain::operator::{Operator, Tenant};
 use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
+use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::store::StoreError;
 use crate::store::codec::{decode, decode_sealed, index_key};
@@ -46,6 +57,22 @@ pub enum ViewTable {
     Operators,
     /// Tokens by id.
     Tokens,
+    /// Rewrap jobs by tenant.
+    Jobs,
+    /// Key destruction requests by id.
+    Destructions,
+    /// Dual-control change requests by id.
+    ChangeRequests,
+    /// Disposal-epoch keys by `tenant/epoch` ([`epoch_key_id`](crate::store::codec::epoch_key_id)).
+    EpochKeys,
+    /// Retired records waiting for disposal, by `date/handle`.
+    DisposalQueue,
+    /// Deletion certificates by handle.
+    Certificates,
+    /// Correction requests and records by id.
+    Corrections,
+    /// Ledger details by tenant.
+    TenantInfo,
 }
 
 impl ViewTable {
@@ -57,6 +84,14 @@ impl ViewTable {
             ViewTable::Tenants => "tenants",
             ViewTable::Operators => "operators",
             ViewTable::Tokens => "tokens",
+            ViewTable::Jobs => "rewrap_jobs",
+            ViewTable::Destructions => "key_destructions",
+            ViewTable::ChangeRequests => "change_requests",
+            ViewTable::EpochKeys => "epoch_keys",
+            ViewTable::DisposalQueue => "disposal_queue",
+            ViewTable::Certificates => "certificates",
+            ViewTable::Corrections => "corrections",
+            ViewTable::TenantInfo => "tenant_info",
         }
     }
 
@@ -68,6 +103,14 @@ impl ViewTable {
             ViewTable::Tenants => "tenant",
             ViewTable::Operators => "operator",
             ViewTable::Tokens => "token",
+            ViewTable::Jobs => "job",
+            ViewTable::Destructions => "destructions",
+            ViewTable::ChangeRequests => "change_request",
+            ViewTable::EpochKeys => "epoch_key",
+            ViewTable::DisposalQueue => "disposal_queue",
+            ViewTable::Certificates => "certificate",
+            ViewTable::Corrections => "correction",
+            ViewTable::TenantInfo => "tenant_info",
         }
     }
 
@@ -91,10 +134,18 @@ pub type IndexedRow = (Vec<u8>, Option<Vec<u8>>);
 /// both as of one state of the store.
 pub type IndexedFuture<'a> = BoxFuture<'a, Result<Option<IndexedRow>, StoreError>>;
 
+/// A stored row as (key, stored bytes).
+pub type StoredRow = (Vec<u8>, Vec<u8>);
+
+/// The answer to a listing: every row of a table, in key order.
+pub type ListFuture<'a> = BoxFuture<'a, Result<Vec<StoredRow>, StoreError>>;
+
 /// Stored rows by key: all a store implements for a [`View`].
 pub trait RowSource: Send + Sync {
     /// The rows under `keys`, all from one state of the store (one statement, one snapshot).
     fn get_many<'a>(&'a self, keys: &'a [RowKey]) -> RowsFuture<'a>;
+    /// Every row of the text-keyed `table`, in key order, from one state of the store.
+    fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a>;
     /// The blind index entry under `key` and the record it names, from one state.
     fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a>;
 }
@@ -193,6 +244,46 @@ impl<'s> View<'s> {
         self.authenticated(ViewTable::Tokens)
     }
 
+    /// Rewrap jobs, by tenant.
+    pub fn jobs(&self) -> Authenticated<'_, 's, RewrapJob> {
+        self.authenticated(ViewTable::Jobs)
+    }
+
+    /// Key destruction requests.
+    pub fn destructions(&self) -> Authenticated<'_, 's, DestructionRequest> {
+        self.authenticated(ViewTable::Destructions)
+    }
+
+    /// Dual-control change requests.
+    pub fn change_requests(&self) -> Authenticated<'_, 's, ChangeRequest> {
+        self.authenticated(ViewTable::ChangeRequests)
+    }
+
+    /// Disposal-epoch keys, by [`epoch_key_id`](crate::store::codec::epoch_key_id).
+    pub fn epoch_keys(&self) -> Authenticated<'_, 's, EpochKey> {
+        self.authenticated(ViewTable::EpochKeys)
+    }
+
+    /// The disposal queue, earliest date first.
+    pub fn disposal_queue(&self) -> Authenticated<'_, 's, DisposalQueueEntry> {
+        self.authenticated(ViewTable::DisposalQueue)
+    }
+
+    /// Deletion certificates, by handle.
+    pub fn certificates(&self) -> Authenticated<'_, 's, DeletionCertificate> {
+        self.authenticated(ViewTable::Certificates)
+    }
+
+    /// Correction requests and records.
+    pub fn corrections(&self) -> Authenticated<'_, 's, Correction> {
+        self.authenticated(ViewTable::Corrections)
+    }
+
+    /// Ledger details, by tenant.
+    pub fn tenant_info(&self) -> Authenticated<'_, 's, TenantInfo> {
+        self.authenticated(ViewTable::TenantInfo)
+    }
+
     fn authenticated<T>(&self, table: ViewTable) -> Authenticated<'_, 's, T> {
         Authenticated {
             view: self,
@@ -256,6 +347,17 @@ impl<T: serde::de::DeserializeOwned> Authenticated<'_, '_, T> {
             }
             None => Ok(None),
         }
+    }
+
+    /// Every entity, in key order.
+    pub async fn list(&self) -> Result<Vec<T>, StoreError> {
+        self.view
+            .rows
+            .list(self.table)
+            .await?
+            .iter()
+            .map(|(key, value)| decode_sealed(self.view.sealer, self.table.name(), key, value))
+            .collect()
     }
 }
 
@@ -350,6 +452,11 @@ mod tests {
         fn by_index<'b>(&'b self, key: &'b [u8]) -> IndexedFuture<'b> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             self.inner.by_index(key)
+        }
+
+        fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.list(table)
         }
     }
 

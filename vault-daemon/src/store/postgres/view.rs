@@ -8,7 +8,8 @@ use tokio_postgres::types::ToSql;
 use super::{Shared, io};
 use crate::store::StoreError;
 use crate::store::view::{
-    IndexedFuture, IndexedRow, RowKey, RowSource, RowsFuture, ViewTable, text_key,
+    IndexedFuture, IndexedRow, ListFuture, RowKey, RowSource, RowsFuture, StoredRow, ViewTable,
+    text_key,
 };
 
 /// The scalar subquery reading one row of `table` under parameter `$n`.
@@ -71,6 +72,30 @@ impl<'a> PgRows<'a> {
             .collect()
     }
 
+    async fn read_list(&self, table: ViewTable) -> Result<Vec<StoredRow>, StoreError> {
+        if !table.text_keyed() {
+            return Err(StoreError::Corrupt(
+                "the blind index is not a text-keyed table".into(),
+            ));
+        }
+        let sql = format!(
+            "SELECT key, value FROM locker.{} ORDER BY key",
+            table.name()
+        );
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await.map_err(io)?;
+        client
+            .query(&statement, &[])
+            .await
+            .map_err(io)?
+            .iter()
+            .map(|row| {
+                let key: String = row.try_get(0).map_err(io)?;
+                Ok((key.into_bytes(), row.try_get(1).map_err(io)?))
+            })
+            .collect()
+    }
+
     async fn read_by_index(&self, key: &[u8]) -> Result<Option<IndexedRow>, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(BY_INDEX).await.map_err(io)?;
@@ -91,5 +116,9 @@ impl RowSource for PgRows<'_> {
 
     fn by_index<'b>(&'b self, key: &'b [u8]) -> IndexedFuture<'b> {
         Box::pin(self.read_by_index(key))
+    }
+
+    fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
+        Box::pin(self.read_list(table))
     }
 }
