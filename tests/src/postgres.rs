@@ -11,6 +11,16 @@ use std::process::{Command, Output};
 /// Where Debian installs the server binaries (not on PATH).
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// A runtime for the PostgreSQL store's connections in tests that drive the store directly
+/// (its pooled connections live on it, so keep it for as long as the store).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A running PostgreSQL server.
 pub struct Postgres {
     data: PathBuf,

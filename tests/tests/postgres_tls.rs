@@ -4,15 +4,7 @@
 
 use vault_daemon::store::postgres::{PgDatabase, PgOptions};
 use vault_tests::pki::Pki;
-use vault_tests::postgres::Postgres;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use vault_tests::postgres::{Postgres, runtime};
 
 fn with_ca(url: String, ca: &std::path::Path) -> PgOptions {
     let mut options = PgOptions::new(url);

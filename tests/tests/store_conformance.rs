@@ -7,16 +7,8 @@ use std::sync::Arc;
 use vault_daemon::store::Store;
 use vault_daemon::store::postgres::{PgDatabase, PgOptions};
 use vault_daemon::store::redb::RedbDatabase;
-use vault_tests::postgres::Postgres;
+use vault_tests::postgres::{Postgres, runtime};
 use vault_tests::store_conformance::{run, test_sealer};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 #[test]
 fn redb_meets_the_store_contract() {
@@ -72,11 +64,7 @@ fn postgres_refuses_a_database_migrated_by_a_newer_build() {
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres = Postgres::start(dir.path());
     postgres.create_database("newer");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let options = || PgOptions::new(postgres.url_of("newer"));
     runtime
         .block_on(PgDatabase::open(options()))
