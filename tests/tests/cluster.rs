@@ -12,7 +12,7 @@ use vault_client::{Client, pb};
 use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
 use vault_tests::postgres::Postgres;
-use vault_tests::rpc::{export_audit, seal_request, with_id};
+use vault_tests::rpc::{export_audit, seal_request, unseal_all, with_id};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -165,18 +165,7 @@ async fn three_daemons_on_one_database_serve_one_chain() {
     }
     for endpoint in &endpoints[1..] {
         let mut other = client(endpoint, &handler_token).await;
-        for (handle, number) in &sealed {
-            let opened = other
-                .locker
-                .unseal(pb::UnsealRequest {
-                    handle: handle.clone(),
-                    purpose: W.into(),
-                })
-                .await
-                .expect("unseal on another daemon")
-                .into_inner();
-            assert_eq!(&opened.number, number);
-        }
+        unseal_all(&mut other, &sealed).await;
         // The same number sealed on another daemon is the same record.
         let again = other
             .locker
@@ -836,18 +825,8 @@ async fn a_rewrap_whose_lease_holder_dies_finishes_exactly_once() {
         &cluster.daemon(other).dev_token("dev-handler"),
     )
     .await;
-    for (handle, number) in records.iter().step_by(10) {
-        let opened = handler
-            .locker
-            .unseal(pb::UnsealRequest {
-                handle: handle.clone(),
-                purpose: W.into(),
-            })
-            .await
-            .expect("unseal after the rewrap")
-            .into_inner();
-        assert_eq!(&opened.number, number);
-    }
+    let sample: Vec<(String, String)> = records.iter().step_by(10).cloned().collect();
+    unseal_all(&mut handler, &sample).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1124,18 +1103,7 @@ async fn a_backup_of_the_cluster_restores_into_an_empty_database() {
     assert!(String::from_utf8_lossy(&restored.stdout).contains("re-anchored"));
     let daemon = Daemon::start(&dir.path().join("after"), restorer("restored"));
     let mut handler = daemon.dev_client("dev-handler").await;
-    for (handle, number) in &records {
-        let opened = handler
-            .locker
-            .unseal(pb::UnsealRequest {
-                handle: handle.clone(),
-                purpose: W.into(),
-            })
-            .await
-            .expect("unseal from the restored database")
-            .into_inner();
-        assert_eq!(&opened.number, number);
-    }
+    unseal_all(&mut handler, &records).await;
     assert_one_chain(&daemon, dir.path()).await;
 }
 
@@ -1303,14 +1271,5 @@ async fn daemons_starting_together_on_an_empty_database_provision_it_once() {
         .expect("seal")
         .into_inner()
         .handle;
-    let opened = on_b
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle,
-            purpose: W.into(),
-        })
-        .await
-        .expect("unseal")
-        .into_inner();
-    assert_eq!(opened.number, number);
+    unseal_all(&mut on_b, &[(handle, number)]).await;
 }
