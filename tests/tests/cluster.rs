@@ -1273,3 +1273,21 @@ async fn daemons_starting_together_on_an_empty_database_provision_it_once() {
         .handle;
     unseal_all(&mut on_b, &[(handle, number)]).await;
 }
+
+/// A daemon that waits on another's provisioning for longer than its statement timeout stops
+/// with a message saying so, rather than a bare "statement canceled".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_waits_too_long_on_provisioning_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 0);
+    let _holder =
+        postgres.hold_advisory_lock("locker", vault_daemon::store::postgres::FIRST_START_LOCK);
+    let refused = Daemon::try_start(&dir.path().join("daemon0"), cluster.options())
+        .err()
+        .expect("no start while another daemon provisions");
+    assert!(
+        refused.contains("another daemon has been provisioning this new database"),
+        "{refused}"
+    );
+}

@@ -257,7 +257,13 @@ impl PgDatabase {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&FIRST_START_LOCK])
             .await
-            .map_err(io)?;
+            .map_err(|error| match error.code() {
+                Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => StoreError::Io(format!(
+                    "another daemon has been provisioning this new database for longer than the statement timeout ({} ms); start again once it serves",
+                    self.shared.options.statement_timeout.as_millis()
+                )),
+                _ => io(error),
+            })?;
         Ok(FirstStartLock {
             client: Some(client),
         })
