@@ -630,33 +630,63 @@ fn transactions(store: &dyn Store) {
     );
 }
 
+/// An audit row as the writer stores it: previous hash ‖ hash (here `n` repeated) ‖ body.
+fn audit_row(n: u8, body: &[u8]) -> Vec<u8> {
+    let mut row = vec![0u8; 32];
+    row.extend_from_slice(&[n; 32]);
+    row.extend_from_slice(body);
+    row
+}
+
 /// A store that offers optimistic write transactions commits one whose head is right, and
-/// refuses one whose head moved (`HeadMoved`), writing nothing of it.
+/// refuses one whose head moved or whose head entry no longer has the hash it expects
+/// (`HeadMoved`), writing nothing of it.
 fn optimistic_writers(store: &dyn Store) {
-    write(store, |txn| txn.append_audit(1, b"first").expect("append"));
-    let Some(mut txn) = store.optimistic_writer(1).expect("optimistic writer") else {
+    write(store, |txn| {
+        txn.append_audit(1, &audit_row(1, b"first"))
+            .expect("append")
+    });
+    let Some(mut txn) = store
+        .optimistic_writer(1, &[1; 32])
+        .expect("optimistic writer")
+    else {
         return;
     };
     txn.put_record(&record(2, "acme")).expect("put");
-    txn.append_audit(2, b"second").expect("append");
+    txn.append_audit(2, &audit_row(2, b"second"))
+        .expect("append");
     txn.commit().expect("the head was where it expected");
     // Another writer appended entry 3; a writer still expecting 2 is refused.
-    write(store, |txn| txn.append_audit(3, b"third").expect("append"));
+    write(store, |txn| {
+        txn.append_audit(3, &audit_row(3, b"third"))
+            .expect("append")
+    });
     let mut stale = store
-        .optimistic_writer(2)
+        .optimistic_writer(2, &[2; 32])
         .expect("optimistic writer")
         .expect("offered before, offered now");
     stale.put_record(&record(4, "acme")).expect("put");
-    stale.append_audit(3, b"fork").expect("queued");
+    stale
+        .append_audit(3, &audit_row(3, b"fork"))
+        .expect("queued");
     assert_eq!(stale.commit(), Err(StoreError::HeadMoved));
+    // Entry 3 as expected by count, but not the entry this writer knows (rewritten).
+    let mut rewritten = store
+        .optimistic_writer(3, &[9; 32])
+        .expect("optimistic writer")
+        .expect("offered");
+    rewritten
+        .append_audit(4, &audit_row(4, b"onto a rewrite"))
+        .expect("queued");
+    assert_eq!(rewritten.commit(), Err(StoreError::HeadMoved));
     let reader = store.reader().expect("reader");
     assert_eq!(reader.record(&handle(4)).expect("read"), None);
     assert_eq!(
         reader.audit_tail(5).expect("tail"),
         vec![
-            (1, b"first".to_vec()),
-            (2, b"second".to_vec()),
-            (3, b"third".to_vec())
+            (1, audit_row(1, b"first")),
+            (2, audit_row(2, b"second")),
+            (3, audit_row(3, b"third"))
         ]
     );
 }

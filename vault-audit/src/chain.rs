@@ -1,7 +1,7 @@
 //! Verification of a hash chain of audit rows: recomputes every hash and checks that each entry
 //! follows the one before it, so an edited, deleted, inserted or reordered entry is named.
 
-use crate::entry::{ChainedEntry, GENESIS_HASH, chain_hash};
+use crate::entry::{ChainedEntry, EntryFormat, GENESIS_HASH, LogKey};
 
 /// The result of verifying a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +18,16 @@ pub struct VerifyReport {
     pub head_hash: [u8; 32],
 }
 
-/// Incremental verifier: feed rows in key order.
+/// Incremental verifier: feed rows in key order. With the log key it also checks every
+/// authenticated entry's MAC, and that no unauthenticated (older-format) entry follows one.
 #[derive(Debug)]
 pub struct ChainVerifier {
     expected_seq: u64,
     prev_hash: [u8; 32],
     checked: u64,
     failure: Option<(u64, String)>,
+    log_key: Option<LogKey>,
+    authenticated_seen: bool,
 }
 
 impl Default for ChainVerifier {
@@ -34,11 +37,21 @@ impl Default for ChainVerifier {
             prev_hash: GENESIS_HASH,
             checked: 0,
             failure: None,
+            log_key: None,
+            authenticated_seen: false,
         }
     }
 }
 
 impl ChainVerifier {
+    /// A verifier that also checks MACs under `key`.
+    pub fn with_log_key(key: LogKey) -> ChainVerifier {
+        ChainVerifier {
+            log_key: Some(key),
+            ..ChainVerifier::default()
+        }
+    }
+
     /// Checks the row stored under `key`. Returns false once a failure has been found.
     pub fn feed(&mut self, key: u64, row: &[u8]) -> bool {
         if self.failure.is_some() {
@@ -58,7 +71,7 @@ impl ChainVerifier {
         }
     }
 
-    fn check(&self, key: u64, row: &[u8]) -> Result<[u8; 32], String> {
+    fn check(&mut self, key: u64, row: &[u8]) -> Result<[u8; 32], String> {
         if key != self.expected_seq {
             return Err(format!(
                 "entry {} is missing (next stored entry is {key})",
@@ -76,11 +89,27 @@ impl ChainVerifier {
         if chained.prev_hash != self.prev_hash {
             return Err(format!("entry {key} does not follow entry {}", key - 1));
         }
-        let hash = chain_hash(&chained.prev_hash, &chained.entry.canonical_bytes());
-        if hash != chained.hash {
+        if !chained.hash_holds() {
             return Err(format!("entry {key} was altered (hash mismatch)"));
         }
-        Ok(hash)
+        if let Some(log_key) = &self.log_key {
+            match chained.mac_verifies(log_key) {
+                Some(true) => self.authenticated_seen = true,
+                Some(false) => {
+                    return Err(format!(
+                        "entry {key} is not authenticated by the log key (forged or re-chained without the key backend)"
+                    ));
+                }
+                None if self.authenticated_seen => {
+                    return Err(format!(
+                        "entry {key} is in the unauthenticated format {} after authenticated entries (forged)",
+                        EntryFormat::V2.tag()
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(chained.hash)
     }
 
     /// The report so far.

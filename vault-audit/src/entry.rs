@@ -1,16 +1,74 @@
-//! Audit entries and their canonical, hash-chained encoding.
+//! Audit entries and their canonical, hash-chained, versioned encoding.
 //!
-//! Canonical bytes (documented so an auditor can verify with any tool): the tag `MNL-AUDIT-2`,
-//! then `seq` and `time_ms` as 8-byte big-endian integers, then each text field as a 4-byte
-//! big-endian length and its UTF-8 bytes, in the order of [`AuditEntry`]'s fields. An entry's
-//! hash is SHA-256(previous hash ‖ canonical bytes); the first entry's previous hash is 32 zero
-//! bytes. A stored row is `previous hash ‖ hash ‖ canonical bytes`.
+//! Every entry states its format in its first bytes, and a verifier decodes by that tag, so
+//! evidence written by one release verifies with every later one. An entry's hash is always
+//! SHA-256(previous hash ‖ canonical bytes as stored); the first entry's previous hash is 32
+//! zero bytes. Formats (documented so an auditor can verify with any tool):
+//!
+//! - **`MNL-AUDIT-2`** (written before entries were authenticated): the tag, then `seq` and
+//!   `time_ms` as 8-byte big-endian integers, then the twelve text fields of [`AuditEntry`] in
+//!   order, each as a 4-byte big-endian length and its UTF-8 bytes. Stored row: previous hash ‖
+//!   hash ‖ canonical bytes.
+//! - **`MNL-AUDIT-3`** (written now): the tag, `seq` (8), `time_ms` (8), then fields as
+//!   field id (2) ‖ length (4) ‖ UTF-8 bytes, ids strictly ascending, empty fields left out.
+//!   A decoder skips ids it does not know, so a later format that adds fields stays readable
+//!   (additive); the hash covers the bytes as stored, unknown fields included. Stored row:
+//!   previous hash ‖ hash ‖ MAC (32) ‖ canonical bytes, where MAC = HMAC-SHA256(log key,
+//!   `MNL-AUDIT-MAC-v1` ‖ seq (8) ‖ hash): only a holder of the key backend's log key can
+//!   append or re-chain an entry that verifies. The MAC is not part of the chain: offline
+//!   verification works from the signed checkpoints alone.
 
-use ring::digest;
+use ring::{digest, hmac};
 
-const TAG: &[u8] = b"MNL-AUDIT-2";
+const TAG_V2: &[u8] = b"MNL-AUDIT-2";
+const TAG_V3: &[u8] = b"MNL-AUDIT-3";
+const MAC_DOMAIN: &[u8] = b"MNL-AUDIT-MAC-v1";
 /// The previous hash of the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
+/// Field ids of format 3, in the order of [`AuditEntry`]'s text fields.
+const FIELD_COUNT: u16 = 12;
+
+/// The encodings an entry can be stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryFormat {
+    /// Fixed fields, no MAC (before entries were authenticated).
+    V2,
+    /// Tagged fields (additive), with a MAC under the log key.
+    V3,
+}
+
+impl EntryFormat {
+    /// The format written now.
+    pub const CURRENT: EntryFormat = EntryFormat::V3;
+
+    /// The tag that starts the canonical bytes (also the name exports give the format).
+    pub fn tag(self) -> &'static str {
+        match self {
+            EntryFormat::V2 => "MNL-AUDIT-2",
+            EntryFormat::V3 => "MNL-AUDIT-3",
+        }
+    }
+
+    /// The format named `tag`, if this build knows it.
+    pub fn from_tag(tag: &str) -> Option<EntryFormat> {
+        match tag {
+            "MNL-AUDIT-2" => Some(EntryFormat::V2),
+            "MNL-AUDIT-3" => Some(EntryFormat::V3),
+            _ => None,
+        }
+    }
+
+    /// The format of canonical bytes, by their tag.
+    pub fn of_canonical(bytes: &[u8]) -> Option<EntryFormat> {
+        if bytes.starts_with(TAG_V3) {
+            Some(EntryFormat::V3)
+        } else if bytes.starts_with(TAG_V2) {
+            Some(EntryFormat::V2)
+        } else {
+            None
+        }
+    }
+}
 
 /// One audited call. Never a number, never a token: only ids, codes and reasons.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,8 +104,36 @@ pub struct AuditEntry {
     pub token_id: String,
 }
 
+/// Reads `n` bytes off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if rest.len() < n {
+        return Err("entry is truncated".into());
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(bytes);
+    u64::from_be_bytes(out)
+}
+
+fn be_u32(bytes: &[u8]) -> u32 {
+    let mut out = [0u8; 4];
+    out.copy_from_slice(bytes);
+    u32::from_be_bytes(out)
+}
+
+fn text(bytes: &[u8]) -> Result<String, String> {
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| "entry field is not UTF-8".to_owned())
+}
+
 impl AuditEntry {
-    fn text_fields(&self) -> [&String; 12] {
+    fn text_fields(&self) -> [&String; FIELD_COUNT as usize] {
         [
             &self.operator,
             &self.role,
@@ -64,62 +150,87 @@ impl AuditEntry {
         ]
     }
 
-    /// The canonical bytes the hash covers.
+    fn text_fields_mut(&mut self) -> [&mut String; FIELD_COUNT as usize] {
+        [
+            &mut self.operator,
+            &mut self.role,
+            &mut self.tenant,
+            &mut self.action,
+            &mut self.handle,
+            &mut self.purpose,
+            &mut self.outcome,
+            &mut self.code,
+            &mut self.reason,
+            &mut self.request_id,
+            &mut self.peer,
+            &mut self.token_id,
+        ]
+    }
+
+    /// The canonical bytes of this entry in the current format.
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.canonical_bytes_as(EntryFormat::CURRENT)
+    }
+
+    /// The canonical bytes of this entry in `format`.
+    pub fn canonical_bytes_as(&self, format: EntryFormat) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(TAG);
+        out.extend_from_slice(format.tag().as_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.time_ms.to_be_bytes());
-        for field in self.text_fields() {
+        for (id, field) in (1u16..).zip(self.text_fields()) {
+            match format {
+                EntryFormat::V2 => {}
+                EntryFormat::V3 if field.is_empty() => continue,
+                EntryFormat::V3 => out.extend_from_slice(&id.to_be_bytes()),
+            }
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }
         out
     }
 
-    /// Decodes canonical bytes.
+    /// Decodes canonical bytes of any known format.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<AuditEntry, String> {
-        let mut rest = bytes
-            .strip_prefix(TAG)
-            .ok_or_else(|| "entry does not start with the audit tag".to_owned())?;
-        let mut take = |n: usize| -> Result<&[u8], String> {
-            if rest.len() < n {
-                return Err("entry is truncated".into());
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            Ok(head)
+        let format = EntryFormat::of_canonical(bytes)
+            .ok_or_else(|| "entry does not start with a known audit format tag".to_owned())?;
+        let mut rest = &bytes[format.tag().len()..];
+        let mut entry = AuditEntry {
+            seq: be_u64(take(&mut rest, 8)?),
+            time_ms: be_u64(take(&mut rest, 8)?) as i64,
+            ..AuditEntry::default()
         };
-        let seq = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "bad seq")?);
-        let time_ms = i64::from_be_bytes(take(8)?.try_into().map_err(|_| "bad time")?);
-        let mut texts: Vec<String> = Vec::with_capacity(12);
-        for _ in 0..12 {
-            let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "bad length")?) as usize;
-            let text = std::str::from_utf8(take(len)?)
-                .map_err(|_| "entry field is not UTF-8".to_owned())?;
-            texts.push(text.to_owned());
+        match format {
+            EntryFormat::V2 => {
+                for field in entry.text_fields_mut() {
+                    let len = be_u32(take(&mut rest, 4)?) as usize;
+                    *field = text(take(&mut rest, len)?)?;
+                }
+            }
+            EntryFormat::V3 => {
+                let mut last_id = 0u16;
+                while !rest.is_empty() {
+                    let id_bytes = take(&mut rest, 2)?;
+                    let id = u16::from_be_bytes([id_bytes[0], id_bytes[1]]);
+                    if id <= last_id {
+                        return Err("entry fields are out of order or repeated".into());
+                    }
+                    last_id = id;
+                    let len = be_u32(take(&mut rest, 4)?) as usize;
+                    let value = take(&mut rest, len)?;
+                    // Fields of a later format are covered by the hash and skipped here.
+                    if let Some(field) =
+                        entry.text_fields_mut().into_iter().nth(usize::from(id) - 1)
+                    {
+                        *field = text(value)?;
+                    }
+                }
+            }
         }
         if !rest.is_empty() {
             return Err("entry has trailing bytes".into());
         }
-        let mut texts = texts.into_iter();
-        let mut next = || texts.next().unwrap_or_default();
-        Ok(AuditEntry {
-            seq,
-            time_ms,
-            operator: next(),
-            role: next(),
-            tenant: next(),
-            action: next(),
-            handle: next(),
-            purpose: next(),
-            outcome: next(),
-            code: next(),
-            reason: next(),
-            request_id: next(),
-            peer: next(),
-            token_id: next(),
-        })
+        Ok(entry)
     }
 }
 
@@ -133,39 +244,117 @@ pub fn chain_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     out
 }
 
-/// An entry with its place in the chain.
+/// The log key: the HMAC key under which every entry of format 3 is authenticated. Derived in
+/// the key backend by whoever holds it (see the daemon's `store::sealing`); never stored.
+#[derive(Clone)]
+pub struct LogKey(hmac::Key);
+
+impl std::fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogKey(..)")
+    }
+}
+
+impl LogKey {
+    /// The key from its 32 secret bytes.
+    pub fn new(secret: &[u8; 32]) -> LogKey {
+        LogKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    fn message(seq: u64, hash: &[u8; 32]) -> [u8; 56] {
+        let mut message = [0u8; 56];
+        message[..16].copy_from_slice(MAC_DOMAIN);
+        message[16..24].copy_from_slice(&seq.to_be_bytes());
+        message[24..].copy_from_slice(hash);
+        message
+    }
+
+    /// The MAC of entry `seq` whose hash is `hash`.
+    pub fn tag(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.0, &Self::message(seq, hash)).as_ref());
+        out
+    }
+
+    /// Whether `mac` authenticates entry `seq` with hash `hash` (in constant time).
+    pub fn verifies(&self, seq: u64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+        hmac::verify(&self.0, &Self::message(seq, hash), mac).is_ok()
+    }
+}
+
+/// An entry with its place in the chain, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainedEntry {
     /// The entry.
     pub entry: AuditEntry,
+    /// The format it is stored in.
+    pub format: EntryFormat,
+    /// Its canonical bytes as stored: what the hash covers.
+    pub canonical: Vec<u8>,
     /// Hash of the previous entry.
     pub prev_hash: [u8; 32],
     /// This entry's hash.
     pub hash: [u8; 32],
+    /// Its MAC under the log key (format 3; zeros until [`ChainedEntry::authenticate`]).
+    pub mac: Option<[u8; 32]>,
 }
 
 impl ChainedEntry {
-    /// Chains `entry` after `prev_hash`.
+    /// Chains `entry` after `prev_hash` in the current format, not yet authenticated.
     pub fn new(entry: AuditEntry, prev_hash: [u8; 32]) -> ChainedEntry {
-        let hash = chain_hash(&prev_hash, &entry.canonical_bytes());
+        Self::new_as(EntryFormat::CURRENT, entry, prev_hash)
+    }
+
+    /// Chains `entry` after `prev_hash` in `format` (older formats: for tests and fixtures).
+    pub fn new_as(format: EntryFormat, entry: AuditEntry, prev_hash: [u8; 32]) -> ChainedEntry {
+        let canonical = entry.canonical_bytes_as(format);
+        let hash = chain_hash(&prev_hash, &canonical);
         ChainedEntry {
             entry,
+            format,
+            canonical,
             prev_hash,
             hash,
+            mac: match format {
+                EntryFormat::V2 => None,
+                EntryFormat::V3 => Some([0u8; 32]),
+            },
         }
     }
 
-    /// The stored row: previous hash ‖ hash ‖ canonical bytes.
+    /// Sets the MAC under `key` (format 3; a format-2 entry has none).
+    pub fn authenticate(mut self, key: &LogKey) -> ChainedEntry {
+        if self.format == EntryFormat::V3 {
+            self.mac = Some(key.tag(self.entry.seq, &self.hash));
+        }
+        self
+    }
+
+    /// Whether the stored hash is the hash of the stored bytes after the stated previous hash,
+    /// and the decoded sequence number is `seq`.
+    pub fn hash_holds(&self) -> bool {
+        chain_hash(&self.prev_hash, &self.canonical) == self.hash
+    }
+
+    /// Whether the MAC verifies under `key`; `None` for a format without a MAC.
+    pub fn mac_verifies(&self, key: &LogKey) -> Option<bool> {
+        self.mac
+            .map(|mac| key.verifies(self.entry.seq, &self.hash, &mac))
+    }
+
+    /// The stored row: previous hash ‖ hash ‖ (MAC, format 3) ‖ canonical bytes.
     pub fn to_row(&self) -> Vec<u8> {
-        let canonical = self.entry.canonical_bytes();
-        let mut row = Vec::with_capacity(64 + canonical.len());
+        let mut row = Vec::with_capacity(96 + self.canonical.len());
         row.extend_from_slice(&self.prev_hash);
         row.extend_from_slice(&self.hash);
-        row.extend_from_slice(&canonical);
+        if let Some(mac) = &self.mac {
+            row.extend_from_slice(mac);
+        }
+        row.extend_from_slice(&self.canonical);
         row
     }
 
-    /// Parses a stored row without checking the hash (see `audit::verify` for that).
+    /// Parses a stored row without checking hash or MAC (verifiers do that).
     pub fn from_row(row: &[u8]) -> Result<ChainedEntry, String> {
         if row.len() < 64 {
             return Err("row is shorter than its two hashes".into());
@@ -174,10 +363,22 @@ impl ChainedEntry {
         let mut hash = [0u8; 32];
         prev_hash.copy_from_slice(&row[..32]);
         hash.copy_from_slice(&row[32..64]);
+        let (format, mac, canonical) = if row[64..].starts_with(TAG_V2) {
+            (EntryFormat::V2, None, &row[64..])
+        } else if row.len() >= 96 && row[96..].starts_with(TAG_V3) {
+            let mut mac = [0u8; 32];
+            mac.copy_from_slice(&row[64..96]);
+            (EntryFormat::V3, Some(mac), &row[96..])
+        } else {
+            return Err("row is in no audit entry format this build knows".into());
+        };
         Ok(ChainedEntry {
-            entry: AuditEntry::from_canonical_bytes(&row[64..])?,
+            entry: AuditEntry::from_canonical_bytes(canonical)?,
+            format,
+            canonical: canonical.to_vec(),
             prev_hash,
             hash,
+            mac,
         })
     }
 }
@@ -201,23 +402,56 @@ mod tests {
             reason: "released".into(),
             request_id: "r1".into(),
             peer: "127.0.0.1:1".into(),
-            token_id: "0123abcd".into(),
+            token_id: String::new(),
         }
     }
 
     #[test]
-    fn canonical_round_trip() {
-        let entry = sample();
-        let bytes = entry.canonical_bytes();
-        assert_eq!(AuditEntry::from_canonical_bytes(&bytes), Ok(entry));
-        assert!(AuditEntry::from_canonical_bytes(&bytes[..bytes.len() - 1]).is_err());
+    fn canonical_round_trip_in_every_format() {
+        for format in [EntryFormat::V2, EntryFormat::V3] {
+            let entry = sample();
+            let bytes = entry.canonical_bytes_as(format);
+            assert_eq!(EntryFormat::of_canonical(&bytes), Some(format));
+            assert_eq!(AuditEntry::from_canonical_bytes(&bytes), Ok(entry));
+            assert!(AuditEntry::from_canonical_bytes(&bytes[..bytes.len() - 1]).is_err());
+        }
     }
 
     #[test]
-    fn row_round_trip_and_hash_depends_on_previous() {
-        let a = ChainedEntry::new(sample(), GENESIS_HASH);
-        let b = ChainedEntry::new(sample(), a.hash);
+    fn format_3_is_additive_and_strict_about_order() {
+        let mut bytes = sample().canonical_bytes_as(EntryFormat::V3);
+        // A field of a later format (id 40) is skipped by this decoder.
+        bytes.extend_from_slice(&40u16.to_be_bytes());
+        bytes.extend_from_slice(&3u32.to_be_bytes());
+        bytes.extend_from_slice(b"new");
+        assert_eq!(AuditEntry::from_canonical_bytes(&bytes), Ok(sample()));
+        // A field repeated (id 1 after 40) is refused: one entry has one encoding.
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(b"x");
+        assert!(AuditEntry::from_canonical_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn rows_round_trip_and_the_mac_binds_seq_and_hash() {
+        let key = LogKey::new(&[5u8; 32]);
+        let a = ChainedEntry::new(sample(), GENESIS_HASH).authenticate(&key);
+        let b = ChainedEntry::new(sample(), a.hash).authenticate(&key);
         assert_ne!(a.hash, b.hash);
-        assert_eq!(ChainedEntry::from_row(&b.to_row()), Ok(b));
+        assert_eq!(ChainedEntry::from_row(&b.to_row()), Ok(b.clone()));
+        assert_eq!(b.mac_verifies(&key), Some(true));
+        assert_eq!(b.mac_verifies(&LogKey::new(&[6u8; 32])), Some(false));
+        let moved = ChainedEntry {
+            entry: AuditEntry {
+                seq: 8,
+                ..b.entry.clone()
+            },
+            ..b.clone()
+        };
+        assert_eq!(moved.mac_verifies(&key), Some(false));
+        let old = ChainedEntry::new_as(EntryFormat::V2, sample(), a.hash);
+        assert_eq!(ChainedEntry::from_row(&old.to_row()), Ok(old.clone()));
+        assert_eq!(old.mac_verifies(&key), None);
+        assert!(old.hash_holds() && b.hash_holds());
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, key_id, verify_endorsement};
-use crate::entry::{AuditEntry, GENESIS_HASH, chain_hash};
+use crate::entry::{AuditEntry, EntryFormat, GENESIS_HASH, chain_hash};
 
 /// An exported entry: the entry's fields and its chain hashes (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,9 +49,50 @@ pub struct ExportedEntry {
     /// Public id of the token that authenticated the call.
     #[serde(default)]
     pub token_id: String,
+    /// The entry's format tag (`MNL-AUDIT-2` when absent: exports made before formats were
+    /// named).
+    #[serde(default = "format_2")]
+    pub format: String,
+    /// The canonical bytes the hash covers (hex), for formats that carry fields an older
+    /// verifier may not know; empty for `MNL-AUDIT-2`, whose bytes follow from the fields.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub canonical: String,
+}
+
+fn format_2() -> String {
+    EntryFormat::V2.tag().to_owned()
 }
 
 impl ExportedEntry {
+    /// The bytes the entry's hash covers, after checking that they say what the line's fields
+    /// say: by the line's format, from its fields (`MNL-AUDIT-2`) or as exported (later ones).
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, String> {
+        match EntryFormat::from_tag(&self.format) {
+            Some(EntryFormat::V2) => Ok(self.entry().canonical_bytes_as(EntryFormat::V2)),
+            Some(format) => {
+                let bytes = hex::decode(&self.canonical)
+                    .map_err(|_| format!("entry {}'s canonical bytes are not hex", self.seq))?;
+                if EntryFormat::of_canonical(&bytes) != Some(format) {
+                    return Err(format!(
+                        "entry {}'s canonical bytes are not in its stated format {}",
+                        self.seq, self.format
+                    ));
+                }
+                if AuditEntry::from_canonical_bytes(&bytes).as_ref() != Ok(&self.entry()) {
+                    return Err(format!(
+                        "entry {}'s fields differ from the canonical bytes its hash covers (altered)",
+                        self.seq
+                    ));
+                }
+                Ok(bytes)
+            }
+            None => Err(format!(
+                "entry {} is in format {:?}, which this verifier does not know: verify with a newer vault-client",
+                self.seq, self.format
+            )),
+        }
+    }
+
     /// The entry whose canonical bytes the hash covers.
     pub fn entry(&self) -> AuditEntry {
         AuditEntry {
@@ -249,7 +290,15 @@ fn verify_with(
         }
         let stated_prev = decode32(&exported.prev_hash);
         let stated_hash = decode32(&exported.hash);
-        let recomputed = chain_hash(&prev, &exported.entry().canonical_bytes());
+        let canonical = match exported.canonical_bytes() {
+            Ok(canonical) => canonical,
+            Err(problem) => {
+                findings.bad(exported.seq, problem);
+                chain_intact = false;
+                continue;
+            }
+        };
+        let recomputed = chain_hash(&prev, &canonical);
         if stated_prev != Some(prev) {
             findings.bad(
                 exported.seq,
@@ -478,6 +527,8 @@ mod tests {
                     request_id: entry.request_id,
                     peer: entry.peer,
                     token_id: entry.token_id,
+                    format: chained.format.tag().into(),
+                    canonical: hex::encode(&chained.canonical),
                     prev_hash: hex::encode(prev),
                     hash: hex::encode(chained.hash),
                 };
@@ -625,6 +676,7 @@ mod tests {
                 e.reason = "rewritten".into();
             }
             let chained = ChainedEntry::new(e.entry(), prev);
+            e.canonical = hex::encode(&chained.canonical);
             e.prev_hash = hex::encode(prev);
             e.hash = hex::encode(chained.hash);
             prev = chained.hash;
@@ -651,5 +703,36 @@ mod tests {
         let report = verify(&lines, &[v1.point()]);
         assert!(report.ok);
         assert_eq!((report.anchored_through, report.unanchored_tail), (5, 3));
+    }
+
+    #[test]
+    fn entries_are_read_by_their_format_and_an_unknown_one_is_named() {
+        let v1 = signer(1);
+        let list = entries(3);
+        let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
+        lines.push(v1.checkpoint(1, 3, &list[2].hash, None));
+        assert!(verify(&lines, &[v1.point()]).ok);
+
+        let mut future = lines.clone();
+        if let ExportLine::Entry(e) = &mut future[1] {
+            e.format = "MNL-AUDIT-9".into();
+        }
+        let report = verify(&future, &[v1.point()]);
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("newer vault-client")),
+            "{report:?}"
+        );
+
+        // A line whose shown fields are not what its hash covers.
+        let mut shown = lines;
+        if let ExportLine::Entry(e) = &mut shown[2] {
+            e.action = "DESCRIBE".into();
+        }
+        let report = verify(&shown, &[v1.point()]);
+        assert_eq!(report.first_bad_seq, Some(3), "{report:?}");
     }
 }

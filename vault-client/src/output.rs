@@ -476,6 +476,12 @@ pub fn export_line(e: &pb::AuditEntry) -> ExportLine {
         token_id: e.token_id.clone(),
         prev_hash: e.prev_hash.clone(),
         hash: e.hash.clone(),
+        format: if e.format.is_empty() {
+            vault_audit::entry::EntryFormat::V2.tag().into()
+        } else {
+            e.format.clone()
+        },
+        canonical: hex::encode(&e.canonical),
     })
 }
 

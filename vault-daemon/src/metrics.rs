@@ -86,6 +86,9 @@ pub struct Metrics {
     pub backend_errors: Family<BackendLabels, Counter>,
     /// 1 while the locker reports SERVING, else 0.
     pub serving: Gauge<i64, AtomicI64>,
+    /// Times this daemon found the store's audit log not the one it verified (cut back,
+    /// rewritten, rolled back, or an entry without a valid MAC).
+    pub audit_log_breaks: Counter,
     /// Alerts raised, per rule.
     pub alerts: Family<RuleLabels, Counter>,
     /// Calls refused by rate limits, lockouts or as junk, per reason.
@@ -118,6 +121,7 @@ impl Metrics {
         let commit_seconds = latency_histogram();
         let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let writer_queue = Gauge::default();
+        let audit_log_breaks = Counter::default();
         let backend_seconds = Family::<BackendLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> _,
         );
@@ -155,6 +159,11 @@ impl Metrics {
             "audit_writer_queue_depth",
             "Units waiting for the audit writer",
             writer_queue.clone(),
+        );
+        registry.register(
+            "audit_log_breaks",
+            "Times the store's audit log was found not to be the one this daemon verified",
+            audit_log_breaks.clone(),
         );
         registry.register(
             "key_backend_duration_seconds",
@@ -218,6 +227,7 @@ impl Metrics {
             commit_seconds,
             commit_batch,
             writer_queue,
+            audit_log_breaks,
             backend_seconds,
             backend_errors,
             serving,

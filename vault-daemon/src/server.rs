@@ -2,6 +2,7 @@
 //! bootstrap, gRPC server (TLS, health, reflection), and graceful shutdown that drains requests
 //! and flushes the audit writer.
 
+use crate::audit::witness::Witness;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
@@ -56,6 +57,9 @@ pub enum DaemonError {
     /// The daemon stopped, but not cleanly: the log could not be anchored or flushed.
     #[error("unclean stop: {0}")]
     Shutdown(String),
+    /// The witness of this data directory.
+    #[error(transparent)]
+    Witness(#[from] crate::audit::witness::WitnessError),
     /// File system or network problem.
     #[error("{context}: {source}")]
     Io {
@@ -234,11 +238,17 @@ async fn watch_health(
     reporter: tonic_health::server::HealthReporter,
 ) {
     let mut serving = None;
-    loop {
+    let mut backend_ok = true;
+    for tick in 0u64.. {
         if !writer.healthy() {
             writer.probe().await;
         }
-        let healthy = checkpointer.intact() && writer.healthy() && keys.self_test().await.is_ok();
+        // The backend's self-test every 2 s; the writer's state (a store whose log was found
+        // rewritten or cut, by a call or by the log check) every 500 ms.
+        if tick % 4 == 0 {
+            backend_ok = keys.self_test().await.is_ok();
+        }
+        let healthy = checkpointer.intact() && writer.healthy() && backend_ok;
         if serving != Some(healthy) {
             if healthy {
                 reporter.set_serving::<LockerServer<LockerApi>>().await;
@@ -264,7 +274,77 @@ async fn watch_health(
             serving = Some(healthy);
             crate::metrics::metrics().serving.set(i64::from(healthy));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How often an idle daemon checks the store's audit log against what it verified.
+const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Checks the store's log every [`LOG_CHECK_EVERY`] (a daemon that has no call to make still
+/// finds a log cut back, rolled back or rewritten by someone else), and keeps the witness at
+/// the newest verified position, until aborted.
+async fn watch_log(writer: AuditWriter, witness: Witness) {
+    let mut written = writer.verified_position();
+    loop {
+        tokio::time::sleep(LOG_CHECK_EVERY).await;
+        if let Err(error) = writer.check().await {
+            tracing::debug!(%error, "audit log check failed");
+            continue;
+        }
+        let position = writer.verified_position();
+        if position != written {
+            let witness = witness.clone();
+            match tokio::task::spawn_blocking(move || witness.write(position)).await {
+                Ok(Ok(())) => written = position,
+                Ok(Err(error)) => tracing::warn!(%error, "cannot update the audit witness"),
+                Err(error) => tracing::warn!(%error, "audit witness task failed"),
+            }
+        }
+    }
+}
+
+/// Refuses a store that does not hold the newest entry this data directory's daemon verified,
+/// with the hash it verified: cut back, rolled back or rewritten behind the daemons' backs.
+fn check_witness(witness: &Witness, store: &dyn Store) -> Result<(), DaemonError> {
+    let Some(known) = witness.read()? else {
+        return Ok(());
+    };
+    let key = store.sealer().log_key()?;
+    let reader = store.reader()?;
+    let found = crate::audit::integrity::entry_hash(reader.as_ref(), known.seq, &key);
+    let head = reader.audit_last()?.map_or(0, |(seq, _)| seq);
+    let problem = match found {
+        Ok(Some(hash)) if hash == known.hash => return Ok(()),
+        Ok(Some(_)) => format!(
+            "the store's audit entry {} is not the one this daemon verified (hash {}): the log was rewritten",
+            known.seq,
+            hex::encode(known.hash)
+        ),
+        Ok(None) => format!(
+            "the store's audit log ends at entry {head}, but this daemon verified entry {} (hash {}): the log was cut back or the store rolled back",
+            known.seq,
+            hex::encode(known.hash)
+        ),
+        Err(error) => format!(
+            "the store's audit entry {} fails its check ({error}); this daemon verified it with hash {}",
+            known.seq,
+            hex::encode(known.hash)
+        ),
+    };
+    crate::metrics::metrics().audit_log_breaks.inc();
+    Err(DaemonError::Trust(crate::trust::TrustError::Refused(
+        format!(
+            "{problem}. A backup restored on purpose is accepted with `vault-daemon --reanchor` (witness {})",
+            witness.describe()
+        ),
+    )))
+}
+
+/// Records the writer's newest verified position in the witness (at a stop).
+fn write_witness(witness: &Witness, writer: &AuditWriter) {
+    if let Err(error) = witness.write(writer.verified_position()) {
+        tracing::warn!(%error, "cannot update the audit witness");
     }
 }
 
@@ -339,6 +419,7 @@ struct Opened {
     writer: AuditWriter,
     writer_thread: crate::audit::writer::WriterThread,
     verified: crate::audit::integrity::Verified,
+    witness: Witness,
 }
 
 /// Opens the key backend and the store (verifying it against the backend's anchor), starts
@@ -364,6 +445,17 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
     keys.self_test().await?;
 
     let (store, verified) = crate::trust::open_store(&config.store_location()?, &keys).await?;
+    let witness = Witness::in_dir(&config.store.data_dir);
+    {
+        let (store, witness) = (Arc::clone(&store), witness.clone());
+        tokio::task::spawn_blocking(move || check_witness(&witness, store.as_ref()))
+            .await
+            .map_err(|e| {
+                DaemonError::Trust(crate::trust::TrustError::Refused(format!(
+                    "checking the audit witness failed: {e}"
+                )))
+            })??;
+    }
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -410,6 +502,7 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
         writer: stop_writer,
         writer_thread,
         verified,
+        witness,
     })
 }
 
@@ -435,6 +528,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         writer: stop_writer,
         writer_thread,
         verified,
+        witness,
     } = open_locker(&config).await?;
     let checkpointer = locker.checkpointer().clone();
     checkpointer.resume(&verified).await;
@@ -461,6 +555,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         reporter,
     ));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
+    let log_check_task = tokio::spawn(watch_log(stop_writer.clone(), witness.clone()));
     let hangup_task = tokio::spawn(crate::reload::watch_hangup(
         hangup,
         reloader,
@@ -604,6 +699,8 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     };
     health_task.abort();
     let _ = health_task.await;
+    log_check_task.abort();
+    let _ = log_check_task.await;
     hangup_task.abort();
     let _ = hangup_task.await;
     // A batch cut short is simply redone after the restart: the job's cursor is in the store.
@@ -645,6 +742,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     stop_writer.shutdown().await;
     let flushed = stop_writer.healthy();
     writer_thread.join();
+    write_witness(&witness, &stop_writer);
     if flushed {
         tracing::info!("audit writer flushed; stopped");
     } else {
@@ -756,6 +854,7 @@ pub async fn recover_admin(
     drop(opened.locker);
     opened.writer.shutdown().await;
     opened.writer_thread.join();
+    write_witness(&opened.witness, &opened.writer);
     let mut stdout = std::io::stdout();
     let _ = writeln!(
         stdout,
@@ -807,6 +906,8 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     let signed = checkpointer.checkpoint_now().await?;
     writer.shutdown().await;
     writer_thread.join();
+    // This data directory's witness now vouches for the accepted store.
+    write_witness(&Witness::in_dir(&config.store.data_dir), &writer);
     let mut stdout = std::io::stdout();
     let _ = writeln!(
         stdout,

@@ -322,7 +322,7 @@ async fn the_checkpointer_never_signs_over_a_broken_chain() {
     let (locker, writer_thread) = start_locker(dir.path(), keys.clone(), &store).await;
     let refused = locker.checkpointer().checkpoint_now().await;
     assert!(
-        matches!(&refused, Err(Error::Integrity(m)) if m.contains("was altered or does not follow")),
+        matches!(&refused, Err(Error::Integrity(m)) if m.contains("not authenticated by the log key")),
         "{refused:?}"
     );
     assert!(!locker.checkpointer().intact());
@@ -353,7 +353,7 @@ async fn the_checkpointer_never_signs_over_a_broken_chain() {
     // The start-up check refuses the same store.
     let refused = vault_daemon::trust::open_store(&embedded(dir.path()), &keys).await;
     assert!(
-        matches!(&refused, Err(e) if e.to_string().contains("was altered or does not follow")),
+        matches!(&refused, Err(e) if e.to_string().contains("not authenticated by the log key")),
         "{:?}",
         refused.err()
     );

@@ -214,13 +214,20 @@ impl Checkpointer {
         }
         // The head and the authority digest it signs come from one snapshot.
         let read = {
+            let log_key = self.store.sealer().log_key()?;
             let snapshot = self.store.reader()?;
-            integrity::verify_chain_from(snapshot.as_ref(), progress.verified).and_then(|head| {
-                // Nor over authority rows the log does not vouch for.
-                let state =
-                    integrity::verify_authority(snapshot.as_ref(), progress.last.as_ref(), head)?;
-                Ok((head, state))
-            })
+            integrity::verify_chain_from(snapshot.as_ref(), progress.verified, &log_key).and_then(
+                |head| {
+                    // Nor over authority rows the log does not vouch for.
+                    let state = integrity::verify_authority(
+                        snapshot.as_ref(),
+                        progress.last.as_ref(),
+                        head,
+                        &log_key,
+                    )?;
+                    Ok((head, state))
+                },
+            )
         };
         let (head, state) = match read {
             Ok(read) => read,

@@ -1,15 +1,22 @@
 //! The store checked against what it cannot forge: the hash chain of its audit entries, the
 //! signed and linked checkpoints, the endorsed audit keys, and the freshness anchor in the key
-//! backend. Run at start (a store that fails does not serve) and by the checkpointer before it
-//! signs (it never signs over a break).
+//! backend. Run at start (a store that fails does not serve), by the checkpointer before it
+//! signs (it never signs over a break), and by the audit writer whenever the head moved
+//! under it (it never chains onto an entry it has not verified).
+//!
+//! Every entry of the authenticated format must carry a MAC under the log key; an entry of the
+//! older, unauthenticated format is accepted only before the first authenticated one (history
+//! written before the upgrade, which checkpoints anchor).
 
 use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
+
+use vault_audit::entry::{EntryFormat, LogKey};
 
 use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
 use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
-use crate::store::{Store, StoreRead};
+use crate::store::{Store, StoreError, StoreRead};
 
 const PAGE: usize = 4096;
 
@@ -49,38 +56,95 @@ fn broken(message: String) -> Error {
 }
 
 /// Verifies the entries after `from` up to the head of the snapshot `reader`: each follows the
-/// one before and hashes to what it states. Returns the head.
-pub fn verify_chain_from(reader: &dyn StoreRead, from: ChainPosition) -> Result<ChainPosition> {
-    walk_chain(reader, from, &mut |_| {})
-}
-
-/// [`verify_chain_from`], calling `visit` with every verified position.
-fn walk_chain(
+/// one before, hashes to what it states and carries a MAC under `key`. Returns the head.
+pub fn verify_chain_from(
     reader: &dyn StoreRead,
     from: ChainPosition,
-    visit: &mut dyn FnMut(ChainPosition),
+    key: &LogKey,
 ) -> Result<ChainPosition> {
+    // Older-format entries may follow `from` only if it is one itself (or the genesis).
+    let older_allowed = match from.seq {
+        0 => true,
+        seq => match reader.audit_after(seq - 1, 1)?.into_iter().next() {
+            Some((found, row)) if found == seq => check_entry(seq, &row, key, true)?.mac.is_none(),
+            _ => {
+                return Err(broken(format!(
+                    "audit entry {seq}, verified before, is gone (the log was cut back)"
+                )));
+            }
+        },
+    };
+    Ok(walk_chain(reader, from, key, older_allowed, &mut |_| {})?)
+}
+
+fn rewritten(message: String) -> StoreError {
+    StoreError::Rewritten(message)
+}
+
+/// Checks one stored entry on its own: it decodes, sits under its key, hashes to what it
+/// states, and is authenticated under `key` (or is of the older format while `older_allowed`).
+pub fn check_entry(
+    seq: u64,
+    row: &[u8],
+    key: &LogKey,
+    older_allowed: bool,
+) -> std::result::Result<ChainedEntry, StoreError> {
+    let chained = ChainedEntry::from_row(row)
+        .map_err(|e| rewritten(format!("audit entry {seq} is unreadable: {e}")))?;
+    if chained.entry.seq != seq {
+        return Err(rewritten(format!(
+            "audit entry {seq} carries sequence number {} (moved)",
+            chained.entry.seq
+        )));
+    }
+    if !chained.hash_holds() {
+        return Err(rewritten(format!(
+            "audit entry {seq} fails its hash check (altered)"
+        )));
+    }
+    match chained.mac_verifies(key) {
+        Some(true) => Ok(chained),
+        Some(false) => Err(rewritten(format!(
+            "audit entry {seq} is not authenticated by the log key: written or re-chained without the key backend"
+        ))),
+        None if older_allowed => Ok(chained),
+        None => Err(rewritten(format!(
+            "audit entry {seq} is in the unauthenticated format {} after authenticated entries: forged",
+            EntryFormat::V2.tag()
+        ))),
+    }
+}
+
+/// [`verify_chain_from`], calling `visit` with every verified position; a break is
+/// [`StoreError::Rewritten`]. `older_allowed`: whether entries of the older, unauthenticated
+/// format may follow `from` (only until the first authenticated one).
+pub fn walk_chain(
+    reader: &dyn StoreRead,
+    from: ChainPosition,
+    key: &LogKey,
+    mut older_allowed: bool,
+    visit: &mut dyn FnMut(ChainPosition),
+) -> std::result::Result<ChainPosition, StoreError> {
     let mut position = from;
     loop {
         let rows = reader.audit_after(position.seq, PAGE)?;
         let done = rows.len() < PAGE;
         for (seq, row) in rows {
-            let chained = ChainedEntry::from_row(&row)
-                .map_err(|e| broken(format!("audit entry {seq} is unreadable: {e}")))?;
             let expected = position.seq + 1;
-            if seq != expected || chained.entry.seq != expected {
-                return Err(broken(format!(
+            if seq != expected {
+                return Err(rewritten(format!(
                     "audit entry {expected} is missing (found entry {seq} after entry {})",
                     position.seq
                 )));
             }
-            let recomputed = ChainedEntry::new(chained.entry.clone(), position.hash);
-            if chained.prev_hash != position.hash || recomputed.hash != chained.hash {
-                return Err(broken(format!(
-                    "audit entry {seq} was altered or does not follow entry {}",
+            let chained = check_entry(seq, &row, key, older_allowed)?;
+            if chained.prev_hash != position.hash {
+                return Err(rewritten(format!(
+                    "audit entry {seq} does not follow entry {} as verified",
                     position.seq
                 )));
             }
+            older_allowed &= chained.mac.is_none();
             position = ChainPosition {
                 seq,
                 hash: chained.hash,
@@ -135,21 +199,12 @@ pub fn verify_checkpoint_signature(checkpoint: &Checkpoint, keys: &[AuditKeyReco
     }
 }
 
-/// The entry `seq`'s hash, after checking that its contents hash to it.
-fn entry_hash(reader: &dyn StoreRead, seq: u64) -> Result<Option<[u8; 32]>> {
+/// The entry `seq`'s hash, after checking that its contents hash to it (and its MAC, if it
+/// is of the authenticated format).
+pub fn entry_hash(reader: &dyn StoreRead, seq: u64, key: &LogKey) -> Result<Option<[u8; 32]>> {
     let rows = reader.audit_after(seq.saturating_sub(1), 1)?;
     match rows.into_iter().next() {
-        Some((found, row)) if found == seq => {
-            let chained = ChainedEntry::from_row(&row)
-                .map_err(|e| broken(format!("audit entry {seq} is unreadable: {e}")))?;
-            let recomputed = ChainedEntry::new(chained.entry.clone(), chained.prev_hash);
-            if recomputed.hash != chained.hash {
-                return Err(broken(format!(
-                    "audit entry {seq} fails its hash check (altered)"
-                )));
-            }
-            Ok(Some(chained.hash))
-        }
+        Some((found, row)) if found == seq => Ok(Some(check_entry(seq, &row, key, true)?.hash)),
         _ => Ok(None),
     }
 }
@@ -166,6 +221,7 @@ pub fn verify_store_at_start(store: &dyn Store, anchor: Option<Anchor>) -> Resul
 /// says (for a restore, and an explicit re-anchoring).
 pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
     let verified = verify_store(store, None, false)?;
+    let key = store.sealer().log_key()?;
     let snapshot = store.reader()?;
     let reader = snapshot.as_ref();
     let mut checkpoints = std::collections::BTreeMap::new();
@@ -182,14 +238,20 @@ pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
         }
     }
     let mut mismatch = None;
-    walk_chain(reader, ChainPosition::GENESIS, &mut |position| {
-        if let Some(checkpoint) = checkpoints.get(&position.seq)
-            && checkpoint.body().map(|b| b.chain_hash) != Some(position.hash)
-            && mismatch.is_none()
-        {
-            mismatch = Some((checkpoint.number, position.seq));
-        }
-    })?;
+    walk_chain(
+        reader,
+        ChainPosition::GENESIS,
+        &key,
+        true,
+        &mut |position| {
+            if let Some(checkpoint) = checkpoints.get(&position.seq)
+                && checkpoint.body().map(|b| b.chain_hash) != Some(position.hash)
+                && mismatch.is_none()
+            {
+                mismatch = Some((checkpoint.number, position.seq));
+            }
+        },
+    )?;
     if let Some((number, seq)) = mismatch {
         return Err(broken(format!(
             "checkpoint {number} does not match audit entry {seq}: history was rewritten"
@@ -200,6 +262,7 @@ pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
 
 fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Result<Verified> {
     // One snapshot for everything: nothing else writes while the store is being checked.
+    let log_key = store.sealer().log_key()?;
     let snapshot = store.reader()?;
     let reader = snapshot.as_ref();
     let keys = reader.audit_keys()?;
@@ -267,7 +330,7 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
     let from = match &previous {
         None => ChainPosition::GENESIS,
         Some(checkpoint) => {
-            let hash = entry_hash(reader, checkpoint.seq)?;
+            let hash = entry_hash(reader, checkpoint.seq, &log_key)?;
             let stated = checkpoint.body().map(|b| b.chain_hash);
             if hash.is_none() || hash != stated {
                 return Err(broken(format!(
@@ -281,8 +344,8 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
             }
         }
     };
-    let head = verify_chain_from(reader, from)?;
-    verify_authority(reader, previous.as_ref(), head)?;
+    let head = verify_chain_from(reader, from, &log_key)?;
+    verify_authority(reader, previous.as_ref(), head, &log_key)?;
     let advance = match (&previous, &anchor) {
         (Some(last), anchor) if anchor.is_none_or(|a| a.checkpoint < last.number) => last
             .hash()
@@ -306,6 +369,7 @@ pub fn verify_authority(
     reader: &dyn StoreRead,
     last_checkpoint: Option<&Checkpoint>,
     head: ChainPosition,
+    key: &LogKey,
 ) -> Result<[u8; 32]> {
     let digest = reader.authority_digest()?;
     let rolled_back = |at: String| {
@@ -315,7 +379,7 @@ pub fn verify_authority(
     };
     match reader.authority_state()? {
         Some(state) if last_checkpoint.is_none_or(|c| state.seq > c.seq) => {
-            if state.seq > head.seq || entry_hash(reader, state.seq)? != Some(state.hash) {
+            if state.seq > head.seq || entry_hash(reader, state.seq, key)? != Some(state.hash) {
                 return Err(broken(format!(
                     "the authority state names audit entry {}, which the log does not hold as recorded (truncated or replaced)",
                     state.seq

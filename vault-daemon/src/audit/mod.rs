@@ -1,8 +1,10 @@
 //! The audit log: entries and their hash chain, the group-commit writer through which every
-//! state change and every audit entry reaches the store, and chain verification.
+//! state change and every audit entry reaches the store, chain verification, and the witness
+//! each daemon keeps of the newest position it verified.
 
 pub mod checkpointer;
 pub mod entry;
 pub mod integrity;
 pub mod verify;
+pub mod witness;
 pub mod writer;

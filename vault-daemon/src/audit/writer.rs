@@ -12,14 +12,25 @@
 //! store (redb is reopened) and rereads the chain head from it, with a growing pause between
 //! attempts; calls that arrive during the pause are refused at once. The first commit that
 //! succeeds makes it healthy again: no restart is needed.
+//!
+//! The writer believes nothing of the store it has not verified. It knows the newest position
+//! it verified (its own commits, and what it checked since); when the head has moved on (other
+//! daemons of a cluster appended) it verifies every entry since — links from the hash it knew,
+//! hashes, MACs under the log key — before chaining onto it, and [`AuditWriter::check`] does
+//! the same between calls. A head behind that position, a changed hash or an entry that fails
+//! is [`StoreError::Behind`] or [`StoreError::Rewritten`]: every call is refused `DATA_LOSS`
+//! and health says NOT_SERVING for as long as the store stays so. Every entry it appends
+//! carries a MAC under the log key.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use vault_audit::entry::LogKey;
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
+use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
 use crate::clock::Clock;
 use crate::error::{Error, Outcome};
 use crate::store::mutation::{Mutation, MutationOutcome};
@@ -92,6 +103,8 @@ impl Unit {
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Unit(Unit),
+    /// Verify the store's head against what this writer verified last (no commit).
+    Check(oneshot::Sender<Result<(), StoreError>>),
     /// Commit what was queued before this message, then stop.
     Stop,
 }
@@ -102,6 +115,7 @@ pub struct AuditWriter {
     queue: mpsc::Sender<Message>,
     commit_timeout: Duration,
     healthy: Arc<AtomicBool>,
+    verified: Arc<Mutex<ChainPosition>>,
 }
 
 /// The writer thread; [`WriterThread::join`] waits until it stops: after
@@ -124,12 +138,21 @@ struct ChainHead {
     time_ms: i64,
 }
 
-fn read_head(store: &dyn Store) -> Result<ChainHead, StoreError> {
-    head_of(store.reader()?.as_ref())
+impl ChainHead {
+    fn position(&self) -> ChainPosition {
+        ChainPosition {
+            seq: self.seq,
+            hash: self.hash,
+        }
+    }
 }
 
-/// The head as `reader` holds it, its last entry checked.
-fn head_of(reader: &dyn StoreRead) -> Result<ChainHead, StoreError> {
+fn read_head(store: &dyn Store, key: &LogKey) -> Result<ChainHead, StoreError> {
+    head_of(store.reader()?.as_ref(), key)
+}
+
+/// The head as `reader` holds it, its last entry checked (hash and MAC).
+fn head_of(reader: &dyn StoreRead, key: &LogKey) -> Result<ChainHead, StoreError> {
     match reader.audit_last()? {
         None => Ok(ChainHead {
             seq: 0,
@@ -137,14 +160,7 @@ fn head_of(reader: &dyn StoreRead) -> Result<ChainHead, StoreError> {
             time_ms: 0,
         }),
         Some((seq, row)) => {
-            let chained = ChainedEntry::from_row(&row)
-                .map_err(|e| StoreError::Corrupt(format!("last audit entry {seq}: {e}")))?;
-            let recomputed = ChainedEntry::new(chained.entry.clone(), chained.prev_hash);
-            if recomputed.hash != chained.hash || chained.entry.seq != seq {
-                return Err(StoreError::Corrupt(format!(
-                    "last audit entry {seq} fails its hash check"
-                )));
-            }
+            let chained = check_entry(seq, &row, key, true)?;
             Ok(ChainHead {
                 seq,
                 hash: chained.hash,
@@ -155,10 +171,11 @@ fn head_of(reader: &dyn StoreRead) -> Result<ChainHead, StoreError> {
 }
 
 /// The head to extend, read inside the writer's transaction (never taken from memory: other
-/// daemons on a shared store append too). A head behind what this daemon has committed, or
-/// at the same entry with another hash, means the store lost or rewrote history.
-fn head_in(txn: &dyn StoreRead, known: ChainHead) -> Result<ChainHead, StoreError> {
-    let stored = head_of(txn)?;
+/// daemons on a shared store append too), and verified from `known`, the newest position this
+/// writer verified: a head behind it, at it with another hash, or entries since that do not
+/// follow it or fail their MAC mean the store lost or rewrote history.
+fn head_in(txn: &dyn StoreRead, known: ChainHead, key: &LogKey) -> Result<ChainHead, StoreError> {
+    let stored = head_of(txn, key)?;
     if stored.seq < known.seq {
         return Err(StoreError::Behind {
             found: stored.seq,
@@ -166,15 +183,33 @@ fn head_in(txn: &dyn StoreRead, known: ChainHead) -> Result<ChainHead, StoreErro
         });
     }
     if stored.seq == known.seq && stored.hash != known.hash {
-        return Err(StoreError::Corrupt(format!(
-            "audit entry {} in the store is not the one this daemon committed",
+        return Err(StoreError::Rewritten(format!(
+            "audit entry {} in the store is not the one this daemon verified",
             stored.seq
         )));
+    }
+    if stored.seq > known.seq {
+        let reached = walk_chain(txn, known.position(), key, false, &mut |_| {})?;
+        if reached != stored.position() {
+            return Err(StoreError::Rewritten(format!(
+                "the audit log changed while it was being verified (reached entry {}, head {})",
+                reached.seq, stored.seq
+            )));
+        }
     }
     Ok(ChainHead {
         time_ms: stored.time_ms.max(known.time_ms),
         ..stored
     })
+}
+
+/// Whether `error` says the store's history is not what this daemon verified (as opposed to a
+/// fault that passes).
+fn history_lost(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Behind { .. } | StoreError::Tampered { .. } | StoreError::Rewritten(_)
+    )
 }
 
 impl AuditWriter {
@@ -185,21 +220,29 @@ impl AuditWriter {
         clock: Arc<dyn Clock>,
         config: WriterConfig,
     ) -> Result<(AuditWriter, WriterThread), StoreError> {
-        let head = read_head(store.as_ref())?;
+        let key = store.sealer().log_key()?;
+        let head = read_head(store.as_ref(), &key)?;
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let max_batch = config.max_batch.max(1);
         let healthy = Arc::new(AtomicBool::new(true));
-        let flag = Arc::clone(&healthy);
+        let verified = Arc::new(Mutex::new(head.position()));
+        let shared = Shared {
+            healthy: Arc::clone(&healthy),
+            verified: Arc::clone(&verified),
+        };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
                 run(
-                    store,
-                    clock,
+                    Writing {
+                        store,
+                        clock,
+                        key,
+                        max_batch,
+                    },
                     receiver,
                     head,
-                    max_batch,
-                    flag,
+                    shared,
                     config.recovery_pause,
                 )
             })
@@ -209,9 +252,36 @@ impl AuditWriter {
                 queue,
                 commit_timeout: config.commit_timeout,
                 healthy,
+                verified,
             },
             WriterThread(thread),
         ))
+    }
+
+    /// The newest audit position this writer verified (its own commits and what it checked
+    /// since): what the witness records.
+    pub fn verified_position(&self) -> ChainPosition {
+        *self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Verifies the store's head against the newest position this writer verified, without a
+    /// commit: an idle daemon finds a rewritten, cut or rolled-back log this way. `Err` once
+    /// the store's history is not what was verified (calls are refused meanwhile) or the store
+    /// cannot be read.
+    pub async fn check(&self) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        let unavailable = || Error::Unavailable("audit log unavailable: writer stopped".into());
+        self.queue
+            .send(Message::Check(reply))
+            .await
+            .map_err(|_| unavailable())?;
+        match tokio::time::timeout(self.commit_timeout, answer).await {
+            Ok(Ok(result)) => result.map_err(Error::from),
+            Ok(Err(_)) => Err(unavailable()),
+            Err(_) => Err(Error::Unavailable(
+                "audit log check did not finish in time".into(),
+            )),
+        }
     }
 
     /// Whether the last commit succeeded: false from a failed commit until one succeeds again
@@ -332,7 +402,12 @@ impl Recovery {
             self.failing_since = Some(Instant::now());
             self.last_summary = Instant::now();
             self.healthy.store(false, Ordering::SeqCst);
-            tracing::error!(%error, "audit store cannot commit: calls fail UNAVAILABLE, health NOT_SERVING; recovering");
+            if history_lost(error) {
+                crate::metrics::metrics().audit_log_breaks.inc();
+                tracing::error!(%error, "ALERT: the audit log in the store is not the one this daemon verified: every call is refused DATA_LOSS, health NOT_SERVING");
+            } else {
+                tracing::error!(%error, "audit store cannot commit: calls fail UNAVAILABLE, health NOT_SERVING; recovering");
+            }
         } else if self.last_summary.elapsed() >= SUMMARY_EVERY {
             self.last_summary = Instant::now();
             tracing::error!(%error, refused = self.refused, "audit store still cannot commit");
@@ -371,26 +446,96 @@ fn refuse_all(batch: &mut Vec<Unit>, error: &StoreError) {
     for unit in batch.drain(..) {
         let message = format!("audit log unavailable: {error}; nothing was released");
         // History lost or rewritten is DATA_LOSS, not a fault to wait out.
-        let refusal = match error {
-            StoreError::Behind { .. } | StoreError::Tampered { .. } => Error::Integrity(message),
-            _ => Error::Unavailable(message),
+        let refusal = if history_lost(error) {
+            Error::Integrity(message)
+        } else {
+            Error::Unavailable(message)
         };
         let _ = unit.reply.send(Err(refusal));
     }
 }
 
-fn run(
+/// What the writer thread writes with.
+struct Writing {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    key: LogKey,
+    max_batch: usize,
+}
+
+/// What the writer thread shares with its handles.
+struct Shared {
+    healthy: Arc<AtomicBool>,
+    verified: Arc<Mutex<ChainPosition>>,
+}
+
+impl Shared {
+    fn verified(&self, head: ChainHead) {
+        *self.verified.lock().unwrap_or_else(|e| e.into_inner()) = head.position();
+    }
+}
+
+/// Answers a [`Message::Check`]: verifies the store's head from `head`. While the writer waits
+/// to retry after a failure, the answer is that failure.
+fn check_head(
+    writing: &Writing,
+    head: &mut ChainHead,
+    recovery: &mut Recovery,
+    shared: &Shared,
+) -> Result<(), StoreError> {
+    if recovery.failing_since.is_some() && Instant::now() < recovery.next_attempt {
+        return Err(recovery
+            .last_error
+            .clone()
+            .unwrap_or_else(|| StoreError::Io("recovering from an earlier error".into())));
+    }
+    let checked = writing
+        .store
+        .reader()
+        .and_then(|reader| head_in(reader.as_ref(), *head, &writing.key));
+    match checked {
+        Ok(reread) => {
+            *head = reread;
+            shared.verified(reread);
+            // A store that reads well again but could not commit is left to the next commit.
+            if recovery.last_error.as_ref().is_none_or(history_lost) {
+                recovery.succeeded();
+            }
+            Ok(())
+        }
+        Err(error) => {
+            recovery.failed(&error, 0);
+            Err(error)
+        }
+    }
+}
+
+fn answer_checks(
+    checks: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+    result: Result<(), StoreError>,
+) {
+    for reply in checks.drain(..) {
+        let _ = reply.send(result.clone());
+    }
+}
+
+fn run(
+    writing: Writing,
     mut receiver: mpsc::Receiver<Message>,
     mut head: ChainHead,
-    max_batch: usize,
-    healthy: Arc<AtomicBool>,
+    shared: Shared,
     recovery_pause: Duration,
 ) {
+    let Writing {
+        ref store,
+        ref clock,
+        ref key,
+        max_batch,
+    } = writing;
     let mut batch = Vec::with_capacity(max_batch);
+    let mut checks: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
     let mut stopping = false;
-    let mut recovery = Recovery::new(healthy, recovery_pause);
+    let mut recovery = Recovery::new(Arc::clone(&shared.healthy), recovery_pause);
     // Whether the next batch may assume the head is where this writer left it.
     let mut optimistic = true;
     // Notes that a committed result never reached its caller, committed with the next batch.
@@ -399,6 +544,10 @@ fn run(
         if notes.is_empty() {
             match receiver.blocking_recv() {
                 Some(Message::Unit(unit)) => batch.push(unit),
+                Some(Message::Check(reply)) => {
+                    let _ = reply.send(check_head(&writing, &mut head, &mut recovery, &shared));
+                    continue;
+                }
                 Some(Message::Stop) | None => break,
             }
         } else {
@@ -407,6 +556,8 @@ fn run(
         while batch.len() < max_batch {
             match receiver.try_recv() {
                 Ok(Message::Unit(unit)) => batch.push(unit),
+                // Answered by this batch's commit, which verifies the head as much.
+                Ok(Message::Check(reply)) => checks.push(reply),
                 Ok(Message::Stop) => {
                     stopping = true;
                     break;
@@ -420,25 +571,28 @@ fn run(
             if Instant::now() < recovery.next_attempt {
                 let error = match &recovery.last_error {
                     // A store that lost or rewrote history stays that: say so, not "busy".
-                    Some(error @ (StoreError::Behind { .. } | StoreError::Tampered { .. })) => {
-                        error.clone()
-                    }
+                    Some(error) if history_lost(error) => error.clone(),
                     _ => StoreError::Io("recovering from an earlier error".into()),
                 };
                 recovery.refused += batch.len() as u64;
                 refuse_all(&mut batch, &error);
+                answer_checks(&mut checks, Err(error));
                 continue;
             }
             // Reopen the store and read the head again (it is what the store holds, not what
-            // this thread remembers).
+            // this thread remembers), verified from what this writer verified last.
             match store
                 .recover()
-                .and_then(|()| head_in(store.reader()?.as_ref(), head))
+                .and_then(|()| head_in(store.reader()?.as_ref(), head, key))
             {
-                Ok(reread) => head = reread,
+                Ok(reread) => {
+                    head = reread;
+                    shared.verified(head);
+                }
                 Err(error) => {
                     let refused = batch.len();
                     refuse_all(&mut batch, &error);
+                    answer_checks(&mut checks, Err(error.clone()));
                     recovery.failed(&error, refused);
                     continue;
                 }
@@ -454,6 +608,7 @@ fn run(
             commit_batch(
                 store.as_ref(),
                 clock.as_ref(),
+                key,
                 head,
                 &mut batch,
                 &mut optimistic,
@@ -470,7 +625,9 @@ fn run(
         match committed {
             Ok((new_head, results)) => {
                 head = new_head;
+                shared.verified(head);
                 recovery.succeeded();
+                answer_checks(&mut checks, Ok(()));
                 for (unit, (result, committed)) in batch.drain(..).zip(results) {
                     // A caller gone since the writer took its unit: the entry stands, and a
                     // note says its result was not delivered.
@@ -491,10 +648,12 @@ fn run(
             Err(error) => {
                 let refused = batch.len();
                 refuse_all(&mut batch, &error);
+                answer_checks(&mut checks, Err(error.clone()));
                 recovery.failed(&error, refused);
             }
         }
     }
+    answer_checks(&mut checks, Ok(()));
     // Closing the queue makes every later submit fail at once instead of waiting its timeout.
     receiver.close();
     tracing::debug!("audit writer drained and stopped");
@@ -512,16 +671,17 @@ type Committed = (Result<MutationOutcome, Error>, Option<(u64, AuditEntry)>);
 fn commit_batch(
     store: &dyn Store,
     clock: &dyn Clock,
+    key: &LogKey,
     known: ChainHead,
     batch: &mut [Unit],
     optimistic: &mut bool,
 ) -> Result<(ChainHead, Vec<Committed>), StoreError> {
-    if *optimistic && let Some(txn) = store.optimistic_writer(known.seq)? {
+    if *optimistic && let Some(txn) = store.optimistic_writer(known.seq, &known.hash)? {
         let saved: Vec<(Mutation, Option<AuditEntry>)> = batch
             .iter()
             .map(|unit| (unit.mutation.clone(), unit.entry.clone()))
             .collect();
-        match apply_batch(txn, clock, known, batch) {
+        match apply_batch(txn, clock, key, known, batch) {
             Err(StoreError::HeadMoved) => {
                 *optimistic = false;
                 for (unit, (mutation, entry)) in batch.iter_mut().zip(saved) {
@@ -533,16 +693,17 @@ fn commit_batch(
         }
     }
     let txn = store.writer()?;
-    let head = head_in(txn.as_ref(), known)?;
+    let head = head_in(txn.as_ref(), known, key)?;
     // Nobody else appended since this writer's last commit: try the short way next time.
     *optimistic = head.seq == known.seq;
-    apply_batch(txn, clock, head, batch)
+    apply_batch(txn, clock, key, head, batch)
 }
 
 /// Applies the units of `batch` in `txn`, chains their entries after `head`, and commits.
 fn apply_batch(
     mut txn: Box<dyn crate::store::StoreWrite + '_>,
     clock: &dyn Clock,
+    key: &LogKey,
     mut head: ChainHead,
     batch: &mut [Unit],
 ) -> Result<(ChainHead, Vec<Committed>), StoreError> {
@@ -577,7 +738,7 @@ fn apply_batch(
         head.seq += 1;
         entry.seq = head.seq;
         entry.time_ms = head.time_ms;
-        let chained = ChainedEntry::new(entry, head.hash);
+        let chained = ChainedEntry::new(entry, head.hash).authenticate(key);
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
         results.push((result, Some((head.seq, chained.entry))));

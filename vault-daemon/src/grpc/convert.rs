@@ -287,6 +287,11 @@ pub fn purpose(purpose: Purpose) -> pb::Purpose {
 pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
     let e = chained.entry;
     pb::AuditEntry {
+        format: chained.format.tag().into(),
+        canonical: match chained.format {
+            vault_audit::entry::EntryFormat::V2 => Vec::new(),
+            _ => chained.canonical,
+        },
         seq: e.seq,
         time_unix_ms: e.time_ms,
         operator_id: e.operator,

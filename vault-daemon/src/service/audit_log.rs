@@ -242,8 +242,9 @@ impl Locker {
 /// Verifies every stored audit row in order, then the audit keys (each endorsed by the one
 /// before), then every checkpoint: that it follows the one before (numbered, linked), its
 /// signature under the audit key it names, and that it matches the stored entry it covers.
+/// Entries of the authenticated format must carry a MAC under the log key.
 pub fn verify_store(store: &dyn Store) -> Result<StoreVerification> {
-    let mut verifier = ChainVerifier::default();
+    let mut verifier = ChainVerifier::with_log_key(store.sealer().log_key()?);
     let mut after = 0;
     let chain = loop {
         let rows = store.reader()?.audit_after(after, PAGE)?;

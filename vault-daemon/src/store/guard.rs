@@ -143,9 +143,17 @@ impl Store for PanicSafe {
         Ok(Box::new(Guarded { inner, fault }))
     }
 
-    fn optimistic_writer(&self, head: u64) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+    fn sealer(&self) -> &crate::store::sealing::RowSealer {
+        self.inner.sealer()
+    }
+
+    fn optimistic_writer(
+        &self,
+        head: u64,
+        hash: &[u8; 32],
+    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
         let fault = self.fault.as_ref();
-        let inner = guard(fault, "writer", || self.inner.optimistic_writer(head))?;
+        let inner = guard(fault, "writer", || self.inner.optimistic_writer(head, hash))?;
         Ok(inner.map(|inner| Box::new(Guarded { inner, fault }) as Box<dyn StoreWrite + '_>))
     }
 

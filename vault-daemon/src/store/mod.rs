@@ -70,6 +70,10 @@ pub enum StoreError {
         /// The last entry this daemon committed.
         committed: u64,
     },
+    /// The audit log is not the one this daemon verified: an entry fails its hash or MAC, does
+    /// not follow the one before, or an entry this daemon verified was replaced.
+    #[error("the audit log was rewritten: {0}")]
+    Rewritten(String),
     /// An optimistic write transaction found the chain head moved (another daemon appended):
     /// the writer applies the batch again under the lock. Never reaches a caller.
     #[error("the audit chain head moved since this daemon's last commit")]
@@ -90,7 +94,10 @@ impl From<StoreError> for Error {
             StoreError::Io(_) | StoreError::HeadMoved => {
                 Error::Unavailable(format!("{error}; nothing was released"))
             }
-            StoreError::Corrupt(_) | StoreError::Tampered { .. } | StoreError::Behind { .. } => {
+            StoreError::Corrupt(_)
+            | StoreError::Tampered { .. }
+            | StoreError::Behind { .. }
+            | StoreError::Rewritten(_) => {
                 Error::Integrity(format!("{error}; nothing was released"))
             }
             StoreError::Unauthenticated(_) => {
@@ -136,15 +143,18 @@ pub trait Store: Send + Sync + 'static {
     /// A consistent snapshot for one call's point reads, awaited rather than blocked on
     /// ([`view`]); its snapshot is taken no later than its first read.
     fn view(&self) -> Result<view::View<'_>, StoreError>;
+    /// What authenticates this store's rows and its audit log (the log key).
+    fn sealer(&self) -> &sealing::RowSealer;
     /// A write transaction. Only the audit writer calls this.
     fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
     /// A write transaction that assumes the audit chain still ends at entry `head` (the last
     /// this writer committed) and checks it only when it first talks to the store, failing
-    /// with [`StoreError::HeadMoved`] otherwise; `None` where the store has no such thing (a
-    /// store one process writes needs none).
+    /// with [`StoreError::HeadMoved`] otherwise — also when that entry no longer has the hash
+    /// `hash`; `None` where the store has no such thing (a store one process writes needs none).
     fn optimistic_writer(
         &self,
         _head: u64,
+        _hash: &[u8; 32],
     ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
         Ok(None)
     }

@@ -415,6 +415,10 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
+    fn sealer(&self) -> &RowSealer {
+        &self.sealer
+    }
+
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
         Ok(Box::new(RedbRead {
             txn: self.database()?.begin_read().map_err(io)?,

@@ -12,16 +12,27 @@
 //! of everything the tag covers together with the tag: the hot path (token, operator, tenant on
 //! every call) reads the same bytes again and again and pays a hash, not a backend call. A row
 //! whose bytes change is checked afresh.
+//!
+//! The same key authenticates the audit log: the log key is HMAC-SHA256(state MAC key,
+//! `MNL-AUDIT-LOG-KEY-v1`), computed in the backend once per process and kept in memory, so
+//! every entry is authenticated at memory speed and every daemon of a cluster (one backend,
+//! one state key) checks the entries the others append. Nobody without the backend can compute
+//! it; row messages start with another domain (`MNL-ROW-v2`), so no row tag is ever the log key.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ring::digest;
+
+use vault_audit::entry::LogKey;
+use zeroize::Zeroizing;
 
 use crate::store::StoreError;
 
 const ROW_V2: u8 = 2;
 const DOMAIN: &[u8] = b"MNL-ROW-v2";
+/// What the state MAC key tags to make the log key.
+const LOG_KEY_DOMAIN: &[u8] = b"MNL-AUDIT-LOG-KEY-v1";
 const TAG_LEN: usize = 32;
 /// Verified rows remembered at most; past it the memory is cleared and rows are checked again.
 const VERIFIED_CAPACITY: usize = 100_000;
@@ -36,6 +47,7 @@ pub trait RowAuthenticator: Send + Sync {
 pub struct RowSealer {
     authenticator: Arc<dyn RowAuthenticator>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    log_key: OnceLock<LogKey>,
 }
 
 impl std::fmt::Debug for RowSealer {
@@ -78,7 +90,18 @@ impl RowSealer {
         RowSealer {
             authenticator,
             verified: Mutex::new(HashSet::new()),
+            log_key: OnceLock::new(),
         }
+    }
+
+    /// The key that authenticates audit entries, derived in the backend on first use (a
+    /// backend that is down fails this, closed, and the next call tries again).
+    pub fn log_key(&self) -> Result<LogKey, StoreError> {
+        if let Some(key) = self.log_key.get() {
+            return Ok(key.clone());
+        }
+        let secret = Zeroizing::new(self.authenticator.tag(LOG_KEY_DOMAIN)?);
+        Ok(self.log_key.get_or_init(|| LogKey::new(&secret)).clone())
     }
 
     fn remember(&self, digest: [u8; 32]) {

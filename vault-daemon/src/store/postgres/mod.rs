@@ -466,11 +466,20 @@ impl Store for PgStore {
         Ok(Box::new(PgTxn::writer(&self.shared, &self.sealer)?))
     }
 
-    fn optimistic_writer(&self, head: u64) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+    fn sealer(&self) -> &RowSealer {
+        &self.sealer
+    }
+
+    fn optimistic_writer(
+        &self,
+        head: u64,
+        hash: &[u8; 32],
+    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
         Ok(Some(Box::new(PgTxn::optimistic_writer(
             &self.shared,
             &self.sealer,
             head,
+            *hash,
         )?)))
     }
 

@@ -37,8 +37,9 @@ const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDA
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
 const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC LIMIT 1";
 /// The optimistic writer's lock: fails (division by zero) unless the head is still the entry
-/// this daemon last committed and the entries end there.
-const ASSERT_HEAD: &str = "SELECT 1 / (CASE WHEN seq = $1 AND seq = (SELECT coalesce(max(key), 0) FROM locker.audit) THEN 1 ELSE 0 END) FROM locker.chain_head WHERE id = 1 FOR UPDATE";
+/// this daemon last committed, the entries end there, and that entry still has the hash this
+/// daemon gave it (bytes 33–64 of the row; a log rewritten under the same count fails too).
+const ASSERT_HEAD: &str = "SELECT 1 / (CASE WHEN seq = $1 AND seq = (SELECT coalesce(max(key), 0) FROM locker.audit) AND coalesce((SELECT substring(value from 33 for 32) FROM locker.audit WHERE key = $1), '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) = $2 THEN 1 ELSE 0 END) FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const STATE_KEY: &str = "authority";
 /// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
 /// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
@@ -109,6 +110,8 @@ pub struct PgTxn<'a> {
     /// An optimistic writer: the head it expects (its lock asserts it, sent with its first
     /// statement; [`StoreError::HeadMoved`] if another writer moved it).
     expect_head: Option<i64>,
+    /// The hash the optimistic writer expects its head entry to have.
+    expect_hash: [u8; 32],
 }
 
 fn tampered_head(head: u64, last: u64) -> StoreError {
@@ -139,6 +142,7 @@ impl<'a> PgTxn<'a> {
             appended: None,
             locked_at_cell: Cell::new(None),
             expect_head: None,
+            expect_hash: [0; 32],
         })
     }
 
@@ -198,6 +202,7 @@ impl<'a> PgTxn<'a> {
             appended: None,
             locked_at_cell: Cell::new(Some(locked_at)),
             expect_head: None,
+            expect_hash: [0; 32],
         })
     }
 
@@ -208,6 +213,7 @@ impl<'a> PgTxn<'a> {
         shared: &'a Shared,
         sealer: &'a RowSealer,
         head: u64,
+        hash: [u8; 32],
     ) -> Result<PgTxn<'a>, StoreError> {
         Ok(PgTxn {
             shared,
@@ -222,6 +228,7 @@ impl<'a> PgTxn<'a> {
             appended: None,
             locked_at_cell: Cell::new(None),
             expect_head: Some(i64::try_from(head).unwrap_or(i64::MAX)),
+            expect_hash: hash,
         })
     }
 
@@ -279,7 +286,8 @@ impl<'a> PgTxn<'a> {
                     }));
                     let locked_at = &self.locked_at_cell;
                     steps.push(Box::pin(async move {
-                        let outcome = client.query_one(statement, &[&expected]).await;
+                        let hash: &[u8] = &self.expect_hash;
+                        let outcome = client.query_one(statement, &[&expected, &hash]).await;
                         let now = Instant::now();
                         locked_at.set(Some(now));
                         crate::metrics::metrics()

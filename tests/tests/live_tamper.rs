@@ -1,0 +1,301 @@
+//! The store's writer works while the daemons run: a DBA of the cluster's PostgreSQL, or
+//! someone with write access to a stopped daemon's redb file, rewrites, re-chains or cuts the
+//! audit log. Every attack here worked before audit entries carried a MAC under the log key and
+//! before each daemon checked the log against what it had verified; each is refused now, by
+//! every daemon, and nothing is released over it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use vault_client::{Client, pb};
+use vault_daemon::audit::entry::ChainedEntry;
+use vault_daemon::store::redb::AUDIT;
+use vault_tests::numbers::valid_number;
+use vault_tests::postgres::Postgres;
+use vault_tests::rpc::{seal_request, wait_for_health};
+use vault_tests::{Daemon, DaemonOptions, store_edit};
+
+const W: &str = "STAFF_WITHHOLDING";
+
+fn unseal_request(handle: &str) -> pb::UnsealRequest {
+    pb::UnsealRequest {
+        handle: handle.to_owned(),
+        purpose: W.into(),
+    }
+}
+
+/// Seals one number and unseals it once: the UNSEAL entry an attacker wants gone.
+async fn released(handler: &mut Client, subject: &str, seed: u64) -> (String, String) {
+    let number = valid_number(seed);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", subject, &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    handler
+        .locker
+        .unseal(unseal_request(&handle))
+        .await
+        .expect("unseal");
+    (handle, number)
+}
+
+/// `entry` turned from the UNSEAL it was into a harmless DESCRIBE, and every entry after it
+/// re-chained (SHA-256 needs no key), their MACs left as they were (the attacker has no log
+/// key): what a DBA or a writer of the file can do. Returns the rows to write back.
+fn rewrite_unseal(rows: &[(u64, Vec<u8>)], handle: &str) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut prev: Option<[u8; 32]> = None;
+    for (seq, row) in rows {
+        let stored = ChainedEntry::from_row(row).expect("row");
+        let target = stored.entry.action == "UNSEAL" && stored.entry.handle == handle;
+        if prev.is_none() && !target {
+            continue;
+        }
+        let mut entry = stored.entry.clone();
+        if target {
+            entry.action = "DESCRIBE".into();
+            entry.purpose.clear();
+            entry.reason = "metadata read".into();
+        }
+        let mut rechained = ChainedEntry::new(entry, prev.unwrap_or(stored.prev_hash));
+        rechained.mac = stored.mac;
+        prev = Some(rechained.hash);
+        out.push((*seq, rechained.to_row()));
+    }
+    assert!(!out.is_empty(), "the UNSEAL entry was found");
+    out
+}
+
+fn assert_refused_without_number(
+    result: Result<impl std::fmt::Debug, tonic::Status>,
+    number: &str,
+) {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert!(!status.message().contains(number));
+}
+
+/// A dev daemon on the embedded store (this suite is not run with `VAULT_TEST_STORE`).
+fn redb_daemon(dir: &Path) -> Daemon {
+    Daemon::start(dir, DaemonOptions::default())
+}
+
+fn refusal(dir: &Path) -> String {
+    match Daemon::try_start(dir, DaemonOptions::default()) {
+        Ok(mut daemon) => {
+            daemon.stop();
+            panic!("the daemon served a tampered store in {}", dir.display());
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+fn kill(daemon: Daemon) {
+    let pid = daemon.pid();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_tail_rewritten_after_sigkill_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daemon = redb_daemon(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let (handle, _) = released(&mut handler, "K1", 11).await;
+    drop(handler);
+    // Killed before any checkpoint covers the UNSEAL: it sits in the unanchored tail.
+    kill(daemon);
+    let rows = store_edit::rows_u64(&data, AUDIT);
+    let rewritten = rewrite_unseal(&rows, &handle);
+    store_edit::edit(&data, |txn| {
+        let mut audit = txn.open_table(AUDIT).expect("audit");
+        for (seq, row) in &rewritten {
+            audit.insert(*seq, row.as_slice()).expect("insert");
+        }
+    });
+    let said = refusal(&data);
+    assert!(
+        said.contains("not authenticated by the log key"),
+        "refused, naming the forged entry: {said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_tail_cut_after_sigkill_is_refused_by_the_witness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daemon = redb_daemon(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    released(&mut handler, "K2", 12).await;
+    drop(handler);
+    // The daemon's log check runs every 500 ms and keeps its witness at what it verified.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill(daemon);
+    let rows = store_edit::rows_u64(&data, AUDIT);
+    let (last, _) = *rows.last().expect("entries");
+    // The two newest entries (the UNSEAL among them) vanish: the chain that is left is
+    // genuine, every MAC holds, nothing anchors the cut-off tail.
+    store_edit::edit(&data, |txn| {
+        let mut audit = txn.open_table(AUDIT).expect("audit");
+        audit.remove(last).expect("remove");
+        audit.remove(last - 1).expect("remove");
+    });
+    let said = refusal(&data);
+    assert!(
+        said.contains(&format!("ends at entry {}", last - 2))
+            && said.contains(&format!("verified entry {last}")),
+        "refused, naming both positions: {said}"
+    );
+}
+
+/// Two dev daemons on one PostgreSQL database and one key directory.
+struct Pair {
+    daemons: Vec<Daemon>,
+}
+
+impl Pair {
+    fn start(root: &Path, postgres: &Postgres) -> Pair {
+        postgres.create_database("locker");
+        let options = DaemonOptions {
+            backend: Some("sim".into()),
+            args: vec![
+                "--store-url".into(),
+                postgres.url_of("locker"),
+                "--dev-keys".into(),
+                root.join("keys").display().to_string(),
+            ],
+            ..DaemonOptions::default()
+        };
+        let daemons = (0..2)
+            .map(|i| Daemon::start(&root.join(format!("daemon{i}")), options.clone()))
+            .collect();
+        Pair { daemons }
+    }
+}
+
+/// The audit rows of the cluster's database, as the DBA reads them.
+fn pg_audit_rows(postgres: &Postgres) -> Vec<(u64, Vec<u8>)> {
+    postgres
+        .sql(
+            "locker",
+            "SELECT key || ' ' || encode(value, 'hex') FROM locker.audit ORDER BY key",
+        )
+        .lines()
+        .map(|line| {
+            let (key, hex_row) = line.split_once(' ').expect("key and row");
+            (
+                key.parse().expect("key"),
+                hex::decode(hex_row).expect("hex"),
+            )
+        })
+        .collect()
+}
+
+async fn refuses_within_a_second(daemon: &Daemon, handle: &str, number: &str) {
+    let started = Instant::now();
+    wait_for_health(daemon, ServingStatus::NotServing).await;
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "NOT_SERVING after {took:?}"
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    assert_refused_without_number(handler.locker.unseal(unseal_request(handle)).await, number);
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    assert!(
+        auditor
+            .admin
+            .audit_verify(pb::AuditVerifyRequest {})
+            .await
+            .is_err_and(|s| s.code() == Code::DataLoss),
+        "online verification says nothing is OK"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dba_rechaining_an_unseal_with_a_filler_is_refused_by_every_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "P1", 21).await;
+    // Both daemons have seen the UNSEAL (each checks the log every 500 ms).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // In one transaction: the UNSEAL becomes a DESCRIBE, the later entries are re-chained, a
+    // filler entry is appended and the head moved, as the attack on the running cluster did.
+    let rows = pg_audit_rows(&postgres);
+    let mut rewritten = rewrite_unseal(&rows, &handle);
+    let (last_seq, last_row) = rewritten.last().cloned().expect("rows");
+    let last = ChainedEntry::from_row(&last_row).expect("row");
+    let mut filler_entry = last.entry.clone();
+    filler_entry.seq = last_seq + 1;
+    filler_entry.action = "PING".into();
+    let mut filler = ChainedEntry::new(filler_entry, last.hash);
+    filler.mac = last.mac;
+    rewritten.push((last_seq + 1, filler.to_row()));
+    let checkpoints_before =
+        postgres.sql("locker", "SELECT count(*) FROM locker.audit_checkpoints");
+    let mut sql = String::from("BEGIN;");
+    for (seq, row) in &rewritten {
+        sql.push_str(&format!(
+            "INSERT INTO locker.audit (key, value) VALUES ({seq}, decode('{}', 'hex')) ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+            hex::encode(row)
+        ));
+    }
+    sql.push_str(&format!(
+        "UPDATE locker.chain_head SET seq = {} WHERE id = 1; COMMIT;",
+        last_seq + 1
+    ));
+    postgres.sql("locker", &sql);
+
+    for daemon in &pair.daemons {
+        refuses_within_a_second(daemon, &handle, &number).await;
+    }
+    // Never signed: no checkpoint was added over the forgery (the checkpoint interval of a
+    // daemon, 10 s, has passed by now).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let checkpoints_after = postgres.sql("locker", "SELECT count(*) FROM locker.audit_checkpoints");
+    assert_eq!(
+        checkpoints_after, checkpoints_before,
+        "a checkpoint was signed over the forgery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dba_cutting_the_tail_is_refused_live_by_every_daemon_and_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "P2", 22).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    postgres.sql(
+        "locker",
+        "BEGIN; DELETE FROM locker.audit WHERE key > (SELECT max(key) - 2 FROM locker.audit); UPDATE locker.chain_head SET seq = (SELECT max(key) FROM locker.audit) WHERE id = 1; COMMIT;",
+    );
+    for daemon in &pair.daemons {
+        refuses_within_a_second(daemon, &handle, &number).await;
+    }
+    // Restarted, the daemon that did not write the cut entries still refuses: its witness.
+    let second = pair.daemons.pop().expect("daemon");
+    let (data_dir, options) = (second.data_dir.clone(), second.options().clone());
+    kill(second);
+    let said = match Daemon::try_start(&data_dir, options) {
+        Ok(mut daemon) => {
+            daemon.stop();
+            panic!("a restarted daemon accepted the cut chain");
+        }
+        Err(said) => said,
+    };
+    assert!(said.contains("cut back"), "{said}");
+}
