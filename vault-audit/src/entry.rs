@@ -330,8 +330,8 @@ impl ChainedEntry {
         self
     }
 
-    /// Whether the stored hash is the hash of the stored bytes after the stated previous hash,
-    /// and the decoded sequence number is `seq`.
+    /// Whether the stored hash is the hash of the stored bytes after the stated previous hash
+    /// (the caller checks the sequence number and the link to the entry before).
     pub fn hash_holds(&self) -> bool {
         chain_hash(&self.prev_hash, &self.canonical) == self.hash
     }
