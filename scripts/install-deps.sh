@@ -6,7 +6,7 @@
 # (systemd-analyze checks the hardening of deploy/vault-daemon.service).
 set -euo pipefail
 
-packages=(gcc libc6-dev pkg-config ca-certificates libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15)
+packages=(gcc libc6-dev pkg-config ca-certificates curl libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// Paths of PEM files written by [`Pki::create`].
 pub struct Pki {
@@ -27,14 +27,18 @@ impl Pki {
     pub fn create(dir: &Path) -> Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names: with rcgen's default name on both, a leaf's issuer equals its
+        // subject, and OpenSSL-based clients (curl) take it for self-signed.
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "MyNumber Locker test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
             .expect("ca cert");
         let leaf = |names: Vec<String>, stem: &str| {
             let key = KeyPair::generate().expect("leaf key");
-            let cert = CertificateParams::new(names)
-                .expect("leaf params")
-                .signed_by(&key, &ca)
-                .expect("leaf cert");
+            let mut params = CertificateParams::new(names).expect("leaf params");
+            params.distinguished_name.push(DnType::CommonName, stem);
+            let cert = params.signed_by(&key, &ca).expect("leaf cert");
             (
                 write(dir, &format!("{stem}.crt"), &cert.pem()),
                 write(dir, &format!("{stem}.key"), &key.serialize_pem()),

@@ -92,8 +92,9 @@ pub async fn unseal_all(handler: &mut Client, records: &[(String, String)]) {
     }
 }
 
-/// Approves, as `approver`, the change request a held call returned, and checks it applied.
-pub async fn approve(approver: &mut Client, held: Option<pb::ChangeRequest>) {
+/// Approves, as `approver`, the change request a held call returned, and checks it applied;
+/// returns the answer (with a token's second share when it applied one).
+pub async fn approve(approver: &mut Client, held: Option<pb::ChangeRequest>) -> pb::ChangeRequest {
     let held = held.expect("the call was held for approval (dual control)");
     let decided = approver
         .admin
@@ -102,6 +103,31 @@ pub async fn approve(approver: &mut Client, held: Option<pb::ChangeRequest>) {
         .expect("approve the change request")
         .into_inner();
     assert_eq!(decided.state, "applied", "{decided:?}");
+    decided
+}
+
+/// A token for another operator as its holder gets it: `admin` asks for it (`request`),
+/// `approver` applies it, and the two shares are combined. Returns the issue answer (with
+/// share 1, not a token) and the combined token.
+pub async fn split_token(
+    admin: &mut Client,
+    approver: &mut Client,
+    request: pb::IssueTokenRequest,
+) -> (pb::IssueTokenResponse, secrecy::SecretString) {
+    let issued = admin
+        .admin
+        .issue_token(request)
+        .await
+        .expect("issue token")
+        .into_inner();
+    assert!(issued.token.is_empty(), "no whole token for the requester");
+    let applied = approve(approver, issued.pending_request.clone()).await;
+    let token = vault_client::combine_token_shares(
+        &issued.token_share.clone().into(),
+        &applied.token_share.into(),
+    )
+    .expect("combine the shares");
+    (issued, token)
 }
 
 /// Grants `purposes` on `tenant` to `operator`: asked by `admin`, approved by `approver`.
@@ -160,18 +186,17 @@ pub async fn operator_token(
     if matches!(role, pb::Role::Handler | pb::Role::Service) {
         grant(admin, approver, id, tenant, &["STAFF_WITHHOLDING"]).await;
     }
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
+    let (_, token) = split_token(
+        admin,
+        approver,
+        pb::IssueTokenRequest {
             operator_id: id.into(),
             ttl_seconds: 3600,
             cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("issue token")
-        .into_inner();
-    approve(approver, issued.pending_request).await;
-    issued.token.into()
+        },
+    )
+    .await;
+    token
 }
 
 /// Waits (up to 20 s) until the daemon's Locker health is `want`.

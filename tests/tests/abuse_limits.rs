@@ -70,18 +70,17 @@ async fn a_retirement_cannot_destroy() {
         .into_inner();
     approve(&mut approver, created.pending_request).await;
     vault_tests::rpc::grant(&mut admin, &mut approver, "fees", "dev", &["PAYEE_FEES"]).await;
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
+    let (_, token) = vault_tests::rpc::split_token(
+        &mut admin,
+        &mut approver,
+        pb::IssueTokenRequest {
             operator_id: "fees".into(),
             ttl_seconds: 3600,
             cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("issue")
-        .into_inner();
-    approve(&mut approver, issued.pending_request.clone()).await;
-    let mut fees = daemon.client(Some(issued.token.into())).await;
+        },
+    )
+    .await;
+    let mut fees = daemon.client(Some(token)).await;
 
     let staff = seal(&mut handler, "E1", 11, &[W]).await;
     // Another purpose's record: refused, whatever the date.
@@ -421,4 +420,204 @@ async fn a_junk_token_flood_costs_a_few_entries_and_the_daemon_keeps_answering()
         .sum();
     assert_eq!(accounted, 20_000);
     assert!(junk_entries.iter().all(|e| e.peer.starts_with("127.0.0.1")));
+}
+
+/// The code and, for RESOURCE_EXHAUSTED, the reason and retry delay of a refusal.
+fn limited(status: &tonic::Status) -> Option<(String, std::time::Duration)> {
+    use tonic_types::StatusExt;
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let details = status.get_error_details();
+    let reason = details.error_info().expect("error info").reason.clone();
+    let retry = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("retry info");
+    Some((reason, retry))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_about_existence_draws_from_the_lookup_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // A lookup budget of 5 at once, one more a second.
+    let (daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &config_daemon_text(
+            &data,
+            "[rate_limits.handler]\nlookup_per_second = 1.0\nburst_seconds = 5.0\n",
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "dev".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let mut probers = Vec::new();
+    for id in ["sealer", "corrector"] {
+        let token = operator_token(&mut admin, &mut approver, "dev", id, pb::Role::Handler).await;
+        probers.push(daemon.client(Some(token)).await);
+    }
+    let mut corrector = probers.pop().expect("corrector");
+    let mut sealer = probers.pop().expect("sealer");
+
+    // Seal as an oracle: "already held" answers are lookups.
+    let held = valid_number(700_001);
+    sealer
+        .locker
+        .seal(seal_request("dev", "E-1", &held, &[W]))
+        .await
+        .expect("first seal");
+    let mut answered = 0;
+    let refusal = loop {
+        match sealer
+            .locker
+            .seal(seal_request("dev", "E-1", &held, &[W]))
+            .await
+        {
+            Ok(response) => {
+                assert!(response.into_inner().existing);
+                answered += 1;
+                assert!(answered <= 6, "the budget of 5 does not stop the probe");
+            }
+            Err(status) => break status,
+        }
+    };
+    assert!((5..=6).contains(&answered), "{answered}");
+    let (reason, retry) = limited(&refusal).expect("RESOURCE_EXHAUSTED");
+    assert_eq!(reason, "RATE_LIMITED");
+    assert!(retry <= std::time::Duration::from_secs(2), "{retry:?}");
+    // While the budget is spent, a seal of a number not held is refused alike: the refusal
+    // itself says nothing about the number.
+    let fresh = sealer
+        .locker
+        .seal(seal_request("dev", "E-2", &valid_number(700_002), &[W]))
+        .await
+        .expect_err("budget spent");
+    assert!(limited(&fresh).is_some(), "{fresh:?}");
+
+    // RequestCorrection as an oracle: one pending correction, then numbers probed.
+    let own = corrector
+        .locker
+        .seal(seal_request("dev", "E-3", &valid_number(700_003), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let correct = |number: String| {
+        let mut client = corrector.clone();
+        let handle = own.clone();
+        async move {
+            client
+                .locker
+                .request_correction(pb::CorrectionRequest {
+                    handle,
+                    number,
+                    reason: "番号の誤記".into(),
+                    asked_by: "本人".into(),
+                })
+                .await
+        }
+    };
+    correct(valid_number(700_004)).await.expect("a correction");
+    let mut codes = Vec::new();
+    for seed in 0..10u64 {
+        // Every other probe is a number the tenant holds.
+        let number = if seed % 2 == 0 {
+            held.clone()
+        } else {
+            valid_number(710_000 + seed)
+        };
+        let status = correct(number)
+            .await
+            .expect_err("one correction is pending");
+        codes.push(status.code());
+        if let Some((reason, _)) = limited(&status) {
+            assert_eq!(reason, "RATE_LIMITED");
+        }
+    }
+    // Held or not, the same answer, then the budget (5, the first correction included) ends it.
+    let refused = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert!(
+        codes[..4].iter().all(|c| *c == Code::FailedPrecondition),
+        "{codes:?}"
+    );
+    assert!(refused >= 5, "{codes:?}");
+    assert!(!codes.contains(&Code::AlreadyExists), "{codes:?}");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_passes_through_a_flooded_shared_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // A small failure budget, so the flood empties it at once.
+    let (daemon, mut admin, _approver) = start_from_config(
+        &data,
+        &config_daemon_text(
+            &data,
+            "[rate_limits]\nfailed_auth_per_second = 1.0\nfailed_auth_burst = 5\n",
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = tokio::task::JoinSet::new();
+    for worker in 0..2u8 {
+        // Junk from the same address (127.0.0.1) as the admin: wrong secrets for made-up ids.
+        let junk = format!("mnt_{:016x}_{}", worker, "ab".repeat(32));
+        let mut client = daemon.client(Some(junk.into())).await;
+        let stop = stop.clone();
+        flood.spawn(async move {
+            let mut codes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = client
+                    .admin
+                    .list_purposes(pb::ListPurposesRequest {})
+                    .await
+                    .expect_err("junk");
+                codes.push(status.code());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            codes
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut served = 0;
+    for _ in 0..30 {
+        if admin
+            .admin
+            .list_purposes(pb::ListPurposesRequest {})
+            .await
+            .is_ok()
+        {
+            served += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut junk_codes = Vec::new();
+    while let Some(codes) = flood.join_next().await {
+        junk_codes.extend(codes.expect("flood"));
+    }
+    assert!(
+        served >= 29,
+        "a valid token through a flooded address: {served} of 30"
+    );
+    // The flood was about 40 calls a second, and was locked out.
+    assert!(junk_codes.len() >= 30, "{}", junk_codes.len());
+    assert!(
+        junk_codes.contains(&Code::ResourceExhausted),
+        "{junk_codes:?}"
+    );
+    drop(daemon);
 }

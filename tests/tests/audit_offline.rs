@@ -3,6 +3,7 @@
 //! key rotation. Tampered copies of the export (an edited, deleted or swapped entry, a
 //! truncated tail, a forged checkpoint) are each refused, naming the first bad entry.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -146,12 +147,23 @@ async fn offline_verification_across_a_key_rotation_and_tampering() {
             .count(),
         2
     );
+    // An older export left world-readable is replaced, and tightened.
+    std::fs::write(&export, "old\n").expect("old export");
+    std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (ok, _, stderr) = cli(
         Some(&endpoint),
         Some(&auditor),
         &["audit", "export", "--out", export.to_str().expect("utf8")],
     );
     assert!(ok, "{stderr}");
+    for written in [&keys, &export] {
+        let mode = std::fs::metadata(written)
+            .expect("written")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{} is readable by others", written.display());
+    }
     let mut daemon = daemon;
     assert!(daemon.stop().success());
 

@@ -273,17 +273,19 @@ async fn issue(
     ttl: u64,
     fingerprint: &str,
 ) -> pb::IssueTokenResponse {
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
+    use secrecy::ExposeSecret;
+    let (mut issued, token) = vault_tests::rpc::split_token(
+        admin,
+        approver,
+        pb::IssueTokenRequest {
             operator_id: operator.into(),
             ttl_seconds: ttl,
             cert_fingerprint: fingerprint.into(),
-        })
-        .await
-        .expect("issue token")
-        .into_inner();
-    approve(approver, issued.pending_request.clone()).await;
+        },
+    )
+    .await;
+    // The shares combined: what the operator's holder uses.
+    issued.token = token.expose_secret().to_owned();
     issued
 }
 

@@ -51,6 +51,53 @@ fn sevenzip(args: &[&str]) -> std::process::Output {
 
 /// SHA-256 of a file as the audit entry shows it: hex in groups of eight (no run of twelve
 /// digits ever reads as a number).
+/// For every local and central header of a ZIP: its kind, its CRC-32 field and the vendor
+/// version of its AES extra field (0x9901). Panics if a header has no AES field.
+fn zip_aes_headers(bytes: &[u8]) -> Vec<(&'static str, u32, u16)> {
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let aes_version = |extra: &[u8]| {
+        let mut at = 0;
+        while at + 4 <= extra.len() {
+            let id = u16::from_le_bytes([extra[at], extra[at + 1]]);
+            let size = usize::from(u16::from_le_bytes([extra[at + 2], extra[at + 3]]));
+            if id == 0x9901 {
+                return u16::from_le_bytes([extra[at + 4], extra[at + 5]]);
+            }
+            at += 4 + size;
+        }
+        panic!("no AES extra field");
+    };
+    let mut found = Vec::new();
+    for at in 0..bytes.len().saturating_sub(46) {
+        match &bytes[at..at + 4] {
+            b"PK\x03\x04" => {
+                let name = usize::from(u16_at(at + 26));
+                let extra = usize::from(u16_at(at + 28));
+                let start = at + 30 + name;
+                found.push((
+                    "local",
+                    u32_at(at + 14),
+                    aes_version(&bytes[start..start + extra]),
+                ));
+            }
+            b"PK\x01\x02" => {
+                let name = usize::from(u16_at(at + 28));
+                let extra = usize::from(u16_at(at + 30));
+                let start = at + 46 + name;
+                found.push((
+                    "central",
+                    u32_at(at + 16),
+                    aes_version(&bytes[start..start + extra]),
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(found.len(), 2, "one entry: a local and a central header");
+    found
+}
+
 fn sha256_hex(path: &std::path::Path) -> String {
     let hex = hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
@@ -129,6 +176,13 @@ async fn numbers_leave_only_in_an_encrypted_zip_and_every_carry_out_is_recorded(
             !bytes.windows(12).any(|w| w == number.as_bytes()),
             "a number in clear in the ZIP"
         );
+    }
+
+    // WinZip AE-2: the AES extra field says vendor version 2, and no header holds the
+    // plaintext's CRC-32 (which would narrow a few numbers down without the password).
+    for (header, crc, version) in zip_aes_headers(&bytes) {
+        assert_eq!(version, 2, "{header} AES extra field: AE-{version}");
+        assert_eq!(crc, 0, "{header} carries the plaintext's CRC-32");
     }
 
     // 7-Zip: AES-256, opens with the password, not without it.

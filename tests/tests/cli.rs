@@ -74,6 +74,42 @@ async fn admin_and_operator_workflow() {
         let decided = cli.json(&admin2, &["approve", id]);
         assert_eq!(decided[0]["state"], "applied", "{decided:?}");
     };
+    // A token for another operator: share 1 went to the requester's file; the approval
+    // writes share 2 to the approver's; the holder combines them into `token`.
+    let approve_token = |held: &Value, share1: &std::path::Path, token: &std::path::Path| {
+        let id = held["pending_request"]["id"]
+            .as_str()
+            .expect("held for approval");
+        let share2 = share1.with_extension("share2");
+        let decided = cli.json(
+            &admin2,
+            &["approve", id, "--share-out", share2.to_str().expect("utf8")],
+        );
+        assert_eq!(decided[0]["state"], "applied", "{decided:?}");
+        assert!(
+            decided[0]["token_share"].is_null(),
+            "the share goes to the file only"
+        );
+        let combined = cli.json(
+            &admin2,
+            &[
+                "token",
+                "combine",
+                share1.to_str().expect("utf8"),
+                share2.to_str().expect("utf8"),
+                "--out",
+                token.to_str().expect("utf8"),
+            ],
+        );
+        assert!(combined[0]["token"].is_null(), "{combined:?}");
+        for written in [share1, &share2, token] {
+            let mode = std::fs::metadata(written)
+                .expect("written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", written.display());
+        }
+    };
 
     cli.ok(
         &admin,
@@ -155,6 +191,7 @@ async fn admin_and_operator_workflow() {
     );
 
     let token_file = dir.path().join("payroll.token");
+    let share_file = dir.path().join("payroll.share1");
     let issued = cli.json(
         &admin,
         &[
@@ -164,14 +201,17 @@ async fn admin_and_operator_workflow() {
             "--ttl",
             "3600",
             "--out",
-            token_file.to_str().expect("utf8"),
+            share_file.to_str().expect("utf8"),
         ],
     );
     assert!(
-        issued[0]["token"].is_null(),
-        "the secret goes to the file only"
+        issued[0]["token_share"].is_null() && issued[0]["token"].is_null(),
+        "the share goes to the file only: {issued:?}"
     );
-    approve(&issued[0]);
+    // One share is no token.
+    let (ok, _, stderr) = cli.run(&share_file, &["whoami"], "");
+    assert!(!ok && stderr.contains("UNAUTHENTICATED"), "{stderr}");
+    approve_token(&issued[0], &share_file, &token_file);
     assert_eq!(
         std::fs::metadata(&token_file)
             .expect("token file")
@@ -289,7 +329,8 @@ async fn admin_and_operator_workflow() {
         )[0],
     );
     let mgr_token = dir.path().join("acme-mgr.token");
-    approve(
+    let mgr_share = dir.path().join("acme-mgr.share1");
+    approve_token(
         &cli.json(
             &admin,
             &[
@@ -297,9 +338,11 @@ async fn admin_and_operator_workflow() {
                 "issue",
                 "acme-mgr",
                 "--out",
-                mgr_token.to_str().expect("utf8"),
+                mgr_share.to_str().expect("utf8"),
             ],
         )[0],
+        &mgr_share,
+        &mgr_token,
     );
     let disposed = cli.json(
         &mgr_token,

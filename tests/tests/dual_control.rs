@@ -9,7 +9,7 @@
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, export_audit, seal_request};
+use vault_tests::rpc::{approve, export_audit, seal_request, split_token};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -50,6 +50,21 @@ async fn issue(admin: &mut Client, operator: &str) -> pb::IssueTokenResponse {
         .await
         .expect("issue token")
         .into_inner()
+}
+
+fn token_for(operator: &str) -> pb::IssueTokenRequest {
+    pb::IssueTokenRequest {
+        operator_id: operator.into(),
+        ttl_seconds: 3600,
+        cert_fingerprint: String::new(),
+    }
+}
+
+/// A share passed off as a token: `mns_<id>_<n>_<secret>` as `mnt_<id>_<secret>`.
+fn dressed_as_token(share: &str) -> secrecy::SecretString {
+    let mut parts = share.trim_start_matches("mns_").split('_');
+    let (id, _, secret) = (parts.next(), parts.next(), parts.next());
+    format!("mnt_{}_{}", id.expect("id"), secret.expect("secret")).into()
 }
 
 async fn approve_id(approver: &mut Client, id: &str) -> Result<pb::ChangeRequest, tonic::Status> {
@@ -108,20 +123,25 @@ async fn no_single_admin_obtains_an_unseal_token() {
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("another admin"), "{status:?}");
 
-    // Path 2: a second token for an existing handler. The secret is handed out, but the
-    // token is refused until another admin approves.
+    // Path 2: a second token for an existing handler. The requester gets only share 1; it
+    // is no token, before the approval or after.
     let second = issue(&mut a, "dev-handler").await;
+    assert!(second.token.is_empty(), "no whole token for the requester");
     let held = second.pending_request.clone().expect("held for approval");
     assert_eq!(held.kind, "issue_token");
+    let share_secret = second.token_share.rsplit('_').next().expect("secret");
     assert!(
-        !held.summary.contains(&second.token),
+        !held.summary.contains(share_secret),
         "no secret in a request"
     );
-    let mut stolen = daemon.client(Some(second.token.clone().into())).await;
-    let status = unseal(&mut stolen, &handle)
-        .await
-        .expect_err("not approved");
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let mut stolen = daemon.client(Some(second.token_share.clone().into())).await;
+    let mut dressed = daemon
+        .client(Some(dressed_as_token(&second.token_share)))
+        .await;
+    for attempt in [&mut stolen, &mut dressed] {
+        let status = unseal(attempt, &handle).await.expect_err("not a token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
 
     // Path 3: a disabled handler re-enabled. Disabling is immediate; enabling is held.
     a.admin
@@ -148,9 +168,8 @@ async fn no_single_admin_obtains_an_unseal_token() {
         Some(create(&mut a, "plain", pb::Role::Handler).await),
     )
     .await;
-    let plain_token = issue(&mut a, "plain").await;
-    approve(&mut b, plain_token.pending_request.clone()).await;
-    let mut plain = daemon.client(Some(plain_token.token.into())).await;
+    let (_, plain_token) = split_token(&mut a, &mut b, token_for("plain")).await;
+    let mut plain = daemon.client(Some(plain_token)).await;
     let granted = a
         .admin
         .grant_purposes(pb::GrantRequest {
@@ -169,9 +188,8 @@ async fn no_single_admin_obtains_an_unseal_token() {
     // the other admin lets it in, it still cannot approve what was asked before it existed.
     let puppet = create(&mut a, "puppet", pb::Role::Admin).await;
     approve(&mut b, Some(puppet)).await;
-    let puppet_token = issue(&mut a, "puppet").await;
-    approve(&mut b, puppet_token.pending_request.clone()).await;
-    let mut puppet = daemon.client(Some(puppet_token.token.into())).await;
+    let (_, puppet_token) = split_token(&mut a, &mut b, token_for("puppet")).await;
+    let mut puppet = daemon.client(Some(puppet_token)).await;
     for id in [
         &held.id,
         &enabled.pending_request.as_ref().expect("held").id,
@@ -221,18 +239,30 @@ async fn no_single_admin_obtains_an_unseal_token() {
     for kind in ["issue_token", "enable_operator", "grant"] {
         assert!(pending.contains(&kind), "{kind} in {pending:?}");
     }
-    assert!(!format!("{listed:?}").contains(&second.token));
+    assert!(!format!("{listed:?}").contains(share_secret));
 
     // A token for a disabled operator is not applied: enable it first.
     let status = approve_id(&mut b, &held.id).await.expect_err("disabled");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    // Once the other admin approves, each change works, and each approval counts once.
+    // Once the other admin approves, each change works, and each approval counts once. The
+    // approver receives share 2; only the two shares combined are the token.
     approve(&mut b, enabled.pending_request).await;
-    approve(&mut b, Some(held.clone())).await;
+    let applied = approve(&mut b, Some(held.clone())).await;
+    assert!(applied.token_share.starts_with("mns_"), "{applied:?}");
     let status = approve_id(&mut b, &held.id).await.expect_err("applied");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    for attempt in [&mut stolen, &mut dressed] {
+        let status = unseal(attempt, &handle).await.expect_err("one share");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let combined = vault_client::combine_token_shares(
+        &second.token_share.clone().into(),
+        &applied.token_share.clone().into(),
+    )
+    .expect("combine");
+    let mut holder = daemon.client(Some(combined)).await;
     assert_eq!(
-        unseal(&mut stolen, &handle).await.expect("approved"),
+        unseal(&mut holder, &handle).await.expect("approved"),
         number
     );
     assert_eq!(
@@ -245,7 +275,8 @@ async fn no_single_admin_obtains_an_unseal_token() {
     // Every step is in the audit log, naming requester and approver, never a token.
     let entries = export_audit(&mut auditor).await;
     let text = format!("{entries:?}");
-    assert!(!text.contains(&second.token));
+    assert!(!text.contains(share_secret));
+    assert!(!text.contains(applied.token_share.rsplit('_').next().expect("secret")));
     let approvals: Vec<&pb::AuditEntry> = entries
         .iter()
         .filter(|e| e.action == "CHANGE_APPROVE")
@@ -314,9 +345,8 @@ async fn a_larger_quorum_needs_that_many_older_admins() {
         Some(create(&mut a, "admin-c", pb::Role::Admin).await),
     )
     .await;
-    let c_token = issue(&mut a, "admin-c").await;
-    approve(&mut b, c_token.pending_request.clone()).await;
-    let mut c = daemon.client(Some(c_token.token.into())).await;
+    let (_, c_token) = split_token(&mut a, &mut b, token_for("admin-c")).await;
+    let mut c = daemon.client(Some(c_token)).await;
     approve(&mut b, Some(quorum)).await;
 
     // Now one approval is not enough; a second admin's completes it.
@@ -372,14 +402,20 @@ async fn a_larger_quorum_needs_that_many_older_admins() {
     approve_id(&mut b, &late.id).await.expect("first");
     approve(&mut c, Some(late)).await;
     let late_token = issue(&mut a, "admin-late").await;
-    approve_id(
+    let first = approve_id(
         &mut b,
         &late_token.pending_request.as_ref().expect("held").id,
     )
     .await
     .expect("first");
-    approve(&mut c, late_token.pending_request.clone()).await;
-    let mut late = daemon.client(Some(late_token.token.into())).await;
+    assert!(first.token_share.is_empty(), "no share before the quorum");
+    let applied = approve(&mut c, late_token.pending_request.clone()).await;
+    let late_token = vault_client::combine_token_shares(
+        &late_token.token_share.into(),
+        &applied.token_share.into(),
+    )
+    .expect("combine");
+    let mut late = daemon.client(Some(late_token)).await;
     let approve_destruction = |id: String| pb::KeyDestructionIdRequest { id };
     let status = late
         .admin
@@ -538,4 +574,162 @@ async fn break_glass_mints_an_admin_token_on_the_host_and_is_audited() {
         .expect("verify")
         .into_inner();
     assert!(verify.ok, "{}", verify.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_leaves_too_few_admins_to_approve() {
+    use tonic_types::StatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut a = daemon.dev_client("dev-admin").await;
+    let mut b = daemon.dev_client("dev-admin2").await;
+    let disable = |id: &str| pb::DisableOperatorRequest {
+        operator_id: id.into(),
+    };
+
+    // Two admins, one approval needed: disabling either would leave no approver.
+    let status = a
+        .admin
+        .disable_operator(disable("dev-admin2"))
+        .await
+        .expect_err("the last approver");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        status
+            .get_error_details()
+            .error_info()
+            .expect("reason")
+            .reason,
+        "TOO_FEW_ADMINS"
+    );
+    assert!(status.message().contains("would leave 1"), "{status:?}");
+    // Nothing changed: the other admin still approves.
+    let request = create(&mut a, "h-after", pb::Role::Handler).await;
+    approve(&mut b, Some(request)).await;
+
+    // With a third admin, one may be disabled; then no more.
+    approve(
+        &mut b,
+        Some(create(&mut a, "admin-c", pb::Role::Admin).await),
+    )
+    .await;
+    a.admin
+        .disable_operator(disable("admin-c"))
+        .await
+        .expect("three admins leave two");
+    let status = b
+        .admin
+        .disable_operator(disable("dev-admin"))
+        .await
+        .expect_err("two admins are the least");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    // Handlers are disabled as before.
+    a.admin
+        .disable_operator(disable("h-after"))
+        .await
+        .expect("a handler");
+    drop(daemon);
+}
+
+/// The sock puppet: rogue admin A asks for a new admin and for its token; honest admin B
+/// approves both as routine. A must end with no working token for the puppet: A holds share 1,
+/// B received share 2, and only the puppet's holder, given both, has the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sock_puppet_admin_gives_its_requester_no_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut a = daemon.dev_client("dev-admin").await;
+    let mut b = daemon.dev_client("dev-admin2").await;
+
+    approve(&mut b, Some(create(&mut a, "ops3", pb::Role::Admin).await)).await;
+    let asked = a
+        .admin
+        .issue_token(pb::IssueTokenRequest {
+            operator_id: "ops3".into(),
+            ttl_seconds: 86_400,
+            cert_fingerprint: "ab".repeat(32),
+        })
+        .await
+        .expect("ask for the puppet's token")
+        .into_inner();
+    assert!(asked.token.is_empty(), "the requester gets no token");
+    assert!(asked.token_share.starts_with("mns_"), "{asked:?}");
+    // What B is asked to approve, in plain words.
+    let held = asked.pending_request.clone().expect("held");
+    for told in [
+        "operator ops3",
+        "(admin;",
+        "no purposes",
+        "JST",
+        "bound to the client certificate",
+        "dev-admin (the requester) holds share 1",
+        "receives share 2",
+    ] {
+        assert!(held.summary.contains(told), "{told:?} in {}", held.summary);
+    }
+    assert!(
+        !held.summary.contains("ms"),
+        "a date, not milliseconds: {}",
+        held.summary
+    );
+    let applied = approve(&mut b, Some(held)).await;
+    let second = applied.token_share.clone();
+    assert!(second.starts_with("mns_"), "{applied:?}");
+
+    // Everything A can try with what A holds is refused; so is B's share alone.
+    let mut attempts = vec![
+        secrecy::SecretString::from(asked.token_share.clone()),
+        dressed_as_token(&asked.token_share),
+        secrecy::SecretString::from(second.clone()),
+        dressed_as_token(&second),
+    ];
+    // Share 1 twice over, as if the other half could be guessed from it.
+    let own_secret = asked.token_share.rsplit('_').next().expect("secret");
+    attempts.push(format!("mnt_{}_{own_secret}{own_secret}", asked.token_id).into());
+    for token in attempts {
+        let mut client = daemon.client(Some(token)).await;
+        let status = client
+            .admin
+            .list_operators(pb::ListOperatorsRequest {})
+            .await
+            .expect_err("no working token from one share");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    // Two copies of one share do not combine either.
+    assert!(
+        vault_client::combine_token_shares(
+            &asked.token_share.clone().into(),
+            &asked.token_share.clone().into()
+        )
+        .is_err()
+    );
+    // The holder of both shares has the token (bound to a certificate this plaintext test
+    // connection does not present, so it names that instead of the secret).
+    let combined = vault_client::combine_token_shares(
+        &second.clone().into(),
+        &asked.token_share.clone().into(),
+    )
+    .expect("combine, in either order");
+    let mut puppet = daemon.client(Some(combined)).await;
+    let status = puppet
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect_err("certificate-bound");
+    assert!(status.message().contains("certificate"), "{status:?}");
+
+    // Without the binding, the combined token works — for its holder, not for A.
+    let (_, token) = split_token(&mut a, &mut b, token_for("ops3")).await;
+    let mut puppet = daemon.client(Some(token)).await;
+    puppet
+        .admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .expect("the combined token works");
+    // No share is ever written to the audit log.
+    let entries = export_audit(&mut a).await;
+    let text = format!("{entries:?}");
+    assert!(!text.contains(own_secret));
+    assert!(!text.contains(second.rsplit('_').next().expect("secret")));
+    drop(daemon);
 }

@@ -75,19 +75,27 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
         .expect_err("bad check digit");
     assert!(!status.message().contains(&numbers[6]));
     let mut admin = daemon.dev_client("dev-admin").await;
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let (issued, token) = vault_tests::rpc::split_token(
+        &mut admin,
+        &mut approver,
+        pb::IssueTokenRequest {
             operator_id: "dev-handler".into(),
             ttl_seconds: 60,
             cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("issue")
-        .into_inner();
-    let mut approver = daemon.dev_client("dev-admin2").await;
-    vault_tests::rpc::approve(&mut approver, issued.pending_request.clone()).await;
-    secrets.push(issued.token.clone());
+        },
+    )
+    .await;
+    secrets.push(secrecy::ExposeSecret::expose_secret(&token).to_owned());
+    // Neither share leaks either (their secret halves are what matter).
+    secrets.push(
+        issued
+            .token_share
+            .rsplit('_')
+            .next()
+            .expect("share secret")
+            .to_owned(),
+    );
     // A wrong token that looks right: refused, and not logged either.
     let forged = format!("mnt_{}_{}", issued.token_id, "5a".repeat(32));
     let mut forged_client = daemon.client(Some(forged.clone().into())).await;

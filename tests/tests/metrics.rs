@@ -305,3 +305,118 @@ async fn scrapes_under_load_parse_and_match_the_calls_the_records_and_the_rewrap
         .unwrap_or(0.0);
     assert!(audit_commits >= 1.0, "{last:#?}");
 }
+
+/// `curl` against the metrics endpoint: the HTTP status it got (0 when no HTTP answer came).
+fn curl_status(args: &[&str]) -> (u16, String) {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl (scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (code.trim().parse().unwrap_or(0), format!("{body}{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_tls_answer_only_the_bearer_of_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = vault_tests::pki::Pki::create(dir.path());
+    let data = dir.path().join("data");
+    let bearer = dir.path().join("metrics.token");
+    std::fs::write(&bearer, "scrape-me-0123456789abcdef\n").expect("token");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n[metrics]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nbearer_token_file = \"{}\"\n",
+        data.display(),
+        pki.server.0.display(),
+        pki.server.1.display(),
+        bearer.display()
+    );
+    let (daemon, _admin, _approver) =
+        vault_tests::rpc::start_from_config(&data, &text, DaemonOptions::default()).await;
+    let addr = daemon
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics listening on "))
+        .and_then(|rest| rest.strip_suffix(" (TLS)"))
+        .expect("the TLS metrics address is printed")
+        .to_owned();
+    let port = addr.rsplit_once(':').expect("port").1;
+    let url = format!("https://localhost:{port}/metrics");
+    let ca = pki.ca.to_str().expect("utf8");
+
+    let (code, body) = curl_status(&[
+        "--cacert",
+        ca,
+        "-H",
+        "Authorization: Bearer scrape-me-0123456789abcdef",
+        &url,
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("# TYPE locker_"), "{body}");
+    // Without the token, or with another: 401 and no metrics.
+    for header in [
+        "X-Nothing: 1",
+        "Authorization: Bearer scrape-me-0123456789abcdeX",
+    ] {
+        let (code, body) = curl_status(&["--cacert", ca, "-H", header, &url]);
+        assert_eq!(code, 401, "{header}: {body}");
+        assert!(!body.contains("locker_"), "{body}");
+    }
+    // Plain HTTP gets no metrics.
+    let (code, _) = curl_status(&[
+        "-H",
+        "Authorization: Bearer scrape-me-0123456789abcdef",
+        &format!("http://127.0.0.1:{port}/metrics"),
+    ]);
+    assert_ne!(code, 200);
+    // A client that opens a connection and never speaks TLS holds up no one.
+    let _stalled = std::net::TcpStream::connect(&addr).expect("connect");
+    let (code, _) = curl_status(&[
+        "--cacert",
+        ca,
+        "-H",
+        "Authorization: Bearer scrape-me-0123456789abcdef",
+        &url,
+    ]);
+    assert_eq!(code, 200);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_plaintext_to_the_network_need_public_and_are_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nallow_insecure = true\n[metrics]\nlisten = \"0.0.0.0:0\"\n",
+        data.display()
+    );
+    let config = dir.path().join("refused.toml");
+    std::fs::write(&config, &base).expect("config");
+    let refused = std::process::Command::new(vault_tests::binary_path("vault-daemon"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("metrics.listen is not a loopback address"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "a refused configuration creates nothing");
+
+    let (daemon, _admin, _approver) = vault_tests::rpc::start_from_config(
+        &data,
+        &format!("{base}public = true\n"),
+        DaemonOptions::default(),
+    )
+    .await;
+    let log = daemon.log();
+    assert!(
+        log.contains("WARN") && log.contains("metrics are served in plaintext to the network"),
+        "{log}"
+    );
+    drop(daemon);
+}

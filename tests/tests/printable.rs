@@ -9,6 +9,15 @@ use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::seal_request;
 
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("written")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
 fn pdftotext(path: &std::path::Path) -> String {
     let output = Command::new("pdftotext")
         .args(["-layout", "-enc", "UTF-8"])
@@ -84,6 +93,11 @@ async fn certificate_and_ledger_print_in_japanese() {
     assert!(ok, "{err}");
     assert!(out.contains("written"), "{out}");
     assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"));
+    assert_eq!(
+        file_mode(&pdf),
+        0o600,
+        "the certificate is readable by others"
+    );
     let text = pdftotext(&pdf);
     for expected in [
         "削除証明書",
@@ -141,6 +155,11 @@ async fn certificate_and_ledger_print_in_japanese() {
         "",
     );
     assert!(ok, "{err}");
+    assert_eq!(
+        file_mode(&ledger),
+        0o600,
+        "the ledger is readable by others"
+    );
     let text = pdftotext(&ledger);
     for expected in [
         "特定個人情報管理台帳",

@@ -153,3 +153,79 @@ print(sorted(codes.items()))
             .all(|e| e.action == "SEAL" || e.action == "REFUSAL_SUMMARY")
     );
 }
+
+/// A grpcio client whose deadline passes while the daemon works hears DEADLINE_EXCEEDED,
+/// never CANCELLED (tonic's own answer to an expired `grpc-timeout`), and nothing is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_client_deadline_is_answered_deadline_exceeded() {
+    let python = interpreter();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\nsim_fault_control_file = true\n",
+            data.display()
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    let token = tenant_with_operator(&mut admin, &mut approver, "t1", "h", pb::Role::Handler).await;
+    let mut handler = daemon.client(Some(token.clone())).await;
+    let handle = handler
+        .locker
+        .seal(vault_tests::rpc::seal_request(
+            "t1",
+            "E-1",
+            &vault_tests::numbers::valid_number(31),
+            &["STAFF_WITHHOLDING"],
+        ))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    // Every key operation now takes 5 ms: longer than the client waits.
+    std::fs::write(
+        data.join("hsm-sim").join(hsm_sim::FAULT_FILE_NAME),
+        "delay 5",
+    )
+    .expect("fault");
+    let script = r#"
+import sys, grpc
+addr, token, handle = sys.argv[1], sys.argv[2], sys.argv[3]
+channel = grpc.insecure_channel(addr)
+grpc.channel_ready_future(channel).result(timeout=10)
+unseal = channel.unary_unary("/mynumber.locker.v1.Locker/Unseal")
+metadata = [("authorization", "Bearer " + token)]
+def field(number, text):
+    data = text.encode()
+    return bytes([number << 3 | 2, len(data)]) + data
+request = field(1, handle) + field(2, "STAFF_WITHHOLDING")
+codes = {}
+for _ in range(200):
+    try:
+        unseal(request, metadata=metadata, timeout=0.001)
+        codes["OK"] = codes.get("OK", 0) + 1
+    except grpc.RpcError as e:
+        codes[e.code().name] = codes.get(e.code().name, 0) + 1
+print(sorted(codes.items()))
+"#;
+    let output = Command::new(&python)
+        .args(["-c", script])
+        .arg(daemon.addr.to_string())
+        .arg(secrecy::ExposeSecret::expose_secret(&token))
+        .arg(&handle)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "[('DEADLINE_EXCEEDED', 200)]",
+        "a 1 ms deadline, 200 times"
+    );
+}

@@ -249,18 +249,16 @@ async fn restart_keeps_records_operators_tokens_and_chain() {
         .expect("grant")
         .into_inner();
     approve(&mut approver, granted.pending_request).await;
-    let issued = admin
-        .admin
-        .issue_token(pb::IssueTokenRequest {
+    let (_, token) = vault_tests::rpc::split_token(
+        &mut admin,
+        &mut approver,
+        pb::IssueTokenRequest {
             operator_id: "payroll".into(),
             ttl_seconds: 3600,
             cert_fingerprint: String::new(),
-        })
-        .await
-        .expect("issue")
-        .into_inner();
-    approve(&mut approver, issued.pending_request).await;
-    let token = secrecy::SecretString::from(issued.token);
+        },
+    )
+    .await;
     let mut payroll = daemon.client(Some(token.clone())).await;
     let handles: Vec<String> = {
         let mut handles = Vec::new();

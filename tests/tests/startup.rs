@@ -94,6 +94,12 @@ fn bad_configurations_are_refused_with_specific_messages() {
             &format!("{data}[backend]\nallow_insecure = true\n[server]\nmax_connections = 0\n"),
             "server.max_connections must be between 1 and 100000",
         ),
+        (
+            &format!(
+                "{data}backend = \"postgres\"\nurl = \"postgresql://locker@192.0.2.10:5432/locker\"\n[backend]\nallow_insecure = true\n"
+            ),
+            "store.url reaches 192.0.2.10 over the network but store.tls_ca is not set",
+        ),
     ];
     for (text, expected) in cases {
         let (code, stderr) = run_with_config(text);

@@ -206,6 +206,10 @@ pub enum Command {
     Approve {
         /// Request id (16 hex digits, from `requests list`).
         id: String,
+        /// When this approval applies a token for another operator, write its second share to
+        /// this new file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        share_out: Option<std::path::PathBuf>,
     },
     /// Deny a change request (or withdraw your own).
     Deny {
@@ -225,8 +229,14 @@ pub enum Command {
     },
 }
 
-/// Runs the commands that need no daemon (offline verification); `None` for every other.
+/// Runs the commands that need no daemon (offline verification, combining token shares);
+/// `None` for every other.
 pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
+    if let Command::Token(TokenCommand::Combine { first, second, out }) = command {
+        return Some(
+            tokens::combine(first, second, out.as_deref(), format).map_err(|e| e.to_string()),
+        );
+    }
     audit::offline(command, format)
 }
 
@@ -282,7 +292,9 @@ pub async fn execute(
         Command::Backup { out } => audit::backup(client, out, format).await,
         Command::Keys(c) => keys::run(client, c, format).await,
         Command::Requests(c) => requests::run(client, c, format).await,
-        Command::Approve { id } => requests::approve(client, id, format).await,
+        Command::Approve { id, share_out } => {
+            requests::approve(client, id, share_out.as_deref(), format).await
+        }
         Command::Deny { id, reason } => requests::deny(client, id, reason, format).await,
         Command::Bench(_) | Command::Completion { .. } => Err(ClientError::Usage(
             "runs from main, without a daemon".into(),

@@ -223,6 +223,75 @@ pub fn read_token_file(path: &Path) -> Result<SecretString, ClientError> {
     Ok(SecretString::from(text.trim().to_owned()))
 }
 
+/// Combines the two shares of a token issued for another operator (`mns_<id>_1_…` from the
+/// requesting admin, `mns_<id>_2_…` from the approving one, in either order) into the token.
+/// Refuses shares of different tokens, two copies of one share, and anything else.
+pub fn combine_token_shares(
+    a: &SecretString,
+    b: &SecretString,
+) -> Result<SecretString, ClientError> {
+    use secrecy::ExposeSecret;
+    let parse =
+        |share: &SecretString| -> Result<(String, u8, zeroize::Zeroizing<String>), ClientError> {
+            let bad = || {
+                ClientError::Usage(
+                "a token share has the form mns_<16 hex>_<1 or 2>_<64 hex>, as printed when the token was requested and when its request was approved".into(),
+            )
+            };
+            let rest = share
+                .expose_secret()
+                .trim()
+                .strip_prefix("mns_")
+                .ok_or_else(bad)?;
+            let mut parts = rest.split('_');
+            let (Some(id), Some(number), Some(secret), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            let hex = |s: &str, len: usize| {
+                s.len() == len
+                    && s.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            };
+            let number = match number {
+                "1" => 1,
+                "2" => 2,
+                _ => return Err(bad()),
+            };
+            if !hex(id, 16) || !hex(secret, 64) {
+                return Err(bad());
+            }
+            Ok((
+                id.to_owned(),
+                number,
+                zeroize::Zeroizing::new(secret.to_owned()),
+            ))
+        };
+    let (first, second) = (parse(a)?, parse(b)?);
+    if first.0 != second.0 {
+        return Err(ClientError::Usage(format!(
+            "the shares belong to two tokens ({} and {}): combine share 1 and share 2 of one token",
+            first.0, second.0
+        )));
+    }
+    let (one, two) = match (first.1, second.1) {
+        (1, 2) => (first, second),
+        (2, 1) => (second, first),
+        _ => {
+            return Err(ClientError::Usage(
+                "both shares are the same half: combine share 1 (from the requesting admin) with share 2 (from the approving admin)".into(),
+            ));
+        }
+    };
+    Ok(SecretString::from(format!(
+        "mnt_{}_{}{}",
+        one.0,
+        one.2.as_str(),
+        two.2.as_str()
+    )))
+}
+
 /// Lowercase hex SHA-256 of the first certificate (DER) in a PEM file: the fingerprint a token
 /// can be bound to.
 pub fn certificate_fingerprint(pem_path: &Path) -> Result<String, ClientError> {

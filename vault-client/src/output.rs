@@ -365,39 +365,67 @@ pub fn change_requests(format: Format, requests: &[pb::ChangeRequest], quorum: O
     }
 }
 
-/// Newly issued token: to a 0600 file when asked, else to standard output.
+/// Opens `path` for writing, readable by its owner only (0600) — also when it existed before
+/// (`replace`: truncated and its mode tightened; else an existing file is an error). Every file
+/// the CLI writes holds what only its user should read: numbers, handles, subject references,
+/// office details, audit evidence.
+pub fn private_file(path: &Path, replace: bool) -> Result<std::fs::File, ClientError> {
+    use std::os::unix::fs::PermissionsExt;
+    let write_error = |source| ClientError::WriteFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let file = options.open(path).map_err(write_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(write_error)?;
+    Ok(file)
+}
+
+/// Writes a secret line to a new 0600 file.
+fn write_secret_file(path: &Path, secret: &str) -> Result<(), ClientError> {
+    let mut file = private_file(path, false)?;
+    file.write_all(format!("{secret}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| ClientError::WriteFile {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Newly issued token (or, for another operator, its first share): to a 0600 file when
+/// asked, else to standard output.
 pub fn issued_token(
     format: Format,
     response: pb::IssueTokenResponse,
     out: Option<&Path>,
 ) -> Result<(), ClientError> {
-    let secret = zeroize::Zeroizing::new(response.token);
+    let is_share = !response.token_share.is_empty();
+    let secret = zeroize::Zeroizing::new(if is_share {
+        response.token_share
+    } else {
+        response.token
+    });
     if let Some(path) = out {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .and_then(|mut f| {
-                f.write_all(format!("{}\n", secret.as_str()).as_bytes())
-                    .map(|()| f)
-            })
-            .map_err(|source| ClientError::WriteFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let _ = file.flush();
+        write_secret_file(path, secret.as_str())?;
     }
     let shown = if out.is_some() {
         None
     } else {
         Some(secret.as_str())
     };
+    let label = if is_share { "token_share" } else { "token" };
     match format {
         Format::Json => print_json(&json!({
             "token_id": response.token_id,
-            "token": shown,
-            "token_file": out.map(|p| p.display().to_string()),
+            label: shown,
+            format!("{label}_file"): out.map(|p| p.display().to_string()),
             "expires_at": time(response.expires_at_unix),
             "pending_request": response.pending_request.as_ref().map(change_request_json),
         })),
@@ -408,9 +436,78 @@ pub fn issued_token(
                 held_line(request);
             }
             match (shown, out) {
-                (Some(token), _) => println!("token      {token}"),
-                (None, Some(path)) => println!("token_file {}", path.display()),
+                (Some(secret), _) => println!("{label:<10} {secret}"),
+                (None, Some(path)) => println!("{label}_file {}", path.display()),
                 (None, None) => {}
+            }
+            if is_share {
+                println!(
+                    "this is share 1 of 2: the admin whose approval applies the request receives share 2; hand each to the operator's holder separately, who combines them: vault-client token combine SHARE1_FILE SHARE2_FILE"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A token combined from its shares: to a 0600 file when asked, else to standard output.
+pub fn combined_token(
+    format: Format,
+    token: &secrecy::SecretString,
+    out: Option<&Path>,
+) -> Result<(), ClientError> {
+    use secrecy::ExposeSecret;
+    if let Some(path) = out {
+        write_secret_file(path, token.expose_secret())?;
+    }
+    match (format, out) {
+        (Format::Json, Some(path)) => {
+            print_json(&json!({"token_file": path.display().to_string()}));
+        }
+        (Format::Json, None) => print_json(&json!({"token": token.expose_secret()})),
+        (Format::Text, Some(path)) => println!("token_file {}", path.display()),
+        (Format::Text, None) => println!("{}", token.expose_secret()),
+    }
+    Ok(())
+}
+
+/// The answer to an approval; when it applied a token for another operator, the token's
+/// second share (to a 0600 file when asked, else to standard output).
+pub fn approved(
+    format: Format,
+    mut request: pb::ChangeRequest,
+    share_out: Option<&Path>,
+) -> Result<(), ClientError> {
+    let share = zeroize::Zeroizing::new(std::mem::take(&mut request.token_share));
+    if let (false, Some(path)) = (share.is_empty(), share_out) {
+        write_secret_file(path, share.as_str())?;
+    }
+    let shown = (!share.is_empty() && share_out.is_none()).then_some(share.as_str());
+    match format {
+        Format::Json => {
+            let mut value = change_request_json(&request);
+            if !share.is_empty() {
+                value["token_share"] = json!(shown);
+                value["token_share_file"] = json!(share_out.map(|p| p.display().to_string()));
+            }
+            print_json(&value);
+        }
+        Format::Text => {
+            change_requests(format, std::slice::from_ref(&request), None);
+            if !share.is_empty() {
+                match shown {
+                    Some(secret) => println!("token_share {secret}"),
+                    None => println!(
+                        "token_share_file {}",
+                        share_out
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                }
+                println!(
+                    "this is share 2 of 2 of the token for operator {}: hand it to the operator's holder; {} holds share 1; only both combined work (vault-client token combine)",
+                    request.operator_id, request.requested_by
+                );
             }
         }
     }
@@ -519,18 +616,7 @@ pub async fn audit_export(
     out: Option<&Path>,
 ) -> Result<Box<dyn Write>, ClientError> {
     let mut sink: Box<dyn Write> = match out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|source| ClientError::WriteFile {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-        )),
+        Some(path) => Box::new(std::io::BufWriter::new(private_file(path, true)?)),
         None => Box::new(std::io::stdout().lock()),
     };
     let write_error = |source| ClientError::WriteFile {
@@ -620,10 +706,12 @@ pub fn public_keys(
             .collect(),
     };
     match out {
-        Some(path) => std::fs::write(path, text).map_err(|source| ClientError::WriteFile {
-            path: path.display().to_string(),
-            source,
-        }),
+        Some(path) => private_file(path, true)?
+            .write_all(text.as_bytes())
+            .map_err(|source| ClientError::WriteFile {
+                path: path.display().to_string(),
+                source,
+            }),
         None => {
             print!("{text}");
             Ok(())

@@ -86,12 +86,22 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Address to serve metrics on (plain HTTP: bind it to loopback or a monitoring network);
-    /// none by default.
+    /// Address to serve metrics on; none by default. Off loopback it needs `tls_cert` and
+    /// `tls_key`, or `public = true`.
     pub listen: Option<SocketAddr>,
     /// How often records are counted by state for `locker_records` (a scan of the records
     /// table), in seconds; rewrap progress is read every 5 s.
     pub records_refresh_secs: u64,
+    /// Certificate chain (PEM) to serve metrics over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// A file holding a token (16 characters or more) a scraper must send as
+    /// `Authorization: Bearer …`; others get 401.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Serve plain HTTP off loopback knowingly: metrics show tenants, refusal reasons and
+    /// which alert rules fired. Warned about at every start.
+    pub public: bool,
 }
 
 impl Default for MetricsConfig {
@@ -99,7 +109,30 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: None,
             records_refresh_secs: 60,
+            tls_cert: None,
+            tls_key: None,
+            bearer_token_file: None,
+            public: false,
         }
+    }
+}
+
+impl MetricsConfig {
+    /// Whether metrics are served in plaintext to more than this machine (`public = true`).
+    pub fn plaintext_off_loopback(&self) -> bool {
+        self.tls_cert.is_none() && self.listen.is_some_and(|addr| !addr.ip().is_loopback())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("metrics.tls_cert and metrics.tls_key go together".into());
+        }
+        if self.plaintext_off_loopback() && !self.public {
+            return Err(
+                "metrics.listen is not a loopback address and metrics.tls_cert is not set: metrics show tenants, refusal reasons and which alert rules fired; serve them over TLS (metrics.tls_cert, metrics.tls_key, optionally metrics.bearer_token_file), or set metrics.public = true knowingly".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -804,6 +837,17 @@ impl Config {
                 "server.listen is not a loopback address and [tls] is not configured: plaintext is only allowed on loopback",
             );
         }
+        if self.store.backend == StoreBackend::Postgres && self.store.tls_ca.is_none() {
+            let url = self.store.url.as_deref().unwrap_or_default();
+            let remote = crate::store::postgres::hosts_off_this_machine(url)
+                .map_err(ConfigError::Invalid)?;
+            if !remote.is_empty() {
+                return invalid(&format!(
+                    "store.url reaches {} over the network but store.tls_ca is not set: without TLS a man in the middle is the DBA of the store; set store.tls_ca (plaintext is only allowed to loopback or a Unix socket)",
+                    remote.join(", ")
+                ));
+            }
+        }
         if let Some(tls) = &self.tls
             && tls.require_client_cert
             && tls.client_ca.is_none()
@@ -929,6 +973,9 @@ impl Config {
         }
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
             return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        if let Err(message) = self.metrics.check() {
+            return invalid(&message);
         }
         if !(1..=86_400).contains(&self.metrics.records_refresh_secs) {
             return invalid("metrics.records_refresh_secs must be between 1 and 86400");
@@ -1088,22 +1135,46 @@ mod tests {
         };
         refused("", sim, "needs store.url");
         refused(
-            "url = \"postgresql://h/db\"\nlock_timeout_ms = 5000\n",
+            "url = \"postgresql://localhost/db\"\nlock_timeout_ms = 5000\n",
             sim,
             "below audit.commit_timeout_ms",
         );
         refused(
-            "url = \"postgresql://h/db\"\npool_size = 0\n",
+            "url = \"postgresql://localhost/db\"\npool_size = 0\n",
             sim,
             "pool_size",
         );
         // A TPM's keys stay on its machine: no shared store.
         refused(
-            "url = \"postgresql://h/db\"\n",
+            "url = \"postgresql://localhost/db\"\n",
             "[backend]\nkind = \"tpm\"\n[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\nauth_file = \"/a\"\n",
             "never leave its machine",
         );
-        let config = check("url = \"postgresql://h1,h2/db\"\n", sim).expect("valid");
+        // Plaintext only to this machine: a host over the network needs TLS.
+        for remote in [
+            "postgresql://192.0.2.10:5432/locker",
+            "postgresql://localhost,db2.example/locker",
+            "host=db.example dbname=locker",
+            "postgresql://localhost/locker?hostaddr=192.0.2.10",
+        ] {
+            refused(
+                &format!("url = \"{remote}\"\n"),
+                sim,
+                "store.tls_ca is not set",
+            );
+        }
+        for local in [
+            "postgresql://127.0.0.1:5432/locker",
+            "postgresql://[::1]/locker",
+            "host=/run/postgresql dbname=locker",
+        ] {
+            check(&format!("url = \"{local}\"\n"), sim).expect(local);
+        }
+        let config = check(
+            "url = \"postgresql://h1,h2/db\"\ntls_ca = \"/etc/locker/db-ca.pem\"\n",
+            sim,
+        )
+        .expect("valid");
         assert!(matches!(
             config.store_location(),
             Ok(crate::trust::StoreLocation::Postgres(options)) if options.pool_size == 16

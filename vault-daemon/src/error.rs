@@ -144,6 +144,8 @@ pub enum Reason {
     CertificateMismatch,
     /// The token's operator is disabled.
     OperatorDisabled,
+    /// Disabling this admin would leave too few admins to approve changes.
+    TooFewAdmins,
 }
 
 impl Reason {
@@ -170,6 +172,7 @@ impl Reason {
             Reason::TokenRevoked => "TOKEN_REVOKED",
             Reason::CertificateMismatch => "CERTIFICATE_MISMATCH",
             Reason::OperatorDisabled => "OPERATOR_DISABLED",
+            Reason::TooFewAdmins => "TOO_FEW_ADMINS",
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod hardening;
 pub mod keys;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -336,10 +336,15 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener) {
+/// Serves `GET /metrics` on `listener` until the task is aborted; with `bearer`, only to
+/// requests that present it.
+pub async fn serve<L>(listener: L, bearer: Option<zeroize::Zeroizing<String>>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     use axum::routing::get;
-    let router = axum::Router::new().route(
+    let mut router = axum::Router::new().route(
         "/metrics",
         get(|| async {
             (
@@ -351,6 +356,12 @@ pub async fn serve(listener: tokio::net::TcpListener) {
             )
         }),
     );
+    if let Some(token) = bearer {
+        let token = std::sync::Arc::new(token);
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            crate::metrics_listener::require_bearer(std::sync::Arc::clone(&token), request, next)
+        }));
+    }
     if let Err(error) = axum::serve(listener, router).await {
         tracing::error!(%error, "metrics listener stopped");
     }

@@ -579,10 +579,38 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             let local = listener
                 .local_addr()
                 .map_err(io_context("read the metrics address"))?;
-            tracing::info!(%local, "metrics listening");
-            let _ = writeln!(stdout, "metrics listening on {local}");
+            let bearer = match &config.metrics.bearer_token_file {
+                Some(path) => Some(crate::metrics_listener::read_bearer_token(path).map_err(
+                    |e| DaemonError::Config(crate::config::ConfigError::Invalid(e.to_string())),
+                )?),
+                None => None,
+            };
+            let serve = match (&config.metrics.tls_cert, &config.metrics.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let acceptor =
+                        crate::metrics_listener::tls_acceptor(cert, key).map_err(|e| {
+                            DaemonError::Config(crate::config::ConfigError::Invalid(e.to_string()))
+                        })?;
+                    let listener = crate::metrics_listener::TlsListener::new(listener, acceptor)
+                        .map_err(io_context("read the metrics address"))?;
+                    tracing::info!(%local, "metrics listening (TLS)");
+                    let _ = writeln!(stdout, "metrics listening on {local} (TLS)");
+                    tokio::spawn(crate::metrics::serve(listener, bearer))
+                }
+                _ => {
+                    if config.metrics.plaintext_off_loopback() {
+                        tracing::warn!(
+                            %local,
+                            "metrics are served in plaintext to the network (metrics.public = true): anyone who reaches {local} sees tenants, refusal reasons and which alert rules fired"
+                        );
+                    }
+                    tracing::info!(%local, "metrics listening");
+                    let _ = writeln!(stdout, "metrics listening on {local}");
+                    tokio::spawn(crate::metrics::serve(listener, bearer))
+                }
+            };
             Some((
-                tokio::spawn(crate::metrics::serve(listener)),
+                serve,
                 tokio::spawn(refresh_store_figures(
                     Arc::clone(&locker),
                     config.metrics.records_refresh_secs,

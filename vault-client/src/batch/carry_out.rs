@@ -115,7 +115,7 @@ pub enum Sink {
     /// A plaintext file.
     Plain(BufWriter<File>, PathBuf),
     /// The encrypted entry of a ZIP being written.
-    Zip(Box<zip::ZipWriter<File>>, PathBuf),
+    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<File>>>, PathBuf),
 }
 
 impl Sink {
@@ -128,7 +128,11 @@ impl Sink {
                 path.clone(),
             )),
             Destination::Zip { path, password } => {
-                let mut zip = zip::ZipWriter::new(create_private(path)?);
+                // Written as a stream (sizes in a data descriptor) because then the zip crate
+                // keeps the entry AE-2: no CRC-32 of the plaintext, which for a file of a few
+                // numbers would narrow them down without the password. A seekable writer
+                // switches entries of 20 bytes or more to AE-1, which stores the CRC.
+                let mut zip = zip::ZipWriter::new_stream(create_private(path)?);
                 let options = zip::write::FileOptions::<()>::default()
                     .compression_method(zip::CompressionMethod::Deflated)
                     .unix_permissions(0o600)
@@ -154,7 +158,7 @@ impl Sink {
                 (path, pb::CarryOutFormat::Plaintext)
             }
             Sink::Zip(zip, path) => {
-                let file = zip.finish().map_err(|e| io_error(&path, e))?;
+                let file = zip.finish().map_err(|e| io_error(&path, e))?.into_inner();
                 file.sync_all().map_err(|e| io_error(&path, e))?;
                 (path, pb::CarryOutFormat::ZipAes256)
             }

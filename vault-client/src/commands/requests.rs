@@ -52,15 +52,20 @@ pub async fn run(
     Ok(())
 }
 
-/// `approve ID`: another admin's change request applied.
-pub async fn approve(client: &mut Client, id: String, format: Format) -> Result<(), ClientError> {
+/// `approve ID`: another admin's change request applied; a token's second share, when this
+/// approval applied one, shown once or written to `share_out`.
+pub async fn approve(
+    client: &mut Client,
+    id: String,
+    share_out: Option<&std::path::Path>,
+    format: Format,
+) -> Result<(), ClientError> {
     let request = client
         .admin
         .approve_change_request(pb::ChangeRequestIdRequest { id })
         .await?
         .into_inner();
-    output::change_requests(format, &[request], None);
-    Ok(())
+    output::approved(format, request, share_out)
 }
 
 /// `deny ID --reason`: a change request refused (or one's own withdrawn).

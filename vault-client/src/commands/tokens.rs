@@ -1,5 +1,5 @@
-//! Tokens: issue (held for approval when for another operator), revoke, list. Definitions
-//! and the calls; printing is in `output`.
+//! Tokens: issue (held for approval, in two shares, when for another operator), combine the
+//! shares, revoke, list. Definitions and the calls; printing is in `output`.
 
 use std::path::PathBuf;
 
@@ -12,8 +12,9 @@ use crate::output::{self, Format};
 /// Token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token; the secret is shown once. A token for another operator works only once
-    /// another admin approves its request.
+    /// Issue a token; the secret is shown once. A token for another operator comes in two
+    /// shares: you get share 1 now, the admin whose approval applies the request gets share 2,
+    /// and only both combined (`token combine`) work — no single admin holds it.
     Issue {
         /// Operator id.
         operator: String,
@@ -27,6 +28,19 @@ pub enum TokenCommand {
         #[arg(long, value_name = "PEM")]
         cert_file: Option<PathBuf>,
         /// Write the token to this file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Combine the two shares of a token issued for another operator into the token (for
+    /// the operator who will use it). Shares are read from files, never the command line.
+    Combine {
+        /// File holding one share (`mns_<id>_1_…` or `mns_<id>_2_…`).
+        #[arg(value_name = "SHARE_FILE")]
+        first: PathBuf,
+        /// File holding the other share.
+        #[arg(value_name = "SHARE_FILE")]
+        second: PathBuf,
+        /// Write the token to this new file (mode 0600) instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -73,6 +87,9 @@ pub async fn run(
                 .into_inner();
             output::issued_token(format, response, out.as_deref())?;
         }
+        TokenCommand::Combine { first, second, out } => {
+            combine(&first, &second, out.as_deref(), format)?;
+        }
         TokenCommand::Revoke { id } => {
             let token = client
                 .admin
@@ -93,4 +110,18 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// `token combine`: the token from its two shares (no daemon involved).
+pub fn combine(
+    first: &std::path::Path,
+    second: &std::path::Path,
+    out: Option<&std::path::Path>,
+    format: Format,
+) -> Result<(), ClientError> {
+    let token = vault_client::combine_token_shares(
+        &vault_client::read_token_file(first)?,
+        &vault_client::read_token_file(second)?,
+    )?;
+    output::combined_token(format, &token, out)
 }

@@ -18,14 +18,13 @@ use std::path::Path;
 
 use vault_client::ClientError;
 
-/// Writes `bytes` to a new file (never over an existing one).
+/// Writes `bytes` to a new file (never over an existing one) that only its owner can read:
+/// certificates and the ledger name handles, subject references and the office.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     use std::io::Write;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+    let mut file = crate::output::private_file(path, false)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
         .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
 }
 

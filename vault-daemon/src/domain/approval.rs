@@ -34,6 +34,55 @@ pub enum GatedChange {
     IssueToken(TokenRecord),
     /// Change the number of approvals every later request needs.
     SetQuorum(u32),
+    /// Store a token for another operator made of two shares (split knowledge): the requester
+    /// got share 1; share 2 is drawn for the approver whose approval applies the request. The
+    /// token's hash is set then; until both shares are combined, nobody holds a working token.
+    IssueSplitToken(Box<SplitTokenRequest>),
+}
+
+/// A token for another operator, held with what its approvers must see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitTokenRequest {
+    /// The token; its hash is zero until the request is applied.
+    pub token: TokenRecord,
+    /// SHA-256 of share 1's secret (the requester holds the share).
+    pub first_share_hash: [u8; 32],
+    /// The operator's role when the request was made.
+    pub role: Role,
+    /// Its grants then.
+    pub grants: Vec<Grant>,
+    /// Whether it was disabled then.
+    pub disabled: bool,
+}
+
+impl SplitTokenRequest {
+    /// What a careful approver must know, in plain words and Japan's time.
+    fn summary(&self, requested_by: &str) -> String {
+        let token = &self.token;
+        let grants = if self.grants.is_empty() {
+            "no purposes".to_owned()
+        } else {
+            self.grants
+                .iter()
+                .map(|g| format!("{}/{}", g.tenant, g.purpose))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let binding = match &token.cert_fingerprint {
+            Some(fingerprint) => format!(
+                "bound to the client certificate with SHA-256 {fingerprint}: it works only over a TLS connection that presents it"
+            ),
+            None => "not bound to a client certificate: whoever holds both shares can use it from anywhere".to_owned(),
+        };
+        format!(
+            "token {} for operator {} ({}{}; {grants}); valid until {}; {binding}; split knowledge: {requested_by} (the requester) holds share 1, the admin whose approval applies this request receives share 2, and only both combined (vault-client token combine) work — hand each to the operator's holder separately",
+            token.id,
+            token.operator_id,
+            self.role.as_str(),
+            if self.disabled { ", disabled" } else { "" },
+            crate::domain::lifecycle::jst_time(token.expires_at_ms),
+        )
+    }
 }
 
 impl GatedChange {
@@ -43,7 +92,7 @@ impl GatedChange {
             GatedChange::CreateOperator(_) => "create_operator",
             GatedChange::EnableOperator(_) => "enable_operator",
             GatedChange::Grant { .. } => "grant",
-            GatedChange::IssueToken(_) => "issue_token",
+            GatedChange::IssueToken(_) | GatedChange::IssueSplitToken(_) => "issue_token",
             GatedChange::SetQuorum(_) => "set_quorum",
         }
     }
@@ -55,13 +104,16 @@ impl GatedChange {
             GatedChange::EnableOperator(id) => Some(id),
             GatedChange::Grant { operator_id, .. } => Some(operator_id),
             GatedChange::IssueToken(token) => Some(&token.operator_id),
+            GatedChange::IssueSplitToken(split) => Some(&split.token.operator_id),
             GatedChange::SetQuorum(_) => None,
         }
     }
 
-    /// What an approver is asked to agree to, for humans (no secrets: a token appears by id).
-    pub fn summary(&self) -> String {
+    /// What an approver is asked to agree to, for humans (no secrets: a token appears by id);
+    /// `requested_by` is the requesting admin.
+    pub fn summary(&self, requested_by: &str) -> String {
         match self {
+            GatedChange::IssueSplitToken(split) => split.summary(requested_by),
             GatedChange::CreateOperator(operator) => format!(
                 "create operator {} as {}",
                 operator.id,
@@ -79,8 +131,10 @@ impl GatedChange {
                 format!("grant {} to operator {operator_id}", list.join(","))
             }
             GatedChange::IssueToken(token) => format!(
-                "token {} for operator {}, valid until {} ms",
-                token.id, token.operator_id, token.expires_at_ms
+                "token {} for operator {}, valid until {} (requested before split knowledge: {requested_by} holds the whole secret)",
+                token.id,
+                token.operator_id,
+                crate::domain::lifecycle::jst_time(token.expires_at_ms)
             ),
             GatedChange::SetQuorum(quorum) => {
                 format!("require {quorum} approvals for every later change")

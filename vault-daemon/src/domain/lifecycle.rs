@@ -118,6 +118,23 @@ pub fn jst_today(now_ms: i64) -> Date {
         .date()
 }
 
+/// `2027-01-05 12:00 JST` for `ms` since the Unix epoch: how a person in the office reads a
+/// time.
+pub fn jst_time(ms: i64) -> String {
+    let offset = UtcOffset::from_whole_seconds(JST_OFFSET_SECS).unwrap_or(UtcOffset::UTC);
+    let at = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} JST",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    )
+}
+
 /// The last day a purpose's retention covers: the retention ends the day before
 /// `left_on + retention_years`.
 pub fn retention_end(left_on: Date, retention_years: u32) -> Date {
@@ -208,6 +225,12 @@ mod tests {
         assert_eq!(format_date(date), "2033-03-31"); // 7 years (withholding) beats 2
         let date = disposal_date(left, &["STAFF_HEALTH_PENSION".into()], &catalogue);
         assert_eq!(format_date(date), "2028-03-31");
+    }
+
+    #[test]
+    fn times_read_in_japan() {
+        // 2026-03-30T15:00:00Z.
+        assert_eq!(jst_time(1_774_882_800_000), "2026-03-31 00:00 JST");
     }
 
     #[test]

@@ -127,13 +127,49 @@ pub fn contains_individual_number(text: &str) -> bool {
         found
     };
     for c in text.chars() {
-        if let Some(d) = digit_value(c) {
+        if let Some(d) = digit_value(c).or_else(|| kanji_digit_value(c)) {
             digits.push(d + b'0');
-        } else if c.is_alphabetic() && check(&mut digits) {
+        } else if !is_dash_like(c) && c.is_alphabetic() && check(&mut digits) {
             return true;
         }
     }
     check(&mut digits)
+}
+
+/// Kanji numerals, read digit by digit as a number is written out (`一二三四…〇`), with the
+/// forms used in formal writing (大字).
+fn kanji_digit_value(c: char) -> Option<u8> {
+    Some(match c {
+        '〇' | '零' => 0,
+        '一' | '壱' => 1,
+        '二' | '弐' => 2,
+        '三' | '参' => 3,
+        '四' => 4,
+        '五' => 5,
+        '六' => 6,
+        '七' => 7,
+        '八' => 8,
+        '九' => 9,
+        _ => return None,
+    })
+}
+
+/// Marks that look like a hyphen but count as letters to Unicode: the prolonged sound mark an
+/// IME types for "-" (U+30FC, half-width U+FF70), and the like. Between digits they separate
+/// groups; they never end a row.
+fn is_dash_like(c: char) -> bool {
+    matches!(
+        c,
+        '\u{30FC}' | '\u{FF70}' | '\u{30A0}' | '\u{2010}'
+            ..='\u{2015}'
+                | '\u{2212}'
+                | '\u{FE63}'
+                | '\u{FF0D}'
+                | '\u{02D7}'
+                | '\u{2043}'
+                | '\u{301C}'
+                | '\u{FF5E}'
+    )
 }
 
 #[cfg(test)]
@@ -246,6 +282,18 @@ mod tests {
         ] {
             assert!(contains_individual_number(smuggled), "{smuggled:?}");
         }
+        // What a Japanese IME types: the prolonged sound mark for "-", full and half width,
+        // and kanji numerals.
+        for typed in [
+            "1234ー5678ー9018",
+            "1234ｰ5678ｰ9018",
+            "一二三四五六七八九〇一八",
+            "一二三四ー五六七八ー九〇一八",
+            "番号は１２３４〜５６７８〜９０１８です",
+        ] {
+            assert!(contains_individual_number(typed), "{typed:?}");
+        }
+        assert!(!contains_individual_number("一二三四五六七八九〇一九"));
         // Letters end a row of digits.
         assert!(!contains_individual_number("E001 A123456789019"));
         assert!(!contains_individual_number(

@@ -226,13 +226,19 @@ impl AdminRpc for AdminApi {
             .await
             .map_err(to_status)?;
         let (secret, record) = gated.value;
+        // Held means another operator's token: what the requester gets is share 1.
+        let (token, token_share) = match gated.request {
+            Some(_) => (String::new(), secret.expose_secret().to_owned()),
+            None => (secret.expose_secret().to_owned(), String::new()),
+        };
         Ok(Response::new(pb::IssueTokenResponse {
             token_id: record.id,
-            token: secret.expose_secret().to_owned(),
+            token,
             expires_at_unix: record.expires_at_ms.div_euclid(1000),
             pending_request: gated
                 .request
                 .map(|r| convert::change_request(r, self.locker.now_ms())),
+            token_share,
         }))
     }
 
@@ -281,10 +287,11 @@ impl AdminRpc for AdminApi {
             .approve_change(&ctx, &request.get_ref().id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::change_request(
-            approved,
-            self.locker.now_ms(),
-        )))
+        let mut answer = convert::change_request(approved.request, self.locker.now_ms());
+        if let Some(share) = approved.token_share {
+            answer.token_share = share.expose_secret().to_owned();
+        }
+        Ok(Response::new(answer))
     }
 
     async fn deny_change_request(

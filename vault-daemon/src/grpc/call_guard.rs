@@ -38,6 +38,29 @@ fn remote_addr(request: &http::Request<Body>) -> Option<std::net::SocketAddr> {
         })
 }
 
+/// How much sooner than the client's deadline a call is given up, so that this layer, not
+/// tonic's timer (which started a moment earlier, outside it), answers.
+const CLIENT_DEADLINE_MARGIN: Duration = Duration::from_millis(2);
+
+/// The client's deadline from its `grpc-timeout` header (at most 8 digits and a unit), if any.
+fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// The services whose calls are audited (health and reflection are not).
 const AUDITED_PREFIX: &str = "/mynumber.locker.v1.";
 
@@ -191,6 +214,7 @@ where
             })
             .unwrap_or_default()
             .to_owned();
+        let client_deadline = client_timeout(request.headers());
         let remote = remote_addr(&request);
         let peer = remote.map(|addr| addr.to_string()).unwrap_or_default();
         // The connection is not idle while this call runs (its body included).
@@ -201,8 +225,13 @@ where
         let future = inner.call(request);
         let (locker, timeout) = (Arc::clone(&self.locker), self.timeout);
         let started = std::time::Instant::now();
+        // tonic's own handling of `grpc-timeout` runs outside this layer and answers CANCELLED
+        // "Timeout expired"; answering just before it keeps the code clients expect.
+        let client_limit = client_deadline.map(|d| d.saturating_sub(CLIENT_DEADLINE_MARGIN));
+        let limit = client_limit.map_or(timeout, |client| client.min(timeout));
+        let client_gave_up = client_limit.is_some_and(|client| client < timeout);
         Box::pin(async move {
-            let error = match tokio::time::timeout(timeout, AssertUnwindSafe(future).catch_unwind())
+            let error = match tokio::time::timeout(limit, AssertUnwindSafe(future).catch_unwind())
                 .await
             {
                 Ok(Ok(Ok(response))) => {
@@ -240,6 +269,25 @@ where
                         "the call failed inside the locker; nothing was released".into(),
                     )
                 }
+                Err(_) if client_gave_up => {
+                    let error = Error::DeadlineExceeded(
+                        "the client's deadline passed before the call ended; outcome unknown, nothing was released to this caller".into(),
+                    );
+                    // Answered at once, before tonic's own timer answers CANCELLED; the
+                    // interruption is audited meanwhile (the client is gone either way).
+                    if let Some(rest) = path.strip_prefix(AUDITED_PREFIX) {
+                        let action = action_of(rest.rsplit('/').next().unwrap_or(rest));
+                        let error = error.clone();
+                        tokio::spawn(async move {
+                            locker
+                                .record_interrupted(action, request_id, peer, error)
+                                .await
+                        });
+                    }
+                    let status = to_status(error);
+                    count_call(&path, status.code(), started);
+                    return Ok(status.into_http());
+                }
                 Err(_) => Error::DeadlineExceeded(format!(
                     "the call took longer than the server's limit of {} s; outcome unknown, nothing was released to this caller",
                     timeout.as_secs()
@@ -264,6 +312,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_deadlines_parse_in_every_unit() {
+        let parse = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().expect("header"));
+            client_timeout(&headers)
+        };
+        assert_eq!(parse("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("500u"), Some(Duration::from_micros(500)));
+        assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "12", "123456789m", "-1m", "1x"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn actions_are_upper_snake_case() {

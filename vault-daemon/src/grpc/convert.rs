@@ -234,7 +234,7 @@ pub fn gated_operator(gated: Gated<Operator>, now_ms: i64) -> pb::Operator {
 pub fn change_request(request: ChangeRequest, now_ms: i64) -> pb::ChangeRequest {
     let mut out = pb::ChangeRequest {
         kind: request.change.kind().into(),
-        summary: request.change.summary(),
+        summary: request.change.summary(&request.requested_by),
         operator_id: request.change.operator_id().unwrap_or_default().into(),
         state: request.state_name(now_ms).into(),
         requested_at_unix: secs(request.requested_at_ms),

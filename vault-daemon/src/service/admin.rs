@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use super::invalid;
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
-use crate::domain::approval::GatedChange;
+use crate::domain::approval::{GatedChange, SplitTokenRequest};
 use crate::domain::operator::{Grant, KeyState, Operator, Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
 use crate::domain::purpose::Purpose;
@@ -329,8 +329,10 @@ impl Locker {
         Ok((current, mutation))
     }
 
-    /// Issues a token; the secret is returned once and never stored. A token for another
-    /// operator is held for approval (it works once approved); an admin's own is not.
+    /// Issues a token; the secret is returned once and never stored. An admin's own token is
+    /// issued at once. A token for another operator is split in two shares (no single admin
+    /// holds it) and held for approval: the value returned is then share 1, and the approval
+    /// that applies the request hands share 2 to its approver.
     pub async fn issue_token(
         &self,
         ctx: &RequestContext,
@@ -338,48 +340,52 @@ impl Locker {
     ) -> Result<Gated<(SecretString, TokenRecord)>> {
         let (caller, mut entry) = self.begin(ctx, Action::TokenIssue).await?;
         let own = request.operator_id == caller.operator.id;
-        let body = async {
-            let (minted, mutation) = self.issue_token_body(&mut entry, request).await?;
-            if own {
-                return Ok((minted, mutation));
-            }
-            let Mutation::IssueToken(record) = mutation else {
-                return Err(Error::Internal("token issue without a token".into()));
-            };
-            if self
-                .store
-                .view()?
-                .operators()
-                .get(&record.operator_id)
-                .await?
-                .is_none()
-            {
-                return Err(Error::NotFound(format!(
-                    "no operator {}",
-                    record.operator_id
-                )));
-            }
-            let held = self
-                .hold_for_approval(&caller, &mut entry, GatedChange::IssueToken(record))
-                .await?;
-            Ok((minted, held))
-        }
-        .await;
         if own {
+            let body = self.issue_own_token(&mut entry, request).await;
             let (value, _) = self.finish(entry, body).await?;
             return Ok(Gated {
                 value,
                 request: None,
             });
         }
+        let body = async {
+            let (ttl_ms, fingerprint) = self.token_terms(&mut entry, &request)?;
+            let operator = self
+                .store
+                .view()?
+                .operators()
+                .get(&request.operator_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no operator {}", request.operator_id)))?;
+            let (share, record) =
+                token::mint_split(&self.rng, &operator.id, self.now_ms(), ttl_ms, fingerprint)
+                    .map_err(|_| Error::Internal("random generator failed".into()))?;
+            let split = SplitTokenRequest {
+                token: record.clone(),
+                first_share_hash: share.hash,
+                role: operator.role,
+                grants: operator.grants.clone(),
+                disabled: operator.disabled,
+            };
+            let held = self
+                .hold_for_approval(
+                    &caller,
+                    &mut entry,
+                    GatedChange::IssueSplitToken(Box::new(split)),
+                )
+                .await?;
+            Ok(((share.text, record), held))
+        }
+        .await;
         self.finish_held(entry, body).await
     }
 
-    async fn issue_token_body(
+    /// The lifetime and certificate binding a token request asks for, checked.
+    fn token_terms(
         &self,
         entry: &mut AuditEntry,
-        request: TokenRequest,
-    ) -> Result<((SecretString, TokenRecord), Mutation)> {
+        request: &TokenRequest,
+    ) -> Result<(i64, Option<String>)> {
         check_operator_id(&request.operator_id, entry)?;
         let ttl_ms = match request.ttl_secs {
             0 => self.token_policy.default_ttl_ms,
@@ -394,7 +400,15 @@ impl Locker {
                     ))
                 })?,
         };
-        let fingerprint = normalise_fingerprint(&request.cert_fingerprint)?;
+        Ok((ttl_ms, normalise_fingerprint(&request.cert_fingerprint)?))
+    }
+
+    async fn issue_own_token(
+        &self,
+        entry: &mut AuditEntry,
+        request: TokenRequest,
+    ) -> Result<((SecretString, TokenRecord), Mutation)> {
+        let (ttl_ms, fingerprint) = self.token_terms(entry, &request)?;
         let minted = token::mint(
             &self.rng,
             &request.operator_id,

@@ -4,12 +4,14 @@
 //! for a different quorum.
 
 use ring::rand::SecureRandom;
+use secrecy::SecretString;
 
 use super::invalid;
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::domain::approval::{ChangeRequest, ChangeState, GatedChange, MAX_QUORUM};
 use crate::domain::policy::Action;
 use crate::domain::text;
+use crate::domain::token;
 use crate::error::{Error, Result};
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::approvals::{ApprovalStep, check_approvers_exist};
@@ -33,6 +35,16 @@ pub struct ChangeRequestList {
     pub requests: Vec<ChangeRequest>,
     /// Approvals a new request needs.
     pub quorum: u32,
+}
+
+/// An approval's result.
+#[derive(Debug)]
+pub struct Approved {
+    /// The request as it is now.
+    pub request: ChangeRequest,
+    /// When this approval applied a token for another operator: the token's second share, for
+    /// the approver to hand to the operator's holder (shown once; never stored).
+    pub token_share: Option<SecretString>,
 }
 
 /// The request a change outcome carries.
@@ -84,7 +96,7 @@ impl Locker {
         entry.allow(format!(
             "change request {} ({}) awaits {} approval(s) by other admins",
             request.id,
-            request.change.summary(),
+            request.change.summary(&request.requested_by),
             quorum
         ));
         Ok(Mutation::Approval(ApprovalStep::Submit(Box::new(request))))
@@ -126,8 +138,11 @@ impl Locker {
 
     /// Approves a change request; the change is applied when this approval completes the
     /// quorum. Refused for the requester, an admin made after the request, a second approval.
-    pub async fn approve_change(&self, ctx: &RequestContext, id: &str) -> Result<ChangeRequest> {
+    /// When it applies a token for another operator, the approver receives that token's
+    /// second share (the requester holds the first).
+    pub async fn approve_change(&self, ctx: &RequestContext, id: &str) -> Result<Approved> {
         let (caller, mut entry) = self.begin(ctx, Action::ChangeApprove).await?;
+        let mut second_share = None;
         let body = async {
             text::hex_id("request id", id).map_err(Error::InvalidArgument)?;
             let request = self
@@ -139,9 +154,14 @@ impl Locker {
                 .ok_or_else(|| Error::NotFound(format!("no change request {id}")))?;
             let count = request.approvals.len() + 1;
             let applies = count as u64 >= u64::from(request.required);
+            if let GatedChange::IssueSplitToken(split) = &request.change {
+                let share = token::draw_share(&self.rng, &split.token.id, 2)
+                    .map_err(|_| Error::Internal("random generator failed".into()))?;
+                second_share = Some(share);
+            }
             entry.allow(format!(
                 "change request {id} ({}) by {} approved: approval {count} of {}{}",
-                request.change.summary(),
+                request.change.summary(&request.requested_by),
                 request.requested_by,
                 request.required,
                 if applies { "; applied" } else { "" }
@@ -152,13 +172,21 @@ impl Locker {
                     id: id.to_owned(),
                     by: caller.operator.id.clone(),
                     now_ms: self.now_ms(),
+                    second_share_hash: second_share.as_ref().map(|share| share.hash),
                 }),
             ))
         }
         .await;
-        self.finish(entry, body)
+        let request = self
+            .finish(entry, body)
             .await
-            .and_then(|(_, o)| outcome_request(o))
+            .and_then(|(_, o)| outcome_request(o))?;
+        // The share is handed out only by the approval that applied the token.
+        let applied = matches!(request.state, ChangeState::Applied { .. });
+        Ok(Approved {
+            token_share: second_share.filter(|_| applied).map(|share| share.text),
+            request,
+        })
     }
 
     /// Denies a pending change request (any admin; the requester withdraws it this way).

@@ -17,6 +17,7 @@ use crate::domain::record::RecordStatus;
 use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::envelope;
+use crate::service::rate_limit::Metered;
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::corrections::Decision;
 use crate::store::mutation::{Mutation, MutationOutcome};
@@ -38,11 +39,19 @@ impl Locker {
         reason: &str,
         asked_by: &str,
     ) -> Result<Correction> {
-        let (caller, mut entry) = self.begin(ctx, Action::CorrectionRequest).await?;
+        let (caller, entry) = self.begin(ctx, Action::CorrectionRequest).await?;
+        // Its answer says whether the tenant holds a number: it draws from the lookup budget.
+        let mut entry = self.meter(&caller, Metered::Lookup, entry).await?;
         let body = self
             .request_correction_body(&caller, &mut entry, handle, number, reason, asked_by)
             .await;
-        correction_outcome(self.finish(entry, body).await?)
+        let asked_about_unheld = body.is_ok();
+        let outcome = correction_outcome(self.finish(entry, body).await?);
+        if asked_about_unheld {
+            // A number the tenant does not hold: what a prober's misses look like.
+            self.watch_lookup_miss(&caller).await?;
+        }
+        outcome
     }
 
     async fn request_correction_body(
@@ -73,6 +82,21 @@ impl Locker {
                 )));
             }
         };
+        // Before any look-up by number, so that a record with a pending correction answers
+        // every number alike.
+        if self
+            .store
+            .view()?
+            .corrections()
+            .list()
+            .await?
+            .iter()
+            .any(|c| c.handle == record.handle.to_string() && c.state == CorrectionState::Pending)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "record {handle} already has a pending correction"
+            )));
+        }
         let tenant = self.load_tenant(&record.tenant).await?;
         let active = tenant
             .active_keys()

@@ -44,6 +44,7 @@ use crate::clock::Clock;
 use crate::domain::operator::Operator;
 use crate::domain::policy::Action;
 use crate::domain::purpose::PurposeCatalogue;
+use crate::domain::token;
 use crate::error::{Error, Result};
 use crate::keys::KeyService;
 use crate::store::Store;
@@ -388,28 +389,8 @@ impl Locker {
             peer: ctx.peer_description(),
             ..AuditEntry::default()
         };
-        // Only once some address has failed is the caller's address worth parsing.
-        let locked = if self.refusals.any_failures() {
-            ctx.peer_ip().and_then(|ip| {
-                self.refusals
-                    .peer_locked(ip, std::time::Instant::now())
-                    .map(|wait| (ip, wait))
-            })
-        } else {
-            None
-        };
-        if let Some((ip, wait)) = locked {
-            // The message stays the same for every refusal of this kind (they are aggregated
-            // by it); the delay goes in the RetryInfo details.
-            let error = Error::RateLimited {
-                message:
-                    "too many failed authentications from this address; retry later (see RetryInfo)"
-                        .into(),
-                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            }
-            .because(crate::error::Reason::TooManyFailedAuthentications);
-            return Err(self.refuse_aggregated(&ip.to_string(), entry, error).await);
-        }
+        // A valid token is checked first and always passes: only failures are limited, so a
+        // flood of junk from a shared address never locks out the valid clients behind it.
         let checked = self
             .authenticate_session(ctx, &mut entry)
             .await
@@ -430,16 +411,50 @@ impl Locker {
         match checked {
             Ok(caller) => Ok((caller, entry)),
             Err(error) if matches!(error.kind(), Error::Unauthenticated(_)) => {
-                let peer_ip = ctx.peer_ip();
-                if let Some(ip) = peer_ip {
-                    self.refusals
-                        .failed_authentication(ip, std::time::Instant::now());
-                }
-                let source = peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-                Err(self.refuse_aggregated(&source, entry, error).await)
+                Err(self.refuse_authentication(ctx, entry, error).await)
             }
             Err(error) => Err(self.refuse(entry, error).await),
         }
+    }
+
+    /// Refuses a call that failed to authenticate: RESOURCE_EXHAUSTED while its address or
+    /// its presented token id has used up its failures, else UNAUTHENTICATED, counting one
+    /// failure against each. Audited aggregated per address.
+    async fn refuse_authentication(
+        &self,
+        ctx: &RequestContext,
+        entry: AuditEntry,
+        error: Error,
+    ) -> Error {
+        let now = std::time::Instant::now();
+        let peer_ip = ctx.peer_ip();
+        let mut sources = Vec::with_capacity(2);
+        if let Some(ip) = peer_ip {
+            sources.push(refusals::FailureSource::Address(ip));
+        }
+        if let Some(id) = ctx.token.as_ref().and_then(|t| token::token_id(t).ok()) {
+            sources.push(refusals::FailureSource::TokenId(id));
+        }
+        let source = peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let locked = sources
+            .iter()
+            .filter_map(|s| self.refusals.peer_locked(s, now))
+            .max();
+        if let Some(wait) = locked {
+            // The message stays the same for every refusal of this kind (they are aggregated
+            // by it); the delay goes in the RetryInfo details.
+            let error = Error::RateLimited {
+                message: "too many failed authentications from this address or with this token id; retry later (see RetryInfo)"
+                    .into(),
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            }
+            .because(crate::error::Reason::TooManyFailedAuthentications);
+            return self.refuse_aggregated(&source, entry, error).await;
+        }
+        for failed in &sources {
+            self.refusals.failed_authentication(failed, now);
+        }
+        self.refuse_aggregated(&source, entry, error).await
     }
 
     /// Takes one call of `kind` from the caller's bucket; a refusal is audited aggregated
@@ -451,10 +466,45 @@ impl Locker {
         entry: AuditEntry,
     ) -> Result<AuditEntry> {
         let operator = &caller.operator;
-        let Err(wait) =
+        let drawn =
             self.rate_limiter
-                .take(&operator.id, operator.role, kind, std::time::Instant::now())
-        else {
+                .take(&operator.id, operator.role, kind, std::time::Instant::now());
+        self.metered(caller, kind, entry, drawn).await
+    }
+
+    /// Refuses the call when the caller's lookup budget is spent, taking nothing: a seal pays
+    /// for a lookup only when it finds its number held ([`Locker::charge_lookup`]), but is
+    /// refused on an empty budget whatever its number, so the refusal answers nothing.
+    async fn meter_existence(&self, caller: &Caller, entry: AuditEntry) -> Result<AuditEntry> {
+        let operator = &caller.operator;
+        let kind = rate_limit::Metered::Lookup;
+        let drawn =
+            self.rate_limiter
+                .check(&operator.id, operator.role, kind, std::time::Instant::now());
+        self.metered(caller, kind, entry, drawn).await
+    }
+
+    /// Charges the caller one lookup for an answer that said a number is held.
+    fn charge_lookup(&self, caller: &Caller) {
+        let operator = &caller.operator;
+        self.rate_limiter.charge(
+            &operator.id,
+            operator.role,
+            rate_limit::Metered::Lookup,
+            std::time::Instant::now(),
+        );
+    }
+
+    /// The refusal of a call its bucket did not let pass (`drawn`), audited and alerted.
+    async fn metered(
+        &self,
+        caller: &Caller,
+        kind: rate_limit::Metered,
+        entry: AuditEntry,
+        drawn: std::result::Result<(), std::time::Duration>,
+    ) -> Result<AuditEntry> {
+        let operator = &caller.operator;
+        let Err(wait) = drawn else {
             return Ok(entry);
         };
         let error = Error::RateLimited {

@@ -120,6 +120,36 @@ impl RateLimiter {
         kind: Metered,
         now: Instant,
     ) -> Result<(), Duration> {
+        self.draw(operator, role, kind, now, Draw::Take)
+    }
+
+    /// Whether one call of `kind` would pass now, taking nothing: for calls that learn only
+    /// later whether they cost one (a seal that finds its number held), so that the refusal
+    /// depends on earlier answers only and never on the number asked about.
+    pub fn check(
+        &self,
+        operator: &str,
+        role: Role,
+        kind: Metered,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        self.draw(operator, role, kind, now, Draw::Check)
+    }
+
+    /// Takes one call of `kind` even when the bucket is empty (it goes into debt, at most one
+    /// burst): the answer was already given, so it must be paid for by later calls.
+    pub fn charge(&self, operator: &str, role: Role, kind: Metered, now: Instant) {
+        let _ = self.draw(operator, role, kind, now, Draw::Charge);
+    }
+
+    fn draw(
+        &self,
+        operator: &str,
+        role: Role,
+        kind: Metered,
+        now: Instant,
+        draw: Draw,
+    ) -> Result<(), Duration> {
         let rate = {
             let policy = self.policy.read().unwrap_or_else(|e| e.into_inner());
             match role {
@@ -147,13 +177,30 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate.per_second).min(burst);
         bucket.at = now;
+        if draw == Draw::Charge {
+            bucket.tokens = (bucket.tokens - 1.0).max(-burst);
+            return Ok(());
+        }
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if draw == Draw::Take {
+                bucket.tokens -= 1.0;
+            }
             return Ok(());
         }
         let wait = (1.0 - bucket.tokens) / rate.per_second;
         Err(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
     }
+}
+
+/// What [`RateLimiter::draw`] does with the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draw {
+    /// Take one call, or refuse.
+    Take,
+    /// Refuse when one call would not pass; take nothing.
+    Check,
+    /// Take one call, into debt if need be.
+    Charge,
 }
 
 #[cfg(test)]
@@ -169,6 +216,23 @@ mod tests {
             },
             ..RatePolicy::default()
         })
+    }
+
+    #[test]
+    fn a_charge_goes_into_debt_and_check_takes_nothing() {
+        let l = limiter(1.0, 2.0);
+        let t0 = Instant::now();
+        assert!(l.check("h", Role::Handler, Metered::Lookup, t0).is_ok());
+        assert!(l.check("h", Role::Handler, Metered::Lookup, t0).is_ok());
+        for _ in 0..3 {
+            l.charge("h", Role::Handler, Metered::Lookup, t0);
+        }
+        // Two taken from the burst, one owed: two seconds before a call passes again.
+        assert!(l.check("h", Role::Handler, Metered::Lookup, t0).is_err());
+        let later = t0 + Duration::from_millis(1500);
+        assert!(l.take("h", Role::Handler, Metered::Lookup, later).is_err());
+        let later = t0 + Duration::from_millis(2100);
+        assert!(l.take("h", Role::Handler, Metered::Lookup, later).is_ok());
     }
 
     #[test]

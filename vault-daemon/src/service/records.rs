@@ -197,7 +197,9 @@ impl Locker {
     /// the number already).
     pub async fn seal(&self, ctx: &RequestContext, request: SealRequest) -> Result<SealResult> {
         let (caller, entry) = self.begin(ctx, Action::Seal).await?;
-        let mut entry = self.meter(&caller, Metered::Seal, entry).await?;
+        let entry = self.meter(&caller, Metered::Seal, entry).await?;
+        // "Already held" answers whether the tenant holds the number, as a lookup does.
+        let mut entry = self.meter_existence(&caller, entry).await?;
         let request_echo = SealEcho {
             purposes: request.purposes.clone(),
             subject_ref: request.subject_ref.clone(),
@@ -212,11 +214,14 @@ impl Locker {
                 differences,
             }),
             // Another call sealed the number between our look-up and our commit.
-            (None, MutationOutcome::Existing(handle)) => Ok(SealResult {
-                differences: self.differences_from(&handle, &request_echo).await?,
-                handle,
-                existing: true,
-            }),
+            (None, MutationOutcome::Existing(handle)) => {
+                self.charge_lookup(&caller);
+                Ok(SealResult {
+                    differences: self.differences_from(&handle, &request_echo).await?,
+                    handle,
+                    existing: true,
+                })
+            }
             (None, MutationOutcome::Inserted(handle)) => Ok(SealResult {
                 handle,
                 existing: false,
@@ -275,6 +280,7 @@ impl Locker {
         super::require_grants(caller, &tenant.id, purposes.iter().map(String::as_str))?;
         let keys = active_keys(&tenant)?;
         if let Some(record) = self.find_record_by_number(&tenant, &number).await? {
+            self.charge_lookup(caller);
             let existing = record.handle.clone();
             entry.handle = existing.to_string();
             let differences =

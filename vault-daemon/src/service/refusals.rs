@@ -5,9 +5,11 @@
 //! 20,000 calls with a junk token cost a few entries, not 20,000 commits, and every refused
 //! call is still accounted for in the log.
 //!
-//! Each address also has a bucket of failed authentications: once it is empty, the address's
-//! calls are refused before their token is even looked at, until it refills (guessing tokens
-//! gets slow, and so does a flood).
+//! Each address, and each presented token id, also has a bucket of failed authentications:
+//! once it is empty, calls from it that fail to authenticate are refused RESOURCE_EXHAUSTED
+//! until it refills (guessing tokens gets slow, and so does a flood). A valid token is checked
+//! first and always passes, so junk from a shared address (NAT, a balancer) never locks out
+//! the valid clients behind it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,16 @@ const MAX_WINDOWS: usize = 10_000;
 /// Addresses whose failed-authentication bucket is tracked at once; beyond this the fullest
 /// buckets (those that matter least) are forgotten first.
 const MAX_PEERS: usize = 10_000;
+
+/// What failed to authenticate: an address, or a presented token id (well formed, but with a
+/// wrong secret or unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailureSource {
+    /// The peer's address.
+    Address(IpAddr),
+    /// The public id of the presented token.
+    TokenId(String),
+}
 
 /// How refusals are aggregated and failed authentications limited.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,7 +100,7 @@ pub struct RefusalLedger {
     policy: RwLock<Arc<RefusalPolicy>>,
     windows: Mutex<HashMap<(String, String), Window>>,
     closed: Mutex<Vec<Summary>>,
-    peers: Mutex<HashMap<IpAddr, Bucket>>,
+    peers: Mutex<HashMap<FailureSource, Bucket>>,
     /// Addresses with a bucket: while none has failed, a call costs no lock here.
     tracked: std::sync::atomic::AtomicUsize,
 }
@@ -188,7 +200,7 @@ impl RefusalLedger {
     }
 
     /// How long `peer` must wait when its failed-authentication bucket is empty.
-    pub fn peer_locked(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
+    pub fn peer_locked(&self, peer: &FailureSource, now: Instant) -> Option<Duration> {
         if !self.any_failures() {
             return None;
         }
@@ -197,11 +209,11 @@ impl RefusalLedger {
             return None;
         }
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let level = refill(peers.get(&peer)?, &policy, now);
+        let level = refill(peers.get(peer)?, &policy, now);
         if level >= policy.failed_auth_burst.max(1.0) {
-            // Refilled: forget the address, so that calls stop paying for this lock once
+            // Refilled: forget the source, so that calls stop paying for this lock once
             // failures stop.
-            peers.remove(&peer);
+            peers.remove(peer);
             self.tracked
                 .store(peers.len(), std::sync::atomic::Ordering::Relaxed);
             return None;
@@ -213,18 +225,18 @@ impl RefusalLedger {
     }
 
     /// Takes one failed authentication from `peer`'s bucket.
-    pub fn failed_authentication(&self, peer: IpAddr, now: Instant) {
+    pub fn failed_authentication(&self, peer: &FailureSource, now: Instant) {
         let policy = self.policy();
         if policy.failed_auth_per_second <= 0.0 {
             return;
         }
         let burst = policy.failed_auth_burst.max(1.0);
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if !peers.contains_key(&peer) && peers.len() >= MAX_PEERS {
+        if !peers.contains_key(peer) && peers.len() >= MAX_PEERS {
             // Forget the addresses closest to a full bucket: they are the least suspicious.
             peers.retain(|_, b| refill(b, &policy, now) < burst - 1.0);
         }
-        let bucket = peers.entry(peer).or_insert(Bucket {
+        let bucket = peers.entry(peer.clone()).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -291,17 +303,19 @@ mod tests {
     #[test]
     fn an_address_is_locked_after_its_burst_and_unlocked_as_it_refills() {
         let l = ledger(60);
-        let peer: IpAddr = "192.0.2.7".parse().expect("ip");
+        let peer = FailureSource::Address("192.0.2.7".parse().expect("ip"));
         let t0 = Instant::now();
-        assert!(l.peer_locked(peer, t0).is_none());
+        assert!(l.peer_locked(&peer, t0).is_none());
         for _ in 0..3 {
-            l.failed_authentication(peer, t0);
+            l.failed_authentication(&peer, t0);
         }
-        let wait = l.peer_locked(peer, t0).expect("locked");
+        let wait = l.peer_locked(&peer, t0).expect("locked");
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(l.peer_locked(peer, t0 + Duration::from_secs(1)).is_none());
-        let other: IpAddr = "192.0.2.8".parse().expect("ip");
-        assert!(l.peer_locked(other, t0).is_none());
+        assert!(l.peer_locked(&peer, t0 + Duration::from_secs(1)).is_none());
+        let other = FailureSource::Address("192.0.2.8".parse().expect("ip"));
+        assert!(l.peer_locked(&other, t0).is_none());
+        let token = FailureSource::TokenId("0011223344556677".into());
+        assert!(l.peer_locked(&token, t0).is_none());
     }
 
     #[test]

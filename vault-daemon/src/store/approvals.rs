@@ -8,7 +8,7 @@ use crate::domain::approval::{
     Approval, ChangeRequest, ChangeState, GatedChange, approver_refusal, quorum_in_force,
 };
 use crate::domain::operator::{Operator, Role};
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::store::mutation::{Mutation, MutationOutcome, OperatorChange};
 use crate::store::{StoreError, StoreWrite};
 
@@ -27,6 +27,9 @@ pub enum ApprovalStep {
         by: String,
         /// Now.
         now_ms: i64,
+        /// For a split token: the hash of share 2, drawn for this approver, used if this
+        /// approval applies the request (the approver then receives the share).
+        second_share_hash: Option<[u8; 32]>,
     },
     /// An admin refuses (or the requester withdraws) a request still pending.
     Deny {
@@ -67,11 +70,37 @@ pub fn check_approvers_exist(
     Ok(())
 }
 
+/// Why admin `id` may not be disabled (`None`: it may): the enabled admins left must still be
+/// able to approve a request — the requester plus the quorum in force. Otherwise one admin
+/// could disable the others and leave changes that only break-glass can make.
+pub fn admins_left_refusal(txn: &dyn StoreWrite, id: &str) -> Result<Option<Error>, StoreError> {
+    let quorum = quorum(txn)?;
+    let left = txn
+        .operators()?
+        .iter()
+        .filter(|op| op.role == Role::Admin && !op.disabled && op.id != id)
+        .count() as u64;
+    let needed = u64::from(quorum) + 1;
+    Ok((left < needed).then(|| {
+        Error::FailedPrecondition(format!(
+            "disabling admin {id} would leave {left} enabled admin(s), but dual control needs \
+             {needed} (a requester and {quorum} approver(s)); enable or create another admin \
+             first, or use break-glass (--recover-admin)"
+        ))
+        .because(Reason::TooFewAdmins)
+    }))
+}
+
 /// Applies one step.
 pub fn apply(txn: &mut dyn StoreWrite, step: ApprovalStep) -> Applied {
     match step {
         ApprovalStep::Submit(request) => submit(txn, *request),
-        ApprovalStep::Approve { id, by, now_ms } => approve(txn, &id, &by, now_ms),
+        ApprovalStep::Approve {
+            id,
+            by,
+            now_ms,
+            second_share_hash,
+        } => approve(txn, &id, &by, now_ms, second_share_hash),
         ApprovalStep::Deny {
             id,
             by,
@@ -98,7 +127,13 @@ fn submit(txn: &mut dyn StoreWrite, mut request: ChangeRequest) -> Applied {
     Ok(Ok(MutationOutcome::ChangeRequest(Box::new(request))))
 }
 
-fn approve(txn: &mut dyn StoreWrite, id: &str, by: &str, now_ms: i64) -> Applied {
+fn approve(
+    txn: &mut dyn StoreWrite,
+    id: &str,
+    by: &str,
+    now_ms: i64,
+    second_share_hash: Option<[u8; 32]>,
+) -> Applied {
     let Some(mut request) = txn.change_request(id)? else {
         return Ok(Err(Error::NotFound(format!("no change request {id}"))));
     };
@@ -129,7 +164,7 @@ fn approve(txn: &mut dyn StoreWrite, id: &str, by: &str, now_ms: i64) -> Applied
         at_ms: now_ms,
     });
     if request.approvals.len() as u64 >= u64::from(request.required) {
-        if let Err(error) = apply_change(txn, &request.change, now_ms)? {
+        if let Err(error) = apply_change(txn, &request.change, now_ms, second_share_hash)? {
             return Ok(Err(error));
         }
         request.state = ChangeState::Applied { at_ms: now_ms };
@@ -140,7 +175,12 @@ fn approve(txn: &mut dyn StoreWrite, id: &str, by: &str, now_ms: i64) -> Applied
 
 /// Applies an approved change; a refusal (the operator exists already, the tenant is gone)
 /// has written nothing, and the request stays pending so that it can be denied.
-fn apply_change(txn: &mut dyn StoreWrite, change: &GatedChange, now_ms: i64) -> Applied {
+fn apply_change(
+    txn: &mut dyn StoreWrite,
+    change: &GatedChange,
+    now_ms: i64,
+    second_share_hash: Option<[u8; 32]>,
+) -> Applied {
     let mutation = match change.clone() {
         GatedChange::CreateOperator(mut operator) => {
             // "Admin since" starts now, not at the request: an admin created by a request
@@ -159,7 +199,22 @@ fn apply_change(txn: &mut dyn StoreWrite, change: &GatedChange, now_ms: i64) -> 
             id: operator_id,
             change: OperatorChange::Grant(grants),
         },
-        GatedChange::IssueToken(token) => Mutation::IssueToken(token),
+        GatedChange::IssueToken(_) => {
+            // Asked for before split knowledge: its requester holds the whole secret.
+            return Ok(Err(Error::FailedPrecondition(
+                "this token request was made before tokens for other operators were split in two shares, so its requester holds the whole secret; deny it and ask again".into(),
+            )));
+        }
+        GatedChange::IssueSplitToken(split) => {
+            let Some(second) = second_share_hash else {
+                return Ok(Err(Error::Internal(
+                    "an approval that applies a split token carried no second share".into(),
+                )));
+            };
+            let mut token = split.token;
+            token.hash = crate::domain::token::split_token_hash(&split.first_share_hash, &second);
+            Mutation::IssueToken(token)
+        }
         GatedChange::SetQuorum(quorum) => {
             let admins = txn
                 .operators()?

@@ -479,7 +479,15 @@ fn change_operator(txn: &mut dyn StoreWrite, id: &str, change: OperatorChange) -
         return Ok(Err(Error::NotFound(format!("no operator {id}"))));
     };
     match change {
-        OperatorChange::Disable => operator.disabled = true,
+        OperatorChange::Disable => {
+            if operator.role == Role::Admin
+                && !operator.disabled
+                && let Some(refusal) = approvals::admins_left_refusal(txn, id)?
+            {
+                return Ok(Err(refusal));
+            }
+            operator.disabled = true;
+        }
         OperatorChange::Enable => operator.disabled = false,
         OperatorChange::Grant(grants) => {
             if matches!(operator.role, Role::Admin | Role::Auditor) {

@@ -193,6 +193,40 @@ impl std::fmt::Debug for PgDatabase {
     }
 }
 
+/// The hosts of a PostgreSQL URL that are neither a loopback address (`localhost`, 127.0.0.0/8,
+/// `::1`) nor a Unix socket: a connection to one of them crosses a network. `Err` when the URL
+/// does not parse.
+pub fn hosts_off_this_machine(url: &str) -> Result<Vec<String>, String> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("store.url does not parse: {e}"))?;
+    let loopback = |name: &str| {
+        name.eq_ignore_ascii_case("localhost")
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let mut remote: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .filter_map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) if !loopback(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    // `hostaddr` overrides where a named host is reached.
+    remote.extend(
+        config
+            .get_hostaddrs()
+            .iter()
+            .filter(|ip| !ip.is_loopback())
+            .map(|ip| ip.to_string()),
+    );
+    Ok(remote)
+}
+
 /// A description of the database for messages: hosts, ports and name, never the password.
 fn describe(config: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = config
