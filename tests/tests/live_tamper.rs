@@ -299,3 +299,152 @@ async fn a_dba_cutting_the_tail_is_refused_live_by_every_daemon_and_after_a_rest
     };
     assert!(said.contains("cut back"), "{said}");
 }
+
+/// The stored row of `key` in `table`, hex, as the DBA reads it.
+fn pg_row(postgres: &Postgres, table: &str, key: &str) -> String {
+    let row = postgres.sql(
+        "locker",
+        &format!("SELECT encode(value, 'hex') FROM locker.{table} WHERE key = '{key}'"),
+    );
+    assert!(!row.trim().is_empty(), "{table}/{key} is stored");
+    row.trim().to_owned()
+}
+
+/// The DBA's one UPDATE: `key` of `table` back to the bytes it had.
+fn pg_put_back(postgres: &Postgres, table: &str, key: &str, hex_row: &str) {
+    postgres.sql(
+        "locker",
+        &format!(
+            "UPDATE locker.{table} SET value = decode('{hex_row}', 'hex') WHERE key = '{key}'"
+        ),
+    );
+}
+
+/// After an authority row was put back: each daemon refuses the next call with `token`
+/// DATA_LOSS (releasing nothing), goes NOT_SERVING, and the refusals are in the log; once the
+/// DBA undoes it, each serves again by itself.
+async fn put_back_is_refused_everywhere(
+    postgres: &Postgres,
+    pair: &Pair,
+    token: &secrecy::SecretString,
+    handle: &str,
+    number: &str,
+    undo: impl Fn(),
+) {
+    for daemon in &pair.daemons {
+        let mut client = daemon.client(Some(token.clone())).await;
+        assert_refused_without_number(client.locker.unseal(unseal_request(handle)).await, number);
+    }
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::NotServing).await;
+        let mut handler = daemon.dev_client("dev-auditor").await;
+        let status = handler
+            .admin
+            .list_purposes(pb::ListPurposesRequest {})
+            .await
+            .expect_err("every call is refused meanwhile");
+        assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    }
+    // The log itself is intact: each daemon records what it found as an ALERT.
+    let alerts = pg_audit_rows(postgres)
+        .iter()
+        .map(|(_, row)| ChainedEntry::from_row(row).expect("row").entry)
+        .filter(|entry| {
+            entry.action == "ALERT"
+                && entry.code == "DATA_LOSS"
+                && entry.reason.contains("authority rows")
+        })
+        .count();
+    assert!(alerts >= 2, "each daemon recorded the tampering: {alerts}");
+    undo();
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::Serving).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut admin = pair.daemons[0].dev_client("dev-admin").await;
+    let mut approver = pair.daemons[0].dev_client("dev-admin2").await;
+    let (issued, token) = vault_tests::rpc::split_token(
+        &mut admin,
+        &mut approver,
+        pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            cert_fingerprint: String::new(),
+        },
+    )
+    .await;
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "T1", 41).await;
+    for daemon in &pair.daemons {
+        let mut client = daemon.client(Some(token.clone())).await;
+        client
+            .locker
+            .unseal(unseal_request(&handle))
+            .await
+            .expect("the token works on every daemon");
+    }
+    let before = pg_row(&postgres, "tokens", &issued.token_id);
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: issued.token_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    // The other daemon learns it from the log on its very next call.
+    for daemon in &pair.daemons {
+        let mut client = daemon.client(Some(token.clone())).await;
+        let status = client
+            .locker
+            .unseal(unseal_request(&handle))
+            .await
+            .expect_err("revoked");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let revoked = pg_row(&postgres, "tokens", &issued.token_id);
+    pg_put_back(&postgres, "tokens", &issued.token_id, &before);
+    put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {
+        pg_put_back(&postgres, "tokens", &issued.token_id, &revoked)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_operator_put_back_is_refused_by_every_daemon_on_its_next_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut admin = pair.daemons[1].dev_client("dev-admin").await;
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "O1", 42).await;
+    let token = pair.daemons[0].dev_token("dev-handler");
+    let before = pg_row(&postgres, "operators", "dev-handler");
+    admin
+        .admin
+        .disable_operator(pb::DisableOperatorRequest {
+            operator_id: "dev-handler".into(),
+        })
+        .await
+        .expect("disable");
+    for daemon in &pair.daemons {
+        let mut client = daemon.client(Some(token.clone())).await;
+        let status = client
+            .locker
+            .unseal(unseal_request(&handle))
+            .await
+            .expect_err("disabled");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let disabled = pg_row(&postgres, "operators", "dev-handler");
+    pg_put_back(&postgres, "operators", "dev-handler", &before);
+    put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {
+        pg_put_back(&postgres, "operators", "dev-handler", &disabled)
+    })
+    .await;
+}

@@ -11,6 +11,10 @@
 //!   hash ‖ canonical bytes.
 //! - **`MNL-AUDIT-3`** (written now): the tag, `seq` (8), `time_ms` (8), then fields as
 //!   field id (2) ‖ length (4) ‖ UTF-8 bytes, ids strictly ascending, empty fields left out.
+//!   Ids 1–12 are the fields of format 2 in order; id 13 (`state`) was added later: on the last
+//!   entry of a commit that changed authority rows, `authority <64 hex>` — the digest of every
+//!   authority row after the commit, so a daemon that follows the log knows the current
+//!   authority state from authenticated entries, not from the store.
 //!   A decoder skips ids it does not know, so a later format that adds fields stays readable
 //!   (additive); the hash covers the bytes as stored, unknown fields included. Stored row:
 //!   previous hash ‖ hash ‖ MAC (32) ‖ canonical bytes, where MAC = HMAC-SHA256(log key,
@@ -26,7 +30,9 @@ const MAC_DOMAIN: &[u8] = b"MNL-AUDIT-MAC-v1";
 /// The previous hash of the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 /// Field ids of format 3, in the order of [`AuditEntry`]'s text fields.
-const FIELD_COUNT: u16 = 12;
+const FIELD_COUNT: u16 = 13;
+/// The fields of format 2: the first twelve.
+const V2_FIELD_COUNT: usize = 12;
 
 /// The encodings an entry can be stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +108,33 @@ pub struct AuditEntry {
     /// Public id of the token that authenticated the call (empty when none was presented or
     /// it did not parse); never the token's secret.
     pub token_id: String,
+    /// What the commit that ended with this entry left as current state (format 3 field 13):
+    /// `authority <64 hex>`, or empty. Set by the writer.
+    pub state: String,
+}
+
+/// The `state` field of a commit that changed authority rows.
+pub fn authority_state_field(digest: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(10 + 64);
+    out.push_str("authority ");
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// The authority digest a `state` field names, if it names one (`None` also for a field of a
+/// later format that says something else).
+pub fn authority_digest_of(state: &str) -> Option<[u8; 32]> {
+    let hex = state.strip_prefix("authority ")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Reads `n` bytes off the front of `rest`.
@@ -147,6 +180,7 @@ impl AuditEntry {
             &self.request_id,
             &self.peer,
             &self.token_id,
+            &self.state,
         ]
     }
 
@@ -164,6 +198,7 @@ impl AuditEntry {
             &mut self.request_id,
             &mut self.peer,
             &mut self.token_id,
+            &mut self.state,
         ]
     }
 
@@ -178,7 +213,11 @@ impl AuditEntry {
         out.extend_from_slice(format.tag().as_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.time_ms.to_be_bytes());
-        for (id, field) in (1u16..).zip(self.text_fields()) {
+        let fields = match format {
+            EntryFormat::V2 => &self.text_fields()[..V2_FIELD_COUNT],
+            EntryFormat::V3 => &self.text_fields()[..],
+        };
+        for (id, field) in (1u16..).zip(fields.iter().copied()) {
             match format {
                 EntryFormat::V2 => {}
                 EntryFormat::V3 if field.is_empty() => continue,
@@ -202,7 +241,7 @@ impl AuditEntry {
         };
         match format {
             EntryFormat::V2 => {
-                for field in entry.text_fields_mut() {
+                for field in entry.text_fields_mut().into_iter().take(V2_FIELD_COUNT) {
                     let len = be_u32(take(&mut rest, 4)?) as usize;
                     *field = text(take(&mut rest, len)?)?;
                 }
@@ -403,6 +442,7 @@ mod tests {
             request_id: "r1".into(),
             peer: "127.0.0.1:1".into(),
             token_id: String::new(),
+            state: String::new(),
         }
     }
 
@@ -414,6 +454,26 @@ mod tests {
             assert_eq!(EntryFormat::of_canonical(&bytes), Some(format));
             assert_eq!(AuditEntry::from_canonical_bytes(&bytes), Ok(entry));
             assert!(AuditEntry::from_canonical_bytes(&bytes[..bytes.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn the_state_field_is_format_3_only_and_round_trips() {
+        let digest = [0xabu8; 32];
+        let entry = AuditEntry {
+            state: authority_state_field(&digest),
+            ..sample()
+        };
+        let bytes = entry.canonical_bytes_as(EntryFormat::V3);
+        let decoded = AuditEntry::from_canonical_bytes(&bytes).expect("decodes");
+        assert_eq!(authority_digest_of(&decoded.state), Some(digest));
+        // Format 2 has twelve fields: the state is not part of it.
+        assert_eq!(
+            entry.canonical_bytes_as(EntryFormat::V2),
+            sample().canonical_bytes_as(EntryFormat::V2)
+        );
+        for other in ["", "authority xyz", "records 00"] {
+            assert_eq!(authority_digest_of(other), None, "{other:?}");
         }
     }
 

@@ -57,6 +57,9 @@ pub struct ExportedEntry {
     /// verifier may not know; empty for `MNL-AUDIT-2`, whose bytes follow from the fields.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub canonical: String,
+    /// The state the entry's commit left (`authority <hex>`), or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
 }
 
 fn format_2() -> String {
@@ -110,6 +113,7 @@ impl ExportedEntry {
             request_id: self.request_id.clone(),
             peer: self.peer.clone(),
             token_id: self.token_id.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -527,6 +531,7 @@ mod tests {
                     request_id: entry.request_id,
                     peer: entry.peer,
                     token_id: entry.token_id,
+                    state: entry.state,
                     format: chained.format.tag().into(),
                     canonical: hex::encode(&chained.canonical),
                     prev_hash: hex::encode(prev),

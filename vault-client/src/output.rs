@@ -579,6 +579,7 @@ pub fn export_line(e: &pb::AuditEntry) -> ExportLine {
             e.format.clone()
         },
         canonical: hex::encode(&e.canonical),
+        state: e.state.clone(),
     })
 }
 

@@ -77,6 +77,7 @@ fn main() {
         request_id: "0123456789abcdef".into(),
         peer: "127.0.0.1:50000".into(),
         token_id: "0123456789abcdef0123456789abcdef".into(),
+        state: String::new(),
     };
     c.bench_function("audit/encode_and_chain", |b| {
         b.iter(|| {

@@ -10,7 +10,7 @@
 
 use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
 
-use vault_audit::entry::{EntryFormat, LogKey};
+use vault_audit::entry::{AuditEntry, EntryFormat, LogKey};
 
 use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
 use crate::domain::audit_key::AuditKeyRecord;
@@ -74,7 +74,13 @@ pub fn verify_chain_from(
             }
         },
     };
-    Ok(walk_chain(reader, from, key, older_allowed, &mut |_| {})?)
+    Ok(walk_chain(
+        reader,
+        from,
+        key,
+        older_allowed,
+        &mut |_, _| {},
+    )?)
 }
 
 fn rewritten(message: String) -> StoreError {
@@ -123,7 +129,7 @@ pub fn walk_chain(
     from: ChainPosition,
     key: &LogKey,
     mut older_allowed: bool,
-    visit: &mut dyn FnMut(ChainPosition),
+    visit: &mut dyn FnMut(ChainPosition, &AuditEntry),
 ) -> std::result::Result<ChainPosition, StoreError> {
     let mut position = from;
     loop {
@@ -149,7 +155,7 @@ pub fn walk_chain(
                 seq,
                 hash: chained.hash,
             };
-            visit(position);
+            visit(position, &chained.entry);
         }
         if done {
             return Ok(position);
@@ -243,7 +249,7 @@ pub fn verify_store_history(store: &dyn Store) -> Result<Verified> {
         ChainPosition::GENESIS,
         &key,
         true,
-        &mut |position| {
+        &mut |position, _| {
             if let Some(checkpoint) = checkpoints.get(&position.seq)
                 && checkpoint.body().map(|b| b.chain_hash) != Some(position.hash)
                 && mismatch.is_none()

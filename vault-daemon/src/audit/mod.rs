@@ -2,6 +2,7 @@
 //! state change and every audit entry reaches the store, chain verification, and the witness
 //! each daemon keeps of the newest position it verified.
 
+pub mod authority;
 pub mod checkpointer;
 pub mod entry;
 pub mod integrity;

@@ -21,16 +21,23 @@
 //! is [`StoreError::Behind`] or [`StoreError::Rewritten`]: every call is refused `DATA_LOSS`
 //! and health says NOT_SERVING for as long as the store stays so. Every entry it appends
 //! carries a MAC under the log key.
+//!
+//! The last entry of a commit that changes an authority row names their digest after it, and
+//! the writer keeps the daemon's [`AuthorityView`] current with what it commits and verifies;
+//! authority rows that differ from the digest the log names are [`StoreError::Tampered`],
+//! refused like a rewritten log.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use vault_audit::entry::LogKey;
+use vault_audit::entry::{LogKey, authority_state_field};
+
+use crate::audit::authority::{AuthorityView, NamedDigest, digests_after};
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
-use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
+use crate::audit::integrity::{ChainPosition, check_entry};
 use crate::clock::Clock;
 use crate::error::{Error, Outcome};
 use crate::store::mutation::{Mutation, MutationOutcome};
@@ -105,6 +112,9 @@ enum Message {
     Unit(Unit),
     /// Verify the store's head against what this writer verified last (no commit).
     Check(oneshot::Sender<Result<(), StoreError>>),
+    /// A call found the store not what the log says (an authority row put back): refuse
+    /// everything until a check finds it right again.
+    Broken(StoreError),
     /// Commit what was queued before this message, then stop.
     Stop,
 }
@@ -116,6 +126,7 @@ pub struct AuditWriter {
     commit_timeout: Duration,
     healthy: Arc<AtomicBool>,
     verified: Arc<Mutex<ChainPosition>>,
+    authority: Arc<AuthorityView>,
 }
 
 /// The writer thread; [`WriterThread::join`] waits until it stops: after
@@ -147,10 +158,6 @@ impl ChainHead {
     }
 }
 
-fn read_head(store: &dyn Store, key: &LogKey) -> Result<ChainHead, StoreError> {
-    head_of(store.reader()?.as_ref(), key)
-}
-
 /// The head as `reader` holds it, its last entry checked (hash and MAC).
 fn head_of(reader: &dyn StoreRead, key: &LogKey) -> Result<ChainHead, StoreError> {
     match reader.audit_last()? {
@@ -173,8 +180,13 @@ fn head_of(reader: &dyn StoreRead, key: &LogKey) -> Result<ChainHead, StoreError
 /// The head to extend, read inside the writer's transaction (never taken from memory: other
 /// daemons on a shared store append too), and verified from `known`, the newest position this
 /// writer verified: a head behind it, at it with another hash, or entries since that do not
-/// follow it or fail their MAC mean the store lost or rewrote history.
-fn head_in(txn: &dyn StoreRead, known: ChainHead, key: &LogKey) -> Result<ChainHead, StoreError> {
+/// follow it or fail their MAC mean the store lost or rewrote history. Also the newest
+/// authority digest the entries since `known` name, at its entry.
+fn head_in(
+    txn: &dyn StoreRead,
+    known: ChainHead,
+    key: &LogKey,
+) -> Result<(ChainHead, Option<NamedDigest>), StoreError> {
     let stored = head_of(txn, key)?;
     if stored.seq < known.seq {
         return Err(StoreError::Behind {
@@ -188,19 +200,24 @@ fn head_in(txn: &dyn StoreRead, known: ChainHead, key: &LogKey) -> Result<ChainH
             stored.seq
         )));
     }
+    let mut named = None;
     if stored.seq > known.seq {
-        let reached = walk_chain(txn, known.position(), key, false, &mut |_| {})?;
+        let (reached, digest) = digests_after(txn, known.position(), key)?;
         if reached != stored.position() {
             return Err(StoreError::Rewritten(format!(
                 "the audit log changed while it was being verified (reached entry {}, head {})",
                 reached.seq, stored.seq
             )));
         }
+        named = digest;
     }
-    Ok(ChainHead {
-        time_ms: stored.time_ms.max(known.time_ms),
-        ..stored
-    })
+    Ok((
+        ChainHead {
+            time_ms: stored.time_ms.max(known.time_ms),
+            ..stored
+        },
+        named,
+    ))
 }
 
 /// Whether `error` says the store's history is not what this daemon verified (as opposed to a
@@ -221,7 +238,12 @@ impl AuditWriter {
         config: WriterConfig,
     ) -> Result<(AuditWriter, WriterThread), StoreError> {
         let key = store.sealer().log_key()?;
-        let head = read_head(store.as_ref(), &key)?;
+        let (head, authority) = {
+            let reader = store.reader()?;
+            let head = head_of(reader.as_ref(), &key)?;
+            let view = AuthorityView::load(reader.as_ref(), head.position())?;
+            (head, Arc::new(view))
+        };
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let max_batch = config.max_batch.max(1);
         let healthy = Arc::new(AtomicBool::new(true));
@@ -229,6 +251,7 @@ impl AuditWriter {
         let shared = Shared {
             healthy: Arc::clone(&healthy),
             verified: Arc::clone(&verified),
+            authority: Arc::clone(&authority),
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -253,9 +276,15 @@ impl AuditWriter {
                 commit_timeout: config.commit_timeout,
                 healthy,
                 verified,
+                authority,
             },
             WriterThread(thread),
         ))
+    }
+
+    /// The authority rows as the log says they are now (kept current by this writer).
+    pub fn authority(&self) -> &Arc<AuthorityView> {
+        &self.authority
     }
 
     /// The newest audit position this writer verified (its own commits and what it checked
@@ -282,6 +311,12 @@ impl AuditWriter {
                 "audit log check did not finish in time".into(),
             )),
         }
+    }
+
+    /// Reports that a call found the store's rows not what the authenticated log names: the
+    /// writer refuses every call, as for a rewritten log, until the rows are right again.
+    pub async fn report_tampering(&self, error: StoreError) {
+        let _ = self.queue.send(Message::Broken(error)).await;
     }
 
     /// Whether the last commit succeeded: false from a failed commit until one succeeds again
@@ -467,6 +502,7 @@ struct Writing {
 struct Shared {
     healthy: Arc<AtomicBool>,
     verified: Arc<Mutex<ChainPosition>>,
+    authority: Arc<AuthorityView>,
 }
 
 impl Shared {
@@ -489,25 +525,95 @@ fn check_head(
             .clone()
             .unwrap_or_else(|| StoreError::Io("recovering from an earlier error".into())));
     }
-    let checked = writing
-        .store
-        .reader()
-        .and_then(|reader| head_in(reader.as_ref(), *head, &writing.key));
-    match checked {
-        Ok(reread) => {
-            *head = reread;
-            shared.verified(reread);
-            // A store that reads well again but could not commit is left to the next commit.
-            if recovery.last_error.as_ref().is_none_or(history_lost) {
-                recovery.succeeded();
-            }
-            Ok(())
-        }
+    let verified = writing.store.reader().and_then(|reader| {
+        let (reread, named) = head_in(reader.as_ref(), *head, &writing.key)?;
+        Ok((reader, reread, named))
+    });
+    let (reader, reread, named) = match verified {
+        Ok(verified) => verified,
         Err(error) => {
             recovery.failed(&error, 0);
-            Err(error)
+            return Err(error);
+        }
+    };
+    *head = reread;
+    shared.verified(reread);
+    // The same state: the rows must be what the log names (hashed again now and then even
+    // when it names no change, so a row put back is found without a call; always while a
+    // failure is to be cleared).
+    let force = recovery.failing_since.is_some();
+    let refreshed = shared
+        .authority
+        .refresh(reader.as_ref(), &writing.key, named, force);
+    drop(reader);
+    if let Err(error) = refreshed {
+        broken(writing, head, shared, &error, recovery);
+        return Err(error);
+    }
+    // A store that reads well again but could not commit is left to the next commit.
+    if recovery.last_error.as_ref().is_none_or(history_lost) {
+        recovery.succeeded();
+    }
+    Ok(())
+}
+
+/// Keeps the authority view current after a commit from `before` to `after`: advanced when the
+/// log names no change since, else refreshed from the store (whose rows must hash to what the
+/// log names).
+fn follow_authority(
+    writing: &Writing,
+    shared: &Shared,
+    before: ChainPosition,
+    after: ChainPosition,
+    named: Option<NamedDigest>,
+) -> Result<(), StoreError> {
+    if named.is_none() && shared.authority.advance(before, after) {
+        return Ok(());
+    }
+    let reader = writing.store.reader()?;
+    shared
+        .authority
+        .refresh(reader.as_ref(), &writing.key, named, false)
+        .map(|_| ())
+}
+
+/// Puts the writer in the failed state for `error` (a store found tampered with by a call or a
+/// check): every call is refused with it and health says NOT_SERVING until a check passes.
+/// Rows that are not what the log names leave the log itself intact, so an `ALERT` entry
+/// records it first (a log that was rewritten takes none: it would chain onto the forgery).
+fn broken(
+    writing: &Writing,
+    head: &mut ChainHead,
+    shared: &Shared,
+    error: &StoreError,
+    recovery: &mut Recovery,
+) {
+    if recovery.failing_since.is_none() && matches!(error, StoreError::Tampered { .. }) {
+        let mut entry = AuditEntry {
+            operator: "system".into(),
+            role: "system".into(),
+            action: "ALERT".into(),
+            ..AuditEntry::default()
+        };
+        entry.fail(&Error::from(error.clone()));
+        let mut alert = vec![note_unit(entry)];
+        let mut optimistic = false;
+        match commit_batch(
+            writing.store.as_ref(),
+            writing.clock.as_ref(),
+            &writing.key,
+            *head,
+            &mut alert,
+            &mut optimistic,
+        ) {
+            Ok((new_head, _, _)) => {
+                *head = new_head;
+                shared.verified(new_head);
+            }
+            Err(failure) => tracing::error!(%failure, "the tampering alert could not be recorded"),
         }
     }
+    recovery.failed(error, 0);
 }
 
 fn answer_checks(
@@ -548,6 +654,10 @@ fn run(
                     let _ = reply.send(check_head(&writing, &mut head, &mut recovery, &shared));
                     continue;
                 }
+                Some(Message::Broken(error)) => {
+                    broken(&writing, &mut head, &shared, &error, &mut recovery);
+                    continue;
+                }
                 Some(Message::Stop) | None => break,
             }
         } else {
@@ -558,6 +668,9 @@ fn run(
                 Ok(Message::Unit(unit)) => batch.push(unit),
                 // Answered by this batch's commit, which verifies the head as much.
                 Ok(Message::Check(reply)) => checks.push(reply),
+                Ok(Message::Broken(error)) => {
+                    broken(&writing, &mut head, &shared, &error, &mut recovery);
+                }
                 Ok(Message::Stop) => {
                     stopping = true;
                     break;
@@ -581,10 +694,14 @@ fn run(
             }
             // Reopen the store and read the head again (it is what the store holds, not what
             // this thread remembers), verified from what this writer verified last.
-            match store
-                .recover()
-                .and_then(|()| head_in(store.reader()?.as_ref(), head, key))
-            {
+            match store.recover().and_then(|()| {
+                let reader = store.reader()?;
+                let (reread, named) = head_in(reader.as_ref(), head, key)?;
+                shared
+                    .authority
+                    .refresh(reader.as_ref(), key, named, true)?;
+                Ok(reread)
+            }) {
                 Ok(reread) => {
                     head = reread;
                     shared.verified(head);
@@ -623,11 +740,21 @@ fn run(
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         match committed {
-            Ok((new_head, results)) => {
+            Ok((new_head, results, named)) => {
+                let before = head.position();
                 head = new_head;
                 shared.verified(head);
-                recovery.succeeded();
-                answer_checks(&mut checks, Ok(()));
+                match follow_authority(&writing, &shared, before, head.position(), named) {
+                    Ok(()) => {
+                        recovery.succeeded();
+                        answer_checks(&mut checks, Ok(()));
+                    }
+                    // Committed, and answered below; every later call is refused.
+                    Err(error) => {
+                        answer_checks(&mut checks, Err(error.clone()));
+                        broken(&writing, &mut head, &shared, &error, &mut recovery);
+                    }
+                }
                 for (unit, (result, committed)) in batch.drain(..).zip(results) {
                     // A caller gone since the writer took its unit: the entry stands, and a
                     // note says its result was not delivered.
@@ -663,6 +790,10 @@ fn run(
 /// its sequence number) if it had one.
 type Committed = (Result<MutationOutcome, Error>, Option<(u64, AuditEntry)>);
 
+/// A batch committed: the new head, each unit's result, and the newest authority digest the
+/// entries verified or committed name (with its entry).
+type BatchCommitted = (ChainHead, Vec<Committed>, Option<NamedDigest>);
+
 /// Commits `batch` after entry `known`, the last this writer committed. Where the store offers
 /// it and nobody else appended lately (`optimistic`), the transaction assumes the head is still
 /// `known` and the store checks that on its first contact — one round trip for the batch on a
@@ -675,7 +806,7 @@ fn commit_batch(
     known: ChainHead,
     batch: &mut [Unit],
     optimistic: &mut bool,
-) -> Result<(ChainHead, Vec<Committed>), StoreError> {
+) -> Result<BatchCommitted, StoreError> {
     if *optimistic && let Some(txn) = store.optimistic_writer(known.seq, &known.hash)? {
         let saved: Vec<(Mutation, Option<AuditEntry>)> = batch
             .iter()
@@ -693,21 +824,23 @@ fn commit_batch(
         }
     }
     let txn = store.writer()?;
-    let head = head_in(txn.as_ref(), known, key)?;
+    let (head, others) = head_in(txn.as_ref(), known, key)?;
     // Nobody else appended since this writer's last commit: try the short way next time.
     *optimistic = head.seq == known.seq;
-    apply_batch(txn, clock, key, head, batch)
+    let (head, results, own) = apply_batch(txn, clock, key, head, batch)?;
+    Ok((head, results, own.or(others)))
 }
 
-/// Applies the units of `batch` in `txn`, chains their entries after `head`, and commits.
+/// Applies the units of `batch` in `txn`, chains their entries after `head`, and commits. When
+/// the batch changed an authority row, its last entry names their digest after it.
 fn apply_batch(
     mut txn: Box<dyn crate::store::StoreWrite + '_>,
     clock: &dyn Clock,
     key: &LogKey,
     mut head: ChainHead,
     batch: &mut [Unit],
-) -> Result<(ChainHead, Vec<Committed>), StoreError> {
-    let mut results = Vec::with_capacity(batch.len());
+) -> Result<BatchCommitted, StoreError> {
+    let mut applied = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
         let taken = unit.take();
@@ -718,26 +851,46 @@ fn apply_batch(
                 "the call was abandoned before it was committed".into(),
             ))
         };
-        let Some(mut entry) = unit.entry.take() else {
+        let entry = unit.entry.take().map(|mut entry| {
+            match &result {
+                _ if !taken => entry.abandon(),
+                Ok(MutationOutcome::Existing(handle)) => {
+                    entry.handle = handle.to_string();
+                    entry.reason =
+                        "number already held by this tenant: existing handle returned".into();
+                }
+                Ok(MutationOutcome::Inserted(handle)) => entry.handle = handle.to_string(),
+                Ok(_) => {}
+                Err(error) => entry.fail(error),
+            }
+            entry
+        });
+        applied.push((result, entry));
+    }
+    let authority = if txn.authority_changed() {
+        Some(txn.authority_digest()?)
+    } else {
+        None
+    };
+    let last_entry = applied.iter().rposition(|(_, entry)| entry.is_some());
+    let mut named = None;
+    let mut results = Vec::with_capacity(applied.len());
+    for (index, (result, entry)) in applied.into_iter().enumerate() {
+        let Some(mut entry) = entry else {
             results.push((result, None));
             continue;
         };
-        match &result {
-            _ if !taken => entry.abandon(),
-            Ok(MutationOutcome::Existing(handle)) => {
-                entry.handle = handle.to_string();
-                entry.reason =
-                    "number already held by this tenant: existing handle returned".into();
-            }
-            Ok(MutationOutcome::Inserted(handle)) => entry.handle = handle.to_string(),
-            Ok(_) => {}
-            Err(error) => entry.fail(error),
-        }
         // Wall clocks step backwards; the log's times never do.
         head.time_ms = clock.now_ms().max(head.time_ms);
         head.seq += 1;
         entry.seq = head.seq;
         entry.time_ms = head.time_ms;
+        if let Some(digest) = authority
+            && Some(index) == last_entry
+        {
+            entry.state = authority_state_field(&digest);
+            named = Some((head.seq, digest));
+        }
         let chained = ChainedEntry::new(entry, head.hash).authenticate(key);
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
@@ -745,8 +898,7 @@ fn apply_batch(
     }
     // Every commit that changes an authority row records the authority state as of its last
     // entry, authenticated: a row later restored from an older copy no longer matches it.
-    if txn.authority_changed() {
-        let digest = txn.authority_digest()?;
+    if let Some(digest) = authority {
         txn.put_authority_state(&AuthorityState {
             seq: head.seq,
             hash: head.hash,
@@ -754,5 +906,5 @@ fn apply_batch(
         })?;
     }
     txn.commit()?;
-    Ok((head, results))
+    Ok((head, results, named))
 }

@@ -306,6 +306,7 @@ pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
         request_id: e.request_id,
         peer: e.peer,
         token_id: e.token_id,
+        state: e.state,
         hash: hex::encode(chained.hash),
         prev_hash: hex::encode(chained.prev_hash),
     }

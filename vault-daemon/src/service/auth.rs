@@ -1,9 +1,18 @@
 //! Authentication: from a bearer token to an operator. Every refusal says why, in words that
 //! never contain the token.
+//!
+//! The token and operator rows read from the store are checked against the daemon's
+//! [`AuthorityView`](crate::audit::authority::AuthorityView), the rows as the authenticated log
+//! says they are now, and the call is decided on that view: a revoked token or a disabled
+//! operator put back from an older copy of the store is refused as tampering (DATA_LOSS, every
+//! call refused until it is repaired) by every daemon, on its next call.
 
 use secrecy::SecretString;
 
+use crate::audit::authority::tampered;
 use crate::audit::entry::AuditEntry;
+use crate::domain::operator::Operator;
+use crate::domain::token::TokenRecord;
 use crate::domain::token::{hashes_equal, token_hash, token_id};
 use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
@@ -27,7 +36,16 @@ impl Locker {
         let view = self.store.view()?;
         let unknown =
             || Error::Unauthenticated("unknown bearer token".into()).because(Reason::TokenUnknown);
-        let record = view.tokens().get(&id).await?.ok_or_else(unknown)?;
+        let stored_token = view.tokens().get(&id).await?;
+        let stored_operator = match &stored_token {
+            Some(record) => view.operators().get(&record.operator_id).await?,
+            None => None,
+        };
+        let (record, operator) = self
+            .current_authority(view.heads_seen(), &id, stored_token, stored_operator)
+            .await?;
+        drop(view);
+        let record = record.ok_or_else(unknown)?;
         if !hashes_equal(&token_hash(token), &record.hash) {
             return Err(unknown());
         }
@@ -49,10 +67,7 @@ impl Locker {
             )
             .because(Reason::CertificateMismatch));
         }
-        let operator = view
-            .operators()
-            .get(&record.operator_id)
-            .await?
+        let operator = operator
             .ok_or_else(|| Error::Unauthenticated("token's operator no longer exists".into()))?;
         entry.role = operator.role.as_str().into();
         if operator.disabled {
@@ -63,5 +78,55 @@ impl Locker {
             operator,
             token_id: record.id,
         })
+    }
+
+    /// The token `id` and its operator as current: `stored_*` as read from the store at audit
+    /// entries `heads` (the oldest and newest read), checked against the authority view. A view behind the read is brought up
+    /// to it first (on a shared store another daemon may have committed); rows that differ
+    /// from a view that covers the read are tampering, reported to the writer so that every
+    /// call is refused until they are right again.
+    async fn current_authority(
+        &self,
+        heads: Option<(u64, u64)>,
+        id: &str,
+        stored_token: Option<TokenRecord>,
+        stored_operator: Option<Operator>,
+    ) -> Result<(Option<TokenRecord>, Option<Operator>)> {
+        let Some((oldest, head)) = heads else {
+            return Ok((stored_token, stored_operator));
+        };
+        let authority = self.writer.authority();
+        let mut snapshot = authority.snapshot();
+        if head > snapshot.verified.seq {
+            if !self.shares_store() {
+                // This daemon's own commit, not yet followed by the view: the store's rows are
+                // newer than the view and were written by this process.
+                return Ok((stored_token, stored_operator));
+            }
+            self.writer.check().await?;
+            snapshot = authority.snapshot();
+            if head > snapshot.verified.seq {
+                return Err(Error::Unavailable(
+                    "the audit log could not be verified up to the rows read; nothing was released"
+                        .into(),
+                ));
+            }
+        }
+        let current_token = snapshot.token(id).cloned();
+        let current_operator = current_token
+            .as_ref()
+            .and_then(|t| snapshot.operator(&t.operator_id))
+            .cloned();
+        // With the same token, both operators were read under one id; a token that differs is
+        // tampering already.
+        if snapshot.covers(oldest)
+            && snapshot.covers(head)
+            && (stored_token != current_token || stored_operator != current_operator)
+        {
+            let error = tampered(snapshot.changed_at);
+            self.writer.report_tampering(error.clone()).await;
+            return Err(Error::from(error));
+        }
+        Ok((current_token, current_operator))
     }
 }

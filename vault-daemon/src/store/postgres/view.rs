@@ -26,15 +26,23 @@ const BY_INDEX: &str = "SELECT i.value, r.value FROM locker.blind_index i
     LEFT JOIN locker.records r ON r.key = convert_from(i.value, 'UTF8')
     WHERE i.key = $1";
 
+/// The last audit entry, read as one more column of every point read: the rows and the head
+/// come from one state of the database.
+const HEAD_COLUMN: &str = "(SELECT coalesce(max(key), 0) FROM locker.audit)";
+
 /// A view's rows: a pooled connection per read.
 pub(crate) struct PgRows<'a> {
     shared: &'a Shared,
+    heads: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl<'a> PgRows<'a> {
     /// Rows read from `shared`'s pool.
     pub(crate) fn new(shared: &'a Shared) -> PgRows<'a> {
-        PgRows { shared }
+        PgRows {
+            shared,
+            heads: std::sync::Mutex::new(None),
+        }
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -62,11 +70,18 @@ impl<'a> PgRows<'a> {
             .iter()
             .enumerate()
             .map(|(i, (table, _))| subquery(*table, i + 1))
+            .chain(std::iter::once(HEAD_COLUMN.to_owned()))
             .collect();
         let sql = format!("SELECT {}", columns.join(", "));
         let client = self.client().await?;
         let statement = client.prepare_cached(&sql).await.map_err(io)?;
         let row = client.query_one(&statement, &params).await.map_err(io)?;
+        let head: i64 = row.try_get(keys.len()).map_err(io)?;
+        let head = u64::try_from(head).unwrap_or_default();
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        *heads = Some(heads.map_or((head, head), |(first, last)| {
+            (first.min(head), last.max(head))
+        }));
         (0..keys.len())
             .map(|i| row.try_get::<_, Option<Vec<u8>>>(i).map_err(io))
             .collect()
@@ -120,5 +135,9 @@ impl RowSource for PgRows<'_> {
 
     fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
         Box::pin(self.read_list(table))
+    }
+
+    fn heads_seen(&self) -> Option<(u64, u64)> {
+        *self.heads.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

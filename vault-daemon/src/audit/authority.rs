@@ -1,0 +1,224 @@
+//! The authority rows a call decides on — tokens and operators — as the authenticated log says
+//! they are now, held in memory by every daemon.
+//!
+//! The last entry of every commit that changes an authority row names the digest of all of them
+//! after it (`state = authority <hex>`, see `vault_audit::entry`). A daemon loads the rows at
+//! start from the verified store, and whenever the entries it verifies name a new digest it
+//! reads them again and requires that they hash to it. A call reads its token and operator from
+//! the store as before and compares them with this view: a row put back from an older copy (a
+//! revoked token, a disabled operator) differs from what the log says is current and is
+//! refused as tampering, on every daemon — none has to hold the checkpoint lease or wait for a
+//! restart. A read older than the view (another commit came between) is decided on the view,
+//! which is newer; a read newer than the view first has the writer verify the log up to it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::audit::integrity::{ChainPosition, walk_chain};
+use crate::domain::operator::Operator;
+use crate::domain::token::TokenRecord;
+use crate::store::{StoreError, StoreRead};
+use vault_audit::entry::{LogKey, authority_digest_of};
+
+/// Tokens and operators as of one verified position of the log.
+#[derive(Debug)]
+pub struct AuthoritySnapshot {
+    /// The newest log position this snapshot is current at.
+    pub verified: ChainPosition,
+    /// The entry of the newest authority change this snapshot knows of (0: none since load).
+    pub changed_at: u64,
+    /// The digest of every authority row at `verified`.
+    pub digest: [u8; 32],
+    tokens: HashMap<String, TokenRecord>,
+    operators: HashMap<String, Operator>,
+}
+
+impl AuthoritySnapshot {
+    fn read(
+        reader: &dyn StoreRead,
+        verified: ChainPosition,
+        changed_at: u64,
+        digest: [u8; 32],
+    ) -> Result<AuthoritySnapshot, StoreError> {
+        Ok(AuthoritySnapshot {
+            verified,
+            changed_at,
+            digest,
+            tokens: reader
+                .tokens()?
+                .into_iter()
+                .map(|t| (t.id.clone(), t))
+                .collect(),
+            operators: reader
+                .operators()?
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+        })
+    }
+
+    /// The token with this id, as current.
+    pub fn token(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    /// The operator with this id, as current.
+    pub fn operator(&self, id: &str) -> Option<&Operator> {
+        self.operators.get(id)
+    }
+
+    /// Whether a read of the store at audit entry `head` must show exactly these rows: no
+    /// authority change lies between it and this snapshot. Reads at several heads must each
+    /// be covered.
+    pub fn covers(&self, head: u64) -> bool {
+        self.changed_at <= head && head <= self.verified.seq
+    }
+}
+
+/// An authority digest the log names, with the entry that names it.
+pub type NamedDigest = (u64, [u8; 32]);
+
+/// The newest authority digest named by the entries after `from` in `reader`, with the
+/// position reached: `walk_chain` verifies each entry (link, hash, MAC) on the way.
+pub fn digests_after(
+    reader: &dyn StoreRead,
+    from: ChainPosition,
+    key: &LogKey,
+) -> Result<(ChainPosition, Option<NamedDigest>), StoreError> {
+    let mut newest = None;
+    let reached = walk_chain(reader, from, key, false, &mut |position, entry| {
+        if let Some(digest) = authority_digest_of(&entry.state) {
+            newest = Some((position.seq, digest));
+        }
+    })?;
+    Ok((reached, newest))
+}
+
+/// How often at most the rows are hashed again when the log names no change (a scan of the
+/// authority tables): often enough that a row put back is found within a second even when no
+/// call reads it, rarely enough to cost nothing on the hot path.
+const ROWS_CHECK_EVERY: Duration = Duration::from_millis(400);
+
+/// The daemon's current view of the authority rows.
+#[derive(Debug)]
+pub struct AuthorityView {
+    current: RwLock<Arc<AuthoritySnapshot>>,
+    rows_checked: Mutex<Option<Instant>>,
+}
+
+impl AuthorityView {
+    /// The view of `reader`, a store verified at start, at its head `position`.
+    pub fn load(
+        reader: &dyn StoreRead,
+        position: ChainPosition,
+    ) -> Result<AuthorityView, StoreError> {
+        let changed_at = reader.authority_state()?.map_or(0, |state| state.seq);
+        let digest = reader.authority_digest()?;
+        Ok(AuthorityView {
+            current: RwLock::new(Arc::new(AuthoritySnapshot::read(
+                reader, position, changed_at, digest,
+            )?)),
+            rows_checked: Mutex::new(None),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<AuthoritySnapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn replace(&self, snapshot: AuthoritySnapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// The log was verified from `from` to `to` and names no authority change in between:
+    /// the rows are still current at `to`. `false` when this view is not at `from` (it must
+    /// be refreshed from the store instead).
+    pub fn advance(&self, from: ChainPosition, to: ChainPosition) -> bool {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.verified != from {
+            return current.verified == to;
+        }
+        if from == to {
+            return true;
+        }
+        let next = AuthoritySnapshot {
+            verified: to,
+            changed_at: current.changed_at,
+            digest: current.digest,
+            tokens: current.tokens.clone(),
+            operators: current.operators.clone(),
+        };
+        *current = Arc::new(next);
+        true
+    }
+
+    /// Brings the view up to `reader`'s head: verifies the entries after the view's position,
+    /// and when they name a new authority digest (or `known`, a digest this daemon just
+    /// committed or verified in `reader`'s state, at its entry) reads the rows again and
+    /// requires that they hash to it. A store whose rows differ from the digest the log names
+    /// is [`StoreError::Tampered`]. When the log names no change the rows are hashed again at
+    /// most every [`ROWS_CHECK_EVERY`], or now with `force_rows_check`.
+    pub fn refresh(
+        &self,
+        reader: &dyn StoreRead,
+        key: &LogKey,
+        known: Option<NamedDigest>,
+        force_rows_check: bool,
+    ) -> Result<Arc<AuthoritySnapshot>, StoreError> {
+        let current = self.snapshot();
+        let (reached, named) = digests_after(reader, current.verified, key)?;
+        let newest = match (known, named) {
+            (Some(a), Some(b)) => Some(if b.0 >= a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let snapshot = match newest {
+            Some((changed_at, digest)) => {
+                let stored = reader.authority_digest()?;
+                if stored != digest {
+                    return Err(tampered(changed_at));
+                }
+                AuthoritySnapshot::read(reader, reached, changed_at, digest)?
+            }
+            None => {
+                let mut checked = self.rows_checked.lock().unwrap_or_else(|e| e.into_inner());
+                if force_rows_check || checked.is_none_or(|at| at.elapsed() >= ROWS_CHECK_EVERY) {
+                    self.check_rows(reader)?;
+                    *checked = Some(Instant::now());
+                }
+                drop(checked);
+                AuthoritySnapshot {
+                    verified: reached,
+                    changed_at: current.changed_at,
+                    digest: current.digest,
+                    tokens: current.tokens.clone(),
+                    operators: current.operators.clone(),
+                }
+            }
+        };
+        self.replace(snapshot);
+        Ok(self.snapshot())
+    }
+
+    /// Requires that `reader`'s authority rows hash to this view's digest (its head must be
+    /// one this view covers): what an idle daemon checks every few hundred milliseconds, so a
+    /// row put back is found even when no call reads it.
+    pub fn check_rows(&self, reader: &dyn StoreRead) -> Result<(), StoreError> {
+        let current = self.snapshot();
+        if reader.authority_digest()? != current.digest {
+            return Err(tampered(current.changed_at));
+        }
+        Ok(())
+    }
+}
+
+/// The error for authority rows that are not the ones the log names as current.
+pub fn tampered(changed_at: u64) -> StoreError {
+    StoreError::Tampered {
+        table: "authority rows".into(),
+        key: format!(
+            "the state named by audit entry {changed_at} (a row was put back from an older copy, or edited)"
+        ),
+    }
+}
