@@ -1291,3 +1291,79 @@ async fn a_start_that_waits_too_long_on_provisioning_says_why() {
         "{refused}"
     );
 }
+
+/// Three daemons under round-robin load — every call to the next daemon, so the head moves
+/// under every daemon's optimistic commits all the time — answer every call: a group commit
+/// whose one-round-trip head check fails is redone the long way, never answered UNAVAILABLE
+/// while the database is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_load_over_three_daemons_fails_no_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 3);
+    let token = cluster.daemon(0).dev_token("dev-handler");
+    let endpoints = cluster.endpoints();
+    let mut clients = Vec::new();
+    for endpoint in &endpoints {
+        clients.push(client(endpoint, &token).await);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..24u64 {
+        let clients = clients.clone();
+        let stop = Arc::clone(&stop);
+        workers.spawn(async move {
+            let (mut calls, mut failures) = (0u64, Vec::new());
+            let mut sealed: Vec<(String, String)> = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut client = clients[(worker + i) as usize % clients.len()].clone();
+                i += 1;
+                let outcome = if i % 2 == 1 || sealed.is_empty() {
+                    let number = valid_number(2_000_000 + worker * 100_000 + i);
+                    client
+                        .locker
+                        .seal(seal_request(
+                            "dev",
+                            &format!("R{worker}-{i}"),
+                            &number,
+                            &[W],
+                        ))
+                        .await
+                        .map(|reply| sealed.push((reply.into_inner().handle, number)))
+                } else {
+                    let (handle, number) = sealed[(i as usize / 2) % sealed.len()].clone();
+                    client
+                        .locker
+                        .unseal(pb::UnsealRequest {
+                            handle,
+                            purpose: W.into(),
+                        })
+                        .await
+                        .map(|reply| assert_eq!(reply.into_inner().number, number))
+                };
+                calls += 1;
+                if let Err(status) = outcome {
+                    failures.push(format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+            (calls, failures)
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut calls, mut failures) = (0, Vec::new());
+    while let Some(result) = workers.join_next().await {
+        let (n, failed) = result.expect("worker");
+        calls += n;
+        failures.extend(failed);
+    }
+    assert!(calls >= 1_000, "the load ran: {calls} calls");
+    eprintln!("{calls} calls over three daemons, round robin");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
