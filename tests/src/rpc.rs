@@ -204,18 +204,12 @@ pub async fn wait_for_health(
     daemon: &crate::Daemon,
     want: tonic_health::pb::health_check_response::ServingStatus,
 ) {
-    let mut health =
-        tonic_health::pb::health_client::HealthClient::new(daemon.client(None).await.channel);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "mynumber.locker.v1.Locker".into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner()
-            .status();
+        let status = tonic_health::pb::health_check_response::ServingStatus::try_from(
+            health_of(daemon).await,
+        )
+        .expect("a serving status");
         if status == want {
             return;
         }
@@ -225,6 +219,20 @@ pub async fn wait_for_health(
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The daemon's Locker health now (a `ServingStatus` value).
+pub async fn health_of(daemon: &crate::Daemon) -> i32 {
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(daemon.client(None).await.channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "mynumber.locker.v1.Locker".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status
 }
 
 /// Copies a directory tree (a data directory, for backup and tamper tests).

@@ -295,8 +295,13 @@ struct Load {
 impl Load {
     /// Starts `clients` workers on the dev handler's token.
     fn start(cluster: &Cluster, clients: u64) -> Load {
+        Load::start_on(cluster, clients, cluster.endpoints())
+    }
+
+    /// Starts `clients` workers on the dev handler's token, calling only `endpoints`.
+    fn start_on(cluster: &Cluster, clients: u64, endpoints: Vec<String>) -> Load {
         let token = cluster.daemon(0).dev_token("dev-handler");
-        let endpoints = Arc::new(Mutex::new(cluster.endpoints()));
+        let endpoints = Arc::new(Mutex::new(endpoints));
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers = (0..clients)
@@ -483,6 +488,10 @@ struct Failover {
     served_after: bool,
     /// What a daemon answered on the promoted standby when it did not serve.
     refusal: String,
+    /// What the daemon that no load reached answered on the promoted standby: a seal, an
+    /// unseal of an acknowledged handle the standby does not hold (or any, if none was lost),
+    /// and its health.
+    idle: (Result<(), tonic::Status>, Result<(), tonic::Status>, i32),
 }
 
 /// A primary with a standby; daemons on both hosts (read-write session wanted); a batch of
@@ -528,9 +537,10 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
         daemons: Vec::new(),
         clock: None,
     };
-    cluster.spawn(2);
+    // Two daemons under load; a third idle through the lost window, as a balancer's spare.
+    cluster.spawn(3);
     let token = cluster.daemon(0).dev_token("dev-handler");
-    let load = Load::start(&cluster, 16);
+    let load = Load::start_on(&cluster, 16, cluster.endpoints()[..2].to_vec());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     standby.stop_immediate();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -546,6 +556,12 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
         .map(str::to_owned)
         .collect();
     let lost = acked.values().filter(|h| !held.contains(*h)).count();
+    let lost_handle = acked
+        .values()
+        .find(|h| !held.contains(*h))
+        .or_else(|| acked.values().next())
+        .cloned()
+        .unwrap_or_default();
 
     // The daemons reconnect by themselves (or refuse the database that lost commits).
     let mut served_after = false;
@@ -570,12 +586,29 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The idle daemon, asked after the busy ones: a balancer sends it everything now.
+    let mut idle = client(&cluster.endpoints()[2], &token).await;
+    let sealed = idle
+        .locker
+        .seal(seal_request("dev", "idle", &valid_number(700), &[W]))
+        .await
+        .map(drop);
+    let unsealed = idle
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: lost_handle,
+            purpose: W.into(),
+        })
+        .await
+        .map(drop);
+    let health = vault_tests::rpc::health_of(cluster.daemon(2)).await;
     drop(standby);
     Failover {
         acknowledged: acked.len(),
         lost,
         served_after,
         refusal,
+        idle: (sealed, unsealed, health),
     }
 }
 
@@ -589,6 +622,13 @@ async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_seal() {
         outcome.served_after,
         "the daemons did not reconnect to the promoted standby: {}",
         outcome.refusal
+    );
+    let (sealed, unsealed, _) = &outcome.idle;
+    assert!(
+        sealed.is_ok() && unsealed.is_ok(),
+        "the idle daemon serves too: {:?} {:?}",
+        sealed,
+        unsealed
     );
     eprintln!(
         "synchronous failover: {} acknowledged, 0 lost, serving again",
@@ -610,6 +650,19 @@ async fn the_failover_harness_detects_loss_with_synchronous_commit_local() {
         !outcome.served_after && outcome.refusal.contains("lost commits"),
         "the daemons should refuse the database that lost commits: {}",
         outcome.refusal
+    );
+    // So does the daemon that was idle through the lost window: it verified the head every
+    // half second, so it knows the entries the promoted standby lacks. Nothing is released,
+    // an acknowledged handle is not answered NOT_FOUND, and health agrees with the calls.
+    let (sealed, unsealed, health) = &outcome.idle;
+    for (what, answer) in [("seal", sealed), ("unseal", unsealed)] {
+        let status = answer.as_ref().expect_err("the idle daemon refuses");
+        assert_eq!(status.code(), tonic::Code::DataLoss, "{what}: {status:?}");
+    }
+    assert_eq!(
+        *health,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32,
+        "health agrees with the calls"
     );
     eprintln!(
         "asynchronous failover: {} acknowledged, {} lost; daemons refuse: {}",
