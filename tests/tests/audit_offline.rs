@@ -223,6 +223,47 @@ async fn offline_verification_across_a_key_rotation_and_tampering() {
         .cloned()
         .collect();
     check(&truncated, Some(cut as u64 + 1), "a truncated tail");
+    // Cut back cleanly to an earlier checkpoint, as a log that lost its newest commits would be
+    // exported: every line left verifies, but the key backend's signed anchor statement names
+    // the checkpoint that is gone.
+    assert!(
+        report.contains("complete: the export reaches checkpoint"),
+        "{report}"
+    );
+    let newest = checkpoints
+        .iter()
+        .map(|c| c["number"].as_u64().expect("number"))
+        .max()
+        .expect("checkpoint");
+    let kept_seq = checkpoints
+        .iter()
+        .find(|c| c["number"] == newest - 1)
+        .map(|c| c["seq"].as_u64().expect("seq"))
+        .expect("an earlier checkpoint");
+    let cut_back: Vec<Value> = all
+        .iter()
+        .filter(|l| match l["type"].as_str() {
+            Some("entry") => l["seq"].as_u64().expect("seq") <= kept_seq,
+            Some("checkpoint") => l["number"].as_u64().expect("number") < newest,
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    write_lines(&tampered, &cut_back);
+    let (ok, said) = verify_offline(&tampered, &keys);
+    assert!(
+        !ok && said.contains(&format!("anchored checkpoint {newest}")),
+        "an export cut back to a checkpoint: {said}"
+    );
+    // And without the statement, an export of authenticated entries proves nothing whole.
+    let bare: Vec<Value> = all
+        .iter()
+        .filter(|l| l["type"] != "anchor")
+        .cloned()
+        .collect();
+    write_lines(&tampered, &bare);
+    let (ok, said) = verify_offline(&tampered, &keys);
+    assert!(!ok && said.contains("no anchor statement"), "{said}");
     // A forged checkpoint: moved to another entry, and one with a made-up signature.
     let mut forged = all.clone();
     let last = forged

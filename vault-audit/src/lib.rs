@@ -1,7 +1,8 @@
 //! The audit log format of MyNumber Locker, shared by the daemon that writes it and the tools
 //! that check it: canonical entry encoding and the hash chain (`entry`, `chain`), checkpoints
-//! signed with the key backend's ECDSA P-256 audit key (`checkpoint`), and the offline
-//! verification of an export (`offline`), which needs neither daemon nor token.
+//! signed with the key backend's ECDSA P-256 audit key (`checkpoint`), the signed statement of
+//! the anchored checkpoint an export carries (`statement`), and the offline verification of an
+//! export (`offline`), which needs neither daemon nor token.
 
 #![forbid(unsafe_code)]
 
@@ -10,3 +11,4 @@ pub mod chain;
 pub mod checkpoint;
 pub mod entry;
 pub mod offline;
+pub mod statement;

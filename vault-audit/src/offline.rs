@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, key_id, verify_endorsement};
 use crate::entry::{AuditEntry, EntryFormat, GENESIS_HASH, chain_hash};
+use crate::statement::AnchorStatement;
 
 /// An exported entry: the entry's fields and its chain hashes (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +132,8 @@ pub enum ExportLine {
     Checkpoint(Checkpoint),
     /// An audit signing key version with its endorsement by the previous version.
     Key(ExportedKey),
+    /// The key backend's anchored checkpoint when the export was made, signed.
+    Anchor(AnchorStatement),
 }
 
 /// An audit signing key version as exported.
@@ -159,6 +162,9 @@ pub struct OfflineReport {
     pub unanchored_tail: u64,
     /// Sequence number of the first bad entry, when one can be named.
     pub first_bad_seq: Option<u64>,
+    /// The checkpoint the export's signed anchor statement names, when the export reaches it:
+    /// the export is complete up to what the key backend had anchored.
+    pub complete_through_checkpoint: Option<u64>,
     /// Every problem, in order.
     pub problems: Vec<String>,
 }
@@ -407,6 +413,8 @@ fn verify_with(
             "no checkpoint signed by a trusted key anchors these entries".into(),
         );
     }
+    let complete_through_checkpoint =
+        check_statement(lines, &keys_by_id, &hashes, last_seq, &mut findings);
     OfflineReport {
         ok: findings.first_bad.is_none(),
         entries,
@@ -415,6 +423,98 @@ fn verify_with(
         unanchored_tail: last_seq.saturating_sub(anchored_through),
         first_bad_seq: findings.first_bad,
         problems: findings.problems,
+        complete_through_checkpoint,
+    }
+}
+
+/// Checks the export's anchor statement: signed by a trusted key, naming a checkpoint the
+/// export holds, verified, over entries it holds. An export of authenticated entries
+/// (`MNL-AUDIT-3` and later) must carry one: without it, a cut export would look whole.
+/// Returns the checkpoint the export is complete up to.
+fn check_statement(
+    lines: &[ExportLine],
+    keys_by_id: &BTreeMap<[u8; 32], &Vec<u8>>,
+    hashes: &BTreeMap<u64, [u8; 32]>,
+    last_seq: u64,
+    findings: &mut Findings,
+) -> Option<u64> {
+    let statement = lines.iter().rev().find_map(|line| match line {
+        ExportLine::Anchor(statement) => Some(statement),
+        _ => None,
+    });
+    let authenticated = lines.iter().any(|line| {
+        matches!(line, ExportLine::Entry(e) if EntryFormat::from_tag(&e.format) != Some(EntryFormat::V2))
+    });
+    let Some(statement) = statement else {
+        if authenticated {
+            findings.bad(
+                last_seq + 1,
+                "the export carries no anchor statement, so it cannot be shown complete (a cut export fails here): export it again with `vault-client audit export`".into(),
+            );
+        } else {
+            findings.note(
+                "no anchor statement (the export predates them): completeness is not proven".into(),
+            );
+        }
+        return None;
+    };
+    let Some(point) = decode32(&statement.key_id).and_then(|id| keys_by_id.get(&id)) else {
+        findings.bad(
+            last_seq + 1,
+            format!(
+                "the anchor statement is signed by key {} which is not among the given public keys",
+                statement.key_id
+            ),
+        );
+        return None;
+    };
+    if !statement.verify_signature(point) {
+        findings.bad(
+            last_seq + 1,
+            "the anchor statement's signature does not verify (forged or altered)".into(),
+        );
+        return None;
+    }
+    let anchored = lines.iter().find_map(|line| match line {
+        ExportLine::Checkpoint(c) if c.number == statement.checkpoint => Some(c),
+        _ => None,
+    });
+    match anchored {
+        None => {
+            findings.bad(
+                last_seq + 1,
+                format!(
+                    "the key backend anchored checkpoint {}, which this export lacks: the log it was taken from lost commits, or the export was cut",
+                    statement.checkpoint
+                ),
+            );
+            None
+        }
+        Some(checkpoint) if checkpoint.hash() != statement.hash() => {
+            findings.bad(
+                checkpoint.seq,
+                format!(
+                    "checkpoint {} is not the one the key backend anchored: history was replaced",
+                    checkpoint.number
+                ),
+            );
+            None
+        }
+        Some(checkpoint)
+            if hashes.get(&checkpoint.seq).copied() == decode32(&checkpoint.chain_hash) =>
+        {
+            Some(checkpoint.number)
+        }
+        Some(checkpoint) => {
+            findings.bad(
+                checkpoint.seq,
+                format!(
+                    "the anchored checkpoint {} covers entry {}, which the export does not hold as it was signed",
+                    checkpoint.number, checkpoint.seq
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -484,6 +584,28 @@ mod tests {
             ExportLine::Checkpoint(body.into_checkpoint(sig.as_ref()))
         }
 
+        /// The statement that the key backend anchored `checkpoint`, signed with this key.
+        fn statement(&self, checkpoint: &ExportLine) -> ExportLine {
+            let ExportLine::Checkpoint(checkpoint) = checkpoint else {
+                panic!("a checkpoint line");
+            };
+            let hash = checkpoint.hash().expect("hash");
+            let payload = crate::statement::signed_payload(checkpoint.number, &hash, 3, 99_000);
+            let sig = self
+                .pair
+                .sign(&SystemRandom::new(), &payload)
+                .expect("sign");
+            ExportLine::Anchor(AnchorStatement {
+                checkpoint: checkpoint.number,
+                checkpoint_hash: hex::encode(hash),
+                counter: 3,
+                time_ms: 99_000,
+                key_version: self.version,
+                key_id: hex::encode(key_id(&self.point())),
+                signature: hex::encode(sig.as_ref()),
+            })
+        }
+
         /// This key as an export line, endorsed by `by` (the previous version).
         fn key_line(&self, by: Option<&Signer>) -> ExportLine {
             let endorsement = by.map_or(String::new(), |by| {
@@ -549,10 +671,12 @@ mod tests {
         let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
         let first = v1.checkpoint(1, 5, &list[4].hash, None);
         let second = v2.checkpoint(2, 10, &list[9].hash, Some(&first));
+        let statement = v2.statement(&second);
         lines.push(first);
         lines.push(second);
         lines.push(v1.key_line(None));
         lines.push(v2.key_line(Some(v1)));
+        lines.push(statement);
         lines
     }
 
@@ -594,6 +718,7 @@ mod tests {
         let c2 = v1.checkpoint(2, 6, &list[5].hash, Some(&c1));
         let c3 = v1.checkpoint(3, 9, &list[8].hash, Some(&c2));
         let keys = [v1.point()];
+        lines.push(v1.statement(&c3));
         let mut all = lines.clone();
         all.extend([c1.clone(), c2.clone(), c3.clone()]);
         assert!(verify(&all, &keys).ok);
@@ -700,13 +825,61 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_statement_makes_a_cut_export_fail() {
+        let (v1, v2) = (signer(1), signer(2));
+        let keys = [v1.point(), v2.point()];
+        let report = verify(&export(&v1, &v2), &keys);
+        assert_eq!(report.complete_through_checkpoint, Some(2), "{report:?}");
+
+        // Cut after checkpoint 1 (as a log that lost its newest commits exports): every line
+        // left verifies, but the anchored checkpoint 2 is missing.
+        let mut cut = export(&v1, &v2);
+        cut.retain(|l| match l {
+            ExportLine::Entry(e) => e.seq <= 5,
+            ExportLine::Checkpoint(c) => c.number == 1,
+            _ => true,
+        });
+        let report = verify(&cut, &keys);
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("anchored checkpoint 2")),
+            "{report:?}"
+        );
+
+        // Without its statement, an export of authenticated entries proves nothing whole.
+        let mut bare = export(&v1, &v2);
+        bare.retain(|l| !matches!(l, ExportLine::Anchor(_)));
+        let report = verify(&bare, &keys);
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("no anchor statement")),
+            "{report:?}"
+        );
+
+        // A statement altered to name an older checkpoint no longer verifies.
+        let mut older = export(&v1, &v2);
+        if let Some(ExportLine::Anchor(a)) = older.last_mut() {
+            a.checkpoint = 1;
+        }
+        assert!(!verify(&older, &keys).ok);
+    }
+
+    #[test]
     fn reports_the_unanchored_tail() {
         let v1 = signer(1);
         let list = entries(8);
         let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
-        lines.push(v1.checkpoint(1, 5, &list[4].hash, None));
+        let checkpoint = v1.checkpoint(1, 5, &list[4].hash, None);
+        lines.push(v1.statement(&checkpoint));
+        lines.push(checkpoint);
         let report = verify(&lines, &[v1.point()]);
-        assert!(report.ok);
+        assert!(report.ok, "{report:?}");
         assert_eq!((report.anchored_through, report.unanchored_tail), (5, 3));
     }
 
@@ -715,7 +888,9 @@ mod tests {
         let v1 = signer(1);
         let list = entries(3);
         let mut lines: Vec<ExportLine> = list.iter().cloned().map(ExportLine::Entry).collect();
-        lines.push(v1.checkpoint(1, 3, &list[2].hash, None));
+        let checkpoint = v1.checkpoint(1, 3, &list[2].hash, None);
+        lines.push(v1.statement(&checkpoint));
+        lines.push(checkpoint);
         assert!(verify(&lines, &[v1.point()]).ok);
 
         let mut future = lines.clone();

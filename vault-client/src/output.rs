@@ -632,11 +632,13 @@ pub async fn audit_export(
     Ok(sink)
 }
 
-/// Appends the checkpoints to an export and flushes it.
+/// Appends the checkpoints, the keys and the signed anchor statement to an export and flushes
+/// it.
 pub fn append_checkpoints(
     mut sink: Box<dyn Write>,
     checkpoints: &[pb::AuditCheckpoint],
     keys: &[pb::AuditPublicKey],
+    anchor: Option<&pb::AuditAnchorStatement>,
     out: Option<&Path>,
 ) -> Result<(), ClientError> {
     let write_error = |source| ClientError::WriteFile {
@@ -670,6 +672,24 @@ pub fn append_checkpoints(
             version: k.version,
             public_key: k.public_point.clone(),
             endorsement: k.endorsement.clone(),
+        });
+        writeln!(
+            sink,
+            "{}",
+            serde_json::to_value(line).unwrap_or(Value::Null)
+        )
+        .map_err(write_error)?;
+    }
+    // What the key backend had anchored: a verifier requires the export to reach it.
+    if let Some(a) = anchor {
+        let line = ExportLine::Anchor(vault_audit::statement::AnchorStatement {
+            checkpoint: a.checkpoint,
+            checkpoint_hash: a.checkpoint_hash.clone(),
+            counter: a.counter,
+            time_ms: a.time_unix_ms,
+            key_version: a.key_version,
+            key_id: a.key_id.clone(),
+            signature: a.signature.clone(),
         });
         writeln!(
             sink,
@@ -733,6 +753,11 @@ pub fn offline_report(format: Format, report: &OfflineReport) {
                     report.anchored_through,
                     report.unanchored_tail
                 );
+                if let Some(number) = report.complete_through_checkpoint {
+                    println!(
+                        "complete: the export reaches checkpoint {number}, the one the key backend had anchored when it was made"
+                    );
+                }
             } else {
                 println!(
                     "BROKEN at entry {}",

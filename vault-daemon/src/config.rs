@@ -689,6 +689,20 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// Or after this many seconds when there are new entries (and always at shutdown).
     pub checkpoint_interval_secs: u64,
+    /// Or after this many milliseconds (50 to 3,600,000), instead of
+    /// `checkpoint_interval_secs`: a shorter unanchored window, for a signature and an anchor
+    /// write in the key backend per interval (docs/SECURITY.md, docs/PERFORMANCE.md).
+    pub checkpoint_interval_ms: Option<u64>,
+}
+
+impl AuditConfig {
+    /// The longest time between checkpoints while there are new entries.
+    pub fn checkpoint_interval(&self) -> Duration {
+        match self.checkpoint_interval_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_secs(self.checkpoint_interval_secs),
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -698,6 +712,7 @@ impl Default for AuditConfig {
             max_batch: 512,
             checkpoint_every: 1000,
             checkpoint_interval_secs: 10,
+            checkpoint_interval_ms: None,
         }
     }
 }
@@ -764,6 +779,8 @@ impl Default for LogConfig {
 pub const MAX_CHECKPOINT_EVERY: u64 = 100_000;
 /// Longest time between checkpoints (`audit.checkpoint_interval_secs`): an hour.
 pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 3600;
+/// Shortest time between checkpoints (`audit.checkpoint_interval_ms`).
+pub const MIN_CHECKPOINT_INTERVAL_MS: u64 = 50;
 /// Shortest waiting period before a key is destroyed (`keys.destroy_wait_secs`): a day.
 pub const MIN_DESTROY_WAIT_SECS: u64 = 24 * 3600;
 /// Longest waiting period before a key is destroyed: 90 days.
@@ -914,6 +931,11 @@ impl Config {
         }
         if !(1..=MAX_CHECKPOINT_INTERVAL_SECS).contains(&self.audit.checkpoint_interval_secs) {
             return invalid("audit.checkpoint_interval_secs must be between 1 and 3600");
+        }
+        if self.audit.checkpoint_interval_ms.is_some_and(|ms| {
+            !(MIN_CHECKPOINT_INTERVAL_MS..=MAX_CHECKPOINT_INTERVAL_SECS * 1000).contains(&ms)
+        }) {
+            return invalid("audit.checkpoint_interval_ms must be between 50 and 3600000");
         }
         if self.store.cache_mb == 0 || self.store.cache_mb > 65_536 {
             return invalid("store.cache_mb must be between 1 and 65536");
@@ -1185,6 +1207,25 @@ mod tests {
                 .and_then(|c| c.validate(false)),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_checkpoint_interval_in_milliseconds_is_bounded_and_wins() {
+        let base = "[store]\ndata_dir = \"/x\"\n[backend]\nallow_insecure = true\n[audit]\n";
+        let config = parse(&format!("{base}checkpoint_interval_ms = 100\n")).expect("valid");
+        assert_eq!(
+            config.audit.checkpoint_interval(),
+            Duration::from_millis(100)
+        );
+        for bad in [0, 49, 3_600_001] {
+            let message = parse(&format!("{base}checkpoint_interval_ms = {bad}\n"))
+                .expect_err("out of range")
+                .to_string();
+            assert!(message.contains("checkpoint_interval_ms"), "{message}");
+        }
+        let default =
+            parse("[store]\ndata_dir = \"/x\"\n[backend]\nallow_insecure = true\n").expect("valid");
+        assert_eq!(default.audit.checkpoint_interval(), Duration::from_secs(10));
     }
 
     #[test]

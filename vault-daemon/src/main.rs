@@ -81,6 +81,10 @@ struct Args {
     /// Serve Prometheus metrics on ADDR (`GET /metrics`); overrides `[metrics] listen`.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Sign and anchor a checkpoint at least every MS milliseconds while there are new
+    /// entries (50 to 3600000); overrides `[audit] checkpoint_interval_ms`.
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval_ms: Option<u64>,
     /// Log lines as `text` or `json` (one object per line); overrides `[log] format`.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -225,6 +229,9 @@ fn main() -> ExitCode {
     }
     if let Some(addr) = args.metrics_listen {
         config.metrics.listen = Some(addr);
+    }
+    if let Some(ms) = args.checkpoint_interval_ms {
+        config.audit.checkpoint_interval_ms = Some(ms);
     }
     if let Some(format) = args.log_format {
         config.log.format = format;

@@ -475,7 +475,7 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
             },
             CheckpointPolicy {
                 every: config.audit.checkpoint_every,
-                interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+                interval: config.audit.checkpoint_interval(),
             },
             ms(config.keys.destroy_wait_secs),
         )

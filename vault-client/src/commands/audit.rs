@@ -152,19 +152,24 @@ pub async fn run(
             // Checkpoints are read after the entries, so every one names an exported entry or
             // one committed later (which a verifier reports as beyond the export).
             let export = output::audit_export(stream, out.as_deref()).await?;
-            let checkpoints = client
+            let listed = client
                 .admin
                 .audit_checkpoints(pb::AuditCheckpointsRequest { after_seq: after })
                 .await?
-                .into_inner()
-                .checkpoints;
+                .into_inner();
             let keys = client
                 .admin
                 .audit_public_keys(pb::AuditPublicKeysRequest {})
                 .await?
                 .into_inner()
                 .keys;
-            output::append_checkpoints(export, &checkpoints, &keys, out.as_deref())?;
+            output::append_checkpoints(
+                export,
+                &listed.checkpoints,
+                &keys,
+                listed.anchor.as_ref(),
+                out.as_deref(),
+            )?;
         }
         AuditCommand::PublicKey { out } => {
             let keys = client

@@ -14,6 +14,8 @@ use vault_audit::checkpoint::{
     Checkpoint, CheckpointBody, FIRST_PREV, endorsement_payload, key_id,
 };
 
+use vault_audit::statement::AnchorStatement;
+
 use crate::audit::entry::{AuditEntry, EntryOutcome};
 use crate::audit::integrity::{self, ChainPosition, Verified};
 use crate::audit::writer::AuditWriter;
@@ -290,6 +292,38 @@ impl Checkpointer {
         Ok(Some(checkpoint))
     }
 
+    /// The key backend's anchor, signed now with the active audit key: the statement an export
+    /// carries so that an auditor can tell it complete (`vault_audit::statement`). `None`
+    /// before the first checkpoint was anchored.
+    pub async fn anchor_statement(&self) -> Result<Option<AnchorStatement>> {
+        let Some(anchor) = self.keys.read_anchor().await? else {
+            return Ok(None);
+        };
+        let key = self
+            .store
+            .reader()?
+            .audit_keys()?
+            .pop()
+            .ok_or_else(|| Error::Internal("no audit signing key".into()))?;
+        let time_ms = self.clock.now_ms();
+        let payload = vault_audit::statement::signed_payload(
+            anchor.checkpoint,
+            &anchor.hash,
+            anchor.counter,
+            time_ms,
+        );
+        let signature = self.keys.sign(KeyRef(key.key_ref.clone()), payload).await?;
+        Ok(Some(AnchorStatement {
+            checkpoint: anchor.checkpoint,
+            checkpoint_hash: hex::encode(anchor.hash),
+            counter: anchor.counter,
+            time_ms,
+            key_version: key.version,
+            key_id: hex::encode(key.key_id),
+            signature: hex::encode(signature),
+        }))
+    }
+
     /// The checkpoint at a clean stop: signed by this daemon when it holds (or can take) the
     /// checkpoint lease; on a shared store whose lease another daemon holds, that daemon
     /// anchors the cluster's head and this one signs nothing (`Ok(None)`).
@@ -309,8 +343,10 @@ impl Checkpointer {
     pub async fn run(self) {
         let mut last_time = Instant::now();
         let lease = DutyLease::new(Arc::clone(&self.store), lease::CHECKPOINTS);
+        // Looked at twice a second, or as often as the interval asks for.
+        let tick = self.policy.interval.min(Duration::from_millis(500));
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(tick).await;
             // One daemon of a cluster signs checkpoints; one that takes the duty over starts
             // from what the store holds now (other daemons signed meanwhile), verified anew.
             match lease.check() {

@@ -466,13 +466,14 @@ impl AdminRpc for AdminApi {
         request: Request<pb::AuditCheckpointsRequest>,
     ) -> Result<Response<pb::AuditCheckpointsResponse>, Status> {
         let ctx = request_context(&request);
-        let checkpoints = self
+        let (checkpoints, statement) = self
             .locker
             .audit_checkpoints(&ctx, request.get_ref().after_seq)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::AuditCheckpointsResponse {
             checkpoints: checkpoints.into_iter().map(convert::checkpoint).collect(),
+            anchor: statement.map(convert::anchor_statement),
         }))
     }
 

@@ -312,6 +312,19 @@ pub fn audit_entry(chained: ChainedEntry) -> pb::AuditEntry {
     }
 }
 
+/// Anchor statement for the wire.
+pub fn anchor_statement(s: vault_audit::statement::AnchorStatement) -> pb::AuditAnchorStatement {
+    pb::AuditAnchorStatement {
+        checkpoint: s.checkpoint,
+        checkpoint_hash: s.checkpoint_hash,
+        counter: s.counter,
+        time_unix_ms: s.time_ms,
+        key_version: s.key_version,
+        key_id: s.key_id,
+        signature: s.signature,
+    }
+}
+
 /// Checkpoint for the wire.
 pub fn checkpoint(c: vault_audit::checkpoint::Checkpoint) -> pb::AuditCheckpoint {
     pb::AuditCheckpoint {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use vault_audit::checkpoint::Checkpoint;
+use vault_audit::statement::AnchorStatement;
 
 use crate::audit::checkpointer::key_note;
 use crate::audit::entry::ChainedEntry;
@@ -218,8 +219,14 @@ impl Locker {
         &self,
         ctx: &RequestContext,
         after_seq: u64,
-    ) -> Result<Vec<Checkpoint>> {
+    ) -> Result<(Vec<Checkpoint>, Option<AnchorStatement>)> {
         let (_caller, entry) = self.begin(ctx, Action::AuditCheckpoints).await?;
+        // Read before the list: the checkpoint it names is stored before it is anchored, so
+        // the list holds it unless the store lost it.
+        let statement = match self.checkpointer.anchor_statement().await {
+            Ok(statement) => statement,
+            Err(error) => return Err(self.refuse(entry, error).await),
+        };
         let body = (|| {
             let mut out = Vec::new();
             let mut after = after_seq;
@@ -235,7 +242,9 @@ impl Locker {
                 }
             }
         })();
-        self.finish(entry, body).await.map(|(c, _)| c)
+        self.finish(entry, body)
+            .await
+            .map(|(checkpoints, _)| (checkpoints, statement))
     }
 }
 
