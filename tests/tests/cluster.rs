@@ -588,11 +588,21 @@ async fn failover(dir: &Path, synchronous: bool) -> Failover {
     }
     // The idle daemon, asked after the busy ones: a balancer sends it everything now.
     let mut idle = client(&cluster.endpoints()[2], &token).await;
-    let sealed = idle
-        .locker
-        .seal(seal_request("dev", "idle", &valid_number(700), &[W]))
-        .await
-        .map(drop);
+    // Past its recovery pause (the store was down meanwhile: UNAVAILABLE), what it says.
+    let mut sealed = Ok(());
+    for attempt in 0..60 {
+        sealed = idle
+            .locker
+            .seal(seal_request("dev", "idle", &valid_number(700), &[W]))
+            .await
+            .map(drop);
+        match &sealed {
+            Err(status) if status.code() == tonic::Code::Unavailable && attempt < 59 => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ => break,
+        }
+    }
     let unsealed = idle
         .locker
         .unseal(pb::UnsealRequest {

@@ -475,6 +475,13 @@ fn check_statement(
         );
         return None;
     }
+    if statement.checkpoint == 0 {
+        findings.note(
+            "nothing had been anchored when the export was made (anchor statement of checkpoint 0)"
+                .into(),
+        );
+        return None;
+    }
     let anchored = lines.iter().find_map(|line| match line {
         ExportLine::Checkpoint(c) if c.number == statement.checkpoint => Some(c),
         _ => None,

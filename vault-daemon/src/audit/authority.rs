@@ -12,6 +12,7 @@
 //! which is newer; a read newer than the view first has the writer verify the log up to it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,12 @@ pub struct AuthoritySnapshot {
     pub changed_at: u64,
     /// The digest of every authority row at `verified`.
     pub digest: [u8; 32],
+    rows: Arc<AuthorityRows>,
+}
+
+/// The rows themselves, shared by the snapshots between two authority changes.
+#[derive(Debug)]
+struct AuthorityRows {
     tokens: HashMap<String, TokenRecord>,
     operators: HashMap<String, Operator>,
 }
@@ -45,27 +52,39 @@ impl AuthoritySnapshot {
             verified,
             changed_at,
             digest,
-            tokens: reader
-                .tokens()?
-                .into_iter()
-                .map(|t| (t.id.clone(), t))
-                .collect(),
-            operators: reader
-                .operators()?
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
+            rows: Arc::new(AuthorityRows {
+                tokens: reader
+                    .tokens()?
+                    .into_iter()
+                    .map(|t| (t.id.clone(), t))
+                    .collect(),
+                operators: reader
+                    .operators()?
+                    .into_iter()
+                    .map(|o| (o.id.clone(), o))
+                    .collect(),
+            }),
         })
     }
 
     /// The token with this id, as current.
     pub fn token(&self, id: &str) -> Option<&TokenRecord> {
-        self.tokens.get(id)
+        self.rows.tokens.get(id)
     }
 
     /// The operator with this id, as current.
     pub fn operator(&self, id: &str) -> Option<&Operator> {
-        self.operators.get(id)
+        self.rows.operators.get(id)
+    }
+
+    /// The same rows, current at `verified`.
+    fn at(&self, verified: ChainPosition) -> AuthoritySnapshot {
+        AuthoritySnapshot {
+            verified,
+            changed_at: self.changed_at,
+            digest: self.digest,
+            rows: Arc::clone(&self.rows),
+        }
     }
 
     /// Whether a read of the store at audit entry `head` must show exactly these rows: no
@@ -105,6 +124,14 @@ const ROWS_CHECK_EVERY: Duration = Duration::from_millis(400);
 pub struct AuthorityView {
     current: RwLock<Arc<AuthoritySnapshot>>,
     rows_checked: Mutex<Option<Instant>>,
+    /// The entry the view is current at, for calls waiting on this daemon's own commit.
+    published: tokio::sync::watch::Sender<u64>,
+    /// The last entry of the batch this daemon's writer is committing now (0: none).
+    committing: AtomicU64,
+    /// The entry that batch follows.
+    committing_after: AtomicU64,
+    /// Whether that batch changes an authority row.
+    committing_changes: AtomicBool,
 }
 
 impl AuthorityView {
@@ -120,6 +147,10 @@ impl AuthorityView {
                 reader, position, changed_at, digest,
             )?)),
             rows_checked: Mutex::new(None),
+            published: tokio::sync::watch::Sender::new(position.seq),
+            committing: AtomicU64::new(0),
+            committing_after: AtomicU64::new(0),
+            committing_changes: AtomicBool::new(false),
         })
     }
 
@@ -129,28 +160,70 @@ impl AuthorityView {
     }
 
     fn replace(&self, snapshot: AuthoritySnapshot) {
+        let seq = snapshot.verified.seq;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.published.send_replace(seq);
+    }
+
+    /// The writer is committing a batch of entries `after + 1 ..= last` (`last` 0: it is
+    /// done) which changes an authority row or not: a call that read a head up to it knows
+    /// those entries are this daemon's own.
+    pub fn committing(&self, after: u64, last: u64, changes_authority: bool) {
+        self.committing.store(0, Ordering::SeqCst);
+        self.committing_changes
+            .store(changes_authority, Ordering::SeqCst);
+        self.committing_after.store(after, Ordering::SeqCst);
+        self.committing.store(last, Ordering::SeqCst);
+    }
+
+    /// Whether every entry after this view's position up to `head` belongs to this daemon's
+    /// batch in flight, and if so whether that batch changes an authority row.
+    pub fn in_flight(&self, head: u64) -> Option<bool> {
+        let last = self.committing.load(Ordering::SeqCst);
+        let changes = self.committing_changes.load(Ordering::SeqCst);
+        let after = self.committing_after.load(Ordering::SeqCst);
+        let verified = self.snapshot().verified.seq;
+        (head <= last && verified >= after).then_some(changes)
+    }
+
+    /// Waits (at most `timeout`) until the view is current at entry `head`, when that entry is
+    /// this daemon's own commit in flight; `false` when it is not (another daemon appended:
+    /// the log must be checked) or the commit did not make it.
+    pub async fn wait_for_own(&self, head: u64, timeout: Duration) -> bool {
+        let mut published = self.published.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *published.borrow_and_update() >= head {
+                return true;
+            }
+            if self.committing.load(Ordering::SeqCst) < head {
+                // Published meanwhile, or not this daemon's entry.
+                return *published.borrow() >= head;
+            }
+            if tokio::time::timeout_at(deadline, published.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
     }
 
     /// The log was verified from `from` to `to` and names no authority change in between:
     /// the rows are still current at `to`. `false` when this view is not at `from` (it must
     /// be refreshed from the store instead).
     pub fn advance(&self, from: ChainPosition, to: ChainPosition) -> bool {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.verified != from {
-            return current.verified == to;
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            if current.verified != from {
+                return current.verified == to;
+            }
+            if from == to {
+                return true;
+            }
+            *current = Arc::new(current.at(to));
         }
-        if from == to {
-            return true;
-        }
-        let next = AuthoritySnapshot {
-            verified: to,
-            changed_at: current.changed_at,
-            digest: current.digest,
-            tokens: current.tokens.clone(),
-            operators: current.operators.clone(),
-        };
-        *current = Arc::new(next);
+        self.published.send_replace(to.seq);
         true
     }
 
@@ -188,13 +261,7 @@ impl AuthorityView {
                     *checked = Some(Instant::now());
                 }
                 drop(checked);
-                AuthoritySnapshot {
-                    verified: reached,
-                    changed_at: current.changed_at,
-                    digest: current.digest,
-                    tokens: current.tokens.clone(),
-                    operators: current.operators.clone(),
-                }
+                current.at(reached)
             }
         };
         self.replace(snapshot);

@@ -293,12 +293,15 @@ impl Checkpointer {
     }
 
     /// The key backend's anchor, signed now with the active audit key: the statement an export
-    /// carries so that an auditor can tell it complete (`vault_audit::statement`). `None`
-    /// before the first checkpoint was anchored.
+    /// carries so that an auditor can tell it complete (`vault_audit::statement`). Before the
+    /// first checkpoint was anchored it names checkpoint 0: nothing to reach yet, said and
+    /// signed, so that an export without any statement stays suspect.
     pub async fn anchor_statement(&self) -> Result<Option<AnchorStatement>> {
-        let Some(anchor) = self.keys.read_anchor().await? else {
-            return Ok(None);
-        };
+        let anchor = self.keys.read_anchor().await?.unwrap_or(Anchor {
+            counter: 0,
+            checkpoint: 0,
+            hash: [0u8; 32],
+        });
         let key = self
             .store
             .reader()?

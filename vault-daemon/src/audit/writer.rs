@@ -557,6 +557,16 @@ fn check_head(
     Ok(())
 }
 
+/// Clears the authority view's "committing" mark when dropped: after the view was followed (or
+/// the commit failed), calls that read the new head no longer wait for it.
+struct InFlight<'a>(&'a AuthorityView);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.committing(0, 0, false);
+    }
+}
+
 /// Keeps the authority view current after a commit from `before` to `after`: advanced when the
 /// log names no change since, else refreshed from the store (whose rows must hash to what the
 /// log names).
@@ -605,6 +615,7 @@ fn broken(
             *head,
             &mut alert,
             &mut optimistic,
+            &shared.authority,
         ) {
             Ok((new_head, _, _)) => {
                 *head = new_head;
@@ -612,6 +623,7 @@ fn broken(
             }
             Err(failure) => tracing::error!(%failure, "the tampering alert could not be recorded"),
         }
+        shared.authority.committing(0, 0, false);
     }
     recovery.failed(error, 0);
 }
@@ -729,6 +741,7 @@ fn run(
                 head,
                 &mut batch,
                 &mut optimistic,
+                &shared.authority,
             )
         }))
         .unwrap_or_else(|_| {
@@ -739,6 +752,8 @@ fn run(
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        // Whatever the outcome, once the view is followed below, nothing is in flight.
+        let _in_flight = InFlight(&shared.authority);
         match committed {
             Ok((new_head, results, named)) => {
                 let before = head.position();
@@ -806,13 +821,14 @@ fn commit_batch(
     known: ChainHead,
     batch: &mut [Unit],
     optimistic: &mut bool,
+    authority: &AuthorityView,
 ) -> Result<BatchCommitted, StoreError> {
     if *optimistic && let Some(txn) = store.optimistic_writer(known.seq, &known.hash)? {
         let saved: Vec<(Mutation, Option<AuditEntry>)> = batch
             .iter()
             .map(|unit| (unit.mutation.clone(), unit.entry.clone()))
             .collect();
-        match apply_batch(txn, clock, key, known, batch) {
+        match apply_batch(txn, clock, key, known, batch, authority) {
             Err(StoreError::HeadMoved) => {
                 *optimistic = false;
                 for (unit, (mutation, entry)) in batch.iter_mut().zip(saved) {
@@ -827,7 +843,7 @@ fn commit_batch(
     let (head, others) = head_in(txn.as_ref(), known, key)?;
     // Nobody else appended since this writer's last commit: try the short way next time.
     *optimistic = head.seq == known.seq;
-    let (head, results, own) = apply_batch(txn, clock, key, head, batch)?;
+    let (head, results, own) = apply_batch(txn, clock, key, head, batch, authority)?;
     Ok((head, results, own.or(others)))
 }
 
@@ -839,7 +855,9 @@ fn apply_batch(
     key: &LogKey,
     mut head: ChainHead,
     batch: &mut [Unit],
+    view: &AuthorityView,
 ) -> Result<BatchCommitted, StoreError> {
+    let first_after = head.seq;
     let mut applied = Vec::with_capacity(batch.len());
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
@@ -905,6 +923,9 @@ fn apply_batch(
             digest,
         })?;
     }
+    // From here on the new entries may be visible to this daemon's own reads: calls that see
+    // them wait for this commit rather than ask for a check of the log.
+    view.committing(first_after, head.seq, authority.is_some());
     txn.commit()?;
     Ok((head, results, named))
 }

@@ -9,13 +9,17 @@
 
 use secrecy::SecretString;
 
-use crate::audit::authority::tampered;
+use crate::audit::authority::{AuthoritySnapshot, tampered};
 use crate::audit::entry::AuditEntry;
 use crate::domain::operator::Operator;
 use crate::domain::token::TokenRecord;
 use crate::domain::token::{hashes_equal, token_hash, token_id};
 use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
+
+/// How long a call waits for this daemon's own commit to reach the authority view before it
+/// has the log checked instead.
+const AUTHORITY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Locker {
     /// Resolves the caller. Fills `entry.operator` as soon as the token names a real operator,
@@ -103,7 +107,18 @@ impl Locker {
                 // newer than the view and were written by this process.
                 return Ok((stored_token, stored_operator));
             }
-            self.writer.check().await?;
+            let current = current_rows(&snapshot, id);
+            // Entries of this daemon's own batch in flight, which changes no authority row:
+            // the rows the read saw are still the view's. Equal, they are decided at once
+            // (the common case under load); otherwise the commit is waited for.
+            let own = authority.in_flight(head);
+            if own == Some(false) && current == (stored_token.clone(), stored_operator.clone()) {
+                return Ok(current);
+            }
+            // Else another daemon appended: the log is verified up to the read first.
+            if own.is_none() || !authority.wait_for_own(head, AUTHORITY_WAIT).await {
+                self.writer.check().await?;
+            }
             snapshot = authority.snapshot();
             if head > snapshot.verified.seq {
                 return Err(Error::Unavailable(
@@ -112,11 +127,7 @@ impl Locker {
                 ));
             }
         }
-        let current_token = snapshot.token(id).cloned();
-        let current_operator = current_token
-            .as_ref()
-            .and_then(|t| snapshot.operator(&t.operator_id))
-            .cloned();
+        let (current_token, current_operator) = current_rows(&snapshot, id);
         // With the same token, both operators were read under one id; a token that differs is
         // tampering already.
         if snapshot.covers(oldest)
@@ -129,4 +140,14 @@ impl Locker {
         }
         Ok((current_token, current_operator))
     }
+}
+
+/// Token `id` and its operator as `snapshot` holds them.
+fn current_rows(snapshot: &AuthoritySnapshot, id: &str) -> (Option<TokenRecord>, Option<Operator>) {
+    let token = snapshot.token(id).cloned();
+    let operator = token
+        .as_ref()
+        .and_then(|t| snapshot.operator(&t.operator_id))
+        .cloned();
+    (token, operator)
 }
