@@ -28,9 +28,8 @@ const BY_INDEX: &str = "SELECT i.value, r.value FROM locker.blind_index i
 
 /// The last audit entry, read as one more column of every point read: the rows and the head
 /// come from one state of the database. The chain head's one row, not `max(key)` of the audit
-/// table, whose last index page every commit writes (measured: `max(key)` cost 8 % of unseals
-/// on one daemon). A head lowered by hand only makes the read look older than the daemon's
-/// view, which then decides on the view itself.
+/// table, whose last index page every commit writes. A head lowered by hand only makes the read
+/// look older than the daemon's view, which then decides on the view itself.
 const HEAD_COLUMN: &str = "(SELECT coalesce(max(seq), 0) FROM locker.chain_head WHERE id = 1)";
 
 /// A view's rows: a pooled connection per read.
