@@ -326,6 +326,11 @@ fn check_witness(witness: &Witness, store: &dyn Store) -> Result<(), DaemonError
             known.seq,
             hex::encode(known.hash)
         ),
+        // A store that cannot be read says nothing about its history: fail the start as
+        // unavailable (and retry), not as tampering.
+        Err(error @ crate::error::Error::Unavailable(_)) => {
+            return Err(DaemonError::Service(error));
+        }
         Err(error) => format!(
             "the store's audit entry {} fails its check ({error}); this daemon verified it with hash {}",
             known.seq,
