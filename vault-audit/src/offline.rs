@@ -869,6 +869,32 @@ mod tests {
             "{report:?}"
         );
 
+        // A young store: nothing anchored yet, said and signed (checkpoint 0).
+        let young: Vec<ExportLine> = entries(3).into_iter().map(ExportLine::Entry).collect();
+        let mut with_zero = young.clone();
+        let hash = [0u8; 32];
+        let payload = crate::statement::signed_payload(0, &hash, 0, 5_000);
+        let sig = v1.pair.sign(&SystemRandom::new(), &payload).expect("sign");
+        with_zero.push(ExportLine::Anchor(AnchorStatement {
+            checkpoint: 0,
+            checkpoint_hash: hex::encode(hash),
+            counter: 0,
+            time_ms: 5_000,
+            key_version: 1,
+            key_id: hex::encode(key_id(&v1.point())),
+            signature: hex::encode(sig.as_ref()),
+        }));
+        let report = verify(&with_zero, &keys);
+        assert!(report.ok, "{report:?}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("nothing had been anchored")),
+            "{report:?}"
+        );
+        assert!(!verify(&young, &keys).ok, "no statement at all");
+
         // A statement altered to name an older checkpoint no longer verifies.
         let mut older = export(&v1, &v2);
         if let Some(ExportLine::Anchor(a)) = older.last_mut() {
