@@ -128,6 +128,21 @@ impl Daemon {
         Daemon::try_start(data_dir, options).unwrap_or_else(|refusal| panic!("{refusal}"))
     }
 
+    /// What a daemon says when it refuses to start on `data_dir`; panics if it serves (a
+    /// tampered or refused store).
+    pub fn refusal(data_dir: &Path, options: DaemonOptions) -> String {
+        match Daemon::try_start(data_dir, options) {
+            Ok(mut daemon) => {
+                daemon.stop();
+                panic!(
+                    "the daemon served a tampered store in {}",
+                    data_dir.display()
+                );
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
     /// Starts a daemon, or returns what it said when it refused to start (exit status and
     /// log).
     pub fn try_start(data_dir: &Path, options: DaemonOptions) -> Result<Daemon, String> {

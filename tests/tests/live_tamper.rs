@@ -85,16 +85,6 @@ fn redb_daemon(dir: &Path) -> Daemon {
     Daemon::start(dir, DaemonOptions::default())
 }
 
-fn refusal(dir: &Path) -> String {
-    match Daemon::try_start(dir, DaemonOptions::default()) {
-        Ok(mut daemon) => {
-            daemon.stop();
-            panic!("the daemon served a tampered store in {}", dir.display());
-        }
-        Err(refusal) => refusal,
-    }
-}
-
 fn kill(daemon: Daemon) {
     let pid = daemon.pid();
     let _ = std::process::Command::new("kill")
@@ -121,7 +111,7 @@ async fn redb_tail_rewritten_after_sigkill_is_refused_at_start() {
             audit.insert(*seq, row.as_slice()).expect("insert");
         }
     });
-    let said = refusal(&data);
+    let said = Daemon::refusal(&data, DaemonOptions::default());
     assert!(
         said.contains("not authenticated by the log key"),
         "refused, naming the forged entry: {said}"
@@ -148,7 +138,7 @@ async fn redb_tail_cut_after_sigkill_is_refused_by_the_witness() {
         audit.remove(last).expect("remove");
         audit.remove(last - 1).expect("remove");
     });
-    let said = refusal(&data);
+    let said = Daemon::refusal(&data, DaemonOptions::default());
     assert!(
         said.contains(&format!("ends at entry {}", last - 2))
             && said.contains(&format!("verified entry {last}")),
@@ -362,6 +352,23 @@ async fn put_back_is_refused_everywhere(
     }
 }
 
+/// Each daemon refuses `token`'s unseal of `handle` UNAUTHENTICATED (revoked, disabled).
+async fn every_daemon_refuses_unauthenticated(
+    pair: &Pair,
+    token: &secrecy::SecretString,
+    handle: &str,
+) {
+    for daemon in &pair.daemons {
+        let mut client = daemon.client(Some(token.clone())).await;
+        let status = client
+            .locker
+            .unseal(unseal_request(handle))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -398,15 +405,7 @@ async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() 
         .await
         .expect("revoke");
     // The other daemon learns it from the log on its very next call.
-    for daemon in &pair.daemons {
-        let mut client = daemon.client(Some(token.clone())).await;
-        let status = client
-            .locker
-            .unseal(unseal_request(&handle))
-            .await
-            .expect_err("revoked");
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    }
+    every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
     let revoked = pg_row(&postgres, "tokens", &issued.token_id);
     pg_put_back(&postgres, "tokens", &issued.token_id, &before);
     put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {
@@ -432,15 +431,7 @@ async fn a_disabled_operator_put_back_is_refused_by_every_daemon_on_its_next_cal
         })
         .await
         .expect("disable");
-    for daemon in &pair.daemons {
-        let mut client = daemon.client(Some(token.clone())).await;
-        let status = client
-            .locker
-            .unseal(unseal_request(&handle))
-            .await
-            .expect_err("disabled");
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    }
+    every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
     let disabled = pg_row(&postgres, "operators", "dev-handler");
     pg_put_back(&postgres, "operators", "dev-handler", &before);
     put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {

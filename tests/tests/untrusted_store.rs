@@ -278,17 +278,6 @@ async fn a_revoked_token_and_a_suspended_record_stay_so() {
     assert_eq!(entry.code, "DATA_LOSS", "{entry:?}");
 }
 
-/// What the daemon says when it refuses to start on `dir`.
-fn refusal(dir: &Path) -> String {
-    match Daemon::try_start(dir, DaemonOptions::default()) {
-        Ok(mut daemon) => {
-            daemon.stop();
-            panic!("the daemon served a tampered store in {}", dir.display());
-        }
-        Err(refusal) => refusal,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -344,7 +333,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
             checkpoints.remove(key).expect("remove");
         }
     });
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("anchor"), "{said}");
 
     // One checkpoint deleted from the middle.
@@ -354,7 +343,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
         let mut table = txn.open_table(CHECKPOINTS).expect("checkpoints");
         table.remove(checkpoints[1].0).expect("remove");
     });
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("checkpoint 2 is missing"), "{said}");
 
     // An audit key injected (a version the first never endorsed).
@@ -366,7 +355,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
         table.insert(0u32, first.as_slice()).expect("insert");
         table.insert(2u32, first.as_slice()).expect("insert");
     });
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(
         said.contains("integrity") || said.contains("audit key"),
         "{said}"
@@ -376,7 +365,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     let copy = dir.path().join("rolled-back");
     copy_dir(&original, &copy);
     std::fs::copy(&old_store, copy.join("locker.redb")).expect("restore old store");
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(
         said.contains("older") && said.contains("anchored checkpoint"),
         "{said}"
@@ -414,7 +403,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     let copy = dir.path().join("deleted");
     copy_dir(&original, &copy);
     std::fs::remove_file(copy.join("locker.redb")).expect("delete store");
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("anchor"), "{said}");
 }
 
@@ -567,7 +556,7 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
         let copy = dir.path().join(format!("restored-{name}"));
         copy_dir(&original, &copy);
         store_edit::put(&copy, table, key, row);
-        let said = refusal(&copy);
+        let said = Daemon::refusal(&copy, DaemonOptions::default());
         assert!(
             said.contains("do not match the state signed by checkpoint"),
             "restored {name} row: {said}"
@@ -582,7 +571,7 @@ async fn genuine_old_authority_rows_put_back_are_refused() {
             .remove(issued.token_id.as_str())
             .expect("remove");
     });
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("do not match"), "deleted token row: {said}");
 }
 
@@ -680,6 +669,6 @@ async fn record_state_edits_and_an_emptied_store_are_refused() {
     copy_dir(&original, &copy);
     std::fs::remove_file(copy.join("locker.redb")).expect("remove");
     drop(redb::Database::create(copy.join("locker.redb")).expect("empty store"));
-    let said = refusal(&copy);
+    let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("holds no state MAC key"), "{said}");
 }

@@ -243,12 +243,7 @@ impl Checkpointer {
         if head.seq == 0 || progress.last.as_ref().is_some_and(|c| c.seq >= head.seq) {
             return Ok(None);
         }
-        let key = self
-            .store
-            .reader()?
-            .audit_keys()?
-            .pop()
-            .ok_or_else(|| Error::Internal("no audit signing key".into()))?;
+        let key = self.signing_key()?;
         let body = CheckpointBody {
             number: progress.last.as_ref().map_or(1, |c| c.number + 1),
             seq: head.seq,
@@ -292,6 +287,15 @@ impl Checkpointer {
         Ok(Some(checkpoint))
     }
 
+    /// The audit key version that signs now (the newest).
+    fn signing_key(&self) -> Result<AuditKeyRecord> {
+        self.store
+            .reader()?
+            .audit_keys()?
+            .pop()
+            .ok_or_else(|| Error::Internal("no audit signing key".into()))
+    }
+
     /// The key backend's anchor, signed now with the active audit key: the statement an export
     /// carries so that an auditor can tell it complete (`vault_audit::statement`). Before the
     /// first checkpoint was anchored it names checkpoint 0: nothing to reach yet, said and
@@ -302,12 +306,7 @@ impl Checkpointer {
             checkpoint: 0,
             hash: [0u8; 32],
         });
-        let key = self
-            .store
-            .reader()?
-            .audit_keys()?
-            .pop()
-            .ok_or_else(|| Error::Internal("no audit signing key".into()))?;
+        let key = self.signing_key()?;
         let time_ms = self.clock.now_ms();
         let payload = vault_audit::statement::signed_payload(
             anchor.checkpoint,

@@ -300,13 +300,18 @@ impl AuditWriter {
     pub async fn check(&self) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
         let unavailable = || Error::Unavailable("audit log unavailable: writer stopped".into());
-        self.queue
-            .send(Message::Check(reply))
-            .await
-            .map_err(|_| unavailable())?;
-        match tokio::time::timeout(self.commit_timeout, answer).await {
+        // Queueing counts against the deadline too: a writer stuck on its store with a full
+        // queue must not hold the call.
+        let asked = async {
+            self.queue
+                .send(Message::Check(reply))
+                .await
+                .map_err(|_| unavailable())?;
+            answer.await.map_err(|_| unavailable())
+        };
+        match tokio::time::timeout(self.commit_timeout, asked).await {
             Ok(Ok(result)) => result.map_err(Error::from),
-            Ok(Err(_)) => Err(unavailable()),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(Error::Unavailable(
                 "audit log check did not finish in time".into(),
             )),
@@ -316,7 +321,10 @@ impl AuditWriter {
     /// Reports that a call found the store's rows not what the authenticated log names: the
     /// writer refuses every call, as for a rewritten log, until the rows are right again.
     pub async fn report_tampering(&self, error: StoreError) {
-        let _ = self.queue.send(Message::Broken(error)).await;
+        // Bounded like a commit: a stuck writer must not hold the refused call (its periodic
+        // check finds the rows again).
+        let _ = tokio::time::timeout(self.commit_timeout, self.queue.send(Message::Broken(error)))
+            .await;
     }
 
     /// Whether the last commit succeeded: false from a failed commit until one succeeds again
