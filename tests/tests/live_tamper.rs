@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use vault_client::{Client, pb};
 use vault_daemon::audit::entry::ChainedEntry;
-use vault_daemon::store::redb::AUDIT;
+use vault_daemon::store::redb::{AUDIT, RECORDS};
 use vault_tests::numbers::valid_number;
 use vault_tests::postgres::Postgres;
 use vault_tests::rpc::{seal_request, wait_for_health};
@@ -317,8 +317,8 @@ async fn put_back_is_refused_everywhere(
     postgres: &Postgres,
     pair: &Pair,
     token: &secrecy::SecretString,
-    handle: &str,
-    number: &str,
+    (handle, number): (&str, &str),
+    alert_names: &str,
     undo: impl Fn(),
 ) {
     for daemon in &pair.daemons {
@@ -342,7 +342,7 @@ async fn put_back_is_refused_everywhere(
         .filter(|entry| {
             entry.action == "ALERT"
                 && entry.code == "DATA_LOSS"
-                && entry.reason.contains("authority rows")
+                && entry.reason.contains(alert_names)
         })
         .count();
     assert!(alerts >= 2, "each daemon recorded the tampering: {alerts}");
@@ -408,9 +408,14 @@ async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() 
     every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
     let revoked = pg_row(&postgres, "tokens", &issued.token_id);
     pg_put_back(&postgres, "tokens", &issued.token_id, &before);
-    put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {
-        pg_put_back(&postgres, "tokens", &issued.token_id, &revoked)
-    })
+    put_back_is_refused_everywhere(
+        &postgres,
+        &pair,
+        &token,
+        (&handle, &number),
+        "authority rows",
+        || pg_put_back(&postgres, "tokens", &issued.token_id, &revoked),
+    )
     .await;
 }
 
@@ -434,8 +439,198 @@ async fn a_disabled_operator_put_back_is_refused_by_every_daemon_on_its_next_cal
     every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
     let disabled = pg_row(&postgres, "operators", "dev-handler");
     pg_put_back(&postgres, "operators", "dev-handler", &before);
-    put_back_is_refused_everywhere(&postgres, &pair, &token, &handle, &number, || {
-        pg_put_back(&postgres, "operators", "dev-handler", &disabled)
-    })
+    put_back_is_refused_everywhere(
+        &postgres,
+        &pair,
+        &token,
+        (&handle, &number),
+        "authority rows",
+        || pg_put_back(&postgres, "operators", "dev-handler", &disabled),
+    )
     .await;
+}
+
+/// Disposes of `handle` as the dev manager.
+async fn dispose(daemon: &Daemon, handle: &str) {
+    let mut manager = daemon.dev_client("dev-manager").await;
+    manager
+        .locker
+        .dispose(pb::DisposeRequest {
+            handle: handle.to_owned(),
+            reason: "保存期間経過".into(),
+        })
+        .await
+        .expect("dispose");
+}
+
+/// Each daemon refuses `handler`'s unseal of the disposed record FAILED_PRECONDITION.
+async fn every_daemon_says_disposed(pair: &Pair, handle: &str) {
+    for daemon in &pair.daemons {
+        let mut handler = daemon.dev_client("dev-handler").await;
+        let status = handler
+            .locker
+            .unseal(unseal_request(handle))
+            .await
+            .expect_err("disposed");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disposed_record_put_back_is_refused_by_every_daemon_on_its_next_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "D1", 43).await;
+    let active = pg_row(&postgres, "records", &handle);
+    // Disposed on the other daemon: the first learns it from the log.
+    dispose(&pair.daemons[1], &handle).await;
+    every_daemon_says_disposed(&pair, &handle).await;
+    let disposed = pg_row(&postgres, "records", &handle);
+    // The DBA restores the record as it was before its disposal: ciphertext, wrapped key and
+    // all, its row MAC intact (it is a genuine old row).
+    pg_put_back(&postgres, "records", &handle, &active);
+    let token = pair.daemons[0].dev_token("dev-handler");
+    put_back_is_refused_everywhere(
+        &postgres,
+        &pair,
+        &token,
+        (&handle, &number),
+        "record rows",
+        || pg_put_back(&postgres, "records", &handle, &disposed),
+    )
+    .await;
+    every_daemon_says_disposed(&pair, &handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_blind_index_entry_is_refused_not_answered_unknown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "I1", 44).await;
+    let lookup = pb::LookupRequest {
+        tenant: "dev".into(),
+        number: number.clone(),
+    };
+    assert_eq!(
+        handler
+            .locker
+            .lookup(lookup.clone())
+            .await
+            .expect("lookup")
+            .into_inner()
+            .handle,
+        handle
+    );
+    // Without its index entry the number looks unknown: a lookup would say NOT_FOUND and a
+    // seal would store it a second time.
+    // The store holds this one record, so its one index entry.
+    let index_rows = postgres.sql(
+        "locker",
+        "SELECT encode(key, 'hex') || ' ' || encode(value, 'hex') FROM locker.blind_index",
+    );
+    assert_eq!(index_rows.trim().lines().count(), 1, "{index_rows}");
+    let (key_hex, value_hex) = index_rows.trim().split_once(' ').expect("the index entry");
+    postgres.sql(
+        "locker",
+        &format!("DELETE FROM locker.blind_index WHERE key = decode('{key_hex}', 'hex')"),
+    );
+    for daemon in &pair.daemons {
+        let mut handler = daemon.dev_client("dev-handler").await;
+        let status = handler
+            .locker
+            .lookup(lookup.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+        assert!(!status.message().contains(&number));
+        wait_for_health(daemon, ServingStatus::NotServing).await;
+    }
+    let mut handler = pair.daemons[1].dev_client("dev-handler").await;
+    let status = handler
+        .locker
+        .seal(seal_request("dev", "I1", &number, &[W]))
+        .await
+        .expect_err("no second record of the number");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    postgres.sql(
+        "locker",
+        &format!(
+            "INSERT INTO locker.blind_index (key, value) VALUES (decode('{key_hex}', 'hex'), decode('{value_hex}', 'hex'))"
+        ),
+    );
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::Serving).await;
+        let mut handler = daemon.dev_client("dev-handler").await;
+        assert_eq!(
+            handler
+                .locker
+                .lookup(lookup.clone())
+                .await
+                .expect("lookup once repaired")
+                .into_inner()
+                .handle,
+            handle
+        );
+    }
+}
+
+/// A dev daemon on `data` stopped cleanly (SIGTERM: it writes its witness and stops).
+fn stop(mut daemon: Daemon) {
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disposed_record_restored_at_rest_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daemon = redb_daemon(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let (handle, _) = released(&mut handler, "R1", 45).await;
+    let active_row = {
+        drop(handler);
+        stop(daemon);
+        store_edit::get(&data, RECORDS, &handle).expect("record row")
+    };
+    let daemon = redb_daemon(&data);
+    dispose(&daemon, &handle).await;
+    stop(daemon);
+    store_edit::put(&data, RECORDS, &handle, &active_row);
+    let said = Daemon::refusal(&data, DaemonOptions::default());
+    assert!(said.contains("record digest"), "refused: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_record_row_rolled_back_at_rest_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daemon = redb_daemon(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    // Several records, so that one row among many is what changes.
+    for seed in 0..5 {
+        released(&mut handler, &format!("S{seed}"), 50 + seed).await;
+    }
+    let (handle, _) = released(&mut handler, "S9", 59).await;
+    drop(handler);
+    stop(daemon);
+    let before = store_edit::get(&data, RECORDS, &handle).expect("record row");
+    let daemon = redb_daemon(&data);
+    let mut manager = daemon.dev_client("dev-manager").await;
+    manager
+        .locker
+        .suspend(pb::SuspendRequest {
+            handle: handle.clone(),
+            reason: "本人からの利用停止請求".into(),
+        })
+        .await
+        .expect("suspend");
+    drop(manager);
+    stop(daemon);
+    // The suspension undone by putting the record's older row back.
+    store_edit::put(&data, RECORDS, &handle, &before);
+    let said = Daemon::refusal(&data, DaemonOptions::default());
+    assert!(said.contains("record digest"), "refused: {said}");
 }

@@ -11,10 +11,10 @@
 //!   hash ‖ canonical bytes.
 //! - **`MNL-AUDIT-3`** (written now): the tag, `seq` (8), `time_ms` (8), then fields as
 //!   field id (2) ‖ length (4) ‖ UTF-8 bytes, ids strictly ascending, empty fields left out.
-//!   Ids 1–12 are the fields of format 2 in order; id 13 (`state`) was added later: on the last
-//!   entry of a commit that changed authority rows, `authority <64 hex>` — the digest of every
-//!   authority row after the commit, so a daemon that follows the log knows the current
-//!   authority state from authenticated entries, not from the store.
+//!   Ids 1–12 are the fields of format 2 in order; id 13 (`state`) was added later: what the
+//!   commit left as current state (authority digest, records digest, the record versions and
+//!   blind-index entries the call changed; see [`crate::state`]), so a daemon that follows the
+//!   log knows the current state from authenticated entries, not from the store.
 //!   A decoder skips ids it does not know, so a later format that adds fields stays readable
 //!   (additive); the hash covers the bytes as stored, unknown fields included. Stored row:
 //!   previous hash ‖ hash ‖ MAC (32) ‖ canonical bytes, where MAC = HMAC-SHA256(log key,
@@ -108,33 +108,23 @@ pub struct AuditEntry {
     /// Public id of the token that authenticated the call (empty when none was presented or
     /// it did not parse); never the token's secret.
     pub token_id: String,
-    /// What the commit that ended with this entry left as current state (format 3 field 13):
-    /// `authority <64 hex>`, or empty. Set by the writer.
+    /// What the commit that wrote this entry left as current state (format 3 field 13): the
+    /// items of [`crate::state::StateField`], or empty. Set by the writer.
     pub state: String,
 }
 
-/// The `state` field of a commit that changed authority rows.
+/// The `state` field of a commit that changed authority rows and nothing else it names.
 pub fn authority_state_field(digest: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(10 + 64);
-    out.push_str("authority ");
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+    crate::state::StateField {
+        authority: Some(*digest),
+        ..Default::default()
     }
-    out
+    .to_field()
 }
 
-/// The authority digest a `state` field names, if it names one (`None` also for a field of a
-/// later format that says something else).
+/// The authority digest a `state` field names, if it names one (see [`crate::state`]).
 pub fn authority_digest_of(state: &str) -> Option<[u8; 32]> {
-    let hex = state.strip_prefix("authority ")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::state::StateField::parse(state).authority
 }
 
 /// Reads `n` bytes off the front of `rest`.
@@ -312,6 +302,20 @@ impl LogKey {
     pub fn tag(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
         let mut out = [0u8; 32];
         out.copy_from_slice(hmac::sign(&self.0, &Self::message(seq, hash)).as_ref());
+        out
+    }
+
+    /// A keyed digest of `parts` under `domain` (each part length-prefixed): for values the
+    /// log names that must mean nothing to whoever lacks the key (row tags, set digests).
+    pub fn digest(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.0);
+        context.update(domain);
+        for part in parts {
+            context.update(&(part.len() as u32).to_be_bytes());
+            context.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
         out
     }
 

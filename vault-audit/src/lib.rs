@@ -1,5 +1,5 @@
 //! The audit log format of MyNumber Locker, shared by the daemon that writes it and the tools
-//! that check it: canonical entry encoding and the hash chain (`entry`, `chain`), checkpoints
+//! that check it: canonical entry encoding and the hash chain (`entry`, `chain`), what an entry names as current state (`state`), checkpoints
 //! signed with the key backend's ECDSA P-256 audit key (`checkpoint`), the signed statement of
 //! the anchored checkpoint an export carries (`statement`), and the offline verification of an
 //! export (`offline`), which needs neither daemon nor token.
@@ -11,4 +11,5 @@ pub mod chain;
 pub mod checkpoint;
 pub mod entry;
 pub mod offline;
+pub mod state;
 pub mod statement;

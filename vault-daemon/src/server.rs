@@ -358,6 +358,7 @@ fn start_writer(
     config: &Config,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    verified: &crate::audit::integrity::Verified,
 ) -> Result<(AuditWriter, crate::audit::writer::WriterThread), DaemonError> {
     Ok(AuditWriter::start(
         Arc::clone(store),
@@ -367,6 +368,8 @@ fn start_writer(
             max_batch: config.audit.max_batch,
             ..WriterConfig::default()
         },
+        verified.head,
+        verified.records.map(|(_, digest)| digest),
     )?)
 }
 
@@ -464,7 +467,7 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = start_writer(config, &store, &clock)?;
+    let (writer, writer_thread) = start_writer(config, &store, &clock, &verified)?;
     let stop_writer = writer.clone();
     let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let locker = Arc::new(
@@ -918,7 +921,7 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
     let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = start_writer(&config, &store, &clock)?;
+    let (writer, writer_thread) = start_writer(&config, &store, &clock, &verified)?;
     writer
         .submit(
             crate::store::mutation::Mutation::None,

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use vault_daemon::audit::checkpointer::CheckpointPolicy;
+use vault_daemon::audit::integrity::ChainPosition;
+use vault_daemon::audit::records::{RecordTagger, RecordView};
 use vault_daemon::audit::writer::{AuditWriter, WriterConfig, WriterThread};
 use vault_daemon::clock::SystemClock;
 use vault_daemon::domain::purpose::PurposeCatalogue;
@@ -73,12 +75,31 @@ async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Ar
     ))
 }
 
+/// Where the writer starts on `store`, which these tests open without the start-up check (some
+/// on purpose, to see what the running locker finds): its head, and its records as they are.
+fn trusted_start(store: &Arc<dyn Store>) -> (ChainPosition, Option<[u8; 32]>) {
+    let reader = store.reader().expect("reader");
+    let head = match reader.audit_last().expect("head") {
+        Some((seq, row)) => ChainPosition {
+            seq,
+            hash: vault_daemon::audit::entry::ChainedEntry::from_row(&row)
+                .expect("entry")
+                .hash,
+        },
+        None => ChainPosition::GENESIS,
+    };
+    let tagger = RecordTagger::new(store.sealer().log_key().expect("log key"));
+    let digest = RecordView::digest_of(reader.as_ref(), &tagger).expect("records");
+    (head, Some(digest))
+}
+
 /// A locker on `store` with a 500 ms commit timeout, provisioned for dev.
 async fn start_locker(
     dir: &Path,
     keys: KeyService,
     store: &Arc<dyn Store>,
 ) -> (Locker, WriterThread) {
+    let (head, records) = trusted_start(store);
     let (writer, writer_thread) = AuditWriter::start(
         Arc::clone(store),
         Arc::new(SystemClock),
@@ -88,6 +109,8 @@ async fn start_locker(
             recovery_pause: Duration::from_secs(2),
             ..WriterConfig::default()
         },
+        head,
+        records,
     )
     .expect("writer");
     let locker = Locker::new(

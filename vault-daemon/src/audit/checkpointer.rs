@@ -24,9 +24,9 @@ use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
 use crate::keys::{KeyRef, KeyService, KeyUse};
-use crate::store::Store;
 use crate::store::lease::{self, DutyLease, LeaseState};
 use crate::store::mutation::Mutation;
+use crate::store::{CheckpointState, Store};
 
 /// When to checkpoint.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,8 @@ struct Progress {
     verified: ChainPosition,
     last: Option<Checkpoint>,
     anchor: Option<Anchor>,
+    /// What the entries verified since the last checkpoint name.
+    named: integrity::Named,
 }
 
 /// Signs and stores checkpoints.
@@ -87,6 +89,7 @@ impl Checkpointer {
             verified: verified.head,
             last: verified.last_checkpoint.clone(),
             anchor: verified.advance.or(verified.anchor),
+            named: verified.named,
         });
     }
 
@@ -202,6 +205,7 @@ impl Checkpointer {
                     verified: verified.head,
                     last: verified.last_checkpoint,
                     anchor: verified.anchor,
+                    named: verified.named,
                 })
             }
         };
@@ -214,24 +218,36 @@ impl Checkpointer {
             self.break_found(&error).await;
             return Err(error);
         }
-        // The head and the authority digest it signs come from one snapshot.
+        // The head and the state it signs come from one snapshot.
         let read = {
             let log_key = self.store.sealer().log_key()?;
             let snapshot = self.store.reader()?;
-            integrity::verify_chain_from(snapshot.as_ref(), progress.verified, &log_key).and_then(
-                |head| {
+            integrity::verify_chain_named(snapshot.as_ref(), progress.verified, &log_key).and_then(
+                |(head, named)| {
                     // Nor over authority rows the log does not vouch for.
-                    let state = integrity::verify_authority(
+                    let named = progress.named.then(named);
+                    let signed = integrity::verify_checkpoint_state(
+                        snapshot.as_ref(),
+                        progress.last.as_ref(),
+                    )?;
+                    let authority = integrity::verify_authority(
                         snapshot.as_ref(),
                         progress.last.as_ref(),
                         head,
                         &log_key,
+                        named.authority,
+                        signed.as_ref(),
                     )?;
-                    Ok((head, state))
+                    let state = CheckpointState {
+                        seq: head.seq,
+                        authority,
+                        records: integrity::records_vouched(named, signed.as_ref()),
+                    };
+                    Ok((head, state, named))
                 },
             )
         };
-        let (head, state) = match read {
+        let (head, state, named) = match read {
             Ok(read) => read,
             Err(error @ Error::Integrity(_)) => {
                 self.break_found(&error).await;
@@ -240,6 +256,7 @@ impl Checkpointer {
             Err(error) => return Err(error),
         };
         progress.verified = head;
+        progress.named = named;
         if head.seq == 0 || progress.last.as_ref().is_some_and(|c| c.seq >= head.seq) {
             return Ok(None);
         }
@@ -257,7 +274,7 @@ impl Checkpointer {
                     .ok_or_else(|| Error::Integrity("stored checkpoint is malformed".into()))?,
                 None => FIRST_PREV,
             },
-            state,
+            state: integrity::checkpoint_state(state.authority, state.records),
         };
         let signature = self
             .keys
@@ -266,7 +283,7 @@ impl Checkpointer {
         let checkpoint = body.into_checkpoint(&signature);
         if let Err(error) = self
             .writer
-            .submit_unaudited(Mutation::PutCheckpoint(checkpoint.clone()))
+            .submit_unaudited(Mutation::PutCheckpoint(checkpoint.clone(), state))
             .await
         {
             // Another daemon stored one first (its lease ran out under this one's feet):
@@ -275,6 +292,8 @@ impl Checkpointer {
             return Err(error);
         }
         progress.last = Some(checkpoint.clone());
+        // What the entries name is now signed by the checkpoint.
+        progress.named = integrity::Named::default();
         // Stored first, anchored second: a crash between leaves the store one checkpoint
         // ahead of the anchor, which start-up accepts and anchors.
         let anchor = Anchor::next(progress.anchor.as_ref(), body.number, body.hash());

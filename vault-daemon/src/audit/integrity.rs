@@ -11,12 +11,13 @@
 use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
 
 use vault_audit::entry::{AuditEntry, EntryFormat, LogKey};
+use vault_audit::state::StateField;
 
 use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
 use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
-use crate::store::{Store, StoreError, StoreRead};
+use crate::store::{CheckpointState, Store, StoreError, StoreRead};
 
 const PAGE: usize = 4096;
 
@@ -37,6 +38,55 @@ impl ChainPosition {
     };
 }
 
+/// What the entries of a stretch of the log name as current state: the newest of each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Named {
+    /// The newest entry that names an authority digest.
+    pub authority: Option<u64>,
+    /// The newest entry that names a records digest, with that digest.
+    pub records: Option<(u64, [u8; 32])>,
+}
+
+impl Named {
+    /// What this stretch and the `later` one that follows it name together.
+    pub fn then(self, later: Named) -> Named {
+        Named {
+            authority: later.authority.or(self.authority),
+            records: later.records.or(self.records),
+        }
+    }
+
+    fn see(&mut self, seq: u64, entry: &AuditEntry) {
+        if entry.state.is_empty() {
+            return;
+        }
+        let state = StateField::parse(&entry.state);
+        if state.authority.is_some() {
+            self.authority = Some(seq);
+        }
+        if let Some(digest) = state.records {
+            self.records = Some((seq, digest));
+        }
+    }
+}
+
+/// What a checkpoint signs as state: the authority digest, and once records are named, the
+/// records state the log vouches for at the checkpoint's entry with it. A checkpoint signed
+/// before records were named signs the authority digest alone, and still verifies.
+pub fn checkpoint_state(authority: [u8; 32], records: Option<(u64, [u8; 32])>) -> [u8; 32] {
+    let Some((seq, digest)) = records else {
+        return authority;
+    };
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"MNL-CHECKPOINT-STATE-v2");
+    context.update(&authority);
+    context.update(&seq.to_be_bytes());
+    context.update(&digest);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
 /// What start-up verification established.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -49,6 +99,11 @@ pub struct Verified {
     /// The store's checkpoints run past the anchor (a crash between storing a checkpoint and
     /// anchoring it): the anchor to write.
     pub advance: Option<Anchor>,
+    /// What the entries after the newest checkpoint name.
+    pub named: Named,
+    /// The records state the log vouches for at the head (entry and digest; `None`: no record
+    /// was ever named): the store's records must hash to it.
+    pub records: Option<(u64, [u8; 32])>,
 }
 
 fn broken(message: String) -> Error {
@@ -62,6 +117,15 @@ pub fn verify_chain_from(
     from: ChainPosition,
     key: &LogKey,
 ) -> Result<ChainPosition> {
+    verify_chain_named(reader, from, key).map(|(head, _)| head)
+}
+
+/// [`verify_chain_from`], also returning what the entries verified name as current state.
+pub fn verify_chain_named(
+    reader: &dyn StoreRead,
+    from: ChainPosition,
+    key: &LogKey,
+) -> Result<(ChainPosition, Named)> {
     // Older-format entries may follow `from` only if it is one itself (or the genesis).
     let older_allowed = match from.seq {
         0 => true,
@@ -74,13 +138,11 @@ pub fn verify_chain_from(
             }
         },
     };
-    Ok(walk_chain(
-        reader,
-        from,
-        key,
-        older_allowed,
-        &mut |_, _| {},
-    )?)
+    let mut named = Named::default();
+    let head = walk_chain(reader, from, key, older_allowed, &mut |position, entry| {
+        named.see(position.seq, entry)
+    })?;
+    Ok((head, named))
 }
 
 fn rewritten(message: String) -> StoreError {
@@ -212,6 +274,15 @@ pub fn entry_hash(reader: &dyn StoreRead, seq: u64, key: &LogKey) -> Result<Opti
     match rows.into_iter().next() {
         Some((found, row)) if found == seq => Ok(Some(check_entry(seq, &row, key, true)?.hash)),
         _ => Ok(None),
+    }
+}
+
+/// Whether entry `seq` is of the older, unauthenticated format (written before the upgrade).
+fn unauthenticated_entry(reader: &dyn StoreRead, seq: u64, key: &LogKey) -> Result<bool> {
+    let rows = reader.audit_after(seq.saturating_sub(1), 1)?;
+    match rows.into_iter().next() {
+        Some((found, row)) if found == seq => Ok(check_entry(seq, &row, key, true)?.mac.is_none()),
+        _ => Ok(false),
     }
 }
 
@@ -350,8 +421,17 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
             }
         }
     };
-    let head = verify_chain_from(reader, from, &log_key)?;
-    verify_authority(reader, previous.as_ref(), head, &log_key)?;
+    let (head, named) = verify_chain_named(reader, from, &log_key)?;
+    let signed = verify_checkpoint_state(reader, previous.as_ref())?;
+    verify_authority(
+        reader,
+        previous.as_ref(),
+        head,
+        &log_key,
+        named.authority,
+        signed.as_ref(),
+    )?;
+    let records = records_vouched(named, signed.as_ref());
     let advance = match (&previous, &anchor) {
         (Some(last), anchor) if anchor.is_none_or(|a| a.checkpoint < last.number) => last
             .hash()
@@ -363,19 +443,64 @@ fn verify_store(store: &dyn Store, anchor: Option<Anchor>, fresh: bool) -> Resul
         head,
         anchor,
         advance,
+        named,
+        records,
     })
 }
 
+/// The state the newest checkpoint signs, as stored with it, checked against the signature.
+/// `None` without a checkpoint, or when the newest was signed before the state was stored
+/// with checkpoints (it signs the authority digest alone; [`verify_authority`] checks that).
+pub fn verify_checkpoint_state(
+    reader: &dyn StoreRead,
+    last_checkpoint: Option<&Checkpoint>,
+) -> Result<Option<CheckpointState>> {
+    let Some(checkpoint) = last_checkpoint else {
+        return Ok(None);
+    };
+    match reader.checkpoint_state()? {
+        None => Ok(None),
+        Some(state)
+            if state.seq == checkpoint.seq
+                && state.records.is_none_or(|(seq, _)| seq <= checkpoint.seq)
+                && checkpoint.body().map(|b| b.state)
+                    == Some(checkpoint_state(state.authority, state.records)) =>
+        {
+            Ok(Some(state))
+        }
+        Some(_) => Err(broken(format!(
+            "the state stored with checkpoint {} (entry {}) is not the state it signs: rolled back or edited",
+            checkpoint.number, checkpoint.seq
+        ))),
+    }
+}
+
+/// The records state the log vouches for at the head: the newest entry after the newest
+/// checkpoint that names a records digest (`named`), else the records state the checkpoint
+/// signs. `None`: no record was ever named, so the store must hold none.
+pub fn records_vouched(
+    named: Named,
+    checkpoint: Option<&CheckpointState>,
+) -> Option<(u64, [u8; 32])> {
+    named
+        .records
+        .or_else(|| checkpoint.and_then(|state| state.records))
+}
+
 /// Checks that the authority rows are the ones the log vouches for: the authenticated state of
-/// the newest commit that changed them, when that commit came after the newest checkpoint, or
-/// else the digest the newest checkpoint signed. A row restored from an older copy, deleted or
-/// inserted changes the digest; the state record of an older commit names an older entry.
-/// Returns the digest.
+/// the newest commit that changed them, when that commit came after the newest checkpoint (it
+/// must be the newest entry there that names one, `named_authority`), or else the authority
+/// digest the newest checkpoint signed (`signed`: the state stored with it, checked by
+/// [`verify_checkpoint_state`]; without it, the checkpoint's state itself). A row restored
+/// from an older copy, deleted or inserted changes the digest; the state record of an older
+/// commit names an older entry. Returns the digest.
 pub fn verify_authority(
     reader: &dyn StoreRead,
     last_checkpoint: Option<&Checkpoint>,
     head: ChainPosition,
     key: &LogKey,
+    named_authority: Option<u64>,
+    signed: Option<&CheckpointState>,
 ) -> Result<[u8; 32]> {
     let digest = reader.authority_digest()?;
     let rolled_back = |at: String| {
@@ -391,6 +516,18 @@ pub fn verify_authority(
                     state.seq
                 )));
             }
+            // A state recorded before entries named it (an older release, whose entries are
+            // of the unauthenticated format) is checked by its digest alone.
+            if named_authority != Some(state.seq)
+                && !(named_authority.is_none() && unauthenticated_entry(reader, state.seq, key)?)
+            {
+                return Err(broken(format!(
+                    "the authority state names audit entry {}, but the newest entry to name the authority rows is {}: rolled back",
+                    state.seq,
+                    named_authority.map_or("none after the newest checkpoint".into(), |seq| seq
+                        .to_string())
+                )));
+            }
             if digest != state.digest {
                 return Err(rolled_back(format!(
                     "the state recorded with audit entry {}",
@@ -398,9 +535,18 @@ pub fn verify_authority(
                 )));
             }
         }
+        _ if let Some(seq) = named_authority => {
+            return Err(rolled_back(format!(
+                "the state named by audit entry {seq} (the authority state record is older)"
+            )));
+        }
         _ => match last_checkpoint {
             Some(checkpoint) => {
-                if checkpoint.body().map(|b| b.state) != Some(digest) {
+                let matches = match signed {
+                    Some(state) => state.authority == digest,
+                    None => checkpoint.body().map(|b| b.state) == Some(digest),
+                };
+                if !matches {
                     return Err(rolled_back(format!(
                         "the state signed by checkpoint {} (entry {})",
                         checkpoint.number, checkpoint.seq

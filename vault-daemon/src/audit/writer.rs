@@ -25,23 +25,30 @@
 //! The last entry of a commit that changes an authority row names their digest after it, and
 //! the writer keeps the daemon's [`AuthorityView`] current with what it commits and verifies;
 //! authority rows that differ from the digest the log names are [`StoreError::Tampered`],
-//! refused like a rewritten log.
+//! refused like a rewritten log. Likewise every entry names the record versions and blind-index
+//! entries its call changed, the last of a commit the digest of all records, and the writer
+//! keeps the daemon's [`RecordView`] current: its transaction reads records and the index
+//! through [`CheckedTxn`], and a call's [`Mutation::Expect`] — what it read and decided on — is
+//! checked where its entry lands in the log.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use vault_audit::entry::{LogKey, authority_state_field};
+use vault_audit::entry::LogKey;
+use vault_audit::state::{RowChange, StateField};
 
-use crate::audit::authority::{AuthorityView, NamedDigest, digests_after};
+use crate::audit::authority::{AuthorityView, NamedDigest};
+use crate::audit::checked_txn::CheckedTxn;
+use crate::audit::records::{RecordTagger, RecordView};
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
-use crate::audit::integrity::{ChainPosition, check_entry};
+use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
 use crate::clock::Clock;
 use crate::error::{Error, Outcome};
 use crate::store::mutation::{Mutation, MutationOutcome};
-use crate::store::{AuthorityState, Store, StoreError, StoreRead};
+use crate::store::{AuthorityState, Store, StoreError, StoreRead, StoreWrite};
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +134,7 @@ pub struct AuditWriter {
     healthy: Arc<AtomicBool>,
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
+    records: Arc<RecordView>,
 }
 
 /// The writer thread; [`WriterThread::join`] waits until it stops: after
@@ -180,12 +188,14 @@ fn head_of(reader: &dyn StoreRead, key: &LogKey) -> Result<ChainHead, StoreError
 /// The head to extend, read inside the writer's transaction (never taken from memory: other
 /// daemons on a shared store append too), and verified from `known`, the newest position this
 /// writer verified: a head behind it, at it with another hash, or entries since that do not
-/// follow it or fail their MAC mean the store lost or rewrote history. Also the newest
-/// authority digest the entries since `known` name, at its entry.
+/// follow it or fail their MAC mean the store lost or rewrote history. The entries since
+/// `known` are followed by the record view; also returned: the newest authority digest they
+/// name, at its entry.
 fn head_in(
     txn: &dyn StoreRead,
     known: ChainHead,
     key: &LogKey,
+    records: &RecordView,
 ) -> Result<(ChainHead, Option<NamedDigest>), StoreError> {
     let stored = head_of(txn, key)?;
     if stored.seq < known.seq {
@@ -202,14 +212,23 @@ fn head_in(
     }
     let mut named = None;
     if stored.seq > known.seq {
-        let (reached, digest) = digests_after(txn, known.position(), key)?;
+        let mut followed = Ok(());
+        let reached = walk_chain(txn, known.position(), key, false, &mut |position, entry| {
+            let state = StateField::parse(&entry.state);
+            if let Some(digest) = state.authority {
+                named = Some((position.seq, digest));
+            }
+            if followed.is_ok() {
+                followed = records.follow(position.seq, &state);
+            }
+        })?;
+        followed?;
         if reached != stored.position() {
             return Err(StoreError::Rewritten(format!(
                 "the audit log changed while it was being verified (reached entry {}, head {})",
                 reached.seq, stored.seq
             )));
         }
-        named = digest;
     }
     Ok((
         ChainHead {
@@ -230,19 +249,41 @@ fn history_lost(error: &StoreError) -> bool {
 }
 
 impl AuditWriter {
-    /// Starts the writer thread on `store`. Fails if the chain head cannot be read or its last
-    /// entry does not check out: the locker does not run on an audit log it cannot extend.
+    /// Starts the writer thread on `store`, verified at start up to `verified`, where the log
+    /// vouched for the records digest `records` (`None`: none was ever named). The store's
+    /// records must hash to it, or to the newest digest the entries appended since name (other
+    /// daemons of a cluster write on). Fails if the chain head cannot be read or its last entry
+    /// does not check out, or the records are not the ones the log names: the locker does not
+    /// run on an audit log it cannot extend, nor on rows it does not vouch for.
     pub fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: WriterConfig,
+        verified: ChainPosition,
+        records: Option<[u8; 32]>,
     ) -> Result<(AuditWriter, WriterThread), StoreError> {
         let key = store.sealer().log_key()?;
-        let (head, authority) = {
+        let (head, authority, records) = {
             let reader = store.reader()?;
             let head = head_of(reader.as_ref(), &key)?;
+            let (reached, named) =
+                crate::audit::integrity::verify_chain_named(reader.as_ref(), verified, &key)
+                    .map_err(|error| StoreError::Rewritten(error.to_string()))?;
+            if reached != head.position() {
+                return Err(StoreError::Rewritten(format!(
+                    "the audit log changed while the writer started (reached entry {}, head {})",
+                    reached.seq, head.seq
+                )));
+            }
+            let records = named.records.map(|(_, digest)| digest).or(records);
             let view = AuthorityView::load(reader.as_ref(), head.position())?;
-            (head, Arc::new(view))
+            let records = RecordView::load(
+                reader.as_ref(),
+                RecordTagger::new(key.clone()),
+                head.seq,
+                records,
+            )?;
+            (head, Arc::new(view), Arc::new(records))
         };
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let max_batch = config.max_batch.max(1);
@@ -252,6 +293,7 @@ impl AuditWriter {
             healthy: Arc::clone(&healthy),
             verified: Arc::clone(&verified),
             authority: Arc::clone(&authority),
+            records: Arc::clone(&records),
         };
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -277,6 +319,7 @@ impl AuditWriter {
                 healthy,
                 verified,
                 authority,
+                records,
             },
             WriterThread(thread),
         ))
@@ -285,6 +328,12 @@ impl AuditWriter {
     /// The authority rows as the log says they are now (kept current by this writer).
     pub fn authority(&self) -> &Arc<AuthorityView> {
         &self.authority
+    }
+
+    /// The records and blind-index entries as the log says they are now (kept current by this
+    /// writer).
+    pub fn records(&self) -> &Arc<RecordView> {
+        &self.records
     }
 
     /// The newest audit position this writer verified (its own commits and what it checked
@@ -511,6 +560,7 @@ struct Shared {
     healthy: Arc<AtomicBool>,
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
+    records: Arc<RecordView>,
 }
 
 impl Shared {
@@ -534,7 +584,7 @@ fn check_head(
             .unwrap_or_else(|| StoreError::Io("recovering from an earlier error".into())));
     }
     let verified = writing.store.reader().and_then(|reader| {
-        let (reread, named) = head_in(reader.as_ref(), *head, &writing.key)?;
+        let (reread, named) = head_in(reader.as_ref(), *head, &writing.key, &shared.records)?;
         Ok((reader, reread, named))
     });
     let (reader, reread, named) = match verified {
@@ -552,7 +602,8 @@ fn check_head(
     let force = recovery.failing_since.is_some();
     let refreshed = shared
         .authority
-        .refresh(reader.as_ref(), &writing.key, named, force);
+        .refresh(reader.as_ref(), &writing.key, named, force)
+        .and_then(|_| shared.records.check_suspects(reader.as_ref()));
     drop(reader);
     if let Err(error) = refreshed {
         broken(writing, head, shared, &error, recovery);
@@ -623,7 +674,7 @@ fn broken(
             *head,
             &mut alert,
             &mut optimistic,
-            &shared.authority,
+            shared,
         ) {
             Ok((new_head, _, _)) => {
                 *head = new_head;
@@ -716,10 +767,11 @@ fn run(
             // this thread remembers), verified from what this writer verified last.
             match store.recover().and_then(|()| {
                 let reader = store.reader()?;
-                let (reread, named) = head_in(reader.as_ref(), head, key)?;
+                let (reread, named) = head_in(reader.as_ref(), head, key, &shared.records)?;
                 shared
                     .authority
                     .refresh(reader.as_ref(), key, named, true)?;
+                shared.records.check_suspects(reader.as_ref())?;
                 Ok(reread)
             }) {
                 Ok(reread) => {
@@ -749,7 +801,7 @@ fn run(
                 head,
                 &mut batch,
                 &mut optimistic,
-                &shared.authority,
+                &shared,
             )
         }))
         .unwrap_or_else(|_| {
@@ -799,7 +851,14 @@ fn run(
                 let refused = batch.len();
                 refuse_all(&mut batch, &error);
                 answer_checks(&mut checks, Err(error.clone()));
-                recovery.failed(&error, refused);
+                if matches!(error, StoreError::Tampered { .. }) {
+                    // A row read in the transaction is not what the log names: recorded as
+                    // an ALERT, and every call refused until it is right again.
+                    recovery.refused += refused as u64;
+                    broken(&writing, &mut head, &shared, &error, &mut recovery);
+                } else {
+                    recovery.failed(&error, refused);
+                }
             }
         }
     }
@@ -829,14 +888,15 @@ fn commit_batch(
     known: ChainHead,
     batch: &mut [Unit],
     optimistic: &mut bool,
-    authority: &AuthorityView,
+    shared: &Shared,
 ) -> Result<BatchCommitted, StoreError> {
+    let (authority, records) = (shared.authority.as_ref(), shared.records.as_ref());
     if *optimistic && let Some(txn) = store.optimistic_writer(known.seq, &known.hash)? {
         let saved: Vec<(Mutation, Option<AuditEntry>)> = batch
             .iter()
             .map(|unit| (unit.mutation.clone(), unit.entry.clone()))
             .collect();
-        match apply_batch(txn, clock, key, known, batch, authority) {
+        match apply_batch(txn, clock, key, known, batch, authority, records) {
             Err(StoreError::HeadMoved) => {
                 *optimistic = false;
                 for (unit, (mutation, entry)) in batch.iter_mut().zip(saved) {
@@ -848,35 +908,44 @@ fn commit_batch(
         }
     }
     let txn = store.writer()?;
-    let (head, others) = head_in(txn.as_ref(), known, key)?;
+    let (head, others) = head_in(txn.as_ref(), known, key, records)?;
     // Nobody else appended since this writer's last commit: try the short way next time.
     *optimistic = head.seq == known.seq;
-    let (head, results, own) = apply_batch(txn, clock, key, head, batch, authority)?;
+    let (head, results, own) = apply_batch(txn, clock, key, head, batch, authority, records)?;
     Ok((head, results, own.or(others)))
 }
 
-/// Applies the units of `batch` in `txn`, chains their entries after `head`, and commits. When
-/// the batch changed an authority row, its last entry names their digest after it.
+/// Applies the units of `batch` in `txn` (its record and index reads checked against
+/// `records`), chains their entries after `head`, and commits. Each entry names the record and
+/// index changes of its call; when the batch changed an authority row or a record, its last
+/// entry names the digest after it.
 fn apply_batch(
-    mut txn: Box<dyn crate::store::StoreWrite + '_>,
+    txn: Box<dyn crate::store::StoreWrite + '_>,
     clock: &dyn Clock,
     key: &LogKey,
     mut head: ChainHead,
     batch: &mut [Unit],
     view: &AuthorityView,
+    records: &RecordView,
 ) -> Result<BatchCommitted, StoreError> {
     let first_after = head.seq;
+    let mut txn = CheckedTxn::new(txn, records);
     let mut applied = Vec::with_capacity(batch.len());
+    // Changes of units without an entry (none today) are named on the batch's last entry.
+    let mut unnamed: Vec<RowChange> = Vec::new();
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
         let taken = unit.take();
-        let result = if taken {
-            mutation.apply(txn.as_mut())?
-        } else {
+        let result = if !taken {
             Err(Error::Unavailable(
                 "the call was abandoned before it was committed".into(),
             ))
+        } else if let Mutation::Expect(expected) = &mutation {
+            txn.expect(expected)?.map(|()| MutationOutcome::Done)
+        } else {
+            mutation.apply(&mut txn)?
         };
+        let changes = txn.take_changes();
         let entry = unit.entry.take().map(|mut entry| {
             match &result {
                 _ if !taken => entry.abandon(),
@@ -891,17 +960,25 @@ fn apply_batch(
             }
             entry
         });
-        applied.push((result, entry));
+        match entry {
+            Some(_) => applied.push((result, entry, changes)),
+            None => {
+                unnamed.extend(changes);
+                applied.push((result, None, Vec::new()));
+            }
+        }
     }
     let authority = if txn.authority_changed() {
         Some(txn.authority_digest()?)
     } else {
         None
     };
-    let last_entry = applied.iter().rposition(|(_, entry)| entry.is_some());
+    let all_changes = txn.all_changes().to_vec();
+    let records_digest = (!all_changes.is_empty()).then(|| records.digest_after(&all_changes));
+    let last_entry = applied.iter().rposition(|(_, entry, _)| entry.is_some());
     let mut named = None;
     let mut results = Vec::with_capacity(applied.len());
-    for (index, (result, entry)) in applied.into_iter().enumerate() {
+    for (index, (result, entry, changes)) in applied.into_iter().enumerate() {
         let Some(mut entry) = entry else {
             results.push((result, None));
             continue;
@@ -911,19 +988,32 @@ fn apply_batch(
         head.seq += 1;
         entry.seq = head.seq;
         entry.time_ms = head.time_ms;
-        if let Some(digest) = authority
-            && Some(index) == last_entry
-        {
-            entry.state = authority_state_field(&digest);
-            named = Some((head.seq, digest));
+        let mut state = StateField {
+            changes,
+            ..StateField::default()
+        };
+        if Some(index) == last_entry {
+            state.changes.append(&mut unnamed);
+            state.records = records_digest;
+            if let Some(digest) = authority {
+                state.authority = Some(digest);
+                named = Some((head.seq, digest));
+            }
         }
+        entry.state = state.to_field();
         let chained = ChainedEntry::new(entry, head.hash).authenticate(key);
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
         results.push((result, Some((head.seq, chained.entry))));
     }
-    // Every commit that changes an authority row records the authority state as of its last
-    // entry, authenticated: a row later restored from an older copy no longer matches it.
+    if !unnamed.is_empty() {
+        return Err(StoreError::Corrupt(
+            "records changed in a commit without an audit entry to name them".into(),
+        ));
+    }
+    // Every commit that changes an authority row records their state as of its last entry,
+    // authenticated: a row later restored from an older copy no longer matches. (Records need
+    // no such row: their digest is in the entries, and checkpoints sign it.)
     if let Some(digest) = authority {
         txn.put_authority_state(&AuthorityState {
             seq: head.seq,
@@ -934,6 +1024,7 @@ fn apply_batch(
     // From here on the new entries may be visible to this daemon's own reads: calls that see
     // them wait for this commit rather than ask for a check of the log.
     view.committing(first_after, head.seq, authority.is_some());
-    txn.commit()?;
+    Box::new(txn).commit()?;
+    records.committed(&all_changes, head.seq);
     Ok((head, results, named))
 }

@@ -18,6 +18,7 @@ use crate::keys::envelope;
 use crate::service::rate_limit::Metered;
 use crate::service::record_purposes::SealDifferences;
 use crate::service::{Caller, Locker, RequestContext};
+use crate::store::mutation::Expected;
 use crate::store::mutation::{Mutation, MutationOutcome};
 use crate::store::view::View;
 
@@ -166,6 +167,17 @@ impl Locker {
         tenant: &Tenant,
         number: &IndividualNumber,
     ) -> Result<Option<Record>> {
+        Ok(self.find_number_read(tenant, number).await?.0)
+    }
+
+    /// [`Locker::find_record_by_number`], with what it read: the record found, or each blind
+    /// index that held nothing — for the call's entry to check where it lands in the log.
+    async fn find_number_read(
+        &self,
+        tenant: &Tenant,
+        number: &IndividualNumber,
+    ) -> Result<(Option<Record>, Vec<Expected>)> {
+        let mut read = Vec::new();
         for keys in tenant.index_keys() {
             let index = envelope::blind_index(&self.keys, keys, number).await?;
             let found = self
@@ -181,7 +193,8 @@ impl Locker {
                     Some(record)
                         if record.tenant == tenant.id && record.blind_index == Some(index) =>
                     {
-                        Ok(Some(record))
+                        read.push(self.record_read(&record)?);
+                        Ok((Some(record), read))
                     }
                     _ => Err(Error::Integrity(format!(
                         "blind index entry of tenant {} names record {handle}, which does not carry it",
@@ -189,8 +202,21 @@ impl Locker {
                     ))),
                 };
             }
+            read.push(Expected::Unindexed {
+                tenant: tenant.id.clone(),
+                index,
+            });
         }
-        Ok(None)
+        Ok((None, read))
+    }
+
+    /// What a call read of `record`, checked again where its entry lands in the log (the
+    /// record must still be the version read, and that version the one the log names).
+    pub(super) fn record_read(&self, record: &Record) -> Result<Expected> {
+        Ok(Expected::Record {
+            handle: record.handle.clone(),
+            tag: Some(self.writer.records().tagger().tag(record)?),
+        })
     }
 
     /// Seals a number and returns its handle (or the existing record's, if the tenant holds
@@ -279,7 +305,8 @@ impl Locker {
         let tenant = self.load_tenant(&request.tenant).await?;
         super::require_grants(caller, &tenant.id, purposes.iter().map(String::as_str))?;
         let keys = active_keys(&tenant)?;
-        if let Some(record) = self.find_record_by_number(&tenant, &number).await? {
+        let (found, read) = self.find_number_read(&tenant, &number).await?;
+        if let Some(record) = found {
             self.charge_lookup(caller);
             let existing = record.handle.clone();
             entry.handle = existing.to_string();
@@ -293,7 +320,7 @@ impl Locker {
                     differences.describe()
                 ));
             }
-            return Ok((Some((existing, differences)), Mutation::None));
+            return Ok((Some((existing, differences)), Mutation::Expect(read)));
         }
         let index = envelope::blind_index(&self.keys, keys, &number).await?;
         let handle = Handle::generate(&self.rng)
@@ -405,7 +432,9 @@ impl Locker {
         )
         .await?;
         entry.allow("number released");
-        Ok((number, Mutation::None))
+        // Released only if the record read is still the one the log names as current where
+        // this entry lands (a row put back from an older copy is refused there).
+        Ok((number, Mutation::Expect(vec![self.record_read(&record)?])))
     }
 
     /// Finds the handle of a number within a tenant.
@@ -413,8 +442,11 @@ impl Locker {
         let (caller, entry) = self.begin(ctx, Action::Lookup).await?;
         let mut entry = self.meter(&caller, Metered::Lookup, entry).await?;
         let body = self.lookup_body(&caller, &mut entry, tenant, number).await;
-        let missed = matches!(body, Err(Error::NotFound(_)));
-        let found = self.finish(entry, body).await.map(|(handle, _)| handle);
+        let missed = matches!(body, Ok((None, _)) | Err(Error::NotFound(_)));
+        let found = self
+            .finish(entry, body)
+            .await
+            .and_then(|(handle, _)| handle.ok_or_else(|| missing_number(tenant)));
         if missed {
             // Numbers probed and not found: the log monitor's view of an oracle.
             self.watch_lookup_miss(&caller).await?;
@@ -428,19 +460,22 @@ impl Locker {
         entry: &mut AuditEntry,
         tenant: &str,
         number: &str,
-    ) -> Result<(Handle, Mutation)> {
+    ) -> Result<(Option<Handle>, Mutation)> {
         check_tenant_id(tenant, entry)?;
         let number = parse_number(number)?;
         // Scope before existence: an unknown tenant answers like one without a grant.
         super::require_scope(caller, tenant)?;
         let tenant = self.load_tenant(tenant).await?;
-        let handle = self
-            .find_by_number(&tenant, &number)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("tenant {} holds no such number", tenant.id)))?;
-        entry.handle = handle.to_string();
+        let (found, read) = self.find_number_read(&tenant, &number).await?;
+        let Some(record) = found else {
+            // A miss is checked too, where its entry lands (an index entry deleted from the
+            // store is tampering, not "no such number").
+            entry.fail(&missing_number(&tenant.id));
+            return Ok((None, Mutation::Expect(read)));
+        };
+        entry.handle = record.handle.to_string();
         entry.allow("handle found");
-        Ok((handle, Mutation::None))
+        Ok((Some(record.handle), Mutation::Expect(read)))
     }
 
     /// Record metadata.
@@ -458,7 +493,8 @@ impl Locker {
     ) -> Result<(Record, Mutation)> {
         let handle = parse_handle(handle, entry)?;
         let record = self.record_in_scope(caller, &handle, entry).await?;
-        Ok((record, Mutation::None))
+        let read = self.record_read(&record)?;
+        Ok((record, Mutation::Expect(vec![read])))
     }
 
     /// Suspends (`suspend` true) or resumes a record's use (managers, 規程第49条).
@@ -583,4 +619,9 @@ impl Locker {
             },
         ))
     }
+}
+
+/// A lookup's answer for a number the tenant does not hold.
+fn missing_number(tenant: &str) -> Error {
+    Error::NotFound(format!("tenant {tenant} holds no such number"))
 }

@@ -28,7 +28,9 @@ use crate::domain::token::TokenRecord;
 use crate::store::view::{
     IndexedFuture, ListFuture, RowKey, RowSource, RowsFuture, View, ViewTable,
 };
-use crate::store::{AuthorityState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
+use crate::store::{
+    AuthorityState, CheckpointState, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite,
+};
 
 /// Called with the operation's name before it runs (tests inject panics with it).
 pub type FaultHook = Arc<dyn Fn(&'static str) + Send + Sync>;
@@ -254,6 +256,7 @@ macro_rules! guarded_reads {
             fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
             fn authority_digest(&self) -> [u8; 32];
             fn authority_state(&self) -> Option<AuthorityState>;
+            fn checkpoint_state(&self) -> Option<CheckpointState>;
         }
     };
 }
@@ -288,6 +291,7 @@ impl StoreWrite for Guarded<'_, dyn StoreWrite + '_> {
         fn remove_correction(&mut self, id: &str) -> ();
         fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
         fn put_authority_state(&mut self, state: &AuthorityState) -> ();
+        fn put_checkpoint_state(&mut self, state: &CheckpointState) -> ();
     }
 
     fn authority_changed(&self) -> bool {

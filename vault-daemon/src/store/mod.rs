@@ -108,7 +108,8 @@ impl From<StoreError> for Error {
     }
 }
 
-/// The authority state as of an audit entry: the digest of every authority row (operators,
+/// A state as of an audit entry, for authority rows (this doc) and, with the records digest,
+/// for records: the digest of every authority row (operators,
 /// tokens, tenants, audit keys, destruction requests, epoch keys, tenant details) at the
 /// commit that ended with entry `seq`. Written, authenticated, with every commit that changes
 /// an authority row; checkpoints sign the digest too. A row restored from an older copy of the
@@ -121,6 +122,21 @@ pub struct AuthorityState {
     pub hash: [u8; 32],
     /// [`StoreRead::authority_digest`] after the commit.
     pub digest: [u8; 32],
+}
+
+/// The state a checkpoint signs, in the clear: the authority digest at its entry, and the
+/// records state the log vouched for there (the entry that last named the records digest, and
+/// that digest). The checkpoint signs a digest of both (`audit::integrity::checkpoint_state`),
+/// so start-up learns from this row, checked against the signature, what the records were at
+/// the checkpoint even when later entries changed the authority rows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointState {
+    /// The checkpoint's entry.
+    pub seq: u64,
+    /// The authority digest there.
+    pub authority: [u8; 32],
+    /// The records state there: the entry that named it, and the records digest.
+    pub records: Option<(u64, [u8; 32])>,
 }
 
 /// What a snapshot holds.
@@ -223,6 +239,8 @@ pub trait StoreRead {
     fn authority_digest(&self) -> Result<[u8; 32], StoreError>;
     /// The authority state of the newest commit that changed an authority row.
     fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError>;
+    /// The state the newest checkpoint signs, stored with it.
+    fn checkpoint_state(&self) -> Result<Option<CheckpointState>, StoreError>;
     /// Up to `limit` records with handle greater than `after` (all tenants), in handle order.
     fn records_after(
         &self,
@@ -304,6 +322,8 @@ pub trait StoreWrite: StoreRead {
     fn authority_changed(&self) -> bool;
     /// Records the authority state after this transaction's changes.
     fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError>;
+    /// Stores the state a checkpoint signs (with the checkpoint).
+    fn put_checkpoint_state(&mut self, state: &CheckpointState) -> Result<(), StoreError>;
     /// Commits durably (fsync) everything written in this transaction.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

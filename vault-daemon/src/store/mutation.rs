@@ -20,7 +20,27 @@ use crate::domain::token::TokenRecord;
 use crate::error::Error;
 use crate::store::approvals::{self, ApprovalStep};
 use crate::store::corrections::{self, Decision};
-use crate::store::{StoreError, StoreWrite};
+use crate::store::{CheckpointState, StoreError, StoreWrite};
+
+/// What a call read of a record or the blind index and decided on: checked again when its
+/// entry is committed (see `audit::records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The record `handle` had the version with this tag (`None`: there was none).
+    Record {
+        /// The record.
+        handle: Handle,
+        /// Its tag as read.
+        tag: Option<u64>,
+    },
+    /// The tenant held no entry under this blind index.
+    Unindexed {
+        /// The tenant.
+        tenant: String,
+        /// The blind index looked up.
+        index: [u8; 32],
+    },
+}
 
 /// A change to an operator.
 #[derive(Debug, Clone)]
@@ -40,6 +60,9 @@ pub enum OperatorChange {
 pub enum Mutation {
     /// Nothing to write: the unit carries only its audit entry.
     None,
+    /// Nothing to write, but what the call read must still be current where its entry lands
+    /// in the log (the audit writer checks it against its record view before applying).
+    Expect(Vec<Expected>),
     /// Insert a sealed record and its blind index, unless the tenant holds the number already.
     InsertRecord(Box<Record>),
     /// Delete a record's ciphertext, wrapped key and index entry, keeping a tombstone.
@@ -103,8 +126,9 @@ pub enum Mutation {
     IssueToken(TokenRecord),
     /// Revoke a token.
     RevokeToken(String),
-    /// Store a signed checkpoint (unless one for a later entry exists already).
-    PutCheckpoint(Checkpoint),
+    /// Store a signed checkpoint (unless one for a later entry exists already), with the state
+    /// it signs.
+    PutCheckpoint(Checkpoint, CheckpointState),
     /// Add an audit signing key version (the next version number).
     AddAuditKey(AuditKeyRecord),
     /// Add a new active key version to a tenant (older ones become decrypt-only) and start the
@@ -220,7 +244,7 @@ impl Mutation {
     /// abandoned); the inner one refuses this mutation alone, having written nothing.
     pub fn apply(self, txn: &mut dyn StoreWrite) -> Applied {
         match self {
-            Mutation::None => Ok(Ok(MutationOutcome::Done)),
+            Mutation::None | Mutation::Expect(_) => Ok(Ok(MutationOutcome::Done)),
             Mutation::InsertRecord(record) => insert_record(txn, *record),
             Mutation::DisposeRecord {
                 handle,
@@ -298,7 +322,7 @@ impl Mutation {
                 txn.put_token(&token)?;
                 Ok(Ok(MutationOutcome::Token(token)))
             }
-            Mutation::PutCheckpoint(checkpoint) => {
+            Mutation::PutCheckpoint(checkpoint, state) => {
                 // Only the direct successor of the newest checkpoint: numbered, linked, ahead.
                 let last = txn.last_checkpoint()?;
                 if !checkpoint.follows(last.as_ref()) {
@@ -308,6 +332,7 @@ impl Mutation {
                     ))));
                 }
                 txn.put_checkpoint(&checkpoint)?;
+                txn.put_checkpoint_state(&state)?;
                 Ok(Ok(MutationOutcome::Done))
             }
             Mutation::AddAuditKey(key) => {

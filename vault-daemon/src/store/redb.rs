@@ -41,7 +41,8 @@ use crate::store::view::{
     View, ViewTable, text_key,
 };
 use crate::store::{
-    AuthorityState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite,
+    AuthorityState, CheckpointState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead,
+    StoreWrite,
 };
 
 /// File name of the database in the data directory.
@@ -84,6 +85,7 @@ pub const CHANGE_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// The authority state (`authority` → [`AuthorityState`], authenticated).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("authority_state");
 const STATE_KEY: &str = "authority";
+const CHECKPOINT_STATE_KEY: &str = "checkpoint";
 /// The text-keyed authority tables, in digest order (audit keys, keyed by version, come last).
 const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
     TENANTS,
@@ -937,6 +939,11 @@ macro_rules! impl_store_read {
                 get_sealed(self.sealer, STATE, &table, STATE_KEY)
             }
 
+            fn checkpoint_state(&self) -> Result<Option<CheckpointState>, StoreError> {
+                let table = self.txn.open_table(STATE).map_err(io)?;
+                get_sealed(self.sealer, STATE, &table, CHECKPOINT_STATE_KEY)
+            }
+
             fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
                 let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
                 let mut out = Vec::new();
@@ -1085,6 +1092,10 @@ impl StoreWrite for RedbWrite<'_> {
 
     fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
         self.put_sealed(STATE, STATE_KEY, state)
+    }
+
+    fn put_checkpoint_state(&mut self, state: &CheckpointState) -> Result<(), StoreError> {
+        self.put_sealed(STATE, CHECKPOINT_STATE_KEY, state)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {

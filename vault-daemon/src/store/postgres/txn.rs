@@ -30,7 +30,7 @@ use crate::store::codec::{
     decode, decode_sealed, digest_row, disposal_key, encode, encode_sealed, epoch_key_id, index_key,
 };
 use crate::store::sealing::RowSealer;
-use crate::store::{AuthorityState, StoreError, StoreRead, StoreWrite};
+use crate::store::{AuthorityState, CheckpointState, StoreError, StoreRead, StoreWrite};
 
 pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
@@ -41,6 +41,7 @@ const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC 
 /// daemon gave it (bytes 33–64 of the row; a log rewritten under the same count fails too).
 const ASSERT_HEAD: &str = "SELECT 1 / (CASE WHEN seq = $1 AND seq = (SELECT coalesce(max(key), 0) FROM locker.audit) AND coalesce((SELECT substring(value from 33 for 32) FROM locker.audit WHERE key = $1), '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) = $2 THEN 1 ELSE 0 END) FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const STATE_KEY: &str = "authority";
+const CHECKPOINT_STATE_KEY: &str = "checkpoint";
 /// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
 /// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
 /// though the standby may not have the transaction. The locker must not take that for a
@@ -609,6 +610,10 @@ impl StoreRead for PgTxn<'_> {
         self.get_sealed(&tables::STATE, STATE_KEY)
     }
 
+    fn checkpoint_state(&self) -> Result<Option<CheckpointState>, StoreError> {
+        self.get_sealed(&tables::STATE, CHECKPOINT_STATE_KEY)
+    }
+
     fn records_after(
         &self,
         after: Option<&Handle>,
@@ -826,6 +831,10 @@ impl StoreWrite for PgTxn<'_> {
 
     fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
         self.put_sealed(tables::STATE, Self::text(STATE_KEY), state)
+    }
+
+    fn put_checkpoint_state(&mut self, state: &CheckpointState) -> Result<(), StoreError> {
+        self.put_sealed(tables::STATE, Self::text(CHECKPOINT_STATE_KEY), state)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {

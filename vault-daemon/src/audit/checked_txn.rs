@@ -1,0 +1,275 @@
+//! The writer's transaction, with every record and blind-index read checked against the
+//! [`RecordView`] and every record and index write noted for the log.
+//!
+//! The writer verifies the log up to the head it commits on, so the view (plus what this
+//! transaction wrote) is exactly what the store must hold: a record that reads otherwise, or
+//! an index entry the view holds that the store lacks, is tampering, and the whole commit
+//! fails with [`StoreError::Tampered`]. The writes are handed to the writer per call, to be
+//! named in that call's entry.
+
+use std::collections::BTreeMap;
+
+use vault_audit::certificate::DeletionCertificate;
+use vault_audit::checkpoint::Checkpoint;
+use vault_audit::state::RowChange;
+
+use crate::audit::records::{RecordView, Suspect, index_tampered, record_tampered};
+use crate::domain::approval::ChangeRequest;
+use crate::domain::audit_key::AuditKeyRecord;
+use crate::domain::correction::Correction;
+use crate::domain::handle::Handle;
+use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
+use crate::domain::operator::{Operator, Tenant};
+use crate::domain::record::Record;
+use crate::domain::rotation::{DestructionRequest, RewrapJob};
+use crate::domain::tenant_info::TenantInfo;
+use crate::domain::token::TokenRecord;
+use crate::error::Error;
+use crate::store::mutation::Expected;
+use crate::store::{AuthorityState, CheckpointState, StoreError, StoreRead, StoreWrite};
+
+/// A write transaction checked against `view`.
+pub struct CheckedTxn<'a> {
+    inner: Box<dyn StoreWrite + 'a>,
+    view: &'a RecordView,
+    /// Tags of the records this transaction wrote.
+    written: BTreeMap<Handle, u64>,
+    /// Index entries this transaction added (true) or removed (false), by fingerprint.
+    indexed: BTreeMap<u64, bool>,
+    /// Changes since the last [`CheckedTxn::take_changes`].
+    changes: Vec<RowChange>,
+    /// Every change of the transaction.
+    all_changes: Vec<RowChange>,
+}
+
+impl<'a> CheckedTxn<'a> {
+    /// `inner`, checked against `view`.
+    pub fn new(inner: Box<dyn StoreWrite + 'a>, view: &'a RecordView) -> CheckedTxn<'a> {
+        CheckedTxn {
+            inner,
+            view,
+            written: BTreeMap::new(),
+            indexed: BTreeMap::new(),
+            changes: Vec::new(),
+            all_changes: Vec::new(),
+        }
+    }
+
+    /// The changes made since the last call (one call's, named in its entry).
+    pub fn take_changes(&mut self) -> Vec<RowChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Every change of the transaction.
+    pub fn all_changes(&self) -> &[RowChange] {
+        &self.all_changes
+    }
+
+    fn current_tag(&self, handle: &Handle) -> Option<u64> {
+        self.written
+            .get(handle)
+            .copied()
+            .or_else(|| self.view.tag(handle))
+    }
+
+    fn index_present(&self, fingerprint: u64) -> bool {
+        self.indexed
+            .get(&fingerprint)
+            .copied()
+            .unwrap_or_else(|| self.view.indexed(fingerprint))
+    }
+
+    fn check_record(&self, handle: &Handle, read: Option<&Record>) -> Result<(), StoreError> {
+        let tag = read.map(|r| self.view.tagger().tag(r)).transpose()?;
+        if tag != self.current_tag(handle) {
+            self.view.suspect(Suspect::Record(handle.clone()));
+            return Err(record_tampered(handle));
+        }
+        Ok(())
+    }
+
+    /// Checks what a call read outside the transaction against what is current now, at the
+    /// place of its entry in the log: `Err(Aborted)` when the row changed since the read (the
+    /// call raced a change; nothing is released), [`StoreError::Tampered`] when the store no
+    /// longer holds what the log names.
+    pub fn expect(&self, expected: &[Expected]) -> Result<Result<(), Error>, StoreError> {
+        for expectation in expected {
+            match expectation {
+                Expected::Record { handle, tag } => {
+                    if *tag == self.current_tag(handle) {
+                        continue;
+                    }
+                    // The row as it is now must be current; then the call merely raced.
+                    self.record(handle)?;
+                    return Ok(Err(Error::Aborted(format!(
+                        "record {handle} changed while this request ran; nothing was released; try again"
+                    ))));
+                }
+                Expected::Unindexed { tenant, index } => {
+                    let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+                    if !self.index_present(fingerprint) {
+                        continue;
+                    }
+                    self.index_lookup(tenant, index)?;
+                    return Ok(Err(Error::Aborted(
+                        "the number was sealed while this request ran; try again".into(),
+                    )));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn note(&mut self, change: RowChange) {
+        self.changes.push(change.clone());
+        self.all_changes.push(change);
+    }
+}
+
+/// Forwards each listed `&self` method to `self.inner`.
+macro_rules! forward {
+    ($(fn $name:ident(&self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+/// Like `forward!`, for `&mut self` methods.
+macro_rules! forward_mut {
+    ($(fn $name:ident(&mut self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&mut self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+impl StoreRead for CheckedTxn<'_> {
+    fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
+        let read = self.inner.record(handle)?;
+        self.check_record(handle, read.as_ref())?;
+        Ok(read)
+    }
+
+    fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
+        let found = self.inner.index_lookup(tenant, index)?;
+        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        if found.is_some() != self.index_present(fingerprint) {
+            self.view.suspect(Suspect::Index {
+                tenant: tenant.to_owned(),
+                index: *index,
+            });
+            return Err(index_tampered(tenant));
+        }
+        Ok(found)
+    }
+
+    fn records_after(
+        &self,
+        after: Option<&Handle>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let page = self.inner.records_after(after, limit)?;
+        for record in &page {
+            self.check_record(&record.handle, Some(record))?;
+        }
+        Ok(page)
+    }
+
+    forward! {
+        fn tenant(&self, id: &str) -> Option<Tenant>;
+        fn tenants(&self) -> Vec<Tenant>;
+        fn operator(&self, id: &str) -> Option<Operator>;
+        fn operators(&self) -> Vec<Operator>;
+        fn token(&self, id: &str) -> Option<TokenRecord>;
+        fn tokens(&self) -> Vec<TokenRecord>;
+        fn audit_last(&self) -> Option<(u64, Vec<u8>)>;
+        fn audit_after(&self, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)>;
+        fn audit_tail(&self, limit: usize) -> Vec<(u64, Vec<u8>)>;
+        fn checkpoints_after(&self, after: u64, limit: usize) -> Vec<Checkpoint>;
+        fn last_checkpoint(&self) -> Option<Checkpoint>;
+        fn audit_keys(&self) -> Vec<AuditKeyRecord>;
+        fn job(&self, tenant: &str) -> Option<RewrapJob>;
+        fn jobs(&self) -> Vec<RewrapJob>;
+        fn destructions(&self) -> Vec<DestructionRequest>;
+        fn change_request(&self, id: &str) -> Option<ChangeRequest>;
+        fn change_requests(&self) -> Vec<ChangeRequest>;
+        fn epoch_key(&self, tenant: &str, epoch: u32) -> Option<EpochKey>;
+        fn epoch_keys(&self) -> Vec<EpochKey>;
+        fn disposal_queue(&self) -> Vec<DisposalQueueEntry>;
+        fn certificate(&self, handle: &Handle) -> Option<DeletionCertificate>;
+        fn correction(&self, id: &str) -> Option<Correction>;
+        fn corrections(&self) -> Vec<Correction>;
+        fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
+        fn authority_digest(&self) -> [u8; 32];
+        fn authority_state(&self) -> Option<AuthorityState>;
+        fn checkpoint_state(&self) -> Option<CheckpointState>;
+    }
+}
+
+impl StoreWrite for CheckedTxn<'_> {
+    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
+        self.inner.put_record(record)?;
+        let tag = self.view.tagger().tag(record)?;
+        self.written.insert(record.handle.clone(), tag);
+        self.note(RowChange::Record {
+            handle: record.handle.to_string(),
+            tag,
+        });
+        Ok(())
+    }
+
+    fn put_index(
+        &mut self,
+        tenant: &str,
+        index: &[u8; 32],
+        handle: &Handle,
+    ) -> Result<(), StoreError> {
+        self.inner.put_index(tenant, index, handle)?;
+        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        self.indexed.insert(fingerprint, true);
+        self.note(RowChange::IndexAdded(fingerprint));
+        Ok(())
+    }
+
+    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
+        self.inner.remove_index(tenant, index)?;
+        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        self.indexed.insert(fingerprint, false);
+        self.note(RowChange::IndexRemoved(fingerprint));
+        Ok(())
+    }
+
+    forward_mut! {
+        fn put_tenant(&mut self, tenant: &Tenant) -> ();
+        fn put_operator(&mut self, operator: &Operator) -> ();
+        fn put_token(&mut self, token: &TokenRecord) -> ();
+        fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
+        fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
+        fn put_audit_key(&mut self, key: &AuditKeyRecord) -> ();
+        fn put_job(&mut self, job: &RewrapJob) -> ();
+        fn put_destruction(&mut self, request: &DestructionRequest) -> ();
+        fn put_change_request(&mut self, request: &ChangeRequest) -> ();
+        fn put_epoch_key(&mut self, key: &EpochKey) -> ();
+        fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> ();
+        fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> ();
+        fn put_certificate(&mut self, certificate: &DeletionCertificate) -> ();
+        fn put_correction(&mut self, correction: &Correction) -> ();
+        fn remove_correction(&mut self, id: &str) -> ();
+        fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
+        fn put_authority_state(&mut self, state: &AuthorityState) -> ();
+        fn put_checkpoint_state(&mut self, state: &CheckpointState) -> ();
+    }
+
+    fn authority_changed(&self) -> bool {
+        self.inner.authority_changed()
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.inner.commit()
+    }
+}
