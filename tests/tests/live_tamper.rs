@@ -310,9 +310,11 @@ fn pg_put_back(postgres: &Postgres, table: &str, key: &str, hex_row: &str) {
     );
 }
 
-/// After an authority row was put back: each daemon refuses the next call with `token`
-/// DATA_LOSS (releasing nothing), goes NOT_SERVING, and the refusals are in the log; once the
-/// DBA undoes it, each serves again by itself.
+/// After a row was put back: each daemon refuses the next call with `token` (an authority row
+/// decides nothing: the call is refused on the log's rows; a record row read is refused
+/// DATA_LOSS), releasing nothing; within a second each goes NOT_SERVING and refuses every call
+/// DATA_LOSS, and the refusals are in the log; once the DBA undoes it, each serves again by
+/// itself.
 async fn put_back_is_refused_everywhere(
     postgres: &Postgres,
     pair: &Pair,
@@ -323,8 +325,18 @@ async fn put_back_is_refused_everywhere(
 ) {
     for daemon in &pair.daemons {
         let mut client = daemon.client(Some(token.clone())).await;
-        assert_refused_without_number(client.locker.unseal(unseal_request(handle)).await, number);
+        let status = client
+            .locker
+            .unseal(unseal_request(handle))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(status.code(), Code::DataLoss | Code::Unauthenticated),
+            "{status:?}"
+        );
+        assert!(!status.message().contains(number));
     }
+    let started = Instant::now();
     for daemon in &pair.daemons {
         wait_for_health(daemon, ServingStatus::NotServing).await;
         let mut handler = daemon.dev_client("dev-auditor").await;
@@ -335,6 +347,11 @@ async fn put_back_is_refused_everywhere(
             .expect_err("every call is refused meanwhile");
         assert_eq!(status.code(), Code::DataLoss, "{status:?}");
     }
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "NOT_SERVING after {took:?}"
+    );
     // The log itself is intact: each daemon records what it found as an ALERT.
     let alerts = pg_audit_rows(postgres)
         .iter()

@@ -39,14 +39,14 @@ use tokio::sync::{mpsc, oneshot};
 use vault_audit::entry::LogKey;
 use vault_audit::state::{RowChange, StateField};
 
-use crate::audit::authority::{AuthorityView, NamedDigest};
+use crate::audit::authority::{AuthoritySnapshot, AuthorityView, NamedDigest};
 use crate::audit::checked_txn::CheckedTxn;
 use crate::audit::records::{RecordTagger, RecordView};
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
 use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
 use crate::clock::Clock;
-use crate::error::{Error, Outcome};
+use crate::error::{Error, Outcome, Reason};
 use crate::store::mutation::{Mutation, MutationOutcome};
 use crate::store::{AuthorityState, Store, StoreError, StoreRead, StoreWrite};
 
@@ -75,8 +75,52 @@ impl Default for WriterConfig {
     }
 }
 
+/// The authority a call decided on: the snapshot of the authority view it took its token and
+/// operator from. Checked again where the call's entry lands in the log.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The snapshot.
+    pub authority: Arc<AuthoritySnapshot>,
+    /// The caller's token.
+    pub token_id: String,
+    /// The caller's operator.
+    pub operator_id: String,
+}
+
+impl Decided {
+    /// Whether the call may still be committed as decided, with `now` the authority as the log
+    /// says it is where its entry lands: the same token and operator rows, or rows that still
+    /// let it through unchanged. A token revoked or an operator disabled meanwhile refuses it
+    /// as authentication would now; any other change (grants, role) asks for a retry.
+    fn still_holds(&self, now: &AuthoritySnapshot) -> Result<(), Error> {
+        if now.same_caller(&self.authority, &self.token_id, &self.operator_id) {
+            return Ok(());
+        }
+        match (now.token(&self.token_id), now.operator(&self.operator_id)) {
+            (Some(token), _) if token.revoked => Err(Error::Unauthenticated(
+                "token has been revoked".into(),
+            )
+            .because(Reason::TokenRevoked)),
+            (_, Some(operator)) if operator.disabled => Err(Error::Unauthenticated(
+                "operator is disabled".into(),
+            )
+            .because(Reason::OperatorDisabled)),
+            (None, _) | (_, None) => Err(Error::Unauthenticated(
+                "unknown bearer token".into(),
+            )
+            .because(Reason::TokenUnknown)),
+            _ => Err(Error::Aborted(
+                "the caller's token or operator changed while this call ran; nothing was done; try again"
+                    .into(),
+            )),
+        }
+    }
+}
+
 struct Unit {
     mutation: Mutation,
+    /// The authority the call decided on (`None`: not a call by a token).
+    decided: Option<Decided>,
     /// `None` only for the writer's own bookkeeping (checkpoints), which is not a call.
     entry: Option<AuditEntry>,
     reply: oneshot::Sender<Result<MutationOutcome, Error>>,
@@ -386,7 +430,7 @@ impl AuditWriter {
     /// the health check calls this while the writer is unhealthy, so the locker serves again
     /// once the cause is gone even when no call arrives.
     pub async fn probe(&self) {
-        let _ = self.send(Mutation::None, None).await;
+        let _ = self.send(Mutation::None, None, None).await;
     }
 
     /// Asks the writer to commit everything queued so far and stop. Units submitted later fail
@@ -403,24 +447,37 @@ impl AuditWriter {
         mutation: Mutation,
         entry: AuditEntry,
     ) -> Result<MutationOutcome, Error> {
-        self.send(mutation, Some(entry)).await
+        self.send(mutation, Some(entry), None).await
+    }
+
+    /// [`AuditWriter::submit`] for a call that decided on `decided`: refused where its entry
+    /// lands if the caller's token or operator is no longer what it decided on.
+    pub async fn submit_decided(
+        &self,
+        mutation: Mutation,
+        entry: AuditEntry,
+        decided: Decided,
+    ) -> Result<MutationOutcome, Error> {
+        self.send(mutation, Some(entry), Some(decided)).await
     }
 
     /// Commits a mutation that is not a call and has no audit entry of its own: storing a
     /// checkpoint (an entry about it would itself be left unanchored).
     pub async fn submit_unaudited(&self, mutation: Mutation) -> Result<MutationOutcome, Error> {
-        self.send(mutation, None).await
+        self.send(mutation, None, None).await
     }
 
     async fn send(
         &self,
         mutation: Mutation,
         entry: Option<AuditEntry>,
+        decided: Option<Decided>,
     ) -> Result<MutationOutcome, Error> {
         let (reply, answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(PENDING));
         let unit = Unit {
             mutation,
+            decided,
             entry,
             reply,
             state: Arc::clone(&state),
@@ -528,6 +585,7 @@ fn note_unit(entry: AuditEntry) -> Unit {
     let (reply, _) = oneshot::channel();
     Unit {
         mutation: Mutation::None,
+        decided: None,
         entry: Some(entry),
         reply,
         state: Arc::new(AtomicU8::new(TAKEN)),
@@ -616,16 +674,6 @@ fn check_head(
     Ok(())
 }
 
-/// Clears the authority view's "committing" mark when dropped: after the view was followed (or
-/// the commit failed), calls that read the new head no longer wait for it.
-struct InFlight<'a>(&'a AuthorityView);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.committing(0, 0, false);
-    }
-}
-
 /// Keeps the authority view current after a commit from `before` to `after`: advanced when the
 /// log names no change since, else refreshed from the store (whose rows must hash to what the
 /// log names).
@@ -682,7 +730,6 @@ fn broken(
             }
             Err(failure) => tracing::error!(%failure, "the tampering alert could not be recorded"),
         }
-        shared.authority.committing(0, 0, false);
     }
     recovery.failed(error, 0);
 }
@@ -812,8 +859,6 @@ fn run(
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        // Whatever the outcome, once the view is followed below, nothing is in flight.
-        let _in_flight = InFlight(&shared.authority);
         match committed {
             Ok((new_head, results, named)) => {
                 let before = head.position();
@@ -911,6 +956,12 @@ fn commit_batch(
     let (head, others) = head_in(txn.as_ref(), known, key, records)?;
     // Nobody else appended since this writer's last commit: try the short way next time.
     *optimistic = head.seq == known.seq;
+    // Another daemon changed authority rows: the calls of this batch are checked against
+    // them, so the view takes them in first (rows read in this transaction, which must hash
+    // to the digest the entries name).
+    if others.is_some() {
+        authority.refresh(txn.as_ref(), key, others, false)?;
+    }
     let (head, results, own) = apply_batch(txn, clock, key, head, batch, authority, records)?;
     Ok((head, results, own.or(others)))
 }
@@ -928,18 +979,26 @@ fn apply_batch(
     view: &AuthorityView,
     records: &RecordView,
 ) -> Result<BatchCommitted, StoreError> {
-    let first_after = head.seq;
     let mut txn = CheckedTxn::new(txn, records);
+    // The authority as the log says it is where this batch lands (the view follows the
+    // entries before it, and this batch's own changes are not yet applied).
+    let now = view.snapshot();
     let mut applied = Vec::with_capacity(batch.len());
     // Changes of units without an entry (none today) are named on the batch's last entry.
     let mut unnamed: Vec<RowChange> = Vec::new();
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
         let taken = unit.take();
+        let still = unit
+            .decided
+            .as_ref()
+            .map_or(Ok(()), |decided| decided.still_holds(&now));
         let result = if !taken {
             Err(Error::Unavailable(
                 "the call was abandoned before it was committed".into(),
             ))
+        } else if let Err(refusal) = still {
+            Err(refusal)
         } else if let Mutation::Expect(expected) = &mutation {
             txn.expect(expected)?.map(|()| MutationOutcome::Done)
         } else {
@@ -1021,9 +1080,6 @@ fn apply_batch(
             digest,
         })?;
     }
-    // From here on the new entries may be visible to this daemon's own reads: calls that see
-    // them wait for this commit rather than ask for a check of the log.
-    view.committing(first_after, head.seq, authority.is_some());
     Box::new(txn).commit()?;
     records.committed(&all_changes, head.seq);
     Ok((head, results, named))

@@ -105,7 +105,7 @@ impl Locker {
     /// Commits a held change and returns `value` with its request.
     pub(super) async fn finish_held<T>(
         &self,
-        entry: AuditEntry,
+        entry: super::CallEntry,
         body: Result<(T, Mutation)>,
     ) -> Result<Gated<T>> {
         let (value, outcome) = self.finish(entry, body).await?;

@@ -1,25 +1,24 @@
 //! Authentication: from a bearer token to an operator. Every refusal says why, in words that
 //! never contain the token.
 //!
-//! The token and operator rows read from the store are checked against the daemon's
-//! [`AuthorityView`](crate::audit::authority::AuthorityView), the rows as the authenticated log
-//! says they are now, and the call is decided on that view: a revoked token or a disabled
-//! operator put back from an older copy of the store is refused as tampering (DATA_LOSS, every
-//! call refused until it is repaired) by every daemon, on its next call.
+//! The token and its operator are taken from the daemon's
+//! [`AuthorityView`](crate::audit::authority::AuthorityView): the rows as the authenticated log
+//! says they are now, in memory, not read from the store (a row put back in the store from an
+//! older copy decides nothing; the view's periodic hash of the tables finds it and stops the
+//! daemon). The snapshot decided on goes with the call to the audit writer, which checks it
+//! again where the call's entry lands in the log: a token revoked or an operator disabled on
+//! another daemon meanwhile refuses the call there (see `audit::writer`).
+
+use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::audit::authority::{AuthoritySnapshot, tampered};
+use crate::audit::authority::AuthoritySnapshot;
 use crate::audit::entry::AuditEntry;
-use crate::domain::operator::Operator;
-use crate::domain::token::TokenRecord;
+use crate::audit::writer::Decided;
 use crate::domain::token::{hashes_equal, token_hash, token_id};
 use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
-
-/// How long a call waits for this daemon's own commit to reach the authority view before it
-/// has the log checked instead.
-const AUTHORITY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Locker {
     /// Resolves the caller. Fills `entry.operator` as soon as the token names a real operator,
@@ -37,22 +36,27 @@ impl Locker {
         })?;
         // The public id only (the part before the secret), also when the token is refused.
         entry.token_id = id.clone();
-        let view = self.store.view()?;
         let unknown =
             || Error::Unauthenticated("unknown bearer token".into()).because(Reason::TokenUnknown);
-        let stored_token = view.tokens().get(&id).await?;
-        let stored_operator = match &stored_token {
-            Some(record) => view.operators().get(&record.operator_id).await?,
-            None => None,
+        let hash = token_hash(token);
+        let mut authority = self.writer.authority().snapshot();
+        // A token issued on another daemon a moment ago is not in this view yet: the log is
+        // verified up to the store's head first (at most every few milliseconds, so a flood of
+        // junk tokens costs no more).
+        let known = |snapshot: &AuthoritySnapshot| {
+            snapshot
+                .token(&id)
+                .is_some_and(|record| hashes_equal(&hash, &record.hash))
         };
-        let (record, operator) = self
-            .current_authority(view.heads_seen(), &id, stored_token, stored_operator)
-            .await?;
-        drop(view);
-        let record = record.ok_or_else(unknown)?;
-        if !hashes_equal(&token_hash(token), &record.hash) {
+        if !known(&authority) && self.shares_store() && self.writer.authority().catch_up_due() {
+            self.writer.check().await?;
+            authority = self.writer.authority().snapshot();
+        }
+        if !known(&authority) {
             return Err(unknown());
         }
+        let record = authority.token(&id).cloned().ok_or_else(unknown)?;
+        let operator = authority.operator(&record.operator_id).cloned();
         entry.operator = record.operator_id.clone();
         if record.revoked {
             return Err(Error::Unauthenticated("token has been revoked".into())
@@ -79,75 +83,13 @@ impl Locker {
                 .because(Reason::OperatorDisabled));
         }
         Ok(Caller {
+            decided: Decided {
+                authority: Arc::clone(&authority),
+                token_id: record.id.clone(),
+                operator_id: operator.id.clone(),
+            },
             operator,
             token_id: record.id,
         })
     }
-
-    /// The token `id` and its operator as current: `stored_*` as read from the store at audit
-    /// entries `heads` (the oldest and newest read), checked against the authority view. A view behind the read is brought up
-    /// to it first (on a shared store another daemon may have committed); rows that differ
-    /// from a view that covers the read are tampering, reported to the writer so that every
-    /// call is refused until they are right again.
-    async fn current_authority(
-        &self,
-        heads: Option<(u64, u64)>,
-        id: &str,
-        stored_token: Option<TokenRecord>,
-        stored_operator: Option<Operator>,
-    ) -> Result<(Option<TokenRecord>, Option<Operator>)> {
-        let Some((oldest, head)) = heads else {
-            return Ok((stored_token, stored_operator));
-        };
-        let authority = self.writer.authority();
-        let mut snapshot = authority.snapshot();
-        if head > snapshot.verified.seq {
-            if !self.shares_store() {
-                // This daemon's own commit, not yet followed by the view: the store's rows are
-                // newer than the view and were written by this process.
-                return Ok((stored_token, stored_operator));
-            }
-            let current = current_rows(&snapshot, id);
-            // Entries of this daemon's own batch in flight, which changes no authority row:
-            // the rows the read saw are still the view's. Equal, they are decided at once
-            // (the common case under load); otherwise the commit is waited for.
-            let own = authority.in_flight(head);
-            if own == Some(false) && current == (stored_token.clone(), stored_operator.clone()) {
-                return Ok(current);
-            }
-            // Else another daemon appended: the log is verified up to the read first.
-            if own.is_none() || !authority.wait_for_own(head, AUTHORITY_WAIT).await {
-                self.writer.check().await?;
-            }
-            snapshot = authority.snapshot();
-            if head > snapshot.verified.seq {
-                return Err(Error::Unavailable(
-                    "the audit log could not be verified up to the rows read; nothing was released"
-                        .into(),
-                ));
-            }
-        }
-        let (current_token, current_operator) = current_rows(&snapshot, id);
-        // With the same token, both operators were read under one id; a token that differs is
-        // tampering already.
-        if snapshot.covers(oldest)
-            && snapshot.covers(head)
-            && (stored_token != current_token || stored_operator != current_operator)
-        {
-            let error = tampered(snapshot.changed_at);
-            self.writer.report_tampering(error.clone()).await;
-            return Err(Error::from(error));
-        }
-        Ok((current_token, current_operator))
-    }
-}
-
-/// Token `id` and its operator as `snapshot` holds them.
-fn current_rows(snapshot: &AuthoritySnapshot, id: &str) -> (Option<TokenRecord>, Option<Operator>) {
-    let token = snapshot.token(id).cloned();
-    let operator = token
-        .as_ref()
-        .and_then(|t| snapshot.operator(&t.operator_id))
-        .cloned();
-    (token, operator)
 }

@@ -132,6 +132,37 @@ pub struct Caller {
     pub operator: Operator,
     /// The token's public id.
     pub token_id: String,
+    /// The authority it was authenticated on, checked again when its entry is committed.
+    pub decided: crate::audit::writer::Decided,
+}
+
+/// A call's audit entry, with the authority its caller was authenticated on: committed by
+/// [`Locker::finish`], which has the writer check that authority again where the entry lands
+/// in the log. Reads and writes as the entry itself.
+#[derive(Debug, Clone)]
+pub struct CallEntry {
+    entry: AuditEntry,
+    decided: Option<crate::audit::writer::Decided>,
+}
+
+impl std::ops::Deref for CallEntry {
+    type Target = AuditEntry;
+
+    fn deref(&self) -> &AuditEntry {
+        &self.entry
+    }
+}
+
+impl std::ops::DerefMut for CallEntry {
+    fn deref_mut(&mut self) -> &mut AuditEntry {
+        &mut self.entry
+    }
+}
+
+impl From<CallEntry> for AuditEntry {
+    fn from(call: CallEntry) -> AuditEntry {
+        call.entry
+    }
 }
 
 /// Bad input: INVALID_ARGUMENT with a message saying what is wrong.
@@ -382,7 +413,7 @@ impl Locker {
         &self,
         ctx: &RequestContext,
         action: Action,
-    ) -> Result<(Arc<Caller>, AuditEntry)> {
+    ) -> Result<(Arc<Caller>, CallEntry)> {
         let mut entry = AuditEntry {
             action: action.as_str().into(),
             request_id: ctx.request_id.clone(),
@@ -409,7 +440,10 @@ impl Locker {
                 }
             });
         match checked {
-            Ok(caller) => Ok((caller, entry)),
+            Ok(caller) => {
+                let decided = Some(caller.decided.clone());
+                Ok((caller, CallEntry { entry, decided }))
+            }
             Err(error) if matches!(error.kind(), Error::Unauthenticated(_)) => {
                 Err(self.refuse_authentication(ctx, entry, error).await)
             }
@@ -463,8 +497,8 @@ impl Locker {
         &self,
         caller: &Caller,
         kind: rate_limit::Metered,
-        entry: AuditEntry,
-    ) -> Result<AuditEntry> {
+        entry: CallEntry,
+    ) -> Result<CallEntry> {
         let operator = &caller.operator;
         let drawn =
             self.rate_limiter
@@ -475,7 +509,7 @@ impl Locker {
     /// Refuses the call when the caller's lookup budget is spent, taking nothing: a seal pays
     /// for a lookup only when it finds its number held ([`Locker::charge_lookup`]), but is
     /// refused on an empty budget whatever its number, so the refusal answers nothing.
-    async fn meter_existence(&self, caller: &Caller, entry: AuditEntry) -> Result<AuditEntry> {
+    async fn meter_existence(&self, caller: &Caller, entry: CallEntry) -> Result<CallEntry> {
         let operator = &caller.operator;
         let kind = rate_limit::Metered::Lookup;
         let drawn =
@@ -500,9 +534,9 @@ impl Locker {
         &self,
         caller: &Caller,
         kind: rate_limit::Metered,
-        entry: AuditEntry,
+        entry: CallEntry,
         drawn: std::result::Result<(), std::time::Duration>,
-    ) -> Result<AuditEntry> {
+    ) -> Result<CallEntry> {
         let operator = &caller.operator;
         let Err(wait) = drawn else {
             return Ok(entry);
@@ -522,7 +556,7 @@ impl Locker {
             self.commit_alerts(caller, vec![reason]).await?;
         }
         let source = format!("{}/{}", operator.id, kind.as_str());
-        Err(self.refuse_aggregated(&source, entry, error).await)
+        Err(self.refuse_aggregated(&source, entry.into(), error).await)
     }
 
     /// Refuses a call whose audit is aggregated: the first of its window commits its own entry,
@@ -618,7 +652,8 @@ impl Locker {
 
     /// Commits the entry of a call that ends in `error`; returns the error to answer with
     /// (the audit failure itself if the entry could not be committed).
-    async fn refuse(&self, mut entry: AuditEntry, error: Error) -> Error {
+    async fn refuse(&self, entry: impl Into<AuditEntry>, error: Error) -> Error {
+        let mut entry = entry.into();
         entry.fail(&error);
         match self.writer.submit(Mutation::None, entry).await {
             Ok(_) => error,
@@ -627,18 +662,23 @@ impl Locker {
     }
 
     /// Ends a call: commits its mutation and audit entry, then hands back the value. A value
-    /// whose entry cannot be committed is dropped (and zeroised, for numbers), never returned.
+    /// whose entry cannot be committed, or whose caller's authority no longer holds where the
+    /// entry lands in the log, is dropped (and zeroised, for numbers), never returned.
     async fn finish<T>(
         &self,
-        mut entry: AuditEntry,
+        entry: CallEntry,
         body: Result<(T, Mutation)>,
     ) -> Result<(T, MutationOutcome)> {
+        let CallEntry { mut entry, decided } = entry;
         match body {
             Ok((value, mutation)) => {
                 if entry.outcome.is_empty() {
                     entry.allow("");
                 }
-                let outcome = self.writer.submit(mutation, entry).await?;
+                let outcome = match decided {
+                    Some(decided) => self.writer.submit_decided(mutation, entry, decided).await?,
+                    None => self.writer.submit(mutation, entry).await?,
+                };
                 Ok((value, outcome))
             }
             Err(error) => Err(self.refuse(entry, error).await),

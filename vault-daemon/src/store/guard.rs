@@ -124,10 +124,6 @@ impl RowSource for GuardedRows<'_> {
     fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
         self.guarded(table.operation(), || self.inner.list(table))
     }
-
-    fn heads_seen(&self) -> Option<(u64, u64)> {
-        self.inner.heads_seen()
-    }
 }
 
 impl Store for PanicSafe {

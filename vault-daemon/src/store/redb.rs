@@ -616,13 +616,6 @@ impl RowSource for RedbRows {
     fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a> {
         Box::pin(std::future::ready(self.by_index_now(key)))
     }
-
-    fn heads_seen(&self) -> Option<(u64, u64)> {
-        // One snapshot for the whole view: its head is the last entry in it.
-        let table = self.txn.open_table(AUDIT).ok()?;
-        let head = table.last().ok()?.map_or(0, |(seq, _)| seq.value());
-        Some((head, head))
-    }
 }
 
 /// A row that authenticates itself otherwise (records: their associated data).

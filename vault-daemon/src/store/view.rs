@@ -148,13 +148,6 @@ pub trait RowSource: Send + Sync {
     fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a>;
     /// The blind index entry under `key` and the record it names, from one state.
     fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a>;
-    /// The last audit entries of the states this source's point reads saw (learnt in the same
-    /// reads): the oldest and the newest, so that a daemon knows whether what it holds in
-    /// memory is as new as the rows it read, and that no change lies between them; `None`
-    /// when the store does not say.
-    fn heads_seen(&self) -> Option<(u64, u64)> {
-        None
-    }
 }
 
 /// Rows remembered, across views, as read after another row at most; past it the memory is
@@ -204,12 +197,6 @@ impl std::fmt::Debug for View<'_> {
 }
 
 impl<'s> View<'s> {
-    /// The oldest and newest audit heads this view's point reads saw (see
-    /// [`RowSource::heads_seen`]).
-    pub fn heads_seen(&self) -> Option<(u64, u64)> {
-        self.rows.heads_seen()
-    }
-
     /// A view over `rows`, opening authenticated rows with `sealer`, reading ahead what
     /// `read_ahead` remembers.
     pub fn new(

@@ -26,25 +26,15 @@ const BY_INDEX: &str = "SELECT i.value, r.value FROM locker.blind_index i
     LEFT JOIN locker.records r ON r.key = convert_from(i.value, 'UTF8')
     WHERE i.key = $1";
 
-/// The last audit entry, read as one more column of every point read: the rows and the head
-/// come from one state of the database. The chain head's one row, not `max(key)` of the audit
-/// table, whose last index page every commit writes. A head lowered by hand only makes the read
-/// look older than the daemon's view, which then decides on the view itself.
-const HEAD_COLUMN: &str = "(SELECT coalesce(max(seq), 0) FROM locker.chain_head WHERE id = 1)";
-
 /// A view's rows: a pooled connection per read.
 pub(crate) struct PgRows<'a> {
     shared: &'a Shared,
-    heads: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl<'a> PgRows<'a> {
     /// Rows read from `shared`'s pool.
     pub(crate) fn new(shared: &'a Shared) -> PgRows<'a> {
-        PgRows {
-            shared,
-            heads: std::sync::Mutex::new(None),
-        }
+        PgRows { shared }
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -68,32 +58,15 @@ impl<'a> PgRows<'a> {
                 None => key as &(dyn ToSql + Sync),
             })
             .collect();
-        // Only a read of authority rows is checked against the daemon's view of them, so only
-        // such a read asks for the head.
-        let with_head = keys
-            .iter()
-            .any(|(table, _)| matches!(table, ViewTable::Tokens | ViewTable::Operators));
         let columns: Vec<String> = keys
             .iter()
             .enumerate()
             .map(|(i, (table, _))| subquery(*table, i + 1))
-            .chain(with_head.then(|| HEAD_COLUMN.to_owned()))
             .collect();
         let sql = format!("SELECT {}", columns.join(", "));
         let client = self.client().await?;
         let statement = client.prepare_cached(&sql).await.map_err(io)?;
         let row = client.query_one(&statement, &params).await.map_err(io)?;
-        if !with_head {
-            return (0..keys.len())
-                .map(|i| row.try_get::<_, Option<Vec<u8>>>(i).map_err(io))
-                .collect();
-        }
-        let head: i64 = row.try_get(keys.len()).map_err(io)?;
-        let head = u64::try_from(head).unwrap_or_default();
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        *heads = Some(heads.map_or((head, head), |(first, last)| {
-            (first.min(head), last.max(head))
-        }));
         (0..keys.len())
             .map(|i| row.try_get::<_, Option<Vec<u8>>>(i).map_err(io))
             .collect()
@@ -147,9 +120,5 @@ impl RowSource for PgRows<'_> {
 
     fn list<'b>(&'b self, table: ViewTable) -> ListFuture<'b> {
         Box::pin(self.read_list(table))
-    }
-
-    fn heads_seen(&self) -> Option<(u64, u64)> {
-        *self.heads.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
