@@ -153,15 +153,22 @@ struct Pair {
 
 impl Pair {
     fn start(root: &Path, postgres: &Postgres) -> Pair {
+        Pair::start_with(root, postgres, &[])
+    }
+
+    /// Two daemons, each with `extra` arguments.
+    fn start_with(root: &Path, postgres: &Postgres, extra: &[&str]) -> Pair {
         postgres.create_database("locker");
+        let mut args = vec![
+            "--store-url".into(),
+            postgres.url_of("locker"),
+            "--dev-keys".into(),
+            root.join("keys").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let options = DaemonOptions {
             backend: Some("sim".into()),
-            args: vec![
-                "--store-url".into(),
-                postgres.url_of("locker"),
-                "--dev-keys".into(),
-                root.join("keys").display().to_string(),
-            ],
+            args,
             ..DaemonOptions::default()
         };
         let daemons = (0..2)
@@ -650,4 +657,88 @@ async fn a_single_record_row_rolled_back_at_rest_is_refused_at_start() {
     store_edit::put(&data, RECORDS, &handle, &before);
     let said = Daemon::refusal(&data, DaemonOptions::default());
     assert!(said.contains("record digest"), "refused: {said}");
+}
+
+/// Sends `signal` (STOP, CONT) to `daemon`'s process.
+fn signal(daemon: &Daemon, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &daemon.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_paused_through_lost_commits_refuses_by_the_anchor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut pair = Pair::start_with(dir.path(), &postgres, &["--checkpoint-interval-ms", "50"]);
+    let mut handler = pair.daemons[1].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "P1", 46).await;
+    drop(handler);
+    // The second daemon is paused (a frozen VM) before the first commits and anchors more.
+    signal(&pair.daemons[1], "STOP");
+    let count = |sql: &str| -> u64 {
+        postgres
+            .sql("locker", sql)
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let head = count("SELECT max(key) FROM locker.audit");
+    let checkpoints = count("SELECT coalesce(max(key), 0) FROM locker.audit_checkpoints");
+    let mut first = pair.daemons[0].dev_client("dev-handler").await;
+    released(&mut first, "P2", 47).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count("SELECT coalesce(max(key), 0) FROM locker.audit_checkpoints") <= head {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covered the new entries"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Stored, then anchored: give the anchor its moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(first);
+    kill(pair.daemons.remove(0));
+    // The database that comes back lost everything after the pause (an asynchronous standby
+    // promoted): a chain that ends where the paused daemon last verified it, genuine to the
+    // last MAC. Only the key backend's anchor knows better.
+    postgres.sql(
+        "locker",
+        &format!("DELETE FROM locker.audit WHERE key > {head}"),
+    );
+    postgres.sql(
+        "locker",
+        &format!("DELETE FROM locker.audit_checkpoints WHERE key > {checkpoints}"),
+    );
+    postgres.sql(
+        "locker",
+        &format!("UPDATE locker.chain_head SET seq = {head}"),
+    );
+    let paused = &pair.daemons[0];
+    signal(paused, "CONT");
+    let started = Instant::now();
+    wait_for_health(paused, ServingStatus::NotServing).await;
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "NOT_SERVING after {took:?}"
+    );
+    let mut handler = paused.dev_client("dev-handler").await;
+    assert_refused_without_number(
+        handler.locker.unseal(unseal_request(&handle)).await,
+        &number,
+    );
+    let status = handler
+        .locker
+        .seal(seal_request("dev", "P3", &valid_number(48), &[W]))
+        .await
+        .expect_err("nothing is sealed on a database that lost commits");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert!(
+        paused.log().contains("anchored checkpoint"),
+        "{}",
+        paused.log()
+    );
 }

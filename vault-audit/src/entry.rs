@@ -124,7 +124,7 @@ pub fn authority_state_field(digest: &[u8; 32]) -> String {
 
 /// The authority digest a `state` field names, if it names one (see [`crate::state`]).
 pub fn authority_digest_of(state: &str) -> Option<[u8; 32]> {
-    crate::state::StateField::parse(state).authority
+    crate::state::StateField::digests(state).0
 }
 
 /// Reads `n` bytes off the front of `rest`.

@@ -89,6 +89,21 @@ impl StateField {
         state
     }
 
+    /// The authority and records digests `field` names, without decoding its row changes
+    /// (what a verifier walking the log needs from every entry, cheaply).
+    pub fn digests(field: &str) -> (Option<[u8; 32]>, Option<[u8; 32]>) {
+        let mut authority = None;
+        let mut records = None;
+        for line in field.lines() {
+            if let Some(hex) = line.strip_prefix("authority ") {
+                authority = digest_from_hex(hex).or(authority);
+            } else if let Some(hex) = line.strip_prefix("records ") {
+                records = digest_from_hex(hex).or(records);
+            }
+        }
+        (authority, records)
+    }
+
     /// Whether the field names nothing.
     pub fn is_empty(&self) -> bool {
         self.authority.is_none() && self.records.is_none() && self.changes.is_empty()
@@ -174,6 +189,7 @@ mod tests {
         assert_eq!(StateField::parse(&field), state);
         let later = format!("{field}\nsomething-new 42\nrecord too many words here");
         assert_eq!(StateField::parse(&later), state);
+        assert_eq!(StateField::digests(&later), (Some([7; 32]), Some([9; 32])));
     }
 
     #[test]

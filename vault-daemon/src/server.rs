@@ -283,11 +283,23 @@ const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Checks the store's log every [`LOG_CHECK_EVERY`] (a daemon that has no call to make still
 /// finds a log cut back, rolled back or rewritten by someone else), and keeps the witness at
-/// the newest verified position, until aborted.
-async fn watch_log(writer: AuditWriter, witness: Witness) {
+/// the newest verified position, until aborted. With `anchored` (a store shared by a
+/// cluster), also checks the store against the key backend's anchor: a database that lost
+/// commits the daemon never saw (it was paused through them) is refused all the same.
+async fn watch_log(
+    writer: AuditWriter,
+    witness: Witness,
+    anchored: Option<(KeyService, Arc<dyn Store>)>,
+) {
     let mut written = writer.verified_position();
     loop {
         tokio::time::sleep(LOG_CHECK_EVERY).await;
+        if let Some((keys, store)) = &anchored {
+            match behind_the_anchor(keys, store).await {
+                Ok(breach) => writer.set_anchor_breach(breach),
+                Err(error) => tracing::debug!(%error, "the anchor could not be compared"),
+            }
+        }
         if let Err(error) = writer.check().await {
             tracing::debug!(%error, "audit log check failed");
             continue;
@@ -302,6 +314,34 @@ async fn watch_log(writer: AuditWriter, witness: Witness) {
             }
         }
     }
+}
+
+/// Whether `store` is behind the key backend's anchor: its newest checkpoint older than the
+/// anchored one, or that one with another hash. The anchor is read first: a checkpoint is
+/// stored before it is anchored, so a store read after the anchor holds it.
+async fn behind_the_anchor(
+    keys: &KeyService,
+    store: &Arc<dyn Store>,
+) -> Result<Option<crate::store::StoreError>, crate::error::Error> {
+    let Some(anchor) = keys.read_anchor().await? else {
+        return Ok(None);
+    };
+    let reading = Arc::clone(store);
+    let newest = tokio::task::spawn_blocking(move || reading.reader()?.last_checkpoint())
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("anchor check failed: {e}")))??;
+    let holds = newest.as_ref().is_some_and(|checkpoint| {
+        checkpoint.number > anchor.checkpoint
+            || (checkpoint.number == anchor.checkpoint && checkpoint.hash() == Some(anchor.hash))
+    });
+    Ok((!holds).then(|| {
+        crate::store::StoreError::Rewritten(format!(
+            "the store's newest checkpoint is {} but the key backend anchored checkpoint {} (counter {}): a database that lost commits (a lossy failover, a restore)",
+            newest.map_or("none".to_owned(), |c| c.number.to_string()),
+            anchor.checkpoint,
+            anchor.counter
+        ))
+    }))
 }
 
 /// Refuses a store that does not hold the newest entry this data directory's daemon verified,
@@ -556,6 +596,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     drop(provisioning);
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    let anchor_keys = keys.clone();
     let health_task = tokio::spawn(watch_health(
         keys,
         checkpointer.clone(),
@@ -563,7 +604,10 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         reporter,
     ));
     let checkpoint_task = tokio::spawn(checkpointer.clone().run());
-    let log_check_task = tokio::spawn(watch_log(stop_writer.clone(), witness.clone()));
+    let anchored = locker
+        .shares_store()
+        .then(|| (anchor_keys, Arc::clone(locker.store())));
+    let log_check_task = tokio::spawn(watch_log(stop_writer.clone(), witness.clone(), anchored));
     let hangup_task = tokio::spawn(crate::reload::watch_hangup(
         hangup,
         reloader,

@@ -40,6 +40,8 @@ pub struct CheckedTxn<'a> {
     changes: Vec<RowChange>,
     /// Every change of the transaction.
     all_changes: Vec<RowChange>,
+    /// The last blind-index fingerprint computed (a seal looks its index up, then writes it).
+    last_fingerprint: std::cell::RefCell<Option<(String, [u8; 32], u64)>>,
 }
 
 impl<'a> CheckedTxn<'a> {
@@ -52,7 +54,21 @@ impl<'a> CheckedTxn<'a> {
             indexed: BTreeMap::new(),
             changes: Vec::new(),
             all_changes: Vec::new(),
+            last_fingerprint: std::cell::RefCell::new(None),
         }
+    }
+
+    fn fingerprint(&self, tenant: &str, index: &[u8; 32]) -> u64 {
+        let mut last = self.last_fingerprint.borrow_mut();
+        if let Some((t, i, fingerprint)) = last.as_ref()
+            && t == tenant
+            && i == index
+        {
+            return *fingerprint;
+        }
+        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        *last = Some((tenant.to_owned(), *index, fingerprint));
+        fingerprint
     }
 
     /// The changes made since the last call (one call's, named in its entry).
@@ -106,7 +122,7 @@ impl<'a> CheckedTxn<'a> {
                     ))));
                 }
                 Expected::Unindexed { tenant, index } => {
-                    let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+                    let fingerprint = self.fingerprint(tenant, index);
                     if !self.index_present(fingerprint) {
                         continue;
                     }
@@ -157,7 +173,7 @@ impl StoreRead for CheckedTxn<'_> {
 
     fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
         let found = self.inner.index_lookup(tenant, index)?;
-        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        let fingerprint = self.fingerprint(tenant, index);
         if found.is_some() != self.index_present(fingerprint) {
             self.view.suspect(Suspect::Index {
                 tenant: tenant.to_owned(),
@@ -230,7 +246,7 @@ impl StoreWrite for CheckedTxn<'_> {
         handle: &Handle,
     ) -> Result<(), StoreError> {
         self.inner.put_index(tenant, index, handle)?;
-        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        let fingerprint = self.fingerprint(tenant, index);
         self.indexed.insert(fingerprint, true);
         self.note(RowChange::IndexAdded(fingerprint));
         Ok(())
@@ -238,7 +254,7 @@ impl StoreWrite for CheckedTxn<'_> {
 
     fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
         self.inner.remove_index(tenant, index)?;
-        let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
+        let fingerprint = self.fingerprint(tenant, index);
         self.indexed.insert(fingerprint, false);
         self.note(RowChange::IndexRemoved(fingerprint));
         Ok(())

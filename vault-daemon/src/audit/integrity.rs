@@ -60,11 +60,11 @@ impl Named {
         if entry.state.is_empty() {
             return;
         }
-        let state = StateField::parse(&entry.state);
-        if state.authority.is_some() {
+        let (authority, records) = StateField::digests(&entry.state);
+        if authority.is_some() {
             self.authority = Some(seq);
         }
-        if let Some(digest) = state.records {
+        if let Some(digest) = records {
             self.records = Some((seq, digest));
         }
     }

@@ -179,6 +179,15 @@ pub struct AuditWriter {
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
     records: Arc<RecordView>,
+    breach: Breach,
+}
+
+/// Set while the store is found behind the key backend's anchor (a database that lost
+/// commits): every call is refused with it, health says NOT_SERVING.
+type Breach = Arc<Mutex<Option<StoreError>>>;
+
+fn breach_of(breach: &Breach) -> Option<StoreError> {
+    breach.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The writer thread; [`WriterThread::join`] waits until it stops: after
@@ -333,7 +342,9 @@ impl AuditWriter {
         let max_batch = config.max_batch.max(1);
         let healthy = Arc::new(AtomicBool::new(true));
         let verified = Arc::new(Mutex::new(head.position()));
+        let breach: Breach = Arc::new(Mutex::new(None));
         let shared = Shared {
+            breach: Arc::clone(&breach),
             healthy: Arc::clone(&healthy),
             verified: Arc::clone(&verified),
             authority: Arc::clone(&authority),
@@ -364,6 +375,7 @@ impl AuditWriter {
                 verified,
                 authority,
                 records,
+                breach,
             },
             WriterThread(thread),
         ))
@@ -409,6 +421,17 @@ impl AuditWriter {
                 "audit log check did not finish in time".into(),
             )),
         }
+    }
+
+    /// Says whether the store is behind the key backend's anchor (`Some`: why): while it is,
+    /// every call is refused with it and health says NOT_SERVING; the first check or commit
+    /// after it is cleared serves again.
+    pub fn set_anchor_breach(&self, breach: Option<StoreError>) {
+        let mut current = self.breach.lock().unwrap_or_else(|e| e.into_inner());
+        if breach.is_some() && current.is_none() {
+            crate::metrics::metrics().audit_log_breaks.inc();
+        }
+        *current = breach;
     }
 
     /// Reports that a call found the store's rows not what the authenticated log names: the
@@ -619,6 +642,7 @@ struct Shared {
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
     records: Arc<RecordView>,
+    breach: Breach,
 }
 
 impl Shared {
@@ -635,6 +659,10 @@ fn check_head(
     recovery: &mut Recovery,
     shared: &Shared,
 ) -> Result<(), StoreError> {
+    if let Some(error) = breach_of(&shared.breach) {
+        recovery.failed(&error, 0);
+        return Err(error);
+    }
     if recovery.failing_since.is_some() && Instant::now() < recovery.next_attempt {
         return Err(recovery
             .last_error
@@ -795,6 +823,13 @@ fn run(
                 }
                 Err(_) => break,
             }
+        }
+        if let Some(error) = breach_of(&shared.breach) {
+            let refused = batch.len();
+            refuse_all(&mut batch, &error);
+            answer_checks(&mut checks, Err(error.clone()));
+            recovery.failed(&error, refused);
+            continue;
         }
         if recovery.failing_since.is_some() {
             // Calls that arrive before the next attempt are refused at once rather than left
@@ -1081,6 +1116,6 @@ fn apply_batch(
         })?;
     }
     Box::new(txn).commit()?;
-    records.committed(&all_changes, head.seq);
+    records.committed(&all_changes, head.seq, records_digest);
     Ok((head, results, named))
 }

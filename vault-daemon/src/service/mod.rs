@@ -366,6 +366,11 @@ impl Locker {
         self
     }
 
+    /// The store the locker runs on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Whether the store is shared by several daemons.
     pub fn shares_store(&self) -> bool {
         self.cluster_log_watch
