@@ -72,6 +72,25 @@ pub struct Suspension {
     pub at_ms: i64,
 }
 
+impl Record {
+    /// Whether a call that decided on this version may stand on `later`, a later version of
+    /// the same record: the same tenant, state and purposes, and the same sealed number or one
+    /// moved to another key version (a rotation's rewrap, which seals the same number again).
+    /// A disposal, suspension, retirement, purpose change or correction does not pass.
+    pub fn decides_alike(&self, later: &Record) -> bool {
+        let same_number = match (&self.sealed, &later.sealed) {
+            (Some(read), Some(now)) => read == now || read.key_version != now.key_version,
+            (None, None) => true,
+            _ => false,
+        };
+        self.handle == later.handle
+            && self.tenant == later.tenant
+            && self.status == later.status
+            && self.purposes == later.purposes
+            && same_number
+    }
+}
+
 /// A record as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -141,4 +160,71 @@ pub fn status_after_suspension(
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            handle: Handle::parse("mnh_00112233445566778899aabbccddeeff").expect("handle"),
+            tenant: "dev".into(),
+            subject_ref: "E1".into(),
+            subject_kind: SubjectKind::Staff,
+            purposes: vec!["STAFF_WITHHOLDING".into()],
+            verification: IdentityVerification::default(),
+            acquired_at_ms: 0,
+            acquired_by: "dev-handler".into(),
+            status: RecordStatus::Active,
+            sealed: Some(SealedNumber {
+                format: 1,
+                key_version: 1,
+                wrapped_dek: vec![1; 40],
+                nonce: [1; 12],
+                ciphertext: vec![2; 28],
+            }),
+            blind_index: Some([3; 32]),
+        }
+    }
+
+    #[test]
+    fn only_a_rewrap_lets_a_decision_on_the_older_version_stand() {
+        let read = record();
+        let mut rewrapped = read.clone();
+        if let Some(sealed) = rewrapped.sealed.as_mut() {
+            sealed.key_version = 2;
+            sealed.wrapped_dek = vec![4; 40];
+            sealed.ciphertext = vec![5; 28];
+        }
+        rewrapped.blind_index = Some([6; 32]);
+        assert!(read.decides_alike(&rewrapped));
+
+        let mut corrected = read.clone();
+        if let Some(sealed) = corrected.sealed.as_mut() {
+            sealed.ciphertext = vec![7; 28];
+        }
+        assert!(!read.decides_alike(&corrected), "another number, same key");
+
+        let mut disposed = read.clone();
+        disposed.sealed = None;
+        disposed.status = RecordStatus::Disposed(Tombstone {
+            disposed_at_ms: 1,
+            disposed_by: "dev-manager".into(),
+            reason: "保存期間経過".into(),
+        });
+        assert!(!read.decides_alike(&disposed));
+
+        let mut suspended = rewrapped.clone();
+        suspended.status = RecordStatus::Suspended(Suspension {
+            reason: "本人の請求".into(),
+            by: "dev-manager".into(),
+            at_ms: 1,
+        });
+        assert!(!read.decides_alike(&suspended));
+
+        let mut narrowed = read.clone();
+        narrowed.purposes = vec!["STAFF_HEALTH_PENSION".into()];
+        assert!(!read.decides_alike(&narrowed));
+    }
 }

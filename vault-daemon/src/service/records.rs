@@ -216,6 +216,7 @@ impl Locker {
         Ok(Expected::Record {
             handle: record.handle.clone(),
             tag: Some(self.writer.records().tagger().tag(record)?),
+            read: Some(Box::new(record.clone())),
         })
     }
 

@@ -32,6 +32,9 @@ pub enum Expected {
         handle: Handle,
         /// Its tag as read.
         tag: Option<u64>,
+        /// The version read: a later version that differs only in key material (a rotation
+        /// rewrapped it meanwhile) lets the call stand.
+        read: Option<Box<Record>>,
     },
     /// The tenant held no entry under this blind index.
     Unindexed {
