@@ -18,8 +18,8 @@ const W: &str = "STAFF_WITHHOLDING";
 fn cli(endpoint: Option<&str>, token: Option<&Path>, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(binary_path("vault-client"));
     command
-        .env_remove("VAULT_TOKEN")
-        .env_remove("VAULT_TOKEN_FILE");
+        .env_remove("LOCKER_TOKEN")
+        .env_remove("LOCKER_TOKEN_FILE");
     if let Some(endpoint) = endpoint {
         command.arg("--endpoint").arg(endpoint);
     } else {

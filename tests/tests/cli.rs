@@ -17,9 +17,9 @@ struct Cli<'a> {
 impl Cli<'_> {
     fn run(&self, token: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
         let mut child = Command::new(binary_path("vault-client"))
-            .env("VAULT_ENDPOINT", self.daemon.endpoint())
-            .env("VAULT_TOKEN_FILE", token)
-            .env_remove("VAULT_TOKEN")
+            .env("LOCKER_ADDR", self.daemon.endpoint())
+            .env("LOCKER_TOKEN_FILE", token)
+            .env_remove("LOCKER_TOKEN")
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -410,15 +410,15 @@ fn cli_status(
     stdin: &str,
 ) -> (i32, String, String) {
     let mut child = Command::new(binary_path("vault-client"))
-        .env("VAULT_ENDPOINT", endpoint)
+        .env("LOCKER_ADDR", endpoint)
         .env(
-            "VAULT_TOKEN_FILE",
+            "LOCKER_TOKEN_FILE",
             daemon
                 .data_dir
                 .join("tokens")
                 .join(format!("{token}.token")),
         )
-        .env_remove("VAULT_TOKEN")
+        .env_remove("LOCKER_TOKEN")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -573,9 +573,9 @@ async fn the_cli_behaves_in_scripts() {
 
     // A reader that is gone before the first line: no panic, a clean exit.
     let mut child = Command::new(binary_path("vault-client"))
-        .env("VAULT_ENDPOINT", &endpoint)
+        .env("LOCKER_ADDR", &endpoint)
         .env(
-            "VAULT_TOKEN_FILE",
+            "LOCKER_TOKEN_FILE",
             daemon.data_dir.join("tokens").join("dev-auditor.token"),
         )
         .args(["audit", "tail", "--limit", "50"])
@@ -723,4 +723,94 @@ async fn the_cli_behaves_in_scripts() {
             "{shell}"
         );
     }
+}
+
+/// `vault-client whoami` with exactly `env` set of the client's and HashiCorp Vault's
+/// variables; (exit code, stdout, stderr).
+fn whoami_with(endpoint: Option<&str>, env: &[(&str, String)]) -> (i32, String, String) {
+    let mut command = Command::new(binary_path("vault-client"));
+    for name in [
+        "LOCKER_ADDR",
+        "LOCKER_TOKEN",
+        "LOCKER_TOKEN_FILE",
+        "LOCKER_CA",
+        "LOCKER_CLIENT_CERT",
+        "LOCKER_CLIENT_KEY",
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "VAULT_TOKEN_FILE",
+        "VAULT_ENDPOINT",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().map(|(name, value)| (*name, value)));
+    if let Some(endpoint) = endpoint {
+        command.args(["--endpoint", endpoint]);
+    }
+    let output = command.arg("whoami").output().expect("run vault-client");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashicorp_vault_variables_are_never_read_and_ours_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("data"), Default::default());
+    let endpoint = daemon.endpoint();
+    let token_file = daemon
+        .data_dir
+        .join("tokens")
+        .join("dev-auditor.token")
+        .display()
+        .to_string();
+    // An admin's shell with HashiCorp Vault's settings: its token is never sent to the locker.
+    let vault_token = "hvs.CAESIJlU9JMYEhOPYv4igdhm9PnZDrabYTobQ4Ymnlq1qY-QGh4KHGh2cy5WdnNNZ0xRYTZJVDl0cWRPUGxpcVg".to_owned();
+    let (code, _, stderr) = whoami_with(
+        Some(&endpoint),
+        &[
+            ("VAULT_TOKEN", vault_token.clone()),
+            ("VAULT_ADDR", endpoint.clone()),
+        ],
+    );
+    assert_ne!(code, 0, "no token of ours: refused");
+    assert!(stderr.contains("missing bearer token"), "{stderr}");
+    assert!(
+        !stderr.contains("malformed"),
+        "the Vault token was sent: {stderr}"
+    );
+    assert!(
+        !stderr.contains(&vault_token),
+        "the token's value is never printed"
+    );
+    assert!(
+        stderr.contains("VAULT_TOKEN is set but not read")
+            && stderr.contains("LOCKER_TOKEN or LOCKER_TOKEN_FILE")
+            && stderr.contains("VAULT_ADDR is set but not read")
+            && stderr.contains("LOCKER_ADDR"),
+        "{stderr}"
+    );
+    // Ours are read (the address and the token file), and then nothing is hinted.
+    let (code, stdout, stderr) = whoami_with(
+        None,
+        &[
+            ("LOCKER_ADDR", endpoint.clone()),
+            ("LOCKER_TOKEN_FILE", token_file.clone()),
+            ("VAULT_TOKEN", vault_token.clone()),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("dev-auditor"), "{stdout}");
+    assert!(!stderr.contains("hint"), "{stderr}");
+    // This client's old names are not read either, and say what replaced them.
+    let (code, _, stderr) =
+        whoami_with(Some(&endpoint), &[("VAULT_TOKEN_FILE", token_file.clone())]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("VAULT_TOKEN_FILE is set but not read")
+            && stderr.contains("this client reads LOCKER_TOKEN_FILE"),
+        "{stderr}"
+    );
 }

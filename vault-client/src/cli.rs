@@ -30,21 +30,21 @@ pub struct Args {
     #[arg(
         long,
         global = true,
-        env = "VAULT_ENDPOINT",
+        env = "LOCKER_ADDR",
         default_value = "http://127.0.0.1:50051"
     )]
     pub endpoint: String,
-    /// File holding the bearer token (else the VAULT_TOKEN environment variable).
-    #[arg(long, global = true, env = "VAULT_TOKEN_FILE", value_name = "FILE")]
+    /// File holding the bearer token (else the LOCKER_TOKEN environment variable).
+    #[arg(long, global = true, env = "LOCKER_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) of the daemon's TLS certificate.
-    #[arg(long, global = true, env = "VAULT_CA", value_name = "PEM")]
+    #[arg(long, global = true, env = "LOCKER_CA", value_name = "PEM")]
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
     #[arg(
         long,
         global = true,
-        env = "VAULT_CLIENT_CERT",
+        env = "LOCKER_CLIENT_CERT",
         value_name = "PEM",
         requires = "key"
     )]
@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(
         long,
         global = true,
-        env = "VAULT_CLIENT_KEY",
+        env = "LOCKER_CLIENT_KEY",
         value_name = "PEM",
         requires = "cert"
     )]
@@ -140,7 +140,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE.pdf")]
         out: Option<PathBuf>,
         /// A Japanese TrueType/OpenType font for the PDF (default: IPAex or Noto CJK from the
-        /// system, or VAULT_PDF_FONT).
+        /// system, or LOCKER_PDF_FONT).
         #[arg(long, value_name = "FILE")]
         font: Option<PathBuf>,
     },

@@ -29,7 +29,7 @@ fn token(args: &Args) -> Result<Option<SecretString>, ClientError> {
     if let Some(path) = &args.token_file {
         return read_token_file(path).map(Some);
     }
-    Ok(std::env::var("VAULT_TOKEN")
+    Ok(std::env::var("LOCKER_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())
         .map(|t| SecretString::from(t.trim().to_owned())))
@@ -144,8 +144,37 @@ fn quiet_on_closed_pipe() {
     }));
 }
 
+/// Environment variables this client does not read, each with what it reads instead: HashiCorp
+/// Vault's (an admin's shell often has them) and this client's names before the `LOCKER_`
+/// prefix. Never read, so a Vault token is never sent to the locker.
+const FOREIGN_ENVIRONMENT: [(&str, &str); 9] = [
+    ("VAULT_ADDR", "LOCKER_ADDR"),
+    ("VAULT_TOKEN", "LOCKER_TOKEN or LOCKER_TOKEN_FILE"),
+    ("VAULT_CACERT", "LOCKER_CA"),
+    ("VAULT_CLIENT_CERT", "LOCKER_CLIENT_CERT"),
+    ("VAULT_CLIENT_KEY", "LOCKER_CLIENT_KEY"),
+    ("VAULT_ENDPOINT", "LOCKER_ADDR"),
+    ("VAULT_TOKEN_FILE", "LOCKER_TOKEN_FILE"),
+    ("VAULT_CA", "LOCKER_CA"),
+    ("VAULT_PDF_FONT", "LOCKER_PDF_FONT"),
+];
+
+/// One line on standard error for each variable of [`FOREIGN_ENVIRONMENT`] that is set while
+/// none of the ones read instead is (never the value).
+fn foreign_environment_hints() {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    for (theirs, ours) in FOREIGN_ENVIRONMENT {
+        if set(theirs) && !ours.split(" or ").any(set) {
+            eprintln!(
+                "hint: {theirs} is set but not read (HashiCorp Vault's, or this client's old name); this client reads {ours}"
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
+    foreign_environment_hints();
     let args = Args::parse();
     let format = args.output;
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -71,7 +71,7 @@ pub enum CertificateCommand {
         #[arg(long, value_name = "FILE.pdf")]
         out: PathBuf,
         /// A Japanese TrueType/OpenType font (default: IPAex or Noto CJK from the system, or
-        /// VAULT_PDF_FONT).
+        /// LOCKER_PDF_FONT).
         #[arg(long, value_name = "FILE")]
         font: Option<PathBuf>,
     },

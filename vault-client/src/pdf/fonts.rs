@@ -1,4 +1,4 @@
-//! The Japanese font for printable records: `--font FILE`, else `VAULT_PDF_FONT`, else the
+//! The Japanese font for printable records: `--font FILE`, else `LOCKER_PDF_FONT`, else the
 //! first of the Debian packages' fonts that is installed (fonts-ipaexfont-gothic,
 //! fonts-ipaexfont-mincho, fonts-noto-cjk).
 
@@ -18,7 +18,7 @@ const SYSTEM_FONTS: &[(&str, u32)] = &[
 
 /// The font to print with.
 pub fn find_font(configured: Option<&Path>) -> Result<krilla::text::Font, ClientError> {
-    let from_env = std::env::var_os("VAULT_PDF_FONT").map(PathBuf::from);
+    let from_env = std::env::var_os("LOCKER_PDF_FONT").map(PathBuf::from);
     let (path, index) = match configured.map(Path::to_owned).or(from_env) {
         Some(path) => (path, 0),
         None => SYSTEM_FONTS
@@ -27,7 +27,7 @@ pub fn find_font(configured: Option<&Path>) -> Result<krilla::text::Font, Client
             .find(|(path, _)| path.exists())
             .ok_or_else(|| {
                 ClientError::Usage(
-                    "no Japanese font found: install fonts-ipaexfont-gothic (Debian), or give --font FILE.ttf (or VAULT_PDF_FONT)"
+                    "no Japanese font found: install fonts-ipaexfont-gothic (Debian), or give --font FILE.ttf (or LOCKER_PDF_FONT)"
                         .into(),
                 )
             })?,
