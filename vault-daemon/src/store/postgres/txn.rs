@@ -115,6 +115,18 @@ pub struct PgTxn<'a> {
     expect_hash: [u8; 32],
 }
 
+/// Whether `error` says the connection's transaction had already failed (25P02): a
+/// connection that went back to the pool inside one.
+fn in_failed_transaction(error: &tokio_postgres::Error) -> bool {
+    let failed = error.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
+    if failed {
+        tracing::warn!(
+            "a pooled PostgreSQL connection was inside a failed transaction; rolled back and used again"
+        );
+    }
+    failed
+}
+
 fn tampered_head(head: u64, last: u64) -> StoreError {
     StoreError::Tampered {
         table: "chain_head".into(),
@@ -162,11 +174,22 @@ impl<'a> PgTxn<'a> {
             let begin = format!("BEGIN; SET LOCAL lock_timeout = {lock_ms}");
             // One round trip: the last entry is read after the lock is held (each statement
             // of a READ COMMITTED transaction sees what was committed before it began).
-            let (begun, locked, last_row) = futures::join!(
+            let mut attempt = futures::join!(
                 client.batch_execute(&begin),
                 client.query_one(&lock, &[]),
                 client.query_opt(&last, &[])
             );
+            // A connection pooled inside a failed transaction refuses even BEGIN: end that
+            // transaction and begin again, once.
+            if attempt.0.as_ref().is_err_and(in_failed_transaction) {
+                let _ = client.batch_execute("ROLLBACK").await;
+                attempt = futures::join!(
+                    client.batch_execute(&begin),
+                    client.query_one(&lock, &[]),
+                    client.query_opt(&last, &[])
+                );
+            }
+            let (begun, locked, last_row) = attempt;
             let outcome = begun.and(locked).and_then(|row| Ok((row, last_row?)));
             match outcome {
                 Ok((row, last_row)) => {
@@ -282,7 +305,16 @@ impl<'a> PgTxn<'a> {
                     );
                     let asked = Instant::now();
                     steps.push(Box::pin(async move {
-                        client.batch_execute(&begin).await.map_err(io)?;
+                        // A connection pooled inside a failed transaction refuses even BEGIN:
+                        // the batch is redone the long way (on this connection once it is
+                        // rolled back), not refused.
+                        client.batch_execute(&begin).await.map_err(|error| {
+                            if in_failed_transaction(&error) {
+                                StoreError::HeadMoved
+                            } else {
+                                io(error)
+                            }
+                        })?;
                         Ok(Vec::new())
                     }));
                     let locked_at = &self.locked_at_cell;
