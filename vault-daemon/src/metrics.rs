@@ -60,6 +60,13 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+/// The build that runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The release (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+}
+
 /// A tenant (an id an admin chose, such as `acme`; never a person's).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabels {
@@ -105,6 +112,8 @@ pub struct Metrics {
     pub head_lock_wait: Histogram,
     /// Cluster store: how long a group commit held the chain-head lock (lock to commit).
     pub head_lock_hold: Histogram,
+    /// 1, labelled with the release that runs.
+    pub build_info: Family<BuildLabels, Gauge<i64, AtomicI64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -135,6 +144,17 @@ impl Metrics {
         let rewrap_running = Family::<TenantLabels, Gauge<i64, AtomicI64>>::default();
         let head_lock_wait = latency_histogram();
         let head_lock_hold = latency_histogram();
+        let build_info = Family::<BuildLabels, Gauge<i64, AtomicI64>>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "1, labelled with the release of the daemon that runs",
+            build_info.clone(),
+        );
         registry.register(
             "calls",
             "Calls answered, by RPC and status code",
@@ -239,6 +259,20 @@ impl Metrics {
             rewrap_running,
             head_lock_wait,
             head_lock_hold,
+            build_info,
+        }
+    }
+
+    /// Makes the counters of these key-backend operations and alert rules exist at 0 from the
+    /// start, so a rate or an alerting rule over them sees a series before the first event.
+    pub fn known_from_start(&self, backend_ops: &[&'static str], alert_rules: &[&str]) {
+        for &op in backend_ops {
+            let _created = self.backend_errors.get_or_create(&BackendLabels { op });
+        }
+        for rule in alert_rules {
+            let _created = self.alerts.get_or_create(&RuleLabels {
+                rule: (*rule).to_owned(),
+            });
         }
     }
 
@@ -392,5 +426,22 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("operator h"), "only the rule is a label");
+    }
+
+    #[test]
+    fn the_build_and_the_known_counters_are_there_before_any_event() {
+        let m = Metrics::new();
+        m.known_from_start(&["wrap", "unwrap"], &["rate_limited"]);
+        let text = m.render();
+        for expected in [
+            format!(
+                r#"locker_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            r#"locker_key_backend_errors_total{op="unwrap"} 0"#.to_owned(),
+            r#"locker_alerts_total{rule="rate_limited"} 0"#.to_owned(),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing from\n{text}");
+        }
     }
 }

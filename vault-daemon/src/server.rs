@@ -595,6 +595,11 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     }
     drop(provisioning);
 
+    // Every backend operation and alert rule has its counter from the start (at 0).
+    crate::metrics::metrics().known_from_start(
+        &crate::keys::TIMED_OPERATIONS,
+        &crate::service::monitor::RULES,
+    );
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let anchor_keys = keys.clone();
     let health_task = tokio::spawn(watch_health(

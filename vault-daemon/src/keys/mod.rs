@@ -118,6 +118,10 @@ pub struct KeyService {
     timeout: Duration,
 }
 
+/// The key-backend operations timed in the metrics.
+pub const TIMED_OPERATIONS: [&str; 6] =
+    ["create_key", "destroy_key", "wrap", "unwrap", "mac", "sign"];
+
 impl KeyService {
     /// Wraps `backend`.
     pub fn new(backend: Arc<dyn KeyBackend>, max_in_flight: usize, timeout: Duration) -> Self {

@@ -313,9 +313,8 @@ impl Monitor {
     }
 }
 
-/// The alert `rule: reason`, unless `rule` already alerted for this operator within the hour.
 /// The rules an alert can name (its reason starts with `rule:`).
-const RULES: [&str; 5] = [
+pub const RULES: [&str; 5] = [
     "unseals_per_hour",
     "distinct_subjects_per_hour",
     "outside_hours",
