@@ -376,11 +376,13 @@ async fn put_back_is_refused_everywhere(
     }
 }
 
-/// Each daemon refuses `token`'s unseal of `handle` UNAUTHENTICATED (revoked, disabled).
-async fn every_daemon_refuses_unauthenticated(
+/// Each daemon refuses `token`'s unseal of `handle` with `code` (UNAUTHENTICATED: revoked or
+/// disabled; FAILED_PRECONDITION: disposed).
+async fn every_daemon_refuses(
     pair: &Pair,
     token: &secrecy::SecretString,
     handle: &str,
+    code: Code,
 ) {
     for daemon in &pair.daemons {
         let mut client = daemon.client(Some(token.clone())).await;
@@ -389,7 +391,7 @@ async fn every_daemon_refuses_unauthenticated(
             .unseal(unseal_request(handle))
             .await
             .expect_err("refused");
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert_eq!(status.code(), code, "{status:?}");
     }
 }
 
@@ -429,7 +431,7 @@ async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() 
         .await
         .expect("revoke");
     // The other daemon learns it from the log on its very next call.
-    every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
+    every_daemon_refuses(&pair, &token, &handle, Code::Unauthenticated).await;
     let revoked = pg_row(&postgres, "tokens", &issued.token_id);
     pg_put_back(&postgres, "tokens", &issued.token_id, &before);
     put_back_is_refused_everywhere(
@@ -460,7 +462,7 @@ async fn a_disabled_operator_put_back_is_refused_by_every_daemon_on_its_next_cal
         })
         .await
         .expect("disable");
-    every_daemon_refuses_unauthenticated(&pair, &token, &handle).await;
+    every_daemon_refuses(&pair, &token, &handle, Code::Unauthenticated).await;
     let disabled = pg_row(&postgres, "operators", "dev-handler");
     pg_put_back(&postgres, "operators", "dev-handler", &before);
     put_back_is_refused_everywhere(
@@ -487,19 +489,6 @@ async fn dispose(daemon: &Daemon, handle: &str) {
         .expect("dispose");
 }
 
-/// Each daemon refuses `handler`'s unseal of the disposed record FAILED_PRECONDITION.
-async fn every_daemon_says_disposed(pair: &Pair, handle: &str) {
-    for daemon in &pair.daemons {
-        let mut handler = daemon.dev_client("dev-handler").await;
-        let status = handler
-            .locker
-            .unseal(unseal_request(handle))
-            .await
-            .expect_err("disposed");
-        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disposed_record_put_back_is_refused_by_every_daemon_on_its_next_call() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -507,25 +496,25 @@ async fn a_disposed_record_put_back_is_refused_by_every_daemon_on_its_next_call(
     let pair = Pair::start(dir.path(), &postgres);
     let mut handler = pair.daemons[0].dev_client("dev-handler").await;
     let (handle, number) = released(&mut handler, "D1", 43).await;
+    let handler_token = pair.daemons[0].dev_token("dev-handler");
     let active = pg_row(&postgres, "records", &handle);
     // Disposed on the other daemon: the first learns it from the log.
     dispose(&pair.daemons[1], &handle).await;
-    every_daemon_says_disposed(&pair, &handle).await;
+    every_daemon_refuses(&pair, &handler_token, &handle, Code::FailedPrecondition).await;
     let disposed = pg_row(&postgres, "records", &handle);
     // The DBA restores the record as it was before its disposal: ciphertext, wrapped key and
     // all, its row MAC intact (it is a genuine old row).
     pg_put_back(&postgres, "records", &handle, &active);
-    let token = pair.daemons[0].dev_token("dev-handler");
     put_back_is_refused_everywhere(
         &postgres,
         &pair,
-        &token,
+        &handler_token,
         (&handle, &number),
         "record rows",
         || pg_put_back(&postgres, "records", &handle, &disposed),
     )
     .await;
-    every_daemon_says_disposed(&pair, &handle).await;
+    every_daemon_refuses(&pair, &handler_token, &handle, Code::FailedPrecondition).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -701,6 +690,13 @@ async fn a_daemon_paused_through_lost_commits_refuses_by_the_anchor() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first);
     kill(pair.daemons.remove(0));
+    let newest_checkpoint = postgres
+        .sql(
+            "locker",
+            "SELECT key || ' ' || encode(value, 'hex') FROM locker.audit_checkpoints ORDER BY key DESC LIMIT 1",
+        )
+        .trim()
+        .to_owned();
     // The database that comes back lost everything after the pause (an asynchronous standby
     // promoted): a chain that ends where the paused daemon last verified it, genuine to the
     // last MAC. Only the key backend's anchor knows better.
@@ -715,6 +711,15 @@ async fn a_daemon_paused_through_lost_commits_refuses_by_the_anchor() {
     postgres.sql(
         "locker",
         &format!("UPDATE locker.chain_head SET seq = {head}"),
+    );
+    // And the newest checkpoint row copied back in, genuine and signed, over entries the
+    // database no longer holds: a higher number alone must not pass for the anchor.
+    let (key, row) = newest_checkpoint.split_once(' ').expect("key and row");
+    postgres.sql(
+        "locker",
+        &format!(
+            "INSERT INTO locker.audit_checkpoints (key, value) VALUES ({key}, decode('{row}', 'hex'))"
+        ),
     );
     let paused = &pair.daemons[0];
     signal(paused, "CONT");
@@ -737,7 +742,7 @@ async fn a_daemon_paused_through_lost_commits_refuses_by_the_anchor() {
         .expect_err("nothing is sealed on a database that lost commits");
     assert_eq!(status.code(), Code::DataLoss, "{status:?}");
     assert!(
-        paused.log().contains("anchored checkpoint"),
+        paused.log().contains("checkpoint the key backend anchored"),
         "{}",
         paused.log()
     );

@@ -316,32 +316,38 @@ async fn watch_log(
     }
 }
 
-/// Whether `store` is behind the key backend's anchor: its newest checkpoint older than the
-/// anchored one, or that one with another hash. The anchor is read first: a checkpoint is
-/// stored before it is anchored, so a store read after the anchor holds it.
+/// Whether `store` is behind the key backend's anchor ([`integrity::holds_anchor`]). The
+/// anchor is read first: a checkpoint is stored before it is anchored, so a store read after
+/// the anchor holds it. Bounded, so a hung backend or database never stops the log check.
 async fn behind_the_anchor(
     keys: &KeyService,
     store: &Arc<dyn Store>,
 ) -> Result<Option<crate::store::StoreError>, crate::error::Error> {
-    let Some(anchor) = keys.read_anchor().await? else {
-        return Ok(None);
-    };
-    let reading = Arc::clone(store);
-    let newest = tokio::task::spawn_blocking(move || reading.reader()?.last_checkpoint())
+    let compared = async {
+        let Some(anchor) = keys.read_anchor().await? else {
+            return Ok(None);
+        };
+        let reading = Arc::clone(store);
+        let holds = tokio::task::spawn_blocking(move || {
+            let key = reading.sealer().log_key()?;
+            crate::audit::integrity::holds_anchor(reading.reader()?.as_ref(), &anchor, &key)
+        })
         .await
         .map_err(|e| crate::error::Error::Internal(format!("anchor check failed: {e}")))??;
-    let holds = newest.as_ref().is_some_and(|checkpoint| {
-        checkpoint.number > anchor.checkpoint
-            || (checkpoint.number == anchor.checkpoint && checkpoint.hash() == Some(anchor.hash))
-    });
-    Ok((!holds).then(|| {
-        crate::store::StoreError::Rewritten(format!(
-            "the store's newest checkpoint is {} but the key backend anchored checkpoint {} (counter {}): a database that lost commits (a lossy failover, a restore)",
-            newest.map_or("none".to_owned(), |c| c.number.to_string()),
-            anchor.checkpoint,
-            anchor.counter
-        ))
-    }))
+        Ok((!holds).then(|| {
+            crate::store::StoreError::Rewritten(format!(
+                "the store does not hold the checkpoint the key backend anchored (checkpoint {}, counter {}), nor a signed one after it: a database that lost commits (a lossy failover, a restore)",
+                anchor.checkpoint, anchor.counter
+            ))
+        }))
+    };
+    tokio::time::timeout(LOG_CHECK_EVERY * 4, compared)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::error::Error::Unavailable(
+                "the anchor check did not finish in time".into(),
+            ))
+        })
 }
 
 /// Refuses a store that does not hold the newest entry this data directory's daemon verified,

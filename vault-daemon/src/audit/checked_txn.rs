@@ -36,10 +36,10 @@ pub struct CheckedTxn<'a> {
     written: BTreeMap<Handle, u64>,
     /// Index entries this transaction added (true) or removed (false), by fingerprint.
     indexed: BTreeMap<u64, bool>,
-    /// Changes since the last [`CheckedTxn::take_changes`].
+    /// Every change of the transaction, in order.
     changes: Vec<RowChange>,
-    /// Every change of the transaction.
-    all_changes: Vec<RowChange>,
+    /// How many of them [`CheckedTxn::take_changes`] handed out already.
+    handed_out: usize,
     /// The last blind-index fingerprint computed (a seal looks its index up, then writes it).
     last_fingerprint: std::cell::RefCell<Option<(String, [u8; 32], u64)>>,
 }
@@ -53,7 +53,7 @@ impl<'a> CheckedTxn<'a> {
             written: BTreeMap::new(),
             indexed: BTreeMap::new(),
             changes: Vec::new(),
-            all_changes: Vec::new(),
+            handed_out: 0,
             last_fingerprint: std::cell::RefCell::new(None),
         }
     }
@@ -73,12 +73,15 @@ impl<'a> CheckedTxn<'a> {
 
     /// The changes made since the last call (one call's, named in its entry).
     pub fn take_changes(&mut self) -> Vec<RowChange> {
-        std::mem::take(&mut self.changes)
+        let since = self.changes[self.handed_out..].to_vec();
+        self.handed_out = self.changes.len();
+        since
     }
 
-    /// Every change of the transaction.
-    pub fn all_changes(&self) -> &[RowChange] {
-        &self.all_changes
+    /// Every change of the transaction, taken out of it (before it is committed).
+    pub fn take_all_changes(&mut self) -> Vec<RowChange> {
+        self.handed_out = 0;
+        std::mem::take(&mut self.changes)
     }
 
     fn current_tag(&self, handle: &Handle) -> Option<u64> {
@@ -143,8 +146,7 @@ impl<'a> CheckedTxn<'a> {
     }
 
     fn note(&mut self, change: RowChange) {
-        self.changes.push(change.clone());
-        self.all_changes.push(change);
+        self.changes.push(change);
     }
 }
 

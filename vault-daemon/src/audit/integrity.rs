@@ -267,6 +267,27 @@ pub fn verify_checkpoint_signature(checkpoint: &Checkpoint, keys: &[AuditKeyReco
     }
 }
 
+/// Whether `reader` holds the key backend's anchored checkpoint, or a later one: its newest
+/// checkpoint must be signed by an audit key of the store, cover an entry the store holds with
+/// the hash it signed, and be the anchored one (same hash) or come after it. A row forged or
+/// copied in with a higher number does not pass; a store that lost the anchored checkpoint
+/// (a lossy failover, a restore) does not either.
+pub fn holds_anchor(reader: &dyn StoreRead, anchor: &Anchor, key: &LogKey) -> Result<bool> {
+    let Some(newest) = reader.last_checkpoint()? else {
+        return Ok(false);
+    };
+    let Some(body) = newest.body() else {
+        return Ok(false);
+    };
+    if verify_checkpoint_signature(&newest, &reader.audit_keys()?).is_err()
+        || entry_hash(reader, body.seq, key)? != Some(body.chain_hash)
+    {
+        return Ok(false);
+    }
+    Ok(body.number > anchor.checkpoint
+        || (body.number == anchor.checkpoint && newest.hash() == Some(anchor.hash)))
+}
+
 /// The entry `seq`'s hash, after checking that its contents hash to it (and its MAC, if it
 /// is of the authenticated format).
 pub fn entry_hash(reader: &dyn StoreRead, seq: u64, key: &LogKey) -> Result<Option<[u8; 32]>> {

@@ -1067,7 +1067,7 @@ fn apply_batch(
     } else {
         None
     };
-    let all_changes = txn.all_changes().to_vec();
+    let all_changes = txn.take_all_changes();
     let records_digest = (!all_changes.is_empty()).then(|| records.digest_after(&all_changes));
     let last_entry = applied.iter().rposition(|(_, entry, _)| entry.is_some());
     let mut named = None;

@@ -108,8 +108,7 @@ impl From<StoreError> for Error {
     }
 }
 
-/// A state as of an audit entry, for authority rows (this doc) and, with the records digest,
-/// for records: the digest of every authority row (operators,
+/// The authority state as of an audit entry: the digest of every authority row (operators,
 /// tokens, tenants, audit keys, destruction requests, epoch keys, tenant details) at the
 /// commit that ended with entry `seq`. Written, authenticated, with every commit that changes
 /// an authority row; checkpoints sign the digest too. A row restored from an older copy of the
