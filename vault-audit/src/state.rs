@@ -111,6 +111,21 @@ impl StateField {
 
     /// The field as stored (empty when it names nothing).
     pub fn to_field(&self) -> String {
+        StateField::field_of(
+            &self.changes,
+            self.records.as_ref(),
+            self.authority.as_ref(),
+        )
+    }
+
+    /// The field naming `changes`, then the records and authority digests if given: what
+    /// [`StateField::to_field`] writes, from borrowed parts (the writer names each call's slice
+    /// of its commit's changes without copying them).
+    pub fn field_of(
+        changes: &[RowChange],
+        records: Option<&[u8; 32]>,
+        authority: Option<&[u8; 32]>,
+    ) -> String {
         let mut out = String::new();
         let mut line = |text: std::fmt::Arguments| {
             if !out.is_empty() {
@@ -118,7 +133,7 @@ impl StateField {
             }
             let _ = out.write_fmt(text);
         };
-        for change in &self.changes {
+        for change in changes {
             match change {
                 RowChange::Record { handle, tag } => {
                     line(format_args!("record {handle} {tag:016x}"))
@@ -131,22 +146,23 @@ impl StateField {
                 }
             }
         }
-        if let Some(digest) = &self.records {
-            line(format_args!("records {}", hex(digest)));
+        if let Some(digest) = records {
+            line(format_args!("records {}", Hex(digest)));
         }
-        if let Some(digest) = &self.authority {
-            line(format_args!("authority {}", hex(digest)));
+        if let Some(digest) = authority {
+            line(format_args!("authority {}", Hex(digest)));
         }
         out
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
+/// Bytes shown as lowercase hex, written straight into the field.
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
     }
-    out
 }
 
 fn digest_from_hex(hex: &str) -> Option<[u8; 32]> {

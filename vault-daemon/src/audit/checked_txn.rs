@@ -38,8 +38,8 @@ pub struct CheckedTxn<'a> {
     indexed: BTreeMap<u64, bool>,
     /// Every change of the transaction, in order.
     changes: Vec<RowChange>,
-    /// How many of them [`CheckedTxn::take_changes`] handed out already.
-    handed_out: usize,
+    /// How many of them [`CheckedTxn::changes_since_last`] named already.
+    named: usize,
     /// The last blind-index fingerprint computed (a seal looks its index up, then writes it).
     last_fingerprint: std::cell::RefCell<Option<(String, [u8; 32], u64)>>,
 }
@@ -53,7 +53,7 @@ impl<'a> CheckedTxn<'a> {
             written: BTreeMap::new(),
             indexed: BTreeMap::new(),
             changes: Vec::new(),
-            handed_out: 0,
+            named: 0,
             last_fingerprint: std::cell::RefCell::new(None),
         }
     }
@@ -67,20 +67,28 @@ impl<'a> CheckedTxn<'a> {
             return *fingerprint;
         }
         let fingerprint = self.view.tagger().index_fingerprint(tenant, index);
-        *last = Some((tenant.to_owned(), *index, fingerprint));
+        match last.as_mut() {
+            Some((t, i, f)) => {
+                t.clear();
+                t.push_str(tenant);
+                (*i, *f) = (*index, fingerprint);
+            }
+            None => *last = Some((tenant.to_owned(), *index, fingerprint)),
+        }
         fingerprint
     }
 
-    /// The changes made since the last call (one call's, named in its entry).
-    pub fn take_changes(&mut self) -> Vec<RowChange> {
-        let since = self.changes[self.handed_out..].to_vec();
-        self.handed_out = self.changes.len();
+    /// Where the changes made since the last call of this (one call's, named in its entry)
+    /// lie in the list [`CheckedTxn::take_all_changes`] returns.
+    pub fn changes_since_last(&mut self) -> std::ops::Range<usize> {
+        let since = self.named..self.changes.len();
+        self.named = self.changes.len();
         since
     }
 
-    /// Every change of the transaction, taken out of it (before it is committed).
+    /// Every change of the transaction, in order, taken out of it (before it is committed).
     pub fn take_all_changes(&mut self) -> Vec<RowChange> {
-        self.handed_out = 0;
+        self.named = 0;
         std::mem::take(&mut self.changes)
     }
 
@@ -180,9 +188,14 @@ impl StoreRead for CheckedTxn<'_> {
     }
 
     fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
-        let found = self.inner.index_lookup(tenant, index)?;
         let fingerprint = self.fingerprint(tenant, index);
-        if found.is_some() != self.index_present(fingerprint) {
+        // The view names every entry the log added: one it lacks is absent, whatever the
+        // store holds (a planted entry decides nothing), and needs no read.
+        if !self.index_present(fingerprint) {
+            return Ok(None);
+        }
+        let found = self.inner.index_lookup(tenant, index)?;
+        if found.is_none() {
             self.view.suspect(Suspect::Index {
                 tenant: tenant.to_owned(),
                 index: *index,

@@ -93,10 +93,19 @@ impl RecordTagger {
 
     /// The tag of `record` as it is now.
     pub fn tag(&self, record: &Record) -> Result<u64, StoreError> {
-        let body = postcard::to_allocvec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Every seal, unseal and describe tags a record: the encoding goes to a buffer the
+        // thread keeps, not to a vector grown (and reallocated) anew each time.
+        thread_local! {
+            static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut body = BODY.take();
+        body.clear();
+        let body =
+            postcard::to_extend(record, body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mac = self
             .key
             .digest(ROW_DOMAIN, &[record.handle.as_str().as_bytes(), &body]);
+        BODY.set(body);
         Ok(u64::from_be_bytes(mac[..8].try_into().unwrap_or_default()))
     }
 

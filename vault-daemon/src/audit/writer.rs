@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use vault_audit::entry::LogKey;
-use vault_audit::state::{RowChange, StateField};
+use vault_audit::state::StateField;
 
 use crate::audit::authority::{AuthoritySnapshot, AuthorityView, NamedDigest};
 use crate::audit::checked_txn::CheckedTxn;
@@ -1020,7 +1020,7 @@ fn apply_batch(
     let now = view.snapshot();
     let mut applied = Vec::with_capacity(batch.len());
     // Changes of units without an entry (none today) are named on the batch's last entry.
-    let mut unnamed: Vec<RowChange> = Vec::new();
+    let mut unnamed: Vec<std::ops::Range<usize>> = Vec::new();
     for unit in batch.iter_mut() {
         let mutation = std::mem::replace(&mut unit.mutation, Mutation::None);
         let taken = unit.take();
@@ -1039,7 +1039,7 @@ fn apply_batch(
         } else {
             mutation.apply(&mut txn)?
         };
-        let changes = txn.take_changes();
+        let changes = txn.changes_since_last();
         let entry = unit.entry.take().map(|mut entry| {
             match &result {
                 _ if !taken => entry.abandon(),
@@ -1057,8 +1057,10 @@ fn apply_batch(
         match entry {
             Some(_) => applied.push((result, entry, changes)),
             None => {
-                unnamed.extend(changes);
-                applied.push((result, None, Vec::new()));
+                if !changes.is_empty() {
+                    unnamed.push(changes);
+                }
+                applied.push((result, None, 0..0));
             }
         }
     }
@@ -1082,19 +1084,21 @@ fn apply_batch(
         head.seq += 1;
         entry.seq = head.seq;
         entry.time_ms = head.time_ms;
-        let mut state = StateField {
-            changes,
-            ..StateField::default()
-        };
-        if Some(index) == last_entry {
-            state.changes.append(&mut unnamed);
-            state.records = records_digest;
+        let last = Some(index) == last_entry;
+        let mut changes = std::borrow::Cow::Borrowed(&all_changes[changes]);
+        if last {
+            for range in unnamed.drain(..) {
+                changes.to_mut().extend_from_slice(&all_changes[range]);
+            }
             if let Some(digest) = authority {
-                state.authority = Some(digest);
                 named = Some((head.seq, digest));
             }
         }
-        entry.state = state.to_field();
+        entry.state = StateField::field_of(
+            &changes,
+            records_digest.as_ref().filter(|_| last),
+            authority.as_ref().filter(|_| last),
+        );
         let chained = ChainedEntry::new(entry, head.hash).authenticate(key);
         txn.append_audit(head.seq, &chained.to_row())?;
         head.hash = chained.hash;
