@@ -132,7 +132,17 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     );
     assert!(!ok);
     let (header, lines) = csv_rows(&stdout);
-    assert_eq!(header, ["row", "handle", "number", "error"]);
+    assert_eq!(
+        header,
+        [
+            "row",
+            "handle",
+            "subject_ref",
+            "subject_kind",
+            "number",
+            "error"
+        ]
+    );
     assert_eq!(lines.len(), 150);
     for (i, fields) in lines.iter().enumerate() {
         assert_eq!(
@@ -142,8 +152,15 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
         );
         assert_eq!(fields[1], handles[i], "line {i} out of order");
         match &expected[i] {
-            Some(number) => assert_eq!(&fields[2], number, "line {i}"),
-            None => assert!(fields[3].starts_with("NOT_FOUND"), "{fields:?}"),
+            Some(number) => assert_eq!(
+                fields[2..5],
+                [format!("E{i}"), "staff".into(), number.clone()],
+                "line {i}: whose number, and the number"
+            ),
+            None => {
+                assert_eq!(fields[2..5], ["", "", ""], "{fields:?}");
+                assert!(fields[5].starts_with("NOT_FOUND"), "{fields:?}");
+            }
         }
     }
 
@@ -234,8 +251,24 @@ async fn japanese_headers_bom_and_excel_output() {
             "STAFF_WITHHOLDING",
         ],
     );
-    let (_, unsealed) = csv_rows(&out);
-    let got: Vec<&str> = unsealed.iter().map(|r| r[2].as_str()).collect();
+    let (header, unsealed) = csv_rows(&out);
+    // The file's own columns stay beside the locker's; its stale `row`, `subject_ref` and
+    // `error` give way to the locker's.
+    assert_eq!(
+        header,
+        [
+            "row",
+            "handle",
+            "existing",
+            "purposes_not_on_record",
+            "subject_ref",
+            "subject_kind",
+            "number",
+            "error"
+        ]
+    );
+    assert_eq!(unsealed[2][4], "山田, 太郎");
+    let got: Vec<&str> = unsealed.iter().map(|r| r[6].as_str()).collect();
     assert_eq!(
         got,
         vec![numbers[0].as_str(), "", numbers[2].as_str()],

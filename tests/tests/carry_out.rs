@@ -220,14 +220,32 @@ async fn numbers_leave_only_in_an_encrypted_zip_and_every_carry_out_is_recorded(
     assert!(right.status.success(), "{right:?}");
     let csv = std::fs::read_to_string(right_dir.join("numbers.csv")).expect("numbers.csv");
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("row,handle,number,error"));
+    // Each number beside whose it is, as sealed.
+    assert_eq!(
+        lines.next(),
+        Some("row,handle,subject_ref,subject_kind,number,error")
+    );
     for (i, line) in lines.enumerate() {
         assert_eq!(
             line,
-            format!("{},{},{},", i + 1, handles[i], numbers[i]),
+            format!("{},{},E-{i},staff,{},", i + 1, handles[i], numbers[i]),
             "row {i}"
         );
     }
+    // Dated when it was written (a ZIP's local time, read as Japan's), not 1980-01-01.
+    let modified = listing
+        .lines()
+        .find_map(|line| line.strip_prefix("Modified = "))
+        .expect("7z lists the entry's date");
+    let jst = time::UtcOffset::from_hms(9, 0, 0).expect("JST");
+    let today = time::OffsetDateTime::now_utc().to_offset(jst).date();
+    let yesterday = today.previous_day().expect("a day before");
+    assert!(
+        [today, yesterday]
+            .iter()
+            .any(|day| modified.starts_with(&day.to_string())),
+        "entry dated {modified}, today is {today} in Japan"
+    );
 
     // In the audit log: who, which purpose, how many, the file's digest; never a number.
     let entries = export_audit(&mut auditor).await;
@@ -532,5 +550,142 @@ async fn a_carry_out_cut_short_leaves_no_file() {
     assert!(
         !entries.iter().any(|e| e.action == "CARRY_OUT"),
         "a cut run was recorded as a carry-out"
+    );
+}
+
+/// The year-end as an office runs it: Japanese Excel's Shift_JIS export of 1,000 employees
+/// (社員番号, 氏名, 個人番号) with a row left empty, a mistyped number and a number Excel turned
+/// into `1.23457E+11`; sealed, then unsealed from the seal's own output into a ZIP whose rows
+/// say whose each number is. A refused row ends the run with exit 5 (mend it), never 6 (try
+/// again), so cron does not retry a check-digit error forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_end_names_every_employee_beside_the_number_and_exits_5_for_bad_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf8").to_owned();
+    let employees = 1000u64;
+    let (blank_after, mistyped, exponent) = (300u64, 500u64, 700u64);
+    let mut text = String::from("社員番号,氏名,個人番号\r\n");
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..employees {
+        let employee = format!("S{i:04}");
+        let number = match i {
+            _ if i == mistyped => "123456789019".to_owned(), // check digit wrong
+            _ if i == exponent => "1.23457E+11".to_owned(),
+            _ => {
+                let number = valid_number(60_000 + i);
+                expected.insert(employee.clone(), number.clone());
+                number
+            }
+        };
+        text.push_str(&format!("{employee},社員　{i},{number}\r\n"));
+        if i == blank_after {
+            text.push_str(",,\r\n");
+        }
+    }
+    let (sjis, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&text);
+    assert!(!unmappable);
+    std::fs::write(path("社員.csv"), &sjis).expect("csv");
+
+    let (code, sealed, err) = cli(
+        &daemon,
+        &[
+            "seal",
+            "--batch",
+            &path("社員.csv"),
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            W,
+        ],
+    );
+    assert_eq!(code, Some(5), "two rows refused INVALID_ARGUMENT: {err}");
+    assert!(err.contains("2 items of the batch failed"), "{err}");
+    let rows: Vec<&str> = sealed.lines().skip(1).collect();
+    assert_eq!(
+        rows.len() as u64,
+        employees,
+        "the empty row is no row at all"
+    );
+    let refused: Vec<&&str> = rows
+        .iter()
+        .filter(|r| r.contains("INVALID_ARGUMENT"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("S0700") && r.contains("format the column as text")),
+        "Excel's exponent form is named with the way out: {refused:?}"
+    );
+    assert!(
+        !refused
+            .iter()
+            .any(|r| r.contains("S0500") && r.contains("exponent")),
+        "a mistyped number is not called Excel's doing: {refused:?}"
+    );
+    std::fs::write(path("sealed.csv"), &sealed).expect("seal output");
+
+    std::fs::write(path("zip.password"), format!("{PASSWORD}\n")).expect("password");
+    let (code, out, err) = cli(
+        &daemon,
+        &[
+            "unseal",
+            "--batch",
+            &path("sealed.csv"),
+            "--purpose",
+            W,
+            "--zip",
+            &path("年末調整.zip"),
+            "--password-file",
+            &path("zip.password"),
+        ],
+    );
+    // The two refused rows have no handle: refused again, and the run says mend them.
+    assert_eq!(code, Some(5), "{err}");
+    assert!(out.contains("998 numbers written"), "{out}");
+
+    let extracted = dir.path().join("extracted");
+    let opened = sevenzip(&[
+        "x",
+        "-y",
+        &format!("-p{PASSWORD}"),
+        &format!("-o{}", extracted.display()),
+        &path("年末調整.zip"),
+    ]);
+    assert!(opened.status.success(), "{opened:?}");
+    let csv = std::fs::read_to_string(extracted.join("numbers.csv")).expect("numbers.csv");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column in {header:?}"))
+    };
+    let (subject, kind, number) = (at("subject_ref"), at("subject_kind"), at("number"));
+    let mut named = 0;
+    for record in reader.records() {
+        let record = record.expect("row");
+        match expected.get(&record[subject]) {
+            Some(expected_number) => {
+                assert_eq!(&record[number], expected_number, "{record:?}");
+                assert_eq!(&record[kind], "staff");
+                named += 1;
+            }
+            None => assert!(record[number].is_empty(), "{record:?}"),
+        }
+    }
+    assert_eq!(
+        named,
+        expected.len(),
+        "every employee is named beside the number"
     );
 }

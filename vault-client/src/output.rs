@@ -146,7 +146,8 @@ pub fn handle(format: Format, handle: &str) {
     }
 }
 
-fn kind_name(value: i32) -> &'static str {
+/// The CLI's name of a subject kind (as `--kind` takes it).
+pub fn kind_name(value: i32) -> &'static str {
     match pb::SubjectKind::try_from(value) {
         Ok(pb::SubjectKind::Staff) => "staff",
         Ok(pb::SubjectKind::NonStaffPayee) => "non-staff-payee",

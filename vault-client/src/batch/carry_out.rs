@@ -134,6 +134,7 @@ impl Sink {
                 // switches entries of 20 bytes or more to AE-1, which stores the CRC.
                 let mut zip = zip::ZipWriter::new_stream(create_private(path)?);
                 let options = zip::write::FileOptions::<()>::default()
+                    .last_modified_time(now_in_japan())
                     .compression_method(zip::CompressionMethod::Deflated)
                     .unix_permissions(0o600)
                     .with_aes_encryption(zip::AesMode::Aes256, password.as_str());
@@ -189,6 +190,22 @@ impl Write for Sink {
             Sink::Zip(..) => Ok(()),
         }
     }
+}
+
+/// Now, as a ZIP entry's date: ZIP dates carry no zone and are read as local time, and the
+/// people who open the file are in Japan (without it the entry says 1980-01-01).
+fn now_in_japan() -> zip::DateTime {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let now = time::OffsetDateTime::now_utc().to_offset(jst);
+    zip::DateTime::from_date_and_time(
+        u16::try_from(now.year()).unwrap_or(1980),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+    )
+    .unwrap_or_default()
 }
 
 /// Lowercase hex SHA-256 of a file.

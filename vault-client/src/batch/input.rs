@@ -45,6 +45,16 @@ pub struct HandleRow {
     pub line: u64,
     /// The handle as written.
     pub handle: String,
+    /// Every cell of the row, as written (kept beside the number in the output).
+    pub cells: Vec<String>,
+}
+
+/// The rows of an unseal batch, with the file's header row if it had one.
+pub struct HandleRows {
+    /// The header's cells as written (trimmed), if the file named its columns.
+    pub header: Option<Vec<String>>,
+    /// The rows.
+    pub rows: Vec<HandleRow>,
 }
 
 /// Reads a file as text: UTF-8 (its BOM removed), or else Shift_JIS (CP932), which Japanese
@@ -81,7 +91,8 @@ fn column(header: &[String], names: &[&str]) -> Option<usize> {
 }
 
 /// The non-blank lines of `text` as CSV records, each with its line number (1-based). One row
-/// per line: a quoted cell may hold commas, not line breaks.
+/// per line: a quoted cell may hold commas, not line breaks. A row of empty cells (`,,`, which
+/// Excel writes for a row left empty inside the range) is blank too.
 fn records(text: &str) -> impl Iterator<Item = (u64, Result<csv::StringRecord, csv::Error>)> {
     text.lines()
         .enumerate()
@@ -95,6 +106,11 @@ fn records(text: &str) -> impl Iterator<Item = (u64, Result<csv::StringRecord, c
             let mut record = csv::StringRecord::new();
             let read = reader.read_record(&mut record).map(|_| record);
             (index as u64 + 1, read)
+        })
+        .filter(|(_, read)| {
+            !read
+                .as_ref()
+                .is_ok_and(|record| record.iter().all(|cell| cell.trim().is_empty()))
         })
 }
 
@@ -140,28 +156,49 @@ pub fn seal_rows(path: &Path) -> Result<Vec<SealRow>, ClientError> {
 }
 
 /// The handles of an unseal batch: one per line, or a `handle` column under a header (other
-/// columns, such as a seal batch's output, are ignored).
-pub fn handle_rows(path: &Path) -> Result<Vec<HandleRow>, ClientError> {
+/// columns, such as a seal batch's output or the office's own 社員番号 and 氏名, are kept for
+/// the output).
+pub fn handle_rows(path: &Path) -> Result<HandleRows, ClientError> {
     let text = read_utf8(path)?;
     let mut rows = Vec::new();
+    let mut header = None;
     let mut column_index = 0;
     for (index, (line, record)) in records(&text).enumerate() {
         let record = record.map_err(|e| {
             ClientError::Usage(format!("{}: line {line}: not CSV: {e}", path.display()))
         })?;
         if index == 0 {
-            let header: Vec<String> = record.iter().map(normalise).collect();
-            if let Some(i) = column(&header, HANDLE_HEADERS) {
+            let names: Vec<String> = record.iter().map(normalise).collect();
+            if let Some(i) = column(&names, HANDLE_HEADERS) {
                 column_index = i;
+                header = Some(record.iter().map(|cell| cell.trim().to_owned()).collect());
                 continue;
             }
         }
         rows.push(HandleRow {
             line,
             handle: record.get(column_index).unwrap_or_default().to_owned(),
+            cells: record.iter().map(str::to_owned).collect(),
         });
     }
-    Ok(rows)
+    Ok(HandleRows { header, rows })
+}
+
+/// Whether `cell` is a number as Excel shows a long one in a General-format column
+/// (`1.23457E+11`): its last digits are lost, and only formatting the column as text
+/// (文字列) before the numbers are entered or imported keeps them.
+pub fn in_exponent_form(cell: &str) -> bool {
+    let cell = cell.trim();
+    let Some((mantissa, exponent)) = cell.split_once(['E', 'e']) else {
+        return false;
+    };
+    let exponent = exponent.strip_prefix('+').unwrap_or(exponent);
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    !whole.is_empty()
+        && !exponent.is_empty()
+        && [whole, fraction, exponent]
+            .iter()
+            .all(|part| part.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -225,7 +262,7 @@ mod tests {
     #[test]
     fn handles_one_per_line_or_under_a_header() {
         let f = file(b"mnh_a\n\nmnh_b\n");
-        let rows = handle_rows(f.path()).expect("rows");
+        let rows = handle_rows(f.path()).expect("rows").rows;
         assert_eq!(
             rows.iter()
                 .map(|r| (r.line, r.handle.as_str()))
@@ -234,6 +271,38 @@ mod tests {
         );
         let f = file("\u{feff}row,subject_ref,handle\n2,E-1,mnh_a\n".as_bytes());
         let rows = handle_rows(f.path()).expect("rows");
-        assert_eq!(rows[0].handle, "mnh_a");
+        assert_eq!(rows.rows[0].handle, "mnh_a");
+        assert_eq!(rows.rows[0].cells, vec!["2", "E-1", "mnh_a"]);
+        assert_eq!(
+            rows.header,
+            Some(vec!["row".into(), "subject_ref".into(), "handle".into()])
+        );
+    }
+
+    #[test]
+    fn rows_excel_left_empty_are_blank() {
+        let f = file(b"subject_ref,number\r\n,\r\nE-1,123456789018\r\n , ,\r\n");
+        let rows = seal_rows(f.path()).expect("rows");
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![3]);
+        let f = file(b"handle,name\n,\nmnh_a,x\n");
+        assert_eq!(handle_rows(f.path()).expect("rows").rows.len(), 1);
+    }
+
+    #[test]
+    fn excel_exponent_form_is_recognised() {
+        for cell in ["1.23457E+11", "1.2E11", "4E+11", " 1.23457e+11 "] {
+            assert!(in_exponent_form(cell), "{cell}");
+        }
+        for cell in [
+            "123456789018",
+            "E-1",
+            "1.2",
+            "E+11",
+            "1.2E+",
+            "1.2E+1a",
+            "x1E5",
+        ] {
+            assert!(!in_exponent_form(cell), "{cell}");
+        }
     }
 }

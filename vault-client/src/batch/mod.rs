@@ -10,6 +10,7 @@ pub mod report;
 mod seal;
 mod unseal;
 
+pub use report::Failures;
 pub use seal::seal;
 pub use unseal::{UnsealBatch, unseal};
 

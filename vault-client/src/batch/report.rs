@@ -91,6 +91,81 @@ pub fn error_cell(error: &Option<pb::BatchError>) -> String {
         .unwrap_or_default()
 }
 
+/// The items of a batch that failed, and how.
+#[derive(Debug, Default)]
+pub struct Failures {
+    count: u64,
+    codes: std::collections::BTreeSet<String>,
+}
+
+/// Codes a retry cannot mend, most serious first; then those it can.
+const BY_SERIOUSNESS: [tonic::Code; 17] = {
+    use tonic::Code::*;
+    [
+        DataLoss,
+        Internal,
+        Unknown,
+        Unimplemented,
+        Unauthenticated,
+        PermissionDenied,
+        NotFound,
+        InvalidArgument,
+        FailedPrecondition,
+        AlreadyExists,
+        OutOfRange,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Aborted,
+        Cancelled,
+        Ok,
+    ]
+};
+
+impl Failures {
+    /// Notes one item's outcome.
+    pub fn note(&mut self, error: &Option<pb::BatchError>) {
+        if let Some(error) = error {
+            self.count += 1;
+            self.codes.insert(error.code.clone());
+        }
+    }
+
+    /// How the whole run ends: `Ok` when no item failed; else with the class of the most
+    /// serious failure, so that "try again" (UNAVAILABLE, ABORTED) is said only when a retry
+    /// can mend every failed item — a cron job must not retry a check-digit error forever.
+    pub fn outcome(&self) -> Result<(), tonic::Status> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let code = BY_SERIOUSNESS
+            .into_iter()
+            .find(|code| self.codes.contains(vault_client::code_name(*code)))
+            .unwrap_or(tonic::Code::Unknown);
+        let retry = if matches!(
+            code,
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted
+                | tonic::Code::Cancelled
+                | tonic::Code::ResourceExhausted
+        ) {
+            "; running the batch again may mend them"
+        } else {
+            "; mend them before running the batch again"
+        };
+        let codes: Vec<&str> = self.codes.iter().map(String::as_str).collect();
+        Err(tonic::Status::new(
+            code,
+            format!(
+                "{} items of the batch failed ({}; see their lines){retry}",
+                self.count,
+                codes.join(", ")
+            ),
+        ))
+    }
+}
+
 /// An item's error as a JSON value.
 pub fn error_json(error: &Option<pb::BatchError>) -> serde_json::Value {
     error.as_ref().map_or(

@@ -6,24 +6,27 @@ use futures::StreamExt;
 use serde_json::json;
 use vault_client::{Client, ClientError, pb};
 
-use super::input::{SealRow, seal_rows};
-use super::report::{RowWriter, error_cell, error_json, may_hold_number};
+use super::input::{SealRow, in_exponent_form, seal_rows};
+use super::report::{Failures, RowWriter, error_cell, error_json, may_hold_number};
 use crate::output::Format;
+
+/// Said beside the refusal of a number Excel turned into `1.23457E+11`.
+pub const EXPONENT_HINT: &str = " (the cell is in Excel's exponent form, which has lost the last digits: format the column as text (文字列) and enter or import the numbers again)";
 
 /// Seals every row of a CSV file with the template's tenant, kind, purposes and verification.
 /// Prints `row,subject_ref,handle,existing,purposes_not_on_record,error` per row, in order;
-/// returns how many rows failed.
+/// returns the rows that failed.
 pub async fn seal(
     client: &mut Client,
     template: pb::SealRequest,
     file: &Path,
     format: Format,
     excel: bool,
-) -> Result<u64, ClientError> {
+) -> Result<Failures, ClientError> {
     let rows = seal_rows(file)?;
-    let keys: Vec<(u64, String)> = rows
+    let keys: Vec<(u64, String, bool)> = rows
         .iter()
-        .map(|r| (r.line, r.subject_ref.clone()))
+        .map(|r| (r.line, r.subject_ref.clone(), in_exponent_form(&r.number)))
         .collect();
     let progress = super::bar(rows.len() as u64, "sealing");
     let requests =
@@ -46,11 +49,16 @@ pub async fn seal(
         excel,
     )?;
     let mut results = client.locker.seal_batch(requests).await?.into_inner();
-    let mut failed = 0;
+    let mut failures = Failures::default();
     while let Some(result) = results.next().await {
         let result = result?;
         progress.inc(1);
-        let (line, subject) = keys.get(result.index as usize).cloned().unwrap_or_default();
+        let (line, subject, exponent) =
+            keys.get(result.index as usize).cloned().unwrap_or_default();
+        let mut result = result;
+        if exponent && let Some(error) = result.error.as_mut() {
+            error.message.push_str(EXPONENT_HINT);
+        }
         let subject = if result.error.is_some() && may_hold_number(&subject) {
             "(withheld: it may hold a number)".to_owned()
         } else {
@@ -58,7 +66,7 @@ pub async fn seal(
         };
         let sealed = result.sealed.clone().unwrap_or_default();
         let lacking = sealed.purposes_not_on_record.join(" ");
-        failed += u64::from(result.error.is_some());
+        failures.note(&result.error);
         let line_text = line.to_string();
         let existing = if result.error.is_some() {
             String::new()
@@ -86,5 +94,5 @@ pub async fn seal(
     }
     writer.finish()?;
     progress.finish_and_clear();
-    Ok(failed)
+    Ok(failures)
 }

@@ -9,8 +9,8 @@ use vault_client::{Client, ClientError, pb};
 use zeroize::Zeroizing;
 
 use super::carry_out::{CarriedOut, Destination, Sink, ZIP_ENTRY_CSV, ZIP_ENTRY_JSON};
-use super::input::handle_rows;
-use super::report::{RowWriter, error_cell, error_json};
+use super::input::{HandleRows, handle_rows};
+use super::report::{Failures, RowWriter, error_cell, error_json};
 use crate::output::{self, Format};
 
 /// What to unseal and where the numbers go.
@@ -27,8 +27,8 @@ pub struct UnsealBatch<'a> {
     pub excel: bool,
 }
 
-/// Unseals every handle of the batch; returns how many failed.
-pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<u64, ClientError> {
+/// Unseals every handle of the batch; returns the items that failed.
+pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<Failures, ClientError> {
     let rows = handle_rows(batch.file)?;
     let entry = match batch.format {
         Format::Json => ZIP_ENTRY_JSON,
@@ -71,52 +71,105 @@ fn discard(destination: &Destination) {
     }
 }
 
-/// Streams the unseals into `sink`; returns it with the counts of failed and released items.
+/// Columns the output writes itself, after the input's own.
+const LOCKER_COLUMNS: [&str; 4] = ["subject_ref", "subject_kind", "number", "error"];
+
+/// Which input columns the output keeps: all of a named file's but those the output writes
+/// itself (a seal batch's `row` and `error` are stale, its `subject_ref` is the locker's
+/// anyway); for a bare list of handles, the handle.
+fn kept_columns(header: Option<&[String]>) -> (Vec<String>, Vec<usize>) {
+    match header {
+        None => (vec!["handle".into()], vec![0]),
+        Some(header) => header
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| {
+                let name = name.to_lowercase();
+                name != "row" && !LOCKER_COLUMNS.contains(&name.as_str())
+            })
+            .map(|(i, name)| (name.clone(), i))
+            .unzip(),
+    }
+}
+
+/// Streams the unseals into `sink`; returns it with the failures and the count released.
 async fn stream(
     client: &mut Client,
     batch: &UnsealBatch<'_>,
-    rows: Vec<super::input::HandleRow>,
+    input: HandleRows,
     sink: Sink,
-) -> Result<(Sink, u64, u64), ClientError> {
-    let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
-    let mut writer = RowWriter::new(
-        sink,
-        batch.format,
-        &["row", "handle", "number", "error"],
-        batch.excel,
-    )?;
+) -> Result<(Sink, Failures, u64), ClientError> {
+    let (names, kept) = kept_columns(input.header.as_deref());
+    let header: Vec<&str> = std::iter::once("row")
+        .chain(names.iter().map(String::as_str))
+        .chain(LOCKER_COLUMNS)
+        .collect();
+    let mut writer = RowWriter::new(sink, batch.format, &header, batch.excel)?;
     let purpose = batch.purpose.to_owned();
-    let progress = super::bar(rows.len() as u64, "unsealing");
-    let requests = futures::stream::iter(rows.into_iter().map(move |row| pb::UnsealRequest {
-        handle: row.handle,
-        purpose: purpose.clone(),
-    }));
-    let mut results = client.locker.unseal_batch(requests).await?.into_inner();
-    let (mut failed, mut released) = (0u64, 0u64);
+    let progress = super::bar(input.rows.len() as u64, "unsealing");
+    let requests: Vec<pb::UnsealRequest> = input
+        .rows
+        .iter()
+        .map(|row| pb::UnsealRequest {
+            handle: row.handle.clone(),
+            purpose: purpose.clone(),
+        })
+        .collect();
+    let mut results = client
+        .locker
+        .unseal_batch(futures::stream::iter(requests))
+        .await?
+        .into_inner();
+    let (mut failures, mut released) = (Failures::default(), 0u64);
     while let Some(result) = results.next().await {
         let result = result?;
         progress.inc(1);
-        let line = lines
-            .get(result.index as usize)
-            .copied()
-            .unwrap_or_default();
+        let Some(row) = input.rows.get(result.index as usize) else {
+            return Err(ClientError::Usage(format!(
+                "the daemon answered item {} of a batch of {}",
+                result.index,
+                input.rows.len()
+            )));
+        };
         let number = Zeroizing::new(result.number);
-        failed += u64::from(result.error.is_some());
+        failures.note(&result.error);
         released += u64::from(result.error.is_none());
         if result.error.is_some() && !matches!(batch.destination, Destination::Stdout) {
-            progress.suspend(|| output::batch_item_failed(line, &result.handle, &result.error));
+            progress.suspend(|| output::batch_item_failed(row.line, &result.handle, &result.error));
         }
-        let line_text = line.to_string();
+        let kind = if result.error.is_none() {
+            output::kind_name(result.subject_kind)
+        } else {
+            ""
+        };
+        let line_text = row.line.to_string();
+        let kept_cells: Vec<&str> = kept
+            .iter()
+            .map(|&i| row.cells.get(i).map_or("", String::as_str))
+            .collect();
+        let error_text = error_cell(&result.error);
+        let cells: Vec<&str> = std::iter::once(line_text.as_str())
+            .chain(kept_cells.iter().copied())
+            .chain([
+                result.subject_ref.as_str(),
+                kind,
+                number.as_str(),
+                error_text.as_str(),
+            ])
+            .collect();
+        let columns: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(&kept_cells)
+            .map(|(name, cell)| (name.clone(), json!(cell)))
+            .collect();
         progress.suspend(|| {
             writer.row(
-                &[
-                    &line_text,
-                    &result.handle,
-                    number.as_str(),
-                    &error_cell(&result.error),
-                ],
+                &cells,
                 &json!({
-                    "row": line, "handle": result.handle,
+                    "row": row.line, "handle": result.handle,
+                    "columns": columns,
+                    "subject_ref": (result.error.is_none()).then_some(&result.subject_ref),
+                    "subject_kind": (result.error.is_none()).then_some(kind),
                     "number": (!number.is_empty()).then_some(number.as_str()),
                     "error": error_json(&result.error),
                 }),
@@ -124,7 +177,7 @@ async fn stream(
         })?;
     }
     progress.finish_and_clear();
-    Ok((writer.finish()?, failed, released))
+    Ok((writer.finish()?, failures, released))
 }
 
 /// Records the file as a carry-out; a file that cannot be recorded is deleted, so no file of

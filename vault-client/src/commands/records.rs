@@ -69,8 +69,8 @@ pub struct UnsealArgs {
     #[arg(long)]
     pub purpose: String,
     /// Unseal every handle of this file (one per line, or a `handle` column under a header,
-    /// such as `seal --batch` output) for year-end runs: `row,handle,number,error` per
-    /// handle, in order. To standard output only if it is a terminal or a pipe; a file
+    /// such as `seal --batch` output) for year-end runs: per handle, in order, `row`, the
+    /// file's own columns, then `subject_ref,subject_kind,number,error`. To standard output only if it is a terminal or a pipe; a file
     /// needs --zip (第35条) or --plaintext-out.
     #[arg(long, value_name = "FILE", conflicts_with = "handle")]
     pub batch: Option<PathBuf>,
@@ -122,14 +122,8 @@ pub fn unseal_destination(
 }
 
 /// A batch with failed items exits non-zero (the items are reported one by one).
-pub fn batch_outcome(failed: u64) -> Result<(), ClientError> {
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(ClientError::Status(tonic::Status::aborted(format!(
-            "{failed} items of the batch failed (see their lines)"
-        ))))
-    }
+pub fn batch_outcome(failures: crate::batch::Failures) -> Result<(), ClientError> {
+    failures.outcome().map_err(ClientError::Status)
 }
 
 /// `seal`: one number from stdin, or a CSV batch.
@@ -152,8 +146,8 @@ pub async fn seal(
         }),
     };
     if let Some(file) = a.batch {
-        let failed = crate::batch::seal(client, request, &file, format, a.excel).await?;
-        return batch_outcome(failed);
+        let failures = crate::batch::seal(client, request, &file, format, a.excel).await?;
+        return batch_outcome(failures);
     }
     let response = client.locker.seal(request).await?.into_inner();
     output::sealed(format, &response);
@@ -171,8 +165,8 @@ pub async fn unseal(client: &mut Client, a: UnsealArgs, format: Format) -> Resul
             format,
             excel: a.excel,
         };
-        let failed = crate::batch::unseal(client, batch).await?;
-        return batch_outcome(failed);
+        let failures = crate::batch::unseal(client, batch).await?;
+        return batch_outcome(failures);
     }
     let response = client
         .locker

@@ -29,7 +29,8 @@ pub fn subject_kind_from_wire(value: i32) -> Option<SubjectKind> {
     }
 }
 
-fn subject_kind_to_wire(kind: SubjectKind) -> pb::SubjectKind {
+/// A subject kind as the wire says it.
+pub fn subject_kind_to_wire(kind: SubjectKind) -> pb::SubjectKind {
     match kind {
         SubjectKind::Staff => pb::SubjectKind::Staff,
         SubjectKind::NonStaffPayee => pb::SubjectKind::NonStaffPayee,

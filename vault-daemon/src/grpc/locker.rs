@@ -220,18 +220,24 @@ impl LockerRpc for LockerApi {
                     let index = index as u64;
                     let ctx = item_context(&base, index);
                     Ok(
-                        match locker.unseal(&ctx, &message.handle, &message.purpose).await {
-                            Ok(number) => pb::UnsealBatchResult {
+                        match locker
+                            .unseal_for(&ctx, &message.handle, &message.purpose)
+                            .await
+                        {
+                            Ok(unsealed) => pb::UnsealBatchResult {
                                 index,
                                 handle: message.handle,
-                                number: number.as_str().to_owned(),
+                                number: unsealed.number.as_str().to_owned(),
                                 error: None,
+                                subject_ref: unsealed.subject_ref,
+                                subject_kind: convert::subject_kind_to_wire(unsealed.subject_kind)
+                                    as i32,
                             },
                             Err(error) => pb::UnsealBatchResult {
                                 index,
                                 handle: message.handle,
-                                number: String::new(),
                                 error: Some(batch_error(&error)),
+                                ..Default::default()
                             },
                         },
                     )
@@ -247,14 +253,16 @@ impl LockerRpc for LockerApi {
     ) -> Result<Response<pb::UnsealResponse>, Status> {
         let ctx = request_context(&request);
         let message = request.into_inner();
-        let number = self
+        let unsealed = self
             .locker
-            .unseal(&ctx, &message.handle, &message.purpose)
+            .unseal_for(&ctx, &message.handle, &message.purpose)
             .await
             .map_err(to_status)?;
         // The response owns a copy for encoding; the service's buffer is zeroised here.
         Ok(Response::new(pb::UnsealResponse {
-            number: number.as_str().to_owned(),
+            number: unsealed.number.as_str().to_owned(),
+            subject_ref: unsealed.subject_ref,
+            subject_kind: convert::subject_kind_to_wire(unsealed.subject_kind) as i32,
         }))
     }
 

@@ -56,7 +56,7 @@ pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use carry_out::{CarryOut, CarryOutFormat, MAX_CARRY_OUT_COUNT};
 pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use record_purposes::SealDifferences;
-pub use records::{SealRequest, SealResult};
+pub use records::{SealRequest, SealResult, Unsealed};
 pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
 pub use store_figures::RecordCounts;
 

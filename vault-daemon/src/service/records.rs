@@ -98,6 +98,16 @@ fn active_keys(tenant: &Tenant) -> Result<&TenantKeys> {
         .ok_or_else(|| Error::Internal(format!("tenant {} has no keys", tenant.id)))
 }
 
+/// A number released by an unseal, with whose it is.
+pub struct Unsealed {
+    /// The number.
+    pub number: Zeroizing<String>,
+    /// The caller's reference for the person, as sealed.
+    pub subject_ref: String,
+    /// Who the person is to the office.
+    pub subject_kind: SubjectKind,
+}
+
 impl Locker {
     pub(super) async fn load_tenant(&self, id: &str) -> Result<Tenant> {
         self.load_tenant_in(&self.store.view()?, id).await
@@ -374,14 +384,27 @@ impl Locker {
         handle: &str,
         purpose: &str,
     ) -> Result<Zeroizing<String>> {
+        Ok(self.unseal_for(ctx, handle, purpose).await?.number)
+    }
+
+    /// [`Locker::unseal`], with whose number it is.
+    pub async fn unseal_for(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+        purpose: &str,
+    ) -> Result<Unsealed> {
         let (caller, entry) = self.begin(ctx, Action::Unseal).await?;
         let mut entry = self.meter(&caller, Metered::Unseal, entry).await?;
         let body = self.unseal_body(&caller, &mut entry, handle, purpose).await;
-        let number = self.finish(entry, body).await.map(|(number, _)| number)?;
+        let unsealed = self
+            .finish(entry, body)
+            .await
+            .map(|(unsealed, _)| unsealed)?;
         // Alerts are committed before the number goes out, so an auto-suspension stops the
         // very next call; if the alert cannot be committed, the number is not released.
         self.watch_unseal(&caller, handle).await?;
-        Ok(number)
+        Ok(unsealed)
     }
 
     async fn unseal_body(
@@ -390,7 +413,7 @@ impl Locker {
         entry: &mut AuditEntry,
         handle: &str,
         purpose: &str,
-    ) -> Result<(Zeroizing<String>, Mutation)> {
+    ) -> Result<(Unsealed, Mutation)> {
         let handle = parse_handle(handle, entry)?;
         self.purposes.check(purpose).map_err(purpose_error)?;
         entry.purpose = purpose.to_owned();
@@ -446,9 +469,14 @@ impl Locker {
         )
         .await?;
         entry.allow("number released");
+        let unsealed = Unsealed {
+            number,
+            subject_ref: record.subject_ref.clone(),
+            subject_kind: record.subject_kind,
+        };
         // Released only if the record read is still the one the log names as current where
         // this entry lands (a row put back from an older copy is refused there).
-        Ok((number, Mutation::Expect(vec![self.record_read(record)?])))
+        Ok((unsealed, Mutation::Expect(vec![self.record_read(record)?])))
     }
 
     /// Finds the handle of a number within a tenant.
