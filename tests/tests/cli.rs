@@ -16,6 +16,26 @@ struct Cli<'a> {
 
 impl Cli<'_> {
     fn run(&self, token: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+        let (code, stdout, stderr) = self.run_code(token, args, stdin);
+        (code == 0, stdout, stderr)
+    }
+
+    /// A change held for another admin's approval: exit 9, `"state": "held"` at the top of
+    /// the JSON answer.
+    fn held(&self, token: &Path, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        let (code, stdout, stderr) = self.run_code(token, &full, "");
+        assert_eq!(code, 9, "{args:?} is held: {stdout} {stderr}");
+        let values: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert_eq!(values[0]["state"], "held", "{values:?}");
+        values
+    }
+
+    fn run_code(&self, token: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         let mut child = Command::new(binary_path("vault-client"))
             .env("LOCKER_ADDR", self.daemon.endpoint())
             .env("LOCKER_TOKEN_FILE", token)
@@ -34,7 +54,7 @@ impl Cli<'_> {
             .expect("stdin");
         let out = child.wait_with_output().expect("wait");
         (
-            out.status.success(),
+            out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).trim().to_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
@@ -122,7 +142,7 @@ async fn admin_and_operator_workflow() {
             .iter()
             .any(|t| t["tenant_id"] == "acme" && t["name"] == "株式会社ACME")
     );
-    let text = cli.ok(
+    let (code, text, _) = cli.run_code(
         &admin,
         &[
             "operator",
@@ -135,7 +155,48 @@ async fn admin_and_operator_workflow() {
         ],
         "",
     );
-    assert!(text.contains("held for approval: request "), "{text}");
+    assert_eq!(code, 9, "held, not done: {text}");
+    assert!(text.contains("HELD, not in force yet: request "), "{text}");
+    assert!(
+        text.contains("+09:00"),
+        "the request's end in Japan's time: {text}"
+    );
+    // Nothing can be granted or issued to it yet: the error names the request to approve.
+    let creation = text
+        .split("request ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("request id")
+        .to_owned();
+    for early in [
+        &[
+            "grant",
+            "payroll",
+            "--tenant",
+            "acme",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ][..],
+        &["token", "issue", "payroll"][..],
+    ] {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(early);
+        let (code, _, stderr) = cli.run_code(&admin, &full, "");
+        assert_eq!(code, 5, "{early:?}: {stderr}");
+        let error: Value = serde_json::from_str(stderr.trim()).expect("json error");
+        assert_eq!(error["error"]["reason"], "PENDING_APPROVAL", "{stderr}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("(request {creation})"))),
+            "{stderr}"
+        );
+    }
+    let listed = cli.ok(&admin2, &["requests", "list", "--pending"], "");
+    assert!(
+        listed.contains("open until ") && listed.contains("+09:00"),
+        "{listed}"
+    );
     let pending = cli.json(&admin2, &["requests", "list", "--pending"]);
     assert_eq!(pending[0]["quorum"], 1);
     let request = &pending[0]["requests"][0];
@@ -147,7 +208,7 @@ async fn admin_and_operator_workflow() {
     let decided = cli.json(&admin2, &["approve", &id]);
     assert_eq!(decided[0]["state"], "applied");
     assert_eq!(decided[0]["approved_by"], serde_json::json!(["dev-admin2"]));
-    let held = cli.json(
+    let held = cli.held(
         &admin,
         &[
             "grant",
@@ -159,8 +220,21 @@ async fn admin_and_operator_workflow() {
         ],
     );
     approve(&held[0]);
+    // Several held requests approved in one command, in order.
+    let first = cli.held(&admin, &["operator", "add", "batch-a", "--role", "auditor"]);
+    let second = cli.held(&admin, &["operator", "add", "batch-b", "--role", "auditor"]);
+    let ids: Vec<&str> = [&first[0], &second[0]]
+        .iter()
+        .map(|held| held["pending_request"]["id"].as_str().expect("id"))
+        .collect();
+    let decided = cli.json(&admin2, &["approve", ids[0], ids[1]]);
+    assert_eq!(decided.len(), 2, "{decided:?}");
+    assert!(
+        decided.iter().all(|d| d["state"] == "applied"),
+        "{decided:?}"
+    );
     // A request denied with a reason stays denied.
-    let held = cli.json(&admin, &["operator", "add", "spare", "--role", "auditor"]);
+    let held = cli.held(&admin, &["operator", "add", "spare", "--role", "auditor"]);
     let spare = held[0]["pending_request"]["id"].as_str().expect("id");
     let denied = cli.json(&admin2, &["deny", spare, "--reason", "不要"]);
     assert_eq!(
@@ -192,7 +266,7 @@ async fn admin_and_operator_workflow() {
 
     let token_file = dir.path().join("payroll.token");
     let share_file = dir.path().join("payroll.share1");
-    let issued = cli.json(
+    let issued = cli.held(
         &admin,
         &[
             "token",
@@ -208,9 +282,14 @@ async fn admin_and_operator_workflow() {
         issued[0]["token_share"].is_null() && issued[0]["token"].is_null(),
         "the share goes to the file only: {issued:?}"
     );
-    // One share is no token.
+    // One share is no token; while the issue waits, the share is told so.
     let (ok, _, stderr) = cli.run(&share_file, &["whoami"], "");
-    assert!(!ok && stderr.contains("UNAUTHENTICATED"), "{stderr}");
+    let token_request = issued[0]["pending_request"]["id"].as_str().expect("id");
+    assert!(
+        !ok && stderr.contains("UNAUTHENTICATED")
+            && stderr.contains(&format!("pending approval (request {token_request})")),
+        "{stderr}"
+    );
     approve_token(&issued[0], &share_file, &token_file);
     assert_eq!(
         std::fs::metadata(&token_file)
@@ -310,13 +389,13 @@ async fn admin_and_operator_workflow() {
         format!("error: NOT_FOUND: no record {handle}")
     );
     approve(
-        &cli.json(
+        &cli.held(
             &admin,
             &["operator", "add", "acme-mgr", "--role", "manager"],
         )[0],
     );
     approve(
-        &cli.json(
+        &cli.held(
             &admin,
             &[
                 "grant",
@@ -331,7 +410,7 @@ async fn admin_and_operator_workflow() {
     let mgr_token = dir.path().join("acme-mgr.token");
     let mgr_share = dir.path().join("acme-mgr.share1");
     approve_token(
-        &cli.json(
+        &cli.held(
             &admin,
             &[
                 "token",

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use vault_client::{Client, ClientError};
 use zeroize::Zeroizing;
 
+use crate::commands::Outcome;
 use crate::commands::audit::AuditCommand;
 use crate::commands::keys::KeysCommand;
 use crate::commands::lifecycle::{CertificateCommand, CorrectCommand};
@@ -204,8 +205,9 @@ pub enum Command {
     Requests(RequestsCommand),
     /// Approve a change request (an admin other than the requester, admin since before it).
     Approve {
-        /// Request id (16 hex digits, from `requests list`).
-        id: String,
+        /// Request ids (16 hex digits each, from `requests list`), approved in the order given.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// When this approval applies a token for another operator, write its second share to
         /// this new file (mode 0600) instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -247,55 +249,58 @@ pub async fn execute(
     command: Command,
     format: Format,
     number: Option<Zeroizing<String>>,
-) -> Result<(), ClientError> {
+) -> Result<Outcome, ClientError> {
+    let done = |result: Result<(), ClientError>| result.map(|()| Outcome::Done);
     let number = number.unwrap_or_default();
     let client = &mut client;
     match command {
-        Command::Seal(a) => records::seal(client, a, format, &number).await,
-        Command::Unseal(a) => records::unseal(client, a, format).await,
-        Command::Lookup { tenant } => records::lookup(client, tenant, format, &number).await,
-        Command::Describe { handle } => records::describe(client, handle, format).await,
+        Command::Seal(a) => done(records::seal(client, a, format, &number).await),
+        Command::Unseal(a) => done(records::unseal(client, a, format).await),
+        Command::Lookup { tenant } => done(records::lookup(client, tenant, format, &number).await),
+        Command::Describe { handle } => done(records::describe(client, handle, format).await),
         Command::Dispose { handle, reason } => {
-            records::dispose(client, handle, reason, format).await
+            done(records::dispose(client, handle, reason, format).await)
         }
         Command::Suspend { handle, reason } => {
-            records::set_suspended(client, handle, reason, true, format).await
+            done(records::set_suspended(client, handle, reason, true, format).await)
         }
         Command::Resume { handle, reason } => {
-            records::set_suspended(client, handle, reason, false, format).await
+            done(records::set_suspended(client, handle, reason, false, format).await)
         }
         Command::Retire { handle, left_on } => {
-            lifecycle::retire(client, handle, left_on, format).await
+            done(lifecycle::retire(client, handle, left_on, format).await)
         }
         Command::Unretire { handle, reason } => {
-            lifecycle::unretire(client, handle, reason, format).await
+            done(lifecycle::unretire(client, handle, reason, format).await)
         }
-        Command::DisposeDue => lifecycle::dispose_due(client, format).await,
-        Command::Correct(c) => lifecycle::correct(client, c, format, &number).await,
-        Command::Certificate(c) => lifecycle::certificate(client, c, format).await,
+        Command::DisposeDue => done(lifecycle::dispose_due(client, format).await),
+        Command::Correct(c) => done(lifecycle::correct(client, c, format, &number).await),
+        Command::Certificate(c) => done(lifecycle::certificate(client, c, format).await),
         Command::Ledger {
             tenant,
             format: chosen,
             out,
             font,
-        } => reports::ledger(client, tenant, chosen, out, font, format).await,
-        Command::Report(c) => reports::report(client, c, format).await,
-        Command::Alerts { follow, after } => reports::alerts(client, format, after, follow).await,
-        Command::Tenant(c) => tenants::run(client, c, format).await,
+        } => done(reports::ledger(client, tenant, chosen, out, font, format).await),
+        Command::Report(c) => done(reports::report(client, c, format).await),
+        Command::Alerts { follow, after } => {
+            done(reports::alerts(client, format, after, follow).await)
+        }
+        Command::Tenant(c) => done(tenants::run(client, c, format).await),
         Command::Operator(c) => operators::run(client, c, format).await,
         Command::Grant(a) => operators::grants(client, a, false, format).await,
         Command::Revoke(a) => operators::grants(client, a, true, format).await,
-        Command::Whoami => operators::whoami(client, format).await,
+        Command::Whoami => done(operators::whoami(client, format).await),
         Command::Token(c) => tokens::run(client, c, format).await,
-        Command::Purposes { command } => purposes::run(client, command, format).await,
-        Command::Audit(c) => audit::run(client, c, format).await,
-        Command::Backup { out } => audit::backup(client, out, format).await,
-        Command::Keys(c) => keys::run(client, c, format).await,
-        Command::Requests(c) => requests::run(client, c, format).await,
-        Command::Approve { id, share_out } => {
-            requests::approve(client, id, share_out.as_deref(), format).await
+        Command::Purposes { command } => done(purposes::run(client, command, format).await),
+        Command::Audit(c) => done(audit::run(client, c, format).await),
+        Command::Backup { out } => done(audit::backup(client, out, format).await),
+        Command::Keys(c) => done(keys::run(client, c, format).await),
+        Command::Requests(c) => done(requests::run(client, c, format).await),
+        Command::Approve { ids, share_out } => {
+            done(requests::approve(client, &ids, share_out.as_deref(), format).await)
         }
-        Command::Deny { id, reason } => requests::deny(client, id, reason, format).await,
+        Command::Deny { id, reason } => done(requests::deny(client, id, reason, format).await),
         Command::Bench(_) | Command::Completion { .. } => Err(ClientError::Usage(
             "runs from main, without a daemon".into(),
         )),

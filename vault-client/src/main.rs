@@ -60,6 +60,9 @@ enum Failure {
     Local(String),
     /// The daemon answered with an error (3 to 8 by class).
     Server(tonic::Status),
+    /// The change was accepted but held for another admin's approval (9): not in force yet,
+    /// as standard output said.
+    Held,
 }
 
 impl From<ClientError> for Failure {
@@ -100,6 +103,8 @@ fn exit_code(code: tonic::Code) -> u8 {
 fn report(failure: &Failure, format: output::Format) -> u8 {
     use tonic_types::StatusExt;
     let (code, message, reason, exit) = match failure {
+        // Standard output said so, with the request to approve; nothing went wrong.
+        Failure::Held => return 9,
         Failure::Usage(message) => ("USAGE", message.clone(), String::new(), 2),
         Failure::Local(message) => ("LOCAL", message.clone(), String::new(), 1),
         Failure::Server(status) => (
@@ -230,5 +235,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         };
         return Ok(bench::run(client, bench, args.output, admin).await?);
     }
-    Ok(cli::execute(client, args.command, args.output, number).await?)
+    match cli::execute(client, args.command, args.output, number).await? {
+        commands::Outcome::Done => Ok(()),
+        commands::Outcome::Held => Err(Failure::Held),
+    }
 }

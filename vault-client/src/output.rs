@@ -21,14 +21,23 @@ pub enum Format {
     Json,
 }
 
+/// A time as RFC 3339 in Japan's time (`2026-12-07T14:05:00+09:00`): the office reads it as
+/// its own clock, and a program parses it like any RFC 3339 time.
 fn time(unix: i64) -> String {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
+            t.to_offset(jst)
+                .format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+/// Whether a change is in force (`applied`) or waits for another admin's approval (`held`).
+fn state(pending: Option<&pb::ChangeRequest>) -> &'static str {
+    if pending.is_some() { "held" } else { "applied" }
 }
 
 /// Prints one JSON value on a line.
@@ -286,6 +295,7 @@ pub fn operators(format: Format, operators: &[pb::Operator]) {
             Format::Json => print_json(&json!({
                 "operator_id": o.operator_id, "role": role_name(o.role), "display_name": o.display_name,
                 "disabled": o.disabled, "grants": grants, "created_at": time(o.created_at_unix),
+                "state": state(pending),
                 "pending_request": pending.map(change_request_json),
             })),
             Format::Text => {
@@ -308,8 +318,12 @@ pub fn operators(format: Format, operators: &[pb::Operator]) {
 /// The line that tells a requester the change is not in force yet.
 fn held_line(request: &pb::ChangeRequest) {
     println!(
-        "held for approval: request {} ({}) needs {} approval(s) by other admins: vault-client approve {}",
-        request.id, request.summary, request.required, request.id
+        "HELD, not in force yet: request {} ({}) needs {} approval(s) by other admins before {}: vault-client approve {}",
+        request.id,
+        request.summary,
+        request.required,
+        time(request.expires_at_unix),
+        request.id
     );
 }
 
@@ -343,11 +357,13 @@ pub fn change_requests(format: Format, requests: &[pb::ChangeRequest], quorum: O
             }
             for r in requests {
                 println!(
-                    "{}\t{}\t{}\trequested by {}\tapprovals {}/{}{}{}",
+                    "{}\t{}\t{}\trequested by {} at {}, open until {}\tapprovals {}/{}{}{}",
                     r.id,
                     r.state,
                     r.summary,
                     r.requested_by,
+                    time(r.requested_at_unix),
+                    time(r.expires_at_unix),
                     r.approved_by.len(),
                     r.required,
                     if r.approved_by.is_empty() {
@@ -428,6 +444,7 @@ pub fn issued_token(
             label: shown,
             format!("{label}_file"): out.map(|p| p.display().to_string()),
             "expires_at": time(response.expires_at_unix),
+            "state": state(response.pending_request.as_ref()),
             "pending_request": response.pending_request.as_ref().map(change_request_json),
         })),
         Format::Text => {

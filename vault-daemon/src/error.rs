@@ -146,6 +146,8 @@ pub enum Reason {
     OperatorDisabled,
     /// Disabling this admin would leave too few admins to approve changes.
     TooFewAdmins,
+    /// The operator's creation, or the token's issue, waits for another admin's approval.
+    PendingApproval,
 }
 
 impl Reason {
@@ -173,6 +175,7 @@ impl Reason {
             Reason::CertificateMismatch => "CERTIFICATE_MISMATCH",
             Reason::OperatorDisabled => "OPERATOR_DISABLED",
             Reason::TooFewAdmins => "TOO_FEW_ADMINS",
+            Reason::PendingApproval => "PENDING_APPROVAL",
         }
     }
 }

@@ -12,3 +12,23 @@ pub mod reports;
 pub mod requests;
 pub mod tenants;
 pub mod tokens;
+
+/// How a command that asked for a change ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or nothing to approve).
+    Done,
+    /// Held for another admin's approval: not in force yet (exit status 9).
+    Held,
+}
+
+impl Outcome {
+    /// `Held` when the answer names a pending change request.
+    pub fn of(pending: Option<&vault_client::pb::ChangeRequest>) -> Outcome {
+        if pending.is_some() {
+            Outcome::Held
+        } else {
+            Outcome::Done
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use vault_client::{Client, ClientError, pb};
 
+use crate::commands::Outcome;
 use crate::output::{self, Format};
 
 /// Operator role.
@@ -96,9 +97,10 @@ pub async fn grants(
     a: GrantArgs,
     revoke: bool,
     format: Format,
-) -> Result<(), ClientError> {
-    output::operators(format, &[change_grants(client, a, revoke).await?]);
-    Ok(())
+) -> Result<Outcome, ClientError> {
+    let operator = change_grants(client, a, revoke).await?;
+    output::operators(format, std::slice::from_ref(&operator));
+    Ok(Outcome::of(operator.pending_request.as_ref()))
 }
 
 /// `whoami`.
@@ -117,20 +119,17 @@ pub async fn run(
     client: &mut Client,
     command: OperatorCommand,
     format: Format,
-) -> Result<(), ClientError> {
-    match command {
-        OperatorCommand::Add { id, role, name } => {
-            let operator = client
-                .admin
-                .create_operator(pb::CreateOperatorRequest {
-                    operator_id: id,
-                    role: role_to_wire(role) as i32,
-                    display_name: name,
-                })
-                .await?
-                .into_inner();
-            output::operators(format, &[operator]);
-        }
+) -> Result<Outcome, ClientError> {
+    let operator = match command {
+        OperatorCommand::Add { id, role, name } => client
+            .admin
+            .create_operator(pb::CreateOperatorRequest {
+                operator_id: id,
+                role: role_to_wire(role) as i32,
+                display_name: name,
+            })
+            .await?
+            .into_inner(),
         OperatorCommand::List => {
             let response = client
                 .admin
@@ -138,23 +137,19 @@ pub async fn run(
                 .await?
                 .into_inner();
             output::operators(format, &response.operators);
+            return Ok(Outcome::Done);
         }
-        OperatorCommand::Disable { id } => {
-            let operator = client
-                .admin
-                .disable_operator(pb::DisableOperatorRequest { operator_id: id })
-                .await?
-                .into_inner();
-            output::operators(format, &[operator]);
-        }
-        OperatorCommand::Enable { id } => {
-            let operator = client
-                .admin
-                .enable_operator(pb::DisableOperatorRequest { operator_id: id })
-                .await?
-                .into_inner();
-            output::operators(format, &[operator]);
-        }
-    }
-    Ok(())
+        OperatorCommand::Disable { id } => client
+            .admin
+            .disable_operator(pb::DisableOperatorRequest { operator_id: id })
+            .await?
+            .into_inner(),
+        OperatorCommand::Enable { id } => client
+            .admin
+            .enable_operator(pb::DisableOperatorRequest { operator_id: id })
+            .await?
+            .into_inner(),
+    };
+    output::operators(format, std::slice::from_ref(&operator));
+    Ok(Outcome::of(operator.pending_request.as_ref()))
 }

@@ -52,20 +52,42 @@ pub async fn run(
     Ok(())
 }
 
-/// `approve ID`: another admin's change request applied; a token's second share, when this
-/// approval applied one, shown once or written to `share_out`.
+/// `approve ID…`: other admins' change requests applied, in the order given; a token's second
+/// share, when an approval applied one, shown once or written to `share_out` (one id only, so
+/// that no share lands in a file meant for another). Every id is tried; the first failure is
+/// the command's.
 pub async fn approve(
     client: &mut Client,
-    id: String,
+    ids: &[String],
     share_out: Option<&std::path::Path>,
     format: Format,
 ) -> Result<(), ClientError> {
-    let request = client
-        .admin
-        .approve_change_request(pb::ChangeRequestIdRequest { id })
-        .await?
-        .into_inner();
-    output::approved(format, request, share_out)
+    if share_out.is_some() && ids.len() > 1 {
+        return Err(ClientError::Usage(
+            "--share-out takes one request id: approve token requests one at a time".into(),
+        ));
+    }
+    let mut first_failure = None;
+    for id in ids {
+        let approved = client
+            .admin
+            .approve_change_request(pb::ChangeRequestIdRequest { id: id.clone() })
+            .await;
+        match approved {
+            Ok(request) => output::approved(format, request.into_inner(), share_out)?,
+            Err(status) => {
+                if ids.len() > 1 {
+                    output::note(&format!(
+                        "request {id} not approved: {}: {}",
+                        vault_client::code_name(status.code()),
+                        status.message()
+                    ));
+                }
+                first_failure.get_or_insert(ClientError::Status(status));
+            }
+        }
+    }
+    first_failure.map_or(Ok(()), Err)
 }
 
 /// `deny ID --reason`: a change request refused (or one's own withdrawn).

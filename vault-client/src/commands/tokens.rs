@@ -7,6 +7,7 @@ use clap::Subcommand;
 use vault_client::{Client, ClientError, certificate_fingerprint, pb};
 
 use crate::cli::parse_seconds;
+use crate::commands::Outcome;
 use crate::output::{self, Format};
 
 /// Token commands.
@@ -62,7 +63,7 @@ pub async fn run(
     client: &mut Client,
     command: TokenCommand,
     format: Format,
-) -> Result<(), ClientError> {
+) -> Result<Outcome, ClientError> {
     match command {
         TokenCommand::Issue {
             operator,
@@ -85,7 +86,9 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
+            let outcome = Outcome::of(response.pending_request.as_ref());
             output::issued_token(format, response, out.as_deref())?;
+            return Ok(outcome);
         }
         TokenCommand::Combine { first, second, out } => {
             combine(&first, &second, out.as_deref(), format)?;
@@ -109,7 +112,7 @@ pub async fn run(
             output::tokens(format, &response.tokens);
         }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// `token combine`: the token from its two shares (no daemon involved).

@@ -198,13 +198,10 @@ impl Locker {
                     "an admin cannot disable or enable itself; another admin must".into(),
                 ));
             }
-            let current = self
-                .store
-                .view()?
-                .operators()
-                .get(id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("no operator {id}")))?;
+            let found = self.store.view()?.operators().get(id).await?;
+            let Some(current) = found else {
+                return Err(self.missing_operator(id).await);
+            };
             if disabled {
                 entry.allow(format!("operator {id} disabled"));
                 let change = Mutation::ChangeOperator {
@@ -284,11 +281,9 @@ impl Locker {
             .canonical_list(purposes)
             .map_err(super::records::purpose_error)?;
         let view = self.store.view()?;
-        let current = view
-            .operators()
-            .get(operator_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no operator {operator_id}")))?;
+        let Some(current) = view.operators().get(operator_id).await? else {
+            return Err(self.missing_operator(operator_id).await);
+        };
         let grants: Vec<Grant> = purposes
             .iter()
             .map(|purpose| Grant {
@@ -350,13 +345,15 @@ impl Locker {
         }
         let body = async {
             let (ttl_ms, fingerprint) = self.token_terms(&mut entry, &request)?;
-            let operator = self
+            let found = self
                 .store
                 .view()?
                 .operators()
                 .get(&request.operator_id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("no operator {}", request.operator_id)))?;
+                .await?;
+            let Some(operator) = found else {
+                return Err(self.missing_operator(&request.operator_id).await);
+            };
             let (share, record) =
                 token::mint_split(&self.rng, &operator.id, self.now_ms(), ttl_ms, fingerprint)
                     .map_err(|_| Error::Internal("random generator failed".into()))?;

@@ -12,7 +12,7 @@ use crate::domain::approval::{ChangeRequest, ChangeState, GatedChange, MAX_QUORU
 use crate::domain::policy::Action;
 use crate::domain::text;
 use crate::domain::token;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
 use crate::store::approvals::{ApprovalStep, check_approvers_exist};
 use crate::store::mutation::{Mutation, MutationOutcome};
@@ -56,6 +56,29 @@ pub(super) fn outcome_request(outcome: MutationOutcome) -> Result<ChangeRequest>
 }
 
 impl Locker {
+    /// Why operator `id` cannot be found: its creation waits for approval (naming the request),
+    /// or there is no such operator.
+    pub(super) async fn missing_operator(&self, id: &str) -> Error {
+        let now = self.now_ms();
+        let pending = match self.store.view() {
+            Ok(view) => view.change_requests().list().await.ok().and_then(|requests| {
+                requests.into_iter().find(|request| {
+                    request.open_at(now)
+                        && matches!(&request.change, GatedChange::CreateOperator(operator) if operator.id == id)
+                })
+            }),
+            Err(_) => None,
+        };
+        match pending {
+            Some(request) => Error::FailedPrecondition(format!(
+                "operator {id} is not created yet: its creation waits for approval (request {}); grant or issue a token once it is approved",
+                request.id
+            ))
+            .because(Reason::PendingApproval),
+            None => Error::NotFound(format!("no operator {id}")),
+        }
+    }
+
     /// The quorum in force (read outside a transaction: for messages and early refusals;
     /// the writer fixes the real value into the request).
     async fn current_quorum(&self) -> Result<u32> {

@@ -11,11 +11,12 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::authority::AuthoritySnapshot;
 use crate::audit::entry::AuditEntry;
 use crate::audit::writer::Decided;
+use crate::domain::approval::GatedChange;
 use crate::domain::token::{hashes_equal, token_hash, token_id};
 use crate::error::{Error, Reason, Result};
 use crate::service::{Caller, Locker, RequestContext};
@@ -31,9 +32,10 @@ impl Locker {
         let token: &SecretString = ctx.token.as_ref().ok_or_else(|| {
             Error::Unauthenticated("missing bearer token".into()).because(Reason::TokenMissing)
         })?;
-        let id = token_id(token).map_err(|_| {
-            Error::Unauthenticated("malformed bearer token".into()).because(Reason::TokenMalformed)
-        })?;
+        let id = match token_id(token) {
+            Ok(id) => id,
+            Err(_) => return Err(self.malformed_token(token).await),
+        };
         // The public id only (the part before the secret), also when the token is refused.
         entry.token_id = id.clone();
         let unknown =
@@ -53,7 +55,13 @@ impl Locker {
             authority = self.writer.authority().snapshot();
         }
         if !known(&authority) {
-            return Err(unknown());
+            return Err(match self.pending_token_request(&id).await {
+                Some(request) => Error::Unauthenticated(format!(
+                    "token {id} is pending approval (request {request}): it works once another admin approves it"
+                ))
+                .because(Reason::PendingApproval),
+                None => unknown(),
+            });
         }
         let record = authority.token(&id).cloned().ok_or_else(unknown)?;
         let operator = authority.operator(&record.operator_id).cloned();
@@ -91,5 +99,57 @@ impl Locker {
             operator,
             token_id: record.id,
         })
+    }
+}
+
+impl Locker {
+    /// The open change request that would issue token `id`, if any (a holder who presents a
+    /// token, or a share, before the approval is told so rather than "unknown").
+    async fn pending_token_request(&self, id: &str) -> Option<String> {
+        let now = self.now_ms();
+        let requests = self
+            .store
+            .view()
+            .ok()?
+            .change_requests()
+            .list()
+            .await
+            .ok()?;
+        requests
+            .into_iter()
+            .find(|request| {
+                request.open_at(now)
+                    && match &request.change {
+                        GatedChange::IssueToken(token) => token.id == id,
+                        GatedChange::IssueSplitToken(split) => split.token.id == id,
+                        _ => false,
+                    }
+            })
+            .map(|request| request.id)
+    }
+
+    /// Why a presented token is malformed: a token share presented as a token is named as
+    /// such (with its request when that still waits for approval).
+    async fn malformed_token(&self, token: &SecretString) -> Error {
+        let share_of = token
+            .expose_secret()
+            .strip_prefix("mns_")
+            .and_then(|rest| rest.split('_').next())
+            .filter(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned);
+        let Some(id) = share_of else {
+            return Error::Unauthenticated("malformed bearer token".into())
+                .because(Reason::TokenMalformed);
+        };
+        match self.pending_token_request(&id).await {
+            Some(request) => Error::Unauthenticated(format!(
+                "this is a share of token {id}, which is pending approval (request {request}): the admin whose approval applies it receives the second share; then combine both with vault-client token combine"
+            ))
+            .because(Reason::PendingApproval),
+            None => Error::Unauthenticated(format!(
+                "this is a share of token {id}, not a token: combine both shares with vault-client token combine SHARE1 SHARE2"
+            ))
+            .because(Reason::TokenMalformed),
+        }
     }
 }
