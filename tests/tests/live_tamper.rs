@@ -517,6 +517,91 @@ async fn a_disposed_record_put_back_is_refused_by_every_daemon_on_its_next_call(
     every_daemon_refuses(&pair, &handler_token, &handle, Code::FailedPrecondition).await;
 }
 
+/// The auditor's 管理台帳 of tenant `dev` from `daemon`.
+async fn ledger(daemon: &Daemon) -> Result<tonic::Response<pb::LedgerResponse>, tonic::Status> {
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    auditor
+        .admin
+        .ledger(pb::LedgerRequest {
+            tenant: "dev".into(),
+        })
+        .await
+}
+
+/// Reports that scan every record count only versions the log names: the 管理台帳 and the
+/// key status (which decides whether a key version may be destroyed) are refused DATA_LOSS,
+/// never computed, over a record row put back from before its disposal or deleted outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_over_a_put_back_or_deleted_record_row_are_refused_not_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, _) = released(&mut handler, "R1", 45).await;
+    let active = pg_row(&postgres, "records", &handle);
+    dispose(&pair.daemons[0], &handle).await;
+    let disposed = pg_row(&postgres, "records", &handle);
+    let counts = |response: pb::LedgerResponse| {
+        let entry = &response.entries[0];
+        (entry.active, entry.disposed)
+    };
+    assert_eq!(
+        counts(ledger(&pair.daemons[1]).await.expect("ledger").into_inner()),
+        (0, 1)
+    );
+    let mut admin = pair.daemons[1].dev_client("dev-admin").await;
+    let key_status = admin
+        .admin
+        .key_status(pb::KeyStatusRequest {
+            tenant: "dev".into(),
+        })
+        .await;
+    assert!(key_status.is_ok(), "{key_status:?}");
+
+    // Put back as it was before its disposal: the next report is refused, on either daemon.
+    pg_put_back(&postgres, "records", &handle, &active);
+    let status = ledger(&pair.daemons[1]).await.expect_err("not counted");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert!(status.message().contains("record rows"), "{status:?}");
+    pg_put_back(&postgres, "records", &handle, &disposed);
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::Serving).await;
+    }
+
+    // Deleted outright: the scan reads fewer rows than the log names.
+    postgres.sql(
+        "locker",
+        &format!("DELETE FROM locker.records WHERE key = '{handle}'"),
+    );
+    let status = admin
+        .admin
+        .key_status(pb::KeyStatusRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect_err("a key version's records are not counted without the row");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert!(status.message().contains("missing"), "{status:?}");
+    postgres.sql(
+        "locker",
+        &format!(
+            "INSERT INTO locker.records (key, value) VALUES ('{handle}', decode('{disposed}', 'hex'))"
+        ),
+    );
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::Serving).await;
+    }
+    assert_eq!(
+        counts(
+            ledger(&pair.daemons[0])
+                .await
+                .expect("ledger once repaired")
+                .into_inner()
+        ),
+        (0, 1)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_blind_index_entry_is_refused_not_answered_unknown() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -77,6 +77,13 @@ impl AuthoritySnapshot {
         self.rows.operators.get(id)
     }
 
+    /// Every operator, as current, in id order.
+    pub fn operators(&self) -> Vec<&Operator> {
+        let mut operators: Vec<&Operator> = self.rows.operators.values().collect();
+        operators.sort_by(|a, b| a.id.cmp(&b.id));
+        operators
+    }
+
     /// The same rows, current at `verified`.
     fn at(&self, verified: ChainPosition) -> AuthoritySnapshot {
         AuthoritySnapshot {

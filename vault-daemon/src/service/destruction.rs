@@ -58,7 +58,8 @@ impl Locker {
                 KeyState::DecryptOnly => {}
             }
             let referenced = self
-                .count_by_version(tenant)?
+                .count_by_version(tenant)
+                .await?
                 .get(&version)
                 .copied()
                 .unwrap_or(0);
@@ -189,7 +190,8 @@ impl Locker {
                 ..AuditEntry::default()
             };
             let referenced = self
-                .count_by_version(&request.tenant)?
+                .count_by_version(&request.tenant)
+                .await?
                 .get(&request.version)
                 .copied()
                 .unwrap_or(0)

@@ -29,6 +29,7 @@ mod records;
 pub mod refusals;
 mod reports;
 pub mod rotation;
+mod scan;
 mod store_figures;
 
 use std::sync::Arc;

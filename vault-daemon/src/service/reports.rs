@@ -182,11 +182,11 @@ impl Locker {
     /// The 管理台帳 of the tenants in the caller's scope (or just `tenant`).
     pub async fn ledger(&self, ctx: &RequestContext, tenant: &str) -> Result<Vec<LedgerEntry>> {
         let (caller, mut entry) = self.begin(ctx, Action::LedgerRead).await?;
-        let body = self.ledger_body(&caller, &mut entry, tenant);
+        let body = self.ledger_body(&caller, &mut entry, tenant).await;
         self.finish(entry, body).await.map(|(ledger, _)| ledger)
     }
 
-    fn ledger_body(
+    async fn ledger_body(
         &self,
         caller: &Caller,
         entry: &mut AuditEntry,
@@ -227,33 +227,31 @@ impl Locker {
         if !tenant.is_empty() && ledger.is_empty() {
             return Err(Error::NotFound(format!("no tenant {tenant} in your scope")));
         }
-        let mut after = None;
-        loop {
-            let page = reader.records_after(after.as_ref(), SCAN_PAGE)?;
-            for record in &page {
-                let Some(page) = ledger.get_mut(&record.tenant) else {
-                    continue;
-                };
-                used.entry(record.tenant.clone())
-                    .or_default()
-                    .extend(record.purposes.iter().cloned());
-                match &record.status {
-                    RecordStatus::Active => page.active += 1,
-                    RecordStatus::Suspended(_) => page.suspended += 1,
-                    RecordStatus::Retired(_) => page.retired += 1,
-                    RecordStatus::Disposed(tombstone) => {
-                        page.disposed += 1;
-                        page.last_disposal_ms =
-                            page.last_disposal_ms.max(Some(tombstone.disposed_at_ms));
-                    }
+        // Every row counted is a version the authenticated log names (see `scan`).
+        let mut scan = super::scan::RecordScan::default();
+        scan.read_all(self, |record| {
+            let Some(page) = ledger.get_mut(&record.tenant) else {
+                return;
+            };
+            used.entry(record.tenant.clone())
+                .or_default()
+                .extend(record.purposes.iter().cloned());
+            match &record.status {
+                RecordStatus::Active => page.active += 1,
+                RecordStatus::Suspended(_) => page.suspended += 1,
+                RecordStatus::Retired(_) => page.retired += 1,
+                RecordStatus::Disposed(tombstone) => {
+                    page.disposed += 1;
+                    page.last_disposal_ms =
+                        page.last_disposal_ms.max(Some(tombstone.disposed_at_ms));
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == SCAN_PAGE => after = Some(last.handle.clone()),
-                _ => break,
-            }
-        }
-        for operator in reader.operators()? {
+        })?;
+        drop(reader);
+        scan.settle(self).await?;
+        // Operators as the authenticated log names them (the daemon's authority view).
+        let authority = self.writer.authority().snapshot();
+        for operator in authority.operators() {
             for (tenant_id, page) in ledger.iter_mut() {
                 let purposes: Vec<String> = operator
                     .grants

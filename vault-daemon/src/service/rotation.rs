@@ -20,8 +20,6 @@ use crate::service::{Locker, RequestContext};
 use crate::store::lease::{self, DutyLease, LeaseState};
 use crate::store::mutation::Mutation;
 
-const SCAN_PAGE: usize = 1000;
-
 /// A key version of a tenant, with how many records it protects.
 #[derive(Debug, Clone)]
 pub struct KeyVersionStatus {
@@ -56,28 +54,23 @@ pub struct RewrapPolicy {
 }
 
 impl Locker {
-    pub(super) fn count_by_version(&self, tenant: &str) -> Result<BTreeMap<u32, u64>> {
+    /// How many of `tenant`'s records each key version wraps (every row checked against the
+    /// record view: a key version is destroyed on this count, so rows hidden by the store's
+    /// administrator must not make it zero).
+    pub(super) async fn count_by_version(&self, tenant: &str) -> Result<BTreeMap<u32, u64>> {
         let mut counts = BTreeMap::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .reader()?
-                .records_after(after.as_ref(), SCAN_PAGE)?;
-            for record in &page {
-                // Epoch-wrapped (retired) records are under their month's key, not a version.
-                if record.tenant == tenant
-                    && let Some(sealed) = &record.sealed
-                    && sealed.format != envelope::FORMAT_EPOCH
-                {
-                    *counts.entry(sealed.key_version).or_insert(0) += 1;
-                }
+        let mut scan = super::scan::RecordScan::default();
+        scan.read_all(self, |record| {
+            // Epoch-wrapped (retired) records are under their month's key, not a version.
+            if record.tenant == tenant
+                && let Some(sealed) = &record.sealed
+                && sealed.format != envelope::FORMAT_EPOCH
+            {
+                *counts.entry(sealed.key_version).or_insert(0) += 1;
             }
-            match page.last() {
-                Some(last) if page.len() == SCAN_PAGE => after = Some(last.handle.clone()),
-                _ => return Ok(counts),
-            }
-        }
+        })?;
+        scan.settle(self).await?;
+        Ok(counts)
     }
 
     /// Creates a new key version for `tenant` in the backend; new seals use it at once and a
@@ -106,7 +99,8 @@ impl Locker {
             let kek = self.keys.create_key(KeyUse::Wrap, format!("kek/{tenant}/{version}")).await?;
             let mac = self.keys.create_key(KeyUse::Mac, format!("mac/{tenant}/{version}")).await?;
             let total = self
-                .count_by_version(tenant)?
+                .count_by_version(tenant)
+                .await?
                 .into_iter()
                 .filter(|(v, _)| *v < version)
                 .map(|(_, n)| n)
@@ -164,7 +158,7 @@ impl Locker {
             let destructions = view.destructions().list().await?;
             let mut out = Vec::new();
             for t in tenants {
-                let counts = self.count_by_version(&t.id)?;
+                let counts = self.count_by_version(&t.id).await?;
                 let scheduled = |version: u32| {
                     destructions.iter().find_map(|r| match r.state {
                         crate::domain::rotation::DestructionState::Approved {
@@ -229,7 +223,8 @@ impl Locker {
             None
         } else {
             Some(
-                self.count_by_version(&tenant.id)?
+                self.count_by_version(&tenant.id)
+                    .await?
                     .into_iter()
                     .filter(|(v, _)| *v < job.target_version)
                     .map(|(_, n)| n)
