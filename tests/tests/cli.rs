@@ -650,24 +650,64 @@ async fn the_cli_behaves_in_scripts() {
         2
     );
 
-    // A reader that is gone before the first line: no panic, a clean exit.
-    let mut child = Command::new(binary_path("vault-client"))
-        .env("LOCKER_ADDR", &endpoint)
-        .env(
-            "LOCKER_TOKEN_FILE",
-            daemon.data_dir.join("tokens").join("dev-auditor.token"),
-        )
-        .args(["audit", "tail", "--limit", "50"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.status.success(), "{stderr}");
+    // A reader that is gone before the first line: no panic, no "Broken pipe", a clean exit.
+    for args in [
+        &["audit", "tail", "--limit", "50"][..],
+        &["audit", "export"][..],
+    ] {
+        let mut child = Command::new(binary_path("vault-client"))
+            .env("LOCKER_ADDR", &endpoint)
+            .env(
+                "LOCKER_TOKEN_FILE",
+                daemon.data_dir.join("tokens").join("dev-auditor.token"),
+            )
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+    }
+
+    // Help: the command's own options first, the global ones under their own heading; a
+    // required option shows no default.
+    let (code, help, _) = run("dev-handler", &["seal", "--help"], "");
+    assert_eq!(code, 0);
+    let global = help
+        .find("Global options:")
+        .expect("a heading for global options");
+    assert!(
+        help.find("--tenant").is_some_and(|at| at < global)
+            && help.find("--endpoint").is_some_and(|at| at > global),
+        "{help}"
+    );
+    assert!(!help.contains("[default: \"\"]"), "{help}");
+    let (code, _, stderr) = run(
+        "dev-handler",
+        &[
+            "seal",
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+        &number,
+    );
+    assert_eq!(
+        code, 2,
+        "a seal without --subject is a usage error: {stderr}"
+    );
+    assert!(stderr.contains("--subject"), "{stderr}");
 
     // `correct request` prints only the id, for ID=$(...).
     let (code, handle, stderr) = run("dev-handler", &seal, &number);

@@ -31,20 +31,34 @@ pub struct Args {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "LOCKER_ADDR",
         default_value = "http://127.0.0.1:50051"
     )]
     pub endpoint: String,
     /// File holding the bearer token (else the LOCKER_TOKEN environment variable).
-    #[arg(long, global = true, env = "LOCKER_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "LOCKER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) of the daemon's TLS certificate.
-    #[arg(long, global = true, env = "LOCKER_CA", value_name = "PEM")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "LOCKER_CA",
+        value_name = "PEM"
+    )]
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "LOCKER_CLIENT_CERT",
         value_name = "PEM",
         requires = "key"
@@ -54,13 +68,15 @@ pub struct Args {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "LOCKER_CLIENT_KEY",
         value_name = "PEM",
         requires = "cert"
     )]
     pub key: Option<PathBuf>,
     /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    #[arg(long, global = true,
+        help_heading = "Global options", value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// The command.
     #[command(subcommand)]

@@ -63,11 +63,19 @@ enum Failure {
     /// The change was accepted but held for another admin's approval (9): not in force yet,
     /// as standard output said.
     Held,
+    /// Standard output's reader went away (0, silently).
+    ClosedPipe,
 }
 
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         match error {
+            // The reader went away (`| head -1`): stop quietly, as other Unix tools do.
+            ClientError::WriteFile { source, .. }
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Failure::ClosedPipe
+            }
             ClientError::Status(status) => Failure::Server(status),
             ClientError::Usage(message) => Failure::Usage(message),
             other => Failure::Local(other.to_string()),
@@ -105,6 +113,7 @@ fn report(failure: &Failure, format: output::Format) -> u8 {
     let (code, message, reason, exit) = match failure {
         // Standard output said so, with the request to approve; nothing went wrong.
         Failure::Held => return 9,
+        Failure::ClosedPipe => return 0,
         Failure::Usage(message) => ("USAGE", message.clone(), String::new(), 2),
         Failure::Local(message) => ("LOCAL", message.clone(), String::new(), 1),
         Failure::Server(status) => (

@@ -30,8 +30,8 @@ pub struct SealArgs {
     pub tenant: String,
     /// Your reference for the person (employee or payee ID), never the number. Ignored with
     /// --batch (each row has its own).
-    #[arg(long, default_value = "")]
-    pub subject: String,
+    #[arg(long, required_unless_present = "batch")]
+    pub subject: Option<String>,
     /// Whose number.
     #[arg(long, value_enum)]
     pub kind: Kind,
@@ -135,7 +135,7 @@ pub async fn seal(
 ) -> Result<(), ClientError> {
     let request = pb::SealRequest {
         tenant: a.tenant,
-        subject_ref: a.subject,
+        subject_ref: a.subject.unwrap_or_default(),
         subject_kind: kind_to_wire(a.kind) as i32,
         purposes: a.purposes,
         number: number.to_string(),
