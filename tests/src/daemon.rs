@@ -186,6 +186,13 @@ impl Daemon {
                     if let Some(addr) = line.strip_prefix("vault-daemon listening on ") {
                         break addr.parse().expect("listen address");
                     }
+                    // With JSON logs the line is an object naming the address.
+                    let listening = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v["listening"].as_str().map(str::to_owned));
+                    if let Some(addr) = listening {
+                        break addr.parse().expect("listen address");
+                    }
                     banner.push(line);
                 }
                 Err(_) => {

@@ -140,6 +140,20 @@ async fn sighup_reloads_under_load_and_a_bad_file_changes_nothing() {
     std::fs::write(&config, limited).expect("config");
     send("-HUP", &daemon);
     wait_for_log(&daemon, "SIGHUP: rate limits reloaded").await;
+    // Said as the configuration says it, not as Rust's Debug of the structs.
+    let reloaded = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("SIGHUP:") && l.contains("reloaded"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        reloaded.contains("lookup 0.5/s burst 1") && reloaded.contains("unseals_per_hour 3"),
+        "{reloaded}"
+    );
+    for debug in ["RatePolicy", "RoleRates", "Thresholds {", "Some("] {
+        assert!(!reloaded.contains(debug), "{debug} in: {reloaded}");
+    }
     let lookup = || pb::LookupRequest {
         tenant: "t1".into(),
         number: valid_number(72),

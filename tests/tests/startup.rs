@@ -348,6 +348,13 @@ async fn json_logs_are_one_object_per_line() {
     check(&daemon.log());
     assert!(daemon.log().contains("\"listening\""));
     assert!(!daemon.log().contains(&number));
+    // Standard output holds JSON only too: each line an object whose message is the text.
+    assert!(!daemon.banner.is_empty());
+    for line in &daemon.banner {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("stdout not JSON ({e}): {line}"));
+        assert!(value["message"].is_string(), "{line}");
+    }
 
     let data = dir.path().join("config");
     let config = data.with_extension("toml");

@@ -91,14 +91,14 @@ impl Reloader {
         }
         let previous = locker.set_monitoring(policy.clone());
         if *previous != policy {
-            tracing::info!(from = ?*previous, to = ?policy, "SIGHUP: monitoring thresholds reloaded");
+            tracing::info!(from = %*previous, to = %policy, "SIGHUP: monitoring thresholds reloaded");
             changed.push("monitoring");
         }
         current.monitoring = new.monitoring.clone();
         let rates = new.rate_limits.rate_policy();
         let previous = locker.set_rate_limits(rates);
         if *previous != rates {
-            tracing::info!(from = ?*previous, to = ?rates, "SIGHUP: rate limits reloaded");
+            tracing::info!(from = %*previous, to = %rates, "SIGHUP: rate limits reloaded");
             changed.push("rate_limits");
         }
         current.rate_limits.handler = new.rate_limits.handler.clone();
@@ -110,9 +110,9 @@ impl Reloader {
             .map(|(old, _)| old.0)
             .collect();
         if !pending.is_empty() {
-            tracing::warn!(sections = ?pending, "SIGHUP: these sections changed and take effect at the next restart");
+            tracing::warn!(sections = %pending.join(", "), "SIGHUP: these sections changed and take effect at the next restart");
         }
-        tracing::info!(changed = ?changed, "SIGHUP: reload done");
+        tracing::info!(changed = %changed.join(", "), "SIGHUP: reload done");
     }
 }
 

@@ -281,6 +281,25 @@ async fn watch_health(
 /// How often an idle daemon checks the store's audit log against what it verified.
 const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
 
+/// A line on standard output for whoever started the daemon (scripts wait for "listening
+/// on"): the text as it is, or with `[log] format = "json"` one JSON object whose `message` is
+/// that text, with `fields` beside it, so that standard output holds JSON only.
+fn announce(
+    stdout: &mut std::io::Stdout,
+    format: crate::config::LogFormat,
+    text: &str,
+    fields: serde_json::Value,
+) {
+    let line = match (format, fields) {
+        (crate::config::LogFormat::Json, serde_json::Value::Object(mut object)) => {
+            object.insert("message".into(), text.into());
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => text.to_owned(),
+    };
+    let _ = writeln!(stdout, "{line}");
+}
+
 /// Checks the store's log every [`LOG_CHECK_EVERY`] (a daemon that has no call to make still
 /// finds a log cut back, rolled back or rewritten by someone else), and keeps the witness at
 /// the newest verified position, until aborted. With `anchored` (a store shared by a
@@ -592,7 +611,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let mut stdout = std::io::stdout();
     if dev {
         for (operator, path) in locker.provision_dev(&data_dir).await? {
-            let _ = writeln!(stdout, "dev token for {operator}: {}", path.display());
+            announce(
+                &mut stdout,
+                config.log.format,
+                &format!("dev token for {operator}: {}", path.display()),
+                serde_json::json!({"operator": operator, "token_file": path.display().to_string()}),
+            );
         }
     } else {
         for path in locker.ensure_first_admin(&data_dir).await? {
@@ -657,7 +681,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
                     let listener = crate::metrics_listener::TlsListener::new(listener, acceptor)
                         .map_err(io_context("read the metrics address"))?;
                     tracing::info!(%local, "metrics listening (TLS)");
-                    let _ = writeln!(stdout, "metrics listening on {local} (TLS)");
+                    announce(
+                        &mut stdout,
+                        config.log.format,
+                        &format!("metrics listening on {local} (TLS)"),
+                        serde_json::json!({"metrics": local.to_string(), "tls": true}),
+                    );
                     tokio::spawn(crate::metrics::serve(listener, bearer))
                 }
                 _ => {
@@ -668,7 +697,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
                         );
                     }
                     tracing::info!(%local, "metrics listening");
-                    let _ = writeln!(stdout, "metrics listening on {local}");
+                    announce(
+                        &mut stdout,
+                        config.log.format,
+                        &format!("metrics listening on {local}"),
+                        serde_json::json!({"metrics": local.to_string(), "tls": false}),
+                    );
                     tokio::spawn(crate::metrics::serve(listener, bearer))
                 }
             };
@@ -748,7 +782,12 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         .local_addr()
         .map_err(io_context("read listen address"))?;
     tracing::info!(%local, tls = config.tls.is_some(), "listening");
-    let _ = writeln!(stdout, "vault-daemon listening on {local}");
+    announce(
+        &mut stdout,
+        config.log.format,
+        &format!("vault-daemon listening on {local}"),
+        serde_json::json!({"listening": local.to_string()}),
+    );
     let _ = stdout.flush();
 
     let (signalled, on_signal) = tokio::sync::oneshot::channel();
@@ -914,10 +953,14 @@ pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), Daemo
         }
     }
     let _ = std::fs::remove_dir_all(&staging);
+    let checkpoint = header.checkpoint.map_or_else(
+        || "none".to_owned(),
+        |(number, entry)| format!("{number} (at entry {entry})"),
+    );
     tracing::info!(
         from = %from.display(),
         head = header.head_seq,
-        checkpoint = ?header.checkpoint,
+        checkpoint = %checkpoint,
         "snapshot verified and restored; re-anchoring"
     );
     drop(keys);

@@ -42,6 +42,39 @@ pub struct MonitorPolicy {
     pub auto_suspend: bool,
 }
 
+impl std::fmt::Display for Thresholds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unseals_per_hour {}, distinct_subjects_per_hour {}, lookup_misses_per_hour {}, hours ",
+            self.unseals_per_hour, self.distinct_subjects_per_hour, self.lookup_misses_per_hour
+        )?;
+        match self.hours {
+            Some((start, end)) => write!(
+                f,
+                "{:02}:{:02}-{:02}:{:02} JST",
+                start / 60,
+                start % 60,
+                end / 60,
+                end % 60
+            )?,
+            None => f.write_str("any")?,
+        }
+        write!(f, ", auto_suspend {}", self.auto_suspend)
+    }
+}
+
+/// As a log line says it: `handler (...); service (...); auto_suspend false`.
+impl std::fmt::Display for MonitorPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "handler ({}); service ({}); auto_suspend {}",
+            self.handler, self.service, self.auto_suspend
+        )
+    }
+}
+
 /// Parses `HH:MM-HH:MM` (JST) into minutes since midnight.
 pub fn parse_hours(text: &str) -> Result<(u32, u32), String> {
     let minutes = |part: &str| -> Option<u32> {

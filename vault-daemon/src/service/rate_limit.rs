@@ -81,6 +81,29 @@ pub struct RatePolicy {
     pub service: RoleRates,
 }
 
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s burst {}", self.per_second, self.burst)
+    }
+}
+
+impl std::fmt::Display for RoleRates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seal {}, unseal {}, lookup {}",
+            self.seal, self.unseal, self.lookup
+        )
+    }
+}
+
+/// As a log line says it: `handler (seal 5/s burst 50, ...); service (...)`.
+impl std::fmt::Display for RatePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "handler ({}); service ({})", self.handler, self.service)
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
