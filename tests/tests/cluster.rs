@@ -1451,3 +1451,51 @@ async fn round_robin_load_over_three_daemons_fails_no_call() {
         failures.first()
     );
 }
+
+/// A daemon stopped cleanly hands its duties over at once: another daemon holds the
+/// checkpoint lease within a few seconds, not after the ten the lease would take to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_hands_the_duties_over_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), &postgres, "sim", 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holder = loop {
+        if let Some(holder) = lease_holder(&postgres, &cluster, "checkpoints") {
+            break holder;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took the checkpoint lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stopped = cluster.daemons[holder].take().expect("running");
+    let stopped_pid = stopped.pid();
+    assert!(stopped.stop().success(), "a clean stop");
+    let stopped_at = Instant::now();
+    let other = 1 - holder;
+    loop {
+        if lease_holder(&postgres, &cluster, "checkpoints") == Some(other) {
+            break;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(4),
+            "the other daemon waited for the lease to run out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for duty in ["rewrap", "disposal"] {
+        let held = postgres.sql(
+            "locker",
+            &format!(
+                "SELECT count(*) FROM locker.leases WHERE name = '{duty}' AND expires_at > now() AND holder LIKE 'pid{stopped_pid}-%'"
+            ),
+        );
+        assert_eq!(
+            held.trim(),
+            "0",
+            "{duty} is still leased to the stopped daemon"
+        );
+    }
+}

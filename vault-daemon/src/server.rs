@@ -852,6 +852,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     if let Err(error) = locker.flush_refusals(true).await {
         tracing::error!(%error, "could not record the last refusal counts");
     }
+    let store = Arc::clone(locker.store());
     drop(locker);
     checkpoint_task.abort();
     let _ = checkpoint_task.await;
@@ -868,6 +869,20 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         }
     };
     drop(checkpointer);
+    // The duties are handed over now (every duty task has stopped, the final checkpoint is
+    // signed): another daemon takes each on its next round instead of waiting for the lease
+    // to run out.
+    for duty in [
+        crate::store::lease::CHECKPOINTS,
+        crate::store::lease::REWRAP,
+        crate::store::lease::DISPOSAL,
+        crate::service::log_watch::MONITOR,
+    ] {
+        if let Err(error) = store.release_lease(duty, crate::store::lease::holder_id()) {
+            tracing::warn!(duty, %error, "cannot give up the duty's lease; it runs out by itself");
+        }
+    }
+    drop(store);
     // Everything queued is committed; requests still running get UNAVAILABLE and release nothing.
     stop_writer.shutdown().await;
     let flushed = stop_writer.healthy();
