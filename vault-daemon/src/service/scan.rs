@@ -2,17 +2,18 @@
 //! record view: a report counts only versions the authenticated log names, as a call does.
 //!
 //! A page is read outside the writer, so a row may be newer than the view (another call's
-//! commit, or on a shared store another daemon's, not yet taken in). Such rows are noted and
-//! settled after the scan, once the log is verified up to the store's head: a row whose
-//! version the log now names is counted as read; one the log never named is tampering
-//! (refused, and every call stops until the row is repaired); one the log named only in
-//! between cannot be told from tampering undone, so the report is refused ABORTED, to be
-//! asked again.
+//! commit, or on a shared store another daemon's, not yet taken in), or older (changed after
+//! the page was read). Such rows are noted and settled after the scan, once the log is
+//! verified up to the store's head: a row whose version the log now names is counted as read;
+//! a row the log changed while the scan ran is read again and must now be the version the log
+//! names (a report under load counts each record as it was at some moment of the scan, as any
+//! report of a changing store does); any other is tampering (refused DATA_LOSS, and every call
+//! stops until the row is repaired).
 
 use crate::audit::records::{Suspect, record_tampered};
 use crate::domain::handle::Handle;
 use crate::domain::record::Record;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::Locker;
 use crate::store::StoreError;
 
@@ -26,6 +27,8 @@ pub(super) struct RecordScan {
     unsettled: Vec<(Handle, u64)>,
     read: usize,
     named_at_start: usize,
+    /// The log position the view stood at when the scan began.
+    at_start: u64,
 }
 
 impl RecordScan {
@@ -42,6 +45,7 @@ impl RecordScan {
         // from under it. (Counted first: the view takes in a commit only after the store has
         // it, so the snapshot holds at least as many.)
         self.named_at_start = view.len();
+        self.at_start = view.at();
         let reader = locker.store.reader()?;
         let mut after: Option<Handle> = None;
         loop {
@@ -82,6 +86,8 @@ impl RecordScan {
         // included), so a row read after a commit it had not yet seen now matches.
         locker.writer.check().await?;
         let view = locker.writer.records();
+        // Whether the log moved while the scan ran (then a row may have changed under it).
+        let moved = view.at() > self.at_start;
         let tampered = {
             // Not held across an await: a store reader stays on its thread.
             let reader = locker.store.reader()?;
@@ -94,10 +100,8 @@ impl RecordScan {
                     .record(&handle)?
                     .map(|record| view.tagger().tag(&record))
                     .transpose()?;
-                if now.is_some() && now == view.tag(&handle) {
-                    return Err(Error::Aborted(format!(
-                        "record {handle} changed while the report read it; nothing was reported; ask again"
-                    )));
+                if moved && now.is_some() && now == view.tag(&handle) {
+                    continue;
                 }
                 view.suspect(Suspect::Record(handle.clone()));
                 tampered = Some(record_tampered(&handle));
