@@ -424,3 +424,85 @@ async fn metrics_in_plaintext_to_the_network_need_public_and_are_warned_about() 
     );
     drop(daemon);
 }
+
+/// A service whose last token runs out stops that day: per role, the seconds until the first
+/// operator is left without a usable token are a gauge from the start (no operator id in a
+/// label), and a last token ending within two weeks is named in a WARN line (never the token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_last_token_running_out_is_a_gauge_and_a_warning() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let options = DaemonOptions {
+        args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+        ..DaemonOptions::default()
+    };
+    let mut daemon = Daemon::start(&data, options.clone());
+    let metrics_addr = |daemon: &Daemon| {
+        daemon
+            .banner
+            .iter()
+            .find_map(|line| line.strip_prefix("metrics listening on "))
+            .expect("the metrics address is printed")
+            .to_owned()
+    };
+    let gauge = |body: &str, role: &str| {
+        body.lines().find_map(|line| {
+            line.strip_prefix(&format!("locker_token_expiry_seconds{{role=\"{role}\"}} "))
+                .and_then(|value| value.trim().parse::<i64>().ok())
+        })
+    };
+    // The first look is made at start; a scrape may just precede it.
+    let gauge_of = |daemon: &Daemon, role: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(value) = gauge(&scrape_body(&metrics_addr(daemon)), role) {
+                return value;
+            }
+            assert!(std::time::Instant::now() < deadline, "no gauge for {role}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let handler_left = gauge_of(&daemon, "handler");
+    assert!(handler_left > 14 * 24 * 3600, "{handler_left}");
+    assert!(!daemon.log().contains("expires soon"), "{}", daemon.log());
+
+    // A payroll service set up with dual control and a token of one hour (the daemon looks
+    // at the tokens at start, then every minute: a restart makes it look now).
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let token = vault_tests::rpc::operator_token(
+        &mut admin,
+        &mut approver,
+        "dev",
+        "payroll",
+        pb::Role::Service,
+    )
+    .await;
+    assert!(daemon.stop().success());
+    let daemon = Daemon::start(&data, options);
+    let service_left = gauge_of(&daemon, "service");
+    assert!((0..=3600).contains(&service_left), "{service_left}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (log, warning) = loop {
+        let log = daemon.log();
+        let found = log
+            .lines()
+            .find(|line| line.contains("expires soon") && line.contains("payroll"))
+            .map(str::to_owned);
+        if let Some(warning) = found {
+            break (log, warning);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning for payroll: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(!warning.contains(token.expose_secret()), "{warning}");
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("expires soon") && line.contains("dev-handler")),
+        "{log}"
+    );
+}

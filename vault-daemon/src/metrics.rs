@@ -60,6 +60,13 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+/// An operator role (never an operator id: those may name people).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    /// `admin`, `manager`, `handler`, `service`, `auditor`.
+    pub role: &'static str,
+}
+
 /// The build that runs.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -114,6 +121,8 @@ pub struct Metrics {
     pub head_lock_hold: Histogram,
     /// 1, labelled with the release that runs.
     pub build_info: Family<BuildLabels, Gauge<i64, AtomicI64>>,
+    /// Per role, the seconds until the first enabled operator's last usable token expires.
+    pub token_expiry: Family<RoleLabels, Gauge<i64, AtomicI64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -145,6 +154,12 @@ impl Metrics {
         let head_lock_wait = latency_histogram();
         let head_lock_hold = latency_histogram();
         let build_info = Family::<BuildLabels, Gauge<i64, AtomicI64>>::default();
+        let token_expiry = Family::<RoleLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "token_expiry_seconds",
+            "Per role, seconds until the first enabled operator is left without a usable token (refreshed every minute): alert on it before a service stops",
+            token_expiry.clone(),
+        );
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -260,6 +275,7 @@ impl Metrics {
             head_lock_wait,
             head_lock_hold,
             build_info,
+            token_expiry,
         }
     }
 

@@ -643,6 +643,9 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         .shares_store()
         .then(|| (anchor_keys, Arc::clone(locker.store())));
     let log_check_task = tokio::spawn(watch_log(stop_writer.clone(), witness.clone(), anchored));
+    let token_expiry_task = tokio::spawn(crate::service::token_expiry::watch_token_expiry(
+        Arc::clone(&locker),
+    ));
     let hangup_task = tokio::spawn(crate::reload::watch_hangup(
         hangup,
         reloader,
@@ -833,6 +836,8 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     let _ = log_check_task.await;
     hangup_task.abort();
     let _ = hangup_task.await;
+    token_expiry_task.abort();
+    let _ = token_expiry_task.await;
     // A batch cut short is simply redone after the restart: the job's cursor is in the store.
     rewrap_task.abort();
     disposal_task.abort();

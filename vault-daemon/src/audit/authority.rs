@@ -77,6 +77,11 @@ impl AuthoritySnapshot {
         self.rows.operators.get(id)
     }
 
+    /// Every token, as current (revoked and expired ones too).
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenRecord> {
+        self.rows.tokens.values()
+    }
+
     /// Every operator, as current, in id order.
     pub fn operators(&self) -> Vec<&Operator> {
         let mut operators: Vec<&Operator> = self.rows.operators.values().collect();

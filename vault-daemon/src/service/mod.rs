@@ -31,6 +31,7 @@ mod reports;
 pub mod rotation;
 mod scan;
 mod store_figures;
+pub mod token_expiry;
 
 use std::sync::Arc;
 
