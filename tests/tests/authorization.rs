@@ -81,6 +81,7 @@ enum Rpc {
     RecordCarryOut,
     Retire,
     Unretire,
+    SetAcquisitionDate,
     GetDeletionCertificate,
     RunDisposal,
     RequestCorrection,
@@ -101,7 +102,7 @@ enum Rpc {
     WhoAmI,
 }
 
-const RPCS: [Rpc; 54] = [
+const RPCS: [Rpc; 55] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -138,6 +139,7 @@ const RPCS: [Rpc; 54] = [
     // Adjacent too: the manager's retirement is undone by the manager's unretire.
     Rpc::Retire,
     Rpc::Unretire,
+    Rpc::SetAcquisitionDate,
     Rpc::AddPurposes,
     Rpc::RecordCarryOut,
     Rpc::GetDeletionCertificate,
@@ -166,7 +168,9 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
     let roles: &[Principal] = match rpc {
         Rpc::Seal | Rpc::Unseal | Rpc::Lookup | Rpc::RecordCarryOut => &[Handler, Service],
         Rpc::Describe => &[Handler, Service, Manager],
-        Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire => &[Manager],
+        Rpc::Dispose | Rpc::Suspend | Rpc::Resume | Rpc::Unretire | Rpc::SetAcquisitionDate => {
+            &[Manager]
+        }
         Rpc::Retire | Rpc::AddPurposes => &[Handler, Service, Manager],
         Rpc::GetDeletionCertificate
         | Rpc::ListCorrections
@@ -174,6 +178,8 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::UsageReport
         | Rpc::ListAlerts => &[Manager, Auditor, Admin],
         Rpc::IncidentReport => &[Auditor, Admin],
+        // An unattended backup runs with an auditor's token, which approves nothing.
+        Rpc::Backup => &[Admin, Auditor],
         Rpc::RequestCorrection => &[Handler, Service, Manager],
         Rpc::ApproveCorrection | Rpc::RejectCorrection => &[Manager],
         Rpc::CreateTenant
@@ -184,7 +190,6 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::IssueToken
         | Rpc::RevokeToken
         | Rpc::RotateAuditKey
-        | Rpc::Backup
         | Rpc::RotateTenantKeys
         | Rpc::RequestKeyDestruction
         | Rpc::ApproveKeyDestruction
@@ -617,6 +622,18 @@ async fn call(
                 pb::UnretireRequest {
                     handle: fx.retire_records[&principal].clone(),
                     reason: "再雇用".into(),
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::SetAcquisitionDate => client
+            .locker
+            .set_acquisition_date(with_id(
+                pb::SetAcquisitionDateRequest {
+                    handle: fx.record.clone(),
+                    acquired_on: "2019-04-01".into(),
+                    reason: "紙の台帳から移行".into(),
                 },
                 id,
             ))

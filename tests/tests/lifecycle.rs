@@ -432,3 +432,104 @@ async fn yearly_epochs_share_one_key_per_year() {
         "this year's key lives until the year is over: {report:?}"
     );
 }
+
+/// A record migrated from paper: sealed today, its number acquired years ago. A handler cannot
+/// record a departure before the day it was sealed; once a manager sets the acquisition date
+/// (取得日, audited with the reason), describe shows it in Japan's time and the handler's
+/// retirement goes back to it. Dates before the first numbers or in the future are refused,
+/// and a handler cannot set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_retirement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E-MIG", &valid_number(5151), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let left_on = jst_date_in(-10);
+    let (ok, _, stderr) = cli(
+        &daemon,
+        "dev-handler",
+        &["retire", &handle, "--left-on", &left_on],
+    );
+    assert!(
+        !ok && stderr.contains("precedes the record's acquisition"),
+        "{stderr}"
+    );
+    for (date, why) in [
+        ("2015-10-04", "precedes the first individual numbers"),
+        (jst_date_in(2).as_str(), "is in the future"),
+    ] {
+        let (ok, _, stderr) = cli(
+            &daemon,
+            "dev-manager",
+            &[
+                "acquired",
+                &handle,
+                "--on",
+                date,
+                "--reason",
+                "紙の台帳から移行",
+            ],
+        );
+        assert!(!ok && stderr.contains(why), "{date}: {stderr}");
+    }
+    let (ok, _, stderr) = cli(
+        &daemon,
+        "dev-handler",
+        &[
+            "acquired",
+            &handle,
+            "--on",
+            "2019-04-01",
+            "--reason",
+            "移行",
+        ],
+    );
+    assert!(!ok && stderr.contains("PERMISSION_DENIED"), "{stderr}");
+    let (ok, out, stderr) = cli(
+        &daemon,
+        "dev-manager",
+        &[
+            "--output",
+            "json",
+            "acquired",
+            &handle,
+            "--on",
+            "2019-04-01",
+            "--reason",
+            "紙の台帳から移行",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        record["acquired_at"], "2019-04-01T00:00:00+09:00",
+        "the day in Japan: {record}"
+    );
+    let (ok, _, stderr) = cli(
+        &daemon,
+        "dev-handler",
+        &["retire", &handle, "--left-on", &left_on],
+    );
+    assert!(
+        ok,
+        "the departure goes back to the acquisition date now: {stderr}"
+    );
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    let set = entries
+        .iter()
+        .find(|e| e.action == "ACQUISITION_DATE" && e.outcome == "ALLOWED")
+        .expect("audited");
+    assert_eq!(set.operator_id, "dev-manager");
+    assert!(
+        set.reason.contains("2019-04-01") && set.reason.contains("紙の台帳から移行"),
+        "{}",
+        set.reason
+    );
+}

@@ -135,6 +135,19 @@ pub enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         left_on: String,
     },
+    /// Set the acquisition date (取得日) of a record migrated from paper or another system
+    /// (managers): the 台帳 and describe show it, and a handler may then record a departure
+    /// back to it.
+    Acquired {
+        /// Record handle.
+        handle: String,
+        /// The day the number was acquired, YYYY-MM-DD (Japan).
+        #[arg(long = "on", value_name = "YYYY-MM-DD")]
+        on: String,
+        /// Why (e.g. 紙の台帳から移行); never a number.
+        #[arg(long)]
+        reason: String,
+    },
     /// Undo a retirement before the disposal date (re-hired; managers).
     Unretire {
         /// Record handle.
@@ -285,6 +298,9 @@ pub async fn execute(
         }
         Command::Retire { handle, left_on } => {
             done(lifecycle::retire(client, handle, left_on, format).await)
+        }
+        Command::Acquired { handle, on, reason } => {
+            done(lifecycle::acquired(client, handle, on, reason, format).await)
         }
         Command::Unretire { handle, reason } => {
             done(lifecycle::unretire(client, handle, reason, format).await)

@@ -160,6 +160,27 @@ pub async fn unretire(
     Ok(())
 }
 
+/// `acquired HANDLE --on DATE --reason TEXT` (managers): a migrated record's 取得日.
+pub async fn acquired(
+    client: &mut Client,
+    handle: String,
+    acquired_on: String,
+    reason: String,
+    format: Format,
+) -> Result<(), ClientError> {
+    let record = client
+        .locker
+        .set_acquisition_date(pb::SetAcquisitionDateRequest {
+            handle,
+            acquired_on,
+            reason,
+        })
+        .await?
+        .into_inner();
+    output::record(format, &record);
+    Ok(())
+}
+
 /// `dispose-due` (admins): the disposal scheduler, now.
 pub async fn dispose_due(client: &mut Client, format: Format) -> Result<(), ClientError> {
     let report = client

@@ -118,6 +118,18 @@ pub fn jst_today(now_ms: i64) -> Date {
         .date()
 }
 
+/// The first individual numbers were notified in October 2015: no number was acquired before.
+pub const FIRST_ACQUISITION: Date = match Date::from_calendar_date(2015, time::Month::October, 5) {
+    Ok(date) => date,
+    Err(_) => Date::MIN,
+};
+
+/// 00:00 JST of `date`, in milliseconds since the Unix epoch.
+pub fn jst_midnight_ms(date: Date) -> i64 {
+    let offset = UtcOffset::from_whole_seconds(JST_OFFSET_SECS).unwrap_or(UtcOffset::UTC);
+    date.midnight().assume_offset(offset).unix_timestamp() * 1000
+}
+
 /// `2027-01-05 12:00 JST` for `ms` since the Unix epoch: how a person in the office reads a
 /// time.
 pub fn jst_time(ms: i64) -> String {

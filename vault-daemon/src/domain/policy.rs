@@ -27,6 +27,8 @@ pub enum Action {
     PurposesAdd,
     /// Record that the person left (退職).
     Retire,
+    /// Set a migrated record's acquisition date (取得日).
+    AcquisitionDate,
     /// Undo a retirement before the disposal date.
     Unretire,
     /// Read a deletion certificate.
@@ -150,6 +152,7 @@ impl Action {
             Action::PurposesAdd => "PURPOSES_ADD",
             Action::CarryOut => "CARRY_OUT",
             Action::Retire => "RETIRE",
+            Action::AcquisitionDate => "ACQUISITION_DATE",
             Action::Unretire => "UNRETIRE",
             Action::CertificateRead => "CERTIFICATE_READ",
             Action::DisposalRun => "DISPOSAL_RUN",
@@ -212,7 +215,11 @@ impl Action {
                 &[Handler, Service]
             }
             Action::Describe => &[Handler, Service, Manager],
-            Action::Dispose | Action::Suspend | Action::Resume | Action::Unretire => &[Manager],
+            Action::Dispose
+            | Action::Suspend
+            | Action::Resume
+            | Action::Unretire
+            | Action::AcquisitionDate => &[Manager],
             Action::Retire | Action::PurposesAdd => &[Handler, Service, Manager],
             Action::CorrectionRequest => &[Handler, Service, Manager],
             Action::CorrectionApprove | Action::CorrectionReject => &[Manager],
@@ -223,6 +230,9 @@ impl Action {
             Action::IncidentReport => &[Auditor, Admin],
             Action::TenantInfoSet | Action::OperatorEnable => &[Admin],
             Action::CertificateRead => &[Manager, Auditor, Admin],
+            // Read-only, and sealed rows only: an unattended backup needs no token that can
+            // approve changes.
+            Action::Backup => &[Admin, Auditor],
             Action::TenantCreate
             | Action::OperatorCreate
             | Action::OperatorDisable
@@ -231,7 +241,6 @@ impl Action {
             | Action::TokenIssue
             | Action::TokenRevoke
             | Action::AuditKeyRotate
-            | Action::Backup
             | Action::KeyRotate
             | Action::KeyDestroyRequest
             | Action::KeyDestroyApprove

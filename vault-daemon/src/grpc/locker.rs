@@ -393,6 +393,23 @@ impl LockerRpc for LockerApi {
         )))
     }
 
+    async fn set_acquisition_date(
+        &self,
+        request: Request<pb::SetAcquisitionDateRequest>,
+    ) -> Result<Response<pb::RecordInfo>, Status> {
+        let ctx = request_context(&request);
+        let message = request.get_ref();
+        let record = self
+            .locker
+            .set_acquisition_date(&ctx, &message.handle, &message.acquired_on, &message.reason)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::record_info(
+            record,
+            self.locker.purposes(),
+        )))
+    }
+
     async fn unretire(
         &self,
         request: Request<pb::UnretireRequest>,

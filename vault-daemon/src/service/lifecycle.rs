@@ -174,6 +174,67 @@ impl Locker {
         Ok(())
     }
 
+    /// Sets the acquisition date (取得日) of a record migrated from paper or another system
+    /// (managers, with a reason): the day the number was acquired, from 2015-10-05 (the first
+    /// numbers) to today. The 台帳 and describe show it, and a handler's retirement may then
+    /// go back to it.
+    pub async fn set_acquisition_date(
+        &self,
+        ctx: &RequestContext,
+        handle: &str,
+        acquired_on: &str,
+        reason: &str,
+    ) -> Result<Record> {
+        let (caller, mut entry) = self.begin(ctx, Action::AcquisitionDate).await?;
+        let body = async {
+            let handle = Handle::parse(handle).map_err(|e| invalid(e.to_string()))?;
+            entry.handle = handle.to_string();
+            text::free_text("reason", reason, 1024, true).map_err(invalid)?;
+            let acquired = lifecycle::parse_date("acquired_on", acquired_on)
+                .map_err(|e| invalid(e.to_string()))?;
+            let record = self.record_in_scope(&caller, &handle, &mut entry).await?;
+            let Some(sealed) = &record.sealed else {
+                return Err(Error::FailedPrecondition(format!(
+                    "record {handle} has been disposed"
+                )));
+            };
+            if acquired < lifecycle::FIRST_ACQUISITION {
+                return Err(invalid(format!(
+                    "acquired_on {} precedes the first individual numbers ({})",
+                    format_date(acquired),
+                    format_date(lifecycle::FIRST_ACQUISITION)
+                )));
+            }
+            let today = jst_today(self.lifecycle_now_ms());
+            if acquired > today {
+                return Err(invalid(format!(
+                    "acquired_on {} is in the future (today is {} in Japan)",
+                    format_date(acquired),
+                    format_date(today)
+                )));
+            }
+            let before = format_date(jst_today(record.acquired_at_ms));
+            entry.allow(format!(
+                "acquisition date {} (was {before}): {reason}",
+                format_date(acquired)
+            ));
+            let mut updated = record.clone();
+            updated.acquired_at_ms = lifecycle::jst_midnight_ms(acquired);
+            Ok((
+                (),
+                Mutation::SetRecordState {
+                    expected: sealed.clone(),
+                    updated: Box::new(updated),
+                },
+            ))
+        }
+        .await;
+        match self.finish(entry, body).await? {
+            ((), MutationOutcome::Record(record)) => Ok(*record),
+            (_, other) => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
     /// Records that the person of `handle` left on `left_on` (`YYYY-MM-DD`).
     pub async fn retire(
         &self,
