@@ -112,6 +112,23 @@ async fn certificate_and_ledger_print_in_japanese() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     assert!(!text.contains(&number), "the number in the certificate");
+    // In Japanese throughout, naming the office by its name.
+    assert!(!certificate.tenant_name.is_empty(), "{certificate:?}");
+    for expected in [
+        certificate.tenant_name.as_str(),
+        "事業所",
+        "管理責任者の指示",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    for english in [
+        "ciphertext",
+        "wrapped",
+        "Certificate of Deletion",
+        "(tenant)",
+    ] {
+        assert!(!text.contains(english), "{english} in:\n{text}");
+    }
     // The font is embedded (subset), so it prints the same anywhere.
     let fonts = Command::new("pdffonts")
         .arg(&pdf)

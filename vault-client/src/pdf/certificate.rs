@@ -16,10 +16,7 @@ pub fn certificate_pdf(
     let mut pages = Pages::new(font, A4);
     pages.skip(20.0);
     pages.centred(24.0, "削除証明書");
-    pages.centred(
-        10.0,
-        "Certificate of Deletion (特定個人情報の削除・廃棄の記録)",
-    );
+    pages.centred(10.0, "特定個人情報の削除・廃棄の記録");
     pages.skip(24.0);
     pages.paragraph(
         MARGIN,
@@ -33,8 +30,14 @@ pub fn certificate_pdf(
     } else {
         certificate.responsible.clone()
     };
+    // The office by its name (the id in brackets, as the locker knows it).
+    let office = if certificate.tenant_name.is_empty() {
+        certificate.tenant.clone()
+    } else {
+        format!("{}（{}）", certificate.tenant_name, certificate.tenant)
+    };
     for (label, value) in [
-        ("事業所 (tenant)", certificate.tenant.clone()),
+        ("事業所", office),
         ("対象者の管理番号", certificate.subject_ref.clone()),
         ("記録のハンドル", certificate.handle.clone()),
         ("削除日時", jst(certificate.disposed_at_ms)),

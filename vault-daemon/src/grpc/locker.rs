@@ -487,6 +487,10 @@ impl LockerRpc for LockerApi {
             .deletion_certificate(&ctx, &request.get_ref().handle)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(convert::certificate(certificate)))
+        let tenant_name = self.locker.tenant_name(&certificate.tenant).await;
+        Ok(Response::new(pb::DeletionCertificate {
+            tenant_name,
+            ..convert::certificate(certificate)
+        }))
     }
 }

@@ -59,6 +59,22 @@ impl Locker {
         Ok(certificate)
     }
 
+    /// The name of tenant `id` as stored now (empty if there is none): for the printed
+    /// certificate, which names the office rather than its id.
+    pub async fn tenant_name(&self, id: &str) -> String {
+        match self.store.view() {
+            Ok(view) => view
+                .tenants()
+                .get(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|tenant| tenant.name)
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// The deletion certificate of a disposed record.
     pub async fn deletion_certificate(
         &self,
@@ -187,7 +203,8 @@ impl Locker {
             retirement.left_on, retirement.dispose_on
         );
         let method = format!(
-            "ciphertext, wrapped data key and blind-index entry deleted by the disposal scheduler ({reason}); the disposal-epoch key is destroyed once its month's records are all disposed of"
+            "保存期間の経過により廃棄スケジューラが暗号文・ラップされたデータ鍵・ブラインドインデックスを削除（退職日 {}、保存期間満了 {}）。当月の記録がすべて廃棄された後、その月の廃棄鍵を破棄する",
+            retirement.left_on, retirement.dispose_on
         );
         let certificate = self
             .certify_disposal(&record, now, method, "scheduler")

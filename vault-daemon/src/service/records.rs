@@ -641,7 +641,7 @@ impl Locker {
                 &record,
                 now,
                 format!(
-                    "ciphertext, wrapped data key and blind-index entry deleted at a manager's request: {reason}"
+                    "管理責任者の指示により暗号文・ラップされたデータ鍵・ブラインドインデックスを削除（理由: {reason}）"
                 ),
                 &caller.operator.id,
             )
