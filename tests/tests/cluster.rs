@@ -1499,3 +1499,21 @@ async fn a_clean_stop_hands_the_duties_over_at_once() {
         );
     }
 }
+
+/// A second daemon started on the cluster's database without the first one's key backend (with
+/// `--dev`, a forgotten `--dev-keys`) is refused with the way out, not "key not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_without_the_stores_key_backend_is_told_which_one_it_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let cluster = Cluster::start(dir.path(), &postgres, "sim", 1);
+    let mut options = cluster.options();
+    options.args = vec!["--store-url".into(), cluster.url.clone()];
+    let refused = Daemon::try_start(&dir.path().join("stray"), options)
+        .err()
+        .expect("refused without the store's key backend");
+    assert!(
+        refused.contains("not in this key backend") && refused.contains("--dev-keys"),
+        "{refused}"
+    );
+}

@@ -207,6 +207,23 @@ async fn authenticated(
             key?
         }
     };
+    // A daemon joining a shared store with another key backend (on PostgreSQL with --dev,
+    // a forgotten --dev-keys) has none of the store's keys: say so, not "key not found".
+    match keys
+        .mac(
+            key.clone(),
+            zeroize::Zeroizing::new(b"MNL-STATE-KEY-PROBE".to_vec()),
+        )
+        .await
+    {
+        Err(crate::keys::KeyError::NotFound) => {
+            return Err(TrustError::Refused(
+                "the store's state MAC key is not in this key backend: every daemon of a store needs the key backend that created it (with --dev on a shared store: --dev-keys DIR, the directory the first daemon was given)".into(),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+        Ok(_) => {}
+    }
     let mac = StateMac::new(keys.backend(), key, keys.timeout());
     Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac)))))
 }
