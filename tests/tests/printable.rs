@@ -213,3 +213,155 @@ async fn certificate_and_ledger_print_in_japanese() {
     assert!(!ok && err.contains("font"), "{err}");
     assert!(!dir.path().join("x.pdf").exists());
 }
+
+/// The words of a PDF as `pdftotext -bbox-layout` places them: (page, xMin, xMax, text).
+fn words(path: &std::path::Path) -> Vec<(usize, f32, f32, String)> {
+    let output = Command::new("pdftotext")
+        .args(["-bbox-layout", "-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) must be installed: scripts/install-deps.sh");
+    let html = String::from_utf8(output.stdout).expect("UTF-8");
+    let attribute = |tag: &str, name: &str| -> f32 {
+        tag.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .expect("a coordinate")
+    };
+    let mut page = 0;
+    let mut out = Vec::new();
+    for piece in html.split('<').skip(1) {
+        if piece.starts_with("page ") {
+            page += 1;
+        } else if let Some(rest) = piece.strip_prefix("word ") {
+            let (tag, text) = rest.split_once('>').expect("a word");
+            out.push((
+                page,
+                attribute(tag, "xMin"),
+                attribute(tag, "xMax"),
+                text.to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The 管理台帳 fit to file: labels never run into their values and no word crosses the right
+/// margin; purposes in 第4条's order; operators by name; a page the section runs onto says
+/// whose it is; boxes for the seals of who checked and who approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let mut approver = daemon.dev_client("dev-admin2").await;
+    let purposes = [
+        "STAFF_WORKERS_COMP",
+        "PAYEE_REAL_ESTATE",
+        "ENTRUSTED_OTHER",
+        "STAFF_EMPLOYMENT_INSURANCE",
+        "ENTRUSTED_EI_ACQUISITION",
+        "STAFF_HEALTH_PENSION",
+    ];
+    // Enough operators, each with a name and purposes, to run onto a second page.
+    for i in 0..16 {
+        let id = format!("clerk-{i:02}");
+        let created = admin
+            .admin
+            .create_operator(pb::CreateOperatorRequest {
+                operator_id: id.clone(),
+                role: pb::Role::Handler as i32,
+                display_name: format!("事務担当者 第{i:02}号"),
+            })
+            .await
+            .expect("create")
+            .into_inner();
+        vault_tests::rpc::approve(&mut approver, created.pending_request).await;
+        let granted = [
+            purposes[i % purposes.len()],
+            purposes[(i + 1) % purposes.len()],
+        ];
+        vault_tests::rpc::grant(&mut admin, &mut approver, &id, "dev", &granted).await;
+    }
+    let ledger = dir.path().join("管理台帳.pdf");
+    let (ok, _, err) = vault_cli(
+        &daemon,
+        "dev-auditor",
+        &[
+            "ledger",
+            "--format",
+            "pdf",
+            "--out",
+            ledger.to_str().expect("utf8"),
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let placed = words(&ledger);
+    let pages = placed.iter().map(|w| w.0).max().unwrap_or(0);
+    assert!(pages >= 2, "the section runs onto a second page: {pages}");
+    // The label column ends 150 points in from the 56-point margin: no label runs past it.
+    let value_column = 56.0 + 150.0;
+    let right_margin = 595.0 - 56.0;
+    let labels = [
+        "事業所",
+        "特定個人情報ファイルの種類",
+        "特定個人情報ファイルの名称",
+        "責任者",
+        "取扱部署",
+        "管理区域",
+        "取扱区域",
+        "記録件数",
+        "最終廃棄日時",
+    ];
+    let is_label = |text: &str| {
+        labels
+            .iter()
+            .any(|label| label.contains(text) || text.contains(label))
+            || text.starts_with("第4条")
+            || text.contains("事務担当者")
+            || text.starts_with("clerk-")
+            || text.starts_with("dev-")
+    };
+    let mut seen_labels = 0;
+    for (page, x_min, x_max, text) in &placed {
+        if *x_min < value_column - 1.0 && is_label(text) {
+            seen_labels += 1;
+            assert!(
+                *x_max <= value_column - 2.0,
+                "page {page}: the label {text:?} ({x_min}–{x_max}) runs into its value"
+            );
+        }
+        assert!(
+            *x_max <= right_margin + 2.0,
+            "page {page}: {text:?} ends at {x_max}, over the margin"
+        );
+    }
+    assert!(seen_labels > 30, "labels found: {seen_labels}");
+    let text = pdftotext(&ledger);
+    let continued = text.split('\u{c}').nth(1).expect("a second page");
+    assert!(
+        continued.contains("（続き）") && continued.contains("dev"),
+        "the second page says whose section it continues:\n{continued}"
+    );
+    for expected in ["事務担当者 第07号", "clerk-07", "確認", "承認"] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    // Every purpose whole, in the order of 第4条's list.
+    let order: Vec<usize> = ["1-①", "1-②", "1-③", "2-③", "3-(1)①", "3-(3)"]
+        .iter()
+        .map(|article| {
+            text.find(&format!("第4条 {article}"))
+                .unwrap_or_else(|| panic!("第4条 {article} missing from:\n{text}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "not in 第4条 order: {order:?}"
+    );
+    for code in purposes {
+        assert!(text.contains(code), "{code} broken or missing:\n{text}");
+    }
+}

@@ -68,21 +68,7 @@ pub fn certificate_pdf(
     );
     // Seals of who checked and who approved (確認印・承認印).
     pages.skip(30.0);
-    pages.room(110.0);
-    let top = pages.y;
-    let right = A4.0 - MARGIN;
-    for (i, label) in ["承認", "確認"].iter().enumerate() {
-        let x = right - (i as f32 + 1.0) * 80.0;
-        pages.boxed(x, top, 70.0, 18.0);
-        pages.boxed(x, top + 18.0, 70.0, 62.0);
-        pages.text_at(x + 24.0, top + 13.0, 9.5, label);
-    }
-    pages.text_at(
-        MARGIN,
-        top + 13.0,
-        9.5,
-        &format!("発行日時: {}", jst(issued_ms)),
-    );
+    pages.stamp_boxes(&format!("発行日時: {}", jst(issued_ms)));
     pages
         .finish(&format!("削除証明書 {}", certificate.handle))
         .map_err(ClientError::Usage)

@@ -25,9 +25,11 @@ pub fn ledger_pdf(
     issued_ms: i64,
 ) -> Result<Vec<u8>, ClientError> {
     let mut pages = Pages::new(font, A4);
-    let label_width = 130.0;
+    // Wide enough for the longest label (特定個人情報ファイルの種類) on one line.
+    let label_width = 150.0;
     for (i, entry) in ledger.entries.iter().enumerate() {
         if i > 0 {
+            pages.continued = None;
             pages.new_page();
         }
         pages.centred(18.0, "特定個人情報管理台帳");
@@ -39,8 +41,15 @@ pub fn ledger_pdf(
         } else {
             jst(entry.last_disposal_unix.saturating_mul(1000))
         };
+        let office = if entry.tenant_name.is_empty() {
+            entry.tenant.clone()
+        } else {
+            format!("{}（{}）", entry.tenant_name, entry.tenant)
+        };
+        // A page this tenant's section runs onto says whose it is.
+        pages.continued = Some(format!("特定個人情報管理台帳・{office}"));
         for (label, value) in [
-            ("事業所", format!("{} {}", entry.tenant, entry.tenant_name)),
+            ("事業所", office.clone()),
             ("特定個人情報ファイルの種類", info.file_kind),
             ("特定個人情報ファイルの名称", info.file_name),
             ("責任者", info.responsible_person),
@@ -50,7 +59,7 @@ pub fn ledger_pdf(
             (
                 "記録件数",
                 format!(
-                    "利用中 {} 件 / 利用停止 {} 件 / 退職（廃棄待ち）{} 件 / 廃棄済 {} 件",
+                    "利用中 {} 件 / 利用停止 {} 件\n退職（廃棄待ち）{} 件 / 廃棄済 {} 件",
                     entry.active, entry.suspended, entry.retired, entry.disposed
                 ),
             ),
@@ -62,9 +71,9 @@ pub fn ledger_pdf(
         pages.paragraph(MARGIN, 11.0, "利用目的（規程第4条）と保存期間");
         for purpose in &entry.purposes {
             pages.field(
-                &purpose.article,
+                &format!("第4条 {}", purpose.article),
                 &format!(
-                    "{}（{}）保存 {} 年",
+                    "{}\n{}・保存期間 {}年",
                     purpose.label_ja, purpose.code, purpose.retention_years
                 ),
                 9.5,
@@ -82,9 +91,17 @@ pub fn ledger_pdf(
                 value.push('\n');
                 value.push_str(&access.purposes.join(", "));
             }
-            pages.field(&access.operator_id, &value, 9.5, label_width);
+            let who = if access.display_name.is_empty() {
+                access.operator_id.clone()
+            } else {
+                format!("{}\n{}", access.display_name, access.operator_id)
+            };
+            pages.field(&who, &value, 9.5, label_width);
         }
+        pages.skip(16.0);
+        pages.stamp_boxes(&format!("作成日時: {}", jst(issued_ms)));
     }
+    pages.continued = None;
     if ledger.entries.is_empty() {
         pages.centred(18.0, "特定個人情報管理台帳");
         for line in wrap("対象の事業所はありません。", 10.0, A4.0 - 2.0 * MARGIN) {

@@ -42,7 +42,12 @@ pub struct Pages {
     pages: Vec<Vec<Mark>>,
     /// The baseline of the next line on the current page.
     pub y: f32,
+    /// Said at the top of a page that continues a section (its heading, "（続き）").
+    pub continued: Option<String>,
 }
+
+/// Space between a label's column and its value.
+const LABEL_GAP: f32 = 8.0;
 
 /// Estimated width of `text` at `size`.
 pub fn width(text: &str, size: f32) -> f32 {
@@ -62,13 +67,16 @@ pub fn wrap(text: &str, size: f32, max: f32) -> Vec<String> {
             let mut candidate = line.clone();
             candidate.push(c);
             if width(&candidate, size) > max && !line.is_empty() {
-                let word_start = line.rfind(' ').map(|i| i + 1);
+                // A run of Latin letters, digits and signs (a code, a hex group, a number) is
+                // never cut: the line breaks before it, unless it fills the line by itself.
+                let word_start = line
+                    .char_indices()
+                    .rev()
+                    .take_while(|(_, w)| w.is_ascii_graphic())
+                    .last()
+                    .map(|(i, _)| i);
                 match word_start {
-                    Some(start)
-                        if start < line.len()
-                            && c.is_ascii_graphic()
-                            && line[start..].chars().all(|w| w.is_ascii_graphic()) =>
-                    {
+                    Some(start) if start > 0 && c.is_ascii_graphic() => {
                         let word = line.split_off(start);
                         lines.push(line.trim_end().to_owned());
                         line = word;
@@ -91,6 +99,7 @@ impl Pages {
             size,
             pages: vec![Vec::new()],
             y: MARGIN,
+            continued: None,
         }
     }
 
@@ -102,10 +111,16 @@ impl Pages {
         &mut self.pages[last]
     }
 
-    /// Starts a new page.
+    /// Starts a new page (headed by [`Pages::continued`], if set).
     pub fn new_page(&mut self) {
         self.pages.push(Vec::new());
         self.y = MARGIN;
+        if let Some(heading) = self.continued.clone() {
+            self.y += 10.0;
+            let y = self.y;
+            self.text_at(MARGIN, y, 10.0, &format!("{heading}（続き）"));
+            self.y += 12.0;
+        }
     }
 
     /// Makes room for `height` more points, on a new page if this one is full.
@@ -148,11 +163,16 @@ impl Pages {
     /// A `label` in a column of `label_width`, its `value` wrapped beside it, a rule below.
     pub fn field(&mut self, label: &str, value: &str, size: f32, label_width: f32) {
         let x = MARGIN + label_width;
+        // The label wraps within its column, a gap short of the value: never into it.
+        let labels = wrap(label, size, label_width - LABEL_GAP);
         let lines = wrap(value, size, self.size.0 - MARGIN - x);
-        let height = size * 1.6 * lines.len().max(1) as f32 + size * 0.6;
+        let rows = lines.len().max(labels.len()).max(1);
+        let height = size * 1.6 * rows as f32 + size * 0.6;
         self.room(height);
         let top = self.y;
-        self.text_at(MARGIN, top + size * 1.5, size, label);
+        for (i, line) in labels.iter().enumerate() {
+            self.text_at(MARGIN, top + size * 1.5 + i as f32 * size * 1.6, size, line);
+        }
         for (i, line) in lines.iter().enumerate() {
             self.text_at(x, top + size * 1.5 + i as f32 * size * 1.6, size, line);
         }
@@ -170,6 +190,22 @@ impl Pages {
     /// A box (for a seal, 印).
     pub fn boxed(&mut self, x: f32, y: f32, w: f32, h: f32) {
         self.current().push(Mark::Rect { x, y, w, h });
+    }
+
+    /// Boxes for the seals of who checked and who approved (確認印・承認印), at the right of
+    /// the next 80 points, `note` at the left of their top line.
+    pub fn stamp_boxes(&mut self, note: &str) {
+        self.room(90.0);
+        let top = self.y;
+        let right = self.size.0 - MARGIN;
+        for (i, label) in ["承認", "確認"].iter().enumerate() {
+            let x = right - (i as f32 + 1.0) * 80.0;
+            self.boxed(x, top, 70.0, 18.0);
+            self.boxed(x, top + 18.0, 70.0, 62.0);
+            self.text_at(x + 24.0, top + 13.0, 9.5, label);
+        }
+        self.text_at(MARGIN, top + 13.0, 9.5, note);
+        self.y = top + 84.0;
     }
 
     /// Vertical space.

@@ -50,6 +50,7 @@ fn ledger_entry(page: LedgerEntry) -> pb::LedgerEntry {
             .into_iter()
             .map(|a| pb::LedgerAccess {
                 operator_id: a.operator,
+                display_name: a.display_name,
                 role: a.role.into(),
                 disabled: a.disabled,
                 purposes: a.purposes,

@@ -26,6 +26,8 @@ const SCAN_PAGE: usize = 1000;
 pub struct LedgerAccess {
     /// Operator id.
     pub operator: String,
+    /// The operator's name, as the admin gave it (may be empty).
+    pub display_name: String,
     /// Role name.
     pub role: &'static str,
     /// Whether the operator is disabled.
@@ -111,6 +113,16 @@ fn category(entry: &Entry) -> Option<&'static str> {
         "ALERT" => "alert",
         _ => return None,
     })
+}
+
+/// The sort key of a 第4条 item such as `1-④` or `10-②`: its section as a number, then the
+/// rest (circled numbers sort in order as characters).
+fn article_order(article: &str) -> (u32, String) {
+    let digits: String = article.chars().take_while(char::is_ascii_digit).collect();
+    (
+        digits.parse().unwrap_or(u32::MAX),
+        article[digits.len()..].to_owned(),
+    )
 }
 
 impl Locker {
@@ -268,6 +280,7 @@ impl Locker {
                     .extend(purposes.iter().cloned());
                 page.access.push(LedgerAccess {
                     operator: operator.id.clone(),
+                    display_name: operator.display_name.clone(),
                     role: operator.role.as_str(),
                     disabled: operator.disabled,
                     purposes,
@@ -281,6 +294,9 @@ impl Locker {
                 .flatten()
                 .filter_map(|code| self.purposes.get(code).cloned())
                 .collect();
+            // In the order of 第4条's list (1-①, 1-②, …, 2-①), as the rules print it.
+            page.purposes
+                .sort_by_cached_key(|purpose| article_order(&purpose.article));
         }
         let ledger: Vec<LedgerEntry> = ledger.into_values().collect();
         entry.allow(format!("ledger of {} tenants", ledger.len()));
