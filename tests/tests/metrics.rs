@@ -506,3 +506,54 @@ async fn an_operators_last_token_running_out_is_a_gauge_and_a_warning() {
         "{log}"
     );
 }
+
+/// After a restart the records gauge is right at once: counted when the daemon starts, never
+/// 0 for a minute while the store holds records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_gauge_is_right_from_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let options = DaemonOptions {
+        args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+        ..DaemonOptions::default()
+    };
+    let mut daemon = Daemon::start(&data, options.clone());
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for i in 0..3 {
+        handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("G{i}"),
+                &valid_number(6100 + i),
+                &["STAFF_WITHHOLDING"],
+            ))
+            .await
+            .expect("seal");
+    }
+    assert!(daemon.stop().success());
+    let daemon = Daemon::start(&data, options);
+    let started = std::time::Instant::now();
+    let addr = daemon
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics listening on "))
+        .expect("the metrics address is printed")
+        .to_owned();
+    let active = loop {
+        let body = scrape_body(&addr);
+        let active = body.lines().find_map(|line| {
+            line.strip_prefix("locker_records{state=\"active\"} ")
+                .map(|value| value.trim().to_owned())
+        });
+        if let Some(active) = active {
+            break active;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no records gauge 5 s after start:\n{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(active, "3", "the first figure shown is the count, never 0");
+}
