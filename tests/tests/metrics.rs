@@ -557,3 +557,45 @@ async fn the_records_gauge_is_right_from_the_start() {
     };
     assert_eq!(active, "3", "the first figure shown is the count, never 0");
 }
+
+/// The process family every exporter has: CPU seconds, memory, file descriptors, start time,
+/// read from /proc at the scrape; the exposition still ends with one `# EOF`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_family_is_exported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+            ..DaemonOptions::default()
+        },
+    );
+    let addr = daemon
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics listening on "))
+        .expect("the metrics address is printed")
+        .to_owned();
+    let body = scrape_body(&addr);
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&started),
+        "started {started}, now {now}"
+    );
+    assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+}

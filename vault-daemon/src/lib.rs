@@ -20,6 +20,7 @@ pub mod hardening;
 pub mod keys;
 pub mod metrics;
 pub mod metrics_listener;
+pub mod process_metrics;
 pub mod reload;
 pub mod server;
 pub mod service;
