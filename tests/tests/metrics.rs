@@ -8,6 +8,24 @@ use vault_tests::numbers::valid_number;
 use vault_tests::rpc::seal_request;
 use vault_tests::{Daemon, DaemonOptions};
 
+/// A dev daemon's options with metrics on a free loopback port.
+fn with_metrics() -> DaemonOptions {
+    DaemonOptions {
+        args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+        ..DaemonOptions::default()
+    }
+}
+
+/// The metrics address `daemon` printed.
+fn metrics_addr(daemon: &Daemon) -> String {
+    daemon
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics listening on "))
+        .expect("the metrics address is printed")
+        .to_owned()
+}
+
 fn scrape(addr: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
     write!(
@@ -25,19 +43,8 @@ fn scrape(addr: &str) -> String {
 async fn metrics_count_calls_commits_backend_and_refusals_without_secrets() {
     use secrecy::ExposeSecret;
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(
-        &dir.path().join("data"),
-        DaemonOptions {
-            args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
-            ..DaemonOptions::default()
-        },
-    );
-    let addr = daemon
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics listening on "))
-        .expect("the metrics address is printed")
-        .to_owned();
+    let daemon = Daemon::start(&dir.path().join("data"), with_metrics());
+    let addr = metrics_addr(&daemon);
     let mut handler = daemon.dev_client("dev-handler").await;
     let number = valid_number(4711);
     let subject = "EMP-SECRET-SUBJECT";
@@ -169,12 +176,7 @@ async fn scrapes_under_load_parse_and_match_the_calls_the_records_and_the_rewrap
         DaemonOptions::default(),
     )
     .await;
-    let addr = daemon
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics listening on "))
-        .expect("the metrics address is printed")
-        .to_owned();
+    let addr = metrics_addr(&daemon);
     let token = tenant_with_operator(
         &mut admin,
         &mut approver,
@@ -433,19 +435,8 @@ async fn an_operators_last_token_running_out_is_a_gauge_and_a_warning() {
     use secrecy::ExposeSecret;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let options = DaemonOptions {
-        args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
-        ..DaemonOptions::default()
-    };
+    let options = with_metrics();
     let mut daemon = Daemon::start(&data, options.clone());
-    let metrics_addr = |daemon: &Daemon| {
-        daemon
-            .banner
-            .iter()
-            .find_map(|line| line.strip_prefix("metrics listening on "))
-            .expect("the metrics address is printed")
-            .to_owned()
-    };
     let gauge = |body: &str, role: &str| {
         body.lines().find_map(|line| {
             line.strip_prefix(&format!("locker_token_expiry_seconds{{role=\"{role}\"}} "))
@@ -513,10 +504,7 @@ async fn an_operators_last_token_running_out_is_a_gauge_and_a_warning() {
 async fn the_records_gauge_is_right_from_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let options = DaemonOptions {
-        args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
-        ..DaemonOptions::default()
-    };
+    let options = with_metrics();
     let mut daemon = Daemon::start(&data, options.clone());
     let mut handler = daemon.dev_client("dev-handler").await;
     for i in 0..3 {
@@ -534,12 +522,7 @@ async fn the_records_gauge_is_right_from_the_start() {
     assert!(daemon.stop().success());
     let daemon = Daemon::start(&data, options);
     let started = std::time::Instant::now();
-    let addr = daemon
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics listening on "))
-        .expect("the metrics address is printed")
-        .to_owned();
+    let addr = metrics_addr(&daemon);
     let active = loop {
         let body = scrape_body(&addr);
         let active = body.lines().find_map(|line| {
@@ -563,19 +546,8 @@ async fn the_records_gauge_is_right_from_the_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_process_family_is_exported() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(
-        &dir.path().join("data"),
-        DaemonOptions {
-            args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
-            ..DaemonOptions::default()
-        },
-    );
-    let addr = daemon
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics listening on "))
-        .expect("the metrics address is printed")
-        .to_owned();
+    let daemon = Daemon::start(&dir.path().join("data"), with_metrics());
+    let addr = metrics_addr(&daemon);
     let body = scrape_body(&addr);
     let value = |name: &str| -> f64 {
         body.lines()
@@ -598,4 +570,37 @@ async fn the_process_family_is_exported() {
     );
     assert_eq!(body.matches("# EOF").count(), 1, "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
+}
+
+/// A new seal costs one backend MAC (its blind index), not two: the look-up's index under the
+/// active keys is the one the record is stored under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_seal_costs_one_backend_mac() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&dir.path().join("data"), with_metrics());
+    let addr = metrics_addr(&daemon);
+    let macs = || {
+        scrape_body(&addr)
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("locker_key_backend_duration_seconds_count{op=\"mac\"} ")
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let before = macs();
+    for i in 0..10 {
+        handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("M{i}"),
+                &valid_number(7300 + i),
+                &["STAFF_WITHHOLDING"],
+            ))
+            .await
+            .expect("seal");
+    }
+    assert_eq!(macs() - before, 10, "backend MACs for 10 new seals");
 }

@@ -33,6 +33,8 @@ use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
 use crate::store::guard::PanicSafe;
 
+/// How long a stopping daemon waits to hand its duty leases over.
+const LEASE_RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -877,17 +879,26 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
     // The duties are handed over now (every duty task has stopped, the final checkpoint is
     // signed): another daemon takes each on its next round instead of waiting for the lease
     // to run out.
-    for duty in [
-        crate::store::lease::CHECKPOINTS,
-        crate::store::lease::REWRAP,
-        crate::store::lease::DISPOSAL,
-        crate::service::log_watch::MONITOR,
-    ] {
-        if let Err(error) = store.release_lease(duty, crate::store::lease::holder_id()) {
-            tracing::warn!(duty, %error, "cannot give up the duty's lease; it runs out by itself");
+    // Bounded: a database that is gone must not hold the stop (the leases then run out).
+    let released = tokio::task::spawn_blocking(move || {
+        for duty in [
+            crate::store::lease::CHECKPOINTS,
+            crate::store::lease::REWRAP,
+            crate::store::lease::DISPOSAL,
+            crate::service::log_watch::MONITOR,
+        ] {
+            if let Err(error) = store.release_lease(duty, crate::store::lease::holder_id()) {
+                tracing::warn!(duty, %error, "cannot give up the duty's lease; it runs out by itself");
+                return;
+            }
         }
+    });
+    if tokio::time::timeout(LEASE_RELEASE_WAIT, released)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the duty leases were not given up in time; they run out by themselves");
     }
-    drop(store);
     // Everything queued is committed; requests still running get UNAVAILABLE and release nothing.
     stop_writer.shutdown().await;
     let flushed = stop_writer.healthy();

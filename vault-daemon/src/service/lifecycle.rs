@@ -229,10 +229,7 @@ impl Locker {
             ))
         }
         .await;
-        match self.finish(entry, body).await? {
-            ((), MutationOutcome::Record(record)) => Ok(*record),
-            (_, other) => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
-        }
+        record_outcome(self.finish(entry, body).await?)
     }
 
     /// Records that the person of `handle` left on `left_on` (`YYYY-MM-DD`).
