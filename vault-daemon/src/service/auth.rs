@@ -34,7 +34,7 @@ impl Locker {
         })?;
         let id = match token_id(token) {
             Ok(id) => id,
-            Err(_) => return Err(self.malformed_token(token).await),
+            Err(_) => return Err(self.malformed_token(ctx, token).await),
         };
         // The public id only (the part before the secret), also when the token is refused.
         entry.token_id = id.clone();
@@ -55,7 +55,7 @@ impl Locker {
             authority = self.writer.authority().snapshot();
         }
         if !known(&authority) {
-            return Err(match self.pending_token_request(&id).await {
+            return Err(match self.pending_token_request(ctx, &id).await {
                 Some(request) => Error::Unauthenticated(format!(
                     "token {id} is pending approval (request {request}): it works once another admin approves it"
                 ))
@@ -105,7 +105,13 @@ impl Locker {
 impl Locker {
     /// The open change request that would issue token `id`, if any (a holder who presents a
     /// token, or a share, before the approval is told so rather than "unknown").
-    async fn pending_token_request(&self, id: &str) -> Option<String> {
+    ///
+    /// Asked only while the caller is not locked out by its failures: a flood of junk tokens
+    /// must not turn into a flood of store reads.
+    async fn pending_token_request(&self, ctx: &RequestContext, id: &str) -> Option<String> {
+        if self.failures_locked(ctx) {
+            return None;
+        }
         let now = self.now_ms();
         let requests = self
             .store
@@ -130,7 +136,7 @@ impl Locker {
 
     /// Why a presented token is malformed: a token share presented as a token is named as
     /// such (with its request when that still waits for approval).
-    async fn malformed_token(&self, token: &SecretString) -> Error {
+    async fn malformed_token(&self, ctx: &RequestContext, token: &SecretString) -> Error {
         let share_of = token
             .expose_secret()
             .strip_prefix("mns_")
@@ -141,7 +147,7 @@ impl Locker {
             return Error::Unauthenticated("malformed bearer token".into())
                 .because(Reason::TokenMalformed);
         };
-        match self.pending_token_request(&id).await {
+        match self.pending_token_request(ctx, &id).await {
             Some(request) => Error::Unauthenticated(format!(
                 "this is a share of token {id}, which is pending approval (request {request}): the admin whose approval applies it receives the second share; then combine both with vault-client token combine"
             ))

@@ -458,6 +458,24 @@ impl Locker {
         }
     }
 
+    /// How long the failures of `sources` still lock them out, if they do.
+    fn locked_for(
+        &self,
+        sources: &[refusals::FailureSource],
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        sources
+            .iter()
+            .filter_map(|s| self.refusals.peer_locked(s, now))
+            .max()
+    }
+
+    /// Whether the caller's address or presented token id is locked out by its failures now.
+    pub(super) fn failures_locked(&self, ctx: &RequestContext) -> bool {
+        self.locked_for(&failure_sources(ctx), std::time::Instant::now())
+            .is_some()
+    }
+
     /// Refuses a call that failed to authenticate: RESOURCE_EXHAUSTED while its address or
     /// its presented token id has used up its failures, else UNAUTHENTICATED, counting one
     /// failure against each. Audited aggregated per address.
@@ -469,19 +487,9 @@ impl Locker {
     ) -> Error {
         let now = std::time::Instant::now();
         let peer_ip = ctx.peer_ip();
-        let mut sources = Vec::with_capacity(2);
-        if let Some(ip) = peer_ip {
-            sources.push(refusals::FailureSource::Address(ip));
-        }
-        if let Some(id) = ctx.token.as_ref().and_then(|t| token::token_id(t).ok()) {
-            sources.push(refusals::FailureSource::TokenId(id));
-        }
+        let sources = failure_sources(ctx);
         let source = peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        let locked = sources
-            .iter()
-            .filter_map(|s| self.refusals.peer_locked(s, now))
-            .max();
-        if let Some(wait) = locked {
+        if let Some(wait) = self.locked_for(&sources, now) {
             // The message stays the same for every refusal of this kind (they are aggregated
             // by it); the delay goes in the RetryInfo details.
             let error = Error::RateLimited {
@@ -723,4 +731,17 @@ impl Locker {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+}
+
+/// What a failed authentication counts against: the caller's address and the token id it
+/// presented.
+fn failure_sources(ctx: &RequestContext) -> Vec<refusals::FailureSource> {
+    let mut sources = Vec::with_capacity(2);
+    if let Some(ip) = ctx.peer_ip() {
+        sources.push(refusals::FailureSource::Address(ip));
+    }
+    if let Some(id) = ctx.token.as_ref().and_then(|t| token::token_id(t).ok()) {
+        sources.push(refusals::FailureSource::TokenId(id));
+    }
+    sources
 }
