@@ -608,6 +608,9 @@ pub struct TpmConfig {
     /// key and NV index the locker creates is derived. Required: without it, anyone who can
     /// open the TPM and read the store's key blobs could use the keys.
     pub auth_file: Option<PathBuf>,
+    /// Or the name of a systemd credential holding that secret (`LoadCredential=NAME:FILE` in
+    /// the unit): read from `$CREDENTIALS_DIRECTORY/NAME`, so the file itself stays root's.
+    pub auth_credential: Option<String>,
 }
 
 fn default_persistent_base() -> u32 {
@@ -626,13 +629,62 @@ pub struct Pkcs11Config {
     pub module: PathBuf,
     /// Label of the token; the slot is found by it.
     pub token_label: String,
-    /// File holding the user PIN (mode 0600 or stricter). One of `pin_file` and `pin_env`.
+    /// File holding the user PIN (mode 0600 or stricter). One of `pin_file`, `pin_env` and
+    /// `pin_credential`.
     pub pin_file: Option<PathBuf>,
     /// Environment variable holding the user PIN.
     pub pin_env: Option<String>,
+    /// Name of a systemd credential holding the user PIN (`LoadCredential=NAME:FILE` in the
+    /// unit): read from `$CREDENTIALS_DIRECTORY/NAME`, so the PIN file itself stays root's.
+    pub pin_credential: Option<String>,
     /// Sessions kept open at most (default 16).
     #[serde(default = "default_sessions")]
     pub max_sessions: usize,
+}
+
+/// A systemd credential name is one file name in `$CREDENTIALS_DIRECTORY`: never a path that
+/// could lead the daemon to read some other file as its PIN.
+fn check_credential_name(name: &str, key: &str) -> Result<(), ConfigError> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if plain {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{key} must be a credential name (letters, digits, '-', '_', '.', '@'), as in LoadCredential=NAME:FILE"
+        )))
+    }
+}
+
+/// Where systemd put the credential `name` of this service: `$CREDENTIALS_DIRECTORY/name`.
+/// Outside systemd (a one-off `--reanchor`, say) the caller may point `CREDENTIALS_DIRECTORY`
+/// at a directory holding a file of that name.
+pub fn credential_path(name: &str, key: &str) -> Result<PathBuf, ConfigError> {
+    check_credential_name(name, key)?;
+    let directory = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "{key} = \"{name}\" is a systemd credential, but CREDENTIALS_DIRECTORY is not set: start the daemon from its unit (LoadCredential={name}:FILE), or for a one-off command set CREDENTIALS_DIRECTORY to a directory holding a file named {name}"
+        ))
+    })?;
+    let path = PathBuf::from(&directory).join(name);
+    if !path.exists() {
+        // The packaged unit loads every file of one directory as `locker_FILE`.
+        let hint = match name.strip_prefix("locker_") {
+            Some(file) => format!(
+                "; the packaged unit loads /etc/mynumber-locker/credentials/{file} as {name}"
+            ),
+            None => String::new(),
+        };
+        return Err(ConfigError::Invalid(format!(
+            "{key} = \"{name}\": this service has no such credential (none in {}){hint}",
+            PathBuf::from(directory).display()
+        )));
+    }
+    Ok(path)
 }
 
 fn default_sessions() -> usize {
@@ -880,8 +932,18 @@ impl Config {
             let Some(p11) = &self.backend.pkcs11 else {
                 return invalid("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section");
             };
-            if p11.pin_file.is_some() == p11.pin_env.is_some() {
-                return invalid("[backend.pkcs11] needs exactly one of pin_file and pin_env");
+            let sources = [
+                p11.pin_file.is_some(),
+                p11.pin_env.is_some(),
+                p11.pin_credential.is_some(),
+            ];
+            if sources.iter().filter(|given| **given).count() != 1 {
+                return invalid(
+                    "[backend.pkcs11] needs exactly one of pin_file, pin_env and pin_credential",
+                );
+            }
+            if let Some(name) = &p11.pin_credential {
+                check_credential_name(name, "backend.pkcs11.pin_credential")?;
             }
             if p11.token_label.is_empty() || p11.max_sessions == 0 {
                 return invalid(
@@ -893,10 +955,18 @@ impl Config {
             let Some(tpm) = &self.backend.tpm else {
                 return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
             };
-            if tpm.auth_file.is_none() {
+            if tpm.auth_file.is_some() && tpm.auth_credential.is_some() {
                 return invalid(
-                    "[backend.tpm] needs auth_file: a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
+                    "[backend.tpm] takes one of auth_file and auth_credential, not both",
                 );
+            }
+            if tpm.auth_file.is_none() && tpm.auth_credential.is_none() {
+                return invalid(
+                    "[backend.tpm] needs auth_file (or auth_credential, under systemd): a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
+                );
+            }
+            if let Some(name) = &tpm.auth_credential {
+                check_credential_name(name, "backend.tpm.auth_credential")?;
             }
             let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
                 && tpm.persistent_count >= 1
@@ -1112,8 +1182,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .join("deploy");
-        let text =
-            std::fs::read_to_string(root.join("vault-daemon.example.toml")).expect("example");
+        let text = std::fs::read_to_string(root.join("locker.example.toml")).expect("example");
         let config = Config::parse(&text).expect("example parses");
         // The example keeps the insecure simulated token refused outside dev mode.
         assert!(config.validate(false).is_err());
@@ -1255,6 +1324,41 @@ mod tests {
         .expect_err("plaintext off loopback refused")
         .to_string();
         assert!(message.contains("loopback"), "{message}");
+    }
+
+    #[test]
+    fn secrets_come_from_one_source_and_a_credential_is_a_plain_name() {
+        let p11 = |pin: &str| {
+            parse(&format!(
+                "[store]\ndata_dir = \"/x\"\n[backend]\nkind = \"pkcs11\"\n[backend.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\n{pin}"
+            ))
+        };
+        p11("pin_credential = \"locker_pkcs11-pin\"\n").expect("a credential alone");
+        for (pins, says) in [
+            ("", "exactly one of pin_file, pin_env and pin_credential"),
+            (
+                "pin_file = \"/p\"\npin_credential = \"locker_pkcs11-pin\"\n",
+                "exactly one of",
+            ),
+            ("pin_credential = \"../etc/shadow\"\n", "credential name"),
+            ("pin_credential = \"..\"\n", "credential name"),
+            ("pin_credential = \"\"\n", "credential name"),
+        ] {
+            let message = p11(pins).expect_err(pins).to_string();
+            assert!(message.contains(says), "{pins}: {message}");
+        }
+        let tpm = |auth: &str| {
+            parse(&format!(
+                "[store]\ndata_dir = \"/x\"\n[backend]\nkind = \"tpm\"\n[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\n{auth}"
+            ))
+        };
+        tpm("auth_credential = \"locker_tpm-auth\"\n").expect("a credential alone");
+        let both = tpm("auth_file = \"/a\"\nauth_credential = \"locker_tpm-auth\"\n")
+            .expect_err("two sources")
+            .to_string();
+        assert!(both.contains("not both"), "{both}");
+        let none = tpm("").expect_err("no source").to_string();
+        assert!(none.contains("auth_credential"), "{none}");
     }
 
     #[test]

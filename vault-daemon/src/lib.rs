@@ -24,5 +24,6 @@ pub mod process_metrics;
 pub mod reload;
 pub mod server;
 pub mod service;
+pub mod service_manager;
 pub mod store;
 pub mod trust;

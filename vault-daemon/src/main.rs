@@ -16,7 +16,7 @@ use vault_daemon::devkit::swtpm::Swtpm;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Configuration file (TOML). See deploy/vault-daemon.example.toml.
+    /// Configuration file (TOML). See deploy/locker.example.toml.
     #[arg(long, value_name = "FILE", conflicts_with = "dev")]
     config: Option<PathBuf>,
     /// Run on the embedded default: simulated (insecure) token, local store, loopback plaintext,
@@ -130,6 +130,7 @@ fn prepare_dev_backend(
                     vault_daemon::devkit::swtpm::auth_file(&config.store.data_dir.join("swtpm"))
                         .map_err(|e| e.to_string())?,
                 ),
+                auth_credential: None,
             });
             config.backend.sim_fault_control_file = false;
             Ok(Some(swtpm))

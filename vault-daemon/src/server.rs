@@ -5,7 +5,7 @@
 use crate::audit::witness::Witness;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,10 +136,8 @@ fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
                 persistent_base: tpm.persistent_base,
                 persistent_count: tpm.persistent_count,
                 parameter_encryption: tpm.parameter_encryption,
-                auth: tpm
-                    .auth_file
-                    .as_deref()
-                    .map(|path| read_secret_file(path, "TPM auth file"))
+                auth: tpm_auth_path(tpm)?
+                    .map(|path| read_secret_file(&path, "TPM auth file"))
                     .transpose()?
                     .map(|secret| TpmAuth::from_secret(&secret)),
             })?))
@@ -167,10 +165,31 @@ fn read_secret_file(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8
     )?))
 }
 
-/// Reads the user PIN from its file (refusing one others can read) or environment variable.
+/// The TPM auth secret's file: `auth_file`, or the systemd credential `auth_credential`.
+fn tpm_auth_path(tpm: &crate::config::TpmConfig) -> Result<Option<PathBuf>, DaemonError> {
+    match (&tpm.auth_file, &tpm.auth_credential) {
+        (Some(path), _) => Ok(Some(path.clone())),
+        (None, Some(name)) => Ok(Some(crate::config::credential_path(
+            name,
+            "backend.tpm.auth_credential",
+        )?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads the user PIN from its file or systemd credential (refusing one others can read) or
+/// environment variable.
 fn read_pin(p11: &crate::config::Pkcs11Config) -> Result<SecretString, DaemonError> {
     let invalid = |m: String| DaemonError::Config(crate::config::ConfigError::Invalid(m));
-    if let Some(path) = &p11.pin_file {
+    let pin_path = match (&p11.pin_file, &p11.pin_credential) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(name)) => Some(crate::config::credential_path(
+            name,
+            "backend.pkcs11.pin_credential",
+        )?),
+        (None, None) => None,
+    };
+    if let Some(path) = &pin_path {
         let bytes = read_secret_file(path, "PIN file")?;
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
         return Ok(SecretString::from(text.trim().to_owned()));
@@ -794,6 +813,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         serde_json::json!({"listening": local.to_string()}),
     );
     let _ = stdout.flush();
+    crate::service_manager::ready();
 
     let (signalled, on_signal) = tokio::sync::oneshot::channel();
     let server = builder
@@ -816,6 +836,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             ),
             async {
                 stop_signals.received().await;
+                crate::service_manager::stopping();
                 let _ = signalled.send(());
             },
         );

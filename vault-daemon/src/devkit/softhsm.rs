@@ -95,6 +95,7 @@ pub fn provision(data_dir: &Path) -> Result<DevSoftHsm, DevkitError> {
             token_label: DEV_TOKEN_LABEL.into(),
             pin_file: Some(pin_file),
             pin_env: None,
+            pin_credential: None,
             max_sessions: 16,
         },
     })
