@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod conformance;
 pub mod daemon;
+pub mod machine;
 pub mod numbers;
 pub mod pki;
 pub mod postgres;

@@ -83,7 +83,7 @@ impl TlsDaemon {
         let pki = Pki::create(dir);
         let (backend, env, tpm) = backend_section(dir, backend_extra);
         let data_dir = dir.join("data");
-        let config = dir.join("vault-daemon.toml");
+        let config = dir.join("locker.toml");
         let config_text = format!(
             r#"[server]
 listen = "127.0.0.1:0"

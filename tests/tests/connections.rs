@@ -117,7 +117,7 @@ async fn stalled_tls_handshakes_are_closed_while_clients_are_served() {
         pki.server.1.display(),
         data.display()
     );
-    let config_file = dir.path().join("vault-daemon.toml");
+    let config_file = dir.path().join("locker.toml");
     std::fs::write(&config_file, config).expect("config");
     let daemon = vault_tests::Daemon::start(
         &data,
