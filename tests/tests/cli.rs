@@ -935,3 +935,46 @@ async fn hashicorp_vault_variables_are_never_read_and_ours_are_named() {
         "{stderr}"
     );
 }
+
+/// `health` for scripts and units: SERVING exits 0 without a token; no daemon exits 1 naming
+/// the address, also after `--wait` has asked again for its whole time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_tells_a_serving_daemon_from_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let health = |endpoint: &str, args: &[&str]| {
+        let out = Command::new(binary_path("vault-client"))
+            .env("LOCKER_ADDR", endpoint)
+            .env_remove("LOCKER_TOKEN_FILE")
+            .env_remove("LOCKER_TOKEN")
+            .args(args)
+            .output()
+            .expect("run vault-client");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = health(&daemon.endpoint(), &["health"]);
+    assert_eq!((code, stdout.as_str()), (0, "SERVING"), "{stderr}");
+    let (code, stdout, _) = health(&daemon.endpoint(), &["--output", "json", "health"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).expect("json")["status"],
+        "SERVING"
+    );
+
+    let nobody = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = health(&nobody, &["health", "--wait", "1s"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&nobody), "names the address: {stderr}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "--wait asked again for its whole time"
+    );
+}

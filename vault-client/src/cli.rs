@@ -229,6 +229,13 @@ pub enum Command {
     Keys(KeysCommand),
     /// Who your token authenticates: operator, role, grants, token id and expiry.
     Whoami,
+    /// Whether the daemon serves (gRPC health; no token needed): SERVING exits 0, anything
+    /// else 6 (no daemon at all: 1).
+    Health {
+        /// Ask again until it serves or this much time has passed (`10s`, `2m`).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        wait: Option<std::time::Duration>,
+    },
     /// Dual control: changes held for other admins' approval.
     #[command(subcommand)]
     Requests(RequestsCommand),
@@ -328,14 +335,14 @@ pub async fn execute(
         Command::Audit(c) => done(audit::run(client, c, format).await),
         Command::Backup { out } => done(audit::backup(client, out, format).await),
         Command::Keys(c) => done(keys::run(client, c, format).await),
-        Command::Requests(c) => done(requests::run(client, c, format).await),
+        Command::Requests(c) => requests::run(client, c, format).await,
         Command::Approve { ids, share_out } => {
             done(requests::approve(client, &ids, share_out.as_deref(), format).await)
         }
         Command::Deny { id, reason } => done(requests::deny(client, id, reason, format).await),
-        Command::Bench(_) | Command::Completion { .. } => Err(ClientError::Usage(
-            "runs from main, without a daemon".into(),
-        )),
+        Command::Bench(_) | Command::Health { .. } | Command::Completion { .. } => Err(
+            ClientError::Usage("runs from main, without a daemon".into()),
+        ),
     }
 }
 

@@ -229,6 +229,9 @@ async fn run(args: Args) -> Result<(), Failure> {
         key: args.key.clone(),
         ..ClientConfig::new(args.endpoint.clone(), token(&args)?)
     };
+    if let Command::Health { wait } = args.command {
+        return Ok(commands::health::run(&config, wait, args.output).await?);
+    }
     let client = Client::connect(&config).await?;
     if let Command::Bench(bench) = args.command {
         let admin = match &bench.admin_token_file {

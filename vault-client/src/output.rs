@@ -45,6 +45,14 @@ pub fn print_json(value: &Value) {
     println!("{value}");
 }
 
+/// After `health`: the daemon's serving status.
+pub fn health(format: Format, status: &str) {
+    match format {
+        Format::Text => println!("{status}"),
+        Format::Json => print_json(&json!({ "status": status })),
+    }
+}
+
 /// After `seal`.
 pub fn sealed(format: Format, response: &pb::SealResponse) {
     match format {
@@ -312,6 +320,14 @@ pub fn operators(format: Format, operators: &[pb::Operator]) {
                 }
             }
         }
+    }
+}
+
+/// After `requests quorum`: the new quorum waits for approval like any other change (in
+/// JSON the request line above carries its `state`).
+pub fn held_quorum(format: Format, request: &pb::ChangeRequest) {
+    if format == Format::Text {
+        held_line(request);
     }
 }
 

@@ -47,7 +47,12 @@ pub enum KeysCommand {
         id: String,
     },
     /// List destruction requests.
-    Requests,
+    Requests {
+        /// Only the ids of those waiting for approval, one per line: for scripts, as in
+        /// `vault-client keys approve $(vault-client keys requests --ids)`.
+        #[arg(long)]
+        ids: bool,
+    },
 }
 
 /// Polls the rewrap of a rotation until it finishes, showing its progress.
@@ -125,13 +130,20 @@ pub async fn run(
                 .into_inner();
             output::destructions(format, &[r]);
         }
-        KeysCommand::Requests => {
+        KeysCommand::Requests { ids } => {
             let list = client
                 .admin
                 .list_key_destructions(pb::ListKeyDestructionsRequest {})
                 .await?
                 .into_inner();
-            output::destructions(format, &list.requests);
+            if ids {
+                list.requests
+                    .iter()
+                    .filter(|r| r.state == "pending")
+                    .for_each(|r| println!("{}", r.id));
+            } else {
+                output::destructions(format, &list.requests);
+            }
         }
         KeysCommand::Status { tenant } => {
             let status = client

@@ -3,6 +3,7 @@
 //! batches in `batch`.
 
 pub mod audit;
+pub mod health;
 pub mod keys;
 pub mod lifecycle;
 pub mod operators;

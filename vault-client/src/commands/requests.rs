@@ -4,6 +4,7 @@
 use clap::Subcommand;
 use vault_client::{Client, ClientError, pb};
 
+use crate::commands::Outcome;
 use crate::output::{self, Format};
 
 /// Change request commands.
@@ -14,6 +15,10 @@ pub enum RequestsCommand {
         /// Only those still waiting for approval.
         #[arg(long)]
         pending: bool,
+        /// Only the ids, one per line, oldest first: for scripts, as in
+        /// `vault-client approve $(vault-client requests list --pending --ids)`.
+        #[arg(long)]
+        ids: bool,
     },
     /// Ask for every later change to need N approvals (1–5), itself approved under the
     /// current quorum.
@@ -23,14 +28,14 @@ pub enum RequestsCommand {
     },
 }
 
-/// A `requests` command.
+/// A `requests` command. Asking for a quorum is itself a change: held (exit 9) until approved.
 pub async fn run(
     client: &mut Client,
     command: RequestsCommand,
     format: Format,
-) -> Result<(), ClientError> {
+) -> Result<Outcome, ClientError> {
     match command {
-        RequestsCommand::List { pending } => {
+        RequestsCommand::List { pending, ids } => {
             let list = client
                 .admin
                 .list_change_requests(pb::ListChangeRequestsRequest {
@@ -38,7 +43,11 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            output::change_requests(format, &list.requests, Some(list.quorum));
+            if ids {
+                list.requests.iter().for_each(|r| println!("{}", r.id));
+            } else {
+                output::change_requests(format, &list.requests, Some(list.quorum));
+            }
         }
         RequestsCommand::Quorum { approvals } => {
             let request = client
@@ -46,10 +55,14 @@ pub async fn run(
                 .request_quorum(pb::RequestQuorumRequest { approvals })
                 .await?
                 .into_inner();
-            output::change_requests(format, &[request], None);
+            output::change_requests(format, std::slice::from_ref(&request), None);
+            if request.state == "pending" {
+                output::held_quorum(format, &request);
+                return Ok(Outcome::Held);
+            }
         }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// `approve ID…`: other admins' change requests applied, in the order given; a token's second
