@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod conformance;
 pub mod daemon;
+pub mod doc_blocks;
 pub mod machine;
 pub mod numbers;
 pub mod pki;
