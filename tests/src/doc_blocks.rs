@@ -30,6 +30,56 @@ pub struct DocCommand {
 
 /// The commands of every `sh` block not marked as skipped, in order.
 pub fn commands(markdown: &str) -> Vec<DocCommand> {
+    commands_from(markdown, 0)
+}
+
+/// The commands of the `sh` blocks under `heading` (a whole heading line, `### Start`) up to
+/// the next heading of the same or a higher level, with the lines of the whole guide.
+pub fn commands_under(markdown: &str, heading: &str) -> Vec<DocCommand> {
+    let (first, section) = section(markdown, heading);
+    commands_from(&section, first)
+}
+
+/// The first block in `lang` (`toml`, say) under `heading`, as written.
+pub fn block_under(markdown: &str, heading: &str, lang: &str) -> String {
+    let (_, section) = section(markdown, heading);
+    let fence = format!("```{lang}");
+    let mut lines = section
+        .lines()
+        .skip_while(|l| l.trim_end() != fence)
+        .skip(1);
+    let block: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| l.trim_end() != "```")
+        .collect();
+    assert!(!block.is_empty(), "no {lang} block under {heading:?}");
+    block.join("\n") + "\n"
+}
+
+/// The lines under `heading` (0-based index of its first line, text).
+fn section(markdown: &str, heading: &str) -> (usize, String) {
+    let lines: Vec<&str> = markdown.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == heading)
+        .unwrap_or_else(|| panic!("no heading {heading:?}"));
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    // A shell comment in a block (`# note`) is not a heading.
+    let mut in_block = false;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| {
+            if l.starts_with("```") {
+                in_block = !in_block;
+            }
+            let hashes = l.chars().take_while(|c| *c == '#').count();
+            !in_block && hashes > 0 && hashes <= level && l[hashes..].starts_with(' ')
+        })
+        .map_or(lines.len(), |at| start + 1 + at);
+    (start, lines[start..end].join("\n"))
+}
+
+fn commands_from(markdown: &str, first_line: usize) -> Vec<DocCommand> {
     let lines: Vec<&str> = markdown.lines().collect();
     let mut commands = Vec::new();
     let mut index = 0;
@@ -57,7 +107,7 @@ pub fn commands(markdown: &str) -> Vec<DocCommand> {
                     if line.trim().is_empty() || line.trim_start().starts_with('#') {
                         continue;
                     }
-                    (index, String::new())
+                    (first_line + index, String::new())
                 }
             };
             match line.strip_suffix('\\') {
@@ -210,6 +260,16 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_section_ends_at_the_next_heading_of_its_level_not_at_a_shell_comment() {
+        let guide = "## A\n### One\n```sh\n# not a heading\necho one\n```\n```toml\nx = 1\n```\n### Two\n```sh\necho two\n```\n";
+        let one = commands_under(guide, "### One");
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].line, one[0].text.as_str()), (5, "echo one"));
+        assert_eq!(block_under(guide, "### One", "toml"), "x = 1\n");
+        assert_eq!(commands_under(guide, "## A").len(), 2);
+    }
 
     #[test]
     fn commands_are_joined_commented_and_skipped_as_marked() {

@@ -2,9 +2,10 @@
 //! boots the tree `scripts/test-machine.sh` makes (debootstrap, cached under `target/`) with
 //! `--volatile=overlay`, so whatever a test installs or breaks vanishes with the machine.
 //!
-//! The machine shares the host's network (a daemon it runs on `127.0.0.1:PORT` is on the
-//! host's loopback too) and sees one host directory read-only at `/srv/share`. Commands run in
-//! it through `nsenter` into every namespace of its systemd, with a clean environment.
+//! The machine has a network of its own (`--private-network`: loopback only, so a daemon it
+//! runs on any port meets nothing of the host's tests) and sees one host directory read-only at
+//! `/srv/share`. Commands run in it through `nsenter` into every namespace of its systemd, with
+//! a clean environment.
 //!
 //! One machine at a time per test binary: nspawn locks the tree it boots.
 
@@ -77,7 +78,7 @@ impl Machine {
             .args(["--register=no", "--keep-unit", "--quiet"])
             .arg("-D")
             .arg(&root)
-            .arg("--volatile=overlay")
+            .args(["--volatile=overlay", "--private-network"])
             .arg(format!("--bind-ro={}:/srv/share", share.display()))
             .args(["-b", "--console=read-only"])
             .stdin(Stdio::null())

@@ -3,12 +3,14 @@
 //! by systemd as the guide says — on SoftHSM with the PIN as a systemd credential, and on a TPM
 //! (an swtpm over TCP, with the TPM drop-in) with its auth secret as one — a seal and an
 //! unseal through it, `systemctl reload` and `stop`, the hardening score systemd gives the
-//! installed unit, and removal and purge (which keep the store).
+//! installed unit, and removal and purge (which keep the store); and docs/OPERATIONS.md run as
+//! written from the package to a daemon serving TLS with client certificates.
 //!
 //! The package is built from the debug binaries the test command built
 //! (`scripts/build-deb.sh --test`); `scripts/build-deb.sh` makes the release one.
 
 use serde_json::Value;
+use vault_tests::doc_blocks;
 use vault_tests::machine::{Machine, Ran, workspace_script};
 
 const UNIT: &str = "mynumber-locker.service";
@@ -46,13 +48,11 @@ fn stat(machine: &Machine, paths: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A free port on the shared loopback for the daemon in the machine.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+/// The daemon's port in the machine, away from the guide's default (50051); the machine's
+/// network is its own, so nothing else holds it.
+const PORT: u16 = 50_100;
+/// The swtpm standing in for a TPM (its control port is the next one).
+const TPM_PORT: u16 = 2321;
 
 /// `vault-client` in the machine against the daemon on `port`, with the token in `token`.
 fn client(machine: &Machine, port: u16, token: &str, args: &str) -> Ran {
@@ -305,7 +305,7 @@ fn the_package_installs_its_files_user_and_owners_and_a_purge_keeps_the_store() 
 fn the_unit_runs_the_locker_on_softhsm_with_the_pin_as_a_credential() {
     let (_share, machine) = machine_with_package();
     install(&machine);
-    let port = free_port();
+    let port = PORT;
     // docs/OPERATIONS.md, "SoftHSM": the token made as the service user, the PIN root's.
     machine.ok(&format!(
         "runuser -u mynumber-locker -- env SOFTHSM2_CONF=/etc/mynumber-locker/softhsm2.conf \
@@ -363,8 +363,7 @@ fn the_unit_runs_the_locker_on_softhsm_with_the_pin_as_a_credential() {
 fn the_tpm_drop_in_runs_the_locker_on_a_tpm_with_its_secret_as_a_credential() {
     let (_share, machine) = machine_with_package();
     install(&machine);
-    let port = free_port();
-    let tpm_port = free_port();
+    let (port, tpm_port) = (PORT, TPM_PORT);
     // No TPM device here (no CUSE nor vTPM proxy in this kernel): an swtpm in the machine
     // stands in for it over TCP. The drop-in is the one the package ships, so the unit runs
     // with the device rules and group a real /dev/tpmrm0 needs.
@@ -415,4 +414,106 @@ fn the_tpm_drop_in_runs_the_locker_on_a_tpm_with_its_secret_as_a_credential() {
         "exposure {score} of the unit with the TPM drop-in"
     );
     reload_then_stop(&machine);
+}
+
+/// The guide's commands under `headings`, placeholders filled in, as a bash script for the
+/// machine (each placeholder must still be in the guide).
+fn operations_script(headings: &[&str], fill: &[(&str, &str)]) -> String {
+    let guide =
+        std::fs::read_to_string(vault_tests::machine::workspace_root().join("docs/OPERATIONS.md"))
+            .expect("docs/OPERATIONS.md");
+    let mut commands: Vec<doc_blocks::DocCommand> = headings
+        .iter()
+        .flat_map(|heading| doc_blocks::commands_under(&guide, heading))
+        .collect();
+    for (placeholder, value) in fill {
+        let mut found = false;
+        for command in &mut commands {
+            if command.text.contains(placeholder) {
+                command.text = command.text.replace(placeholder, value);
+                found = true;
+            }
+        }
+        assert!(found, "the guide no longer has {placeholder}");
+    }
+    doc_blocks::script(&commands, "docs/OPERATIONS.md")
+}
+
+/// docs/OPERATIONS.md as written, in a bare Debian 12 booted under systemd: "Install it", "Key
+/// backend: SoftHSM", "TLS and client certificates" (openssl, the server key as a credential),
+/// the guide's `[tls]` settings in locker.toml, "Start" — then the admin's token works over
+/// TLS with the payroll client certificate and is refused without one.
+#[test]
+fn the_operations_guide_runs_as_written_from_the_package_to_tls() {
+    let share = tempfile::tempdir().expect("tempdir");
+    // Where the guide's `apt-get install ./target/debian/…` finds it.
+    let debian = share.path().join("target/debian");
+    std::fs::create_dir_all(&debian).expect("mkdir");
+    std::fs::copy(package(), debian.join("mynumber-locker_0.1.0-1_amd64.deb"))
+        .expect("copy the package");
+    let fill = [("<SO PIN>", "so-1234-5678"), ("<USER PIN>", PIN)];
+    std::fs::write(
+        share.path().join("install.sh"),
+        operations_script(
+            &[
+                "### Install it",
+                "### Key backend: SoftHSM",
+                "### TLS and client certificates",
+            ],
+            &fill,
+        ),
+    )
+    .expect("script");
+    std::fs::write(
+        share.path().join("start.sh"),
+        operations_script(&["### Start"], &[]),
+    )
+    .expect("script");
+    let machine = Machine::boot(share.path());
+
+    machine.ok("cd /srv/share && bash install.sh");
+    // "and in /etc/mynumber-locker/locker.toml:" — the guide's [server] and [tls] in place of
+    // the shipped [server].
+    let guide =
+        std::fs::read_to_string(vault_tests::machine::workspace_root().join("docs/OPERATIONS.md"))
+            .expect("guide");
+    let tls = doc_blocks::block_under(&guide, "### TLS and client certificates", "toml");
+    let config = machine.ok("cat /etc/mynumber-locker/locker.toml");
+    let shipped_server = "[server]\nlisten = \"127.0.0.1:50051\"\n";
+    assert!(config.contains(shipped_server), "{config}");
+    let config = config.replacen(shipped_server, &tls, 1);
+    machine.ok(&format!(
+        "cat > /etc/mynumber-locker/locker.toml <<'GUIDE'\n{config}GUIDE\n\
+         echo '127.0.0.1 locker.example.lan' >> /etc/hosts"
+    ));
+    machine.ok("cd /srv/share && bash start.sh");
+    assert_eq!(
+        machine.ok(&format!("systemctl is-active {UNIT}")).trim(),
+        "active"
+    );
+
+    let over_tls = |identity: &str| {
+        machine.sh(&format!(
+            "vault-client --endpoint https://locker.example.lan:50051 \
+               --ca /etc/mynumber-locker/locker-ca.crt {identity} \
+               --token-file /var/lib/mynumber-locker/initial-admin.token whoami"
+        ))
+    };
+    let with_certificate =
+        over_tls("--cert /root/payroll-client.crt --key /root/payroll-client.key");
+    assert_eq!(with_certificate.code, 0, "{with_certificate:?}");
+    assert!(
+        with_certificate.stdout.contains("admin"),
+        "{with_certificate:?}"
+    );
+    let without = over_tls("");
+    assert_ne!(
+        without.code, 0,
+        "no client certificate, yet served: {without:?}"
+    );
+    // The server key reached the daemon as a credential; its source stays root's.
+    assert_eq!(
+        stat(&machine, &["/etc/mynumber-locker/credentials/server.key"]),
+        ["/etc/mynumber-locker/credentials/server.key root:root 600"]
+    );
 }
