@@ -12,7 +12,7 @@ use tonic::Code;
 use vault_client::pb;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, jst_date_in, seal_request};
-use vault_tests::{Daemon, DaemonOptions, binary_path};
+use vault_tests::{Daemon, DaemonOptions, binary_path, store_edit};
 
 const W: &str = "STAFF_WITHHOLDING"; // 7 years
 const H: &str = "STAFF_HEALTH_PENSION"; // 2 years
@@ -532,4 +532,88 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
         "{}",
         set.reason
     );
+}
+
+/// The disposal queue is the scheduler's to-do list, not authenticated. Its entry for a retired
+/// record deleted from the store (at rest), the record's month then ends: the epoch key that
+/// seals the record must not be destroyed on the queue's word, or the record would be gone
+/// with no disposal, no certificate and no audit entry of it. The key stays while a record row,
+/// checked against the log, is sealed under it; the record is still there, retired, for a
+/// manager to dispose of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_key_outlives_a_lost_queue_entry_of_a_record_it_seals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = dir.path().join("clock-days");
+    set_days(&clock, 0);
+    let mut daemon = Daemon::start(
+        &dir.path().join("data"),
+        DaemonOptions {
+            lifecycle_clock_file: Some(clock.clone()),
+            ..DaemonOptions::default()
+        },
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = valid_number(4343);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "E4343", &number, &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    let retirement = handler
+        .locker
+        .retire(pb::RetireRequest {
+            handle: handle.clone(),
+            left_on: jst_date_in(0),
+        })
+        .await
+        .expect("retire")
+        .into_inner()
+        .retirement
+        .expect("retirement");
+    drop(handler);
+    assert!(daemon.stop().success());
+    let queued = format!("{}/{handle}", retirement.dispose_on);
+    store_edit::edit(&daemon.data_dir, |txn| {
+        let mut queue = txn
+            .open_table(vault_daemon::store::redb::DISPOSAL_QUEUE)
+            .expect("queue");
+        assert!(
+            queue.remove(queued.as_str()).expect("remove").is_some(),
+            "{queued} was queued"
+        );
+    });
+    daemon.start_in_place();
+
+    // Past the record's disposal date and its month.
+    set_days(&clock, 7 * 366 + 40);
+    let mut admin = daemon.dev_client("dev-admin").await;
+    let report = admin
+        .admin
+        .run_disposal(pb::RunDisposalRequest {})
+        .await
+        .expect("run disposal")
+        .into_inner();
+    assert!(
+        report.epoch_keys_destroyed.is_empty(),
+        "destroyed while a record is sealed under it: {report:?}"
+    );
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let entries = export_audit(&mut auditor).await;
+    assert!(
+        !entries.iter().any(|e| e.action == "EPOCH_KEY_DESTROY"),
+        "{entries:?}"
+    );
+    // Still there, retired: a manager finds it.
+    let mut manager = daemon.dev_client("dev-manager").await;
+    let record = manager
+        .locker
+        .describe(pb::DescribeRequest {
+            handle: handle.clone(),
+        })
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(record.status, pb::RecordStatus::Retired as i32);
 }

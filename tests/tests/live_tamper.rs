@@ -476,6 +476,220 @@ async fn a_disabled_operator_put_back_is_refused_by_every_daemon_on_its_next_cal
     .await;
 }
 
+/// The DBA puts back a revoked token's row and an admin changes an authority row a moment
+/// later, inside the window before the periodic check. The commit of that change must not hash
+/// the put-back row into the digest it names (the log would make the revoked token current
+/// again, and every later check agree): the writer checks the tables before the change, so
+/// the change is refused DATA_LOSS, the token stays refused everywhere, and once the DBA undoes
+/// the row both daemons serve again (they would not, had the log taken it in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_put_back_is_never_laundered_by_the_next_authority_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut admin = pair.daemons[0].dev_client("dev-admin").await;
+    let mut approver = pair.daemons[0].dev_client("dev-admin2").await;
+    let (issued, token) = vault_tests::rpc::split_token(
+        &mut admin,
+        &mut approver,
+        pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            cert_fingerprint: String::new(),
+        },
+    )
+    .await;
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "L1", 43).await;
+    let before = pg_row(&postgres, "tokens", &issued.token_id);
+    admin
+        .admin
+        .revoke_token(pb::RevokeTokenRequest {
+            token_id: issued.token_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    let revoked = pg_row(&postgres, "tokens", &issued.token_id);
+    for round in 0..3 {
+        // The put-back and, milliseconds later, a routine change of an authority row.
+        pg_put_back(&postgres, "tokens", &issued.token_id, &before);
+        let changed = admin
+            .admin
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: format!("later-{round}"),
+                name: String::new(),
+            })
+            .await;
+        let status = changed.expect_err("a change over a put-back row is refused");
+        assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+        for daemon in &pair.daemons {
+            let mut client = daemon.client(Some(token.clone())).await;
+            let status = client
+                .locker
+                .unseal(unseal_request(&handle))
+                .await
+                .expect_err("the revoked token stays refused");
+            assert!(!status.message().contains(&number), "{status:?}");
+        }
+        pg_put_back(&postgres, "tokens", &issued.token_id, &revoked);
+        // Each daemon recovers by itself (a refused commit retries after a pause): its calls
+        // are answered again, and the token is refused as revoked.
+        for daemon in &pair.daemons {
+            let mut auditor = daemon.dev_client("dev-auditor").await;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while let Err(status) = auditor
+                .admin
+                .list_purposes(pb::ListPurposesRequest {})
+                .await
+            {
+                assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+                assert!(Instant::now() < deadline, "no recovery: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            wait_for_health(daemon, ServingStatus::Serving).await;
+        }
+        every_daemon_refuses(&pair, &token, &handle, Code::Unauthenticated).await;
+    }
+    // Nothing of it reached the log but the refusals and alerts: no tenant was created.
+    let tenants = admin
+        .admin
+        .list_tenants(pb::ListTenantsRequest {})
+        .await
+        .expect("tenants")
+        .into_inner()
+        .tenants;
+    assert!(
+        tenants.iter().all(|t| !t.tenant_id.starts_with("later-")),
+        "{tenants:?}"
+    );
+}
+
+/// Nothing undoes a key destroyed in the backend. A DBA puts back the row of a destruction
+/// that was approved and then cancelled: the daemon must not destroy the key when the waiting
+/// period ends. It checks the request against the log before asking the backend, finds the
+/// row is not what the log names, and refuses (DATA_LOSS, an ALERT, NOT_SERVING); once the
+/// row is undone it serves again and the key version was never destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_key_destruction_put_back_destroys_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    postgres.create_database("locker");
+    let data = dir.path().join("daemon");
+    let (daemon, mut admin, mut approver) = vault_tests::rpc::start_from_config(
+        &data,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\nbackend = \"postgres\"\nurl = \"{}\"\n\
+             [backend]\nkind = \"sim\"\nallow_insecure = true\n\
+             [keys]\ndestroy_wait_secs = 1\nallow_short_destroy_wait = true\n",
+            data.display(),
+            postgres.url_of("locker"),
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "t1".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "t1".into(),
+        })
+        .await
+        .expect("rotate");
+    vault_tests::rpc::wait_for_rewrap(&mut admin, "t1", 1).await;
+    let request = admin
+        .admin
+        .request_key_destruction(pb::RequestKeyDestructionRequest {
+            tenant: "t1".into(),
+            version: 1,
+        })
+        .await
+        .expect("request")
+        .into_inner();
+    let id = pb::KeyDestructionIdRequest {
+        id: request.id.clone(),
+    };
+    approver
+        .admin
+        .approve_key_destruction(id.clone())
+        .await
+        .expect("approve");
+    let approved = pg_row(&postgres, "key_destructions", &request.id);
+    admin
+        .admin
+        .cancel_key_destruction(id)
+        .await
+        .expect("cancel within the waiting period");
+    let cancelled = pg_row(&postgres, "key_destructions", &request.id);
+    // Past the waiting period, the approval is put back, again and again: the destruction task
+    // looks every half second and races the periodic check of the rows.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..4 {
+        pg_put_back(&postgres, "key_destructions", &request.id, &approved);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        pg_put_back(&postgres, "key_destructions", &request.id, &cancelled);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Err(status) = admin.admin.list_purposes(pb::ListPurposesRequest {}).await {
+            assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+            assert!(Instant::now() < deadline, "no recovery: {status:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    wait_for_health(&daemon, ServingStatus::Serving).await;
+
+    let versions = admin
+        .admin
+        .key_status(pb::KeyStatusRequest {
+            tenant: "t1".into(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .tenants
+        .remove(0)
+        .versions;
+    let first = versions.iter().find(|v| v.version == 1).expect("version 1");
+    assert_ne!(first.state, "destroyed", "{versions:?}");
+    // And in the key backend itself (the simulated token's key file): the key of version 1
+    // still has its material.
+    let keys: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("hsm-sim").join("hsm-sim.keys.json")).expect("key file"),
+    )
+    .expect("json");
+    let kek = keys["keys"]
+        .as_object()
+        .expect("keys")
+        .values()
+        .find(|key| key["label"] == "kek/t1/1")
+        .expect("the key of version 1");
+    assert!(
+        !kek["material_hex"].is_null(),
+        "the key of a cancelled destruction was destroyed in the backend"
+    );
+    let entries: Vec<_> = pg_audit_rows(&postgres)
+        .iter()
+        .map(|(_, row)| ChainedEntry::from_row(row).expect("row").entry)
+        .collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.action == "KEY_DESTROY" && e.reason.contains("destroyed")),
+        "a key was destroyed: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "ALERT" && e.code == "DATA_LOSS"),
+        "the put-back row was recorded as tampering"
+    );
+}
+
 /// Disposes of `handle` as the dev manager.
 async fn dispose(daemon: &Daemon, handle: &str) {
     let mut manager = daemon.dev_client("dev-manager").await;

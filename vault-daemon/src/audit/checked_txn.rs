@@ -1,11 +1,21 @@
 //! The writer's transaction, with every record and blind-index read checked against the
-//! [`RecordView`] and every record and index write noted for the log.
+//! [`RecordView`], the authority rows checked against the digest the log names before the
+//! transaction first reads or writes one, and every record and index write noted for the log.
 //!
 //! The writer verifies the log up to the head it commits on, so the view (plus what this
 //! transaction wrote) is exactly what the store must hold: a record that reads otherwise, or
 //! an index entry the view holds that the store lacks, is tampering, and the whole commit
 //! fails with [`StoreError::Tampered`]. The writes are handed to the writer per call, to be
 //! named in that call's entry.
+//!
+//! Authority rows: a commit that changes one names the digest of all of them after it, hashed
+//! from the transaction's tables. A row put back a moment before (a revoked token, a change
+//! request already applied) would be hashed in with the change and so made current by the
+//! log itself; the periodic check would then agree with it. So the first read or write of an
+//! authority row in a transaction hashes the tables as they stand and requires the digest the
+//! log names at that head. Only calls that touch authority rows pay for it (admin changes,
+//! approvals, a retirement's first epoch key, checkpoints with a new audit key); seals and
+//! unseals do not.
 
 use std::collections::BTreeMap;
 
@@ -42,11 +52,19 @@ pub struct CheckedTxn<'a> {
     named: usize,
     /// The last blind-index fingerprint computed (a seal looks its index up, then writes it).
     last_fingerprint: std::cell::RefCell<Option<(String, [u8; 32], u64)>>,
+    /// The authority digest the log names at this transaction's head, with the entry that
+    /// named it; `None` once the tables were found to hash to it.
+    authority_expected: std::cell::Cell<Option<([u8; 32], u64)>>,
 }
 
 impl<'a> CheckedTxn<'a> {
-    /// `inner`, checked against `view`.
-    pub fn new(inner: Box<dyn StoreWrite + 'a>, view: &'a RecordView) -> CheckedTxn<'a> {
+    /// `inner`, checked against `view`, its authority rows against `authority` (the digest the
+    /// log names at the transaction's head, and the entry that named it).
+    pub fn new(
+        inner: Box<dyn StoreWrite + 'a>,
+        view: &'a RecordView,
+        authority: ([u8; 32], u64),
+    ) -> CheckedTxn<'a> {
         CheckedTxn {
             inner,
             view,
@@ -55,7 +73,21 @@ impl<'a> CheckedTxn<'a> {
             changes: Vec::new(),
             named: 0,
             last_fingerprint: std::cell::RefCell::new(None),
+            authority_expected: std::cell::Cell::new(Some(authority)),
         }
+    }
+
+    /// Before the first read or write of an authority row: the tables must hash to the digest
+    /// the log names (no row of them put back or edited since). Once per transaction.
+    fn check_authority(&self) -> Result<(), StoreError> {
+        let Some((digest, changed_at)) = self.authority_expected.get() else {
+            return Ok(());
+        };
+        if self.inner.authority_digest()? != digest {
+            return Err(crate::audit::authority::tampered(changed_at));
+        }
+        self.authority_expected.set(None);
+        Ok(())
     }
 
     fn fingerprint(&self, tenant: &str, index: &[u8; 32]) -> u64 {
@@ -148,6 +180,24 @@ impl<'a> CheckedTxn<'a> {
                         "the number was sealed while this request ran; try again".into(),
                     )));
                 }
+                // Reading the row checks the authority tables against the log first.
+                Expected::Destruction(read) => {
+                    let current = self.destructions()?.into_iter().find(|r| r.id == read.id);
+                    if current.as_ref() != Some(read.as_ref()) {
+                        return Ok(Err(Error::Aborted(format!(
+                            "key destruction request {} changed meanwhile; not destroyed now",
+                            read.id
+                        ))));
+                    }
+                }
+                Expected::EpochKey(read) => {
+                    if self.epoch_key(&read.tenant, read.epoch)?.as_ref() != Some(read.as_ref()) {
+                        return Ok(Err(Error::Aborted(format!(
+                            "the disposal-epoch key of {}/{} changed meanwhile; not destroyed now",
+                            read.tenant, read.epoch
+                        ))));
+                    }
+                }
             }
         }
         Ok(Ok(()))
@@ -163,6 +213,30 @@ macro_rules! forward {
     ($(fn $name:ident(&self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
         $(
             fn $name(&self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+/// Like `forward!`, for reads of authority rows: the tables are checked first.
+macro_rules! forward_authority {
+    ($(fn $name:ident(&self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                self.check_authority()?;
+                self.inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+
+/// Like `forward_mut!`, for writes of authority rows: the tables are checked first.
+macro_rules! forward_authority_mut {
+    ($(fn $name:ident(&mut self $(, $arg:ident: $type:ty)*) -> $ret:ty;)*) => {
+        $(
+            fn $name(&mut self $(, $arg: $type)*) -> Result<$ret, StoreError> {
+                self.check_authority()?;
                 self.inner.$name($($arg),*)
             }
         )*
@@ -217,31 +291,34 @@ impl StoreRead for CheckedTxn<'_> {
         Ok(page)
     }
 
-    forward! {
+    forward_authority! {
         fn tenant(&self, id: &str) -> Option<Tenant>;
         fn tenants(&self) -> Vec<Tenant>;
         fn operator(&self, id: &str) -> Option<Operator>;
         fn operators(&self) -> Vec<Operator>;
         fn token(&self, id: &str) -> Option<TokenRecord>;
         fn tokens(&self) -> Vec<TokenRecord>;
-        fn audit_last(&self) -> Option<(u64, Vec<u8>)>;
-        fn audit_after(&self, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)>;
-        fn audit_tail(&self, limit: usize) -> Vec<(u64, Vec<u8>)>;
-        fn checkpoints_after(&self, after: u64, limit: usize) -> Vec<Checkpoint>;
-        fn last_checkpoint(&self) -> Option<Checkpoint>;
         fn audit_keys(&self) -> Vec<AuditKeyRecord>;
-        fn job(&self, tenant: &str) -> Option<RewrapJob>;
-        fn jobs(&self) -> Vec<RewrapJob>;
         fn destructions(&self) -> Vec<DestructionRequest>;
         fn change_request(&self, id: &str) -> Option<ChangeRequest>;
         fn change_requests(&self) -> Vec<ChangeRequest>;
         fn epoch_key(&self, tenant: &str, epoch: u32) -> Option<EpochKey>;
         fn epoch_keys(&self) -> Vec<EpochKey>;
+        fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
+    }
+
+    forward! {
+        fn audit_last(&self) -> Option<(u64, Vec<u8>)>;
+        fn audit_after(&self, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)>;
+        fn audit_tail(&self, limit: usize) -> Vec<(u64, Vec<u8>)>;
+        fn checkpoints_after(&self, after: u64, limit: usize) -> Vec<Checkpoint>;
+        fn last_checkpoint(&self) -> Option<Checkpoint>;
+        fn job(&self, tenant: &str) -> Option<RewrapJob>;
+        fn jobs(&self) -> Vec<RewrapJob>;
         fn disposal_queue(&self) -> Vec<DisposalQueueEntry>;
         fn certificate(&self, handle: &Handle) -> Option<DeletionCertificate>;
         fn correction(&self, id: &str) -> Option<Correction>;
         fn corrections(&self) -> Vec<Correction>;
-        fn tenant_info(&self, tenant: &str) -> Option<TenantInfo>;
         fn authority_digest(&self) -> [u8; 32];
         fn authority_state(&self) -> Option<AuthorityState>;
         fn checkpoint_state(&self) -> Option<CheckpointState>;
@@ -281,23 +358,26 @@ impl StoreWrite for CheckedTxn<'_> {
         Ok(())
     }
 
-    forward_mut! {
+    forward_authority_mut! {
         fn put_tenant(&mut self, tenant: &Tenant) -> ();
         fn put_operator(&mut self, operator: &Operator) -> ();
         fn put_token(&mut self, token: &TokenRecord) -> ();
-        fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
-        fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
         fn put_audit_key(&mut self, key: &AuditKeyRecord) -> ();
-        fn put_job(&mut self, job: &RewrapJob) -> ();
         fn put_destruction(&mut self, request: &DestructionRequest) -> ();
         fn put_change_request(&mut self, request: &ChangeRequest) -> ();
         fn put_epoch_key(&mut self, key: &EpochKey) -> ();
+        fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
+    }
+
+    forward_mut! {
+        fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
+        fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
+        fn put_job(&mut self, job: &RewrapJob) -> ();
         fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> ();
         fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> ();
         fn put_certificate(&mut self, certificate: &DeletionCertificate) -> ();
         fn put_correction(&mut self, correction: &Correction) -> ();
         fn remove_correction(&mut self, id: &str) -> ();
-        fn put_tenant_info(&mut self, info: &TenantInfo) -> ();
         fn put_authority_state(&mut self, state: &AuthorityState) -> ();
         fn put_checkpoint_state(&mut self, state: &CheckpointState) -> ();
     }

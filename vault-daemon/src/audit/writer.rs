@@ -1014,10 +1014,11 @@ fn apply_batch(
     view: &AuthorityView,
     records: &RecordView,
 ) -> Result<BatchCommitted, StoreError> {
-    let mut txn = CheckedTxn::new(txn, records);
     // The authority as the log says it is where this batch lands (the view follows the
-    // entries before it, and this batch's own changes are not yet applied).
+    // entries before it, and this batch's own changes are not yet applied): the tables must
+    // hash to its digest before the batch reads or writes a row of them.
     let now = view.snapshot();
+    let mut txn = CheckedTxn::new(txn, records, (now.digest, now.changed_at));
     let mut applied = Vec::with_capacity(batch.len());
     // Changes of units without an entry (none today) are named on the batch's last entry.
     let mut unnamed: Vec<std::ops::Range<usize>> = Vec::new();

@@ -13,7 +13,7 @@ use crate::domain::text;
 use crate::error::{Error, Result};
 use crate::keys::{KeyError, KeyRef};
 use crate::service::{Locker, RequestContext};
-use crate::store::mutation::{DestructionChange, Mutation, MutationOutcome};
+use crate::store::mutation::{DestructionChange, Expected, Mutation, MutationOutcome};
 
 fn outcome_request(outcome: MutationOutcome) -> Result<DestructionRequest> {
     match outcome {
@@ -226,6 +226,23 @@ impl Locker {
             else {
                 continue;
             };
+            // Nothing undoes a destroyed key: the request must be the one the log names as
+            // approved (a DBA who put back an approval since cancelled is refused DATA_LOSS
+            // here, before the backend is asked).
+            let confirmed = self
+                .writer
+                .submit_unaudited(Mutation::Expect(vec![Expected::Destruction(Box::new(
+                    request.clone(),
+                ))]))
+                .await;
+            match confirmed {
+                Ok(_) => {}
+                Err(Error::Aborted(message)) => {
+                    tracing::info!(request = %request.id, %message, "key destruction deferred");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
             match self.keys.destroy_key(KeyRef(keys.kek.clone())).await {
                 Ok(()) | Err(KeyError::Destroyed) => {}
                 Err(error) => {

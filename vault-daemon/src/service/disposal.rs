@@ -2,6 +2,8 @@
 //! date, each with a deletion certificate (削除証明書) signed by the audit key, and destroys the
 //! disposal-epoch keys whose period is over and whose records are all gone.
 
+use std::collections::BTreeMap;
+
 use vault_audit::certificate::DeletionCertificate;
 
 use crate::audit::entry::{AuditEntry, EntryOutcome};
@@ -13,9 +15,10 @@ use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus, Tombstone};
 use crate::error::{Error, Result};
+use crate::keys::envelope;
 use crate::keys::{KeyError, KeyRef};
 use crate::service::{Locker, RequestContext};
-use crate::store::mutation::Mutation;
+use crate::store::mutation::{Expected, Mutation};
 
 use super::invalid;
 
@@ -154,18 +157,34 @@ impl Locker {
         }
         report.corrections_purged = self.purge_corrections().await?;
         let queue = self.store.reader()?.disposal_queue()?;
-        let epoch_keys = self.store.reader()?.epoch_keys()?;
-        for key in epoch_keys {
-            let pending = queue
-                .iter()
-                .any(|q| q.tenant == key.tenant && q.epoch == key.epoch);
-            if key.destroyed_at_ms.is_some()
-                || pending
-                || !lifecycle::epoch_is_over(key.epoch, key.months, today)
-            {
+        let due_keys: Vec<EpochKey> = self
+            .store
+            .reader()?
+            .epoch_keys()?
+            .into_iter()
+            .filter(|key| {
+                key.destroyed_at_ms.is_none()
+                    && lifecycle::epoch_is_over(key.epoch, key.months, today)
+                    && !queue
+                        .iter()
+                        .any(|q| q.tenant == key.tenant && q.epoch == key.epoch)
+            })
+            .collect();
+        // The queue is only the scheduler's to-do list, and not authenticated: a key is
+        // destroyed only when no record row, each checked against the log, is still sealed
+        // under it (a record retired and held for a manager, say).
+        let still_sealed = if due_keys.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.count_by_epoch().await?
+        };
+        for key in due_keys {
+            if still_sealed.contains_key(&(key.tenant.clone(), key.epoch)) {
                 continue;
             }
-            self.destroy_epoch_key(&key, now).await?;
+            if !self.destroy_epoch_key(&key, now).await? {
+                continue;
+            }
             report
                 .epoch_keys_destroyed
                 .push(format!("{}/{}", key.tenant, epoch_label(key.epoch)));
@@ -235,15 +254,49 @@ impl Locker {
         if !due_at_retirement {
             return Ok(false);
         }
-        let role = self
-            .store
-            .reader()?
-            .operator(&retirement.by)?
-            .map(|op| op.role);
+        // The role as the log says it is (an operator row put back from an older copy, a
+        // handler's made a manager's, decides nothing).
+        let authority = self.writer.authority().snapshot();
+        let role = authority.operator(&retirement.by).map(|op| op.role);
         Ok(role != Some(Role::Manager))
     }
 
-    async fn destroy_epoch_key(&self, key: &EpochKey, now: i64) -> Result<()> {
+    /// Records still sealed under each disposal-epoch key, by (tenant, epoch): every record
+    /// row read and checked against the log.
+    async fn count_by_epoch(&self) -> Result<BTreeMap<(String, u32), u64>> {
+        let mut counts = BTreeMap::new();
+        let mut scan = super::scan::RecordScan::default();
+        scan.read_all(self, |record| {
+            if let Some(sealed) = &record.sealed
+                && sealed.format == envelope::FORMAT_EPOCH
+            {
+                *counts
+                    .entry((record.tenant.clone(), sealed.key_version))
+                    .or_insert(0) += 1;
+            }
+        })?;
+        scan.settle(self).await?;
+        Ok(counts)
+    }
+
+    /// Destroys `key` in the backend and records it; `false` when its row changed meanwhile
+    /// (left for the next run).
+    async fn destroy_epoch_key(&self, key: &EpochKey, now: i64) -> Result<bool> {
+        // Nothing undoes a destroyed key: its row must be the one the log names.
+        match self
+            .writer
+            .submit_unaudited(Mutation::Expect(vec![Expected::EpochKey(Box::new(
+                key.clone(),
+            ))]))
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::Aborted(message)) => {
+                tracing::info!(tenant = %key.tenant, epoch = key.epoch, %message, "epoch key destruction deferred");
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        }
         match self.keys.destroy_key(KeyRef(key.kek.clone())).await {
             Ok(()) | Err(KeyError::Destroyed | KeyError::NotFound) => {}
             Err(error) => return Err(error.into()),
@@ -269,7 +322,7 @@ impl Locker {
                 entry,
             )
             .await?;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -43,6 +43,12 @@ pub enum Expected {
         /// The blind index looked up.
         index: [u8; 32],
     },
+    /// A key destruction request is as read, and the authority rows are what the log names:
+    /// checked before its key is destroyed in the backend, which nothing undoes.
+    Destruction(Box<DestructionRequest>),
+    /// A disposal-epoch key row is as read, and the authority rows are what the log names:
+    /// checked before the key is destroyed in the backend.
+    EpochKey(Box<EpochKey>),
 }
 
 /// A change to an operator.
