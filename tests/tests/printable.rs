@@ -1,5 +1,7 @@
 //! Printable records: the 削除証明書 and the 管理台帳 as PDF in Japanese, read back with
-//! poppler's `pdftotext` as an office's printer and filing system would see them.
+//! poppler's `pdftotext` as an office's printer and filing system would see them, and rendered
+//! with `pdftoppm` to check what the printed page shows: nothing in the margins, no label
+//! running into its value.
 
 use std::process::Command;
 
@@ -31,6 +33,123 @@ fn pdftotext(path: &std::path::Path) -> String {
         path.display()
     );
     String::from_utf8(output.stdout).expect("UTF-8 text")
+}
+
+/// One page rendered at 72 dpi in grey (one pixel per point): `width × height` bytes, 0 black.
+struct Rendered {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+}
+
+impl Rendered {
+    fn inked(&self, x: usize, y: usize) -> bool {
+        self.pixels[y * self.width + x] < 160
+    }
+}
+
+/// Every page of `pdf` as the printer would put it on paper (`pdftoppm -r 72 -gray`).
+fn render(pdf: &std::path::Path) -> Vec<Rendered> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = dir.path().join("page");
+    let status = Command::new("pdftoppm")
+        .args(["-r", "72", "-gray"])
+        .arg(pdf)
+        .arg(&prefix)
+        .status()
+        .expect("pdftoppm (poppler-utils) must be installed: scripts/install-deps.sh");
+    assert!(status.success(), "pdftoppm refused {}", pdf.display());
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("pages")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|file| {
+            let bytes = std::fs::read(file).expect("page");
+            // P5 <width> <height> 255, each after one whitespace byte, then the pixels.
+            let mut fields = Vec::new();
+            let mut at = 0;
+            while fields.len() < 4 {
+                let end = at
+                    + bytes[at..]
+                        .iter()
+                        .position(u8::is_ascii_whitespace)
+                        .expect("PGM header");
+                fields.push(String::from_utf8_lossy(&bytes[at..end]).into_owned());
+                at = end + 1;
+            }
+            assert_eq!(fields[0], "P5", "{}", file.display());
+            let (width, height) = (
+                fields[1].parse().expect("width"),
+                fields[2].parse().expect("height"),
+            );
+            let pixels = bytes[at..].to_vec();
+            assert_eq!(pixels.len(), width * height, "{}", file.display());
+            Rendered {
+                width,
+                height,
+                pixels,
+            }
+        })
+        .collect()
+}
+
+/// No ink within `margin` points of the paper's edges on any page (what a printer may cut,
+/// and where a filing punch goes), except the page number's line at the foot.
+fn assert_margins_blank(pdf: &std::path::Path, margin: usize) {
+    let pages = render(pdf);
+    assert!(!pages.is_empty(), "{} has no page", pdf.display());
+    for (number, page) in pages.iter().enumerate() {
+        assert_eq!((page.width, page.height), (595, 842), "A4 portrait");
+        for y in 0..page.height {
+            for x in 0..page.width {
+                let in_margin = x < margin
+                    || x >= page.width - margin
+                    || y < margin
+                    || y >= page.height - margin / 2;
+                assert!(
+                    !(in_margin && page.inked(x, y)),
+                    "{} page {}: ink at ({x}, {y}) pt, inside the {margin}-point margin",
+                    pdf.display(),
+                    number + 1
+                );
+            }
+        }
+    }
+}
+
+/// Where each label the text layer places (`is_label`) stands, the rendered page shows no ink
+/// in the gap between the label column and the values (`gap` points before `value_column`):
+/// a label that ran into its value would put some there.
+fn assert_labels_clear(
+    pdf: &std::path::Path,
+    value_column: f32,
+    gap: f32,
+    is_label: impl Fn(&str) -> bool,
+) -> usize {
+    let pages = render(pdf);
+    let mut checked = 0;
+    for word in placed_words(pdf) {
+        if word.x_min >= value_column - 1.0 || !is_label(&word.text) {
+            continue;
+        }
+        checked += 1;
+        let page = &pages[word.page - 1];
+        for y in word.y_min.floor() as usize..word.y_max.ceil() as usize {
+            for x in (value_column - gap + 1.0) as usize..(value_column - 1.0) as usize {
+                assert!(
+                    !page.inked(x, y),
+                    "{} page {}: the label {:?} puts ink at ({x}, {y}) pt, in the gap before its value",
+                    pdf.display(),
+                    word.page,
+                    word.text
+                );
+            }
+        }
+    }
+    checked
 }
 
 fn jst_date(ms: i64) -> String {
@@ -97,6 +216,27 @@ async fn certificate_and_ledger_print_in_japanese() {
         file_mode(&pdf),
         0o600,
         "the certificate is readable by others"
+    );
+    // On paper: nothing over the margins, no label into its value (the values start 150
+    // points in from the 56-point margin).
+    assert_margins_blank(&pdf, 36);
+    let labels = [
+        "事業所",
+        "対象者の管理番号",
+        "記録のハンドル",
+        "削除日時",
+        "削除方法",
+        "削除実施者",
+        "鍵バージョン",
+        "署名鍵",
+        "署名",
+    ];
+    let checked = assert_labels_clear(&pdf, 56.0 + 120.0, 8.0, |text| {
+        labels.iter().any(|label| text.starts_with(label))
+    });
+    assert!(
+        checked >= labels.len(),
+        "labels found on the page: {checked}"
     );
     let text = pdftotext(&pdf);
     for expected in [
@@ -214,8 +354,26 @@ async fn certificate_and_ledger_print_in_japanese() {
     assert!(!dir.path().join("x.pdf").exists());
 }
 
+/// A word of a PDF's text layer where `pdftotext -bbox-layout` places it, in points.
+struct Placed {
+    page: usize,
+    x_min: f32,
+    x_max: f32,
+    y_min: f32,
+    y_max: f32,
+    text: String,
+}
+
 /// The words of a PDF as `pdftotext -bbox-layout` places them: (page, xMin, xMax, text).
 fn words(path: &std::path::Path) -> Vec<(usize, f32, f32, String)> {
+    placed_words(path)
+        .into_iter()
+        .map(|w| (w.page, w.x_min, w.x_max, w.text))
+        .collect()
+}
+
+/// Every word of a PDF's text layer with its box.
+fn placed_words(path: &std::path::Path) -> Vec<Placed> {
     let output = Command::new("pdftotext")
         .args(["-bbox-layout", "-enc", "UTF-8"])
         .arg(path)
@@ -237,12 +395,14 @@ fn words(path: &std::path::Path) -> Vec<(usize, f32, f32, String)> {
             page += 1;
         } else if let Some(rest) = piece.strip_prefix("word ") {
             let (tag, text) = rest.split_once('>').expect("a word");
-            out.push((
+            out.push(Placed {
                 page,
-                attribute(tag, "xMin"),
-                attribute(tag, "xMax"),
-                text.to_owned(),
-            ));
+                x_min: attribute(tag, "xMin"),
+                x_max: attribute(tag, "xMax"),
+                y_min: attribute(tag, "yMin"),
+                y_max: attribute(tag, "yMax"),
+                text: text.to_owned(),
+            });
         }
     }
     out
@@ -265,6 +425,15 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
         "ENTRUSTED_EI_ACQUISITION",
         "STAFF_HEALTH_PENSION",
     ];
+    // A second tenant (office): the ledger has a section for each.
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            name: "株式会社ACME".into(),
+        })
+        .await
+        .expect("tenant");
     // Enough operators, each with a name and purposes, to run onto a second page.
     for i in 0..16 {
         let id = format!("clerk-{i:02}");
@@ -284,6 +453,9 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
             purposes[(i + 1) % purposes.len()],
         ];
         vault_tests::rpc::grant(&mut admin, &mut approver, &id, "dev", &granted).await;
+        if i % 2 == 0 {
+            vault_tests::rpc::grant(&mut admin, &mut approver, &id, "acme", &granted).await;
+        }
     }
     let ledger = dir.path().join("管理台帳.pdf");
     let (ok, _, err) = vault_cli(
@@ -301,7 +473,10 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
     assert!(ok, "{err}");
     let placed = words(&ledger);
     let pages = placed.iter().map(|w| w.0).max().unwrap_or(0);
-    assert!(pages >= 2, "the section runs onto a second page: {pages}");
+    assert!(
+        pages >= 3,
+        "two sections, the first onto a second page: {pages}"
+    );
     // The label column ends 150 points in from the 56-point margin: no label runs past it.
     let value_column = 56.0 + 150.0;
     let right_margin = 595.0 - 56.0;
@@ -340,13 +515,27 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
         );
     }
     assert!(seen_labels > 30, "labels found: {seen_labels}");
+    // On paper: nothing over the margins, and where each label stands no ink in the gap
+    // before its value.
+    assert_margins_blank(&ledger, 36);
+    let checked = assert_labels_clear(&ledger, value_column, 8.0, is_label);
+    assert!(
+        checked > 30,
+        "labels checked on the rendered pages: {checked}"
+    );
     let text = pdftotext(&ledger);
     let continued = text.split('\u{c}').nth(1).expect("a second page");
     assert!(
         continued.contains("（続き）") && continued.contains("dev"),
         "the second page says whose section it continues:\n{continued}"
     );
-    for expected in ["事務担当者 第07号", "clerk-07", "確認", "承認"] {
+    for expected in [
+        "事務担当者 第07号",
+        "clerk-07",
+        "確認",
+        "承認",
+        "株式会社ACME",
+    ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     // Every purpose whole, in the order of 第4条's list.
