@@ -690,6 +690,64 @@ async fn a_cancelled_key_destruction_put_back_destroys_nothing() {
     );
 }
 
+/// A record row put back is found by the one daemon that reads it. The other daemon never
+/// reads that record, yet stops too: the first names the record in its ALERT entry, and every
+/// daemon that verifies the log checks the row itself — so within a second both refuse every
+/// call, a balancer can send nothing to a daemon serving a store known to be tampered with,
+/// and both serve again by themselves once the row is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_record_found_by_one_daemon_stops_every_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "S1", 44).await;
+    let (other, _) = released(&mut handler, "S2", 45).await;
+    let active = pg_row(&postgres, "records", &handle);
+    dispose(&pair.daemons[0], &handle).await;
+    let disposed = pg_row(&postgres, "records", &handle);
+    pg_put_back(&postgres, "records", &handle, &active);
+    // Daemon 0 reads it: refused, never the number.
+    let status = handler
+        .locker
+        .unseal(unseal_request(&handle))
+        .await
+        .expect_err("tampered");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert!(!status.message().contains(&number));
+    // Daemon 1 stops without reading it: health and a call of another record agree.
+    let started = Instant::now();
+    wait_for_health(&pair.daemons[1], ServingStatus::NotServing).await;
+    let mut elsewhere = pair.daemons[1].dev_client("dev-handler").await;
+    let status = elsewhere
+        .locker
+        .unseal(unseal_request(&other))
+        .await
+        .expect_err("every call refused while the store is known tampered");
+    assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "stopped after {took:?}"
+    );
+    let alert = pg_audit_rows(&postgres)
+        .iter()
+        .map(|(_, row)| ChainedEntry::from_row(row).expect("row").entry)
+        .find(|entry| entry.action == "ALERT" && entry.code == "DATA_LOSS")
+        .expect("the alert");
+    assert_eq!(alert.handle, handle, "the alert names the record");
+    pg_put_back(&postgres, "records", &handle, &disposed);
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::Serving).await;
+    }
+    let mut elsewhere = pair.daemons[1].dev_client("dev-handler").await;
+    elsewhere
+        .locker
+        .unseal(unseal_request(&other))
+        .await
+        .expect("serves again");
+}
+
 /// Disposes of `handle` as the dev manager.
 async fn dispose(daemon: &Daemon, handle: &str) {
     let mut manager = daemon.dev_client("dev-manager").await;

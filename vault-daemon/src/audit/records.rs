@@ -419,6 +419,18 @@ pub fn record_tampered(handle: &Handle) -> StoreError {
     }
 }
 
+/// The record a [`record_tampered`] error names, to be named in the `ALERT` entry it causes:
+/// every other daemon that reads that entry checks the row itself.
+pub fn tampered_record(error: &StoreError) -> Option<Handle> {
+    match error {
+        StoreError::Tampered { table, key } if table == "record rows" => key
+            .split(':')
+            .next()
+            .and_then(|handle| Handle::parse(handle).ok()),
+        _ => None,
+    }
+}
+
 /// The error for a blind-index entry missing from the store, or present though the log never
 /// wrote it.
 pub fn index_tampered(tenant: &str) -> StoreError {

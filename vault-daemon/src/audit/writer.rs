@@ -41,7 +41,8 @@ use vault_audit::state::StateField;
 
 use crate::audit::authority::{AuthoritySnapshot, AuthorityView, NamedDigest};
 use crate::audit::checked_txn::CheckedTxn;
-use crate::audit::records::{RecordTagger, RecordView};
+use crate::audit::records::{RecordTagger, RecordView, Suspect};
+use crate::domain::handle::Handle;
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
 use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
@@ -273,6 +274,14 @@ fn head_in(
             }
             if followed.is_ok() {
                 followed = records.follow(position.seq, &state);
+            }
+            // Another daemon found this record's row tampered with: this one checks it too
+            // before it serves again, whether or not a call of its own reads it.
+            if entry.action == "ALERT"
+                && entry.code == "DATA_LOSS"
+                && let Ok(handle) = Handle::parse(&entry.handle)
+            {
+                records.suspect(Suspect::Record(handle));
             }
         })?;
         followed?;
@@ -741,6 +750,10 @@ fn broken(
             ..AuditEntry::default()
         };
         entry.fail(&Error::from(error.clone()));
+        // A record found tampered with is named, so every daemon checks it (see `head_in`).
+        if let Some(handle) = crate::audit::records::tampered_record(error) {
+            entry.handle = handle.to_string();
+        }
         let mut alert = vec![note_unit(entry)];
         let mut optimistic = false;
         match commit_batch(
