@@ -978,3 +978,147 @@ async fn health_tells_a_serving_daemon_from_none() {
         "--wait asked again for its whole time"
     );
 }
+
+/// A migration's 取得日 for a whole file (issue 23, item 7): a handler seals the staff of a
+/// paper ledger in one batch; a manager sets their acquisition dates from the batch's output,
+/// one date for all or each row's own 取得日 in Excel's form; a refused row is reported on its
+/// line and decides the exit status while the others are set; a handler may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrations_acquisition_dates_are_set_for_a_whole_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let endpoint = daemon.endpoint();
+    let run = |token: &str, args: &[&str]| cli_status(&daemon, &endpoint, token, args, "");
+    let staff = dir.path().join("staff.csv");
+    std::fs::write(
+        &staff,
+        format!(
+            "社員番号,個人番号\nM001,{}\nM002,{}\nM003,{}\n",
+            valid_number(7001),
+            valid_number(7002),
+            valid_number(7003)
+        ),
+    )
+    .expect("staff");
+    let staff_arg = staff.to_str().expect("utf8");
+    let (code, sealed, err) = run(
+        "dev-handler",
+        &[
+            "seal",
+            "--batch",
+            staff_arg,
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let sealed_file = dir.path().join("sealed.csv");
+    std::fs::write(&sealed_file, &sealed).expect("sealed");
+    let sealed_arg = sealed_file.to_str().expect("utf8");
+    let handles: Vec<String> = sealed
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(2).expect("handle column").to_owned())
+        .collect();
+    assert_eq!(handles.len(), 3, "{sealed}");
+    let acquired_at = |handle: &str| {
+        let (code, out, err) = run("dev-manager", &["--output", "json", "describe", handle]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).expect("json")["acquired_at"]
+            .as_str()
+            .expect("acquired_at")
+            .to_owned()
+    };
+
+    // A handler may not backdate.
+    let (code, _, err) = run(
+        "dev-handler",
+        &[
+            "acquired",
+            "--batch",
+            sealed_arg,
+            "--on",
+            "2019-04-01",
+            "--reason",
+            "紙の台帳から移行",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(!acquired_at(&handles[0]).starts_with("2019-04-01"));
+
+    // One date for the whole file, from the seal batch's output as it is.
+    let (code, out, err) = run(
+        "dev-manager",
+        &[
+            "acquired",
+            "--batch",
+            sealed_arg,
+            "--on",
+            "2019-04-01",
+            "--reason",
+            "紙の台帳から移行",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("row,handle,acquired_on,error\n"), "{out}");
+    for handle in &handles {
+        assert!(out.contains(&format!("{handle},2019-04-01,\n")), "{out}");
+        assert!(acquired_at(handle).starts_with("2019-04-01"), "{handle}");
+    }
+
+    // Each row its own 取得日 as Excel writes it; one refused (a day to come) and one unknown.
+    let dated = dir.path().join("dated.csv");
+    std::fs::write(
+        &dated,
+        format!(
+            "handle,取得日\n{},2018/4/1\n{},2999/1/1\n{},2017/10/2\nmnh_{}\n",
+            handles[0],
+            handles[1],
+            handles[2],
+            "0".repeat(32)
+        ),
+    )
+    .expect("dated");
+    let (code, out, err) = run(
+        "dev-manager",
+        &[
+            "--output",
+            "json",
+            "acquired",
+            "--batch",
+            dated.to_str().expect("utf8"),
+            "--on",
+            "2016-01-04",
+            "--reason",
+            "紙の台帳から移行",
+        ],
+    );
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(rows[0]["acquired_on"], "2018-04-01");
+    assert!(rows[0]["error"].is_null(), "{out}");
+    assert_eq!(rows[1]["error"]["code"], "INVALID_ARGUMENT", "{out}");
+    assert_eq!(rows[2]["acquired_on"], "2017-10-02");
+    assert_eq!(
+        rows[3]["acquired_on"], "2016-01-04",
+        "the --on date for a row without one"
+    );
+    assert_eq!(rows[3]["error"]["code"], "NOT_FOUND", "{out}");
+    // The most serious refusal decides the exit status, as in the other batches: the unknown
+    // handle (NOT_FOUND, 4) ranks above the bad date.
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("2 items of the batch failed"), "{err}");
+    assert!(acquired_at(&handles[0]).starts_with("2018-04-01"));
+    assert!(
+        acquired_at(&handles[1]).starts_with("2019-04-01"),
+        "a refused row changes nothing"
+    );
+    assert!(acquired_at(&handles[2]).starts_with("2017-10-02"));
+}

@@ -139,14 +139,28 @@ pub enum Command {
     /// (managers): the 台帳 and describe show it, and a handler may then record a departure
     /// back to it.
     Acquired {
-        /// Record handle.
-        handle: String,
-        /// The day the number was acquired, YYYY-MM-DD (Japan).
-        #[arg(long = "on", value_name = "YYYY-MM-DD")]
-        on: String,
+        /// Record handle (or --batch FILE).
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        handle: Option<String>,
+        /// The day the number was acquired, YYYY-MM-DD (Japan); with --batch, for the rows
+        /// without an acquired_on (取得日) cell of their own.
+        #[arg(
+            long = "on",
+            value_name = "YYYY-MM-DD",
+            required_unless_present = "batch"
+        )]
+        on: Option<String>,
         /// Why (e.g. 紙の台帳から移行); never a number.
         #[arg(long)]
         reason: String,
+        /// Every handle of FILE (one per line, or a handle column: a seal batch's output),
+        /// each with --on or its own acquired_on (取得日) cell; a result row per handle on
+        /// standard output.
+        #[arg(long, value_name = "FILE")]
+        batch: Option<std::path::PathBuf>,
+        /// With --batch: a BOM and CRLF line ends, for Japanese Excel.
+        #[arg(long, requires = "batch")]
+        excel: bool,
     },
     /// Undo a retirement before the disposal date (re-hired; managers).
     Unretire {
@@ -306,9 +320,27 @@ pub async fn execute(
         Command::Retire { handle, left_on } => {
             done(lifecycle::retire(client, handle, left_on, format).await)
         }
-        Command::Acquired { handle, on, reason } => {
-            done(lifecycle::acquired(client, handle, on, reason, format).await)
-        }
+        Command::Acquired {
+            handle,
+            on,
+            reason,
+            batch,
+            excel,
+        } => match batch {
+            Some(file) => {
+                done(lifecycle::acquired_batch(client, &file, on, reason, format, excel).await)
+            }
+            None => done(
+                lifecycle::acquired(
+                    client,
+                    handle.unwrap_or_default(),
+                    on.unwrap_or_default(),
+                    reason,
+                    format,
+                )
+                .await,
+            ),
+        },
         Command::Unretire { handle, reason } => {
             done(lifecycle::unretire(client, handle, reason, format).await)
         }

@@ -1,15 +1,17 @@
-//! `seal --batch` and `unseal --batch`: stream many items through one call, with a progress bar
+//! `seal --batch`, `unseal --batch` and `acquired --batch`: many items through one command, with a progress bar
 //! on standard error and one result per item, in input order, each with its input line.
 //!
 //! `input` reads the files, `report` writes result rows, `carry_out` decides where unsealed
 //! numbers may go; `seal` and `unseal` run the streams.
 
+mod acquired;
 pub mod carry_out;
 pub mod input;
 pub mod report;
 mod seal;
 mod unseal;
 
+pub use acquired::{AcquiredBatch, set_all as set_acquisition_dates};
 pub use report::Failures;
 pub use seal::seal;
 pub use unseal::{UnsealBatch, unseal};

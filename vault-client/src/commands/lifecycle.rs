@@ -181,6 +181,30 @@ pub async fn acquired(
     Ok(())
 }
 
+/// `acquired --batch FILE` (managers): the 取得日 of every handle of a migration's file; exits
+/// with the class of the most serious refused row, as the other batches do.
+pub async fn acquired_batch(
+    client: &mut Client,
+    file: &std::path::Path,
+    on: Option<String>,
+    reason: String,
+    format: Format,
+    excel: bool,
+) -> Result<(), ClientError> {
+    let failures = crate::batch::set_acquisition_dates(
+        client,
+        crate::batch::AcquiredBatch {
+            file,
+            on: on.as_deref(),
+            reason: &reason,
+            format,
+            excel,
+        },
+    )
+    .await?;
+    failures.outcome().map_err(ClientError::Status)
+}
+
 /// `dispose-due` (admins): the disposal scheduler, now.
 pub async fn dispose_due(client: &mut Client, format: Format) -> Result<(), ClientError> {
     let report = client
