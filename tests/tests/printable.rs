@@ -170,6 +170,19 @@ async fn certificate_and_ledger_print_in_japanese() {
     let daemon = Daemon::start_dev(&dir.path().join("data"));
     let mut handler = daemon.dev_client("dev-handler").await;
     let mut manager = daemon.dev_client("dev-manager").await;
+    let mut admin = daemon.dev_client("dev-admin").await;
+    admin
+        .admin
+        .set_tenant_info(pb::TenantInfo {
+            tenant: "dev".into(),
+            file_kind: "給与・社会保険".into(),
+            file_name: "従業員個人番号ファイル".into(),
+            responsible_person: "人事部長 山田太郎".into(),
+            responsible_department: "人事部".into(),
+            ..pb::TenantInfo::default()
+        })
+        .await
+        .expect("tenant details");
     let number = valid_number(3141);
     let handle = handler
         .locker
@@ -222,6 +235,11 @@ async fn certificate_and_ledger_print_in_japanese() {
     assert_margins_blank(&pdf, 36);
     let labels = [
         "事業所",
+        "特定個人情報ファイルの種類",
+        "特定個人情報ファイルの名称",
+        "責任者",
+        "取扱部署",
+        "削除・廃棄状況",
         "対象者の管理番号",
         "記録のハンドル",
         "削除日時",
@@ -231,8 +249,10 @@ async fn certificate_and_ledger_print_in_japanese() {
         "署名鍵",
         "署名",
     ];
-    let checked = assert_labels_clear(&pdf, 56.0 + 120.0, 8.0, |text| {
-        labels.iter().any(|label| text.starts_with(label))
+    let checked = assert_labels_clear(&pdf, 56.0 + 150.0, 8.0, |text| {
+        labels
+            .iter()
+            .any(|label| text.starts_with(label) || label.contains(text))
     });
     assert!(
         checked >= labels.len(),
@@ -260,6 +280,21 @@ async fn certificate_and_ledger_print_in_japanese() {
         "管理責任者の指示",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    // What the handling rules ask a deletion record to hold (規程第36条2): the file's kind and
+    // name, the responsible person and department, and the state of the deletion — never the
+    // number.
+    for (item, value) in [
+        ("特定個人情報ファイルの種類", "給与・社会保険"),
+        ("特定個人情報ファイルの名称", "従業員個人番号ファイル"),
+        ("責任者", "人事部長 山田太郎"),
+        ("取扱部署", "人事部"),
+        ("削除・廃棄状況", "削除済み"),
+    ] {
+        assert!(
+            text.contains(item) && text.contains(value),
+            "第36条2: {item} ({value}) missing from:\n{text}"
+        );
     }
     for english in [
         "ciphertext",
@@ -489,7 +524,7 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
         "管理区域",
         "取扱区域",
         "記録件数",
-        "最終廃棄日時",
+        "削除・廃棄状況",
     ];
     let is_label = |text: &str| {
         labels
@@ -529,6 +564,25 @@ async fn the_ledger_fits_its_pages_in_the_order_of_the_rules() {
         continued.contains("（続き）") && continued.contains("dev"),
         "the second page says whose section it continues:\n{continued}"
     );
+    // Every item the handling rules ask the 管理台帳 to record (規程第16条 ①–⑦), in each
+    // office's section.
+    for item in [
+        "特定個人情報ファイルの種類",
+        "特定個人情報ファイルの名称",
+        "責任者",
+        "取扱部署",
+        "利用目的",
+        "削除・廃棄状況",
+        "アクセス権を有する者",
+        "管理区域",
+        "取扱区域",
+    ] {
+        let sections = text.matches(item).count();
+        assert!(
+            sections >= 2,
+            "第16条: {item} in {sections} of 2 sections:\n{text}"
+        );
+    }
     for expected in [
         "事務担当者 第07号",
         "clerk-07",

@@ -24,7 +24,7 @@ pub fn certificate_pdf(
         "下記の特定個人情報（個人番号）について、MyNumber Locker において復元できない方法で削除したことを証明します。",
     );
     pages.skip(16.0);
-    let label_width = 120.0;
+    let label_width = 150.0;
     let responsible = if certificate.responsible == "scheduler" {
         "scheduler（保存期間経過による自動廃棄）".to_owned()
     } else {
@@ -36,8 +36,26 @@ pub fn certificate_pdf(
     } else {
         format!("{}（{}）", certificate.tenant_name, certificate.tenant)
     };
+    // What the handling rules ask a deletion record to name (規程第36条2): the file's kind and
+    // name, its responsible person and department, and the state of the deletion. The details
+    // are the office's as the locker holds them now (not signed); a slot left unset says so.
+    let detail = |value: &str| {
+        if value.is_empty() {
+            "（未設定: vault-client tenant info で設定）".to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
     for (label, value) in [
         ("事業所", office),
+        ("特定個人情報ファイルの種類", detail(&certificate.file_kind)),
+        ("特定個人情報ファイルの名称", detail(&certificate.file_name)),
+        ("責任者", detail(&certificate.responsible_person)),
+        ("取扱部署", detail(&certificate.responsible_department)),
+        (
+            "削除・廃棄状況",
+            "削除済み（個人番号は復元できない）".to_owned(),
+        ),
         ("対象者の管理番号", certificate.subject_ref.clone()),
         ("記録のハンドル", certificate.handle.clone()),
         ("削除日時", jst(certificate.disposed_at_ms)),

@@ -59,11 +59,15 @@ pub fn ledger_pdf(
             (
                 "記録件数",
                 format!(
-                    "利用中 {} 件 / 利用停止 {} 件\n退職（廃棄待ち）{} 件 / 廃棄済 {} 件",
-                    entry.active, entry.suspended, entry.retired, entry.disposed
+                    "利用中 {} 件 / 利用停止 {} 件\n退職（廃棄待ち）{} 件",
+                    entry.active, entry.suspended, entry.retired
                 ),
             ),
-            ("最終廃棄日時", last_disposal),
+            // 規程第16条④.
+            (
+                "削除・廃棄状況",
+                format!("廃棄済 {} 件\n最終廃棄 {last_disposal}", entry.disposed),
+            ),
         ] {
             pages.field(label, &value, 10.0, label_width);
         }
@@ -81,7 +85,7 @@ pub fn ledger_pdf(
             );
         }
         pages.skip(12.0);
-        pages.paragraph(MARGIN, 11.0, "取扱者とアクセス権");
+        pages.paragraph(MARGIN, 11.0, "アクセス権を有する者（取扱者）");
         for access in &entry.access {
             let mut value = role_ja(&access.role).to_owned();
             if access.disabled {

@@ -118,7 +118,8 @@ pub fn correction(c: Correction) -> pb::Correction {
     }
 }
 
-/// A deletion certificate for the wire (the tenant's name, which is not signed, left empty).
+/// A deletion certificate for the wire (the tenant's name and details, which are not signed,
+/// left empty).
 pub fn certificate(c: DeletionCertificate) -> pb::DeletionCertificate {
     pb::DeletionCertificate {
         handle: c.handle,
@@ -130,7 +131,7 @@ pub fn certificate(c: DeletionCertificate) -> pb::DeletionCertificate {
         key_version: c.key_version,
         key_id: c.key_id,
         signature: c.signature,
-        tenant_name: String::new(),
+        ..pb::DeletionCertificate::default()
     }
 }
 

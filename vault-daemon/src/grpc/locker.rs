@@ -488,8 +488,13 @@ impl LockerRpc for LockerApi {
             .await
             .map_err(to_status)?;
         let tenant_name = self.locker.tenant_name(&certificate.tenant).await;
+        let details = self.locker.tenant_details(&certificate.tenant).await;
         Ok(Response::new(pb::DeletionCertificate {
             tenant_name,
+            file_kind: details.file_kind,
+            file_name: details.file_name,
+            responsible_person: details.responsible_person,
+            responsible_department: details.responsible_department,
             ..convert::certificate(certificate)
         }))
     }

@@ -14,6 +14,7 @@ use crate::domain::lifecycle::{
 use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::domain::record::{Record, RecordStatus, Tombstone};
+use crate::domain::tenant_info::TenantInfo;
 use crate::error::{Error, Result};
 use crate::keys::envelope;
 use crate::keys::{KeyError, KeyRef};
@@ -76,6 +77,20 @@ impl Locker {
                 .unwrap_or_default(),
             Err(_) => String::new(),
         }
+    }
+
+    /// The tenant's details (file kind and name, responsible person and department) as held
+    /// now, for printing beside a signed record; empty when none were set or they cannot be
+    /// read (the signed record stands without them).
+    pub async fn tenant_details(&self, id: &str) -> TenantInfo {
+        let read = match self.store.view() {
+            Ok(view) => view.tenant_info().get(id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        read.unwrap_or_else(|| TenantInfo {
+            tenant: id.to_owned(),
+            ..TenantInfo::default()
+        })
     }
 
     /// The deletion certificate of a disposed record.
