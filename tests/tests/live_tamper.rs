@@ -317,6 +317,35 @@ fn pg_put_back(postgres: &Postgres, table: &str, key: &str, hex_row: &str) {
     );
 }
 
+/// A second token of the dev handler, its two shares issued and approved on daemon 0.
+async fn second_handler_token(
+    pair: &Pair,
+    admin: &mut Client,
+) -> (pb::IssueTokenResponse, secrecy::SecretString) {
+    let mut approver = pair.daemons[0].dev_client("dev-admin2").await;
+    vault_tests::rpc::split_token(
+        admin,
+        &mut approver,
+        pb::IssueTokenRequest {
+            operator_id: "dev-handler".into(),
+            ttl_seconds: 3600,
+            cert_fingerprint: String::new(),
+        },
+    )
+    .await
+}
+
+/// Waits until `client`'s daemon answers calls again (DATA_LOSS meanwhile): it recovers by
+/// itself once the rows are right (a refused commit retries after a pause).
+async fn until_it_answers(client: &mut Client) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(status) = client.admin.list_purposes(pb::ListPurposesRequest {}).await {
+        assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+        assert!(Instant::now() < deadline, "no recovery: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// After a row was put back: each daemon refuses the next call with `token` (an authority row
 /// decides nothing: the call is refused on the log's rows; a record row read is refused
 /// DATA_LOSS), releasing nothing; within a second each goes NOT_SERVING and refuses every call
@@ -401,17 +430,7 @@ async fn a_revoked_token_put_back_is_refused_by_every_daemon_on_its_next_call() 
     let postgres = Postgres::start(dir.path());
     let pair = Pair::start(dir.path(), &postgres);
     let mut admin = pair.daemons[0].dev_client("dev-admin").await;
-    let mut approver = pair.daemons[0].dev_client("dev-admin2").await;
-    let (issued, token) = vault_tests::rpc::split_token(
-        &mut admin,
-        &mut approver,
-        pb::IssueTokenRequest {
-            operator_id: "dev-handler".into(),
-            ttl_seconds: 3600,
-            cert_fingerprint: String::new(),
-        },
-    )
-    .await;
+    let (issued, token) = second_handler_token(&pair, &mut admin).await;
     let mut handler = pair.daemons[0].dev_client("dev-handler").await;
     let (handle, number) = released(&mut handler, "T1", 41).await;
     for daemon in &pair.daemons {
@@ -488,17 +507,7 @@ async fn a_row_put_back_is_never_laundered_by_the_next_authority_change() {
     let postgres = Postgres::start(dir.path());
     let pair = Pair::start(dir.path(), &postgres);
     let mut admin = pair.daemons[0].dev_client("dev-admin").await;
-    let mut approver = pair.daemons[0].dev_client("dev-admin2").await;
-    let (issued, token) = vault_tests::rpc::split_token(
-        &mut admin,
-        &mut approver,
-        pb::IssueTokenRequest {
-            operator_id: "dev-handler".into(),
-            ttl_seconds: 3600,
-            cert_fingerprint: String::new(),
-        },
-    )
-    .await;
+    let (issued, token) = second_handler_token(&pair, &mut admin).await;
     let mut handler = pair.daemons[0].dev_client("dev-handler").await;
     let (handle, number) = released(&mut handler, "L1", 43).await;
     let before = pg_row(&postgres, "tokens", &issued.token_id);
@@ -535,17 +544,7 @@ async fn a_row_put_back_is_never_laundered_by_the_next_authority_change() {
         // Each daemon recovers by itself (a refused commit retries after a pause): its calls
         // are answered again, and the token is refused as revoked.
         for daemon in &pair.daemons {
-            let mut auditor = daemon.dev_client("dev-auditor").await;
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while let Err(status) = auditor
-                .admin
-                .list_purposes(pb::ListPurposesRequest {})
-                .await
-            {
-                assert_eq!(status.code(), Code::DataLoss, "{status:?}");
-                assert!(Instant::now() < deadline, "no recovery: {status:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            until_it_answers(&mut daemon.dev_client("dev-auditor").await).await;
             wait_for_health(daemon, ServingStatus::Serving).await;
         }
         every_daemon_refuses(&pair, &token, &handle, Code::Unauthenticated).await;
@@ -634,12 +633,7 @@ async fn a_cancelled_key_destruction_put_back_destroys_nothing() {
         pg_put_back(&postgres, "key_destructions", &request.id, &approved);
         tokio::time::sleep(Duration::from_millis(700)).await;
         pg_put_back(&postgres, "key_destructions", &request.id, &cancelled);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while let Err(status) = admin.admin.list_purposes(pb::ListPurposesRequest {}).await {
-            assert_eq!(status.code(), Code::DataLoss, "{status:?}");
-            assert!(Instant::now() < deadline, "no recovery: {status:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_it_answers(&mut admin).await;
     }
     wait_for_health(&daemon, ServingStatus::Serving).await;
 

@@ -148,6 +148,19 @@ fn exposure(machine: &Machine) -> f64 {
         .unwrap_or_else(|| panic!("cannot read the exposure in {line:?}"))
 }
 
+/// The `name:` line of the daemon's `/proc/PID/status` (its ids after the name).
+fn daemon_status_line(machine: &Machine, name: &str) -> Vec<String> {
+    let pid = machine.ok(&format!("systemctl show -p MainPID --value {UNIT}"));
+    let status = machine.ok(&format!("cat /proc/{}/status", pid.trim()));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} line: {status}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `systemctl start` returns once the daemon serves (Type=notify): is-active right away.
 fn start_and_check_it_runs_as_its_user(machine: &Machine) {
     machine.ok(&format!("systemctl start {UNIT}"));
@@ -155,16 +168,11 @@ fn start_and_check_it_runs_as_its_user(machine: &Machine) {
         machine.ok(&format!("systemctl is-active {UNIT}")).trim(),
         "active"
     );
-    let pid = machine.ok(&format!("systemctl show -p MainPID --value {UNIT}"));
     let uid = machine.ok("id -u mynumber-locker");
-    let status = machine.ok(&format!("cat /proc/{}/status", pid.trim()));
-    let uids = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .expect("Uid line");
+    let uids = daemon_status_line(machine, "Uid:");
     assert!(
-        uids.split_whitespace().skip(1).all(|id| id == uid.trim()),
-        "the daemon runs as mynumber-locker, never root: {uids}"
+        uids.iter().all(|id| id == uid.trim()),
+        "the daemon runs as mynumber-locker, never root: {uids:?}"
     );
 }
 
@@ -387,16 +395,11 @@ fn the_tpm_drop_in_runs_the_locker_on_a_tpm_with_its_secret_as_a_credential() {
     ));
     start_and_check_it_runs_as_its_user(&machine);
     // The daemon holds group tss, the owner of /dev/tpmrm0 on Debian.
-    let pid = machine.ok(&format!("systemctl show -p MainPID --value {UNIT}"));
     let tss = machine.ok("getent group tss | cut -d: -f3");
-    let status = machine.ok(&format!("cat /proc/{}/status", pid.trim()));
-    let groups = status
-        .lines()
-        .find(|l| l.starts_with("Groups:"))
-        .expect("Groups line");
+    let groups = daemon_status_line(&machine, "Groups:");
     assert!(
-        groups.split_whitespace().any(|g| g == tss.trim()),
-        "group tss ({}) missing: {groups}",
+        groups.iter().any(|g| g == tss.trim()),
+        "group tss ({}) missing: {groups:?}",
         tss.trim()
     );
     // The TPM and the clock's read-only entry (ProtectClock=) are the only devices it may open.
