@@ -742,6 +742,72 @@ async fn a_tampered_record_found_by_one_daemon_stops_every_daemon() {
         .expect("serves again");
 }
 
+/// A tenant's row put back from before a rotation would make the old key version active
+/// again: a seal a moment later would seal under it (a version on its way to destruction).
+/// The seal checks the tenant row it read against the log's and refuses DATA_LOSS; the record
+/// is never written, both daemons stop within a second, and serve again once the row is
+/// undone, sealing under the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_row_put_back_seals_nothing_under_the_old_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut admin = pair.daemons[0].dev_client("dev-admin").await;
+    let before = pg_row(&postgres, "tenants", "dev");
+    admin
+        .admin
+        .rotate_tenant_keys(pb::RotateTenantKeysRequest {
+            tenant: "dev".into(),
+        })
+        .await
+        .expect("rotate");
+    vault_tests::rpc::wait_for_rewrap(&mut admin, "dev", 1).await;
+    let rotated = pg_row(&postgres, "tenants", "dev");
+    let mut handler = pair.daemons[1].dev_client("dev-handler").await;
+    // The second daemon has taken the rotation in (a call of its own, then its log check), so
+    // its next commit reads no new authority entry that would show the rows again.
+    until_it_answers(&mut pair.daemons[1].dev_client("dev-auditor").await).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    pg_put_back(&postgres, "tenants", "dev", &before);
+    let refused = handler
+        .locker
+        .seal(seal_request(
+            "dev",
+            "K1",
+            &valid_number(46),
+            &["STAFF_WITHHOLDING"],
+        ))
+        .await
+        .expect_err("a seal on a put-back tenant row is refused");
+    assert_eq!(refused.code(), Code::DataLoss, "{refused:?}");
+    for daemon in &pair.daemons {
+        wait_for_health(daemon, ServingStatus::NotServing).await;
+    }
+    pg_put_back(&postgres, "tenants", "dev", &rotated);
+    for daemon in &pair.daemons {
+        until_it_answers(&mut daemon.dev_client("dev-auditor").await).await;
+    }
+    let handle = handler
+        .locker
+        .seal(seal_request(
+            "dev",
+            "K1",
+            &valid_number(46),
+            &["STAFF_WITHHOLDING"],
+        ))
+        .await
+        .expect("serves again")
+        .into_inner()
+        .handle;
+    let record = handler
+        .locker
+        .describe(pb::DescribeRequest { handle })
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(record.key_version, 2, "sealed under the active version");
+}
+
 /// Disposes of `handle` as the dev manager.
 async fn dispose(daemon: &Daemon, handle: &str) {
     let mut manager = daemon.dev_client("dev-manager").await;

@@ -1,5 +1,5 @@
-//! The authority rows a call decides on — tokens and operators — as the authenticated log
-//! says they are now, held in memory by every daemon.
+//! The authority rows a call decides on — tokens, operators and tenants — as the
+//! authenticated log says they are now, held in memory by every daemon.
 //!
 //! The last entry of every commit that changes an authority row names the digest of all of them
 //! after it (`state = authority <hex>`, see `vault_audit::state`). A daemon loads the rows at
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::audit::integrity::{ChainPosition, walk_chain};
-use crate::domain::operator::Operator;
+use crate::domain::operator::{Operator, Tenant};
 use crate::domain::token::TokenRecord;
 use crate::store::{StoreError, StoreRead};
 use vault_audit::entry::{LogKey, authority_digest_of};
@@ -39,6 +39,7 @@ pub struct AuthoritySnapshot {
 struct AuthorityRows {
     tokens: HashMap<String, TokenRecord>,
     operators: HashMap<String, Operator>,
+    tenants: HashMap<String, Tenant>,
 }
 
 impl AuthoritySnapshot {
@@ -63,6 +64,11 @@ impl AuthoritySnapshot {
                     .into_iter()
                     .map(|o| (o.id.clone(), o))
                     .collect(),
+                tenants: reader
+                    .tenants()?
+                    .into_iter()
+                    .map(|t| (t.id.clone(), t))
+                    .collect(),
             }),
         })
     }
@@ -75,6 +81,11 @@ impl AuthoritySnapshot {
     /// The operator with this id, as current.
     pub fn operator(&self, id: &str) -> Option<&Operator> {
         self.rows.operators.get(id)
+    }
+
+    /// The tenant with this id (its key versions and their states), as current.
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.rows.tenants.get(id)
     }
 
     /// Every token, as current (revoked and expired ones too).

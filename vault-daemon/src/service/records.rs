@@ -18,6 +18,7 @@ use crate::keys::envelope;
 use crate::service::rate_limit::Metered;
 use crate::service::record_purposes::SealDifferences;
 use crate::service::{Caller, Locker, RequestContext};
+use crate::store::StoreError;
 use crate::store::mutation::Expected;
 use crate::store::mutation::{Mutation, MutationOutcome};
 use crate::store::view::View;
@@ -113,12 +114,32 @@ impl Locker {
         self.load_tenant_in(&self.store.view()?, id).await
     }
 
-    /// [`Locker::load_tenant`], read through the call's `view`.
+    /// [`Locker::load_tenant`], read through the call's `view` and checked against the
+    /// tenant the log names (the authority view): a row put back from an older copy — a key
+    /// version made active again, say — decides nothing. A row that differs from the view
+    /// may be newer than it (a rotation on another daemon a moment ago): the view catches up
+    /// with the log and the row is read again; one that still differs is tampering, refused
+    /// DATA_LOSS and reported (every call refused until it is right).
     pub(super) async fn load_tenant_in(&self, view: &View<'_>, id: &str) -> Result<Tenant> {
-        view.tenants()
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no tenant {id}")))
+        let mut read = view.tenants().get(id).await?;
+        for attempt in 0..2 {
+            let logged = self.writer.authority().snapshot();
+            if read.as_ref() == logged.tenant(id) {
+                return read.ok_or_else(|| Error::NotFound(format!("no tenant {id}")));
+            }
+            if attempt == 0 {
+                self.writer.check().await?;
+                read = self.store.view()?.tenants().get(id).await?;
+            }
+        }
+        let error = StoreError::Tampered {
+            table: "authority rows".into(),
+            key: format!(
+                "tenant {id}: not the row the audit log names as current (put back from an older copy, or edited)"
+            ),
+        };
+        self.writer.report_tampering(error.clone()).await;
+        Err(Error::from(error))
     }
 
     /// The record `handle`, if the caller's scope reaches it. A record of another tenant is
