@@ -1121,4 +1121,66 @@ async fn a_migrations_acquisition_dates_are_set_for_a_whole_file() {
         "a refused row changes nothing"
     );
     assert!(acquired_at(&handles[2]).starts_with("2017-10-02"));
+
+    // The 取得日 given at seal: the handler's file carries it, the seal batch's output keeps
+    // it (the locker takes no date from a handler), and the manager applies that output.
+    let dated_staff = dir.path().join("dated-staff.csv");
+    std::fs::write(
+        &dated_staff,
+        format!(
+            "社員番号,個人番号,取得日\nM101,{},2016/4/1\nM102,{},2016/10/3\n",
+            valid_number(7101),
+            valid_number(7102)
+        ),
+    )
+    .expect("dated staff");
+    let (code, sealed, err) = run(
+        "dev-handler",
+        &[
+            "seal",
+            "--batch",
+            dated_staff.to_str().expect("utf8"),
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        sealed.starts_with(
+            "row,subject_ref,handle,existing,purposes_not_on_record,error,acquired_on\n"
+        ),
+        "{sealed}"
+    );
+    assert!(
+        err.contains("acquired --batch"),
+        "the handler is told who applies the dates: {err}"
+    );
+    let new_handles: Vec<String> = sealed
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(2).expect("handle").to_owned())
+        .collect();
+    assert!(
+        !acquired_at(&new_handles[0]).starts_with("2016"),
+        "a handler's date is not taken"
+    );
+    let sealed_dated = dir.path().join("sealed-dated.csv");
+    std::fs::write(&sealed_dated, &sealed).expect("sealed");
+    let (code, _, err) = run(
+        "dev-manager",
+        &[
+            "acquired",
+            "--batch",
+            sealed_dated.to_str().expect("utf8"),
+            "--reason",
+            "紙の台帳から移行",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(acquired_at(&new_handles[0]).starts_with("2016-04-01"));
+    assert!(acquired_at(&new_handles[1]).starts_with("2016-10-03"));
 }

@@ -8,12 +8,9 @@ use std::path::Path;
 use serde_json::json;
 use vault_client::{Client, ClientError, pb};
 
-use super::input::handle_rows;
+use super::input::{ACQUIRED_HEADERS, handle_rows};
 use super::report::{Failures, RowWriter, error_cell, error_json};
 use crate::output::Format;
-
-/// Names of the column that gives a row its own date.
-const DATE_HEADERS: &[&str] = &["acquired_on", "取得日"];
 
 /// What to set.
 pub struct AcquiredBatch<'a> {
@@ -57,7 +54,7 @@ pub async fn set_all(
     let date_column = rows.header.as_ref().and_then(|header| {
         header
             .iter()
-            .position(|cell| DATE_HEADERS.contains(&cell.trim().to_lowercase().as_str()))
+            .position(|cell| ACQUIRED_HEADERS.contains(&cell.trim().to_lowercase().as_str()))
     });
     if date_column.is_none() && batch.on.is_none() {
         return Err(ClientError::Usage(format!(

@@ -37,7 +37,14 @@ pub struct SealRow {
     pub subject_ref: String,
     /// The number as written.
     pub number: Zeroizing<String>,
+    /// Its 取得日 as the file gives it (an `acquired_on` / `取得日` column), for a manager to
+    /// set afterwards (`acquired --batch`): a migration's date is proposed at seal, applied by
+    /// a manager.
+    pub acquired_on: Option<String>,
 }
+
+/// Names of a column that gives a row's acquisition date (取得日).
+pub const ACQUIRED_HEADERS: &[&str] = &["acquired_on", "取得日"];
 
 /// One handle to unseal.
 pub struct HandleRow {
@@ -120,6 +127,7 @@ pub fn seal_rows(path: &Path) -> Result<Vec<SealRow>, ClientError> {
     let text = read_utf8(path)?;
     let mut rows = Vec::new();
     let mut columns = (0, 1);
+    let mut acquired = None;
     for (index, (line, record)) in records(&text).enumerate() {
         let record = record.map_err(|e| {
             ClientError::Usage(format!("{}: line {line}: not CSV: {e}", path.display()))
@@ -131,6 +139,7 @@ pub fn seal_rows(path: &Path) -> Result<Vec<SealRow>, ClientError> {
             match (subject, number) {
                 (Some(subject), Some(number)) => {
                     columns = (subject, number);
+                    acquired = column(&header, ACQUIRED_HEADERS);
                     continue;
                 }
                 (None, None) => {}
@@ -150,6 +159,7 @@ pub fn seal_rows(path: &Path) -> Result<Vec<SealRow>, ClientError> {
             line,
             subject_ref: cell(columns.0),
             number: Zeroizing::new(cell(columns.1)),
+            acquired_on: acquired.map(cell),
         });
     }
     Ok(rows)

@@ -14,8 +14,10 @@ use crate::output::Format;
 pub const EXPONENT_HINT: &str = " (the cell is in Excel's exponent form, which has lost the last digits: format the column as text (文字列) and enter or import the numbers again)";
 
 /// Seals every row of a CSV file with the template's tenant, kind, purposes and verification.
-/// Prints `row,subject_ref,handle,existing,purposes_not_on_record,error` per row, in order;
-/// returns the rows that failed.
+/// Prints `row,subject_ref,handle,existing,purposes_not_on_record,error` per row, in order —
+/// and `acquired_on` when the file gives each row its 取得日, which the locker does not take
+/// from a handler: a manager applies the file with `acquired --batch`. Returns the rows that
+/// failed.
 pub async fn seal(
     client: &mut Client,
     template: pb::SealRequest,
@@ -24,9 +26,17 @@ pub async fn seal(
     excel: bool,
 ) -> Result<Failures, ClientError> {
     let rows = seal_rows(file)?;
-    let keys: Vec<(u64, String, bool)> = rows
+    let dated = rows.iter().any(|r| r.acquired_on.is_some());
+    let keys: Vec<(u64, String, bool, String)> = rows
         .iter()
-        .map(|r| (r.line, r.subject_ref.clone(), in_exponent_form(&r.number)))
+        .map(|r| {
+            (
+                r.line,
+                r.subject_ref.clone(),
+                in_exponent_form(&r.number),
+                r.acquired_on.clone().unwrap_or_default(),
+            )
+        })
         .collect();
     let progress = super::bar(rows.len() as u64, "sealing");
     let requests =
@@ -35,25 +45,24 @@ pub async fn seal(
             number: row.number.to_string(),
             ..template.clone()
         }));
-    let mut writer = RowWriter::new(
-        std::io::stdout(),
-        format,
-        &[
-            "row",
-            "subject_ref",
-            "handle",
-            "existing",
-            "purposes_not_on_record",
-            "error",
-        ],
-        excel,
-    )?;
+    let mut header = vec![
+        "row",
+        "subject_ref",
+        "handle",
+        "existing",
+        "purposes_not_on_record",
+        "error",
+    ];
+    if dated {
+        header.push("acquired_on");
+    }
+    let mut writer = RowWriter::new(std::io::stdout(), format, &header, excel)?;
     let mut results = client.locker.seal_batch(requests).await?.into_inner();
     let mut failures = Failures::default();
     while let Some(result) = results.next().await {
         let result = result?;
         progress.inc(1);
-        let (line, subject, exponent) =
+        let (line, subject, exponent, acquired_on) =
             keys.get(result.index as usize).cloned().unwrap_or_default();
         let mut result = result;
         if exponent && let Some(error) = result.error.as_mut() {
@@ -73,26 +82,33 @@ pub async fn seal(
         } else {
             sealed.existing.to_string()
         };
-        progress.suspend(|| {
-            writer.row(
-                &[
-                    &line_text,
-                    &subject,
-                    &sealed.handle,
-                    &existing,
-                    &lacking,
-                    &error_cell(&result.error),
-                ],
-                &json!({
-                    "row": line, "subject_ref": subject, "handle": sealed.handle,
-                    "existing": sealed.existing,
-                    "purposes_not_on_record": sealed.purposes_not_on_record,
-                    "error": error_json(&result.error),
-                }),
-            )
-        })?;
+        let error = error_cell(&result.error);
+        let mut cells = vec![
+            line_text.as_str(),
+            subject.as_str(),
+            sealed.handle.as_str(),
+            existing.as_str(),
+            lacking.as_str(),
+            error.as_str(),
+        ];
+        let mut object = json!({
+            "row": line, "subject_ref": subject, "handle": sealed.handle,
+            "existing": sealed.existing,
+            "purposes_not_on_record": sealed.purposes_not_on_record,
+            "error": error_json(&result.error),
+        });
+        if dated {
+            cells.push(&acquired_on);
+            object["acquired_on"] = json!(acquired_on);
+        }
+        progress.suspend(|| writer.row(&cells, &object))?;
     }
     writer.finish()?;
     progress.finish_and_clear();
+    if dated {
+        eprintln!(
+            "the rows' 取得日 are in the acquired_on column: a manager sets them with vault-client acquired --batch FILE --reason …"
+        );
+    }
     Ok(failures)
 }
