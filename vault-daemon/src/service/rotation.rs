@@ -202,14 +202,16 @@ impl Locker {
         else {
             return Ok(false);
         };
+        // The tenant as the log names it (a row put back from before the rotation decides
+        // nothing: refused as tampering, like a call's).
         let tenant = self
-            .store
-            .view()?
-            .tenants()
-            .get(&job.tenant)
-            .await?
-            .ok_or_else(|| {
-                Error::Internal(format!("rewrap job for unknown tenant {}", job.tenant))
+            .load_tenant(&job.tenant)
+            .await
+            .map_err(|error| match error {
+                Error::NotFound(_) => {
+                    Error::Internal(format!("rewrap job for unknown tenant {}", job.tenant))
+                }
+                other => other,
             })?;
         let target = tenant.keys_of(job.target_version).ok_or_else(|| {
             Error::Internal(format!(
