@@ -965,10 +965,7 @@ async fn health_tells_a_serving_daemon_from_none() {
         "SERVING"
     );
 
-    let nobody = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        format!("http://{}", listener.local_addr().expect("addr"))
-    };
+    let nobody = format!("http://127.0.0.1:{}", vault_tests::free_port());
     let started = std::time::Instant::now();
     let (code, _, stderr) = health(&nobody, &["health", "--wait", "1s"]);
     assert_eq!(code, 1, "{stderr}");
@@ -1183,4 +1180,35 @@ async fn a_migrations_acquisition_dates_are_set_for_a_whole_file() {
     assert_eq!(code, 0, "{err}");
     assert!(acquired_at(&new_handles[0]).starts_with("2016-04-01"));
     assert!(acquired_at(&new_handles[1]).starts_with("2016-10-03"));
+
+    // A number typed into the 取得日 column is never echoed into the seal's results.
+    let misplaced = valid_number(7201);
+    let mixed = dir.path().join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        format!(
+            "社員番号,個人番号,取得日\nM201,{},{misplaced}\n",
+            valid_number(7202)
+        ),
+    )
+    .expect("mixed");
+    let (_, sealed, err) = run(
+        "dev-handler",
+        &[
+            "seal",
+            "--batch",
+            mixed.to_str().expect("utf8"),
+            "--tenant",
+            "dev",
+            "--kind",
+            "staff",
+            "--purpose",
+            "STAFF_WITHHOLDING",
+        ],
+    );
+    assert!(
+        !sealed.contains(&misplaced) && !err.contains(&misplaced),
+        "{sealed}{err}"
+    );
+    assert!(sealed.contains("withheld"), "{sealed}");
 }

@@ -34,7 +34,14 @@ pub async fn seal(
                 r.line,
                 r.subject_ref.clone(),
                 in_exponent_form(&r.number),
-                r.acquired_on.clone().unwrap_or_default(),
+                // A 取得日 cell is echoed into the results, which are kept less carefully than
+                // the input: never a cell that may hold a number put in the wrong column.
+                match r.acquired_on.as_deref() {
+                    Some(cell) if may_hold_number(cell) => {
+                        "(withheld: it may hold a number)".to_owned()
+                    }
+                    other => other.unwrap_or_default().to_owned(),
+                },
             )
         })
         .collect();
