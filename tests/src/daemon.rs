@@ -28,6 +28,14 @@ pub fn binary_path(name: &str) -> PathBuf {
     path
 }
 
+/// A loopback port nothing listens on now (the OS picked it; free until someone binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The `--dev --backend` the end-to-end suites run against: `VAULT_TEST_BACKEND`, default
 /// `sim`. The README's test command runs the suites once per backend.
 pub fn backend_under_test() -> String {

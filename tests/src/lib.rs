@@ -22,4 +22,4 @@ pub mod store_conformance;
 pub mod store_edit;
 pub mod tls_daemon;
 
-pub use daemon::{Daemon, DaemonOptions, binary_path};
+pub use daemon::{Daemon, DaemonOptions, binary_path, free_port};

@@ -43,13 +43,6 @@ fn as_postgres(program: &str, args: &[&str]) -> Output {
         .expect("runuser (the tests run as root, as CI does)")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl Postgres {
     /// Initialises a cluster in `dir/postgres` and starts it on a free loopback port.
     /// `dir` is made traversable for the `postgres` user (mode 0711).
@@ -80,7 +73,7 @@ impl Postgres {
 
     /// Appends this server's port and sockets to `data`'s configuration and starts it.
     fn configure_and_start(data: PathBuf) -> Postgres {
-        let port = free_port();
+        let port = crate::free_port();
         let sockets = data.join("sock");
         std::fs::create_dir_all(&sockets).expect("socket directory");
         let _ = Command::new("chown")

@@ -52,10 +52,7 @@ async fn alerts_follow_rides_out_a_daemon_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     // A fixed port, so the daemon comes back where the follower looks.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = vault_tests::free_port();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\ndata_dir = \"{}\"\n[backend]\nkind = \"sim\"\nallow_insecure = true\n[monitoring.handler]\nunseals_per_hour = 3\ndistinct_subjects_per_hour = 0\n",
         data.display()

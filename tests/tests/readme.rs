@@ -30,13 +30,6 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// The README's commands with the two edits applied (each must apply exactly once).
 fn commands_of(readme: &str, port: u16) -> Vec<DocCommand> {
     let mut commands = doc_blocks::commands(readme);
@@ -69,7 +62,7 @@ fn commands_of(readme: &str, port: u16) -> Vec<DocCommand> {
 fn run_readme(readme: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink(target_dir(), dir.path().join("target")).expect("link target/");
-    let port = free_port();
+    let port = vault_tests::free_port();
     let script = doc_blocks::script(&commands_of(readme, port), "README.md");
     doc_blocks::run(
         &script,

@@ -82,6 +82,17 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The stable reason of a refusal (`CHECK_DIGIT_MISMATCH`), from the google.rpc.ErrorInfo the
+/// daemon attaches to every error; empty when there is none.
+pub fn reason_of(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default()
+}
+
 /// How to reach the daemon.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

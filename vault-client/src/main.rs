@@ -109,7 +109,6 @@ fn exit_code(code: tonic::Code) -> u8 {
 /// Prints why the command failed: a line of text, or with `--output json` one JSON object
 /// (`code`, `message`, `reason` from the server's google.rpc.ErrorInfo) on standard error.
 fn report(failure: &Failure, format: output::Format) -> u8 {
-    use tonic_types::StatusExt;
     let (code, message, reason, exit) = match failure {
         // Standard output said so, with the request to approve; nothing went wrong.
         Failure::Held => return 9,
@@ -119,11 +118,7 @@ fn report(failure: &Failure, format: output::Format) -> u8 {
         Failure::Server(status) => (
             vault_client::code_name(status.code()),
             status.message().to_owned(),
-            status
-                .get_error_details()
-                .error_info()
-                .map(|info| info.reason.clone())
-                .unwrap_or_default(),
+            vault_client::reason_of(status),
             exit_code(status.code()),
         ),
     };

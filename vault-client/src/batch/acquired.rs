@@ -105,15 +105,10 @@ pub async fn set_all(
 
 /// A refused row's error as a batch item's.
 fn batch_error(status: &tonic::Status) -> pb::BatchError {
-    use tonic_types::StatusExt;
     pb::BatchError {
         code: vault_client::code_name(status.code()).to_owned(),
         message: status.message().to_owned(),
-        reason: status
-            .get_error_details()
-            .error_info()
-            .map(|info| info.reason.clone())
-            .unwrap_or_default(),
+        reason: vault_client::reason_of(status),
     }
 }
 

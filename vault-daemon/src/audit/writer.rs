@@ -43,6 +43,7 @@ use crate::audit::authority::{AuthoritySnapshot, AuthorityView, NamedDigest};
 use crate::audit::checked_txn::CheckedTxn;
 use crate::audit::records::{RecordTagger, RecordView, Suspect};
 use crate::domain::handle::Handle;
+use crate::domain::policy::Action;
 
 use crate::audit::entry::{AuditEntry, ChainedEntry, EntryOutcome, GENESIS_HASH, undelivered};
 use crate::audit::integrity::{ChainPosition, check_entry, walk_chain};
@@ -277,7 +278,8 @@ fn head_in(
             }
             // Another daemon found this record's row tampered with: this one checks it too
             // before it serves again, whether or not a call of its own reads it.
-            if entry.action == "ALERT"
+            if entry.action == Action::Alert.as_str()
+                && entry.operator == "system"
                 && entry.code == "DATA_LOSS"
                 && let Ok(handle) = Handle::parse(&entry.handle)
             {
@@ -746,7 +748,7 @@ fn broken(
         let mut entry = AuditEntry {
             operator: "system".into(),
             role: "system".into(),
-            action: "ALERT".into(),
+            action: Action::Alert.as_str().into(),
             ..AuditEntry::default()
         };
         entry.fail(&Error::from(error.clone()));

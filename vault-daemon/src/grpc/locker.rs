@@ -487,8 +487,7 @@ impl LockerRpc for LockerApi {
             .deletion_certificate(&ctx, &request.get_ref().handle)
             .await
             .map_err(to_status)?;
-        let tenant_name = self.locker.tenant_name(&certificate.tenant).await;
-        let details = self.locker.tenant_details(&certificate.tenant).await;
+        let (tenant_name, details) = self.locker.tenant_for_print(&certificate.tenant).await;
         Ok(Response::new(pb::DeletionCertificate {
             tenant_name,
             file_kind: details.file_kind,

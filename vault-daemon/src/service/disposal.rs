@@ -63,34 +63,21 @@ impl Locker {
         Ok(certificate)
     }
 
-    /// The name of tenant `id` as stored now (empty if there is none): for the printed
-    /// certificate, which names the office rather than its id.
-    pub async fn tenant_name(&self, id: &str) -> String {
-        match self.store.view() {
-            Ok(view) => view
-                .tenants()
-                .get(id)
-                .await
-                .ok()
-                .flatten()
-                .map(|tenant| tenant.name)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    }
-
-    /// The tenant's details (file kind and name, responsible person and department) as held
-    /// now, for printing beside a signed record; empty when none were set or they cannot be
-    /// read (the signed record stands without them).
-    pub async fn tenant_details(&self, id: &str) -> TenantInfo {
-        let read = match self.store.view() {
-            Ok(view) => view.tenant_info().get(id).await.ok().flatten(),
-            Err(_) => None,
-        };
-        read.unwrap_or_else(|| TenantInfo {
+    /// Tenant `id`'s name and details (file kind and name, responsible person and
+    /// department) as held now, for printing beside a signed record, which names the office
+    /// rather than its id; empty when none were set or they cannot be read (the signed record
+    /// stands without them).
+    pub async fn tenant_for_print(&self, id: &str) -> (String, TenantInfo) {
+        let empty = || TenantInfo {
             tenant: id.to_owned(),
             ..TenantInfo::default()
-        })
+        };
+        let Ok(view) = self.store.view() else {
+            return (String::new(), empty());
+        };
+        let name = view.tenants().get(id).await.ok().flatten().map(|t| t.name);
+        let info = view.tenant_info().get(id).await.ok().flatten();
+        (name.unwrap_or_default(), info.unwrap_or_else(empty))
     }
 
     /// The deletion certificate of a disposed record.
