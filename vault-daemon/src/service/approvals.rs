@@ -56,19 +56,34 @@ pub(super) fn outcome_request(outcome: MutationOutcome) -> Result<ChangeRequest>
 }
 
 impl Locker {
+    /// The open change request whose change `wanted` picks, if any: for messages that name
+    /// what waits for approval (it decides nothing; a store that cannot be read gives `None`).
+    pub(super) async fn open_request_for(
+        &self,
+        wanted: impl Fn(&GatedChange) -> bool,
+    ) -> Option<ChangeRequest> {
+        let now = self.now_ms();
+        let requests = self
+            .store
+            .view()
+            .ok()?
+            .change_requests()
+            .list()
+            .await
+            .ok()?;
+        requests
+            .into_iter()
+            .find(|request| request.open_at(now) && wanted(&request.change))
+    }
+
     /// Why operator `id` cannot be found: its creation waits for approval (naming the request),
     /// or there is no such operator.
     pub(super) async fn missing_operator(&self, id: &str) -> Error {
-        let now = self.now_ms();
-        let pending = match self.store.view() {
-            Ok(view) => view.change_requests().list().await.ok().and_then(|requests| {
-                requests.into_iter().find(|request| {
-                    request.open_at(now)
-                        && matches!(&request.change, GatedChange::CreateOperator(operator) if operator.id == id)
-                })
-            }),
-            Err(_) => None,
-        };
+        let pending = self
+            .open_request_for(
+                |change| matches!(change, GatedChange::CreateOperator(operator) if operator.id == id),
+            )
+            .await;
         match pending {
             Some(request) => Error::FailedPrecondition(format!(
                 "operator {id} is not created yet: its creation waits for approval (request {}); grant or issue a token once it is approved",

@@ -112,26 +112,13 @@ impl Locker {
         if self.failures_locked(ctx) {
             return None;
         }
-        let now = self.now_ms();
-        let requests = self
-            .store
-            .view()
-            .ok()?
-            .change_requests()
-            .list()
-            .await
-            .ok()?;
-        requests
-            .into_iter()
-            .find(|request| {
-                request.open_at(now)
-                    && match &request.change {
-                        GatedChange::IssueToken(token) => token.id == id,
-                        GatedChange::IssueSplitToken(split) => split.token.id == id,
-                        _ => false,
-                    }
-            })
-            .map(|request| request.id)
+        self.open_request_for(|change| match change {
+            GatedChange::IssueToken(token) => token.id == id,
+            GatedChange::IssueSplitToken(split) => split.token.id == id,
+            _ => false,
+        })
+        .await
+        .map(|request| request.id)
     }
 
     /// Why a presented token is malformed: a token share presented as a token is named as
