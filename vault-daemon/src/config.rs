@@ -144,6 +144,8 @@ pub struct RateLimitsConfig {
     pub handler: RoleRatesConfig,
     /// Services (payroll systems).
     pub service: RoleRatesConfig,
+    /// Managers: their disclosures by number (本人開示) draw on the lookup rate.
+    pub manager: RoleRatesConfig,
     /// Failed authentications an address may make per second, sustained; beyond its burst
     /// the address's calls are refused until it refills. 0 turns the limit off.
     pub failed_auth_per_second: f64,
@@ -159,6 +161,7 @@ impl Default for RateLimitsConfig {
         RateLimitsConfig {
             handler: RoleRatesConfig::default(),
             service: RoleRatesConfig::default(),
+            manager: RoleRatesConfig::default(),
             failed_auth_per_second: 1.0,
             failed_auth_burst: 60,
             refusal_window_secs: 60,
@@ -178,7 +181,8 @@ impl RateLimitsConfig {
         };
         RateLimitsConfig {
             handler: none.clone(),
-            service: none,
+            service: none.clone(),
+            manager: none,
             ..RateLimitsConfig::default()
         }
     }
@@ -188,6 +192,7 @@ impl RateLimitsConfig {
         RatePolicy {
             handler: self.handler.rates(HANDLER_RATES),
             service: self.service.rates(SERVICE_RATES),
+            manager: self.manager.rates(MANAGER_RATES),
         }
     }
 
@@ -204,6 +209,7 @@ impl RateLimitsConfig {
         for (role, rates) in [
             ("handler", self.handler.resolved(HANDLER_RATES)),
             ("service", self.service.resolved(SERVICE_RATES)),
+            ("manager", self.manager.resolved(MANAGER_RATES)),
         ] {
             for (name, value) in [
                 ("seal_per_second", rates[0]),
@@ -240,6 +246,9 @@ const HANDLER_RATES: [f64; 4] = [20.0, 20.0, 5.0, 60.0];
 /// items in one batch is ordinary), so no limit on those; lookups keep a generous one, so even
 /// a service token cannot sweep the number space.
 const SERVICE_RATES: [f64; 4] = [0.0, 0.0, 1000.0, 300.0];
+/// Managers' defaults: they neither seal nor unseal; a disclosure by number answers whether
+/// the office holds it, so it is limited like a handler's lookup.
+const MANAGER_RATES: [f64; 4] = [0.0, 0.0, 1.0, 60.0];
 
 /// One role's rates: calls per second sustained (0: no limit), and how many seconds of that
 /// rate a full bucket holds (the burst). A setting left out keeps the role's default (a table

@@ -72,13 +72,16 @@ impl RoleRates {
     }
 }
 
-/// The rates for the roles that touch numbers (the others never call these).
+/// The rates for the roles that touch numbers or ask whether one is held (the others never
+/// call these).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RatePolicy {
     /// Handlers (people).
     pub handler: RoleRates,
     /// Services (payroll systems).
     pub service: RoleRates,
+    /// Managers (a disclosure by number draws on their lookup rate).
+    pub manager: RoleRates,
 }
 
 impl std::fmt::Display for Rate {
@@ -100,7 +103,11 @@ impl std::fmt::Display for RoleRates {
 /// As a log line says it: `handler (seal 5/s burst 50, ...); service (...)`.
 impl std::fmt::Display for RatePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "handler ({}); service ({})", self.handler, self.service)
+        write!(
+            f,
+            "handler ({}); service ({}); manager ({})",
+            self.handler, self.service, self.manager
+        )
     }
 }
 
@@ -178,6 +185,7 @@ impl RateLimiter {
             match role {
                 Role::Handler => policy.handler.rate(kind),
                 Role::Service => policy.service.rate(kind),
+                Role::Manager => policy.manager.rate(kind),
                 _ => return Ok(()),
             }
         };
