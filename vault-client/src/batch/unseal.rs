@@ -36,7 +36,10 @@ pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<Failu
     };
     // The file is created before anything is unsealed: one that exists already stops the run.
     let sink = Sink::open(&batch.destination, entry)?;
-    let (sink, failed, released) = match stream(client, &batch, rows, sink).await {
+    // One request id for the unseals and the carry-out that names their file: the audit log
+    // then ties each record's use to the file it went into (本人開示 names it).
+    let request_id = new_request_id();
+    let (sink, failed, released) = match stream(client, &batch, rows, sink, &request_id).await {
         Ok(done) => done,
         Err(error) => {
             // A run cut short (the daemon gone, a write failed) leaves no partial file of
@@ -53,9 +56,36 @@ pub async fn unseal(client: &mut Client, batch: UnsealBatch<'_>) -> Result<Failu
         }
     };
     if let Some(carried) = carried {
-        record(client, batch.purpose, released, carried, batch.format).await?;
+        record(
+            client,
+            batch.purpose,
+            released,
+            carried,
+            batch.format,
+            &request_id,
+        )
+        .await?;
     }
     Ok(failed)
+}
+
+/// A fresh `x-request-id` (16 hex digits).
+fn new_request_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    // On the (practically impossible) rng failure the ids are zeros: the carry-out is still
+    // recorded, only its tie to the unseals is weaker.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// `message` as a request carrying `request_id` as its `x-request-id`.
+fn with_request_id<T>(message: T, request_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = request_id.parse() {
+        request.metadata_mut().insert("x-request-id", value);
+    }
+    request
 }
 
 /// Deletes the file a cut-short run was writing.
@@ -98,6 +128,7 @@ async fn stream(
     batch: &UnsealBatch<'_>,
     input: HandleRows,
     sink: Sink,
+    request_id: &str,
 ) -> Result<(Sink, Failures, u64), ClientError> {
     let (names, kept) = kept_columns(input.header.as_deref());
     let header: Vec<&str> = std::iter::once("row")
@@ -117,7 +148,7 @@ async fn stream(
         .collect();
     let mut results = client
         .locker
-        .unseal_batch(futures::stream::iter(requests))
+        .unseal_batch(with_request_id(futures::stream::iter(requests), request_id))
         .await?
         .into_inner();
     let (mut failures, mut released) = (Failures::default(), 0u64);
@@ -188,6 +219,7 @@ async fn record(
     released: u64,
     carried: CarriedOut,
     format: Format,
+    request_id: &str,
 ) -> Result<(), ClientError> {
     let remove = |why: String| {
         let removed = std::fs::remove_file(&carried.path);
@@ -210,7 +242,11 @@ async fn record(
         format: carried.format as i32,
         file_sha256: carried.sha256.clone(),
     };
-    match client.locker.record_carry_out(request).await {
+    match client
+        .locker
+        .record_carry_out(with_request_id(request, request_id))
+        .await
+    {
         Ok(_) => {
             output::carried_out(
                 format,

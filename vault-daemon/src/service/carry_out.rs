@@ -54,6 +54,14 @@ fn grouped(hex: &str) -> String {
         .join(":")
 }
 
+/// The file a CARRY_OUT entry's reason names: its form and digest (`AES-256 encrypted,
+/// password-protected ZIP, file sha256 3f2a0c9b:...`), as [`Locker::record_carry_out`] wrote it.
+pub(super) fn carried_file(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix("carried out ")?;
+    let (_count, file) = rest.split_once(" numbers as ")?;
+    file.contains(", file sha256 ").then_some(file)
+}
+
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64
         && text
@@ -118,7 +126,17 @@ impl Locker {
 
 #[cfg(test)]
 mod tests {
-    use super::{grouped, is_sha256_hex};
+    use super::{carried_file, grouped, is_sha256_hex};
+
+    #[test]
+    fn the_file_is_read_back_from_the_reason_written() {
+        let reason = "carried out 3 numbers as AES-256 encrypted, password-protected ZIP, file sha256 0123abcd:ef";
+        assert_eq!(
+            carried_file(reason),
+            Some("AES-256 encrypted, password-protected ZIP, file sha256 0123abcd:ef")
+        );
+        assert_eq!(carried_file("carry-out refused"), None);
+    }
 
     #[test]
     fn only_a_sha256_in_lowercase_hex_is_a_digest() {
