@@ -1,6 +1,7 @@
 //! Running the real `vault-client` binary against a test daemon, as an operator would.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::{Daemon, binary_path};
@@ -13,16 +14,25 @@ pub fn vault_cli(
     args: &[&str],
     stdin: &str,
 ) -> (bool, String, String) {
+    let token = daemon
+        .data_dir
+        .join("tokens")
+        .join(format!("{operator}.token"));
+    vault_cli_as(daemon, &token, args, stdin)
+}
+
+/// [`vault_cli`] with the token in `token_file`.
+pub fn vault_cli_as(
+    daemon: &Daemon,
+    token_file: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
     let mut child = Command::new(binary_path("vault-client"))
         .arg("--endpoint")
         .arg(daemon.endpoint())
         .arg("--token-file")
-        .arg(
-            daemon
-                .data_dir
-                .join("tokens")
-                .join(format!("{operator}.token")),
-        )
+        .arg(token_file)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -621,3 +621,73 @@ async fn a_valid_token_passes_through_a_flooded_shared_address() {
     );
     drop(daemon);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managers_disclosures_draw_from_a_lookup_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // A manager may answer three disclosures at once, then one every ten seconds.
+    let (daemon, mut admin, mut approver) = start_from_config(
+        &data,
+        &config_daemon_text(
+            &data,
+            "[rate_limits.manager]\nlookup_per_second = 0.1\nburst_seconds = 30.0\n",
+        ),
+        DaemonOptions::default(),
+    )
+    .await;
+    admin
+        .admin
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "dev".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("tenant");
+    let manager_token =
+        operator_token(&mut admin, &mut approver, "dev", "mgr", pb::Role::Manager).await;
+    approve(
+        &mut approver,
+        admin
+            .admin
+            .grant_purposes(pb::GrantRequest {
+                operator_id: "mgr".into(),
+                tenant: "dev".into(),
+                purposes: vec![W.into()],
+            })
+            .await
+            .expect("grant")
+            .into_inner()
+            .pending_request,
+    )
+    .await;
+    let mut manager = daemon.client(Some(manager_token)).await;
+    // Probing numbers through disclosures: whether each is held is an answer, so the budget
+    // runs out however they are asked.
+    let mut answered = 0;
+    let refusal = loop {
+        let asked = manager
+            .admin
+            .disclose(pb::DisclosureRequest {
+                tenant: "dev".into(),
+                subject: Some(pb::disclosure_request::Subject::Number(valid_number(
+                    800_000 + answered,
+                ))),
+                reference: format!("probe-{answered}"),
+                ..pb::DisclosureRequest::default()
+            })
+            .await;
+        match asked {
+            Ok(answer) => {
+                assert!(!answer.into_inner().held);
+                answered += 1;
+                assert!(answered <= 4, "the budget of 3 does not stop the probe");
+            }
+            Err(status) => break status,
+        }
+    };
+    assert!((3..=4).contains(&answered), "{answered}");
+    let (reason, retry) = limited(&refusal).expect("RESOURCE_EXHAUSTED");
+    assert_eq!(reason, "RATE_LIMITED");
+    assert!(retry <= std::time::Duration::from_secs(11), "{retry:?}");
+}

@@ -93,6 +93,7 @@ enum Rpc {
     Ledger,
     UsageReport,
     IncidentReport,
+    Disclose,
     ListAlerts,
     EnableOperator,
     ListChangeRequests,
@@ -102,7 +103,7 @@ enum Rpc {
     WhoAmI,
 }
 
-const RPCS: [Rpc; 55] = [
+const RPCS: [Rpc; 56] = [
     Rpc::Seal,
     Rpc::Unseal,
     Rpc::Lookup,
@@ -153,6 +154,7 @@ const RPCS: [Rpc; 55] = [
     Rpc::Ledger,
     Rpc::UsageReport,
     Rpc::IncidentReport,
+    Rpc::Disclose,
     Rpc::ListAlerts,
     Rpc::EnableOperator,
     Rpc::ListChangeRequests,
@@ -178,6 +180,8 @@ fn allowed(rpc: Rpc, principal: Principal) -> bool {
         | Rpc::UsageReport
         | Rpc::ListAlerts => &[Manager, Auditor, Admin],
         Rpc::IncidentReport => &[Auditor, Admin],
+        // 本人開示 is the 管理責任者's decision (第46条②).
+        Rpc::Disclose => &[Manager],
         // An unattended backup runs with an auditor's token, which approves nothing.
         Rpc::Backup => &[Admin, Auditor],
         Rpc::RequestCorrection => &[Handler, Service, Manager],
@@ -729,6 +733,19 @@ async fn call(
                     operator_id: "hdl".into(),
                     from_unix: 0,
                     to_unix: 4_000_000_000,
+                },
+                id,
+            ))
+            .await
+            .map(drop),
+        Rpc::Disclose => client
+            .admin
+            .disclose(with_id(
+                pb::DisclosureRequest {
+                    tenant: "t1".into(),
+                    subject: Some(pb::disclosure_request::Subject::Handle(fx.record.clone())),
+                    reference: format!("R-{tag}"),
+                    ..pb::DisclosureRequest::default()
                 },
                 id,
             ))

@@ -1164,3 +1164,87 @@ async fn a_daemon_paused_through_lost_commits_refuses_by_the_anchor() {
         paused.log()
     );
 }
+
+fn disclosure_of(handle: &str) -> pb::DisclosureRequest {
+    pb::DisclosureRequest {
+        tenant: "dev".into(),
+        subject: Some(pb::disclosure_request::Subject::Handle(handle.into())),
+        reference: "開示-改ざん".into(),
+        ..pb::DisclosureRequest::default()
+    }
+}
+
+/// How a DBA takes an UNSEAL out of the log before a person asks what was done with their
+/// number.
+#[derive(Debug, Clone, Copy)]
+enum Omission {
+    /// The UNSEAL turned into a DESCRIBE, every later entry re-chained.
+    Rewritten,
+    /// The UNSEAL's row deleted, every other row left authentic.
+    Deleted,
+}
+
+async fn disclosure_without_the_use_is_never_issued(omission: Omission) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = Postgres::start(dir.path());
+    let pair = Pair::start(dir.path(), &postgres);
+    let mut handler = pair.daemons[0].dev_client("dev-handler").await;
+    let (handle, number) = released(&mut handler, "P9", 29).await;
+    let mut manager = pair.daemons[1].dev_client("dev-manager").await;
+    let before = manager
+        .admin
+        .disclose(disclosure_of(&handle))
+        .await
+        .expect("a disclosure over the intact log")
+        .into_inner();
+    let notice =
+        vault_audit::disclosure::DisclosureNotice::from_json(&before.notice_json).expect("notice");
+    assert!(
+        notice.body.uses.iter().any(|u| u.action == "UNSEAL"),
+        "{:?}",
+        notice.body.uses
+    );
+
+    let rows = pg_audit_rows(&postgres);
+    let sql = match omission {
+        Omission::Rewritten => {
+            let mut sql = String::from("BEGIN;");
+            for (seq, row) in rewrite_unseal(&rows, &handle) {
+                sql.push_str(&format!(
+                    "UPDATE locker.audit SET value = decode('{}', 'hex') WHERE key = {seq};",
+                    hex::encode(row)
+                ));
+            }
+            sql + "COMMIT;"
+        }
+        Omission::Deleted => {
+            let seq = rows
+                .iter()
+                .find(|(_, row)| {
+                    let entry = ChainedEntry::from_row(row).expect("row").entry;
+                    entry.action == "UNSEAL" && entry.handle == handle
+                })
+                .map(|(seq, _)| *seq)
+                .expect("the UNSEAL row");
+            format!("DELETE FROM locker.audit WHERE key = {seq};")
+        }
+    };
+    postgres.sql("locker", &sql);
+
+    // Asked at once on either daemon: refused, never a notice that leaves the use out.
+    for daemon in &pair.daemons {
+        let mut manager = daemon.dev_client("dev-manager").await;
+        let refused = manager.admin.disclose(disclosure_of(&handle)).await;
+        assert_refused_without_number(refused, &number);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_over_a_rewritten_unseal_is_refused() {
+    disclosure_without_the_use_is_never_issued(Omission::Rewritten).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosure_over_a_deleted_unseal_is_refused() {
+    disclosure_without_the_use_is_never_issued(Omission::Deleted).await;
+}

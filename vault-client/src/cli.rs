@@ -1,5 +1,6 @@
 //! The command-line grammar, and the dispatch of each command to its family in `commands`
-//! (records, lifecycle, reports, tenants, operators, tokens, purposes, audit, keys, requests).
+//! (records, lifecycle, reports, disclosure, tenants, operators, tokens, purposes, audit, keys,
+//! requests).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::commands::Outcome;
 use crate::commands::audit::AuditCommand;
+use crate::commands::disclosure::DisclosureCommand;
 use crate::commands::keys::KeysCommand;
 use crate::commands::lifecycle::{CertificateCommand, CorrectCommand};
 use crate::commands::operators::{GrantArgs, OperatorCommand};
@@ -19,7 +21,8 @@ use crate::commands::requests::RequestsCommand;
 use crate::commands::tenants::TenantCommand;
 use crate::commands::tokens::TokenCommand;
 use crate::commands::{
-    audit, keys, lifecycle, operators, purposes, records, reports, requests, tenants, tokens,
+    audit, disclosure, keys, lifecycle, operators, purposes, records, reports, requests, tenants,
+    tokens,
 };
 use crate::output::Format;
 
@@ -191,6 +194,10 @@ pub enum Command {
     /// Reports from the audit log.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// 本人開示 (第45・46条): one person's record and its uses as a signed notice (managers),
+    /// and its offline verification.
+    #[command(subcommand)]
+    Disclosure(DisclosureCommand),
     /// Alerts of the log monitor (ログ監視).
     Alerts {
         /// Keep listening for new alerts.
@@ -284,6 +291,9 @@ pub enum Command {
 /// Runs the commands that need no daemon (offline verification, combining token shares);
 /// `None` for every other.
 pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
+    if let Command::Disclosure(DisclosureCommand::Verify { file, public_key }) = command {
+        return Some(disclosure::verify(file, public_key, format));
+    }
     if let Command::Token(TokenCommand::Combine { first, second, out }) = command {
         return Some(
             tokens::combine(first, second, out.as_deref(), format).map_err(|e| e.to_string()),
@@ -292,8 +302,8 @@ pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> 
     audit::offline(command, format)
 }
 
-/// Runs one command against the daemon; `number` is what `seal`, `lookup` and `correct
-/// request` read from standard input.
+/// Runs one command against the daemon; `number` is what `seal`, `lookup`, `correct request`
+/// and `disclosure notice` read from standard input.
 pub async fn execute(
     mut client: Client,
     command: Command,
@@ -354,6 +364,7 @@ pub async fn execute(
             font,
         } => done(reports::ledger(client, tenant, chosen, out, font, format).await),
         Command::Report(c) => done(reports::report(client, c, format).await),
+        Command::Disclosure(c) => done(disclosure::run(client, c, format, &number).await),
         Command::Alerts { follow, after } => {
             done(reports::alerts(client, format, after, follow).await)
         }

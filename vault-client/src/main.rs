@@ -216,6 +216,9 @@ async fn run(args: Args) -> Result<(), Failure> {
         Command::Lookup { .. } | Command::Correct(CorrectCommand::Request { .. }) => {
             Some(number_from_stdin()?)
         }
+        Command::Disclosure(c) if commands::disclosure::reads_number(c) => {
+            Some(number_from_stdin()?)
+        }
         _ => None,
     };
     let config = ClientConfig {

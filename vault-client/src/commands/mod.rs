@@ -3,6 +3,7 @@
 //! batches in `batch`.
 
 pub mod audit;
+pub mod disclosure;
 pub mod health;
 pub mod keys;
 pub mod lifecycle;

@@ -4,19 +4,8 @@
 
 use vault_client::{ClientError, pb};
 
-use super::jst;
 use super::page::{A4, MARGIN, Pages, wrap};
-
-fn role_ja(role: &str) -> &str {
-    match role {
-        "admin" => "システム管理者 (admin)",
-        "manager" => "事務取扱責任者 (manager)",
-        "handler" => "事務取扱担当者 (handler)",
-        "service" => "システム (service)",
-        "auditor" => "監査責任者 (auditor)",
-        other => other,
-    }
-}
+use super::{jst, role_ja};
 
 /// The ledger as a PDF.
 pub fn ledger_pdf(

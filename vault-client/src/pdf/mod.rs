@@ -1,16 +1,18 @@
-//! Printable records: the 削除証明書 and the 特定個人情報管理台帳 as PDF, in Japanese, laid out
-//! on A4 to be printed, stamped and filed. Fonts come from the system (IPAex or Noto CJK from
-//! Debian packages) or `--font`; krilla embeds only the glyphs used.
+//! Printable records: the 削除証明書, the 特定個人情報管理台帳 and the 開示通知書 as PDF, in
+//! Japanese, laid out on A4 to be printed, stamped and filed. Fonts come from the system (IPAex
+//! or Noto CJK from Debian packages) or `--font`; krilla embeds only the glyphs used.
 //!
-//! `fonts` finds the font, `page` writes text and rules on pages, `certificate` and `ledger`
-//! lay out the two records.
+//! `fonts` finds the font, `page` writes text and rules on pages, `certificate`, `ledger` and
+//! `disclosure` lay out the three records.
 
 mod certificate;
+mod disclosure;
 mod fonts;
 mod ledger;
 mod page;
 
 pub use certificate::certificate_pdf;
+pub use disclosure::disclosure_pdf;
 pub use fonts::find_font;
 pub use ledger::ledger_pdf;
 
@@ -46,6 +48,19 @@ fn jst(ms: i64) -> String {
         at.minute(),
         at.second()
     )
+}
+
+/// A role as the handling rules name it.
+fn role_ja(role: &str) -> &str {
+    match role {
+        "admin" => "システム管理者 (admin)",
+        "manager" => "事務取扱責任者 (manager)",
+        "handler" => "事務取扱担当者 (handler)",
+        "service" => "システム (service)",
+        "auditor" => "監査責任者 (auditor)",
+        "system" => "システム（自動処理）",
+        other => other,
+    }
 }
 
 /// Hex in groups of eight, for people to read and compare.

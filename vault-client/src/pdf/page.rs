@@ -1,5 +1,5 @@
-//! A writer of simple A4 pages: lines of text top-down with wrapping, label–value rows, rules
-//! and stamp boxes. Widths are estimated per character (a CJK character one em, others 0.6):
+//! A writer of simple A4 pages: lines of text top-down with wrapping, label–value rows, table
+//! rows, rules and stamp boxes. Widths are estimated per character (a CJK character one em, others 0.6):
 //! enough to wrap before the margin without shaping twice.
 
 use krilla::Document;
@@ -175,6 +175,31 @@ impl Pages {
         }
         for (i, line) in lines.iter().enumerate() {
             self.text_at(x, top + size * 1.5 + i as f32 * size * 1.6, size, line);
+        }
+        self.y = top + height;
+        let y = self.y;
+        let right = self.size.0 - MARGIN;
+        self.rule(MARGIN, y, right, y);
+    }
+
+    /// One row of a table: each cell wrapped in its column (`widths`, left to right from the
+    /// margin), the row kept on one page, a rule below.
+    pub fn table_row(&mut self, widths: &[f32], cells: &[&str], size: f32) {
+        let columns: Vec<Vec<String>> = widths
+            .iter()
+            .zip(cells)
+            .map(|(w, cell)| wrap(cell, size, w - LABEL_GAP / 2.0))
+            .collect();
+        let rows = columns.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let height = size * 1.5 * rows as f32 + size * 0.6;
+        self.room(height);
+        let top = self.y;
+        let mut x = MARGIN;
+        for (w, lines) in widths.iter().zip(&columns) {
+            for (i, line) in lines.iter().enumerate() {
+                self.text_at(x, top + size * 1.4 + i as f32 * size * 1.5, size, line);
+            }
+            x += w;
         }
         self.y = top + height;
         let y = self.y;

@@ -306,6 +306,21 @@ impl Checkpointer {
         Ok(Some(checkpoint))
     }
 
+    /// A signed checkpoint over the whole log as it stands now: a new one, or the newest one
+    /// when it covers the head already (just verified against the store by
+    /// [`Checkpointer::checkpoint_now`]). What a record drawn from the log cites as its anchor.
+    pub async fn covering_checkpoint(&self) -> Result<Checkpoint> {
+        if let Some(checkpoint) = self.checkpoint_now().await? {
+            return Ok(checkpoint);
+        }
+        self.progress
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|progress| progress.last.clone())
+            .ok_or_else(|| Error::Unavailable("the audit log has no checkpoint yet".into()))
+    }
+
     /// The audit key version that signs now (the newest).
     fn signing_key(&self) -> Result<AuditKeyRecord> {
         self.store

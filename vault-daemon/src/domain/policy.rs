@@ -55,6 +55,9 @@ pub enum Action {
     UsageReport,
     /// Read an incident report.
     IncidentReport,
+    /// Answer a person's disclosure request (本人開示, 規程第45・46条): their record and its
+    /// uses, as a signed notice.
+    Disclosure,
     /// A monitoring alert (ログ監視), raised by the daemon.
     Alert,
     /// List alerts.
@@ -166,6 +169,7 @@ impl Action {
             Action::LedgerRead => "LEDGER_READ",
             Action::UsageReport => "USAGE_REPORT",
             Action::IncidentReport => "INCIDENT_REPORT",
+            Action::Disclosure => "DISCLOSURE",
             Action::Alert => "ALERT",
             Action::AlertList => "ALERT_LIST",
             Action::ScheduledDispose => "SCHEDULED_DISPOSE",
@@ -228,6 +232,8 @@ impl Action {
             | Action::UsageReport
             | Action::AlertList => &[Manager, Auditor, Admin],
             Action::IncidentReport => &[Auditor, Admin],
+            // The 特定個人情報管理責任者 decides what is disclosed (第46条②).
+            Action::Disclosure => &[Manager],
             Action::TenantInfoSet | Action::OperatorEnable => &[Admin],
             Action::CertificateRead => &[Manager, Auditor, Admin],
             // Read-only, and sealed rows only: an unattended backup needs no token that can

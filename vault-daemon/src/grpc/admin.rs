@@ -610,6 +610,13 @@ impl AdminRpc for AdminApi {
         reports::incident_report(&self.locker, request).await
     }
 
+    async fn disclose(
+        &self,
+        request: Request<pb::DisclosureRequest>,
+    ) -> Result<Response<pb::DisclosureResponse>, Status> {
+        reports::disclose(&self.locker, request).await
+    }
+
     async fn list_alerts(
         &self,
         request: Request<pb::ListAlertsRequest>,

@@ -1,5 +1,5 @@
-//! The report RPCs of the admin service (ledger, usage, incident, tenant details): wire ↔
-//! service conversion only.
+//! The report RPCs of the admin service (ledger, usage, incident, disclosure, tenant details):
+//! wire ↔ service conversion only.
 
 use tonic::{Request, Response, Status};
 use vault_proto::v1 as pb;
@@ -7,7 +7,7 @@ use vault_proto::v1 as pb;
 use crate::domain::tenant_info::TenantInfo;
 use crate::grpc::context::request_context;
 use crate::grpc::status::to_status;
-use crate::service::{LedgerEntry, Locker};
+use crate::service::{DisclosureRequest, HandlersShown, LedgerEntry, Locker, Subject};
 
 fn ms(unix: i64) -> i64 {
     unix.saturating_mul(1000)
@@ -165,5 +165,57 @@ pub async fn incident_report(
         handles: report.handles,
         denied: report.denied,
         tenants: report.tenants,
+    }))
+}
+
+/// `Disclose`: the number, when sent, stays in a zeroized buffer and goes nowhere but the
+/// look-up.
+pub async fn disclose(
+    locker: &Locker,
+    request: Request<pb::DisclosureRequest>,
+) -> Result<Response<pb::DisclosureResponse>, Status> {
+    let ctx = request_context(&request);
+    let m = request.into_inner();
+    // A request without a subject, or with a mode this build does not know, is refused by the
+    // service, so that its refusal is audited like any other.
+    let subject = m.subject.map(|subject| match subject {
+        pb::disclosure_request::Subject::Handle(handle) => Subject::Handle(handle),
+        pb::disclosure_request::Subject::Number(number) => {
+            Subject::Number(zeroize::Zeroizing::new(number))
+        }
+    });
+    let handlers = match pb::HandlersShown::try_from(m.handlers) {
+        Ok(pb::HandlersShown::Name) => Some(HandlersShown::Name),
+        Ok(pb::HandlersShown::Role) => Some(HandlersShown::Role),
+        Err(_) => None,
+    };
+    let withheld = m
+        .withheld
+        .into_iter()
+        .map(|w| vault_audit::disclosure::Withholding {
+            item: w.item,
+            ground: u8::try_from(w.ground).unwrap_or(u8::MAX),
+            reason: w.reason,
+        })
+        .collect();
+    let notice = locker
+        .disclose(
+            &ctx,
+            DisclosureRequest {
+                tenant: m.tenant,
+                subject,
+                reference: m.reference,
+                from_ms: ms(m.from_unix),
+                to_ms: ms(m.to_unix),
+                handlers,
+                withheld,
+            },
+        )
+        .await
+        .map_err(to_status)?;
+    Ok(Response::new(pb::DisclosureResponse {
+        held: notice.body.held,
+        uses: notice.body.uses.len() as u64,
+        notice_json: notice.to_json(),
     }))
 }

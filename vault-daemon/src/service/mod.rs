@@ -19,6 +19,7 @@ pub mod bootstrap;
 mod carry_out;
 mod corrections;
 mod destruction;
+mod disclosure;
 mod disposal;
 mod lifecycle;
 pub mod log_watch;
@@ -56,6 +57,7 @@ pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use approvals::{ChangeRequestList, DEFAULT_REQUEST_TTL_MS, Gated};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
 pub use carry_out::{CarryOut, CarryOutFormat, MAX_CARRY_OUT_COUNT};
+pub use disclosure::{DisclosureRequest, HandlersShown, Subject};
 pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use record_purposes::SealDifferences;
 pub use records::{SealRequest, SealResult, Unsealed};
@@ -172,8 +174,6 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidArgument(message.into())
 }
 
-/// Refuses a caller outside `tenant`: handlers, services and managers reach the tenants they
-/// hold grants on; admins and auditors (who never unseal) see every tenant.
 /// Refuses unless `caller` is granted every one of `purposes` on `tenant`.
 fn require_grants<'a>(
     caller: &Caller,
@@ -193,6 +193,8 @@ fn require_grants<'a>(
     }
 }
 
+/// Refuses a caller outside `tenant`: handlers, services and managers reach the tenants they
+/// hold grants on; admins and auditors (who never unseal) see every tenant.
 fn require_scope(caller: &Caller, tenant: &str) -> Result<()> {
     use crate::domain::operator::Role;
     if matches!(caller.operator.role, Role::Admin | Role::Auditor)

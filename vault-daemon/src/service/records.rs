@@ -57,7 +57,7 @@ pub struct SealResult {
     pub differences: SealDifferences,
 }
 
-fn parse_number(input: &str) -> Result<IndividualNumber> {
+pub(super) fn parse_number(input: &str) -> Result<IndividualNumber> {
     use crate::domain::number::NumberError;
     IndividualNumber::parse(input).map_err(|e| {
         let reason = match e {
@@ -87,7 +87,7 @@ pub(super) fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle
     Ok(handle)
 }
 
-fn check_tenant_id(tenant: &str, entry: &mut AuditEntry) -> Result<()> {
+pub(super) fn check_tenant_id(tenant: &str, entry: &mut AuditEntry) -> Result<()> {
     text::identifier("tenant", tenant).map_err(invalid)?;
     entry.tenant = tenant.to_owned();
     Ok(())
@@ -203,7 +203,7 @@ impl Locker {
 
     /// [`Locker::find_record_by_number`], with what it read: the record found, or each blind
     /// index that held nothing — for the call's entry to check where it lands in the log.
-    async fn find_number_read(
+    pub(super) async fn find_number_read(
         &self,
         tenant: &Tenant,
         number: &IndividualNumber,
