@@ -470,7 +470,7 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     let number = valid_number(4701);
     let handle = handler
         .locker
-        .seal(seal_request("dev", "E-47", &number, &[W]))
+        .seal(seal_request("dev", "E-47", &number, &[W, HP]))
         .await
         .expect("seal")
         .into_inner()
@@ -563,6 +563,40 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     );
     let shown = format!("{roles:?}");
     assert!(!shown.contains("dev-handler") && !shown.contains("dev handler"));
+
+    // The record withheld: neither its facts nor its purposes are named; the uses still are.
+    let (ok, withheld, err) = vault_cli(
+        &daemon,
+        "dev-manager",
+        &[
+            "--output",
+            "json",
+            "disclosure",
+            "notice",
+            "--tenant",
+            "dev",
+            "--handle",
+            &handle,
+            "--reference",
+            "開示-2026-006",
+            "--withhold",
+            "record:1:第三者の権利利益を害するおそれがあるため",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let withheld = DisclosureNotice::from_json(withheld.trim()).expect("notice on stdout");
+    assert!(withheld.body.held && withheld.body.record.is_none());
+    assert_eq!(withheld.body.uses.len(), 4, "{:?}", withheld.body.uses);
+    // The one use named with a purpose (the UNSEAL) names only its own: not the record's other
+    // purpose.
+    let codes: Vec<&str> = withheld
+        .body
+        .purposes
+        .iter()
+        .map(|p| p.code.as_str())
+        .collect();
+    assert_eq!(codes, vec![W]);
 
     // Bad requests change nothing and say what is wrong.
     for (withhold, wrong) in [

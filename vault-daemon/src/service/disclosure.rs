@@ -194,10 +194,10 @@ impl Locker {
             )),
             _ => None,
         };
-        let mut named: Vec<&str> = found
-            .record
+        // The labels of what the notice shows: a withheld record's purposes are not named.
+        let mut named: Vec<&str> = record
             .iter()
-            .flat_map(|r| r.purposes.iter().map(String::as_str))
+            .flat_map(|r| r.purposes.iter().map(|p| p.code.as_str()))
             .chain(uses.iter().map(|u| u.purpose.as_str()))
             .filter(|code| !code.is_empty())
             .collect();
