@@ -195,6 +195,19 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
         .await
         .expect("approve correction");
 
+    // The office's details, as its 管理台帳 holds them.
+    let mut admin = daemon.dev_client("dev-admin").await;
+    admin
+        .admin
+        .update_tenant_info(pb::UpdateTenantInfoRequest {
+            tenant: "dev".into(),
+            responsible_person: Some("鈴木 一郎".into()),
+            responsible_department: Some("人事部".into()),
+            ..pb::UpdateTenantInfoRequest::default()
+        })
+        .await
+        .expect("tenant details");
+
     // The person asks; the manager answers by their (corrected) number.
     let json = dir.path().join("開示.json");
     let csv = dir.path().join("開示.csv");
@@ -331,11 +344,13 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
             "PDF lacks {expected}:\n{pdf_text}"
         );
     }
-    let office = &record.purposes[0].label_ja;
-    assert!(
-        pdf_text.contains(office.as_str()),
-        "第4条 label: {pdf_text}"
-    );
+    let label = &record.purposes[0].label_ja;
+    assert!(pdf_text.contains(label.as_str()), "第4条 label: {pdf_text}");
+    // In the office's name, with its 責任者 and 取扱部署 from the 管理台帳.
+    assert!(!body.office.is_empty());
+    for office in [body.office.as_str(), "鈴木 一郎", "人事部"] {
+        assert!(pdf_text.contains(office), "PDF lacks {office}:\n{pdf_text}");
+    }
 
     // Verifies offline; one changed byte anywhere in a value does not.
     let pem = public_keys(&daemon, dir.path());
@@ -564,6 +579,31 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     let shown = format!("{roles:?}");
     assert!(!shown.contains("dev-handler") && !shown.contains("dev handler"));
 
+    // A period that ended before every use: the record, and no use.
+    let yesterday = vault_tests::rpc::jst_date_in(-1);
+    let (ok, later, err) = vault_cli(
+        &daemon,
+        "dev-manager",
+        &[
+            "--output",
+            "json",
+            "disclosure",
+            "notice",
+            "--tenant",
+            "dev",
+            "--handle",
+            &handle,
+            "--reference",
+            "開示-2026-005",
+            "--to",
+            &yesterday,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let later = DisclosureNotice::from_json(later.trim()).expect("notice on stdout");
+    assert!(later.body.record.is_some() && later.body.uses.is_empty());
+
     // The record withheld: neither its facts nor its purposes are named; the uses still are.
     let (ok, withheld, err) = vault_cli(
         &daemon,
@@ -587,7 +627,7 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     assert!(ok, "{err}");
     let withheld = DisclosureNotice::from_json(withheld.trim()).expect("notice on stdout");
     assert!(withheld.body.held && withheld.body.record.is_none());
-    assert_eq!(withheld.body.uses.len(), 4, "{:?}", withheld.body.uses);
+    assert_eq!(withheld.body.uses.len(), 5, "{:?}", withheld.body.uses);
     // The one use named with a purpose (the UNSEAL) names only its own: not the record's other
     // purpose.
     let codes: Vec<&str> = withheld

@@ -43,6 +43,10 @@ pub struct NoticeBody {
     pub tenant: String,
     /// Its name, as the locker holds it.
     pub office: String,
+    /// Its 責任者 and 取扱部署 as the 管理台帳 holds them (empty when not set).
+    pub office_responsible: String,
+    /// The department that handles the numbers (取扱部署).
+    pub office_department: String,
     /// When the notice was made, ms since the Unix epoch.
     pub issued_at_ms: i64,
     /// The manager who made it (operator id).
@@ -284,6 +288,8 @@ mod tests {
             reference: "開示-2026-001".into(),
             tenant: "dev".into(),
             office: "開発事業所".into(),
+            office_responsible: "鈴木 一郎".into(),
+            office_department: "人事部".into(),
             issued_at_ms: 1_900_000_000_000,
             issued_by: "mgr".into(),
             period_from_ms: 0,

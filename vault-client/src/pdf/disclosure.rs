@@ -173,8 +173,17 @@ pub fn disclosure_pdf(
         },
         jst_day(body.period_to_ms - 1)
     );
+    let set_or_not = |value: &str| {
+        if value.is_empty() {
+            "（未設定）".to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
     for (label, value) in [
         ("事業所", office.clone()),
+        ("責任者", set_or_not(&body.office_responsible)),
+        ("取扱部署", set_or_not(&body.office_department)),
         ("受付番号", body.reference.clone()),
         ("通知日時", jst(body.issued_at_ms)),
         ("対象者の個人番号", body.number_masked.clone()),

@@ -207,7 +207,7 @@ impl Locker {
             .into_iter()
             .map(|code| self.disclosed_purpose(code))
             .collect();
-        let (office, _) = self.tenant_for_print(&request.tenant).await;
+        let (office, details) = self.tenant_for_print(&request.tenant).await;
         let coverage = Coverage {
             first_seq: 1,
             last_seq: checkpoint.seq,
@@ -219,6 +219,8 @@ impl Locker {
             reference: request.reference.clone(),
             tenant: request.tenant.clone(),
             office,
+            office_responsible: details.responsible_person,
+            office_department: details.responsible_department,
             issued_at_ms: now,
             issued_by: caller.operator.id.clone(),
             period_from_ms: request.from_ms,
