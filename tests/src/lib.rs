@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod doc_blocks;
 pub mod machine;
 pub mod numbers;
+pub mod pdf;
 pub mod pki;
 pub mod postgres;
 pub mod python;

@@ -7,7 +7,10 @@ use std::path::Path;
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, jst_date_in, operator_token, seal_request, start_from_config};
+use vault_tests::rpc::{
+    approve, grant, jst_date_in, operator_token, seal_request, start_from_config,
+    tenant_with_operator,
+};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -636,31 +639,9 @@ async fn a_managers_disclosures_draw_from_a_lookup_budget() {
         DaemonOptions::default(),
     )
     .await;
-    admin
-        .admin
-        .create_tenant(pb::CreateTenantRequest {
-            tenant_id: "dev".into(),
-            name: String::new(),
-        })
-        .await
-        .expect("tenant");
     let manager_token =
-        operator_token(&mut admin, &mut approver, "dev", "mgr", pb::Role::Manager).await;
-    approve(
-        &mut approver,
-        admin
-            .admin
-            .grant_purposes(pb::GrantRequest {
-                operator_id: "mgr".into(),
-                tenant: "dev".into(),
-                purposes: vec![W.into()],
-            })
-            .await
-            .expect("grant")
-            .into_inner()
-            .pending_request,
-    )
-    .await;
+        tenant_with_operator(&mut admin, &mut approver, "dev", "mgr", pb::Role::Manager).await;
+    grant(&mut admin, &mut approver, "mgr", "dev", &[W]).await;
     let mut manager = daemon.client(Some(manager_token)).await;
     // Probing numbers through disclosures: whether each is held is an answer, so the budget
     // runs out however they are asked.

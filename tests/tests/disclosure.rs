@@ -15,6 +15,7 @@ use vault_audit::disclosure::DisclosureNotice;
 use vault_client::{Client, pb};
 use vault_tests::cli::{vault_cli, vault_cli_as};
 use vault_tests::numbers::valid_number;
+use vault_tests::pdf::{file_mode, pdftotext};
 use vault_tests::rpc::{approve, export_audit, grant, seal_request, split_token};
 use vault_tests::{Daemon, binary_path};
 
@@ -22,30 +23,6 @@ const W: &str = "STAFF_WITHHOLDING";
 const HP: &str = "STAFF_HEALTH_PENSION";
 const EI: &str = "STAFF_EMPLOYMENT_INSURANCE";
 const PASSWORD: &str = "correct horse battery staple";
-
-fn pdftotext(path: &Path) -> String {
-    let output = Command::new("pdftotext")
-        .args(["-layout", "-enc", "UTF-8"])
-        .arg(path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed: scripts/install-deps.sh");
-    assert!(
-        output.status.success(),
-        "pdftotext refused {}",
-        path.display()
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 text")
-}
-
-fn file_mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .expect("written")
-        .permissions()
-        .mode()
-        & 0o777
-}
 
 /// A second handler, 佐藤 花子, granted withholding on `dev`; its token written to a file.
 async fn second_handler(daemon: &Daemon, dir: &Path) -> (Client, PathBuf) {
@@ -106,6 +83,18 @@ fn verify(notice: &Path, pem: &Path) -> std::process::Output {
         .arg(pem)
         .output()
         .expect("vault-client disclosure verify")
+}
+
+/// `vault-client [--output json] disclosure notice --tenant dev ARGS` as the dev manager.
+fn ask(daemon: &Daemon, json: bool, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut all = if json {
+        vec!["--output", "json"]
+    } else {
+        vec![]
+    };
+    all.extend(["disclosure", "notice", "--tenant", "dev"]);
+    all.extend(args);
+    vault_cli(daemon, "dev-manager", &all, stdin)
 }
 
 fn read_notice(path: &Path) -> DisclosureNotice {
@@ -212,14 +201,10 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
     let json = dir.path().join("開示.json");
     let csv = dir.path().join("開示.csv");
     let pdf = dir.path().join("開示通知書.pdf");
-    let (ok, out, err) = vault_cli(
+    let (ok, out, err) = ask(
         &daemon,
-        "dev-manager",
+        false,
         &[
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--reference",
             "開示-2026-001",
             "--json",
@@ -412,14 +397,10 @@ async fn nothing_held_is_said_and_signed_and_a_caller_without_the_role_learns_no
 
     let json = dir.path().join("none.json");
     let pdf = dir.path().join("none.pdf");
-    let (ok, out, err) = vault_cli(
+    let (ok, out, err) = ask(
         &daemon,
-        "dev-manager",
+        false,
         &[
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--reference",
             "開示-2026-002",
             "--json",
@@ -496,14 +477,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     let reason = "担当者の氏名を開示すると業務の適正な実施に著しい支障を及ぼすおそれがあるため";
     let json = dir.path().join("withheld.json");
     let pdf = dir.path().join("withheld.pdf");
-    let (ok, _, err) = vault_cli(
+    let (ok, _, err) = ask(
         &daemon,
-        "dev-manager",
+        false,
         &[
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--handle",
             &handle,
             "--reference",
@@ -548,16 +525,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     assert!(!text.contains(number.as_str()));
 
     // Roles only, nothing withheld: the role is shown, no operator's name or id.
-    let (ok, roles, err) = vault_cli(
+    let (ok, roles, err) = ask(
         &daemon,
-        "dev-manager",
+        true,
         &[
-            "--output",
-            "json",
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--handle",
             &handle,
             "--reference",
@@ -581,16 +552,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
 
     // A period that ended before every use: the record, and no use.
     let yesterday = vault_tests::rpc::jst_date_in(-1);
-    let (ok, later, err) = vault_cli(
+    let (ok, later, err) = ask(
         &daemon,
-        "dev-manager",
+        true,
         &[
-            "--output",
-            "json",
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--handle",
             &handle,
             "--reference",
@@ -605,16 +570,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
     assert!(later.body.record.is_some() && later.body.uses.is_empty());
 
     // The record withheld: neither its facts nor its purposes are named; the uses still are.
-    let (ok, withheld, err) = vault_cli(
+    let (ok, withheld, err) = ask(
         &daemon,
-        "dev-manager",
+        true,
         &[
-            "--output",
-            "json",
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
             "--handle",
             &handle,
             "--reference",
@@ -644,14 +603,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
         ("uses:4:理由", "1, 2 or 3"),
         ("uses:1:", "required"),
     ] {
-        let (ok, _, err) = vault_cli(
+        let (ok, _, err) = ask(
             &daemon,
-            "dev-manager",
+            false,
             &[
-                "disclosure",
-                "notice",
-                "--tenant",
-                "dev",
                 "--handle",
                 &handle,
                 "--reference",
@@ -663,19 +618,10 @@ async fn withheld_items_are_left_out_and_said_with_their_reason() {
         );
         assert!(!ok && err.contains(wrong), "{withhold}: {err}");
     }
-    let (ok, _, err) = vault_cli(
+    let (ok, _, err) = ask(
         &daemon,
-        "dev-manager",
-        &[
-            "disclosure",
-            "notice",
-            "--tenant",
-            "dev",
-            "--handle",
-            &handle,
-            "--reference",
-            &number,
-        ],
+        false,
+        &["--handle", &handle, "--reference", &number],
         "",
     );
     assert!(

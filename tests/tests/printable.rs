@@ -9,31 +9,8 @@ use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
+use vault_tests::pdf::{file_mode, pdftotext};
 use vault_tests::rpc::seal_request;
-
-fn file_mode(path: &std::path::Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .expect("written")
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-fn pdftotext(path: &std::path::Path) -> String {
-    let output = Command::new("pdftotext")
-        .args(["-layout", "-enc", "UTF-8"])
-        .arg(path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed: scripts/install-deps.sh");
-    assert!(
-        output.status.success(),
-        "pdftotext refused {}",
-        path.display()
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 text")
-}
 
 /// One page rendered at 72 dpi in grey (one pixel per point): `width × height` bytes, 0 black.
 struct Rendered {

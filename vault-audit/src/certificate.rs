@@ -7,10 +7,9 @@
 //! id (32 bytes); every text field is preceded by its length (4 bytes big-endian), so no two
 //! certificates share a payload.
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::key_id;
+use crate::checkpoint::verify_named_signature;
 
 const TAG: &[u8] = b"MNL-DELETION-CERT-v1";
 
@@ -61,19 +60,9 @@ impl DeletionCertificate {
     /// Whether the signature verifies with `point` (an uncompressed P-256 public key) and the
     /// key id names that key.
     pub fn verify_signature(&self, point: &[u8]) -> bool {
-        let (Ok(id), Ok(signature)) = (hex::decode(&self.key_id), hex::decode(&self.signature))
-        else {
-            return false;
-        };
-        let Ok(id) = <[u8; 32]>::try_from(id) else {
-            return false;
-        };
-        if id != key_id(point) {
-            return false;
-        }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            .verify(&self.signed_payload(&id), &signature)
-            .is_ok()
+        verify_named_signature(point, &self.key_id, &self.signature, |id| {
+            self.signed_payload(id)
+        })
     }
 
     /// Whether any of `points` verifies the certificate.
@@ -85,6 +74,7 @@ impl DeletionCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::key_id;
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 

@@ -153,6 +153,26 @@ pub fn key_id(point: &[u8]) -> [u8; 32] {
     sha256(&spki_der(point))
 }
 
+/// Whether `signature_hex` (r ‖ s) verifies `payload(key id)` with `point`, and `key_id_hex`
+/// names that key: how a signed record (certificate, notice) is checked.
+pub fn verify_named_signature(
+    point: &[u8],
+    key_id_hex: &str,
+    signature_hex: &str,
+    payload: impl FnOnce(&[u8; 32]) -> Vec<u8>,
+) -> bool {
+    let (Ok(id), Ok(signature)) = (hex::decode(key_id_hex), hex::decode(signature_hex)) else {
+        return false;
+    };
+    let Ok(id) = <[u8; 32]>::try_from(id) else {
+        return false;
+    };
+    id == key_id(point)
+        && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+            .verify(&payload(&id), &signature)
+            .is_ok()
+}
+
 /// The public key as a PEM `PUBLIC KEY` block (what `openssl pkey -pubin` reads).
 pub fn public_key_pem(point: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der(point));

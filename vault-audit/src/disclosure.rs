@@ -9,10 +9,9 @@
 //! so a verifier reads back exactly the fields that were signed, and any edit of a value, a
 //! name or the structure fails the signature or the parse.
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::key_id;
+use crate::checkpoint::{key_id, verify_named_signature};
 
 /// The format a notice names (and its signature's domain tag).
 pub const FORMAT: &str = "MNL-DISCLOSURE-v1";
@@ -237,22 +236,10 @@ impl DisclosureNotice {
     /// Whether the signature verifies with `point` (an uncompressed P-256 public key) and the
     /// key id names that key.
     pub fn verify_signature(&self, point: &[u8]) -> bool {
-        let (Ok(id), Ok(signature)) = (hex::decode(&self.key_id), hex::decode(&self.signature))
-        else {
-            return false;
-        };
-        let Ok(id) = <[u8; 32]>::try_from(id) else {
-            return false;
-        };
-        if self.format != FORMAT || id != key_id(point) {
-            return false;
-        }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            .verify(
-                &signed_payload(&self.body, self.key_version, &id),
-                &signature,
-            )
-            .is_ok()
+        self.format == FORMAT
+            && verify_named_signature(point, &self.key_id, &self.signature, |id| {
+                signed_payload(&self.body, self.key_version, id)
+            })
     }
 
     /// Checks the notice with any of `points`.

@@ -278,13 +278,11 @@ fn uses_csv(notice: &DisclosureNotice) -> Result<Vec<u8>, ClientError> {
         .map_err(|e| ClientError::Usage(format!("cannot write CSV: {e}")))
 }
 
-/// `2026-12-07 10:05:00` (JST) for milliseconds since the epoch.
-pub fn jst_time(ms: i64) -> String {
-    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+/// `2026-12-07 10:05:00` (JST) for milliseconds since the epoch: how a spreadsheet reads a time.
+fn jst_time(ms: i64) -> String {
+    let Some(at) = crate::pdf::jst_at(ms) else {
         return String::new();
     };
-    let offset = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    let at = at.to_offset(offset);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         at.year(),

@@ -30,15 +30,17 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
         .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
 }
 
-/// `2026-11-30 21:05 JST` for milliseconds since the epoch.
+/// `ms` since the epoch as a time in Japan (JST, UTC+9 all year).
+pub fn jst_at(ms: i64) -> Option<time::OffsetDateTime> {
+    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+    Some(at.to_offset(time::UtcOffset::from_hms(9, 0, 0).ok()?))
+}
+
+/// `2026年11月30日 21:05:00 JST` for milliseconds since the epoch.
 fn jst(ms: i64) -> String {
-    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+    let Some(at) = jst_at(ms) else {
         return String::new();
     };
-    let Ok(offset) = time::UtcOffset::from_hms(9, 0, 0) else {
-        return String::new();
-    };
-    let at = at.to_offset(offset);
     format!(
         "{:04}年{:02}月{:02}日 {:02}:{:02}:{:02} JST",
         at.year(),
