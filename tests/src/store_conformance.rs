@@ -628,6 +628,36 @@ fn transactions(store: &dyn Store) {
         reader.audit_last().expect("last").map(|(seq, _)| seq),
         Some(1)
     );
+    drop(reader);
+    // A group commit's entries in one call: stored in order, as one by one.
+    let rows = vec![(2, b"second".to_vec()), (3, b"third".to_vec())];
+    write(store, |txn| txn.append_audit_rows(&rows).expect("append"));
+    assert_eq!(
+        store
+            .reader()
+            .expect("reader")
+            .audit_after(1, 10)
+            .expect("after"),
+        rows
+    );
+    // One of them already stored: the call fails, and nothing of it is committed.
+    let mut txn = store.writer().expect("writer");
+    let refused = txn.append_audit_rows(&[(4, b"fourth".to_vec()), (3, b"again".to_vec())]);
+    if refused.is_ok() {
+        // An engine that checks at commit (PostgreSQL's pending inserts) refuses it there.
+        assert!(txn.commit().is_err(), "entry 3 appended twice");
+    } else {
+        drop(txn);
+    }
+    assert_eq!(
+        store
+            .reader()
+            .expect("reader")
+            .audit_last()
+            .expect("last")
+            .map(|(seq, _)| seq),
+        Some(3)
+    );
 }
 
 /// An audit row as the writer stores it: previous hash ‖ hash (here `n` repeated) ‖ body.

@@ -1,7 +1,7 @@
 //! Verification of a hash chain of audit rows: recomputes every hash and checks that each entry
 //! follows the one before it, so an edited, deleted, inserted or reordered entry is named.
 
-use crate::entry::{ChainedEntry, EntryFormat, GENESIS_HASH, LogKey};
+use crate::entry::{EntryFormat, GENESIS_HASH, LogKey, RowRef};
 
 /// The result of verifying a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +78,7 @@ impl ChainVerifier {
                 self.expected_seq
             ));
         }
-        let chained =
-            ChainedEntry::from_row(row).map_err(|e| format!("entry {key} is unreadable: {e}"))?;
+        let chained = RowRef::parse(row).map_err(|e| format!("entry {key} is unreadable: {e}"))?;
         if chained.entry.seq != key {
             return Err(format!(
                 "entry {key} carries sequence {} (moved or swapped)",
@@ -136,7 +135,7 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::AuditEntry;
+    use crate::entry::{AuditEntry, ChainedEntry};
 
     fn chain(n: u64) -> Vec<(u64, Vec<u8>)> {
         let mut prev = GENESIS_HASH;

@@ -149,32 +149,48 @@ fn be_u32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes(out)
 }
 
-fn text(bytes: &[u8]) -> Result<String, String> {
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| "entry field is not UTF-8".to_owned())
+fn text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "entry field is not UTF-8".to_owned())
 }
 
-impl AuditEntry {
-    fn text_fields(&self) -> [&String; FIELD_COUNT as usize] {
-        [
-            &self.operator,
-            &self.role,
-            &self.tenant,
-            &self.action,
-            &self.handle,
-            &self.purpose,
-            &self.outcome,
-            &self.code,
-            &self.reason,
-            &self.request_id,
-            &self.peer,
-            &self.token_id,
-            &self.state,
-        ]
-    }
+/// An entry read in place from its canonical bytes: every text field borrowed, nothing copied.
+/// What a verifier that walks the whole log reads (it needs a field or two of each entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// See [`AuditEntry::seq`].
+    pub seq: u64,
+    /// See [`AuditEntry::time_ms`].
+    pub time_ms: i64,
+    /// See [`AuditEntry::operator`].
+    pub operator: &'a str,
+    /// See [`AuditEntry::role`].
+    pub role: &'a str,
+    /// See [`AuditEntry::tenant`].
+    pub tenant: &'a str,
+    /// See [`AuditEntry::action`].
+    pub action: &'a str,
+    /// See [`AuditEntry::handle`].
+    pub handle: &'a str,
+    /// See [`AuditEntry::purpose`].
+    pub purpose: &'a str,
+    /// See [`AuditEntry::outcome`].
+    pub outcome: &'a str,
+    /// See [`AuditEntry::code`].
+    pub code: &'a str,
+    /// See [`AuditEntry::reason`].
+    pub reason: &'a str,
+    /// See [`AuditEntry::request_id`].
+    pub request_id: &'a str,
+    /// See [`AuditEntry::peer`].
+    pub peer: &'a str,
+    /// See [`AuditEntry::token_id`].
+    pub token_id: &'a str,
+    /// See [`AuditEntry::state`].
+    pub state: &'a str,
+}
 
-    fn text_fields_mut(&mut self) -> [&mut String; FIELD_COUNT as usize] {
+impl<'a> EntryRef<'a> {
+    fn text_fields_mut(&mut self) -> [&mut &'a str; FIELD_COUNT as usize] {
         [
             &mut self.operator,
             &mut self.role,
@@ -192,42 +208,15 @@ impl AuditEntry {
         ]
     }
 
-    /// The canonical bytes of this entry in the current format.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        self.canonical_bytes_as(EntryFormat::CURRENT)
-    }
-
-    /// The canonical bytes of this entry in `format`.
-    pub fn canonical_bytes_as(&self, format: EntryFormat) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(format.tag().as_bytes());
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.time_ms.to_be_bytes());
-        let fields = match format {
-            EntryFormat::V2 => &self.text_fields()[..V2_FIELD_COUNT],
-            EntryFormat::V3 => &self.text_fields()[..],
-        };
-        for (id, field) in (1u16..).zip(fields.iter().copied()) {
-            match format {
-                EntryFormat::V2 => {}
-                EntryFormat::V3 if field.is_empty() => continue,
-                EntryFormat::V3 => out.extend_from_slice(&id.to_be_bytes()),
-            }
-            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-            out.extend_from_slice(field.as_bytes());
-        }
-        out
-    }
-
-    /// Decodes canonical bytes of any known format.
-    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<AuditEntry, String> {
+    /// Decodes canonical bytes of any known format, in place.
+    pub fn parse(bytes: &'a [u8]) -> Result<EntryRef<'a>, String> {
         let format = EntryFormat::of_canonical(bytes)
             .ok_or_else(|| "entry does not start with a known audit format tag".to_owned())?;
         let mut rest = &bytes[format.tag().len()..];
-        let mut entry = AuditEntry {
+        let mut entry = EntryRef {
             seq: be_u64(take(&mut rest, 8)?),
             time_ms: be_u64(take(&mut rest, 8)?) as i64,
-            ..AuditEntry::default()
+            ..EntryRef::default()
         };
         match format {
             EntryFormat::V2 => {
@@ -260,6 +249,79 @@ impl AuditEntry {
             return Err("entry has trailing bytes".into());
         }
         Ok(entry)
+    }
+
+    /// The entry with its fields copied out.
+    pub fn to_entry(&self) -> AuditEntry {
+        AuditEntry {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            operator: self.operator.to_owned(),
+            role: self.role.to_owned(),
+            tenant: self.tenant.to_owned(),
+            action: self.action.to_owned(),
+            handle: self.handle.to_owned(),
+            purpose: self.purpose.to_owned(),
+            outcome: self.outcome.to_owned(),
+            code: self.code.to_owned(),
+            reason: self.reason.to_owned(),
+            request_id: self.request_id.to_owned(),
+            peer: self.peer.to_owned(),
+            token_id: self.token_id.to_owned(),
+            state: self.state.to_owned(),
+        }
+    }
+}
+
+impl AuditEntry {
+    fn text_fields(&self) -> [&String; FIELD_COUNT as usize] {
+        [
+            &self.operator,
+            &self.role,
+            &self.tenant,
+            &self.action,
+            &self.handle,
+            &self.purpose,
+            &self.outcome,
+            &self.code,
+            &self.reason,
+            &self.request_id,
+            &self.peer,
+            &self.token_id,
+            &self.state,
+        ]
+    }
+
+    /// The canonical bytes of this entry in the current format.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.canonical_bytes_as(EntryFormat::CURRENT)
+    }
+
+    /// The canonical bytes of this entry in `format`.
+    pub fn canonical_bytes_as(&self, format: EntryFormat) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(format.tag().as_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        let fields = match format {
+            EntryFormat::V2 => &self.text_fields()[..V2_FIELD_COUNT],
+            EntryFormat::V3 => &self.text_fields()[..],
+        };
+        for (id, field) in (1u16..).zip(fields.iter().copied()) {
+            match format {
+                EntryFormat::V2 => {}
+                EntryFormat::V3 if field.is_empty() => continue,
+                EntryFormat::V3 => out.extend_from_slice(&id.to_be_bytes()),
+            }
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out
+    }
+
+    /// Decodes canonical bytes of any known format.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<AuditEntry, String> {
+        EntryRef::parse(bytes).map(|entry| entry.to_entry())
     }
 }
 
@@ -399,6 +461,37 @@ impl ChainedEntry {
 
     /// Parses a stored row without checking hash or MAC (verifiers do that).
     pub fn from_row(row: &[u8]) -> Result<ChainedEntry, String> {
+        RowRef::parse(row).map(|row| ChainedEntry {
+            entry: row.entry.to_entry(),
+            format: row.format,
+            canonical: row.canonical.to_vec(),
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            mac: row.mac,
+        })
+    }
+}
+
+/// A stored row read in place: [`ChainedEntry`] without copying the entry out of the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRef<'a> {
+    /// The entry.
+    pub entry: EntryRef<'a>,
+    /// The format it is stored in.
+    pub format: EntryFormat,
+    /// Its canonical bytes as stored: what the hash covers.
+    pub canonical: &'a [u8],
+    /// Hash of the previous entry.
+    pub prev_hash: [u8; 32],
+    /// This entry's hash.
+    pub hash: [u8; 32],
+    /// Its MAC under the log key (format 3).
+    pub mac: Option<[u8; 32]>,
+}
+
+impl<'a> RowRef<'a> {
+    /// Parses a stored row without checking hash or MAC (verifiers do that).
+    pub fn parse(row: &'a [u8]) -> Result<RowRef<'a>, String> {
         if row.len() < 64 {
             return Err("row is shorter than its two hashes".into());
         }
@@ -415,14 +508,25 @@ impl ChainedEntry {
         } else {
             return Err("row is in no audit entry format this build knows".into());
         };
-        Ok(ChainedEntry {
-            entry: AuditEntry::from_canonical_bytes(canonical)?,
+        Ok(RowRef {
+            entry: EntryRef::parse(canonical)?,
             format,
-            canonical: canonical.to_vec(),
+            canonical,
             prev_hash,
             hash,
             mac,
         })
+    }
+
+    /// Whether the stored hash is the hash of the stored bytes after the stated previous hash.
+    pub fn hash_holds(&self) -> bool {
+        chain_hash(&self.prev_hash, self.canonical) == self.hash
+    }
+
+    /// Whether the MAC verifies under `key`; `None` for a format without a MAC.
+    pub fn mac_verifies(&self, key: &LogKey) -> Option<bool> {
+        self.mac
+            .map(|mac| key.verifies(self.entry.seq, &self.hash, &mac))
     }
 }
 

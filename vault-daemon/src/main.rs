@@ -195,7 +195,15 @@ fn init_logging(level: &str, format: LogFormat) -> (vault_daemon::reload::LogFil
     (set, log_filter_from_env)
 }
 
+/// With the `dhat-heap` feature, every allocation goes through DHAT (issue 24's counts).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Written to dhat-heap.json in the working directory when main returns.
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     // Before anything else, and before any secret is read: no core dumps, not dumpable.
     if let Err(error) = vault_daemon::hardening::harden_process() {
         eprintln!("error: {error}");

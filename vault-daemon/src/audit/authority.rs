@@ -38,8 +38,10 @@ pub struct AuthoritySnapshot {
 #[derive(Debug)]
 struct AuthorityRows {
     tokens: HashMap<String, TokenRecord>,
-    operators: HashMap<String, Operator>,
-    tenants: HashMap<String, Tenant>,
+    /// Shared with the calls that authenticate as them (a call holds its operator without
+    /// copying the grants).
+    operators: HashMap<String, Arc<Operator>>,
+    tenants: HashMap<String, Arc<Tenant>>,
 }
 
 impl AuthoritySnapshot {
@@ -62,12 +64,12 @@ impl AuthoritySnapshot {
                 operators: reader
                     .operators()?
                     .into_iter()
-                    .map(|o| (o.id.clone(), o))
+                    .map(|o| (o.id.clone(), Arc::new(o)))
                     .collect(),
                 tenants: reader
                     .tenants()?
                     .into_iter()
-                    .map(|t| (t.id.clone(), t))
+                    .map(|t| (t.id.clone(), Arc::new(t)))
                     .collect(),
             }),
         })
@@ -80,12 +82,22 @@ impl AuthoritySnapshot {
 
     /// The operator with this id, as current.
     pub fn operator(&self, id: &str) -> Option<&Operator> {
-        self.rows.operators.get(id)
+        self.rows.operators.get(id).map(Arc::as_ref)
+    }
+
+    /// [`AuthoritySnapshot::operator`], shared rather than borrowed.
+    pub fn shared_operator(&self, id: &str) -> Option<Arc<Operator>> {
+        self.rows.operators.get(id).cloned()
     }
 
     /// The tenant with this id (its key versions and their states), as current.
     pub fn tenant(&self, id: &str) -> Option<&Tenant> {
-        self.rows.tenants.get(id)
+        self.rows.tenants.get(id).map(Arc::as_ref)
+    }
+
+    /// [`AuthoritySnapshot::tenant`], shared rather than borrowed.
+    pub fn shared_tenant(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.rows.tenants.get(id).cloned()
     }
 
     /// Every token, as current (revoked and expired ones too).
@@ -95,7 +107,7 @@ impl AuthoritySnapshot {
 
     /// Every operator, as current, in id order.
     pub fn operators(&self) -> Vec<&Operator> {
-        let mut operators: Vec<&Operator> = self.rows.operators.values().collect();
+        let mut operators: Vec<&Operator> = self.rows.operators.values().map(Arc::as_ref).collect();
         operators.sort_by(|a, b| a.id.cmp(&b.id));
         operators
     }
@@ -136,7 +148,7 @@ pub fn digests_after(
 ) -> Result<(ChainPosition, Option<NamedDigest>), StoreError> {
     let mut newest = None;
     let reached = walk_chain(reader, from, key, false, &mut |position, entry| {
-        if let Some(digest) = authority_digest_of(&entry.state) {
+        if let Some(digest) = authority_digest_of(entry.state) {
             newest = Some((position.seq, digest));
         }
     })?;

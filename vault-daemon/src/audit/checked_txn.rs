@@ -371,6 +371,7 @@ impl StoreWrite for CheckedTxn<'_> {
 
     forward_mut! {
         fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
+        fn append_audit_rows(&mut self, rows: &[(u64, Vec<u8>)]) -> ();
         fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
         fn put_job(&mut self, job: &RewrapJob) -> ();
         fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> ();

@@ -10,10 +10,10 @@
 
 use vault_audit::checkpoint::{Checkpoint, key_id, verify_endorsement};
 
-use vault_audit::entry::{AuditEntry, EntryFormat, LogKey};
+use vault_audit::entry::{EntryFormat, EntryRef, LogKey, RowRef};
 use vault_audit::state::StateField;
 
-use crate::audit::entry::{ChainedEntry, GENESIS_HASH};
+use crate::audit::entry::GENESIS_HASH;
 use crate::domain::audit_key::AuditKeyRecord;
 use crate::error::{Error, Result};
 use crate::keys::anchor::Anchor;
@@ -56,11 +56,11 @@ impl Named {
         }
     }
 
-    fn see(&mut self, seq: u64, entry: &AuditEntry) {
+    fn see(&mut self, seq: u64, entry: &EntryRef<'_>) {
         if entry.state.is_empty() {
             return;
         }
-        let (authority, records) = StateField::digests(&entry.state);
+        let (authority, records) = StateField::digests(entry.state);
         if authority.is_some() {
             self.authority = Some(seq);
         }
@@ -151,13 +151,13 @@ fn rewritten(message: String) -> StoreError {
 
 /// Checks one stored entry on its own: it decodes, sits under its key, hashes to what it
 /// states, and is authenticated under `key` (or is of the older format while `older_allowed`).
-pub fn check_entry(
+pub fn check_entry<'a>(
     seq: u64,
-    row: &[u8],
+    row: &'a [u8],
     key: &LogKey,
     older_allowed: bool,
-) -> std::result::Result<ChainedEntry, StoreError> {
-    let chained = ChainedEntry::from_row(row)
+) -> std::result::Result<RowRef<'a>, StoreError> {
+    let chained = RowRef::parse(row)
         .map_err(|e| rewritten(format!("audit entry {seq} is unreadable: {e}")))?;
     if chained.entry.seq != seq {
         return Err(rewritten(format!(
@@ -191,7 +191,7 @@ pub fn walk_chain(
     from: ChainPosition,
     key: &LogKey,
     mut older_allowed: bool,
-    visit: &mut dyn FnMut(ChainPosition, &AuditEntry),
+    visit: &mut dyn FnMut(ChainPosition, &EntryRef<'_>),
 ) -> std::result::Result<ChainPosition, StoreError> {
     let mut position = from;
     loop {

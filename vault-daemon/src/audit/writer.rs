@@ -269,7 +269,7 @@ fn head_in(
     if stored.seq > known.seq {
         let mut followed = Ok(());
         let reached = walk_chain(txn, known.position(), key, false, &mut |position, entry| {
-            let state = StateField::parse(&entry.state);
+            let state = StateField::parse(entry.state);
             if let Some(digest) = state.authority {
                 named = Some((position.seq, digest));
             }
@@ -281,7 +281,7 @@ fn head_in(
             if entry.action == Action::Alert.as_str()
                 && entry.operator == "system"
                 && entry.code == "DATA_LOSS"
-                && let Ok(handle) = Handle::parse(&entry.handle)
+                && let Ok(handle) = Handle::parse(entry.handle)
             {
                 records.suspect(Suspect::Record(handle));
             }
@@ -1090,6 +1090,7 @@ fn apply_batch(
     let last_entry = applied.iter().rposition(|(_, entry, _)| entry.is_some());
     let mut named = None;
     let mut results = Vec::with_capacity(applied.len());
+    let mut rows = Vec::with_capacity(applied.len());
     for (index, (result, entry, changes)) in applied.into_iter().enumerate() {
         let Some(mut entry) = entry else {
             results.push((result, None));
@@ -1116,7 +1117,7 @@ fn apply_batch(
             authority.as_ref().filter(|_| last),
         );
         let chained = ChainedEntry::new(entry, head.hash).authenticate(key);
-        txn.append_audit(head.seq, &chained.to_row())?;
+        rows.push((head.seq, chained.to_row()));
         head.hash = chained.hash;
         results.push((result, Some((head.seq, chained.entry))));
     }
@@ -1125,6 +1126,7 @@ fn apply_batch(
             "records changed in a commit without an audit entry to name them".into(),
         ));
     }
+    txn.append_audit_rows(&rows)?;
     // Every commit that changes an authority row records their state as of its last entry,
     // authenticated: a row later restored from an older copy no longer matches. (Records need
     // no such row: their digest is in the entries, and checkpoints sign it.)

@@ -473,7 +473,7 @@ impl Locker {
                 .get(&caller.token_id)
                 .await?
                 .ok_or_else(|| Error::Internal("the caller's token vanished".into()))?;
-            Ok(((caller.operator.clone(), token), Mutation::None))
+            Ok((((*caller.operator).clone(), token), Mutation::None))
         }
         .await;
         self.finish(entry, body).await.map(|(found, _)| found)

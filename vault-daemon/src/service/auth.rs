@@ -63,8 +63,8 @@ impl Locker {
                 None => unknown(),
             });
         }
-        let record = authority.token(&id).cloned().ok_or_else(unknown)?;
-        let operator = authority.operator(&record.operator_id).cloned();
+        let record = authority.token(&id).ok_or_else(unknown)?;
+        let operator = authority.shared_operator(&record.operator_id);
         entry.operator = record.operator_id.clone();
         if record.revoked {
             return Err(Error::Unauthenticated("token has been revoked".into())
@@ -96,8 +96,8 @@ impl Locker {
                 token_id: record.id.clone(),
                 operator_id: operator.id.clone(),
             },
+            token_id: record.id.clone(),
             operator,
-            token_id: record.id,
         })
     }
 }

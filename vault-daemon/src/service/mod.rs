@@ -132,8 +132,8 @@ impl RequestContext {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The operator the token belongs to.
-    pub operator: Operator,
+    /// The operator the token belongs to (shared with the authority view it was read from).
+    pub operator: Arc<Operator>,
     /// The token's public id.
     pub token_id: String,
     /// The authority it was authenticated on, checked again when its entry is committed.

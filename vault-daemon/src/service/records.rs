@@ -1,5 +1,7 @@
 //! Record operations: seal (取得), unseal (利用), lookup, describe, dispose (廃棄).
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use super::invalid;
@@ -110,7 +112,7 @@ pub struct Unsealed {
 }
 
 impl Locker {
-    pub(super) async fn load_tenant(&self, id: &str) -> Result<Tenant> {
+    pub(super) async fn load_tenant(&self, id: &str) -> Result<Arc<Tenant>> {
         if !self.shares_store() {
             return self.logged_tenant(id);
         }
@@ -121,12 +123,11 @@ impl Locker {
     /// takes in every commit before the commit is answered, so this is the tenant the log
     /// names now, and no row needs reading (the tables are hashed against the view every few
     /// hundred milliseconds in any case).
-    fn logged_tenant(&self, id: &str) -> Result<Tenant> {
+    fn logged_tenant(&self, id: &str) -> Result<Arc<Tenant>> {
         self.writer
             .authority()
             .snapshot()
-            .tenant(id)
-            .cloned()
+            .shared_tenant(id)
             .ok_or_else(|| Error::NotFound(format!("no tenant {id}")))
     }
 
@@ -137,7 +138,7 @@ impl Locker {
     /// may be newer than it (a rotation on another daemon a moment ago): the view catches up
     /// with the log and the row is read again; one that still differs is tampering, refused
     /// DATA_LOSS and reported (every call refused until it is right).
-    pub(super) async fn load_tenant_in(&self, view: &View<'_>, id: &str) -> Result<Tenant> {
+    pub(super) async fn load_tenant_in(&self, view: &View<'_>, id: &str) -> Result<Arc<Tenant>> {
         if !self.shares_store() {
             return self.logged_tenant(id);
         }
@@ -145,7 +146,9 @@ impl Locker {
         for attempt in 0..2 {
             let logged = self.writer.authority().snapshot();
             if read.as_ref() == logged.tenant(id) {
-                return read.ok_or_else(|| Error::NotFound(format!("no tenant {id}")));
+                return read
+                    .map(Arc::new)
+                    .ok_or_else(|| Error::NotFound(format!("no tenant {id}")));
             }
             if attempt == 0 {
                 self.writer.check().await?;

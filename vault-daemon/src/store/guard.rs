@@ -274,6 +274,7 @@ impl StoreWrite for Guarded<'_, dyn StoreWrite + '_> {
         fn put_operator(&mut self, operator: &Operator) -> ();
         fn put_token(&mut self, token: &TokenRecord) -> ();
         fn append_audit(&mut self, seq: u64, row: &[u8]) -> ();
+        fn append_audit_rows(&mut self, rows: &[(u64, Vec<u8>)]) -> ();
         fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> ();
         fn put_audit_key(&mut self, key: &AuditKeyRecord) -> ();
         fn put_job(&mut self, job: &RewrapJob) -> ();

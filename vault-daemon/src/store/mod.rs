@@ -293,6 +293,12 @@ pub trait StoreWrite: StoreRead {
     fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Appends an audit row under `seq`.
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError>;
+    /// Appends audit entries in order, as [`StoreWrite::append_audit`] each: one call for a
+    /// group commit's entries, so an engine opens its audit table once per commit.
+    fn append_audit_rows(&mut self, rows: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        rows.iter()
+            .try_for_each(|(seq, row)| self.append_audit(*seq, row))
+    }
     /// Stores a checkpoint.
     fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// Stores an audit signing key version.
