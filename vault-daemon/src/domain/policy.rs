@@ -4,212 +4,311 @@
 
 use crate::domain::operator::Role;
 
-/// Every audited operation of the locker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
+/// Declares [`Action`] with the name each variant has in audit entries: one list, from which
+/// the enum, [`Action::ALL`] and [`Action::as_str`] are made, so none of them can miss one.
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Every audited operation of the locker.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Action {
+            /// Every action, in declaration order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// Name in audit entries.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+actions! {
     /// Store a number.
-    Seal,
+    Seal => "SEAL",
     /// Get a number back for a purpose.
-    Unseal,
+    Unseal => "UNSEAL",
     /// Find a handle by number.
-    Lookup,
+    Lookup => "LOOKUP",
     /// Read record metadata.
-    Describe,
+    Describe => "DESCRIBE",
     /// Dispose of a record.
-    Dispose,
+    Dispose => "DISPOSE",
     /// Suspend a record's use.
-    Suspend,
+    Suspend => "SUSPEND",
     /// Resume a record's use.
-    Resume,
+    Resume => "RESUME",
     /// Numbers unsealed by the caller written to a file that leaves the locker (持出し).
-    CarryOut,
+    CarryOut => "CARRY_OUT",
     /// Add purposes to a record (the number re-sealed with them bound).
-    PurposesAdd,
+    PurposesAdd => "PURPOSES_ADD",
     /// Record that the person left (退職).
-    Retire,
+    Retire => "RETIRE",
     /// Set a migrated record's acquisition date (取得日).
-    AcquisitionDate,
+    AcquisitionDate => "ACQUISITION_DATE",
     /// Undo a retirement before the disposal date.
-    Unretire,
+    Unretire => "UNRETIRE",
     /// Read a deletion certificate.
-    CertificateRead,
+    CertificateRead => "CERTIFICATE_READ",
     /// Run the disposal scheduler now.
-    DisposalRun,
+    DisposalRun => "DISPOSAL_RUN",
     /// Request a correction of a number.
-    CorrectionRequest,
+    CorrectionRequest => "CORRECTION_REQUEST",
     /// Approve a correction.
-    CorrectionApprove,
+    CorrectionApprove => "CORRECTION_APPROVE",
     /// Reject a correction.
-    CorrectionReject,
+    CorrectionReject => "CORRECTION_REJECT",
     /// List correction records.
-    CorrectionList,
+    CorrectionList => "CORRECTION_LIST",
     /// The scheduler purging correction records kept their year.
-    CorrectionPurge,
+    CorrectionPurge => "CORRECTION_PURGE",
     /// Set a tenant's ledger details.
-    TenantInfoSet,
+    TenantInfoSet => "TENANT_INFO_SET",
     /// Enable a disabled operator.
-    OperatorEnable,
+    OperatorEnable => "OPERATOR_ENABLE",
     /// Read the management ledger.
-    LedgerRead,
+    LedgerRead => "LEDGER_READ",
     /// Read the usage report.
-    UsageReport,
+    UsageReport => "USAGE_REPORT",
     /// Read an incident report.
-    IncidentReport,
+    IncidentReport => "INCIDENT_REPORT",
     /// Answer a person's disclosure request (本人開示, 規程第45・46条): their record and its
     /// uses, as a signed notice.
-    Disclosure,
+    Disclosure => "DISCLOSURE",
     /// A monitoring alert (ログ監視), raised by the daemon.
-    Alert,
+    Alert => "ALERT",
     /// List alerts.
-    AlertList,
+    AlertList => "ALERT_LIST",
     /// The scheduler disposing of a record at the end of its retention.
-    ScheduledDispose,
+    ScheduledDispose => "SCHEDULED_DISPOSE",
     /// The scheduler destroying a disposal-epoch key.
-    EpochKeyDestroy,
+    EpochKeyDestroy => "EPOCH_KEY_DESTROY",
     /// Create a tenant.
-    TenantCreate,
+    TenantCreate => "TENANT_CREATE",
     /// List tenants.
-    TenantList,
+    TenantList => "TENANT_LIST",
     /// Create an operator.
-    OperatorCreate,
+    OperatorCreate => "OPERATOR_CREATE",
     /// List operators.
-    OperatorList,
+    OperatorList => "OPERATOR_LIST",
     /// Disable an operator.
-    OperatorDisable,
+    OperatorDisable => "OPERATOR_DISABLE",
     /// Grant purposes.
-    Grant,
+    Grant => "GRANT",
     /// Revoke purposes.
-    Revoke,
+    Revoke => "REVOKE",
     /// Issue a token.
-    TokenIssue,
+    TokenIssue => "TOKEN_ISSUE",
     /// Revoke a token.
-    TokenRevoke,
+    TokenRevoke => "TOKEN_REVOKE",
     /// List tokens (never secrets).
-    TokenList,
+    TokenList => "TOKEN_LIST",
     /// List the purpose catalogue.
-    PurposeList,
+    PurposeList => "PURPOSE_LIST",
     /// Read the newest audit entries.
-    AuditTail,
+    AuditTail => "AUDIT_TAIL",
     /// Export audit entries.
-    AuditExport,
+    AuditExport => "AUDIT_EXPORT",
     /// Verify the audit chain.
-    AuditVerify,
+    AuditVerify => "AUDIT_VERIFY",
     /// List the audit public keys.
-    AuditKeys,
+    AuditKeys => "AUDIT_KEYS",
     /// Rotate the audit signing key.
-    AuditKeyRotate,
+    AuditKeyRotate => "AUDIT_KEY_ROTATE",
     /// Take an online backup (a consistent snapshot of the store).
-    Backup,
+    Backup => "BACKUP",
     /// Export signed checkpoints.
-    AuditCheckpoints,
+    AuditCheckpoints => "AUDIT_CHECKPOINTS",
     /// Rotate a tenant's keys.
-    KeyRotate,
+    KeyRotate => "KEY_ROTATE",
     /// Read key versions and rotation progress.
-    KeyStatus,
+    KeyStatus => "KEY_STATUS",
     /// A batch of the background rewrap (system).
-    KeyRewrap,
+    KeyRewrap => "KEY_REWRAP",
     /// Ask for a key version's destruction.
-    KeyDestroyRequest,
+    KeyDestroyRequest => "KEY_DESTROY_REQUEST",
     /// Approve a destruction (a second admin).
-    KeyDestroyApprove,
+    KeyDestroyApprove => "KEY_DESTROY_APPROVE",
     /// Cancel a destruction.
-    KeyDestroyCancel,
+    KeyDestroyCancel => "KEY_DESTROY_CANCEL",
     /// List destruction requests.
-    KeyDestroyList,
+    KeyDestroyList => "KEY_DESTROY_LIST",
     /// The destruction itself (system, after the waiting period).
-    KeyDestroy,
+    KeyDestroy => "KEY_DESTROY",
     /// Measure the key backend's unwrap rate.
-    BenchBackend,
+    BenchBackend => "BENCH_BACKEND",
     /// Who the caller is.
-    WhoAmI,
+    WhoAmI => "WHOAMI",
     /// List dual-control change requests.
-    ChangeList,
+    ChangeList => "CHANGE_LIST",
     /// Approve a change request (another admin).
-    ChangeApprove,
+    ChangeApprove => "CHANGE_APPROVE",
     /// Deny (or withdraw) a change request.
-    ChangeDeny,
+    ChangeDeny => "CHANGE_DENY",
     /// Ask for a different number of approvals.
-    QuorumChange,
+    QuorumChange => "QUORUM_CHANGE",
     /// The count of refused calls of one source, reason and window beyond the first (junk
     /// traffic, rate limits), written when the window closes.
-    RefusalSummary,
+    RefusalSummary => "REFUSAL_SUMMARY",
     /// Break-glass: the holder of the key backend mints an admin token on the host.
-    AdminRecover,
+    AdminRecover => "ADMIN_RECOVER",
     /// Work the daemon does by itself (first start, dev provisioning).
-    System,
+    System => "SYSTEM",
 }
 
 use Role::{Admin, Auditor, Handler, Manager, Service};
 
 impl Action {
-    /// Name in audit entries.
-    pub fn as_str(self) -> &'static str {
+    /// The category an allowed call of this action counts under in the 運用状況の記録 (第15条):
+    /// acquisition, purpose_change, carry_out, use, disposal, correction, retirement,
+    /// suspension, token_issue, alert; `None` for the actions it does not count. Written out
+    /// for every action, so a new one is placed (or left out) knowingly.
+    pub fn usage_category(self) -> Option<&'static str> {
         match self {
-            Action::Seal => "SEAL",
-            Action::Unseal => "UNSEAL",
-            Action::Lookup => "LOOKUP",
-            Action::Describe => "DESCRIBE",
-            Action::Dispose => "DISPOSE",
-            Action::Suspend => "SUSPEND",
-            Action::Resume => "RESUME",
-            Action::PurposesAdd => "PURPOSES_ADD",
-            Action::CarryOut => "CARRY_OUT",
-            Action::Retire => "RETIRE",
-            Action::AcquisitionDate => "ACQUISITION_DATE",
-            Action::Unretire => "UNRETIRE",
-            Action::CertificateRead => "CERTIFICATE_READ",
-            Action::DisposalRun => "DISPOSAL_RUN",
-            Action::CorrectionRequest => "CORRECTION_REQUEST",
-            Action::CorrectionApprove => "CORRECTION_APPROVE",
-            Action::CorrectionReject => "CORRECTION_REJECT",
-            Action::CorrectionList => "CORRECTION_LIST",
-            Action::CorrectionPurge => "CORRECTION_PURGE",
-            Action::TenantInfoSet => "TENANT_INFO_SET",
-            Action::OperatorEnable => "OPERATOR_ENABLE",
-            Action::LedgerRead => "LEDGER_READ",
-            Action::UsageReport => "USAGE_REPORT",
-            Action::IncidentReport => "INCIDENT_REPORT",
-            Action::Disclosure => "DISCLOSURE",
-            Action::Alert => "ALERT",
-            Action::AlertList => "ALERT_LIST",
-            Action::ScheduledDispose => "SCHEDULED_DISPOSE",
-            Action::EpochKeyDestroy => "EPOCH_KEY_DESTROY",
-            Action::TenantCreate => "TENANT_CREATE",
-            Action::TenantList => "TENANT_LIST",
-            Action::OperatorCreate => "OPERATOR_CREATE",
-            Action::OperatorList => "OPERATOR_LIST",
-            Action::OperatorDisable => "OPERATOR_DISABLE",
-            Action::Grant => "GRANT",
-            Action::Revoke => "REVOKE",
-            Action::TokenIssue => "TOKEN_ISSUE",
-            Action::TokenRevoke => "TOKEN_REVOKE",
-            Action::TokenList => "TOKEN_LIST",
-            Action::PurposeList => "PURPOSE_LIST",
-            Action::AuditTail => "AUDIT_TAIL",
-            Action::AuditExport => "AUDIT_EXPORT",
-            Action::AuditVerify => "AUDIT_VERIFY",
-            Action::AuditKeys => "AUDIT_KEYS",
-            Action::AuditKeyRotate => "AUDIT_KEY_ROTATE",
-            Action::Backup => "BACKUP",
-            Action::AuditCheckpoints => "AUDIT_CHECKPOINTS",
-            Action::KeyRotate => "KEY_ROTATE",
-            Action::KeyStatus => "KEY_STATUS",
-            Action::KeyRewrap => "KEY_REWRAP",
-            Action::KeyDestroyRequest => "KEY_DESTROY_REQUEST",
-            Action::KeyDestroyApprove => "KEY_DESTROY_APPROVE",
-            Action::KeyDestroyCancel => "KEY_DESTROY_CANCEL",
-            Action::KeyDestroyList => "KEY_DESTROY_LIST",
-            Action::KeyDestroy => "KEY_DESTROY",
-            Action::BenchBackend => "BENCH_BACKEND",
-            Action::WhoAmI => "WHOAMI",
-            Action::ChangeList => "CHANGE_LIST",
-            Action::ChangeApprove => "CHANGE_APPROVE",
-            Action::ChangeDeny => "CHANGE_DENY",
-            Action::QuorumChange => "QUORUM_CHANGE",
-            Action::AdminRecover => "ADMIN_RECOVER",
-            Action::RefusalSummary => "REFUSAL_SUMMARY",
-            Action::System => "SYSTEM",
+            Action::Seal => Some("acquisition"),
+            Action::Unseal => Some("use"),
+            Action::Dispose | Action::ScheduledDispose => Some("disposal"),
+            Action::Suspend | Action::Resume => Some("suspension"),
+            Action::CarryOut => Some("carry_out"),
+            Action::PurposesAdd => Some("purpose_change"),
+            Action::Retire | Action::Unretire => Some("retirement"),
+            Action::CorrectionRequest | Action::CorrectionApprove | Action::CorrectionReject => {
+                Some("correction")
+            }
+            Action::Alert => Some("alert"),
+            Action::TokenIssue => Some("token_issue"),
+            Action::Lookup
+            | Action::Describe
+            | Action::AcquisitionDate
+            | Action::CertificateRead
+            | Action::DisposalRun
+            | Action::CorrectionList
+            | Action::CorrectionPurge
+            | Action::TenantInfoSet
+            | Action::OperatorEnable
+            | Action::LedgerRead
+            | Action::UsageReport
+            | Action::IncidentReport
+            | Action::Disclosure
+            | Action::AlertList
+            | Action::EpochKeyDestroy
+            | Action::TenantCreate
+            | Action::TenantList
+            | Action::OperatorCreate
+            | Action::OperatorList
+            | Action::OperatorDisable
+            | Action::Grant
+            | Action::Revoke
+            | Action::TokenRevoke
+            | Action::TokenList
+            | Action::PurposeList
+            | Action::AuditTail
+            | Action::AuditExport
+            | Action::AuditVerify
+            | Action::AuditKeys
+            | Action::AuditKeyRotate
+            | Action::Backup
+            | Action::AuditCheckpoints
+            | Action::KeyRotate
+            | Action::KeyStatus
+            | Action::KeyRewrap
+            | Action::KeyDestroyRequest
+            | Action::KeyDestroyApprove
+            | Action::KeyDestroyCancel
+            | Action::KeyDestroyList
+            | Action::KeyDestroy
+            | Action::BenchBackend
+            | Action::WhoAmI
+            | Action::ChangeList
+            | Action::ChangeApprove
+            | Action::ChangeDeny
+            | Action::QuorumChange
+            | Action::RefusalSummary
+            | Action::AdminRecover
+            | Action::System => None,
         }
+    }
+
+    /// What a call of this action naming a record was, for the person whose record it is
+    /// (本人開示): acquisition, use, lookup, reading, purpose_change, correction, suspension,
+    /// retirement, acquisition_date, disposal, disclosure, key_maintenance, or other. Written
+    /// out for every action, like [`Action::usage_category`].
+    pub fn record_use(self) -> &'static str {
+        match self {
+            Action::Seal => "acquisition",
+            Action::Unseal => "use",
+            Action::Lookup => "lookup",
+            Action::Describe | Action::CertificateRead => "reading",
+            Action::Dispose | Action::ScheduledDispose => "disposal",
+            Action::Suspend | Action::Resume => "suspension",
+            Action::PurposesAdd => "purpose_change",
+            Action::Retire | Action::Unretire => "retirement",
+            Action::AcquisitionDate => "acquisition_date",
+            Action::CorrectionRequest | Action::CorrectionApprove | Action::CorrectionReject => {
+                "correction"
+            }
+            Action::Disclosure => "disclosure",
+            Action::KeyRewrap => "key_maintenance",
+            Action::CarryOut
+            | Action::DisposalRun
+            | Action::CorrectionList
+            | Action::CorrectionPurge
+            | Action::TenantInfoSet
+            | Action::OperatorEnable
+            | Action::LedgerRead
+            | Action::UsageReport
+            | Action::IncidentReport
+            | Action::Alert
+            | Action::AlertList
+            | Action::EpochKeyDestroy
+            | Action::TenantCreate
+            | Action::TenantList
+            | Action::OperatorCreate
+            | Action::OperatorList
+            | Action::OperatorDisable
+            | Action::Grant
+            | Action::Revoke
+            | Action::TokenIssue
+            | Action::TokenRevoke
+            | Action::TokenList
+            | Action::PurposeList
+            | Action::AuditTail
+            | Action::AuditExport
+            | Action::AuditVerify
+            | Action::AuditKeys
+            | Action::AuditKeyRotate
+            | Action::Backup
+            | Action::AuditCheckpoints
+            | Action::KeyRotate
+            | Action::KeyStatus
+            | Action::KeyDestroyRequest
+            | Action::KeyDestroyApprove
+            | Action::KeyDestroyCancel
+            | Action::KeyDestroyList
+            | Action::KeyDestroy
+            | Action::BenchBackend
+            | Action::WhoAmI
+            | Action::ChangeList
+            | Action::ChangeApprove
+            | Action::ChangeDeny
+            | Action::QuorumChange
+            | Action::RefusalSummary
+            | Action::AdminRecover
+            | Action::System => "other",
+        }
+    }
+
+    /// The action named `name` in audit entries.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|action| action.as_str() == name)
     }
 
     /// The roles that may call this action at all.
@@ -289,6 +388,28 @@ impl Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_has_its_own_name_and_is_found_by_it() {
+        let mut names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        for action in Action::ALL {
+            assert_eq!(Action::from_name(action.as_str()), Some(*action));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Action::ALL.len(), "two actions share a name");
+        assert_eq!(Action::from_name("NOT_AN_ACTION"), None);
+    }
+
+    #[test]
+    fn the_usage_report_counts_the_record_life_cycle_and_token_issues() {
+        assert_eq!(Action::Seal.usage_category(), Some("acquisition"));
+        assert_eq!(Action::Unseal.usage_category(), Some("use"));
+        assert_eq!(Action::CarryOut.usage_category(), Some("carry_out"));
+        assert_eq!(Action::Lookup.usage_category(), None);
+        assert_eq!(Action::Disclosure.record_use(), "disclosure");
+        assert_eq!(Action::TenantCreate.record_use(), "other");
+    }
 
     #[test]
     fn admin_and_auditor_never_unseal() {

@@ -172,7 +172,9 @@ impl Locker {
                 .map(|(e, carried)| DisclosedUse {
                     seq: e.seq,
                     time_ms: e.time_ms,
-                    category: use_category(&e.action).into(),
+                    category: Action::from_name(&e.action)
+                        .map_or("other", Action::record_use)
+                        .into(),
                     action: e.action.clone(),
                     handler: who(&e.operator, &e.role),
                     role: if withholds("handlers") {
@@ -495,25 +497,6 @@ fn check_withheld(withheld: &[Withholding]) -> Result<()> {
         text::free_text("withholding reason", &item.reason, 512, true).map_err(invalid)?;
     }
     Ok(())
-}
-
-/// What an audited call on the record was, for the person reading the notice.
-fn use_category(action: &str) -> &'static str {
-    match action {
-        "SEAL" => "acquisition",
-        "UNSEAL" => "use",
-        "LOOKUP" => "lookup",
-        "DESCRIBE" | "CERTIFICATE_READ" => "reading",
-        "PURPOSES_ADD" => "purpose_change",
-        "CORRECTION_REQUEST" | "CORRECTION_APPROVE" | "CORRECTION_REJECT" => "correction",
-        "SUSPEND" | "RESUME" => "suspension",
-        "RETIRE" | "UNRETIRE" => "retirement",
-        "ACQUISITION_DATE" => "acquisition_date",
-        "DISPOSE" | "SCHEDULED_DISPOSE" => "disposal",
-        "DISCLOSURE" => "disclosure",
-        "KEY_REWRAP" => "key_maintenance",
-        _ => "other",
-    }
 }
 
 fn subject_kind_code(kind: SubjectKind) -> &'static str {

@@ -92,7 +92,8 @@ pub struct IncidentReport {
     pub tenants: Vec<String>,
 }
 
-/// The usage category of an audit entry, if it counts in the 運用状況の記録.
+/// The usage category of an audit entry, if it counts in the 運用状況の記録: every refusal, and
+/// the allowed calls of the actions [`Action::usage_category`] counts.
 fn category(entry: &Entry) -> Option<&'static str> {
     if entry.outcome == "DENIED" {
         return Some("denial");
@@ -100,19 +101,7 @@ fn category(entry: &Entry) -> Option<&'static str> {
     if entry.outcome != "ALLOWED" {
         return None;
     }
-    Some(match entry.action.as_str() {
-        "SEAL" => "acquisition",
-        "PURPOSES_ADD" => "purpose_change",
-        "CARRY_OUT" => "carry_out",
-        "UNSEAL" => "use",
-        "DISPOSE" | "SCHEDULED_DISPOSE" => "disposal",
-        "CORRECTION_REQUEST" | "CORRECTION_APPROVE" | "CORRECTION_REJECT" => "correction",
-        "RETIRE" | "UNRETIRE" => "retirement",
-        "SUSPEND" | "RESUME" => "suspension",
-        "TOKEN_ISSUE" => "token_issue",
-        "ALERT" => "alert",
-        _ => return None,
-    })
+    Action::from_name(&entry.action).and_then(Action::usage_category)
 }
 
 /// The sort key of a 第4条 item such as `1-④` or `10-②`: its section as a number, then the
