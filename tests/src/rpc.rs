@@ -321,3 +321,19 @@ pub async fn tenant_with_operator(
         .expect("create tenant");
     operator_token(admin, approver, tenant, id, role).await
 }
+
+/// The number of `handle` for `purpose`, as `client` gets it (or the refusal).
+pub async fn unseal(
+    client: &mut Client,
+    handle: &str,
+    purpose: &str,
+) -> Result<String, tonic::Status> {
+    client
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handle.into(),
+            purpose: purpose.into(),
+        })
+        .await
+        .map(|r| r.into_inner().number)
+}

@@ -5,7 +5,7 @@
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::rpc::{export_audit, operator_token, seal_request, unseal};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -42,19 +42,6 @@ async fn decide(
         client.locker.reject_correction(decision).await
     }
     .map(|r| r.into_inner())
-}
-
-async fn unseal(client: &mut Client, handle: &str) -> String {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: W.into(),
-        })
-        .await
-        .expect("unseal")
-        .into_inner()
-        .number
 }
 
 async fn lookup(client: &mut Client, number: &str) -> Result<String, Code> {
@@ -137,7 +124,7 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
     let pending = request(&mut handler, &first, &b).await.expect("request");
     assert_eq!(pending.state, "pending");
     assert_eq!(
-        unseal(&mut handler, &first).await,
+        unseal(&mut handler, &first, W).await.expect("unseal"),
         a,
         "nothing changes while pending"
     );
@@ -151,7 +138,7 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
     assert_eq!(approved.state, "approved");
     assert_eq!(approved.decided_by, "dev-manager");
     assert_eq!(
-        unseal(&mut handler, &first).await,
+        unseal(&mut handler, &first, W).await.expect("unseal"),
         b,
         "same handle, new number"
     );
@@ -177,7 +164,7 @@ async fn corrections_need_a_second_operator_and_are_purged_after_a_year() {
     let rejected = decide(&mut manager2, &own.id, false).await.expect("reject");
     assert_eq!(rejected.state, "rejected");
     assert_eq!(
-        unseal(&mut handler, &other).await,
+        unseal(&mut handler, &other, W).await.expect("unseal"),
         c,
         "a rejected correction changes nothing"
     );

@@ -16,7 +16,7 @@ use vault_client::{Client, pb};
 use vault_tests::cli::{vault_cli, vault_cli_as};
 use vault_tests::numbers::valid_number;
 use vault_tests::pdf::{file_mode, pdftotext};
-use vault_tests::rpc::{approve, export_audit, grant, seal_request, split_token};
+use vault_tests::rpc::{approve, export_audit, grant, seal_request, split_token, unseal};
 use vault_tests::{Daemon, binary_path};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -53,17 +53,6 @@ async fn second_handler(daemon: &Daemon, dir: &Path) -> (Client, PathBuf) {
     let file = dir.join("sato.token");
     std::fs::write(&file, token.expose_secret()).expect("token file");
     (daemon.client(Some(token)).await, file)
-}
-
-async fn unseal(client: &mut Client, handle: &str, purpose: &str) -> Result<(), tonic::Status> {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: purpose.into(),
-        })
-        .await
-        .map(|_| ())
 }
 
 /// The audit public keys, as an auditor exports them.

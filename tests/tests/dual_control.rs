@@ -9,21 +9,10 @@
 use tonic::Code;
 use vault_client::{Client, pb};
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, export_audit, seal_request, split_token};
+use vault_tests::rpc::{approve, export_audit, seal_request, split_token, unseal};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
-
-async fn unseal(client: &mut Client, handle: &str) -> Result<String, tonic::Status> {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: W.into(),
-        })
-        .await
-        .map(|r| r.into_inner().number)
-}
 
 async fn create(admin: &mut Client, id: &str, role: pb::Role) -> pb::ChangeRequest {
     let created = admin
@@ -146,7 +135,7 @@ async fn no_single_admin_obtains_an_unseal_token() {
         .client(Some(dressed_as_token(&second.token_share)))
         .await;
     for attempt in [&mut stolen, &mut dressed] {
-        let status = unseal(attempt, &handle).await.expect_err("not a token");
+        let status = unseal(attempt, &handle, W).await.expect_err("not a token");
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
 
@@ -166,7 +155,9 @@ async fn no_single_admin_obtains_an_unseal_token() {
         .expect("enable")
         .into_inner();
     assert!(enabled.disabled, "still disabled until approved");
-    let status = unseal(&mut handler, &handle).await.expect_err("disabled");
+    let status = unseal(&mut handler, &handle, W)
+        .await
+        .expect_err("disabled");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     // Path 4: a grant, to a handler both admins set up without one.
@@ -188,7 +179,7 @@ async fn no_single_admin_obtains_an_unseal_token() {
         .expect("grant")
         .into_inner();
     assert!(granted.grants.is_empty(), "not granted until approved");
-    let status = unseal(&mut plain, &handle).await.expect_err("no grant");
+    let status = unseal(&mut plain, &handle, W).await.expect_err("no grant");
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
 
     // Path 5: a new admin, a sock puppet to approve the rest. Its creation is held too; once
@@ -259,7 +250,7 @@ async fn no_single_admin_obtains_an_unseal_token() {
     let status = approve_id(&mut b, &held.id).await.expect_err("applied");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     for attempt in [&mut stolen, &mut dressed] {
-        let status = unseal(attempt, &handle).await.expect_err("one share");
+        let status = unseal(attempt, &handle, W).await.expect_err("one share");
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
     let combined = vault_client::combine_token_shares(
@@ -269,15 +260,18 @@ async fn no_single_admin_obtains_an_unseal_token() {
     .expect("combine");
     let mut holder = daemon.client(Some(combined)).await;
     assert_eq!(
-        unseal(&mut holder, &handle).await.expect("approved"),
+        unseal(&mut holder, &handle, W).await.expect("approved"),
         number
     );
     assert_eq!(
-        unseal(&mut handler, &handle).await.expect("enabled"),
+        unseal(&mut handler, &handle, W).await.expect("enabled"),
         number
     );
     approve(&mut b, granted.pending_request).await;
-    assert_eq!(unseal(&mut plain, &handle).await.expect("granted"), number);
+    assert_eq!(
+        unseal(&mut plain, &handle, W).await.expect("granted"),
+        number
+    );
 
     // Every step is in the audit log, naming requester and approver, never a token.
     let entries = export_audit(&mut auditor).await;

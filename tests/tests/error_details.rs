@@ -3,10 +3,10 @@
 
 use tonic::Code;
 use tonic_types::StatusExt;
-use vault_client::{Client, pb};
+use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::seal_request;
+use vault_tests::rpc::{seal_request, unseal};
 
 const W: &str = "STAFF_WITHHOLDING";
 const H: &str = "STAFF_HEALTH_PENSION";
@@ -18,17 +18,6 @@ fn reason(status: &tonic::Status) -> (Code, String, String) {
         .cloned()
         .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     (status.code(), info.reason, info.domain)
-}
-
-async fn unseal(client: &mut Client, handle: &str, purpose: &str) -> tonic::Status {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: purpose.into(),
-        })
-        .await
-        .expect_err("refused")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +64,16 @@ async fn errors_name_a_stable_reason() {
         .into_inner()
         .handle;
     assert_eq!(
-        reason(&unseal(&mut handler, &only_w, H).await).1,
+        reason(&unseal(&mut handler, &only_w, H).await.expect_err("refused")).1,
         "PURPOSE_NOT_ON_RECORD"
     );
     assert_eq!(
-        reason(&unseal(&mut handler, "mnh_nope", W).await).0,
+        reason(
+            &unseal(&mut handler, "mnh_nope", W)
+                .await
+                .expect_err("refused")
+        )
+        .0,
         Code::InvalidArgument
     );
 
@@ -92,7 +86,7 @@ async fn errors_name_a_stable_reason() {
         .await
         .expect("suspend");
     assert_eq!(
-        reason(&unseal(&mut handler, &only_w, W).await),
+        reason(&unseal(&mut handler, &only_w, W).await.expect_err("refused")),
         (
             Code::FailedPrecondition,
             "RECORD_SUSPENDED".into(),
@@ -108,14 +102,18 @@ async fn errors_name_a_stable_reason() {
         .await
         .expect("dispose");
     assert_eq!(
-        reason(&unseal(&mut handler, &only_w, W).await).1,
+        reason(&unseal(&mut handler, &only_w, W).await.expect_err("refused")).1,
         "RECORD_DISPOSED"
     );
 
     // Without a token, with a token that is not one: each says which.
     let mut anonymous = daemon.client(None).await;
     assert_eq!(
-        reason(&unseal(&mut anonymous, &only_w, W).await),
+        reason(
+            &unseal(&mut anonymous, &only_w, W)
+                .await
+                .expect_err("refused")
+        ),
         (
             Code::Unauthenticated,
             "TOKEN_MISSING".into(),
@@ -124,14 +122,18 @@ async fn errors_name_a_stable_reason() {
     );
     let mut garbled = daemon.client(Some("not-a-token".to_owned().into())).await;
     assert_eq!(
-        reason(&unseal(&mut garbled, &only_w, W).await).1,
+        reason(&unseal(&mut garbled, &only_w, W).await.expect_err("refused")).1,
         "TOKEN_MALFORMED"
     );
 
     // A handle that does not exist: the code's own name, nothing more.
     let missing = format!("mnh_{}", "0".repeat(32));
     assert_eq!(
-        reason(&unseal(&mut handler, &missing, W).await),
+        reason(
+            &unseal(&mut handler, &missing, W)
+                .await
+                .expect_err("refused")
+        ),
         (Code::NotFound, "NOT_FOUND".into(), "mynumber-locker".into())
     );
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use tonic::Code;
 use vault_client::pb;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, jst_date_in, seal_request};
+use vault_tests::rpc::{export_audit, jst_date_in, seal_request, unseal};
 use vault_tests::{Daemon, DaemonOptions, binary_path, store_edit};
 
 const W: &str = "STAFF_WITHHOLDING"; // 7 years
@@ -23,21 +23,6 @@ fn set_days(file: &Path, days: u32) {
 
 fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
     vault_tests::cli::vault_cli(daemon, token, args, "")
-}
-
-async fn unseal(
-    client: &mut vault_client::Client,
-    handle: &str,
-    purpose: &str,
-) -> Result<String, tonic::Status> {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: purpose.into(),
-        })
-        .await
-        .map(|r| r.into_inner().number)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use vault_client::{Client, pb};
 use vault_tests::Daemon;
 use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{export_audit, operator_token, seal_request};
+use vault_tests::rpc::{export_audit, operator_token, seal_request, unseal};
 
 const W: &str = "STAFF_WITHHOLDING";
 const H: &str = "STAFF_HEALTH_PENSION";
@@ -21,17 +21,6 @@ fn reason(status: &tonic::Status) -> String {
         .error_info()
         .map(|info| info.reason.clone())
         .unwrap_or_default()
-}
-
-async fn unseal(client: &mut Client, handle: &str, purpose: &str) -> Result<String, tonic::Status> {
-    client
-        .locker
-        .unseal(pb::UnsealRequest {
-            handle: handle.into(),
-            purpose: purpose.into(),
-        })
-        .await
-        .map(|r| r.into_inner().number)
 }
 
 async fn add(
