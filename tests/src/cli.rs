@@ -21,6 +21,13 @@ pub fn vault_cli(
     vault_cli_as(daemon, &token, args, stdin)
 }
 
+/// [`vault_cli`] with nothing on standard input, checked to succeed: its standard output.
+pub fn vault_cli_ok(daemon: &Daemon, operator: &str, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = vault_cli(daemon, operator, args, "");
+    assert!(ok, "vault-client {args:?}: {stderr}");
+    stdout
+}
+
 /// [`vault_cli`] with the token in `token_file`.
 pub fn vault_cli_as(
     daemon: &Daemon,

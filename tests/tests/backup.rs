@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vault_client::pb;
 use vault_daemon::store::snapshot;
-use vault_tests::cli::vault_cli;
+use vault_tests::cli::vault_cli_ok;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{copy_dir, seal_request};
 use vault_tests::{Daemon, DaemonOptions};
@@ -38,13 +38,6 @@ fn restore(data: &Path, snapshot: &Path) -> (bool, String) {
             String::from_utf8_lossy(&output.stderr)
         ),
     )
-}
-
-/// `vault-client ARGS` as `operator`; its standard output, after checking it succeeded.
-fn cli_ok(daemon: &Daemon, operator: &str, args: &[&str]) -> String {
-    let (ok, stdout, stderr) = vault_cli(daemon, operator, args, "");
-    assert!(ok, "vault-client {args:?}: {stderr}");
-    stdout
 }
 
 /// A new data directory with the same (simulated) key backend as `original`.
@@ -106,7 +99,7 @@ async fn a_backup_under_load_restores_verified_and_a_tampered_one_is_refused() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let backup = dir.path().join("locker.snapshot");
-    let written = cli_ok(
+    let written = vault_cli_ok(
         &daemon,
         "dev-admin",
         &["backup", "--out", backup.to_str().expect("utf8")],
@@ -119,7 +112,7 @@ async fn a_backup_under_load_restores_verified_and_a_tampered_one_is_refused() {
     }
     assert!(during > 0, "no seal ran during the backup");
     drop(handler);
-    let fingerprint = cli_ok(&daemon, "dev-auditor", &["audit", "public-key"]);
+    let fingerprint = vault_cli_ok(&daemon, "dev-auditor", &["audit", "public-key"]);
     let pin = fingerprint
         .lines()
         .find_map(|l| l.strip_prefix("# fingerprint (pin this): "))
@@ -150,12 +143,12 @@ async fn a_backup_under_load_restores_verified_and_a_tampered_one_is_refused() {
     }
     drop(handler);
     let export = dir.path().join("restored-audit.jsonl");
-    cli_ok(
+    vault_cli_ok(
         &daemon,
         "dev-auditor",
         &["audit", "export", "--out", export.to_str().expect("utf8")],
     );
-    let verified = cli_ok(
+    let verified = vault_cli_ok(
         &daemon,
         "dev-auditor",
         &[

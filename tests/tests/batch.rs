@@ -4,12 +4,9 @@
 use std::collections::HashMap;
 
 use vault_tests::Daemon;
+use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::export_audit;
-
-fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
-    vault_tests::cli::vault_cli(daemon, token, args, "")
-}
 
 /// Parses CLI CSV output (a header row, then records) into rows of cells.
 fn csv_rows(stdout: &str) -> (Vec<String>, Vec<Vec<String>>) {
@@ -54,7 +51,7 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
     }
     let csv = dir.path().join("migration.csv");
     std::fs::write(&csv, rows.join("\n")).expect("csv");
-    let (ok, stdout, stderr) = cli(
+    let (ok, stdout, stderr) = vault_cli(
         &daemon,
         "dev-handler",
         &[
@@ -68,6 +65,7 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
             "--purpose",
             "STAFF_WITHHOLDING",
         ],
+        "",
     );
     assert!(!ok, "a batch with failed items exits non-zero");
     assert!(stderr.contains("2 items of the batch failed"), "{stderr}");
@@ -119,7 +117,7 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
 
     let list = dir.path().join("handles.txt");
     std::fs::write(&list, handles.join("\n")).expect("handles");
-    let (ok, stdout, _) = cli(
+    let (ok, stdout, _) = vault_cli(
         &daemon,
         "dev-handler",
         &[
@@ -129,6 +127,7 @@ async fn batch_seal_and_unseal_keep_order_and_report_failures_per_item() {
             "--purpose",
             "STAFF_WITHHOLDING",
         ],
+        "",
     );
     assert!(!ok);
     let (header, lines) = csv_rows(&stdout);
@@ -195,7 +194,7 @@ async fn japanese_headers_bom_and_excel_output() {
         ),
     )
     .expect("csv");
-    let (ok, stdout, stderr) = cli(
+    let (ok, stdout, stderr) = vault_cli(
         &daemon,
         "dev-handler",
         &[
@@ -210,6 +209,7 @@ async fn japanese_headers_bom_and_excel_output() {
             "STAFF_WITHHOLDING",
             "--excel",
         ],
+        "",
     );
     assert!(!ok, "one row fails: {stderr}");
     assert!(
@@ -240,7 +240,7 @@ async fn japanese_headers_bom_and_excel_output() {
     // The seal output (BOM, header, handle column) is a valid unseal list.
     let results = dir.path().join("results.csv");
     std::fs::write(&results, &stdout).expect("results");
-    let (_ok, out, err) = cli(
+    let (_ok, out, err) = vault_cli(
         &daemon,
         "dev-handler",
         &[
@@ -250,6 +250,7 @@ async fn japanese_headers_bom_and_excel_output() {
             "--purpose",
             "STAFF_WITHHOLDING",
         ],
+        "",
     );
     let (header, unsealed) = csv_rows(&out);
     // The file's own columns stay beside the locker's; its stale `row`, `subject_ref` and
@@ -296,7 +297,7 @@ async fn japanese_headers_bom_and_excel_output() {
     };
     let args = seal_args(&sjis);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out, err) = cli(&daemon, "dev-handler", &args);
+    let (ok, out, err) = vault_cli(&daemon, "dev-handler", &args, "");
     assert!(ok && err.contains("Shift_JIS"), "{err}");
     let (_, rows) = csv_rows(&out);
     assert_eq!(
@@ -308,7 +309,7 @@ async fn japanese_headers_bom_and_excel_output() {
     std::fs::write(&garbage, b"\xff\xfe\x00\x81\x00garbage\n").expect("garbage");
     let args = seal_args(&garbage);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, _, err) = cli(&daemon, "dev-handler", &args);
+    let (ok, _, err) = vault_cli(&daemon, "dev-handler", &args, "");
     assert!(!ok && err.contains("neither UTF-8 nor Shift_JIS"), "{err}");
 }
 

@@ -4,6 +4,7 @@
 
 use secrecy::ExposeSecret;
 use vault_client::pb;
+use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, seal_request};
 use vault_tests::{Daemon, DaemonOptions};
@@ -11,10 +12,6 @@ use vault_tests::{Daemon, DaemonOptions};
 const W: &str = "STAFF_WITHHOLDING";
 
 /// Runs the CLI with `stdin`, returning (success, stdout, stderr).
-fn cli(daemon: &Daemon, token_file: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
-    vault_tests::cli::vault_cli(daemon, token_file, args, stdin)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -110,7 +107,7 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
     let mut cli_stderr = String::new();
     for (i, number) in numbers[3..6].iter().enumerate() {
         let hyphenated = format!("{}-{}-{}", &number[..4], &number[4..8], &number[8..]);
-        let (ok, stdout, stderr) = cli(
+        let (ok, stdout, stderr) = vault_cli(
             &daemon,
             "dev-handler",
             &[
@@ -130,7 +127,7 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
         let handle = stdout.trim().to_owned();
         assert!(handle.starts_with("mnh_"));
         cli_stderr += &stderr;
-        let (ok, stdout, stderr) = cli(
+        let (ok, stdout, stderr) = vault_cli(
             &daemon,
             "dev-handler",
             &["unseal", &handle, "--purpose", W],
@@ -187,7 +184,7 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
                 valid_number(999),
             ),
         ] {
-            let (ok, _, stderr) = cli(&daemon, token, &args, &input);
+            let (ok, _, stderr) = vault_cli(&daemon, token, &args, &input);
             assert!(!ok, "{args:?} should fail");
             assert!(stderr.starts_with("error: "), "{stderr}");
             cli_stderr += &stderr;
@@ -277,7 +274,7 @@ async fn numbers_and_tokens_never_reach_logs_audit_or_cli_errors() {
         ),
         ("dev-auditor", vec!["correct", "list"]),
     ] {
-        let (ok, stdout, stderr) = cli(&daemon, token, &args, "");
+        let (ok, stdout, stderr) = vault_cli(&daemon, token, &args, "");
         assert!(ok, "{args:?}: {stderr}");
         lifecycle_output += &stdout;
         lifecycle_output += &stderr;

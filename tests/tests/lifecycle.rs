@@ -10,6 +10,7 @@ use std::process::Command;
 
 use tonic::Code;
 use vault_client::pb;
+use vault_tests::cli::vault_cli;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{export_audit, jst_date_in, seal_request, unseal};
 use vault_tests::{Daemon, DaemonOptions, binary_path, store_edit};
@@ -19,10 +20,6 @@ const H: &str = "STAFF_HEALTH_PENSION"; // 2 years
 
 fn set_days(file: &Path, days: u32) {
     std::fs::write(file, days.to_string()).expect("write clock file");
-}
-
-fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> (bool, String, String) {
-    vault_tests::cli::vault_cli(daemon, token, args, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,12 +144,17 @@ async fn retire_dispose_certify_and_shred() {
     assert_eq!(missing.code(), Code::NotFound);
 
     // The certificate, exported and verified offline with the audit public key.
-    let (ok, cert, err) = cli(&daemon, "dev-manager", &["certificate", "export", &handle]);
+    let (ok, cert, err) = vault_cli(
+        &daemon,
+        "dev-manager",
+        &["certificate", "export", &handle],
+        "",
+    );
     assert!(ok, "{err}");
     assert!(!cert.contains(&number));
     let cert_file = dir.path().join("cert.json");
     std::fs::write(&cert_file, &cert).expect("cert");
-    let (ok, pem, err) = cli(&daemon, "dev-auditor", &["audit", "public-key"]);
+    let (ok, pem, err) = vault_cli(&daemon, "dev-auditor", &["audit", "public-key"], "");
     assert!(ok, "{err}");
     let pem_file = dir.path().join("audit.pem");
     std::fs::write(&pem_file, &pem).expect("pem");
@@ -436,10 +438,11 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
         .into_inner()
         .handle;
     let left_on = jst_date_in(-10);
-    let (ok, _, stderr) = cli(
+    let (ok, _, stderr) = vault_cli(
         &daemon,
         "dev-handler",
         &["retire", &handle, "--left-on", &left_on],
+        "",
     );
     assert!(
         !ok && stderr.contains("precedes the record's acquisition"),
@@ -449,7 +452,7 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
         ("2015-10-04", "precedes the first individual numbers"),
         (jst_date_in(2).as_str(), "is in the future"),
     ] {
-        let (ok, _, stderr) = cli(
+        let (ok, _, stderr) = vault_cli(
             &daemon,
             "dev-manager",
             &[
@@ -460,10 +463,11 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
                 "--reason",
                 "紙の台帳から移行",
             ],
+            "",
         );
         assert!(!ok && stderr.contains(why), "{date}: {stderr}");
     }
-    let (ok, _, stderr) = cli(
+    let (ok, _, stderr) = vault_cli(
         &daemon,
         "dev-handler",
         &[
@@ -474,9 +478,10 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
             "--reason",
             "移行",
         ],
+        "",
     );
     assert!(!ok && stderr.contains("PERMISSION_DENIED"), "{stderr}");
-    let (ok, out, stderr) = cli(
+    let (ok, out, stderr) = vault_cli(
         &daemon,
         "dev-manager",
         &[
@@ -489,6 +494,7 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
             "--reason",
             "紙の台帳から移行",
         ],
+        "",
     );
     assert!(ok, "{stderr}");
     let record: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
@@ -496,10 +502,11 @@ async fn a_migrated_records_acquisition_date_is_set_by_a_manager_and_bounds_reti
         record["acquired_at"], "2019-04-01T00:00:00+09:00",
         "the day in Japan: {record}"
     );
-    let (ok, _, stderr) = cli(
+    let (ok, _, stderr) = vault_cli(
         &daemon,
         "dev-handler",
         &["retire", &handle, "--left-on", &left_on],
+        "",
     );
     assert!(
         ok,

@@ -8,18 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use tonic::Code;
 use vault_client::pb;
 use vault_tests::Daemon;
+use vault_tests::cli::vault_cli_ok;
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{approve, export_audit, operator_token, seal_request};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
 const H: &str = "STAFF_HEALTH_PENSION";
-
-fn cli(daemon: &Daemon, token: &str, args: &[&str]) -> String {
-    let (ok, stdout, stderr) = vault_tests::cli::vault_cli(daemon, token, args, "");
-    assert!(ok, "{args:?}: {stderr}");
-    stdout
-}
 
 fn today_jst() -> String {
     let now =
@@ -115,7 +110,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
         })
         .await
         .expect("retire");
-    cli(
+    vault_cli_ok(
         &daemon,
         "dev-admin",
         &[
@@ -138,7 +133,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
     );
 
     // 管理台帳.
-    let ledger: serde_json::Value = serde_json::from_str(&cli(
+    let ledger: serde_json::Value = serde_json::from_str(&vault_cli_ok(
         &daemon,
         "dev-auditor",
         &["ledger", "--tenant", "dev", "--format", "json"],
@@ -169,11 +164,11 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
             .iter()
             .any(|a| a["operator_id"] == "dev-handler" && a["role"] == "handler")
     );
-    let ledger_csv = cli(&daemon, "dev-auditor", &["ledger", "--format", "csv"]);
+    let ledger_csv = vault_cli_ok(&daemon, "dev-auditor", &["ledger", "--format", "csv"]);
     let rows = csv_rows(&ledger_csv);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["disposed"], "1");
-    let ledger_table = cli(&daemon, "dev-manager", &["ledger"]);
+    let ledger_table = vault_cli_ok(&daemon, "dev-manager", &["ledger"]);
     // For a terminal: a block per tenant, no line wider than a screen (East Asian characters
     // take two columns).
     let widest = ledger_table
@@ -203,7 +198,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
     let mut auditor = daemon.dev_client("dev-auditor").await;
     let entries = export_audit(&mut auditor).await;
     let today = today_jst();
-    let usage: serde_json::Value = serde_json::from_str(&cli(
+    let usage: serde_json::Value = serde_json::from_str(&vault_cli_ok(
         &daemon,
         "dev-auditor",
         &[
@@ -262,7 +257,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
             .count() as u64
     );
     assert!(denials >= 1);
-    let usage_csv = cli(
+    let usage_csv = vault_cli_ok(
         &daemon,
         "dev-manager",
         &[
@@ -276,7 +271,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
     );
 
     // 漏えい等: what dev-handler's unseals touched.
-    let incident: serde_json::Value = serde_json::from_str(&cli(
+    let incident: serde_json::Value = serde_json::from_str(&vault_cli_ok(
         &daemon,
         "dev-auditor",
         &[
@@ -310,7 +305,7 @@ async fn ledger_usage_and_incident_reports_match_the_audit_log_and_hold_no_numbe
         .collect();
     assert_eq!(listed, unsealed);
     assert_eq!(incident["denied"], 1);
-    let incident_csv = cli(
+    let incident_csv = vault_cli_ok(
         &daemon,
         "dev-auditor",
         &[
