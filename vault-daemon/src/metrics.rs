@@ -354,7 +354,7 @@ impl Metrics {
 
 impl Metrics {
     /// Sets the records-per-state gauges.
-    pub fn set_records(&self, counts: &crate::service::RecordCounts) {
+    pub fn set_records(&self, counts: &crate::domain::record::RecordCounts) {
         for (state, count) in [
             ("active", counts.active),
             ("suspended", counts.suspended),

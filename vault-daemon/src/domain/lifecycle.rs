@@ -1,6 +1,7 @@
 //! The end of a record's life in calendar terms: the day the person left (退職日), the day each
 //! purpose's legal retention ends, the disposal date (the latest of those), and the monthly
-//! disposal epoch whose key is destroyed once all of that month's records are gone.
+//! disposal epoch whose key is destroyed once all of that month's records are gone; and a use
+//! stopped at the person's request (規程第49条), which a retirement carries along.
 //!
 //! Dates are calendar days in Japan (JST, UTC+9 all year): a record due on a day becomes due at
 //! 00:00 JST that day, never earlier.
@@ -9,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, UtcOffset};
 
 use crate::domain::purpose::PurposeCatalogue;
-use crate::domain::record::Suspension;
 
 const JST_OFFSET_SECS: i32 = 9 * 3600;
 
@@ -19,6 +19,17 @@ const JST_OFFSET_SECS: i32 = 9 * 3600;
 pub struct BadDate {
     /// The field that was wrong.
     pub field: &'static str,
+}
+
+/// Why and by whom a record's use was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// Stated reason.
+    pub reason: String,
+    /// Manager who suspended it.
+    pub by: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
 }
 
 /// A retired record: the person left; the number is kept for the purposes whose retention runs.

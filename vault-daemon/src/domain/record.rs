@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::handle::Handle;
 use crate::domain::identity::IdentityVerification;
-use crate::domain::lifecycle::Retirement;
+use crate::domain::lifecycle::{Retirement, Suspension};
 use crate::error::Error;
 
 /// Whose number a record holds (規程 第4条 1-3).
@@ -59,17 +59,6 @@ pub enum RecordStatus {
     /// The person left: usable for the purposes whose retention still runs, disposed of on
     /// the disposal date. (Last, so records stored before it existed still decode.)
     Retired(Retirement),
-}
-
-/// Why and by whom a record's use was stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suspension {
-    /// Stated reason.
-    pub reason: String,
-    /// Manager who suspended it.
-    pub by: String,
-    /// Milliseconds since the Unix epoch.
-    pub at_ms: i64,
 }
 
 impl Record {
@@ -160,6 +149,19 @@ pub fn status_after_suspension(
             )));
         }
     })
+}
+
+/// Records per state (the store's figures and the metrics that show them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// In use.
+    pub active: u64,
+    /// Use stopped (第49条).
+    pub suspended: u64,
+    /// The person left; awaiting disposal.
+    pub retired: u64,
+    /// Disposed of (tombstones).
+    pub disposed: u64,
 }
 
 #[cfg(test)]

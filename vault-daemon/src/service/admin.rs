@@ -279,7 +279,7 @@ impl Locker {
         let purposes = self
             .purposes
             .canonical_list(purposes)
-            .map_err(super::records::purpose_error)?;
+            .map_err(super::input::purpose_error)?;
         let view = self.store.view()?;
         let Some(current) = view.operators().get(operator_id).await? else {
             return Err(self.missing_operator(operator_id).await);

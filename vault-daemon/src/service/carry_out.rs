@@ -6,7 +6,7 @@
 use crate::audit::entry::EntryOutcome;
 use crate::domain::policy::Action;
 use crate::error::{Error, Reason, Result};
-use crate::service::records::purpose_error;
+use crate::service::input::purpose_error;
 use crate::service::{Locker, RequestContext, invalid};
 use crate::store::mutation::Mutation;
 

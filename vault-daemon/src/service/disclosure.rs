@@ -21,8 +21,8 @@ use vault_audit::entry::{AuditEntry as LoggedEntry, ChainedEntry};
 use zeroize::Zeroizing;
 
 use super::carry_out::carried_file;
+use super::input::{check_tenant_id, parse_handle, parse_number};
 use super::rate_limit::Metered;
-use super::records::{check_tenant_id, parse_handle, parse_number};
 use super::{CallEntry, Caller, Locker, RequestContext, invalid};
 use crate::audit::entry::EntryOutcome;
 use crate::domain::policy::Action;

@@ -21,6 +21,7 @@ mod corrections;
 mod destruction;
 mod disclosure;
 mod disposal;
+mod input;
 mod lifecycle;
 pub mod log_watch;
 pub mod monitor;
@@ -53,6 +54,7 @@ use crate::keys::KeyService;
 use crate::store::Store;
 use crate::store::mutation::{Mutation, MutationOutcome};
 
+pub use crate::domain::record::RecordCounts;
 pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use approvals::{ChangeRequestList, DEFAULT_REQUEST_TTL_MS, Gated};
 pub use audit_log::{AuditPages, StoreVerification, verify_store};
@@ -62,7 +64,6 @@ pub use disposal::{DisposalReport, run_disposal_schedule};
 pub use record_purposes::SealDifferences;
 pub use records::{SealRequest, SealResult, Unsealed};
 pub use reports::{IncidentReport, LedgerAccess, LedgerEntry, UsageRow};
-pub use store_figures::RecordCounts;
 
 /// Who is calling, as the transport saw it.
 pub struct RequestContext {

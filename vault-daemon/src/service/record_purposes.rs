@@ -2,7 +2,7 @@
 //! needs 健康保険. The purposes are bound into the record's associated data, so adding one
 //! re-seals the number (a fresh data key, under the same key version) with the longer list.
 
-use super::records::{parse_handle, purpose_error};
+use super::input::{parse_handle, purpose_error};
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
 use crate::domain::number::IndividualNumber;

@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::input::{check_tenant_id, parse_handle, parse_number, purpose_error};
 use super::invalid;
 use crate::audit::entry::AuditEntry;
 use crate::audit::entry::EntryOutcome;
 use crate::domain::handle::Handle;
 use crate::domain::identity::IdentityVerification;
+use crate::domain::lifecycle::Suspension;
 use crate::domain::number::IndividualNumber;
 use crate::domain::operator::{Role, Tenant, TenantKeys};
 use crate::domain::policy::Action;
-use crate::domain::purpose::CodeError;
-use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Suspension, Tombstone};
+use crate::domain::record::{self, Record, RecordStatus, SubjectKind, Tombstone};
 use crate::domain::text;
 use crate::error::{Error, Reason, Result};
 use crate::keys::envelope;
@@ -57,42 +58,6 @@ pub struct SealResult {
     pub existing: bool,
     /// For an existing record: what the seal asked for that the record does not have.
     pub differences: SealDifferences,
-}
-
-pub(super) fn parse_number(input: &str) -> Result<IndividualNumber> {
-    use crate::domain::number::NumberError;
-    IndividualNumber::parse(input).map_err(|e| {
-        let reason = match e {
-            NumberError::CheckDigit => Reason::CheckDigitMismatch,
-            NumberError::WrongLength(_) => Reason::WrongLength,
-            NumberError::InvalidCharacter => Reason::InvalidCharacter,
-            NumberError::MisplacedSeparator => Reason::MisplacedSeparator,
-        };
-        invalid(e.to_string()).because(reason)
-    })
-}
-
-/// A purpose list or code refused by the catalogue; an unknown code says so to programs.
-pub(super) fn purpose_error(error: CodeError) -> Error {
-    let reason = matches!(error, CodeError::Unknown(_)).then_some(Reason::PurposeUnknown);
-    let error = invalid(error.to_string());
-    match reason {
-        Some(reason) => error.because(reason),
-        None => error,
-    }
-}
-
-pub(super) fn parse_handle(input: &str, entry: &mut AuditEntry) -> Result<Handle> {
-    let handle = Handle::parse(input).map_err(|e| invalid(e.to_string()))?;
-    // Only a well-formed handle reaches the audit entry: a malformed one could be anything.
-    entry.handle = handle.to_string();
-    Ok(handle)
-}
-
-pub(super) fn check_tenant_id(tenant: &str, entry: &mut AuditEntry) -> Result<()> {
-    text::identifier("tenant", tenant).map_err(invalid)?;
-    entry.tenant = tenant.to_owned();
-    Ok(())
 }
 
 fn active_keys(tenant: &Tenant) -> Result<&TenantKeys> {

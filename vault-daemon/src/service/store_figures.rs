@@ -1,25 +1,12 @@
 //! Figures of the store for monitoring: records per lifecycle state and the progress of each
 //! tenant's rewrap. Read without an audit entry (no caller, nothing released: counts only).
 
-use crate::domain::record::RecordStatus;
+use crate::domain::record::{RecordCounts, RecordStatus};
 use crate::domain::rotation::RewrapJob;
 use crate::error::Result;
 use crate::service::Locker;
 
 const PAGE: usize = 1000;
-
-/// Records per state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecordCounts {
-    /// In use.
-    pub active: u64,
-    /// Use stopped (第49条).
-    pub suspended: u64,
-    /// The person left; awaiting disposal.
-    pub retired: u64,
-    /// Disposed of (tombstones).
-    pub disposed: u64,
-}
 
 impl Locker {
     /// Counts every record by state (a scan of the records table: call it rarely).
