@@ -38,7 +38,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Length of the measurement: seconds, or a duration such as `5s` or `2m`.
-    #[arg(long, default_value = "10", value_parser = crate::cli::parse_seconds)]
+    #[arg(long, default_value = "10", value_parser = crate::args::parse_seconds)]
     pub duration: u64,
     /// Records sealed beforehand for unseal and lookup.
     #[arg(long, default_value_t = 1000)]

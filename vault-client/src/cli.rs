@@ -299,7 +299,22 @@ pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> 
             tokens::combine(first, second, out.as_deref(), format).map_err(|e| e.to_string()),
         );
     }
-    audit::offline(command, format)
+    match command {
+        Command::Certificate(CertificateCommand::Verify { file, public_key }) => {
+            Some(lifecycle::verify_certificate(file, public_key, format))
+        }
+        Command::Audit(AuditCommand::Verify {
+            offline: Some(file),
+            public_key,
+            pin,
+        }) => Some(audit::verify_offline(
+            file,
+            public_key.as_deref(),
+            pin.as_deref(),
+            format,
+        )),
+        _ => None,
+    }
 }
 
 /// Runs one command against the daemon; `number` is what `seal`, `lookup`, `correct request`
@@ -387,14 +402,4 @@ pub async fn execute(
             ClientError::Usage("runs from main, without a daemon".into()),
         ),
     }
-}
-
-/// A duration on the command line: whole seconds (`3600`) or humantime (`1h`, `30d`, `5s`).
-pub fn parse_seconds(text: &str) -> Result<u64, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
-    }
-    humantime::parse_duration(text)
-        .map(|d| d.as_secs())
-        .map_err(|e| format!("{text:?} is not a duration (seconds, or e.g. 90s, 12h, 30d): {e}"))
 }

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use vault_client::{Client, ClientError, pb};
 
-use crate::cli::Command;
-use crate::commands::lifecycle::CertificateCommand;
 use crate::output::{self, Format};
 
 /// Audit log commands.
@@ -53,30 +51,9 @@ pub enum AuditCommand {
     RotateKey,
 }
 
-/// Runs the commands that need no daemon: offline verification. `None` for every other command.
-pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
-    if let Command::Certificate(CertificateCommand::Verify { file, public_key }) = command {
-        return Some(crate::commands::lifecycle::verify_certificate(
-            file, public_key, format,
-        ));
-    }
-    let Command::Audit(AuditCommand::Verify {
-        offline: Some(file),
-        public_key,
-        pin,
-    }) = command
-    else {
-        return None;
-    };
-    Some(verify_offline(
-        file,
-        public_key.as_deref(),
-        pin.as_deref(),
-        format,
-    ))
-}
-
-fn verify_offline(
+/// `audit verify --offline FILE`: an export checked with neither daemon nor token, against the
+/// audit public keys or the pinned key id.
+pub fn verify_offline(
     file: &std::path::Path,
     pem: Option<&std::path::Path>,
     pin: Option<&str>,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use vault_client::{Client, ClientError, certificate_fingerprint, pb};
 
-use crate::cli::parse_seconds;
+use crate::args::parse_seconds;
 use crate::commands::Outcome;
 use crate::output::{self, Format};
 
