@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::token::{KeyKind, SimError};
+use crate::kinds::{KeyKind, SimError};
 
 /// One key as persisted: its kind and its raw material (hex), or nothing once destroyed.
 #[derive(Serialize, Deserialize)]

@@ -16,7 +16,9 @@
 
 mod fault;
 mod keystore;
+mod kinds;
 mod token;
 
 pub use fault::{FAULT_FILE_NAME, Fault};
-pub use token::{KEY_FILE_NAME, KeyKind, SimError, SimOptions, SimToken};
+pub use kinds::{KeyKind, SimError};
+pub use token::{KEY_FILE_NAME, SimOptions, SimToken};
