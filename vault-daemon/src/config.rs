@@ -132,6 +132,9 @@ impl MetricsConfig {
                 "metrics.listen is not a loopback address and metrics.tls_cert is not set: metrics show tenants, refusal reasons and which alert rules fired; serve them over TLS (metrics.tls_cert, metrics.tls_key, optionally metrics.bearer_token_file), or set metrics.public = true knowingly".into(),
             );
         }
+        if !(1..=86_400).contains(&self.records_refresh_secs) {
+            return Err("metrics.records_refresh_secs must be between 1 and 86400".into());
+        }
         Ok(())
     }
 }
@@ -849,6 +852,254 @@ pub const MAX_DESTROY_WAIT_SECS: u64 = 90 * 24 * 3600;
 /// Longest token lifetime (`tokens.max_ttl_secs`): a year.
 pub const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
 
+/// A setting refused: the message says which and what it must be.
+fn invalid<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid(message.into()))
+}
+
+impl LifecycleConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !crate::domain::lifecycle::valid_epoch_months(self.epoch_months) {
+            return invalid("lifecycle.epoch_months must be 1, 2, 3, 4, 6 or 12");
+        }
+        if self.retire_backdate_days > 366 {
+            return invalid("lifecycle.retire_backdate_days must be at most 366");
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// The listener and its limits; plaintext only on loopback.
+    fn check(&self, tls: Option<&TlsConfig>) -> Result<(), ConfigError> {
+        match tls {
+            None if !self.listen.ip().is_loopback() => {
+                return invalid(
+                    "server.listen is not a loopback address and [tls] is not configured: plaintext is only allowed on loopback",
+                );
+            }
+            Some(tls) if tls.require_client_cert && tls.client_ca.is_none() => {
+                return invalid("tls.require_client_cert needs tls.client_ca");
+            }
+            _ => {}
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return invalid("server.max_connections must be between 1 and 100000");
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return invalid("server.idle_timeout_secs must be between 1 and 86400");
+        }
+        if !(1..=300).contains(&self.tls_handshake_timeout_secs) {
+            return invalid("server.tls_handshake_timeout_secs must be between 1 and 300");
+        }
+        if !(1..=3600).contains(&self.http2_keepalive_interval_secs)
+            || !(1..=600).contains(&self.http2_keepalive_timeout_secs)
+        {
+            return invalid(
+                "server.http2_keepalive_interval_secs must be between 1 and 3600, http2_keepalive_timeout_secs between 1 and 600",
+            );
+        }
+        if !(1..=10_000).contains(&self.max_concurrent_streams) {
+            return invalid("server.max_concurrent_streams must be between 1 and 10000");
+        }
+        if !(1..=3600).contains(&self.request_timeout_secs) {
+            return invalid("server.request_timeout_secs must be between 1 and 3600");
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 16 << 20 {
+            return invalid("server.max_message_bytes must be between 1024 and 16777216");
+        }
+        Ok(())
+    }
+}
+
+impl StoreConfig {
+    /// The store; a database's lock wait stays below the commit deadline `commit_timeout_ms`.
+    fn check(&self, commit_timeout_ms: u64) -> Result<(), ConfigError> {
+        if self.cache_mb == 0 || self.cache_mb > 65_536 {
+            return invalid("store.cache_mb must be between 1 and 65536");
+        }
+        if self.backend != StoreBackend::Postgres {
+            if self.url.is_some() {
+                return invalid("store.url is set but store.backend is not \"postgres\"");
+            }
+            return Ok(());
+        }
+        if self.tls_ca.is_none() {
+            let url = self.url.as_deref().unwrap_or_default();
+            let remote = crate::store::postgres::hosts_off_this_machine(url)
+                .map_err(ConfigError::Invalid)?;
+            if !remote.is_empty() {
+                return invalid(format!(
+                    "store.url reaches {} over the network but store.tls_ca is not set: without TLS a man in the middle is the DBA of the store; set store.tls_ca (plaintext is only allowed to loopback or a Unix socket)",
+                    remote.join(", ")
+                ));
+            }
+        }
+        if self.url.as_deref().is_none_or(|url| url.trim().is_empty()) {
+            return invalid("store.backend = \"postgres\" needs store.url");
+        }
+        if !(1..=1000).contains(&self.pool_size) {
+            return invalid("store.pool_size must be between 1 and 1000");
+        }
+        if self.lock_timeout_ms == 0 || self.lock_timeout_ms >= commit_timeout_ms {
+            return invalid(
+                "store.lock_timeout_ms must be at least 1 and below audit.commit_timeout_ms (a call must not outwait its commit)",
+            );
+        }
+        if self.idle_in_transaction_ms == 0 {
+            return invalid("store.idle_in_transaction_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl BackendConfig {
+    /// The key backend and its section; a TPM's keys cannot serve a shared `store`.
+    fn check(&self, dev: bool, store: StoreBackend) -> Result<(), ConfigError> {
+        if self.kind == BackendKind::Sim && !dev && !self.allow_insecure {
+            return invalid(
+                "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
+            );
+        }
+        if self.kind == BackendKind::Pkcs11 {
+            let Some(p11) = &self.pkcs11 else {
+                return invalid("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section");
+            };
+            let sources = [
+                p11.pin_file.is_some(),
+                p11.pin_env.is_some(),
+                p11.pin_credential.is_some(),
+            ];
+            if sources.iter().filter(|given| **given).count() != 1 {
+                return invalid(
+                    "[backend.pkcs11] needs exactly one of pin_file, pin_env and pin_credential",
+                );
+            }
+            if let Some(name) = &p11.pin_credential {
+                check_credential_name(name, "backend.pkcs11.pin_credential")?;
+            }
+            if p11.token_label.is_empty() || p11.max_sessions == 0 {
+                return invalid(
+                    "[backend.pkcs11] needs a token_label and max_sessions of at least 1",
+                );
+            }
+        }
+        if self.kind == BackendKind::Tpm {
+            let Some(tpm) = &self.tpm else {
+                return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
+            };
+            if tpm.auth_file.is_some() && tpm.auth_credential.is_some() {
+                return invalid(
+                    "[backend.tpm] takes one of auth_file and auth_credential, not both",
+                );
+            }
+            if tpm.auth_file.is_none() && tpm.auth_credential.is_none() {
+                return invalid(
+                    "[backend.tpm] needs auth_file (or auth_credential, under systemd): a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
+                );
+            }
+            if let Some(name) = &tpm.auth_credential {
+                check_credential_name(name, "backend.tpm.auth_credential")?;
+            }
+            let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
+                && tpm.persistent_count >= 1
+                && tpm
+                    .persistent_base
+                    .checked_add(tpm.persistent_count - 1)
+                    .is_some_and(|last| last <= 0x81FF_FFFF);
+            if !in_range {
+                return invalid(
+                    "[backend.tpm] persistent_base..+persistent_count must lie in 0x81000000..=0x81FFFFFF",
+                );
+            }
+        }
+        if self.kind == BackendKind::Tpm && store == StoreBackend::Postgres {
+            return invalid(
+                "backend.kind = \"tpm\" cannot serve a shared PostgreSQL store: a TPM's keys never leave its machine, so the other daemons could not open what this one seals (duplicating TPM keys between machines is not built). Use a network HSM (pkcs11) for a cluster, or the embedded store with a TPM",
+            );
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 600_000 {
+            return invalid("backend.timeout_ms must be between 1 and 600000");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("backend.max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl AuditConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.commit_timeout_ms == 0 || self.commit_timeout_ms > 600_000 {
+            return invalid("audit.commit_timeout_ms must be between 1 and 600000");
+        }
+        // These two bound the unanchored window, what a rollback of the store can hide
+        // (docs/SECURITY.md): not past 100,000 entries or an hour.
+        if !(1..=MAX_CHECKPOINT_EVERY).contains(&self.checkpoint_every) {
+            return invalid("audit.checkpoint_every must be between 1 and 100000");
+        }
+        if !(1..=MAX_CHECKPOINT_INTERVAL_SECS).contains(&self.checkpoint_interval_secs) {
+            return invalid("audit.checkpoint_interval_secs must be between 1 and 3600");
+        }
+        if self.checkpoint_interval_ms.is_some_and(|ms| {
+            !(MIN_CHECKPOINT_INTERVAL_MS..=MAX_CHECKPOINT_INTERVAL_SECS * 1000).contains(&ms)
+        }) {
+            return invalid("audit.checkpoint_interval_ms must be between 50 and 3600000");
+        }
+        if self.max_batch == 0 {
+            return invalid("audit.max_batch must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl KeysConfig {
+    /// Rotation and destruction; `dev` allows a short destruction wait.
+    fn check(&self, dev: bool) -> Result<(), ConfigError> {
+        if self.rewrap_batch == 0 || self.rewrap_batch > 10_000 {
+            return invalid("keys.rewrap_batch must be between 1 and 10000");
+        }
+        // The waiting period is when a mistaken or malicious destruction can still be
+        // cancelled: not shorter than a day outside --dev without saying so.
+        if self.destroy_wait_secs == 0 {
+            return invalid("keys.destroy_wait_secs must be at least 86400 (one day), and never 0");
+        }
+        if !dev && self.destroy_wait_secs < MIN_DESTROY_WAIT_SECS && !self.allow_short_destroy_wait
+        {
+            return invalid(
+                "keys.destroy_wait_secs must be at least 86400 (one day): it is the time to cancel a mistaken or malicious destruction (test deployments: keys.allow_short_destroy_wait = true)",
+            );
+        }
+        if self.destroy_wait_secs > MAX_DESTROY_WAIT_SECS {
+            return invalid("keys.destroy_wait_secs must be at most 7776000 (90 days)");
+        }
+        Ok(())
+    }
+}
+
+impl ApprovalsConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_REQUEST_TTL_SECS).contains(&self.request_ttl_secs) {
+            return invalid("approvals.request_ttl_secs must be between 1 and 2592000 (30 days)");
+        }
+        Ok(())
+    }
+}
+
+impl TokenConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_ttl_secs > MAX_TOKEN_TTL_SECS {
+            return invalid("tokens.max_ttl_secs must be at most 31536000 (one year)");
+        }
+        if self.default_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
+            return invalid(
+                "tokens.default_ttl_secs must be at least 1 and at most tokens.max_ttl_secs",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -901,222 +1152,21 @@ impl Config {
         }
     }
 
-    /// Checks values and combinations. `dev` relaxes the insecure-backend rule only.
+    /// Checks the settings: each section on its own, then what ties sections together.
     pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
-        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if let Err(message) = self.monitoring.policy() {
-            return invalid(&message);
+            return invalid(message);
         }
-        if !crate::domain::lifecycle::valid_epoch_months(self.lifecycle.epoch_months) {
-            return invalid("lifecycle.epoch_months must be 1, 2, 3, 4, 6 or 12");
-        }
-        if self.tls.is_none() && !self.server.listen.ip().is_loopback() {
-            return invalid(
-                "server.listen is not a loopback address and [tls] is not configured: plaintext is only allowed on loopback",
-            );
-        }
-        if self.store.backend == StoreBackend::Postgres && self.store.tls_ca.is_none() {
-            let url = self.store.url.as_deref().unwrap_or_default();
-            let remote = crate::store::postgres::hosts_off_this_machine(url)
-                .map_err(ConfigError::Invalid)?;
-            if !remote.is_empty() {
-                return invalid(&format!(
-                    "store.url reaches {} over the network but store.tls_ca is not set: without TLS a man in the middle is the DBA of the store; set store.tls_ca (plaintext is only allowed to loopback or a Unix socket)",
-                    remote.join(", ")
-                ));
-            }
-        }
-        if let Some(tls) = &self.tls
-            && tls.require_client_cert
-            && tls.client_ca.is_none()
-        {
-            return invalid("tls.require_client_cert needs tls.client_ca");
-        }
-        if self.backend.kind == BackendKind::Sim && !dev && !self.backend.allow_insecure {
-            return invalid(
-                "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
-            );
-        }
-        if self.backend.kind == BackendKind::Pkcs11 {
-            let Some(p11) = &self.backend.pkcs11 else {
-                return invalid("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section");
-            };
-            let sources = [
-                p11.pin_file.is_some(),
-                p11.pin_env.is_some(),
-                p11.pin_credential.is_some(),
-            ];
-            if sources.iter().filter(|given| **given).count() != 1 {
-                return invalid(
-                    "[backend.pkcs11] needs exactly one of pin_file, pin_env and pin_credential",
-                );
-            }
-            if let Some(name) = &p11.pin_credential {
-                check_credential_name(name, "backend.pkcs11.pin_credential")?;
-            }
-            if p11.token_label.is_empty() || p11.max_sessions == 0 {
-                return invalid(
-                    "[backend.pkcs11] needs a token_label and max_sessions of at least 1",
-                );
-            }
-        }
-        if self.backend.kind == BackendKind::Tpm {
-            let Some(tpm) = &self.backend.tpm else {
-                return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
-            };
-            if tpm.auth_file.is_some() && tpm.auth_credential.is_some() {
-                return invalid(
-                    "[backend.tpm] takes one of auth_file and auth_credential, not both",
-                );
-            }
-            if tpm.auth_file.is_none() && tpm.auth_credential.is_none() {
-                return invalid(
-                    "[backend.tpm] needs auth_file (or auth_credential, under systemd): a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
-                );
-            }
-            if let Some(name) = &tpm.auth_credential {
-                check_credential_name(name, "backend.tpm.auth_credential")?;
-            }
-            let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
-                && tpm.persistent_count >= 1
-                && tpm
-                    .persistent_base
-                    .checked_add(tpm.persistent_count - 1)
-                    .is_some_and(|last| last <= 0x81FF_FFFF);
-            if !in_range {
-                return invalid(
-                    "[backend.tpm] persistent_base..+persistent_count must lie in 0x81000000..=0x81FFFFFF",
-                );
-            }
-        }
-        if self.backend.kind == BackendKind::Tpm && self.store.backend == StoreBackend::Postgres {
-            return invalid(
-                "backend.kind = \"tpm\" cannot serve a shared PostgreSQL store: a TPM's keys never leave its machine, so the other daemons could not open what this one seals (duplicating TPM keys between machines is not built). Use a network HSM (pkcs11) for a cluster, or the embedded store with a TPM",
-            );
-        }
-        if self.backend.timeout_ms == 0 || self.backend.timeout_ms > 600_000 {
-            return invalid("backend.timeout_ms must be between 1 and 600000");
-        }
-        if self.backend.max_in_flight == 0 {
-            return invalid("backend.max_in_flight must be at least 1");
-        }
-        if self.audit.commit_timeout_ms == 0 || self.audit.commit_timeout_ms > 600_000 {
-            return invalid("audit.commit_timeout_ms must be between 1 and 600000");
-        }
-        // These two bound the unanchored window, what a rollback of the store can hide
-        // (docs/SECURITY.md): not past 100,000 entries or an hour.
-        if !(1..=MAX_CHECKPOINT_EVERY).contains(&self.audit.checkpoint_every) {
-            return invalid("audit.checkpoint_every must be between 1 and 100000");
-        }
-        if !(1..=MAX_CHECKPOINT_INTERVAL_SECS).contains(&self.audit.checkpoint_interval_secs) {
-            return invalid("audit.checkpoint_interval_secs must be between 1 and 3600");
-        }
-        if self.audit.checkpoint_interval_ms.is_some_and(|ms| {
-            !(MIN_CHECKPOINT_INTERVAL_MS..=MAX_CHECKPOINT_INTERVAL_SECS * 1000).contains(&ms)
-        }) {
-            return invalid("audit.checkpoint_interval_ms must be between 50 and 3600000");
-        }
-        if self.store.cache_mb == 0 || self.store.cache_mb > 65_536 {
-            return invalid("store.cache_mb must be between 1 and 65536");
-        }
-        if self.store.backend == StoreBackend::Postgres {
-            if self
-                .store
-                .url
-                .as_deref()
-                .is_none_or(|url| url.trim().is_empty())
-            {
-                return invalid("store.backend = \"postgres\" needs store.url");
-            }
-            if !(1..=1000).contains(&self.store.pool_size) {
-                return invalid("store.pool_size must be between 1 and 1000");
-            }
-            if self.store.lock_timeout_ms == 0
-                || self.store.lock_timeout_ms >= self.audit.commit_timeout_ms
-            {
-                return invalid(
-                    "store.lock_timeout_ms must be at least 1 and below audit.commit_timeout_ms (a call must not outwait its commit)",
-                );
-            }
-            if self.store.idle_in_transaction_ms == 0 {
-                return invalid("store.idle_in_transaction_ms must be at least 1");
-            }
-        } else if self.store.url.is_some() {
-            return invalid("store.url is set but store.backend is not \"postgres\"");
-        }
-        if self.keys.rewrap_batch == 0 || self.keys.rewrap_batch > 10_000 {
-            return invalid("keys.rewrap_batch must be between 1 and 10000");
-        }
-        if self.audit.max_batch == 0 {
-            return invalid("audit.max_batch must be at least 1");
-        }
-        if !(1..=100_000).contains(&self.server.max_connections) {
-            return invalid("server.max_connections must be between 1 and 100000");
-        }
-        if !(1..=86_400).contains(&self.server.idle_timeout_secs) {
-            return invalid("server.idle_timeout_secs must be between 1 and 86400");
-        }
-        if !(1..=300).contains(&self.server.tls_handshake_timeout_secs) {
-            return invalid("server.tls_handshake_timeout_secs must be between 1 and 300");
-        }
-        if !(1..=3600).contains(&self.server.http2_keepalive_interval_secs)
-            || !(1..=600).contains(&self.server.http2_keepalive_timeout_secs)
-        {
-            return invalid(
-                "server.http2_keepalive_interval_secs must be between 1 and 3600, http2_keepalive_timeout_secs between 1 and 600",
-            );
-        }
-        if !(1..=10_000).contains(&self.server.max_concurrent_streams) {
-            return invalid("server.max_concurrent_streams must be between 1 and 10000");
-        }
-        if !(1..=3600).contains(&self.server.request_timeout_secs) {
-            return invalid("server.request_timeout_secs must be between 1 and 3600");
-        }
-        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
-            return invalid("server.max_message_bytes must be between 1024 and 16777216");
-        }
-        if let Err(message) = self.metrics.check() {
-            return invalid(&message);
-        }
-        if !(1..=86_400).contains(&self.metrics.records_refresh_secs) {
-            return invalid("metrics.records_refresh_secs must be between 1 and 86400");
-        }
-        // The waiting period is when a mistaken or malicious destruction can still be
-        // cancelled: not shorter than a day outside --dev without saying so.
-        if self.keys.destroy_wait_secs == 0 {
-            return invalid("keys.destroy_wait_secs must be at least 86400 (one day), and never 0");
-        }
-        if !dev
-            && self.keys.destroy_wait_secs < MIN_DESTROY_WAIT_SECS
-            && !self.keys.allow_short_destroy_wait
-        {
-            return invalid(
-                "keys.destroy_wait_secs must be at least 86400 (one day): it is the time to cancel a mistaken or malicious destruction (test deployments: keys.allow_short_destroy_wait = true)",
-            );
-        }
-        if self.keys.destroy_wait_secs > MAX_DESTROY_WAIT_SECS {
-            return invalid("keys.destroy_wait_secs must be at most 7776000 (90 days)");
-        }
-        if let Err(message) = self.rate_limits.check() {
-            return invalid(&message);
-        }
-        if self.lifecycle.retire_backdate_days > 366 {
-            return invalid("lifecycle.retire_backdate_days must be at most 366");
-        }
-        if !(1..=MAX_REQUEST_TTL_SECS).contains(&self.approvals.request_ttl_secs) {
-            return invalid("approvals.request_ttl_secs must be between 1 and 2592000 (30 days)");
-        }
-        if self.tokens.max_ttl_secs > MAX_TOKEN_TTL_SECS {
-            return invalid("tokens.max_ttl_secs must be at most 31536000 (one year)");
-        }
-        if self.tokens.default_ttl_secs == 0
-            || self.tokens.default_ttl_secs > self.tokens.max_ttl_secs
-        {
-            return invalid(
-                "tokens.default_ttl_secs must be at least 1 and at most tokens.max_ttl_secs",
-            );
-        }
-        Ok(())
+        self.lifecycle.check()?;
+        self.server.check(self.tls.as_ref())?;
+        self.store.check(self.audit.commit_timeout_ms)?;
+        self.backend.check(dev, self.store.backend)?;
+        self.audit.check()?;
+        self.keys.check(dev)?;
+        self.metrics.check().or_else(invalid)?;
+        self.rate_limits.check().or_else(invalid)?;
+        self.approvals.check()?;
+        self.tokens.check()
     }
 
     /// Backend call timeout.
