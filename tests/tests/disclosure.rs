@@ -350,6 +350,57 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
         assert!(!refused.status.success(), "{from} → {to} still verifies");
     }
 
+    // An auditor holds the notice against an export of the log: every use there, none left
+    // out; an export cut before the notice's checkpoint proves nothing and is refused.
+    let export = dir.path().join("audit.jsonl");
+    let (ok, _, err) = vault_cli(
+        &daemon,
+        "dev-auditor",
+        &["audit", "export", "--out", export.to_str().expect("utf8")],
+        "",
+    );
+    assert!(ok, "{err}");
+    let checked = Command::new(binary_path("vault-client"))
+        .args(["disclosure", "verify"])
+        .arg(&json)
+        .arg("--public-key")
+        .arg(&pem)
+        .arg("--export")
+        .arg(&export)
+        .output()
+        .expect("verify against the export");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && said.contains("uses OK") && said.contains("6 entries"),
+        "{said}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let cut = dir.path().join("cut.jsonl");
+    let text = std::fs::read_to_string(&export).expect("export");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+                .is_none_or(|seq| seq != body.uses[2].seq)
+        })
+        .collect();
+    std::fs::write(&cut, kept.join("\n") + "\n").expect("cut export");
+    let refused = Command::new(binary_path("vault-client"))
+        .args(["disclosure", "verify"])
+        .arg(&json)
+        .arg("--public-key")
+        .arg(&pem)
+        .arg("--export")
+        .arg(&cut)
+        .output()
+        .expect("verify against a cut export");
+    assert!(
+        !refused.status.success(),
+        "an export missing a use proves nothing"
+    );
+
     // Audited as DISCLOSURE with the reference and the handle, never the number.
     let entries = export_audit(&mut auditor).await;
     let disclosure = entries

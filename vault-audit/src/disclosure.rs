@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{key_id, verify_named_signature};
+use crate::offline::ExportLine;
 
 /// The format a notice names (and its signature's domain tag).
 pub const FORMAT: &str = "MNL-DISCLOSURE-v1";
@@ -257,6 +258,105 @@ impl DisclosureNotice {
     }
 }
 
+/// What a notice's check against an audit export found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportMatch {
+    /// Uses of the record the export holds in the notice's range and period (all listed).
+    pub uses: usize,
+    /// The checkpoint both cite.
+    pub checkpoint: u64,
+}
+
+/// Holds a notice against `lines`, an auditor's export of the same log that verified offline
+/// (`crate::offline::verify`) at least through the notice's last entry: the checkpoint the
+/// notice cites is in the export with the entry and hash it cites, and the entries of the
+/// export that name the record, up to that entry and in the notice's period, are exactly the
+/// notice's uses — same entries, actions, purposes and results. What differs is the error.
+pub fn check_against_export(
+    notice: &DisclosureNotice,
+    lines: &[ExportLine],
+) -> Result<ExportMatch, String> {
+    let body = &notice.body;
+    let coverage = &body.coverage;
+    let cited = lines
+        .iter()
+        .find_map(|line| match line {
+            ExportLine::Checkpoint(c) if c.number == coverage.checkpoint => Some(c),
+            _ => None,
+        })
+        .ok_or_else(|| format!("the export holds no checkpoint {}", coverage.checkpoint))?;
+    if cited.seq != coverage.last_seq || cited.chain_hash != coverage.chain_hash {
+        return Err(format!(
+            "checkpoint {} of the export is over entry {} with hash {}, the notice cites entry {} with hash {}: not the same log",
+            cited.number, cited.seq, cited.chain_hash, coverage.last_seq, coverage.chain_hash
+        ));
+    }
+    let Some(record) = &body.record else {
+        return Err(if body.held {
+            "the notice withholds the record: no handle to look for in the export".into()
+        } else {
+            "the notice says nothing is held: no record to look for in the export".into()
+        });
+    };
+    if body.withheld.iter().any(|w| w.item == "uses") {
+        return Err("the notice withholds its uses: nothing to compare".into());
+    }
+    let in_export: Vec<(u64, &str, &str, &str)> = lines
+        .iter()
+        .filter_map(|line| match line {
+            ExportLine::Entry(e) => Some(e),
+            _ => None,
+        })
+        .filter(|e| {
+            e.seq <= coverage.last_seq
+                && e.handle == record.handle
+                && e.tenant == body.tenant
+                && e.time_ms >= body.period_from_ms
+                && e.time_ms < body.period_to_ms
+        })
+        .map(|e| {
+            (
+                e.seq,
+                e.action.as_str(),
+                e.purpose.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    let listed: Vec<(u64, &str, &str, &str)> = body
+        .uses
+        .iter()
+        .map(|u| {
+            (
+                u.seq,
+                u.action.as_str(),
+                u.purpose.as_str(),
+                u.outcome.as_str(),
+            )
+        })
+        .collect();
+    if in_export != listed {
+        let left_out: Vec<u64> = in_export
+            .iter()
+            .filter(|e| !listed.contains(e))
+            .map(|e| e.0)
+            .collect();
+        let not_in_export: Vec<u64> = listed
+            .iter()
+            .filter(|u| !in_export.contains(u))
+            .map(|u| u.0)
+            .collect();
+        return Err(format!(
+            "the notice's uses of record {} differ from the export: entries left out {left_out:?}, listed but not in the export {not_in_export:?}",
+            record.handle
+        ));
+    }
+    Ok(ExportMatch {
+        uses: listed.len(),
+        checkpoint: coverage.checkpoint,
+    })
+}
+
 /// `********1234`: a number shown only by its last four digits.
 pub fn mask_number(digits: &str) -> String {
     let count = digits.chars().count();
@@ -328,6 +428,92 @@ mod tests {
             signature: hex::encode(signature.as_ref()),
         };
         (notice, point)
+    }
+
+    fn exported(seq: u64, action: &str, handle: &str) -> ExportLine {
+        ExportLine::Entry(crate::offline::ExportedEntry {
+            seq,
+            time_ms: 1_800_000_000_000,
+            operator: "h".into(),
+            role: "handler".into(),
+            tenant: "dev".into(),
+            action: action.into(),
+            handle: handle.into(),
+            purpose: if action == "UNSEAL" {
+                "STAFF_WITHHOLDING".into()
+            } else {
+                String::new()
+            },
+            outcome: "ALLOWED".into(),
+            code: "OK".into(),
+            reason: String::new(),
+            request_id: String::new(),
+            peer: String::new(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            token_id: String::new(),
+            format: "MNL-AUDIT-3".into(),
+            canonical: String::new(),
+            state: String::new(),
+        })
+    }
+
+    #[test]
+    fn a_notice_matches_the_export_it_came_from_and_not_one_with_a_use_more() {
+        let (mut notice, _) = signed();
+        let handle = "mnh_00112233445566778899aabbccddeeff";
+        notice.body.record = Some(DisclosedRecord {
+            handle: handle.into(),
+            subject_ref: "E-1".into(),
+            subject_kind: "staff".into(),
+            purposes: vec![],
+            acquired_at_ms: 0,
+            acquired_by: String::new(),
+            number_check: String::new(),
+            identity_check: String::new(),
+            agent_authority: String::new(),
+            status: "active".into(),
+            left_on: String::new(),
+            dispose_on: String::new(),
+            suspension: String::new(),
+            corrections: 0,
+        });
+        let checkpoint = crate::checkpoint::Checkpoint {
+            number: 2,
+            seq: 9,
+            chain_hash: "00".repeat(32),
+            time_ms: 0,
+            key_version: 1,
+            key_id: String::new(),
+            prev: String::new(),
+            state: String::new(),
+            signature: String::new(),
+        };
+        let mut lines = vec![
+            exported(3, "DESCRIBE", "mnh_ffffffffffffffffffffffffffffffff"),
+            exported(7, "UNSEAL", handle),
+            ExportLine::Checkpoint(checkpoint.clone()),
+        ];
+        assert_eq!(
+            check_against_export(&notice, &lines),
+            Ok(ExportMatch {
+                uses: 1,
+                checkpoint: 2
+            })
+        );
+        // A use of the record the notice leaves out.
+        lines.insert(1, exported(5, "UNSEAL", handle));
+        let left_out = check_against_export(&notice, &lines).expect_err("left out");
+        assert!(left_out.contains("[5]"), "{left_out}");
+        // A use after the checkpoint is not the notice's to list.
+        lines.remove(1);
+        lines.push(exported(11, "UNSEAL", handle));
+        assert!(check_against_export(&notice, &lines).is_ok());
+        // Another log.
+        let mut other = checkpoint;
+        other.chain_hash = "11".repeat(32);
+        lines[2] = ExportLine::Checkpoint(other);
+        assert!(check_against_export(&notice, &lines).is_err());
     }
 
     #[test]

@@ -291,8 +291,18 @@ pub enum Command {
 /// Runs the commands that need no daemon (offline verification, combining token shares);
 /// `None` for every other.
 pub fn offline(command: &Command, format: Format) -> Option<Result<(), String>> {
-    if let Command::Disclosure(DisclosureCommand::Verify { file, public_key }) = command {
-        return Some(disclosure::verify(file, public_key, format));
+    if let Command::Disclosure(DisclosureCommand::Verify {
+        file,
+        public_key,
+        export,
+    }) = command
+    {
+        return Some(disclosure::verify(
+            file,
+            public_key,
+            export.as_deref(),
+            format,
+        ));
     }
     if let Command::Token(TokenCommand::Combine { first, second, out }) = command {
         return Some(

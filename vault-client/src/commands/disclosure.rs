@@ -76,13 +76,19 @@ pub enum DisclosureCommand {
         #[arg(long, value_name = "FILE")]
         font: Option<PathBuf>,
     },
-    /// Verify a filed notice offline with the audit public key(s) (no daemon).
+    /// Verify a filed notice offline with the audit public key(s) (no daemon); with
+    /// --export, also hold its uses against an auditor's export of the log.
     Verify {
         /// The signed notice (JSON).
         file: PathBuf,
         /// PEM file of audit public keys (`vault-client audit public-key`).
         #[arg(long, value_name = "PEM")]
         public_key: PathBuf,
+        /// An export of the whole log (`vault-client audit export`, by an auditor) made after
+        /// the notice: it must verify through the notice's checkpoint, and the record's
+        /// entries in it must be exactly the notice's uses.
+        #[arg(long, value_name = "FILE.jsonl")]
+        export: Option<PathBuf>,
     },
 }
 
@@ -300,8 +306,14 @@ fn read_notice(file: &Path) -> Result<DisclosureNotice, String> {
     DisclosureNotice::from_json(text.trim_end()).map_err(|e| format!("{}: {e}", file.display()))
 }
 
-/// `disclosure verify`: checks a filed notice with the audit public key(s), offline.
-pub fn verify(file: &Path, pem: &Path, format: Format) -> Result<(), String> {
+/// `disclosure verify`: checks a filed notice with the audit public key(s), offline, and with
+/// `export` its uses against the log.
+pub fn verify(
+    file: &Path,
+    pem: &Path,
+    export: Option<&Path>,
+    format: Format,
+) -> Result<(), String> {
     let keys = std::fs::read_to_string(pem)
         .map_err(|e| format!("cannot read {}: {e}", pem.display()))
         .and_then(|text| {
@@ -311,6 +323,10 @@ pub fn verify(file: &Path, pem: &Path, format: Format) -> Result<(), String> {
     let notice = read_notice(file)?;
     let verified = notice.verify_with_any(&keys);
     let body = &notice.body;
+    let matched = match (export, &verified) {
+        (Some(export), Ok(())) => Some(against_export(&notice, export, &keys)?),
+        _ => None,
+    };
     match format {
         Format::Json => output::print_json(&serde_json::json!({
             "ok": verified.is_ok(),
@@ -318,6 +334,7 @@ pub fn verify(file: &Path, pem: &Path, format: Format) -> Result<(), String> {
             "key_version": notice.key_version,
             "checkpoint": body.coverage.checkpoint,
             "last_seq": body.coverage.last_seq,
+            "uses_match_export": matched.as_ref().map(|m| m.uses),
         })),
         Format::Text if verified.is_ok() => println!(
             "notice OK: {} of tenant {}, signed by audit key v{}, covering the log to entry {} (checkpoint {})",
@@ -329,5 +346,39 @@ pub fn verify(file: &Path, pem: &Path, format: Format) -> Result<(), String> {
         ),
         Format::Text => {}
     }
+    if let (Format::Text, Some(matched)) = (format, &matched) {
+        println!(
+            "uses OK: the export's {} entries of the record through checkpoint {} are the notice's, none left out",
+            matched.uses, matched.checkpoint
+        );
+    }
     verified.map_err(|e| format!("notice {} does NOT verify: {e}", body.reference))
+}
+
+/// The notice held against an audit export that itself verifies through the notice's entry.
+fn against_export(
+    notice: &DisclosureNotice,
+    export: &Path,
+    keys: &[Vec<u8>],
+) -> Result<vault_audit::disclosure::ExportMatch, String> {
+    let text = std::fs::read_to_string(export)
+        .map_err(|e| format!("cannot read {}: {e}", export.display()))?;
+    let lines = vault_audit::offline::parse_export(&text)
+        .map_err(|e| format!("{}: {e}", export.display()))?;
+    let report = vault_audit::offline::verify(&lines, keys);
+    let through = notice.body.coverage.last_seq;
+    if !report.ok || report.anchored_through < through {
+        return Err(format!(
+            "{} does not verify through entry {through} (anchored through {}): {}",
+            export.display(),
+            report.anchored_through,
+            report.problems.join("; ")
+        ));
+    }
+    vault_audit::disclosure::check_against_export(notice, &lines).map_err(|e| {
+        format!(
+            "notice {} does NOT match the audit export: {e}",
+            notice.body.reference
+        )
+    })
 }
