@@ -17,7 +17,7 @@ use vault_audit::disclosure::{
     Coverage, DisclosedPurpose, DisclosedRecord, DisclosedUse, DisclosureNotice, FORMAT,
     NoticeBody, Withholding, mask_number, signed_payload,
 };
-use vault_audit::entry::{AuditEntry as LoggedEntry, ChainedEntry};
+use vault_audit::entry::{AuditEntry as LoggedEntry, RowRef};
 use zeroize::Zeroizing;
 
 use super::carry_out::carried_file;
@@ -134,7 +134,9 @@ impl Locker {
         let withholds = |item: &str| request.withheld.iter().any(|w| w.item == item);
         let checkpoint = self.checkpointer().covering_checkpoint().await?;
         let handle = found.record.as_ref().map(|r| r.handle.to_string());
-        let findings = match self.read_log(&checkpoint, handle.as_deref(), &request.tenant) {
+        let findings = match super::off_the_worker(|| {
+            self.read_log(&checkpoint, handle.as_deref(), &request.tenant)
+        }) {
             Ok(findings) => findings,
             Err(Error::Integrity(message)) => {
                 // A break behind the point the daemon had verified (an old entry edited in
@@ -334,17 +336,18 @@ impl Locker {
                 if !verifier.feed(seq, &row) {
                     break 'pages;
                 }
-                let chained = ChainedEntry::from_row(&row).map_err(|e| {
+                // Read in place: only the entries kept are copied out of their rows.
+                let chained = RowRef::parse(&row).map_err(|e| {
                     Error::Integrity(format!("audit entry {seq} is unreadable: {e}"))
                 })?;
                 findings.head = Some((seq, chained.hash));
                 let logged = chained.entry;
                 if logged.action == Action::CarryOut.as_str()
                     && logged.outcome == "ALLOWED"
-                    && let Some(file) = carried_file(&logged.reason)
+                    && let Some(file) = carried_file(logged.reason)
                 {
                     carried.insert(
-                        (logged.operator.clone(), logged.request_id.clone()),
+                        (logged.operator.to_owned(), logged.request_id.to_owned()),
                         file.to_owned(),
                     );
                 }
@@ -354,7 +357,7 @@ impl Locker {
                     {
                         findings.corrections += 1;
                     }
-                    findings.uses.push((logged, String::new()));
+                    findings.uses.push((logged.to_entry(), String::new()));
                 }
             }
         }

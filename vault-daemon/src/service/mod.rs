@@ -175,6 +175,17 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidArgument(message.into())
 }
 
+/// Runs `work`, a long synchronous read of the store (a scan of the whole audit log), without
+/// holding up the other calls this runtime worker serves: on a multi-threaded runtime the
+/// worker hands its tasks on first; elsewhere it runs inline.
+fn off_the_worker<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Refuses unless `caller` is granted every one of `purposes` on `tenant`.
 fn require_grants<'a>(
     caller: &Caller,

@@ -121,6 +121,17 @@ impl Locker {
         visibility: &Visibility,
         from_ms: i64,
         to_ms: i64,
+        each: impl FnMut(&Entry),
+    ) -> Result<u64> {
+        super::off_the_worker(|| self.scan_audit_here(visibility, from_ms, to_ms, each))
+    }
+
+    /// [`Locker::scan_audit`] on the calling thread.
+    fn scan_audit_here(
+        &self,
+        visibility: &Visibility,
+        from_ms: i64,
+        to_ms: i64,
         mut each: impl FnMut(&Entry),
     ) -> Result<u64> {
         let mut after = 0;
