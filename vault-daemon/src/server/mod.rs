@@ -1,37 +1,46 @@
-//! Assembles and runs the daemon: data directory, key backend, store, audit writer, service,
-//! bootstrap, gRPC server (TLS, health, reflection), and graceful shutdown that drains requests
-//! and flushes the audit writer.
+//! Assembles and runs the daemon: data directory, key backend (`backend`), store, audit
+//! writer, service, bootstrap, gRPC server (TLS, health, reflection), the background tasks
+//! (`tasks`), and graceful shutdown that drains requests and flushes the audit writer; and the
+//! one-off maintenance commands (`maintenance`).
 
-use crate::audit::witness::Witness;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use vault_proto::v1::admin_server::AdminServer;
 use vault_proto::v1::locker_server::LockerServer;
 
-use crate::audit::checkpointer::{CheckpointPolicy, Checkpointer};
+use crate::audit::checkpointer::CheckpointPolicy;
+use crate::audit::witness::Witness;
 use crate::audit::writer::{AuditWriter, WriterConfig};
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
-use crate::config::{BackendKind, Config};
+use crate::config::Config;
 use crate::domain::purpose::PurposeCatalogue;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::locker::LockerApi;
-use crate::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
-use crate::keys::sim::SimBackend;
-use crate::keys::tpm::{TpmAuth, TpmBackend, TpmSettings};
-use crate::keys::{KeyBackend, KeyService};
+use crate::keys::KeyService;
 use crate::reload::Reloader;
 use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
 use crate::store::guard::PanicSafe;
+
+mod backend;
+mod maintenance;
+mod tasks;
+
+pub use maintenance::{reanchor, recover_admin, restore};
+
+use backend::open_backend;
+use tasks::{
+    announce, check_witness, refresh_store_figures, run_refusal_flush, watch_health, watch_log,
+    write_witness,
+};
 
 /// How long a stopping daemon waits to hand its duty leases over.
 const LEASE_RELEASE_WAIT: Duration = Duration::from_secs(2);
@@ -102,106 +111,6 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn open_backend(config: &Config) -> Result<Arc<dyn KeyBackend>, DaemonError> {
-    match (config.backend.kind, &config.backend.pkcs11) {
-        (BackendKind::Sim, _) => Ok(Arc::new(match &config.backend.sim_dir {
-            Some(dir) => SimBackend::open_shared(dir, config.backend.sim_fault_control_file)?,
-            None => SimBackend::open(
-                &config.store.data_dir,
-                config.backend.sim_fault_control_file,
-            )?,
-        })),
-        (BackendKind::Pkcs11, Some(p11)) => {
-            let pin = read_pin(p11)?;
-            Ok(Arc::new(Pkcs11Backend::open(Pkcs11Settings {
-                module: p11.module.clone(),
-                token_label: p11.token_label.clone(),
-                pin,
-                max_sessions: p11.max_sessions,
-            })?))
-        }
-        (BackendKind::Pkcs11, None) => {
-            Err(DaemonError::Config(crate::config::ConfigError::Invalid(
-                "backend.kind = \"pkcs11\" needs a [backend.pkcs11] section".into(),
-            )))
-        }
-        (BackendKind::Tpm, _) => {
-            let tpm = config.backend.tpm.as_ref().ok_or_else(|| {
-                DaemonError::Config(crate::config::ConfigError::Invalid(
-                    "backend.kind = \"tpm\" needs a [backend.tpm] section".into(),
-                ))
-            })?;
-            Ok(Arc::new(TpmBackend::open(TpmSettings {
-                tcti: tpm.tcti.clone(),
-                persistent_base: tpm.persistent_base,
-                persistent_count: tpm.persistent_count,
-                parameter_encryption: tpm.parameter_encryption,
-                auth: tpm_auth_path(tpm)?
-                    .map(|path| read_secret_file(&path, "TPM auth file"))
-                    .transpose()?
-                    .map(|secret| TpmAuth::from_secret(&secret)),
-            })?))
-        }
-    }
-}
-
-/// Reads a secret file (`what` names it in errors), refusing one others can read.
-fn read_secret_file(path: &Path, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, DaemonError> {
-    let mode = std::fs::metadata(path)
-        .map_err(io_context(format!("read {what} {}", path.display())))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(DaemonError::Config(crate::config::ConfigError::Invalid(
-            format!(
-                "{what} {} is accessible to other users (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            ),
-        )));
-    }
-    Ok(zeroize::Zeroizing::new(std::fs::read(path).map_err(
-        io_context(format!("read {what} {}", path.display())),
-    )?))
-}
-
-/// The TPM auth secret's file: `auth_file`, or the systemd credential `auth_credential`.
-fn tpm_auth_path(tpm: &crate::config::TpmConfig) -> Result<Option<PathBuf>, DaemonError> {
-    match (&tpm.auth_file, &tpm.auth_credential) {
-        (Some(path), _) => Ok(Some(path.clone())),
-        (None, Some(name)) => Ok(Some(crate::config::credential_path(
-            name,
-            "backend.tpm.auth_credential",
-        )?)),
-        (None, None) => Ok(None),
-    }
-}
-
-/// Reads the user PIN from its file or systemd credential (refusing one others can read) or
-/// environment variable.
-fn read_pin(p11: &crate::config::Pkcs11Config) -> Result<SecretString, DaemonError> {
-    let invalid = |m: String| DaemonError::Config(crate::config::ConfigError::Invalid(m));
-    let pin_path = match (&p11.pin_file, &p11.pin_credential) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(name)) => Some(crate::config::credential_path(
-            name,
-            "backend.pkcs11.pin_credential",
-        )?),
-        (None, None) => None,
-    };
-    if let Some(path) = &pin_path {
-        let bytes = read_secret_file(path, "PIN file")?;
-        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
-        return Ok(SecretString::from(text.trim().to_owned()));
-    }
-    let name = p11.pin_env.as_deref().unwrap_or_default();
-    std::env::var(name).map(SecretString::from).map_err(|_| {
-        invalid(format!(
-            "environment variable {name} (backend.pkcs11.pin_env) is not set"
-        ))
-    })
-}
-
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, DaemonError> {
     let Some(tls) = &config.tls else {
         return Ok(None);
@@ -249,196 +158,6 @@ impl StopSignals {
     }
 }
 
-/// Periodically self-tests the key backend and reports Locker health accordingly; an audit
-/// store that cannot commit, or a broken audit chain (found by the checkpointer), is
-/// NOT_SERVING too. While the writer is unhealthy it is probed, so it recovers without a call.
-async fn watch_health(
-    keys: KeyService,
-    checkpointer: Checkpointer,
-    writer: AuditWriter,
-    reporter: tonic_health::server::HealthReporter,
-) {
-    let mut serving = None;
-    let mut backend_ok = true;
-    for tick in 0u64.. {
-        if !writer.healthy() {
-            writer.probe().await;
-        }
-        // The backend's self-test every 2 s; the writer's state (a store whose log was found
-        // rewritten or cut, by a call or by the log check) every 500 ms.
-        if tick % 4 == 0 {
-            backend_ok = keys.self_test().await.is_ok();
-        }
-        let healthy = checkpointer.intact() && writer.healthy() && backend_ok;
-        if serving != Some(healthy) {
-            if healthy {
-                reporter.set_serving::<LockerServer<LockerApi>>().await;
-                reporter
-                    .set_service_status("", tonic_health::ServingStatus::Serving)
-                    .await;
-                tracing::info!(
-                    backend = keys.backend_name(),
-                    "key backend healthy: SERVING"
-                );
-            } else {
-                reporter.set_not_serving::<LockerServer<LockerApi>>().await;
-                reporter
-                    .set_service_status("", tonic_health::ServingStatus::NotServing)
-                    .await;
-                tracing::error!(
-                    backend = keys.backend_name(),
-                    audit_chain_intact = checkpointer.intact(),
-                    audit_store_commits = writer.healthy(),
-                    "key backend unavailable, audit store failing or audit chain broken: NOT_SERVING"
-                );
-            }
-            serving = Some(healthy);
-            crate::metrics::metrics().serving.set(i64::from(healthy));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// How often an idle daemon checks the store's audit log against what it verified.
-const LOG_CHECK_EVERY: Duration = Duration::from_millis(500);
-
-/// A line on standard output for whoever started the daemon (scripts wait for "listening
-/// on"): the text as it is, or with `[log] format = "json"` one JSON object whose `message` is
-/// that text, with `fields` beside it, so that standard output holds JSON only.
-fn announce(
-    stdout: &mut std::io::Stdout,
-    format: crate::config::LogFormat,
-    text: &str,
-    fields: serde_json::Value,
-) {
-    let line = match (format, fields) {
-        (crate::config::LogFormat::Json, serde_json::Value::Object(mut object)) => {
-            object.insert("message".into(), text.into());
-            serde_json::Value::Object(object).to_string()
-        }
-        _ => text.to_owned(),
-    };
-    let _ = writeln!(stdout, "{line}");
-}
-
-/// Checks the store's log every [`LOG_CHECK_EVERY`] (a daemon that has no call to make still
-/// finds a log cut back, rolled back or rewritten by someone else), and keeps the witness at
-/// the newest verified position, until aborted. With `anchored` (a store shared by a
-/// cluster), also checks the store against the key backend's anchor: a database that lost
-/// commits the daemon never saw (it was paused through them) is refused all the same.
-async fn watch_log(
-    writer: AuditWriter,
-    witness: Witness,
-    anchored: Option<(KeyService, Arc<dyn Store>)>,
-) {
-    let mut written = writer.verified_position();
-    loop {
-        tokio::time::sleep(LOG_CHECK_EVERY).await;
-        if let Some((keys, store)) = &anchored {
-            match behind_the_anchor(keys, store).await {
-                Ok(breach) => writer.set_anchor_breach(breach),
-                Err(error) => tracing::debug!(%error, "the anchor could not be compared"),
-            }
-        }
-        if let Err(error) = writer.check().await {
-            tracing::debug!(%error, "audit log check failed");
-            continue;
-        }
-        let position = writer.verified_position();
-        if position != written {
-            let witness = witness.clone();
-            match tokio::task::spawn_blocking(move || witness.write(position)).await {
-                Ok(Ok(())) => written = position,
-                Ok(Err(error)) => tracing::warn!(%error, "cannot update the audit witness"),
-                Err(error) => tracing::warn!(%error, "audit witness task failed"),
-            }
-        }
-    }
-}
-
-/// Whether `store` is behind the key backend's anchor ([`integrity::holds_anchor`]). The
-/// anchor is read first: a checkpoint is stored before it is anchored, so a store read after
-/// the anchor holds it. Bounded, so a hung backend or database never stops the log check.
-async fn behind_the_anchor(
-    keys: &KeyService,
-    store: &Arc<dyn Store>,
-) -> Result<Option<crate::store::StoreError>, crate::error::Error> {
-    let compared = async {
-        let Some(anchor) = keys.read_anchor().await? else {
-            return Ok(None);
-        };
-        let reading = Arc::clone(store);
-        let holds = tokio::task::spawn_blocking(move || {
-            let key = reading.sealer().log_key()?;
-            crate::audit::integrity::holds_anchor(reading.reader()?.as_ref(), &anchor, &key)
-        })
-        .await
-        .map_err(|e| crate::error::Error::Internal(format!("anchor check failed: {e}")))??;
-        Ok((!holds).then(|| {
-            crate::store::StoreError::Rewritten(format!(
-                "the store does not hold the checkpoint the key backend anchored (checkpoint {}, counter {}), nor a signed one after it: a database that lost commits (a lossy failover, a restore)",
-                anchor.checkpoint, anchor.counter
-            ))
-        }))
-    };
-    tokio::time::timeout(LOG_CHECK_EVERY * 4, compared)
-        .await
-        .unwrap_or_else(|_| {
-            Err(crate::error::Error::Unavailable(
-                "the anchor check did not finish in time".into(),
-            ))
-        })
-}
-
-/// Refuses a store that does not hold the newest entry this data directory's daemon verified,
-/// with the hash it verified: cut back, rolled back or rewritten behind the daemons' backs.
-fn check_witness(witness: &Witness, store: &dyn Store) -> Result<(), DaemonError> {
-    let Some(known) = witness.read()? else {
-        return Ok(());
-    };
-    let key = store.sealer().log_key()?;
-    let reader = store.reader()?;
-    let found = crate::audit::integrity::entry_hash(reader.as_ref(), known.seq, &key);
-    let head = reader.audit_last()?.map_or(0, |(seq, _)| seq);
-    let problem = match found {
-        Ok(Some(hash)) if hash == known.hash => return Ok(()),
-        Ok(Some(_)) => format!(
-            "the store's audit entry {} is not the one this daemon verified (hash {}): the log was rewritten",
-            known.seq,
-            hex::encode(known.hash)
-        ),
-        Ok(None) => format!(
-            "the store's audit log ends at entry {head}, but this daemon verified entry {} (hash {}): the log was cut back or the store rolled back",
-            known.seq,
-            hex::encode(known.hash)
-        ),
-        // A store that cannot be read says nothing about its history: fail the start as
-        // unavailable (and retry), not as tampering.
-        Err(error @ crate::error::Error::Unavailable(_)) => {
-            return Err(DaemonError::Service(error));
-        }
-        Err(error) => format!(
-            "the store's audit entry {} fails its check ({error}); this daemon verified it with hash {}",
-            known.seq,
-            hex::encode(known.hash)
-        ),
-    };
-    crate::metrics::metrics().audit_log_breaks.inc();
-    Err(DaemonError::Trust(crate::trust::TrustError::Refused(
-        format!(
-            "{problem}. A backup restored on purpose is accepted with `vault-daemon --reanchor` (witness {})",
-            witness.describe()
-        ),
-    )))
-}
-
-/// Records the writer's newest verified position in the witness (at a stop).
-fn write_witness(witness: &Witness, writer: &AuditWriter) {
-    if let Err(error) = witness.write(writer.verified_position()) {
-        tracing::warn!(%error, "cannot update the audit witness");
-    }
-}
-
 /// The audit writer on `store` as the config tunes it.
 fn start_writer(
     config: &Config,
@@ -457,53 +176,6 @@ fn start_writer(
         verified.head,
         verified.records.map(|(_, digest)| digest),
     )?)
-}
-
-/// Commits the summaries of closed refusal windows every few seconds, until aborted.
-async fn run_refusal_flush(locker: Arc<Locker>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if let Err(error) = locker.flush_refusals(false).await {
-            tracing::warn!(%error, "could not record refusal counts; will retry");
-        }
-    }
-}
-
-/// Keeps the store's figures in the metrics: rewrap progress every tick, records per state
-/// (a scan of the records table) every `records_every_secs`; until aborted.
-async fn refresh_store_figures(locker: Arc<Locker>, records_every_secs: u64) {
-    let tick_secs = records_every_secs.min(5);
-    let mut last_count: Option<tokio::time::Instant> = None;
-    loop {
-        let count =
-            last_count.is_none_or(|at| at.elapsed() >= Duration::from_secs(records_every_secs));
-        if count {
-            last_count = Some(tokio::time::Instant::now());
-        }
-        let reader = Arc::clone(&locker);
-        let figures = tokio::task::spawn_blocking(move || {
-            let jobs = reader.rewrap_jobs()?;
-            let records = if count {
-                Some(reader.count_records()?)
-            } else {
-                None
-            };
-            Ok::<_, crate::error::Error>((jobs, records))
-        })
-        .await;
-        match figures {
-            Ok(Ok((jobs, records))) => {
-                let metrics = crate::metrics::metrics();
-                metrics.set_rewraps(&jobs);
-                if let Some(records) = records {
-                    metrics.set_records(&records);
-                }
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "could not read the store's figures"),
-            Err(error) => tracing::warn!(%error, "store figures task failed"),
-        }
-        tokio::time::sleep(Duration::from_secs(tick_secs)).await;
-    }
 }
 
 /// A locker opened on a verified store, with its writer running.
@@ -941,168 +613,4 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             "the audit writer's last commit failed".into(),
         )),
     }
-}
-
-/// Restores a snapshot taken by an online backup (`--restore-from FILE`) into the data
-/// directory, which must hold no store: the snapshot's framing is checked, its rows are
-/// written into a staging directory, the staged store is verified (its rows authenticate with
-/// this backend, its history checks out), and only then moved into place and re-anchored
-/// (`ANCHOR_RESET` in the log). A snapshot that fails leaves nothing behind. With the
-/// PostgreSQL store the verified rows are loaded into its database, which must be empty.
-pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), DaemonError> {
-    config.validate(dev)?;
-    let data_dir = config.store.data_dir.clone();
-    let target = data_dir.join(crate::store::redb::DB_FILE_NAME);
-    let refuse = |message: String| DaemonError::Trust(crate::trust::TrustError::Refused(message));
-    if target.exists() {
-        return Err(refuse(format!(
-            "{} exists: restore into a data directory without a store",
-            target.display()
-        )));
-    }
-    prepare_data_dir(&data_dir)?;
-    let bytes = std::fs::read(from).map_err(io_context(format!("read {}", from.display())))?;
-    let (header, rows) = crate::store::snapshot::read(&bytes)?;
-    let keys = KeyService::new(
-        open_backend(&config)?,
-        config.backend.max_in_flight,
-        config.backend_timeout(),
-    );
-    keys.self_test().await?;
-    let cache = config.store.cache_mb.saturating_mul(1 << 20);
-    let staging = data_dir.join(".restore");
-    let _ = std::fs::remove_dir_all(&staging);
-    prepare_data_dir(&staging)?;
-    let staged = async {
-        let written = {
-            let staging = staging.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::store::redb::RedbDatabase::create_from_rows(&staging, cache, &rows).map(drop)
-            })
-            .await
-            .map_err(|e| refuse(format!("writing the snapshot failed: {e}")))?
-        };
-        written?;
-        crate::trust::verify_history(&staging, cache, &keys).await?;
-        Ok::<(), DaemonError>(())
-    }
-    .await;
-    if let Err(error) = staged {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(error);
-    }
-    match config.store_location()? {
-        crate::trust::StoreLocation::Redb { .. } => {
-            std::fs::rename(staging.join(crate::store::redb::DB_FILE_NAME), &target)
-                .map_err(io_context("move the restored store into place"))?;
-        }
-        // The verified rows go into the (empty) database, in one transaction.
-        crate::trust::StoreLocation::Postgres(options) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            let (_, rows) = crate::store::snapshot::read(&bytes)?;
-            let database = crate::store::postgres::PgDatabase::open(options).await?;
-            database.load_rows(&rows).await?;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&staging);
-    let checkpoint = header.checkpoint.map_or_else(
-        || "none".to_owned(),
-        |(number, entry)| format!("{number} (at entry {entry})"),
-    );
-    tracing::info!(
-        from = %from.display(),
-        head = header.head_seq,
-        checkpoint = %checkpoint,
-        "snapshot verified and restored; re-anchoring"
-    );
-    drop(keys);
-    reanchor(config, dev).await
-}
-
-/// Break-glass (`--recover-admin`): opens the verified store with the key backend, mints a
-/// token for an admin (see [`Locker::recover_admin`]), anchors it with a checkpoint, and exits.
-pub async fn recover_admin(
-    config: Config,
-    dev: bool,
-    operator: &str,
-    out: Option<std::path::PathBuf>,
-) -> Result<(), DaemonError> {
-    config.validate(dev)?;
-    let data_dir = config.store.data_dir.clone();
-    let opened = open_locker(&config).await?;
-    let checkpointer = opened.locker.checkpointer().clone();
-    checkpointer.resume(&opened.verified).await;
-    checkpointer.ensure_key().await?;
-    let path = out.unwrap_or_else(|| data_dir.join(format!("recovered-{operator}.token")));
-    let token_id = opened.locker.recover_admin(operator, &path).await?;
-    // Anchor the recovery at once: it is the last entry before the daemon starts again.
-    checkpointer.checkpoint_now().await?;
-    drop(opened.locker);
-    opened.writer.shutdown().await;
-    opened.writer_thread.join();
-    write_witness(&opened.witness, &opened.writer);
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(
-        stdout,
-        "token {token_id} for admin {operator} written to {} (0600); ADMIN_RECOVER recorded",
-        path.display()
-    );
-    Ok(())
-}
-
-/// Accepts the store in the data directory as current after a restore (`--reanchor`):
-/// verifies its whole history, moves the backend's anchor to its newest checkpoint with a
-/// raised counter, records `ANCHOR_RESET` in the audit log, signs a checkpoint over that
-/// record, and exits. Never done automatically.
-pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
-    config.validate(dev)?;
-    let keys = KeyService::new(
-        open_backend(&config)?,
-        config.backend.max_in_flight,
-        config.backend_timeout(),
-    );
-    keys.self_test().await?;
-    let (store, mut verified, done) =
-        crate::trust::reanchor(&config.store_location()?, &keys).await?;
-    // Without a checkpoint in the store, the first one signed below moves the anchor on
-    // from the previous one (its counter rises as always).
-    verified.anchor = done.anchor.or(done.previous);
-    verified.advance = None;
-    // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
-    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (writer, writer_thread) = start_writer(&config, &store, &clock, &verified)?;
-    writer
-        .submit(
-            crate::store::mutation::Mutation::None,
-            crate::trust::reanchor_entry(&done),
-        )
-        .await?;
-    let checkpointer = Checkpointer::new(
-        store,
-        writer.clone(),
-        keys,
-        clock,
-        CheckpointPolicy {
-            every: 1,
-            interval: Duration::from_secs(1),
-        },
-    );
-    checkpointer.resume(&verified).await;
-    let signed = checkpointer.checkpoint_now().await?;
-    writer.shutdown().await;
-    writer_thread.join();
-    // This data directory's witness now vouches for the accepted store.
-    write_witness(&Witness::in_dir(&config.store.data_dir), &writer);
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(
-        stdout,
-        "re-anchored: {}; ANCHOR_RESET recorded{}",
-        done.describe(),
-        signed.map_or(String::new(), |c| format!(
-            " and anchored by checkpoint {}",
-            c.number
-        ))
-    );
-    Ok(())
 }
