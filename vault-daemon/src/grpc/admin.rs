@@ -67,50 +67,6 @@ impl AdminApi {
 type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEntry, Status>> + Send>>;
 type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
 
-/// Bytes per backup chunk (the default message limit is 64 KiB).
-const BACKUP_CHUNK: usize = 60 << 10;
-
-/// Streams a snapshot of `store` in chunks: the snapshot runs on the blocking pool, holding its
-/// read transaction while the client reads; a client that goes away stops it.
-fn stream_snapshot(store: Arc<dyn crate::store::Store>, taken_at_ms: i64) -> BackupStream {
-    let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    tokio::task::spawn_blocking(move || {
-        let mut pending: Vec<u8> = Vec::with_capacity(2 * BACKUP_CHUNK);
-        let result = {
-            let mut sink = |bytes: &[u8]| {
-                pending.extend_from_slice(bytes);
-                while pending.len() >= BACKUP_CHUNK {
-                    let data: Vec<u8> = pending.drain(..BACKUP_CHUNK).collect();
-                    if sender.blocking_send(Ok(pb::BackupChunk { data })).is_err() {
-                        return false;
-                    }
-                }
-                true
-            };
-            store.snapshot(&mut sink, taken_at_ms)
-        };
-        match result {
-            Ok(summary) => {
-                if !pending.is_empty() {
-                    let _ = sender.blocking_send(Ok(pb::BackupChunk { data: pending }));
-                }
-                tracing::info!(
-                    rows = summary.rows,
-                    bytes = summary.bytes,
-                    head = summary.header.head_seq,
-                    sha256 = %hex::encode(summary.digest),
-                    "online backup streamed"
-                );
-            }
-            Err(error) => {
-                tracing::error!(%error, "online backup failed");
-                let _ = sender.blocking_send(Err(to_status(error.into())));
-            }
-        }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
-}
-
 #[tonic::async_trait]
 impl AdminRpc for AdminApi {
     async fn create_tenant(
@@ -393,8 +349,17 @@ impl AdminRpc for AdminApi {
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<BackupStream>, Status> {
         let ctx = request_context(&request);
-        let (store, taken_at_ms) = self.locker.backup(&ctx).await.map_err(to_status)?;
-        Ok(Response::new(stream_snapshot(store, taken_at_ms)))
+        let chunks = self.locker.backup(&ctx).await.map_err(to_status)?;
+        use tokio_stream::StreamExt;
+        // The snapshot runs on the blocking pool, holding its read transaction while the
+        // client reads; a client that goes away stops it.
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(chunks).map(|chunk| {
+                chunk
+                    .map(|data| pb::BackupChunk { data })
+                    .map_err(to_status)
+            }),
+        )))
     }
 
     async fn audit_export(

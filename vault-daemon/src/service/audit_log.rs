@@ -138,22 +138,19 @@ impl Locker {
     }
 
     /// Starts an online backup (admins): the call is audited first, so the snapshot, taken
-    /// right after, holds its own BACKUP entry. Returns the store to snapshot and the time.
-    pub async fn backup(&self, ctx: &RequestContext) -> Result<(Arc<dyn Store>, i64)> {
+    /// right after, holds its own BACKUP entry. The snapshot is read on a blocking thread and
+    /// handed out in chunks of at most [`BACKUP_CHUNK`] bytes, as fast as they are taken.
+    pub async fn backup(&self, ctx: &RequestContext) -> Result<BackupChunks> {
         let (_caller, mut entry) = self.begin(ctx, Action::Backup).await?;
         entry.allow("online backup: every row, from one read transaction");
-        let store = Arc::clone(&self.store);
-        let now = self.now_ms();
-        let value = self
-            .finish(entry, Ok(((store, now), Mutation::None)))
-            .await
-            .map(|(value, _)| value)?;
+        let taken_at_ms = self.now_ms();
+        self.finish(entry, Ok(((), Mutation::None))).await?;
         // A checkpoint over the BACKUP entry first, so the snapshot carries its own anchor
         // point; if none can be signed now, the snapshot is still taken (its restore signs one).
         if let Err(error) = self.checkpointer.checkpoint_now().await {
             tracing::warn!(%error, "no checkpoint before the backup; the snapshot ends unanchored");
         }
-        Ok(value)
+        Ok(stream_snapshot(Arc::clone(&self.store), taken_at_ms))
     }
 
     /// Verifies the whole chain and its checkpoints as stored.
@@ -339,4 +336,50 @@ pub fn verify_store(store: &dyn Store) -> Result<StoreVerification> {
         result.chain.message, result.checkpoints_verified, result.anchored_through
     );
     Ok(result)
+}
+
+/// Largest chunk of a backup stream (under the default 64 KiB message limit).
+pub const BACKUP_CHUNK: usize = 60 << 10;
+
+/// The chunks of an online backup as the snapshot is read; an error ends it.
+pub type BackupChunks = tokio::sync::mpsc::Receiver<Result<Vec<u8>>>;
+
+/// Reads a snapshot of `store` on a blocking thread into chunks; stops when the receiver goes.
+fn stream_snapshot(store: Arc<dyn Store>, taken_at_ms: i64) -> BackupChunks {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut pending: Vec<u8> = Vec::with_capacity(2 * BACKUP_CHUNK);
+        let result = {
+            let mut sink = |bytes: &[u8]| {
+                pending.extend_from_slice(bytes);
+                while pending.len() >= BACKUP_CHUNK {
+                    let data: Vec<u8> = pending.drain(..BACKUP_CHUNK).collect();
+                    if sender.blocking_send(Ok(data)).is_err() {
+                        return false;
+                    }
+                }
+                true
+            };
+            store.snapshot(&mut sink, taken_at_ms)
+        };
+        match result {
+            Ok(summary) => {
+                if !pending.is_empty() {
+                    let _ = sender.blocking_send(Ok(pending));
+                }
+                tracing::info!(
+                    rows = summary.rows,
+                    bytes = summary.bytes,
+                    head = summary.header.head_seq,
+                    sha256 = %hex::encode(summary.digest),
+                    "online backup streamed"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "online backup failed");
+                let _ = sender.blocking_send(Err(error.into()));
+            }
+        }
+    });
+    receiver
 }
