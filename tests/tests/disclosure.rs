@@ -65,13 +65,21 @@ fn public_keys(daemon: &Daemon, dir: &Path) -> PathBuf {
 }
 
 fn verify(notice: &Path, pem: &Path) -> std::process::Output {
-    Command::new(binary_path("vault-client"))
+    verify_with_export(notice, pem, None)
+}
+
+/// `vault-client disclosure verify NOTICE --public-key PEM [--export EXPORT]`, no daemon.
+fn verify_with_export(notice: &Path, pem: &Path, export: Option<&Path>) -> std::process::Output {
+    let mut command = Command::new(binary_path("vault-client"));
+    command
         .args(["disclosure", "verify"])
         .arg(notice)
         .arg("--public-key")
-        .arg(pem)
-        .output()
-        .expect("vault-client disclosure verify")
+        .arg(pem);
+    if let Some(export) = export {
+        command.arg("--export").arg(export);
+    }
+    command.output().expect("vault-client disclosure verify")
 }
 
 /// `vault-client [--output json] disclosure notice --tenant dev ARGS` as the dev manager.
@@ -360,15 +368,7 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
         "",
     );
     assert!(ok, "{err}");
-    let checked = Command::new(binary_path("vault-client"))
-        .args(["disclosure", "verify"])
-        .arg(&json)
-        .arg("--public-key")
-        .arg(&pem)
-        .arg("--export")
-        .arg(&export)
-        .output()
-        .expect("verify against the export");
+    let checked = verify_with_export(&json, &pem, Some(&export));
     let said = String::from_utf8_lossy(&checked.stdout);
     assert!(
         checked.status.success() && said.contains("uses OK") && said.contains("6 entries"),
@@ -387,15 +387,7 @@ async fn a_disclosure_lists_every_use_of_the_record_and_nothing_else() {
         })
         .collect();
     std::fs::write(&cut, kept.join("\n") + "\n").expect("cut export");
-    let refused = Command::new(binary_path("vault-client"))
-        .args(["disclosure", "verify"])
-        .arg(&json)
-        .arg("--public-key")
-        .arg(&pem)
-        .arg("--export")
-        .arg(&cut)
-        .output()
-        .expect("verify against a cut export");
+    let refused = verify_with_export(&json, &pem, Some(&cut));
     assert!(
         !refused.status.success(),
         "an export missing a use proves nothing"

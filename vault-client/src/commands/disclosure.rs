@@ -3,7 +3,6 @@
 //! original), CSV (the uses, for a spreadsheet) and a 開示通知書 PDF to send; and anyone
 //! verifies a filed notice offline with the audit public key.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
@@ -175,10 +174,10 @@ pub async fn run(
                 ClientError::Usage(format!("the daemon answered an unreadable notice: {e}"))
             })?;
             if let Some(path) = &json {
-                write_new(path, answer.notice_json.as_bytes())?;
+                crate::pdf::write_new(path, answer.notice_json.as_bytes())?;
             }
             if let Some(path) = &csv {
-                write_new(path, &uses_csv(&notice)?)?;
+                crate::pdf::write_new(path, &uses_csv(&notice)?)?;
             }
             if let (Some(path), Some(font)) = (&pdf, font) {
                 let bytes = crate::pdf::disclosure_pdf(&notice, font)?;
@@ -199,13 +198,6 @@ pub async fn run(
             "disclosure verify runs without a daemon".into(),
         )),
     }
-}
-
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    let mut file = output::private_file(path, false)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
 }
 
 /// What was answered, on standard output: the notice itself with `--output json` when no

@@ -21,7 +21,8 @@ use std::path::Path;
 use vault_client::ClientError;
 
 /// Writes `bytes` to a new file (never over an existing one) that only its owner can read:
-/// certificates and the ledger name handles, subject references and the office.
+/// certificates, the ledger and disclosure notices name handles, subject references and the
+/// office.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     use std::io::Write;
     let mut file = crate::output::private_file(path, false)?;
