@@ -24,6 +24,9 @@ export VAULT_TEST_PYTHON
 cargo build --workspace --bins --locked
 # Everything, with the simulated token as the dev backend.
 cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
+# A daemon built with one key backend refuses a config naming another, by its feature.
+cargo test -p vault-daemon --locked --no-default-features --features pkcs11 --lib \
+  config::tests::a_backend_this_build_lacks_is_refused_by_its_feature
 # The end-to-end suites of the core again, against each hardware backend.
 for backend in softhsm tpm; do
   echo "== end-to-end suites on the $backend backend"

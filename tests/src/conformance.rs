@@ -1,14 +1,15 @@
-//! The key-backend conformance suite: what every [`KeyBackend`] must do, checked the same way
+//! The key-backend conformance suite: what every key backend (and its anchor) must do, checked the same way
 //! on the simulated token, SoftHSM and the TPM.
 
 use std::sync::Arc;
 
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use vault_daemon::keys::OpenedKeys;
 use vault_daemon::keys::anchor::Anchor;
-use vault_daemon::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
+use vault_daemon::keys::{KeyError, KeyRef, KeyUse};
 
-/// Opens the backend under test (again, to check that keys survive a reopen).
-pub type Opener = dyn Fn() -> Arc<dyn KeyBackend>;
+/// Opens the backend under test with its anchor (again, to check that keys survive a reopen).
+pub type Opener = dyn Fn() -> OpenedKeys;
 
 fn check(condition: bool, what: &str) -> Result<(), String> {
     if condition {
@@ -24,7 +25,7 @@ fn ok<T>(result: Result<T, KeyError>, what: &str) -> Result<T, String> {
 
 /// Runs every check; returns the first failure.
 pub fn run(open: &Opener) -> Result<(), String> {
-    let backend = open();
+    let backend = open().backend;
     ok(backend.self_test(), "self-test")?;
     let kek = ok(
         backend.create_key(KeyUse::Wrap, "conformance/kek"),
@@ -137,7 +138,7 @@ pub fn run(open: &Opener) -> Result<(), String> {
 
     // Keys survive a reopen of the backend.
     drop(backend);
-    let backend = open();
+    let backend = open().backend;
     let again = ok(
         backend.unwrap(&kek, &wrapped, b"aad-1"),
         "unwrap after reopen",
@@ -169,7 +170,7 @@ pub fn run(open: &Opener) -> Result<(), String> {
         "a destroyed KEK must report Destroyed",
     )?;
     drop(backend);
-    let backend = open();
+    let backend = open().backend;
     check(
         backend.unwrap(&kek, &wrapped, b"aad-1") == Err(KeyError::Destroyed),
         "a destroyed KEK must stay destroyed after a reopen",
@@ -189,7 +190,7 @@ pub fn run(open: &Opener) -> Result<(), String> {
 /// The freshness anchor: none at first, then what was written, across a reopen; every write
 /// raises the counter, and a stale write never lowers it.
 fn anchor(open: &Opener) -> Result<(), String> {
-    let backend = open();
+    let backend = open().anchor;
     check(
         ok(backend.read_anchor(), "read anchor")?.is_none(),
         "a new backend holds an anchor",
@@ -208,7 +209,7 @@ fn anchor(open: &Opener) -> Result<(), String> {
         "advance anchor",
     )?;
     drop(backend);
-    let backend = open();
+    let backend = open().anchor;
     let second = ok(backend.read_anchor(), "read anchor after reopen")?.ok_or("anchor lost")?;
     check(
         (second.checkpoint, second.hash) == (2, [2; 32]) && second.counter > first.counter,

@@ -2,9 +2,8 @@
 //! in-process, SoftHSM in a process of its own. Plus proof that keys cannot leave SoftHSM.
 
 use std::process::Command;
-use std::sync::Arc;
 
-use vault_daemon::keys::KeyBackend;
+use vault_daemon::keys::OpenedKeys;
 use vault_daemon::keys::sim::SimBackend;
 use vault_tests::binary_path;
 use vault_tests::softhsm::SoftHsmToken;
@@ -13,9 +12,7 @@ use vault_tests::softhsm::SoftHsmToken;
 fn sim_backend_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_owned();
-    let open = move || -> Arc<dyn KeyBackend> {
-        Arc::new(SimBackend::open(&path, false).expect("open sim"))
-    };
+    let open = move || OpenedKeys::self_anchored(SimBackend::open(&path, false).expect("open sim"));
     vault_tests::conformance::run(&open).expect("sim conformance");
 }
 
@@ -83,10 +80,11 @@ fn softhsm_keys_are_sensitive_and_never_extractable() {
 }
 
 mod tpm {
-    use std::sync::Arc;
+    use vault_daemon::keys::OpenedKeys;
 
     use vault_daemon::devkit::swtpm::Swtpm;
     use vault_daemon::keys::anchor::Anchor;
+    use vault_daemon::keys::anchor::AnchorStore;
     use vault_daemon::keys::tpm::{TpmAuth, TpmBackend, TpmSettings};
     use vault_daemon::keys::{KeyBackend, KeyUse};
 
@@ -167,8 +165,8 @@ mod tpm {
         let tpm = Swtpm::start(&dir.path().join("tpm"), None)
             .expect("swtpm is required (Debian package swtpm)");
         let settings = settings(&tpm);
-        let open = move || -> Arc<dyn KeyBackend> {
-            Arc::new(TpmBackend::open(settings.clone()).expect("open TPM backend"))
+        let open = move || {
+            OpenedKeys::self_anchored(TpmBackend::open(settings.clone()).expect("open TPM backend"))
         };
         vault_tests::conformance::run(&open).expect("swtpm conformance");
     }

@@ -233,3 +233,61 @@ fn the_check_finds_a_loop_it_is_shown() {
         ])]
     );
 }
+
+/// The crates `cargo tree` lists for the daemon built with only `features` (normal and build
+/// dependencies: what gets linked).
+fn linked_crates(features: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "vault-daemon",
+            "--no-default-features",
+            "--features",
+            features,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        output.status.success(),
+        "cargo tree --features {features}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_build_links_only_the_key_backends_it_names() {
+    // The library each backend feature brings in (tss-esapi links libtss2).
+    let libraries = [
+        ("sim", "hsm-sim"),
+        ("pkcs11", "cryptoki"),
+        ("tpm", "tss-esapi"),
+    ];
+    for (feature, _) in libraries {
+        let linked = linked_crates(feature);
+        for (other, library) in libraries {
+            assert_eq!(
+                linked.contains(library),
+                other == feature,
+                "vault-daemon with only `{feature}`: {library} linked = {}",
+                linked.contains(library)
+            );
+        }
+    }
+    let all = linked_crates("sim,pkcs11,tpm");
+    assert!(libraries.iter().all(|(_, library)| all.contains(*library)));
+}

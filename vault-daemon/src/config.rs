@@ -625,6 +625,34 @@ pub struct TpmConfig {
     pub auth_credential: Option<String>,
 }
 
+impl TpmConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.auth_file.is_some() && self.auth_credential.is_some() {
+            return invalid("[backend.tpm] takes one of auth_file and auth_credential, not both");
+        }
+        if self.auth_file.is_none() && self.auth_credential.is_none() {
+            return invalid(
+                "[backend.tpm] needs auth_file (or auth_credential, under systemd): a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
+            );
+        }
+        if let Some(name) = &self.auth_credential {
+            check_credential_name(name, "backend.tpm.auth_credential")?;
+        }
+        let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&self.persistent_base)
+            && self.persistent_count >= 1
+            && self
+                .persistent_base
+                .checked_add(self.persistent_count - 1)
+                .is_some_and(|last| last <= 0x81FF_FFFF);
+        if !in_range {
+            return invalid(
+                "[backend.tpm] persistent_base..+persistent_count must lie in 0x81000000..=0x81FFFFFF",
+            );
+        }
+        Ok(())
+    }
+}
+
 fn default_persistent_base() -> u32 {
     0x8101_8000
 }
@@ -652,6 +680,28 @@ pub struct Pkcs11Config {
     /// Sessions kept open at most (default 16).
     #[serde(default = "default_sessions")]
     pub max_sessions: usize,
+}
+
+impl Pkcs11Config {
+    fn check(&self) -> Result<(), ConfigError> {
+        let sources = [
+            self.pin_file.is_some(),
+            self.pin_env.is_some(),
+            self.pin_credential.is_some(),
+        ];
+        if sources.iter().filter(|given| **given).count() != 1 {
+            return invalid(
+                "[backend.pkcs11] needs exactly one of pin_file, pin_env and pin_credential",
+            );
+        }
+        if let Some(name) = &self.pin_credential {
+            check_credential_name(name, "backend.pkcs11.pin_credential")?;
+        }
+        if self.token_label.is_empty() || self.max_sessions == 0 {
+            return invalid("[backend.pkcs11] needs a token_label and max_sessions of at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// A systemd credential name is one file name in `$CREDENTIALS_DIRECTORY`: never a path that
@@ -703,41 +753,147 @@ fn default_sessions() -> usize {
     16
 }
 
+/// The simulated token's settings (`kind = "sim"`).
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    /// Let the simulated token read faults from its control file (tests).
+    pub fault_control_file: bool,
+    /// The token's directory when several dev daemons share it (`--dev-keys`); default: the
+    /// data directory, one daemon.
+    pub dir: Option<PathBuf>,
+}
+
+/// The key store with its settings: a tagged choice, so a backend's settings exist exactly
+/// when it is chosen. In the file, `kind` is the tag and the section of that name holds the
+/// settings (`kind = "pkcs11"` with `[backend.pkcs11]`).
+#[derive(Debug, Clone)]
+pub enum KeyStoreConfig {
+    /// The simulated token (insecure; dev and tests).
+    Sim(SimConfig),
+    /// A PKCS#11 token.
+    Pkcs11(Pkcs11Config),
+    /// A TPM 2.0.
+    Tpm(TpmConfig),
+}
+
+impl KeyStoreConfig {
+    /// The `kind` tag.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            KeyStoreConfig::Sim(_) => BackendKind::Sim,
+            KeyStoreConfig::Pkcs11(_) => BackendKind::Pkcs11,
+            KeyStoreConfig::Tpm(_) => BackendKind::Tpm,
+        }
+    }
+}
+
+impl BackendKind {
+    /// The name in the file (and the cargo feature that builds it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Sim => "sim",
+            BackendKind::Pkcs11 => "pkcs11",
+            BackendKind::Tpm => "tpm",
+        }
+    }
+}
+
 /// Key backend settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "BackendSection")]
 pub struct BackendConfig {
-    /// The backend.
-    pub kind: BackendKind,
+    /// The backend and its settings.
+    pub keys: KeyStoreConfig,
     /// Accept an insecure backend outside dev mode. Never in production.
     pub allow_insecure: bool,
     /// Per-call timeout, in milliseconds.
     pub timeout_ms: u64,
     /// Backend calls in flight at most.
     pub max_in_flight: usize,
-    /// Let the simulated token read faults from its control file (tests).
-    pub sim_fault_control_file: bool,
-    /// The simulated token's directory when several dev daemons share it (`--dev-keys`);
-    /// default: the data directory, one daemon.
-    pub sim_dir: Option<PathBuf>,
-    /// The PKCS#11 token, for `kind = "pkcs11"`.
-    pub pkcs11: Option<Pkcs11Config>,
-    /// The TPM, for `kind = "tpm"`.
-    pub tpm: Option<TpmConfig>,
 }
 
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
-            kind: BackendKind::Sim,
+            keys: KeyStoreConfig::Sim(SimConfig::default()),
             allow_insecure: false,
             timeout_ms: 2000,
             max_in_flight: 64,
-            sim_fault_control_file: false,
-            sim_dir: None,
-            pkcs11: None,
-            tpm: None,
         }
+    }
+}
+
+/// `[backend]` as written in the file, before its tag picks the settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendSection {
+    kind: Option<BackendKind>,
+    allow_insecure: Option<bool>,
+    timeout_ms: Option<u64>,
+    max_in_flight: Option<usize>,
+    sim_fault_control_file: Option<bool>,
+    sim_dir: Option<PathBuf>,
+    pkcs11: Option<Pkcs11Config>,
+    tpm: Option<TpmConfig>,
+}
+
+impl TryFrom<BackendSection> for BackendConfig {
+    type Error = String;
+
+    /// Picks the settings by the tag, refusing a missing section or one for another backend
+    /// (a file that configures two backends says something its author did not mean).
+    fn try_from(section: BackendSection) -> Result<Self, String> {
+        let defaults = BackendConfig::default();
+        let kind = section.kind.unwrap_or(BackendKind::Sim);
+        let stray = [
+            (
+                "[backend.pkcs11]",
+                BackendKind::Pkcs11,
+                section.pkcs11.is_some(),
+            ),
+            ("[backend.tpm]", BackendKind::Tpm, section.tpm.is_some()),
+            (
+                "backend.sim_dir",
+                BackendKind::Sim,
+                section.sim_dir.is_some(),
+            ),
+            (
+                "backend.sim_fault_control_file",
+                BackendKind::Sim,
+                section.sim_fault_control_file.is_some(),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, owner, given)| *given && *owner != kind);
+        if let Some((what, owner, _)) = stray {
+            return Err(format!(
+                "{what} belongs to backend.kind = \"{}\", but backend.kind is \"{}\"",
+                owner.as_str(),
+                kind.as_str()
+            ));
+        }
+        let missing = |kind: BackendKind| {
+            format!(
+                "backend.kind = \"{0}\" needs a [backend.{0}] section",
+                kind.as_str()
+            )
+        };
+        let keys = match kind {
+            BackendKind::Sim => KeyStoreConfig::Sim(SimConfig {
+                fault_control_file: section.sim_fault_control_file.unwrap_or(false),
+                dir: section.sim_dir,
+            }),
+            BackendKind::Pkcs11 => {
+                KeyStoreConfig::Pkcs11(section.pkcs11.ok_or_else(|| missing(kind))?)
+            }
+            BackendKind::Tpm => KeyStoreConfig::Tpm(section.tpm.ok_or_else(|| missing(kind))?),
+        };
+        Ok(BackendConfig {
+            keys,
+            allow_insecure: section.allow_insecure.unwrap_or(defaults.allow_insecure),
+            timeout_ms: section.timeout_ms.unwrap_or(defaults.timeout_ms),
+            max_in_flight: section.max_in_flight.unwrap_or(defaults.max_in_flight),
+        })
     }
 }
 
@@ -956,67 +1112,31 @@ impl StoreConfig {
 impl BackendConfig {
     /// The key backend and its section; a TPM's keys cannot serve a shared `store`.
     fn check(&self, dev: bool, store: StoreBackend) -> Result<(), ConfigError> {
-        if self.kind == BackendKind::Sim && !dev && !self.allow_insecure {
-            return invalid(
-                "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
-            );
+        let kind = self.keys.kind();
+        if !crate::keys::factory::is_built(kind.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "backend.kind = \"{0}\": this vault-daemon was built without the {0} backend (cargo feature `{0}`; built: {1})",
+                kind.as_str(),
+                crate::keys::factory::BUILT.join(", ")
+            )));
         }
-        if self.kind == BackendKind::Pkcs11 {
-            let Some(p11) = &self.pkcs11 else {
-                return invalid("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section");
-            };
-            let sources = [
-                p11.pin_file.is_some(),
-                p11.pin_env.is_some(),
-                p11.pin_credential.is_some(),
-            ];
-            if sources.iter().filter(|given| **given).count() != 1 {
-                return invalid(
-                    "[backend.pkcs11] needs exactly one of pin_file, pin_env and pin_credential",
-                );
+        match &self.keys {
+            KeyStoreConfig::Sim(_) => {
+                if !dev && !self.allow_insecure {
+                    return invalid(
+                        "backend.kind = \"sim\" keeps keys in a file and is insecure; use it with --dev, or set backend.allow_insecure = true knowingly",
+                    );
+                }
             }
-            if let Some(name) = &p11.pin_credential {
-                check_credential_name(name, "backend.pkcs11.pin_credential")?;
+            KeyStoreConfig::Pkcs11(p11) => p11.check()?,
+            KeyStoreConfig::Tpm(tpm) => {
+                tpm.check()?;
+                if store == StoreBackend::Postgres {
+                    return invalid(
+                        "backend.kind = \"tpm\" cannot serve a shared PostgreSQL store: a TPM's keys never leave its machine, so the other daemons could not open what this one seals (duplicating TPM keys between machines is not built). Use a network HSM (pkcs11) for a cluster, or the embedded store with a TPM",
+                    );
+                }
             }
-            if p11.token_label.is_empty() || p11.max_sessions == 0 {
-                return invalid(
-                    "[backend.pkcs11] needs a token_label and max_sessions of at least 1",
-                );
-            }
-        }
-        if self.kind == BackendKind::Tpm {
-            let Some(tpm) = &self.tpm else {
-                return invalid("backend.kind = \"tpm\" needs a [backend.tpm] section");
-            };
-            if tpm.auth_file.is_some() && tpm.auth_credential.is_some() {
-                return invalid(
-                    "[backend.tpm] takes one of auth_file and auth_credential, not both",
-                );
-            }
-            if tpm.auth_file.is_none() && tpm.auth_credential.is_none() {
-                return invalid(
-                    "[backend.tpm] needs auth_file (or auth_credential, under systemd): a 0600 file with the secret the TPM keys' authValue is derived from (e.g. 32 random bytes: head -c 32 /dev/urandom > FILE)",
-                );
-            }
-            if let Some(name) = &tpm.auth_credential {
-                check_credential_name(name, "backend.tpm.auth_credential")?;
-            }
-            let in_range = (0x8100_0000..=0x81FF_FFFF).contains(&tpm.persistent_base)
-                && tpm.persistent_count >= 1
-                && tpm
-                    .persistent_base
-                    .checked_add(tpm.persistent_count - 1)
-                    .is_some_and(|last| last <= 0x81FF_FFFF);
-            if !in_range {
-                return invalid(
-                    "[backend.tpm] persistent_base..+persistent_count must lie in 0x81000000..=0x81FFFFFF",
-                );
-            }
-        }
-        if self.kind == BackendKind::Tpm && store == StoreBackend::Postgres {
-            return invalid(
-                "backend.kind = \"tpm\" cannot serve a shared PostgreSQL store: a TPM's keys never leave its machine, so the other daemons could not open what this one seals (duplicating TPM keys between machines is not built). Use a network HSM (pkcs11) for a cluster, or the embedded store with a TPM",
-            );
         }
         if self.timeout_ms == 0 || self.timeout_ms > 600_000 {
             return invalid("backend.timeout_ms must be between 1 and 600000");
@@ -1265,8 +1385,75 @@ mod tests {
             config
                 .validate(false)
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(config.backend.kind, kind, "{file}");
+            assert_eq!(config.backend.keys.kind(), kind, "{file}");
         }
+    }
+
+    #[test]
+    fn a_backend_this_build_lacks_is_refused_by_its_feature() {
+        let base = "[store]\ndata_dir = \"/x\"\n";
+        for (kind, section) in [
+            ("sim", "allow_insecure = true\n"),
+            (
+                "pkcs11",
+                "[backend.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"PIN\"\n",
+            ),
+            (
+                "tpm",
+                "[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\nauth_file = \"/a\"\n",
+            ),
+        ] {
+            let text = format!("{base}[backend]\nkind = \"{kind}\"\n{section}");
+            let config = Config::parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let checked = config.validate(false);
+            if crate::keys::factory::is_built(kind) {
+                checked.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            } else {
+                let message = checked.expect_err(kind).to_string();
+                assert!(
+                    message.contains(&format!("built without the {kind} backend"))
+                        && message.contains(&format!("cargo feature `{kind}`")),
+                    "{message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_section_for_another_backend_or_none_is_refused_at_parse() {
+        let missing = Config::parse("[backend]\nkind = \"pkcs11\"\n").expect_err("no section");
+        assert!(
+            missing.contains("backend.kind = \"pkcs11\" needs a [backend.pkcs11] section"),
+            "{missing}"
+        );
+        let stray = Config::parse(
+            "[backend]\nkind = \"sim\"\n[backend.tpm]\ntcti = \"device:/dev/tpmrm0\"\n",
+        )
+        .expect_err("stray section");
+        assert!(
+            stray.contains(
+                "[backend.tpm] belongs to backend.kind = \"tpm\", but backend.kind is \"sim\""
+            ),
+            "{stray}"
+        );
+        let stray = Config::parse(
+            "[backend]\nkind = \"tpm\"\nsim_dir = \"/k\"\n[backend.tpm]\ntcti = \"x\"\n",
+        )
+        .expect_err("sim setting with a TPM");
+        assert!(stray.contains("backend.sim_dir belongs to"), "{stray}");
+        let unknown = Config::parse("[backend]\nkind = \"sim\"\nsim_faults = true\n")
+            .expect_err("unknown field");
+        assert!(unknown.contains("unknown field `sim_faults`"), "{unknown}");
+        let defaulted = Config::parse("[store]\ndata_dir = \"/x\"\n[backend]\ntimeout_ms = 5\n")
+            .expect("defaults");
+        assert!(matches!(defaulted.backend.keys, KeyStoreConfig::Sim(_)));
+        assert_eq!(
+            (
+                defaulted.backend.timeout_ms,
+                defaulted.backend.max_in_flight
+            ),
+            (5, 64)
+        );
     }
 
     #[test]

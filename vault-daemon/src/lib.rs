@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod devkit;
 pub mod domain;
 pub mod error;

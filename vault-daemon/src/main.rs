@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vault_daemon::config::{Config, LogFormat, TpmConfig};
-use vault_daemon::devkit::swtpm::Swtpm;
+use vault_daemon::config::{Config, KeyStoreConfig, LogFormat};
 
 /// MyNumber Locker daemon.
 #[derive(Debug, Parser)]
@@ -93,35 +92,50 @@ struct Args {
     token_out: Option<PathBuf>,
 }
 
-/// Backends `--dev` can provision.
+/// Backends `--dev` can provision: each needs its backend's feature, and the hardware
+/// stand-ins the devkit (feature `dev`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum DevBackend {
     /// hsm-sim (insecure, keys in a file).
     Sim,
     /// SoftHSM through PKCS#11.
+    #[cfg(all(feature = "dev", feature = "pkcs11"))]
     Softhsm,
     /// An swtpm (TPM 2.0 simulator) started on free loopback ports.
+    #[cfg(all(feature = "dev", feature = "tpm"))]
     Tpm,
 }
+
+/// What keeps a dev backend running while the daemon runs (the swtpm process).
+#[cfg(all(feature = "dev", feature = "tpm"))]
+type DevGuard = vault_daemon::devkit::swtpm::Swtpm;
+/// What keeps a dev backend running while the daemon runs: nothing in this build.
+#[cfg(not(all(feature = "dev", feature = "tpm")))]
+type DevGuard = ();
 
 /// Prepares the dev backend. SoftHSM reads `SOFTHSM2_CONF` when the library initialises, and
 /// changing the environment of a running process is unsafe, so the daemon re-executes itself
 /// with the variable set; `exec` replaces this process (same pid, so signals still reach it).
+#[cfg_attr(
+    not(all(feature = "dev", any(feature = "pkcs11", feature = "tpm"))),
+    allow(unused_variables)
+)]
 fn prepare_dev_backend(
     config: &mut Config,
     backend: DevBackend,
     dev_keys: Option<&std::path::Path>,
-) -> Result<Option<Swtpm>, String> {
+) -> Result<Option<DevGuard>, String> {
     match backend {
         DevBackend::Sim => Ok(None),
+        #[cfg(all(feature = "dev", feature = "tpm"))]
         DevBackend::Tpm if dev_keys.is_some() => Err(
             "--dev-keys cannot share a TPM: its keys never leave the TPM (duplication between TPMs is not built); use --backend softhsm or sim for several daemons".into(),
         ),
+        #[cfg(all(feature = "dev", feature = "tpm"))]
         DevBackend::Tpm => {
-            let swtpm = Swtpm::start(&config.store.data_dir.join("swtpm"), None)
+            let swtpm = vault_daemon::devkit::swtpm::Swtpm::start(&config.store.data_dir.join("swtpm"), None)
                 .map_err(|e| e.to_string())?;
-            config.backend.kind = vault_daemon::config::BackendKind::Tpm;
-            config.backend.tpm = Some(TpmConfig {
+            config.backend.keys = KeyStoreConfig::Tpm(vault_daemon::config::TpmConfig {
                 tcti: swtpm.tcti(),
                 persistent_base: 0x8101_8000,
                 persistent_count: 32,
@@ -132,9 +146,9 @@ fn prepare_dev_backend(
                 ),
                 auth_credential: None,
             });
-            config.backend.sim_fault_control_file = false;
             Ok(Some(swtpm))
         }
+        #[cfg(all(feature = "dev", feature = "pkcs11"))]
         DevBackend::Softhsm => {
             let token = vault_daemon::devkit::softhsm::provision(
                 dev_keys.unwrap_or(&config.store.data_dir),
@@ -150,9 +164,7 @@ fn prepare_dev_backend(
                     .exec();
                 return Err(format!("cannot re-execute with SOFTHSM2_CONF: {error}"));
             }
-            config.backend.kind = vault_daemon::config::BackendKind::Pkcs11;
-            config.backend.pkcs11 = Some(token.backend);
-            config.backend.sim_fault_control_file = false;
+            config.backend.keys = KeyStoreConfig::Pkcs11(token.backend);
             Ok(None)
         }
     }
@@ -226,14 +238,16 @@ fn main() -> ExitCode {
     };
     let mut config = config;
     if dev {
-        config.backend.sim_fault_control_file = args.sim_faults && args.backend == DevBackend::Sim;
+        if args.backend == DevBackend::Sim {
+            config.backend.keys = KeyStoreConfig::Sim(vault_daemon::config::SimConfig {
+                fault_control_file: args.sim_faults,
+                dir: args.dev_keys.clone(),
+            });
+        }
         config.lifecycle.test_clock_file = args.lifecycle_clock_file.clone();
         if let Some(url) = &args.store_url {
             config.store.backend = vault_daemon::config::StoreBackend::Postgres;
             config.store.url = Some(url.clone());
-        }
-        if args.backend == DevBackend::Sim {
-            config.backend.sim_dir = args.dev_keys.clone();
         }
     }
     if let Some(addr) = args.metrics_listen {

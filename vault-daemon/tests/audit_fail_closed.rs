@@ -154,7 +154,7 @@ async fn seal_one(locker: &Locker, handler: &RequestContext) -> String {
 
 fn sim_keys(dir: &Path) -> KeyService {
     KeyService::new(
-        Arc::new(SimBackend::open(dir, false).expect("sim")),
+        vault_daemon::keys::OpenedKeys::self_anchored(SimBackend::open(dir, false).expect("sim")),
         8,
         Duration::from_secs(2),
     )

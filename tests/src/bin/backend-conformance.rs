@@ -10,10 +10,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use secrecy::SecretString;
-use vault_daemon::keys::KeyBackend;
+use vault_daemon::keys::OpenedKeys;
 use vault_daemon::keys::pkcs11::{Pkcs11Backend, Pkcs11Settings};
 
 fn main() -> ExitCode {
@@ -40,8 +39,10 @@ fn main() -> ExitCode {
         max_sessions: 8,
     };
     let settings_copy = settings.clone();
-    let open = move || -> Arc<dyn KeyBackend> {
-        Arc::new(Pkcs11Backend::open(settings.clone()).expect("open PKCS#11 backend"))
+    let open = move || {
+        OpenedKeys::self_anchored(
+            Pkcs11Backend::open(settings.clone()).expect("open PKCS#11 backend"),
+        )
     };
     let outcome = if kind == "pkcs11" {
         vault_tests::conformance::run(&open)
@@ -61,24 +62,20 @@ fn main() -> ExitCode {
 }
 
 mod extraction {
-    use std::sync::Arc;
-
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::error::{Error, RvError};
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass};
     use cryptoki::session::UserType;
+    use vault_daemon::keys::KeyUse;
+    use vault_daemon::keys::OpenedKeys;
     use vault_daemon::keys::pkcs11::Pkcs11Settings;
-    use vault_daemon::keys::{KeyBackend, KeyUse};
 
     /// Creates a KEK, a MAC key and a signing key, then checks from a plain PKCS#11 session
     /// that none can be read (CKA_VALUE sensitive) or wrapped out (C_WrapKey refused).
-    pub fn probe(
-        open: &dyn Fn() -> Arc<dyn KeyBackend>,
-        settings: &Pkcs11Settings,
-    ) -> Result<(), String> {
+    pub fn probe(open: &dyn Fn() -> OpenedKeys, settings: &Pkcs11Settings) -> Result<(), String> {
         {
-            let backend = open();
+            let backend = open().backend;
             for (key_use, label) in [
                 (KeyUse::Wrap, "probe/kek"),
                 (KeyUse::Mac, "probe/mac"),

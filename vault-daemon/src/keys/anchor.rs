@@ -7,6 +7,31 @@
 //! Encoding in the backend: counter (8) ‖ checkpoint number (8) ‖ checkpoint hash (32),
 //! integers big-endian.
 
+use crate::keys::KeyError;
+
+/// Where the anchor is kept: a capability of its own, beside
+/// [`KeyBackend`](crate::keys::KeyBackend), so a key store that has no tamper-resistant place for it (a cloud
+/// KMS) can be paired with one that has. Every backend built here keeps its own: a private
+/// token object (PKCS#11), NV indices (TPM), a file (the simulated token).
+pub trait AnchorStore: Send + Sync + 'static {
+    /// The anchor, if one was ever written.
+    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError>;
+    /// Replaces the anchor. Refused unless `anchor.counter` is above the stored counter: the
+    /// anchor never goes back.
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError>;
+}
+
+/// Refuses an anchor write that would not raise the counter.
+pub fn check_advance(current: Option<&Anchor>, next: &Anchor) -> Result<(), KeyError> {
+    match current {
+        Some(current) if next.counter <= current.counter => Err(KeyError::Other(format!(
+            "anchor counter would go from {} to {}: it never goes back",
+            current.counter, next.counter
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Bytes of an encoded anchor.
 pub const ANCHOR_LEN: usize = 48;
 

@@ -1,12 +1,19 @@
-//! Keys: the [`KeyBackend`] trait that every key store implements (the simulated token here;
-//! PKCS#11 and TPM 2.0 alongside), the envelope encryption built on it, and [`KeyService`],
-//! which bounds and times every backend call so a stuck token never hangs a request.
+//! Keys: the [`KeyBackend`] trait that every key store implements (the simulated token,
+//! PKCS#11 and TPM 2.0, each behind its cargo feature and built by [`factory`]), the anchor
+//! beside it ([`anchor::AnchorStore`]), the envelope encryption built on them, and
+//! [`KeyService`], which bounds and times every backend call so a stuck token never hangs a
+//! request.
 
 pub mod anchor;
 pub mod envelope;
+pub mod factory;
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
+pub mod reconnect;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_mac;
+#[cfg(feature = "tpm")]
 pub mod tpm;
 
 use std::sync::Arc;
@@ -15,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::keys::anchor::Anchor;
+use crate::keys::anchor::{Anchor, AnchorStore};
 
 /// What a backend key is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +101,6 @@ pub trait KeyBackend: Send + Sync + 'static {
     fn public_key(&self, key: &KeyRef) -> Result<Vec<u8>, KeyError>;
     /// Checks the backend answers.
     fn self_test(&self) -> Result<(), KeyError>;
-    /// The freshness anchor, if one was ever written (see [`anchor`]).
-    fn read_anchor(&self) -> Result<Option<Anchor>, KeyError>;
-    /// Replaces the anchor. Refused unless `anchor.counter` is above the stored counter: the
-    /// anchor never goes back.
-    fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError>;
     /// Whether `wrap`, `unwrap` and `mac` are pure in-memory computation that never waits on
     /// a device or a file. Such calls take well under a microsecond,
     /// so the key service runs them on the calling task: a hop to the blocking pool would cost
@@ -108,12 +110,33 @@ pub trait KeyBackend: Send + Sync + 'static {
     }
 }
 
+/// A key backend and the anchor it is paired with.
+#[derive(Clone)]
+pub struct OpenedKeys {
+    /// Holds and uses the keys.
+    pub backend: Arc<dyn KeyBackend>,
+    /// Keeps the freshness anchor.
+    pub anchor: Arc<dyn AnchorStore>,
+}
+
+impl OpenedKeys {
+    /// A backend that keeps its own anchor (every backend built here does).
+    pub fn self_anchored<B: KeyBackend + AnchorStore>(backend: B) -> OpenedKeys {
+        let backend = Arc::new(backend);
+        OpenedKeys {
+            backend: Arc::clone(&backend) as Arc<dyn KeyBackend>,
+            anchor: backend,
+        }
+    }
+}
+
 /// Runs backend calls on the blocking pool, at most `max_in_flight` at once, each within
 /// `timeout`. A call that times out keeps its slot until the backend returns, so a hung token
 /// makes later calls queue and time out rather than pile up threads.
 #[derive(Clone)]
 pub struct KeyService {
     backend: Arc<dyn KeyBackend>,
+    anchor: Arc<dyn AnchorStore>,
     slots: Arc<Semaphore>,
     timeout: Duration,
 }
@@ -123,10 +146,11 @@ pub const TIMED_OPERATIONS: [&str; 6] =
     ["create_key", "destroy_key", "wrap", "unwrap", "mac", "sign"];
 
 impl KeyService {
-    /// Wraps `backend`.
-    pub fn new(backend: Arc<dyn KeyBackend>, max_in_flight: usize, timeout: Duration) -> Self {
+    /// Wraps a backend and its anchor.
+    pub fn new(keys: OpenedKeys, max_in_flight: usize, timeout: Duration) -> Self {
         KeyService {
-            backend,
+            backend: keys.backend,
+            anchor: keys.anchor,
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
             timeout,
         }
@@ -147,7 +171,17 @@ impl KeyService {
         T: Send + 'static,
         F: FnOnce(&dyn KeyBackend) -> Result<T, KeyError> + Send + 'static,
     {
-        let backend = Arc::clone(&self.backend);
+        self.call_on(Arc::clone(&self.backend), op).await
+    }
+
+    /// Runs `op` on `target` (the backend or the anchor) within the slots and the timeout.
+    async fn call_on<B, T, F>(&self, target: Arc<B>, op: F) -> Result<T, KeyError>
+    where
+        B: ?Sized + Send + Sync + 'static,
+        T: Send + 'static,
+        F: FnOnce(&B) -> Result<T, KeyError> + Send + 'static,
+    {
+        let backend = target;
         let slots = Arc::clone(&self.slots);
         let work = async move {
             let permit = slots
@@ -250,14 +284,16 @@ impl KeyService {
         self.call(|b| b.self_test()).await
     }
 
-    /// See [`KeyBackend::read_anchor`].
+    /// See [`AnchorStore::read_anchor`].
     pub async fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
-        self.call(|b| b.read_anchor()).await
+        self.call_on(Arc::clone(&self.anchor), |a| a.read_anchor())
+            .await
     }
 
-    /// See [`KeyBackend::write_anchor`].
+    /// See [`AnchorStore::write_anchor`].
     pub async fn write_anchor(&self, anchor: Anchor) -> Result<(), KeyError> {
-        self.call(move |b| b.write_anchor(&anchor)).await
+        self.call_on(Arc::clone(&self.anchor), move |a| a.write_anchor(&anchor))
+            .await
     }
 
     /// The backend itself (for the state MAC, which calls it from its own thread).
@@ -268,16 +304,5 @@ impl KeyService {
     /// The timeout of every backend call.
     pub fn timeout(&self) -> Duration {
         self.timeout
-    }
-}
-
-/// Refuses an anchor write that would not raise the counter.
-pub fn check_anchor_advance(current: Option<&Anchor>, next: &Anchor) -> Result<(), KeyError> {
-    match current {
-        Some(current) if next.counter <= current.counter => Err(KeyError::Other(format!(
-            "anchor counter would go from {} to {}: it never goes back",
-            current.counter, next.counter
-        ))),
-        _ => Ok(()),
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use hsm_sim::{KeyKind, SimError, SimOptions, SimToken};
 use zeroize::Zeroizing;
 
-use crate::keys::anchor::Anchor;
-use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse, check_anchor_advance};
+use crate::keys::anchor::{Anchor, AnchorStore, check_advance};
+use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 
 /// Directory, under the data dir, that holds the simulated token.
 pub const SIM_DIR: &str = "hsm-sim";
@@ -141,7 +141,9 @@ impl KeyBackend for SimBackend {
     fn self_test(&self) -> Result<(), KeyError> {
         self.token.self_test().map_err(map_error)
     }
+}
 
+impl AnchorStore for SimBackend {
     fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
         self.token.self_test().map_err(map_error)?;
         match std::fs::read(&self.anchor_path) {
@@ -155,7 +157,7 @@ impl KeyBackend for SimBackend {
 
     fn write_anchor(&self, anchor: &Anchor) -> Result<(), KeyError> {
         let _guard = self.anchor_lock.lock().unwrap_or_else(|e| e.into_inner());
-        check_anchor_advance(self.read_anchor()?.as_ref(), anchor)?;
+        check_advance(self.read_anchor()?.as_ref(), anchor)?;
         // Write and rename, so a crash leaves the old anchor or the new one, never half.
         let temporary = self.anchor_path.with_extension("tmp");
         let written = (|| {

@@ -32,6 +32,8 @@ use crate::store::guard::PanicSafe;
 
 mod backend;
 mod maintenance;
+#[cfg(any(feature = "pkcs11", feature = "tpm"))]
+mod secrets;
 mod tasks;
 
 pub use maintenance::{reanchor, recover_admin, restore};
@@ -197,9 +199,9 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
     };
 
     let backend = open_backend(config)?;
-    if !backend.is_secure() {
+    if !backend.backend.is_secure() {
         tracing::warn!(
-            backend = backend.name(),
+            backend = backend.backend.name(),
             "key backend is NOT hardware-protected: keys are stored in the data directory. Development and tests only."
         );
     }

@@ -17,8 +17,6 @@ mod connection;
 pub mod templates;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -30,8 +28,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::keys::anchor::Anchor;
-use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse, check_anchor_advance};
+use crate::keys::anchor::{Anchor, AnchorStore, check_advance};
+use crate::keys::reconnect::{Reconnecting, Verdict};
+use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 use connection::{Connection, Failure};
 
 /// Label of the anchor: a private token data object, so only a logged-in session (one that
@@ -62,17 +61,13 @@ impl std::fmt::Debug for Pkcs11Settings {
     }
 }
 
-/// Minimum pause between reconnection attempts while the token is gone, so a burst of calls
-/// does not hammer the module with C_Initialize.
-const RECONNECT_INTERVAL: Duration = Duration::from_millis(250);
 const IV_LEN: usize = 12;
 const TAG_BITS: u64 = 128;
 
 /// The PKCS#11 backend.
 pub struct Pkcs11Backend {
     settings: Pkcs11Settings,
-    connection: Mutex<Option<Connection>>,
-    last_attempt: Mutex<Option<Instant>>,
+    connection: Reconnecting<Connection>,
     rng: SystemRandom,
 }
 
@@ -115,19 +110,12 @@ fn other(context: &str, error: CkError) -> KeyError {
 impl Pkcs11Backend {
     /// Connects to the token now, so a wrong module, label or PIN stops the daemon at start.
     pub fn open(settings: Pkcs11Settings) -> Result<Pkcs11Backend, KeyError> {
-        let backend = Pkcs11Backend {
-            connection: Mutex::new(None),
-            last_attempt: Mutex::new(None),
+        let connection = Connection::open(&settings)?;
+        Ok(Pkcs11Backend {
+            connection: Reconnecting::new("PKCS#11 token", connection),
             rng: SystemRandom::new(),
             settings,
-        };
-        let connection = Connection::open(&backend.settings)?;
-        *backend.lock_connection() = Some(connection);
-        Ok(backend)
-    }
-
-    fn lock_connection(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
-        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+        })
     }
 
     /// Runs `op` with a pooled session. On a connection loss the connection is dropped so the
@@ -190,24 +178,10 @@ impl Pkcs11Backend {
     }
 
     fn checkout(&self) -> Result<(Connection, Session), KeyError> {
-        let connection = {
-            let mut guard = self.lock_connection();
-            if guard.is_none() {
-                let mut last = self.last_attempt.lock().unwrap_or_else(|e| e.into_inner());
-                if last.is_some_and(|t| t.elapsed() < RECONNECT_INTERVAL) {
-                    return Err(KeyError::Unavailable(
-                        "PKCS#11 token unavailable (reconnecting)".into(),
-                    ));
-                }
-                *last = Some(Instant::now());
-                *guard = Some(Connection::open(&self.settings)?);
-                tracing::info!(token = %self.settings.token_label, "PKCS#11 token connected");
-            }
-            guard
-                .as_ref()
-                .map(Connection::clone_handle)
-                .ok_or_else(|| KeyError::Unavailable("no PKCS#11 connection".into()))?
-        };
+        let connection = self.connection.with(
+            || Connection::open(&self.settings),
+            |connection| (Ok(connection.clone_handle()), Verdict::Keep),
+        )?;
         match connection.checkout() {
             Ok(session) => Ok((connection, session)),
             Err(error) => {
@@ -222,10 +196,7 @@ impl Pkcs11Backend {
     }
 
     fn drop_connection(&self, lost: &Connection) {
-        let mut guard = self.lock_connection();
-        if guard.as_ref().is_some_and(|c| c.same_as(lost)) {
-            *guard = None;
-        }
+        self.connection.forget_if(|c| c.same_as(lost));
     }
 
     fn find(
@@ -431,7 +402,9 @@ impl KeyBackend for Pkcs11Backend {
             op_error("self-test"),
         )
     }
+}
 
+impl AnchorStore for Pkcs11Backend {
     fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
         let value = self.with_session(
             |_, session| Ok(anchor_object(session)?.map(|(_, value)| value)),
@@ -452,7 +425,7 @@ impl KeyBackend for Pkcs11Backend {
                 let stored = current
                     .as_ref()
                     .and_then(|(_, value)| Anchor::decode(value));
-                if check_anchor_advance(stored.as_ref(), anchor).is_err() {
+                if check_advance(stored.as_ref(), anchor).is_err() {
                     return Ok(Err(stored.map_or(0, |a| a.counter)));
                 }
                 // A data object's value cannot be changed (SoftHSM refuses it): the new anchor

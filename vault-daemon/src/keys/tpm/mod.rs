@@ -26,8 +26,7 @@ mod nv_anchor;
 pub mod templates;
 
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
@@ -46,7 +45,8 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, TctiNameConf};
 use zeroize::Zeroizing;
 
-use crate::keys::anchor::Anchor;
+use crate::keys::anchor::{Anchor, AnchorStore};
+use crate::keys::reconnect::{Reconnecting, Verdict};
 use crate::keys::{KeyBackend, KeyError, KeyRef, KeyUse};
 use keyref::TpmKeyRef;
 
@@ -107,7 +107,6 @@ fn authorized<T>(
 
 const WRAP_TAG: &[u8] = b"MNL-TPM-WRAP-v1";
 const WRAP_FORMAT: u8 = 1;
-const RECONNECT_INTERVAL: Duration = Duration::from_millis(250);
 
 struct Connection {
     context: Context,
@@ -126,8 +125,7 @@ impl Connection {
 /// The TPM backend.
 pub struct TpmBackend {
     settings: TpmSettings,
-    connection: Mutex<Option<Connection>>,
-    last_attempt: Mutex<Option<Instant>>,
+    connection: Reconnecting<Connection>,
     rng: SystemRandom,
 }
 
@@ -210,8 +208,7 @@ impl TpmBackend {
         let connection = connect(&settings)?;
         Ok(TpmBackend {
             settings,
-            connection: Mutex::new(Some(connection)),
-            last_attempt: Mutex::new(None),
+            connection: Reconnecting::new("TPM", connection),
             rng: SystemRandom::new(),
         })
     }
@@ -222,39 +219,29 @@ impl TpmBackend {
         &self,
         op: impl FnOnce(&mut Connection) -> Result<T, Failure>,
     ) -> Result<T, KeyError> {
-        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            let mut last = self.last_attempt.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < RECONNECT_INTERVAL) {
-                return Err(KeyError::Unavailable(
-                    "TPM unavailable (reconnecting)".into(),
-                ));
-            }
-            *last = Some(Instant::now());
-            *guard = Some(connect(&self.settings)?);
-            tracing::info!(tcti = %self.settings.tcti, "TPM connected");
-        }
-        let Some(connection) = guard.as_mut() else {
-            return Err(KeyError::Unavailable("no TPM connection".into()));
-        };
-        match op(connection) {
-            Ok(value) => Ok(value),
-            Err(Failure::Destroyed) => Err(KeyError::Destroyed),
-            Err(Failure::Local(what)) => Err(KeyError::Other(what.into())),
-            Err(Failure::Tpm(error)) => {
-                let alive = connection
-                    .context
-                    .execute_without_session(|ctx| ctx.get_random(8))
-                    .is_ok();
-                if alive {
-                    Err(KeyError::Other(format!("TPM: {error}")))
-                } else {
-                    tracing::error!(%error, tcti = %self.settings.tcti, "TPM lost; will reconnect");
-                    *guard = None;
-                    Err(KeyError::Unavailable(format!("TPM unavailable: {error}")))
+        self.connection.with(
+            || connect(&self.settings),
+            |connection| match op(connection) {
+                Ok(value) => (Ok(value), Verdict::Keep),
+                Err(Failure::Destroyed) => (Err(KeyError::Destroyed), Verdict::Keep),
+                Err(Failure::Local(what)) => (Err(KeyError::Other(what.into())), Verdict::Keep),
+                Err(Failure::Tpm(error)) => {
+                    let alive = connection
+                        .context
+                        .execute_without_session(|ctx| ctx.get_random(8))
+                        .is_ok();
+                    if alive {
+                        (Err(KeyError::Other(format!("TPM: {error}"))), Verdict::Keep)
+                    } else {
+                        tracing::error!(%error, tcti = %self.settings.tcti, "TPM lost; will reconnect");
+                        (
+                            Err(KeyError::Unavailable(format!("TPM unavailable: {error}"))),
+                            Verdict::Lost,
+                        )
+                    }
                 }
-            }
-        }
+            },
+        )
     }
 
     fn random(&self, len: usize) -> Result<Vec<u8>, KeyError> {
@@ -569,7 +556,9 @@ impl KeyBackend for TpmBackend {
             Ok(())
         })
     }
+}
 
+impl AnchorStore for TpmBackend {
     fn read_anchor(&self) -> Result<Option<Anchor>, KeyError> {
         self.with_tpm(nv_anchor::read_anchor)
     }
