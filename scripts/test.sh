@@ -20,6 +20,24 @@ export TSS2_LOG=all+NONE
 VAULT_TEST_PYTHON=$(./scripts/python-env.sh)
 export VAULT_TEST_PYTHON
 
+# Runs the end-to-end tests of the named areas (modules of the one test binary, e2e), exactly
+# those: a libtest filter matches anywhere in a name (`tamper::` would pick `live_tamper::`
+# too), so the names are listed and passed with --exact. An area with no test is an error.
+run_areas() {
+  local names area
+  names=$(cargo test -p vault-tests --test e2e --locked -q -- --list --format terse 2>/dev/null \
+    | sed -n 's/: test$//p')
+  local selected=()
+  for area in "$@"; do
+    local found
+    found=$(grep -E "^${area}::" <<<"$names" || true)
+    [ -n "$found" ] || { echo "no end-to-end tests in area $area" >&2; exit 1; }
+    mapfile -t -O "${#selected[@]}" selected <<<"$found"
+  done
+  cargo test -p vault-tests --test e2e --locked -- --exact "${selected[@]}" \
+    --test-threads "${TEST_THREADS:-4}"
+}
+
 # The end-to-end suites start the real binaries, so build them before the tests run.
 cargo build --workspace --bins --locked
 # Everything, with the simulated token as the dev backend.
@@ -27,19 +45,20 @@ cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
 # A daemon built with one key backend refuses a config naming another, by its feature.
 cargo test -p vault-daemon --locked --no-default-features --features pkcs11 --lib \
   config::tests::a_backend_this_build_lacks_is_refused_by_its_feature
-# The end-to-end suites of the core again, against each hardware backend.
+# The core areas again, against each hardware backend.
 for backend in softhsm tpm; do
   echo "== end-to-end suites on the $backend backend"
-  VAULT_TEST_BACKEND=$backend cargo test -p vault-tests --locked \
-    --test records --test tamper --test untrusted_store --test dual_control --test leaks --test cli --test authorization --test audit_offline --test rotation --test destruction --test suspension --test lifecycle --test corrections --test reports -- --test-threads "${TEST_THREADS:-4}"
+  VAULT_TEST_BACKEND=$backend run_areas records tamper untrusted_store dual_control leaks cli \
+    authorization audit_offline rotation destruction suspension lifecycle corrections reports
 done
-# The end-to-end suites of the core once more, their dev daemons on the PostgreSQL store (a
-# throwaway server; each daemon's data directory gets its own database). The suites that edit
-# or copy the embedded store's file are redb's own; the cluster suites (tests/tests/cluster.rs)
-# and the store conformance suite ran above.
+# The core areas once more, their dev daemons on the PostgreSQL store (a throwaway server;
+# each daemon's data directory gets its own database). The areas that edit or copy the embedded
+# store's file are redb's own; the cluster areas (cluster, live_tamper) and the store
+# conformance suite ran above.
 echo "== end-to-end suites on the PostgreSQL store"
 pg_root=$(mktemp -d /tmp/locker-pg.XXXXXX)
 VAULT_TEST_PG_URL=$(./scripts/test-postgres.sh start "$pg_root")
 trap './scripts/test-postgres.sh stop "$pg_root"' EXIT
-VAULT_TEST_STORE=postgres VAULT_TEST_PG_URL=$VAULT_TEST_PG_URL cargo test -p vault-tests --locked \
-  --test records --test dual_control --test cli --test authorization --test audit_offline --test rotation --test suspension --test corrections --test reports --test batch --test record_purposes --test error_details --test abuse_limits -- --test-threads "${TEST_THREADS:-4}"
+VAULT_TEST_STORE=postgres VAULT_TEST_PG_URL=$VAULT_TEST_PG_URL run_areas records dual_control cli \
+  authorization audit_offline rotation suspension corrections reports batch record_purposes \
+  error_details abuse_limits
