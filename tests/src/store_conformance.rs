@@ -6,15 +6,18 @@
 //! The contract: a write transaction is invisible until committed and gone if dropped; a
 //! reader sees one snapshot, taken no later than its first read; every kind of row reads back
 //! as written; lists come in key order and pages never repeat or skip; the authority digest
-//! moves with authority rows and only with them. A view (the request path's asynchronous
+//! moves with authority rows and only with them; a lease has one holder, or (on a store one
+//! process owns) every holder; an online snapshot carries every row as stored. A view (the request path's asynchronous
 //! reads) reads what the synchronous reader reads, a blind index entry together with its
 //! record, and never serves a row it read ahead staler than the row asked for.
 
 use std::sync::Arc;
 
 use ring::hmac;
+use vault_audit::certificate::DeletionCertificate;
 use vault_audit::checkpoint::Checkpoint;
 use vault_daemon::domain::approval::{Approval, ChangeRequest, ChangeState, GatedChange};
+use vault_daemon::domain::audit_key::AuditKeyRecord;
 use vault_daemon::domain::correction::{Correction, CorrectionState};
 use vault_daemon::domain::handle::Handle;
 use vault_daemon::domain::identity::IdentityVerification;
@@ -25,7 +28,7 @@ use vault_daemon::domain::rotation::{DestructionRequest, DestructionState, Rewra
 use vault_daemon::domain::tenant_info::TenantInfo;
 use vault_daemon::domain::token::TokenRecord;
 use vault_daemon::store::sealing::{RowAuthenticator, RowSealer};
-use vault_daemon::store::{Store, StoreError};
+use vault_daemon::store::{AuthorityState, CheckpointState, Store, StoreError};
 
 /// Row tags under a software key: the suite tests the store, not the key backend.
 struct SoftwareMac(hmac::Key);
@@ -73,7 +76,7 @@ pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>, runtime: &tokio::runtime::
             std::panic::resume_unwind(panic);
         }
     }
-    let checks: [(&str, Check); 10] = [
+    let checks: [(&str, Check); 13] = [
         ("records and the blind index", records_and_index),
         ("record pages", record_pages),
         ("tenants, operators, tokens", principals),
@@ -84,6 +87,9 @@ pub fn run(fresh: &mut dyn FnMut() -> Arc<dyn Store>, runtime: &tokio::runtime::
         ("snapshots", snapshot_isolation),
         ("the authority digest", authority_digest),
         ("optimistic writers", optimistic_writers),
+        ("certificates, audit keys and state", signed_rows_and_state),
+        ("leases", leases),
+        ("online snapshots", online_snapshot),
     ];
     for (name, check) in checks {
         let store = fresh();
@@ -807,4 +813,163 @@ fn authority_digest(store: &dyn Store) {
             "an authority row that does not move the digest"
         );
     }
+}
+
+fn certificate(n: u8) -> DeletionCertificate {
+    DeletionCertificate {
+        handle: handle(n).to_string(),
+        tenant: "acme".into(),
+        subject_ref: format!("employee-{n}"),
+        disposed_at_ms: i64::from(n),
+        method: "crypto-shredding".into(),
+        responsible: "scheduler".into(),
+        key_version: 1,
+        key_id: "00".repeat(32),
+        signature: "11".repeat(64),
+    }
+}
+
+fn audit_key(version: u32) -> AuditKeyRecord {
+    AuditKeyRecord {
+        version,
+        key_ref: format!("key-{version}").into_bytes(),
+        public_point: vec![4; 65],
+        key_id: [version as u8; 32],
+        created_at_ms: i64::from(version),
+        endorsement: Vec::new(),
+    }
+}
+
+fn signed_rows_and_state(store: &dyn Store) {
+    let authority = AuthorityState {
+        seq: 7,
+        hash: [7; 32],
+        digest: [8; 32],
+    };
+    let checkpoint = CheckpointState {
+        seq: 5,
+        authority: [5; 32],
+        records: Some((3, [3; 32])),
+    };
+    {
+        let reader = store.reader().expect("reader");
+        assert_eq!(reader.authority_state().expect("state"), None);
+        assert_eq!(reader.checkpoint_state().expect("state"), None);
+        assert_eq!(reader.certificate(&handle(1)).expect("certificate"), None);
+    }
+    write(store, |txn| {
+        txn.put_certificate(&certificate(2)).expect("certificate");
+        txn.put_certificate(&certificate(1)).expect("certificate");
+        // Versions sort as numbers, not as text: 10 after 9.
+        for version in [10, 1, 9] {
+            txn.put_audit_key(&audit_key(version)).expect("audit key");
+        }
+        assert!(txn.authority_changed(), "an audit key is authority");
+        txn.put_authority_state(&authority).expect("state");
+        txn.put_checkpoint_state(&checkpoint).expect("state");
+    });
+    let reader = store.reader().expect("reader");
+    assert_eq!(
+        reader.certificate(&handle(1)).expect("certificate"),
+        Some(certificate(1))
+    );
+    assert_eq!(
+        reader
+            .audit_keys()
+            .expect("audit keys")
+            .iter()
+            .map(|key| key.version)
+            .collect::<Vec<_>>(),
+        vec![1, 9, 10]
+    );
+    assert_eq!(reader.audit_keys().expect("audit keys")[2], audit_key(10));
+    assert_eq!(reader.authority_state().expect("state"), Some(authority));
+    assert_eq!(reader.checkpoint_state().expect("state"), Some(checkpoint));
+    // State rows are not authority: writing them alone leaves the flag down.
+    let mut txn = store.writer().expect("writer");
+    txn.put_checkpoint_state(&CheckpointState {
+        seq: 6,
+        authority: [6; 32],
+        records: None,
+    })
+    .expect("state");
+    assert!(!txn.authority_changed());
+}
+
+fn leases(store: &dyn Store) {
+    let ttl = std::time::Duration::from_secs(60);
+    assert!(store.hold_lease("checkpoints", "a", ttl).expect("hold"));
+    assert!(store.hold_lease("checkpoints", "a", ttl).expect("renew"));
+    let shared = !store.hold_lease("checkpoints", "b", ttl).expect("hold");
+    if shared {
+        // One holder at a time: another duty is free, and a released lease passes on.
+        assert!(store.hold_lease("rewrap", "b", ttl).expect("other duty"));
+        store
+            .release_lease("checkpoints", "b")
+            .expect("not b's to release");
+        assert!(
+            !store
+                .hold_lease("checkpoints", "b", ttl)
+                .expect("still a's")
+        );
+        store.release_lease("checkpoints", "a").expect("release");
+        assert!(
+            store
+                .hold_lease("checkpoints", "b", ttl)
+                .expect("passed on")
+        );
+        assert!(!store.hold_lease("checkpoints", "a", ttl).expect("now b's"));
+    } else {
+        // A store one process owns: that process holds every duty.
+        store.release_lease("checkpoints", "a").expect("release");
+        assert!(store.hold_lease("checkpoints", "a", ttl).expect("hold"));
+    }
+}
+
+fn online_snapshot(store: &dyn Store) {
+    write(store, |txn| {
+        txn.put_record(&record(1, "acme")).expect("record");
+        txn.put_index("acme", &[1; 32], &handle(1)).expect("index");
+        txn.put_operator(&operator("clerk")).expect("operator");
+        txn.put_audit_key(&audit_key(1)).expect("audit key");
+        txn.append_audit(1, &audit_row(1, b"first"))
+            .expect("append");
+        txn.put_checkpoint(&checkpoint(1, 1)).expect("checkpoint");
+    });
+    let mut bytes = Vec::new();
+    let summary = store
+        .snapshot(
+            &mut |chunk| {
+                bytes.extend_from_slice(chunk);
+                true
+            },
+            42,
+        )
+        .expect("snapshot");
+    let (header, rows) = vault_daemon::store::snapshot::read(&bytes).expect("reads back");
+    assert_eq!(header, summary.header);
+    assert_eq!((header.head_seq, header.checkpoint), (1, Some((1, 1))));
+    assert_eq!(summary.rows, rows.len() as u64);
+    let tables: Vec<&str> = rows.iter().map(|row| row.table.as_str()).collect();
+    for table in [
+        "records",
+        "blind_index",
+        "operators",
+        "audit",
+        "audit_checkpoints",
+        "audit_keys",
+    ] {
+        assert!(tables.contains(&table), "{table} missing from {tables:?}");
+    }
+    // Rows as stored: the audit row's bytes, under its number big-endian.
+    let audit = rows.iter().find(|row| row.table == "audit").expect("audit");
+    assert_eq!(
+        (audit.key.as_slice(), audit.value.clone()),
+        (1u64.to_be_bytes().as_slice(), audit_row(1, b"first"))
+    );
+    let index = rows
+        .iter()
+        .find(|row| row.table == "blind_index")
+        .expect("index");
+    assert_eq!(index.value, handle(1).to_string().into_bytes());
 }

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use vault_daemon::store::Store;
+use vault_daemon::store::guard::FaultHook;
 use vault_daemon::store::postgres::{PgDatabase, PgOptions};
 use vault_daemon::store::redb::RedbDatabase;
+use vault_daemon::store::{Store, StoreError};
 use vault_tests::postgres::{Postgres, runtime};
 use vault_tests::store_conformance::{run, test_sealer};
 
@@ -36,6 +37,54 @@ fn the_in_memory_store_meets_the_store_contract() {
             Arc::new(store) as Arc<dyn Store>
         },
         &runtime(),
+    );
+}
+
+/// Every store runs behind the panic guard, which wraps the engine's few byte operations: an
+/// engine that panics (as redb does on a damaged page) on any table, in a read, a write or the
+/// commit, gives an error naming what failed, and the store serves on.
+#[test]
+fn an_engine_panic_is_an_error_on_every_path() {
+    let armed = Arc::new(std::sync::Mutex::new(None::<&'static str>));
+    let trigger = Arc::clone(&armed);
+    let fault: FaultHook = Arc::new(move |what| {
+        if *trigger.lock().expect("lock") == Some(what) {
+            panic!("injected: damaged page under {what}");
+        }
+    });
+    let store = RedbDatabase::in_memory()
+        .expect("a store in memory")
+        .authenticated_with_fault(test_sealer(), Some(fault));
+    let arm = |what| *armed.lock().expect("lock") = what;
+    let corrupt = |result: Result<(), StoreError>, what: &str| match result {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains(what), "{message}")
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    arm(Some("operators"));
+    let reader = store.reader().expect("reader");
+    corrupt(reader.operators().map(drop), "operators");
+    corrupt(reader.operator("clerk").map(drop), "operators");
+    drop(reader);
+    let mut txn = store.writer().expect("writer");
+    corrupt(txn.authority_digest().map(drop), "operators");
+    arm(Some("corrections"));
+    corrupt(txn.remove_correction("c1"), "corrections");
+    arm(Some("audit"));
+    corrupt(txn.append_audit(1, b"entry"), "audit");
+    arm(Some("commit"));
+    corrupt(txn.commit(), "commit");
+    arm(Some("reader"));
+    corrupt(store.reader().map(drop), "reader");
+    arm(None);
+    let reader = store.reader().expect("serves on");
+    assert_eq!(reader.operators().expect("reads"), Vec::new());
+    assert_eq!(
+        reader
+            .audit_last()
+            .expect("the failed commit wrote nothing"),
+        None
     );
 }
 

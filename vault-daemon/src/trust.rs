@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::keys::anchor::Anchor;
 use crate::keys::state_mac::StateMac;
 use crate::keys::{KeyRef, KeyService, KeyUse};
+use crate::store::guard::FaultHook;
 use crate::store::postgres::{FirstStartLock, PgDatabase, PgOptions};
 use crate::store::redb::RedbDatabase;
 use crate::store::sealing::RowSealer;
@@ -143,9 +144,11 @@ impl Unauthenticated {
         }
     }
 
-    fn authenticated(self, sealer: Arc<RowSealer>) -> Arc<dyn Store> {
+    fn authenticated(self, sealer: Arc<RowSealer>, fault: Option<FaultHook>) -> Arc<dyn Store> {
         match self {
-            Unauthenticated::Redb(database) => Arc::new(database.authenticated(sealer)),
+            Unauthenticated::Redb(database) => {
+                Arc::new(database.authenticated_with_fault(sealer, fault))
+            }
             Unauthenticated::Postgres(database) => Arc::new(database.authenticated(sealer)),
         }
     }
@@ -193,6 +196,7 @@ async fn authenticated(
     database: Unauthenticated,
     keys: &KeyService,
     anchor: Option<&Anchor>,
+    fault: Option<FaultHook>,
 ) -> Result<Arc<dyn Store>, TrustError> {
     let key = match database.meta(STATE_KEY_META).await? {
         Some(key) => KeyRef(key),
@@ -225,7 +229,7 @@ async fn authenticated(
         Ok(_) => {}
     }
     let mac = StateMac::new(keys.backend(), key, keys.timeout());
-    Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac)))))
+    Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac))), fault))
 }
 
 /// Opens the store and verifies it against the backend's anchor; advances the anchor when
@@ -235,9 +239,19 @@ pub async fn open_store(
     location: &StoreLocation,
     keys: &KeyService,
 ) -> Result<(Arc<dyn Store>, Verified), TrustError> {
+    open_store_with_fault(location, keys, None).await
+}
+
+/// Like [`open_store`], the embedded engine calling `fault` before every operation inside its
+/// panic guard (tests make it fail exactly where a damaged store would).
+pub async fn open_store_with_fault(
+    location: &StoreLocation,
+    keys: &KeyService,
+    fault: Option<FaultHook>,
+) -> Result<(Arc<dyn Store>, Verified), TrustError> {
     let database = Unauthenticated::open(location).await?;
     let anchor = keys.read_anchor().await?;
-    let store = authenticated(database, keys, anchor.as_ref()).await?;
+    let store = authenticated(database, keys, anchor.as_ref(), fault).await?;
     let checked = Arc::clone(&store);
     let mut verified = tokio::task::spawn_blocking(move || {
         integrity::verify_store_at_start(checked.as_ref(), anchor)
@@ -279,7 +293,7 @@ pub async fn verify_history(
             "the snapshot holds no state MAC key: not a store of this locker".into(),
         ));
     }
-    let store = authenticated(database, keys, None).await?;
+    let store = authenticated(database, keys, None, None).await?;
     let verified =
         tokio::task::spawn_blocking(move || integrity::verify_store_history(store.as_ref()))
             .await
@@ -327,7 +341,7 @@ pub async fn reanchor(
 ) -> Result<(Arc<dyn Store>, Verified, Reanchored), TrustError> {
     let database = Unauthenticated::open(location).await?;
     let previous = keys.read_anchor().await?;
-    let store = authenticated(database, keys, None).await?;
+    let store = authenticated(database, keys, None, None).await?;
     let checked = Arc::clone(&store);
     // Verified as if unanchored: every link and signature from the first checkpoint on.
     let verified =

@@ -25,7 +25,6 @@ use vault_daemon::keys::KeyService;
 use vault_daemon::keys::sim::SimBackend;
 use vault_daemon::service::{Locker, RequestContext, SealRequest, TokenPolicy};
 use vault_daemon::store::Store;
-use vault_daemon::store::guard::PanicSafe;
 use zeroize::Zeroizing;
 
 const HEALTHY: u8 = 0;
@@ -51,12 +50,8 @@ fn embedded(dir: &Path) -> vault_daemon::trust::StoreLocation {
 /// The real store, verified against the sim's anchor, with faults injected by `mode` inside
 /// the same guard that catches the storage engine's panics.
 async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Arc<dyn Store> {
-    let (inner, _) = vault_daemon::trust::open_store(&embedded(dir), keys)
-        .await
-        .expect("store");
     let mode = Arc::clone(mode);
-    Arc::new(PanicSafe::with_fault(
-        inner,
+    let fault: vault_daemon::store::guard::FaultHook =
         Arc::new(
             move |operation| match (mode.load(Ordering::SeqCst), operation) {
                 (FAILING, "commit") => panic!("injected: commit failed"),
@@ -64,15 +59,18 @@ async fn faulty_store(dir: &Path, keys: &KeyService, mode: &Arc<AtomicU8>) -> Ar
                     std::thread::sleep(Duration::from_secs(3));
                     panic!("injected: disk stalled")
                 }
-                (RECORD_PANICS, "record") => panic!("injected: damaged record page"),
+                (RECORD_PANICS, "records") => panic!("injected: damaged record page"),
                 (SLOW_COMMIT | SLOW_COMMIT_STARTED, "commit") => {
                     mode.store(SLOW_COMMIT_STARTED, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(1500))
                 }
                 _ => {}
             },
-        ),
-    ))
+        );
+    vault_daemon::trust::open_store_with_fault(&embedded(dir), keys, Some(fault))
+        .await
+        .expect("store")
+        .0
 }
 
 /// Where the writer starts on `store`, which these tests open without the start-up check (some
@@ -339,9 +337,9 @@ async fn the_checkpointer_never_signs_over_a_broken_chain() {
         vault_daemon::keys::KeyRef(state_key),
         Duration::from_secs(2),
     );
-    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(Arc::new(database.authenticated(
-        Arc::new(vault_daemon::store::sealing::RowSealer::new(Arc::new(mac))),
-    ))));
+    let store: Arc<dyn Store> = Arc::new(database.authenticated(Arc::new(
+        vault_daemon::store::sealing::RowSealer::new(Arc::new(mac)),
+    )));
     let (locker, writer_thread) = start_locker(dir.path(), keys.clone(), &store).await;
     let refused = locker.checkpointer().checkpoint_now().await;
     assert!(

@@ -11,8 +11,6 @@ use crate::audit::witness::Witness;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::keys::KeyService;
-use crate::store::Store;
-use crate::store::guard::PanicSafe;
 
 use super::backend::open_backend;
 use super::tasks::write_witness;
@@ -143,8 +141,6 @@ pub async fn reanchor(config: Config, dev: bool) -> Result<(), DaemonError> {
     // from the previous one (its counter rises as always).
     verified.anchor = done.anchor.or(done.previous);
     verified.advance = None;
-    // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
-    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = start_writer(&config, &store, &clock, &verified)?;
     writer

@@ -28,7 +28,6 @@ use crate::service::rotation::{RewrapPolicy, run_rewrap};
 use crate::service::run_disposal_schedule;
 use crate::service::{Locker, TokenPolicy};
 use crate::store::Store;
-use crate::store::guard::PanicSafe;
 
 mod backend;
 mod maintenance;
@@ -224,8 +223,6 @@ async fn open_locker(config: &Config) -> Result<Opened, DaemonError> {
                 )))
             })??;
     }
-    // A storage-engine panic becomes an audited DATA_LOSS, not a dropped call.
-    let store: Arc<dyn Store> = Arc::new(PanicSafe::new(store));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (writer, writer_thread) = start_writer(config, &store, &clock, &verified)?;
     let stop_writer = writer.clone();

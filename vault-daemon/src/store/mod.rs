@@ -1,7 +1,12 @@
 //! Persistence behind the [`Store`] trait: records, the blind index, tenants, operators,
-//! tokens and the audit chain. The embedded default is [`redb`](self::redb); several daemons
-//! share [`postgres`](self::postgres). Both pass one conformance suite
-//! (`vault_tests::store_conformance`).
+//! tokens and the audit chain.
+//!
+//! Layers, each written once: [`catalogue`] lists the tables; an [`engine::Engine`] (the
+//! embedded [`redb`](self::redb), or [`postgres`](self::postgres) that several daemons share)
+//! stores their rows as bytes ([`rows`]) and declares what else it can do (an optimistic
+//! writer, leases); [`guard`] turns an engine's panic into an error; [`typed`] gives the rows
+//! their types, codecs and MACs; [`engine::EngineStore`] is the one [`Store`]. Every engine
+//! passes one conformance suite (`vault_tests::store_conformance`), through the guard.
 //!
 //! Reads take an MVCC snapshot: a call's point reads through [`Store::view`] (asynchronous,
 //! by entity), listings and the audit log through [`Store::reader`]; every write goes through the audit writer
@@ -9,15 +14,19 @@
 //! transaction ([`Store::writer`]).
 
 pub mod approvals;
+pub mod catalogue;
 pub mod codec;
 pub mod corrections;
+pub mod engine;
 pub mod guard;
 pub mod lease;
 pub mod mutation;
 pub mod postgres;
 pub mod redb;
+pub mod rows;
 pub mod sealing;
 pub mod snapshot;
+pub mod typed;
 pub mod view;
 
 use vault_audit::certificate::DeletionCertificate;
@@ -165,35 +174,28 @@ pub trait Store: Send + Sync + 'static {
     /// A write transaction that assumes the audit chain still ends at entry `head` (the last
     /// this writer committed) and checks it only when it first talks to the store, failing
     /// with [`StoreError::HeadMoved`] otherwise — also when that entry no longer has the hash
-    /// `hash`; `None` where the store has no such thing (a store one process writes needs none).
+    /// `hash`; `None` where the engine offers no such thing (a store one process writes needs
+    /// none).
     fn optimistic_writer(
         &self,
-        _head: u64,
-        _hash: &[u8; 32],
-    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
-        Ok(None)
-    }
+        head: u64,
+        hash: &[u8; 32],
+    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError>;
     /// Makes the store usable again after an I/O error (reopens it, reconnects); the audit
-    /// writer calls it before it retries. Stores that need nothing keep the default.
-    fn recover(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// writer calls it before it retries.
+    fn recover(&self) -> Result<(), StoreError>;
     /// Takes or renews the lease on a cluster duty (checkpoints, rewrap, disposal) for
-    /// `holder` for `ttl`; `false` while another holder's lease runs. A store only one process
-    /// can open (redb) grants every lease.
+    /// `holder` for `ttl`; `false` while another holder's lease runs. On an engine without
+    /// leases (one only one process can open, redb) the one daemon holds every duty.
     fn hold_lease(
         &self,
-        _duty: &str,
-        _holder: &str,
-        _ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        Ok(true)
-    }
+        duty: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
     /// Gives up `holder`'s lease on `duty` at once (a lease held only across one call, such
     /// as the creation of an epoch key); a lease held by another holder stays.
-    fn release_lease(&self, _duty: &str, _holder: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
+    fn release_lease(&self, duty: &str, holder: &str) -> Result<(), StoreError>;
     /// Writes every row, from one read transaction, in the snapshot format to `sink` (an
     /// online backup); `false` from the sink stops it.
     fn snapshot(

@@ -8,42 +8,27 @@
 //! the hash chain, checkpoints by their signatures.
 
 use std::fs::{self, OpenOptions};
+use std::ops::Bound;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
 
-use vault_audit::certificate::DeletionCertificate;
-use vault_audit::checkpoint::Checkpoint;
-
-use crate::domain::approval::ChangeRequest;
-use crate::domain::audit_key::AuditKeyRecord;
-use crate::domain::correction::Correction;
-use crate::domain::handle::Handle;
-use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
-use crate::domain::operator::{Operator, Tenant};
-use crate::domain::record::Record;
-use crate::domain::rotation::{DestructionRequest, RewrapJob};
-use crate::domain::tenant_info::TenantInfo;
-use crate::domain::token::TokenRecord;
-pub use crate::store::codec::index_key;
-use crate::store::codec::{
-    decode, decode_sealed, digest_row, disposal_key, encode, encode_sealed, epoch_key_id,
-};
+use crate::store::catalogue::{KeyKind, RECOVERY_RESERVE_KEY, Table};
+use crate::store::engine::{Engine, EngineStore};
+use crate::store::guard::FaultHook;
+use crate::store::rows::{Row, RowsRead, RowsWrite};
 use crate::store::sealing::RowSealer;
-use crate::store::snapshot::{SnapshotHeader, SnapshotRow, SnapshotWriter};
+use crate::store::snapshot::SnapshotRow;
 use crate::store::view::{
-    IndexedFuture, IndexedRow, ListFuture, ReadAhead, RowKey, RowSource, RowsFuture, StoredRow,
-    View, ViewTable, text_key,
+    IndexedFuture, IndexedRow, ListFuture, RowKey, RowSource, RowsFuture, StoredRow, ViewTable,
+    text_key,
 };
-use crate::store::{
-    AuthorityState, CheckpointState, SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead,
-    StoreWrite,
-};
+use crate::store::{SCHEMA_VERSION, StoreError};
 
 /// File name of the database in the data directory.
 pub const DB_FILE_NAME: &str = "locker.redb";
@@ -84,47 +69,7 @@ pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("cer
 pub const CHANGE_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("change_requests");
 /// The authority state (`authority` → [`AuthorityState`], authenticated).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("authority_state");
-const STATE_KEY: &str = "authority";
-const CHECKPOINT_STATE_KEY: &str = "checkpoint";
-/// The text-keyed authority tables, in digest order (audit keys, keyed by version, come last).
-const AUTHORITY_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
-    TENANTS,
-    OPERATORS,
-    TOKENS,
-    DESTRUCTIONS,
-    EPOCH_KEYS,
-    TENANT_INFO,
-    CHANGE_REQUESTS,
-];
-
-/// Every table keyed by text with byte values (all but the index, audit, checkpoints and
-/// audit keys): what a snapshot copies as is.
-const TEXT_KEYED_TABLES: [TableDefinition<&str, &[u8]>; 14] = [
-    META,
-    RECORDS,
-    TENANTS,
-    OPERATORS,
-    TOKENS,
-    JOBS,
-    DESTRUCTIONS,
-    EPOCH_KEYS,
-    DISPOSAL_QUEUE,
-    CORRECTIONS,
-    TENANT_INFO,
-    CERTIFICATES,
-    CHANGE_REQUESTS,
-    // Keep in step with `initialise`: a table missing here would be missing from backups.
-    STATE,
-];
-
-fn is_authority(definition: TableDefinition<&str, &[u8]>) -> bool {
-    AUTHORITY_TABLES
-        .iter()
-        .any(|table| table.name() == definition.name())
-}
-
 const SCHEMA_KEY: &str = "schema_version";
-const RESERVE_KEY: &str = "recovery_reserve";
 /// Bytes a recovery commit writes to show the store can take commits again: 1 MiB.
 pub const RECOVERY_RESERVE: usize = 1 << 20;
 /// Page cache of the store unless configured: 64 MiB.
@@ -147,20 +92,18 @@ fn damaged(path: &Path, error: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// The redb store: every read and write of an authority row goes through its sealer.
+/// The redb engine.
 ///
 /// After an I/O error (a full disk, say) redb refuses every later transaction until the
-/// database is closed and opened again; [`Store::recover`] does that, so the locker serves again
-/// once the cause is gone, without a restart.
+/// database is closed and opened again; [`Engine::recover`] does that, so the locker serves
+/// again once the cause is gone, without a restart.
 #[derive(Debug)]
-pub struct RedbStore {
+struct RedbEngine {
     /// `None` between closing the failed handle and opening the file again.
     db: std::sync::RwLock<Option<Arc<Database>>>,
     /// `None`: held in memory ([`RedbDatabase::in_memory`]), nothing to reopen.
     path: Option<PathBuf>,
     cache_bytes: usize,
-    sealer: Arc<RowSealer>,
-    read_ahead: ReadAhead,
 }
 
 /// The database file, opened and schema-checked, before rows can be authenticated.
@@ -293,119 +236,79 @@ impl RedbDatabase {
             )));
         }
         let database = RedbDatabase::open_with_cache(data_dir, cache_bytes)?;
-        let txn = database.db.begin_write().map_err(io)?;
+        let mut rows_out = RedbWriteRows {
+            txn: database.db.begin_write().map_err(io)?,
+        };
         for row in rows {
-            let unknown =
-                || StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table));
-            let text_key = || {
-                std::str::from_utf8(&row.key)
-                    .map_err(|_| StoreError::Corrupt(format!("a key of {} is not text", row.table)))
-            };
-            if let Some(definition) = TEXT_KEYED_TABLES.iter().find(|t| t.name() == row.table) {
-                txn.open_table(*definition)
-                    .map_err(io)?
-                    .insert(text_key()?, row.value.as_slice())
-                    .map_err(io)?;
-            } else if row.table == INDEX.name() {
-                let handle = std::str::from_utf8(&row.value)
-                    .map_err(|_| StoreError::Corrupt("an index entry is not text".into()))?;
-                txn.open_table(INDEX)
-                    .map_err(io)?
-                    .insert(row.key.as_slice(), handle)
-                    .map_err(io)?;
-            } else if row.table == AUDIT.name() || row.table == CHECKPOINTS.name() {
-                let key = <[u8; 8]>::try_from(row.key.as_slice())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| unknown())?;
-                let definition = if row.table == AUDIT.name() {
-                    AUDIT
-                } else {
-                    CHECKPOINTS
-                };
-                txn.open_table(definition)
-                    .map_err(io)?
-                    .insert(key, row.value.as_slice())
-                    .map_err(io)?;
-            } else if row.table == AUDIT_KEYS.name() {
-                let key = <[u8; 4]>::try_from(row.key.as_slice())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| unknown())?;
-                txn.open_table(AUDIT_KEYS)
-                    .map_err(io)?
-                    .insert(key, row.value.as_slice())
-                    .map_err(io)?;
-            } else {
-                return Err(unknown());
-            }
+            let table = Table::named(&row.table).ok_or_else(|| {
+                StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table))
+            })?;
+            rows_out.put(table, &row.key, &row.value)?;
         }
-        txn.commit().map_err(io)?;
+        Box::new(rows_out).commit()?;
         Ok(database)
     }
 
     /// The store, authenticating authority rows with `sealer`.
-    pub fn authenticated(self, sealer: Arc<RowSealer>) -> RedbStore {
-        RedbStore {
+    pub fn authenticated(self, sealer: Arc<RowSealer>) -> EngineStore {
+        self.authenticated_with_fault(sealer, None)
+    }
+
+    /// Like [`RedbDatabase::authenticated`], calling `fault` before every engine call (tests).
+    pub fn authenticated_with_fault(
+        self,
+        sealer: Arc<RowSealer>,
+        fault: Option<FaultHook>,
+    ) -> EngineStore {
+        let engine = RedbEngine {
             db: std::sync::RwLock::new(Some(Arc::new(self.db))),
             path: self.path,
             cache_bytes: self.cache_bytes,
-            sealer,
-            read_ahead: ReadAhead::default(),
-        }
+        };
+        EngineStore::with_fault(Box::new(engine), sealer, fault)
     }
 
     fn initialise(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut meta = txn.open_table(META).map_err(io)?;
-            let found = meta
-                .get(SCHEMA_KEY)
-                .map_err(io)?
-                .map(|v| v.value().to_vec());
-            match found {
-                None => {
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())
-                        .map_err(io)?;
-                }
-                Some(bytes) => {
-                    let found = <[u8; 4]>::try_from(bytes.as_slice())
-                        .map(u32::from_be_bytes)
-                        .map_err(|_| StoreError::Corrupt("schema version".into()))?;
-                    if found != SCHEMA_VERSION {
-                        return Err(StoreError::Schema {
-                            found,
-                            expected: SCHEMA_VERSION,
-                        });
-                    }
-                }
-            }
-            txn.open_table(RECORDS).map_err(io)?;
-            txn.open_table(INDEX).map_err(io)?;
-            txn.open_table(TENANTS).map_err(io)?;
-            txn.open_table(OPERATORS).map_err(io)?;
-            txn.open_table(TOKENS).map_err(io)?;
-            txn.open_table(AUDIT).map_err(io)?;
-            txn.open_table(CHECKPOINTS).map_err(io)?;
-            txn.open_table(AUDIT_KEYS).map_err(io)?;
-            txn.open_table(JOBS).map_err(io)?;
-            txn.open_table(DESTRUCTIONS).map_err(io)?;
-            txn.open_table(EPOCH_KEYS).map_err(io)?;
-            txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
-            txn.open_table(CERTIFICATES).map_err(io)?;
-            txn.open_table(CORRECTIONS).map_err(io)?;
-            txn.open_table(TENANT_INFO).map_err(io)?;
-            txn.open_table(CHANGE_REQUESTS).map_err(io)?;
-            txn.open_table(STATE).map_err(io)?;
+        check_schema(&txn)?;
+        let rows = RedbWriteRows { txn };
+        // Opening a table in a write transaction creates it: every table exists from the
+        // start, so a read never meets a missing one.
+        for table in crate::store::catalogue::SNAPSHOT_ORDER {
+            rows.scan(table, None, Some(0), false)?;
         }
-        txn.commit().map_err(io)
+        Box::new(rows).commit()
     }
 }
 
-impl RedbStore {
-    /// Path of the database file (`None` for a store in memory).
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+/// Writes the schema version into a new store; refuses a store of another version.
+fn check_schema(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(io)?;
+    let found = meta
+        .get(SCHEMA_KEY)
+        .map_err(io)?
+        .map(|v| v.value().to_vec());
+    match found {
+        None => {
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())
+                .map_err(io)?;
+        }
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::Schema {
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        }
     }
+    Ok(())
+}
 
+impl RedbEngine {
     /// The open database, unless it is being reopened.
     fn database(&self) -> Result<Arc<Database>, StoreError> {
         self.db
@@ -416,32 +319,22 @@ impl RedbStore {
     }
 }
 
-impl Store for RedbStore {
-    fn sealer(&self) -> &RowSealer {
-        &self.sealer
-    }
-
-    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
-        Ok(Box::new(RedbRead {
+impl Engine for RedbEngine {
+    fn read(&self) -> Result<Box<dyn RowsRead + '_>, StoreError> {
+        Ok(Box::new(RedbReadRows {
             txn: self.database()?.begin_read().map_err(io)?,
-            sealer: &self.sealer,
         }))
     }
 
-    fn view(&self) -> Result<View<'_>, StoreError> {
-        let txn = self.database()?.begin_read().map_err(io)?;
-        Ok(View::new(
-            Box::new(RedbRows { txn }),
-            &self.sealer,
-            &self.read_ahead,
-        ))
+    fn write(&self) -> Result<Box<dyn RowsWrite + '_>, StoreError> {
+        Ok(Box::new(RedbWriteRows {
+            txn: self.database()?.begin_write().map_err(io)?,
+        }))
     }
 
-    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
-        Ok(Box::new(RedbWrite {
-            txn: self.database()?.begin_write().map_err(io)?,
-            sealer: &self.sealer,
-            authority_changed: false,
+    fn rows(&self) -> Result<Box<dyn RowSource + '_>, StoreError> {
+        Ok(Box::new(RedbRows {
+            txn: self.database()?.begin_read().map_err(io)?,
         }))
     }
 
@@ -450,55 +343,6 @@ impl Store for RedbStore {
     /// small one can slip into pages redb already holds while the disk is still full). The
     /// file stays locked while a transaction on the old handle lives; then this fails and is
     /// tried again later.
-    fn snapshot(
-        &self,
-        sink: &mut dyn FnMut(&[u8]) -> bool,
-        taken_at_ms: i64,
-    ) -> Result<SnapshotSummary, StoreError> {
-        let reader = RedbRead {
-            txn: self.database()?.begin_read().map_err(io)?,
-            sealer: &self.sealer,
-        };
-        let header = SnapshotHeader::of(&reader, taken_at_ms)?;
-        let txn = &reader.txn;
-        let mut writer = SnapshotWriter::start(sink, &header)?;
-        for definition in TEXT_KEYED_TABLES {
-            let table = txn.open_table(definition).map_err(io)?;
-            for item in table.iter().map_err(io)? {
-                let (key, value) = item.map_err(io)?;
-                // The recovery reserve is padding, not data.
-                if definition.name() == META.name() && key.value() == RESERVE_KEY {
-                    continue;
-                }
-                writer.row(definition.name(), key.value().as_bytes(), value.value())?;
-            }
-        }
-        let index = txn.open_table(INDEX).map_err(io)?;
-        for item in index.iter().map_err(io)? {
-            let (key, value) = item.map_err(io)?;
-            writer.row(INDEX.name(), key.value(), value.value().as_bytes())?;
-        }
-        for definition in [AUDIT, CHECKPOINTS] {
-            let table = txn.open_table(definition).map_err(io)?;
-            for item in table.iter().map_err(io)? {
-                let (key, value) = item.map_err(io)?;
-                writer.row(definition.name(), &key.value().to_be_bytes(), value.value())?;
-            }
-        }
-        let keys = txn.open_table(AUDIT_KEYS).map_err(io)?;
-        for item in keys.iter().map_err(io)? {
-            let (key, value) = item.map_err(io)?;
-            writer.row(AUDIT_KEYS.name(), &key.value().to_be_bytes(), value.value())?;
-        }
-        let (rows, bytes, digest) = writer.finish()?;
-        Ok(SnapshotSummary {
-            header,
-            rows,
-            bytes,
-            digest,
-        })
-    }
-
     fn recover(&self) -> Result<(), StoreError> {
         // A store in memory has no file to reopen (and would be empty if reopened).
         let Some(path) = &self.path else {
@@ -511,7 +355,10 @@ impl Store for RedbStore {
             let txn = database.begin_write().map_err(io)?;
             txn.open_table(META)
                 .map_err(io)?
-                .insert(RESERVE_KEY, vec![0x5a; RECOVERY_RESERVE].as_slice())
+                .insert(
+                    RECOVERY_RESERVE_KEY,
+                    vec![0x5a; RECOVERY_RESERVE].as_slice(),
+                )
                 .map_err(io)?;
             txn.commit().map_err(io)
         })();
@@ -520,15 +367,14 @@ impl Store for RedbStore {
     }
 }
 
-struct RedbRead<'a> {
+/// A redb read snapshot as rows.
+struct RedbReadRows {
     txn: ReadTransaction,
-    sealer: &'a RowSealer,
 }
 
-struct RedbWrite<'a> {
+/// A redb write transaction as rows.
+struct RedbWriteRows {
     txn: WriteTransaction,
-    sealer: &'a RowSealer,
-    authority_changed: bool,
 }
 
 /// A [`View`]'s rows: one redb snapshot, read in place (a page-cache lookup, nothing to wait
@@ -618,386 +464,213 @@ impl RowSource for RedbRows {
     }
 }
 
-/// A row that authenticates itself otherwise (records: their associated data).
-fn get_decoded<T: serde::de::DeserializeOwned>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
-    what: &str,
-) -> Result<Option<T>, StoreError> {
-    match table.get(key).map_err(io)? {
-        Some(value) => decode(what, value.value()).map(Some),
-        None => Ok(None),
-    }
+/// A key of a text-keyed table.
+fn text_key_of(table: Table, key: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(key)
+        .map_err(|_| StoreError::Corrupt(format!("a key of {} is not text", table.name)))
 }
 
-/// An authenticated row of `definition` by its key.
-fn get_sealed<T: serde::de::DeserializeOwned>(
-    sealer: &RowSealer,
-    definition: TableDefinition<&'static str, &'static [u8]>,
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
-) -> Result<Option<T>, StoreError> {
-    match table.get(key).map_err(io)? {
-        Some(value) => {
-            decode_sealed(sealer, definition.name(), key.as_bytes(), value.value()).map(Some)
+/// A key of an integer-keyed table (`N` bytes, big-endian).
+fn int_key_of<const N: usize>(table: Table, key: &[u8]) -> Result<[u8; N], StoreError> {
+    <[u8; N]>::try_from(key)
+        .map_err(|_| StoreError::Corrupt(format!("a key of {} has the wrong length", table.name)))
+}
+
+/// The index's values are text in the file.
+fn index_value(value: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(value).map_err(|_| StoreError::Corrupt("an index entry is not text".into()))
+}
+
+/// The file's table of a catalogue table keyed by text.
+fn text_table(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(table.name)
+}
+
+/// Collects up to `limit` rows of a range, from its end if `descending`.
+fn collect_rows<I, K, V>(
+    range: I,
+    limit: Option<usize>,
+    descending: bool,
+    key: impl Fn(&K) -> Vec<u8>,
+    value: impl Fn(&V) -> Vec<u8>,
+) -> Result<Vec<Row>, StoreError>
+where
+    I: DoubleEndedIterator<Item = Result<(K, V), redb::StorageError>>,
+{
+    let items: Box<dyn Iterator<Item = _>> = if descending {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    items
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|item| item.map(|(k, v)| (key(&k), value(&v))).map_err(io))
+        .collect()
+}
+
+/// Rows of one open table after `after` (in scan order), as [`RowsRead::scan`] asks.
+macro_rules! scan_table {
+    ($table:expr, $k:ty, $after:expr, $limit:expr, $descending:expr, $key:expr, $value:expr) => {{
+        let range = match ($after, $descending) {
+            (None, _) => $table.iter(),
+            (Some(after), false) => $table.range::<$k>((Bound::Excluded(after), Bound::Unbounded)),
+            (Some(after), true) => $table.range::<$k>((Bound::Unbounded, Bound::Excluded(after))),
         }
-        None => Ok(None),
-    }
+        .map_err(io)?;
+        collect_rows(range, $limit, $descending, $key, $value)
+    }};
 }
 
-/// Every authenticated row of `definition`, in key order.
-fn all_sealed<T: serde::de::DeserializeOwned>(
-    sealer: &RowSealer,
-    definition: TableDefinition<&'static str, &'static [u8]>,
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
-    for item in table.iter().map_err(io)? {
-        let (key, value) = item.map_err(io)?;
-        out.push(decode_sealed(
-            sealer,
-            definition.name(),
-            key.value().as_bytes(),
-            value.value(),
-        )?);
-    }
-    Ok(out)
-}
-
-impl RedbWrite<'_> {
-    /// Seals `value` and stores it under `key` in `definition`.
-    fn put_sealed<T: serde::Serialize>(
-        &mut self,
-        definition: TableDefinition<&'static str, &'static [u8]>,
-        key: &str,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        let row = encode_sealed(self.sealer, definition.name(), key.as_bytes(), value)?;
-        self.txn
-            .open_table(definition)
-            .map_err(io)?
-            .insert(key, row.as_slice())
-            .map_err(io)?;
-        self.authority_changed |= is_authority(definition);
-        Ok(())
-    }
-}
-
-fn rows<'a>(
-    iter: impl Iterator<
-        Item = Result<
-            (
-                redb::AccessGuard<'a, u64>,
-                redb::AccessGuard<'a, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >,
-    >,
-) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    iter.map(|item| {
-        item.map(|(k, v)| (k.value(), v.value().to_vec()))
-            .map_err(io)
-    })
-    .collect()
-}
-
-/// The read methods, shared by snapshots and write transactions: both open tables that
-/// implement `ReadableTable`, but of different types, hence a macro rather than a generic.
-macro_rules! impl_store_read {
+/// The row reads, shared by snapshots and write transactions: both open tables that implement
+/// `ReadableTable`, but of different types, hence a macro rather than a generic.
+macro_rules! impl_rows_read {
     ($type:ty) => {
-        impl StoreRead for $type {
-            fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
-                let table = self.txn.open_table(RECORDS).map_err(io)?;
-                get_decoded(&table, handle.as_str(), "record")
-            }
-
-            fn index_lookup(
-                &self,
-                tenant: &str,
-                index: &[u8; 32],
-            ) -> Result<Option<Handle>, StoreError> {
-                let table = self.txn.open_table(INDEX).map_err(io)?;
-                let key = index_key(tenant, index);
-                match table.get(key.as_slice()).map_err(io)? {
-                    Some(handle) => Handle::parse(handle.value())
-                        .map(Some)
-                        .map_err(|_| StoreError::Corrupt("blind index entry".into())),
-                    None => Ok(None),
-                }
-            }
-
-            fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-                let table = self.txn.open_table(TENANTS).map_err(io)?;
-                get_sealed(self.sealer, TENANTS, &table, id)
-            }
-
-            fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-                let table = self.txn.open_table(TENANTS).map_err(io)?;
-                all_sealed(self.sealer, TENANTS, &table)
-            }
-
-            fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
-                let table = self.txn.open_table(OPERATORS).map_err(io)?;
-                get_sealed(self.sealer, OPERATORS, &table, id)
-            }
-
-            fn operators(&self) -> Result<Vec<Operator>, StoreError> {
-                let table = self.txn.open_table(OPERATORS).map_err(io)?;
-                all_sealed(self.sealer, OPERATORS, &table)
-            }
-
-            fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-                let table = self.txn.open_table(TOKENS).map_err(io)?;
-                get_sealed(self.sealer, TOKENS, &table, id)
-            }
-
-            fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-                let table = self.txn.open_table(TOKENS).map_err(io)?;
-                all_sealed(self.sealer, TOKENS, &table)
-            }
-
-            fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-                let table = self.txn.open_table(AUDIT).map_err(io)?;
-                Ok(table
-                    .last()
-                    .map_err(io)?
-                    .map(|(k, v)| (k.value(), v.value().to_vec())))
-            }
-
-            fn audit_after(
-                &self,
-                after: u64,
-                limit: usize,
-            ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-                let table = self.txn.open_table(AUDIT).map_err(io)?;
-                let start = after.saturating_add(1);
-                rows(table.range(start..).map_err(io)?.take(limit))
-            }
-
-            fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-                let table = self.txn.open_table(AUDIT).map_err(io)?;
-                let mut out = rows(table.iter().map_err(io)?.rev().take(limit))?;
-                out.reverse();
-                Ok(out)
-            }
-
-            fn checkpoints_after(
-                &self,
-                after: u64,
-                limit: usize,
-            ) -> Result<Vec<Checkpoint>, StoreError> {
-                let table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
-                rows(
-                    table
-                        .range(after.saturating_add(1)..)
+        impl RowsRead for $type {
+            fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let found = match table.key {
+                    KeyKind::Text => self
+                        .txn
+                        .open_table(text_table(table))
                         .map_err(io)?
-                        .take(limit),
-                )?
-                .iter()
-                .map(|(_, bytes)| decode("checkpoint", bytes))
-                .collect()
-            }
-
-            fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-                let table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
-                match table.last().map_err(io)? {
-                    Some((_, bytes)) => decode("checkpoint", bytes.value()).map(Some),
-                    None => Ok(None),
-                }
-            }
-
-            fn records_after(
-                &self,
-                after: Option<&Handle>,
-                limit: usize,
-            ) -> Result<Vec<Record>, StoreError> {
-                let table = self.txn.open_table(RECORDS).map_err(io)?;
-                let range = match after {
-                    Some(handle) => table.range(handle.as_str()..).map_err(io)?,
-                    None => table.iter().map_err(io)?,
+                        .get(text_key_of(table, key)?)
+                        .map_err(io)?
+                        .map(|v| v.value().to_vec()),
+                    KeyKind::Bytes => self
+                        .txn
+                        .open_table(INDEX)
+                        .map_err(io)?
+                        .get(key)
+                        .map_err(io)?
+                        .map(|v| v.value().as_bytes().to_vec()),
+                    KeyKind::U64 => self
+                        .txn
+                        .open_table(TableDefinition::<u64, &[u8]>::new(table.name))
+                        .map_err(io)?
+                        .get(u64::from_be_bytes(int_key_of(table, key)?))
+                        .map_err(io)?
+                        .map(|v| v.value().to_vec()),
+                    KeyKind::U32 => self
+                        .txn
+                        .open_table(TableDefinition::<u32, &[u8]>::new(table.name))
+                        .map_err(io)?
+                        .get(u32::from_be_bytes(int_key_of(table, key)?))
+                        .map_err(io)?
+                        .map(|v| v.value().to_vec()),
                 };
-                let mut out = Vec::with_capacity(limit);
-                for item in range {
-                    let (key, value) = item.map_err(io)?;
-                    if after.is_some_and(|h| h.as_str() == key.value()) {
-                        continue;
-                    }
-                    out.push(decode("record", value.value())?);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-                Ok(out)
+                Ok(found)
             }
 
-            fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
-                let table = self.txn.open_table(JOBS).map_err(io)?;
-                get_sealed(self.sealer, JOBS, &table, tenant)
-            }
-
-            fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
-                let table = self.txn.open_table(JOBS).map_err(io)?;
-                all_sealed(self.sealer, JOBS, &table)
-            }
-
-            fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
-                let table = self.txn.open_table(DESTRUCTIONS).map_err(io)?;
-                all_sealed(self.sealer, DESTRUCTIONS, &table)
-            }
-
-            fn change_request(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError> {
-                let table = self.txn.open_table(CHANGE_REQUESTS).map_err(io)?;
-                get_sealed(self.sealer, CHANGE_REQUESTS, &table, id)
-            }
-
-            fn change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
-                let table = self.txn.open_table(CHANGE_REQUESTS).map_err(io)?;
-                all_sealed(self.sealer, CHANGE_REQUESTS, &table)
-            }
-
-            fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
-                let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
-                get_sealed(
-                    self.sealer,
-                    EPOCH_KEYS,
-                    &table,
-                    &epoch_key_id(tenant, epoch),
-                )
-            }
-
-            fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
-                let table = self.txn.open_table(EPOCH_KEYS).map_err(io)?;
-                all_sealed(self.sealer, EPOCH_KEYS, &table)
-            }
-
-            fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
-                let table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
-                all_sealed(self.sealer, DISPOSAL_QUEUE, &table)
-            }
-
-            fn certificate(
+            fn scan(
                 &self,
-                handle: &Handle,
-            ) -> Result<Option<DeletionCertificate>, StoreError> {
-                let table = self.txn.open_table(CERTIFICATES).map_err(io)?;
-                get_sealed(self.sealer, CERTIFICATES, &table, handle.as_str())
-            }
-
-            fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
-                let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-                get_sealed(self.sealer, CORRECTIONS, &table, id)
-            }
-
-            fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
-                let table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-                all_sealed(self.sealer, CORRECTIONS, &table)
-            }
-
-            fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
-                let table = self.txn.open_table(TENANT_INFO).map_err(io)?;
-                get_sealed(self.sealer, TENANT_INFO, &table, tenant)
-            }
-
-            fn authority_digest(&self) -> Result<[u8; 32], StoreError> {
-                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-                for definition in AUTHORITY_TABLES {
-                    let table = self.txn.open_table(definition).map_err(io)?;
-                    for item in table.iter().map_err(io)? {
-                        let (key, value) = item.map_err(io)?;
-                        digest_row(
-                            &mut context,
-                            definition.name(),
-                            key.value().as_bytes(),
-                            value.value(),
-                        );
+                table: Table,
+                after: Option<&[u8]>,
+                limit: Option<usize>,
+                descending: bool,
+            ) -> Result<Vec<Row>, StoreError> {
+                match table.key {
+                    KeyKind::Text => {
+                        let rows = self.txn.open_table(text_table(table)).map_err(io)?;
+                        let after = after.map(|key| text_key_of(table, key)).transpose()?;
+                        scan_table!(
+                            rows,
+                            &str,
+                            after,
+                            limit,
+                            descending,
+                            |k: &redb::AccessGuard<'_, &str>| k.value().as_bytes().to_vec(),
+                            |v: &redb::AccessGuard<'_, &[u8]>| v.value().to_vec()
+                        )
+                    }
+                    KeyKind::Bytes => {
+                        let rows = self.txn.open_table(INDEX).map_err(io)?;
+                        scan_table!(
+                            rows,
+                            &[u8],
+                            after,
+                            limit,
+                            descending,
+                            |k: &redb::AccessGuard<'_, &[u8]>| k.value().to_vec(),
+                            |v: &redb::AccessGuard<'_, &str>| v.value().as_bytes().to_vec()
+                        )
+                    }
+                    KeyKind::U64 => {
+                        let rows = self
+                            .txn
+                            .open_table(TableDefinition::<u64, &[u8]>::new(table.name))
+                            .map_err(io)?;
+                        let after = after
+                            .map(|key| int_key_of(table, key).map(u64::from_be_bytes))
+                            .transpose()?;
+                        scan_table!(
+                            rows,
+                            u64,
+                            after,
+                            limit,
+                            descending,
+                            |k: &redb::AccessGuard<'_, u64>| k.value().to_be_bytes().to_vec(),
+                            |v: &redb::AccessGuard<'_, &[u8]>| v.value().to_vec()
+                        )
+                    }
+                    KeyKind::U32 => {
+                        let rows = self
+                            .txn
+                            .open_table(TableDefinition::<u32, &[u8]>::new(table.name))
+                            .map_err(io)?;
+                        let after = after
+                            .map(|key| int_key_of(table, key).map(u32::from_be_bytes))
+                            .transpose()?;
+                        scan_table!(
+                            rows,
+                            u32,
+                            after,
+                            limit,
+                            descending,
+                            |k: &redb::AccessGuard<'_, u32>| k.value().to_be_bytes().to_vec(),
+                            |v: &redb::AccessGuard<'_, &[u8]>| v.value().to_vec()
+                        )
                     }
                 }
-                let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
-                for item in table.iter().map_err(io)? {
-                    let (version, value) = item.map_err(io)?;
-                    digest_row(
-                        &mut context,
-                        AUDIT_KEYS.name(),
-                        &version.value().to_be_bytes(),
-                        value.value(),
-                    );
-                }
-                let mut out = [0u8; 32];
-                out.copy_from_slice(context.finish().as_ref());
-                Ok(out)
-            }
-
-            fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError> {
-                let table = self.txn.open_table(STATE).map_err(io)?;
-                get_sealed(self.sealer, STATE, &table, STATE_KEY)
-            }
-
-            fn checkpoint_state(&self) -> Result<Option<CheckpointState>, StoreError> {
-                let table = self.txn.open_table(STATE).map_err(io)?;
-                get_sealed(self.sealer, STATE, &table, CHECKPOINT_STATE_KEY)
-            }
-
-            fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
-                let table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
-                let mut out = Vec::new();
-                for item in table.iter().map_err(io)? {
-                    let (version, value) = item.map_err(io)?;
-                    out.push(decode_sealed(
-                        self.sealer,
-                        AUDIT_KEYS.name(),
-                        &version.value().to_be_bytes(),
-                        value.value(),
-                    )?);
-                }
-                Ok(out)
             }
         }
     };
 }
 
-impl_store_read!(RedbRead<'_>);
-impl_store_read!(RedbWrite<'_>);
+impl_rows_read!(RedbReadRows);
+impl_rows_read!(RedbWriteRows);
 
-impl StoreWrite for RedbWrite<'_> {
-    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(RECORDS).map_err(io)?;
-        table
-            .insert(record.handle.as_str(), encode(record)?.as_slice())
-            .map_err(io)?;
+impl RowsWrite for RedbWriteRows {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        match table.key {
+            KeyKind::Text => {
+                self.txn
+                    .open_table(text_table(table))
+                    .map_err(io)?
+                    .insert(text_key_of(table, key)?, value)
+                    .map_err(io)?;
+            }
+            KeyKind::Bytes => {
+                self.txn
+                    .open_table(INDEX)
+                    .map_err(io)?
+                    .insert(key, index_value(value)?)
+                    .map_err(io)?;
+            }
+            KeyKind::U64 => {
+                self.txn
+                    .open_table(TableDefinition::<u64, &[u8]>::new(table.name))
+                    .map_err(io)?
+                    .insert(u64::from_be_bytes(int_key_of(table, key)?), value)
+                    .map_err(io)?;
+            }
+            KeyKind::U32 => {
+                self.txn
+                    .open_table(TableDefinition::<u32, &[u8]>::new(table.name))
+                    .map_err(io)?
+                    .insert(u32::from_be_bytes(int_key_of(table, key)?), value)
+                    .map_err(io)?;
+            }
+        }
         Ok(())
-    }
-
-    fn put_index(
-        &mut self,
-        tenant: &str,
-        index: &[u8; 32],
-        handle: &Handle,
-    ) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(INDEX).map_err(io)?;
-        table
-            .insert(index_key(tenant, index).as_slice(), handle.as_str())
-            .map_err(io)?;
-        Ok(())
-    }
-
-    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(INDEX).map_err(io)?;
-        table
-            .remove(index_key(tenant, index).as_slice())
-            .map_err(io)?;
-        Ok(())
-    }
-
-    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.put_sealed(TENANTS, tenant.id.as_str(), tenant)
-    }
-
-    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
-        self.put_sealed(OPERATORS, operator.id.as_str(), operator)
-    }
-
-    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.put_sealed(TOKENS, token.id.as_str(), token)
     }
 
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
@@ -1013,84 +686,38 @@ impl StoreWrite for RedbWrite<'_> {
             .try_for_each(|(seq, row)| append_to(&mut table, *seq, row))
     }
 
-    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(CHECKPOINTS).map_err(io)?;
-        table
-            .insert(checkpoint.seq, encode(checkpoint)?.as_slice())
-            .map_err(io)?;
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        match table.key {
+            KeyKind::Text => {
+                self.txn
+                    .open_table(text_table(table))
+                    .map_err(io)?
+                    .remove(text_key_of(table, key)?)
+                    .map_err(io)?;
+            }
+            KeyKind::Bytes => {
+                self.txn
+                    .open_table(INDEX)
+                    .map_err(io)?
+                    .remove(key)
+                    .map_err(io)?;
+            }
+            KeyKind::U64 => {
+                self.txn
+                    .open_table(TableDefinition::<u64, &[u8]>::new(table.name))
+                    .map_err(io)?
+                    .remove(u64::from_be_bytes(int_key_of(table, key)?))
+                    .map_err(io)?;
+            }
+            KeyKind::U32 => {
+                self.txn
+                    .open_table(TableDefinition::<u32, &[u8]>::new(table.name))
+                    .map_err(io)?
+                    .remove(u32::from_be_bytes(int_key_of(table, key)?))
+                    .map_err(io)?;
+            }
+        }
         Ok(())
-    }
-
-    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
-        self.put_sealed(JOBS, job.tenant.as_str(), job)
-    }
-
-    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
-        self.put_sealed(DESTRUCTIONS, request.id.as_str(), request)
-    }
-
-    fn put_change_request(&mut self, request: &ChangeRequest) -> Result<(), StoreError> {
-        self.put_sealed(CHANGE_REQUESTS, request.id.as_str(), request)
-    }
-
-    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
-        self.put_sealed(EPOCH_KEYS, &epoch_key_id(&key.tenant, key.epoch), key)
-    }
-
-    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
-        let key = disposal_key(&entry.dispose_on, &entry.handle);
-        self.put_sealed(DISPOSAL_QUEUE, &key, entry)
-    }
-
-    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(DISPOSAL_QUEUE).map_err(io)?;
-        table
-            .remove(disposal_key(dispose_on, handle.as_str()).as_str())
-            .map_err(io)?;
-        Ok(())
-    }
-
-    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
-        self.put_sealed(CERTIFICATES, certificate.handle.as_str(), certificate)
-    }
-
-    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
-        self.put_sealed(CORRECTIONS, correction.id.as_str(), correction)
-    }
-
-    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
-        self.put_sealed(TENANT_INFO, info.tenant.as_str(), info)
-    }
-
-    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(CORRECTIONS).map_err(io)?;
-        table.remove(id).map_err(io)?;
-        Ok(())
-    }
-
-    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
-        let row = encode_sealed(
-            self.sealer,
-            AUDIT_KEYS.name(),
-            &key.version.to_be_bytes(),
-            key,
-        )?;
-        let mut table = self.txn.open_table(AUDIT_KEYS).map_err(io)?;
-        table.insert(key.version, row.as_slice()).map_err(io)?;
-        self.authority_changed = true;
-        Ok(())
-    }
-
-    fn authority_changed(&self) -> bool {
-        self.authority_changed
-    }
-
-    fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
-        self.put_sealed(STATE, STATE_KEY, state)
-    }
-
-    fn put_checkpoint_state(&mut self, state: &CheckpointState) -> Result<(), StoreError> {
-        self.put_sealed(STATE, CHECKPOINT_STATE_KEY, state)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -12,7 +12,10 @@
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::store::catalogue;
+use crate::store::rows::RowsRead;
+use crate::store::typed::Typed;
+use crate::store::{SnapshotSummary, StoreError};
 
 const MAGIC: &[u8] = b"MNL-SNAPSHOT-v1\n";
 const HEADER: u8 = 1;
@@ -50,6 +53,45 @@ impl SnapshotHeader {
             taken_at_ms,
         })
     }
+}
+
+/// Rows read per statement while a snapshot pages through a table.
+const PAGE: usize = 1000;
+
+/// Writes a snapshot of the state `reader` sees to `sink`: the header, then every row of every
+/// table in the catalogue's order, a page at a time (a large table never sits in memory
+/// whole), then the trailer. The same for every engine.
+pub fn write<R: RowsRead>(
+    reader: &Typed<'_, R>,
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+    taken_at_ms: i64,
+) -> Result<SnapshotSummary, StoreError> {
+    let header = SnapshotHeader::of(reader, taken_at_ms)?;
+    let mut writer = SnapshotWriter::start(sink, &header)?;
+    for table in catalogue::SNAPSHOT_ORDER {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = reader
+                .rows()
+                .scan(table, after.as_deref(), Some(PAGE), false)?;
+            let Some((last, _)) = page.last() else { break };
+            let last = last.clone();
+            for (key, value) in &page {
+                if catalogue::is_padding(table, key) {
+                    continue;
+                }
+                writer.row(table.name, key, value)?;
+            }
+            after = Some(last);
+        }
+    }
+    let (rows, bytes, digest) = writer.finish()?;
+    Ok(SnapshotSummary {
+        header,
+        rows,
+        bytes,
+        digest,
+    })
 }
 
 /// One stored row.

@@ -95,25 +95,6 @@ impl ViewTable {
         }
     }
 
-    /// The read as the synchronous store names it (fault hooks match on these names).
-    pub fn operation(self) -> &'static str {
-        match self {
-            ViewTable::Records => "record",
-            ViewTable::Index => "index_lookup",
-            ViewTable::Tenants => "tenant",
-            ViewTable::Operators => "operator",
-            ViewTable::Tokens => "token",
-            ViewTable::Jobs => "job",
-            ViewTable::Destructions => "destructions",
-            ViewTable::ChangeRequests => "change_request",
-            ViewTable::EpochKeys => "epoch_key",
-            ViewTable::DisposalQueue => "disposal_queue",
-            ViewTable::Certificates => "certificate",
-            ViewTable::Corrections => "correction",
-            ViewTable::TenantInfo => "tenant_info",
-        }
-    }
-
     /// Whether the table's keys are text (all but the index).
     pub fn text_keyed(self) -> bool {
         self != ViewTable::Index
@@ -417,7 +398,8 @@ mod tests {
     use super::*;
     use crate::domain::operator::Role;
     use crate::store::Store;
-    use crate::store::redb::{RedbDatabase, RedbStore};
+    use crate::store::engine::EngineStore;
+    use crate::store::redb::RedbDatabase;
     use crate::store::sealing::RowAuthenticator;
 
     struct SoftwareMac;
@@ -431,7 +413,7 @@ mod tests {
         }
     }
 
-    fn store_in_memory() -> RedbStore {
+    fn store_in_memory() -> EngineStore {
         RedbDatabase::in_memory()
             .expect("in memory")
             .authenticated(Arc::new(RowSealer::new(Arc::new(SoftwareMac))))
@@ -484,7 +466,7 @@ mod tests {
     }
 
     /// Reads a token and its operator through a counted view; returns the reads it took.
-    async fn authenticate(store: &RedbStore, id: &str) -> (Operator, usize) {
+    async fn authenticate(store: &EngineStore, id: &str) -> (Operator, usize) {
         let reads = AtomicUsize::new(0);
         let view = store.view().expect("view").map_rows(|inner| {
             Box::new(Counted {

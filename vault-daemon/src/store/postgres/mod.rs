@@ -27,11 +27,12 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::TargetSessionAttrs;
 
+use crate::store::catalogue;
+use crate::store::engine::{Engine, EngineStore, Leases};
+use crate::store::rows::{RowsRead, RowsWrite};
 use crate::store::sealing::RowSealer;
-use crate::store::snapshot::{SnapshotHeader, SnapshotWriter};
-use crate::store::view::{ReadAhead, View};
-use crate::store::{SCHEMA_VERSION, SnapshotSummary, Store, StoreError, StoreRead, StoreWrite};
-use tables::OwnedKey;
+use crate::store::view::RowSource;
+use crate::store::{SCHEMA_VERSION, StoreError};
 
 pub use txn::PgTxn;
 
@@ -406,12 +407,13 @@ impl PgDatabase {
     }
 
     /// The store, authenticating authority rows with `sealer`.
-    pub fn authenticated(self, sealer: Arc<RowSealer>) -> PgStore {
-        PgStore {
-            shared: self.shared,
+    pub fn authenticated(self, sealer: Arc<RowSealer>) -> EngineStore {
+        EngineStore::new(
+            Box::new(PgEngine {
+                shared: self.shared,
+            }),
             sealer,
-            read_ahead: ReadAhead::default(),
-        }
+        )
     }
 
     /// Writes snapshot rows into this database, which must hold no data (a restore), in one
@@ -430,7 +432,7 @@ impl PgDatabase {
         let txn = client.transaction().await.map_err(io)?;
         let mut head = 0u64;
         for row in rows {
-            let table = tables::SNAPSHOT_ORDER
+            let table = catalogue::SNAPSHOT_ORDER
                 .iter()
                 .find(|t| t.name == row.table)
                 .ok_or_else(|| {
@@ -439,7 +441,7 @@ impl PgDatabase {
             let key = tables::key_from_bytes(table.key, &row.key).ok_or_else(|| {
                 StoreError::Corrupt(format!("a key of {} does not decode", row.table))
             })?;
-            if *table == tables::AUDIT {
+            if *table == catalogue::AUDIT {
                 head = head.max(key.as_u64());
             }
             let sql = format!(
@@ -461,94 +463,43 @@ impl PgDatabase {
     }
 }
 
-/// The PostgreSQL store.
-pub struct PgStore {
+/// The PostgreSQL engine.
+struct PgEngine {
     shared: Arc<Shared>,
-    sealer: Arc<RowSealer>,
-    read_ahead: ReadAhead,
 }
 
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("database", &self.shared.describe)
-            .finish()
-    }
-}
-
-impl PgStore {
-    /// Which database, for messages.
-    pub fn describe(&self) -> &str {
-        &self.shared.describe
-    }
-}
-
-impl Store for PgStore {
-    fn reader(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
-        Ok(Box::new(PgTxn::reader(&self.shared, &self.sealer)?))
+impl Engine for PgEngine {
+    fn read(&self) -> Result<Box<dyn RowsRead + '_>, StoreError> {
+        Ok(Box::new(PgTxn::reader(&self.shared)?))
     }
 
-    fn view(&self) -> Result<View<'_>, StoreError> {
-        Ok(View::new(
-            Box::new(view::PgRows::new(&self.shared)),
-            &self.sealer,
-            &self.read_ahead,
-        ))
+    fn write(&self) -> Result<Box<dyn RowsWrite + '_>, StoreError> {
+        Ok(Box::new(PgTxn::writer(&self.shared)?))
     }
 
-    fn writer(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
-        Ok(Box::new(PgTxn::writer(&self.shared, &self.sealer)?))
+    fn rows(&self) -> Result<Box<dyn RowSource + '_>, StoreError> {
+        Ok(Box::new(view::PgRows::new(&self.shared)))
     }
 
-    fn sealer(&self) -> &RowSealer {
-        &self.sealer
-    }
-
-    fn optimistic_writer(
+    fn optimistic_write(
         &self,
         head: u64,
         hash: &[u8; 32],
-    ) -> Result<Option<Box<dyn StoreWrite + '_>>, StoreError> {
+    ) -> Result<Option<Box<dyn RowsWrite + '_>>, StoreError> {
         Ok(Some(Box::new(PgTxn::optimistic_writer(
             &self.shared,
-            &self.sealer,
             head,
             *hash,
         )?)))
     }
 
-    fn snapshot(
-        &self,
-        sink: &mut dyn FnMut(&[u8]) -> bool,
-        taken_at_ms: i64,
-    ) -> Result<SnapshotSummary, StoreError> {
-        let reader = PgTxn::reader(&self.shared, &self.sealer)?;
-        let header = SnapshotHeader::of(&reader, taken_at_ms)?;
-        let mut writer = SnapshotWriter::start(sink, &header)?;
-        for table in tables::SNAPSHOT_ORDER {
-            // Pages, so a large table never sits in memory whole.
-            let mut after: Option<OwnedKey> = None;
-            loop {
-                let page =
-                    reader.scan(&table, after.as_ref().map(OwnedKey::key), Some(1000), false)?;
-                let Some((last, _)) = page.last() else { break };
-                let last = last.clone();
-                for (key, value) in &page {
-                    writer.row(table.name, &key.bytes(table.key), value)?;
-                }
-                after = Some(last);
-            }
-        }
-        let (rows, bytes, digest) = writer.finish()?;
-        Ok(SnapshotSummary {
-            header,
-            rows,
-            bytes,
-            digest,
-        })
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
     }
+}
 
-    fn hold_lease(&self, duty: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+impl Leases for PgEngine {
+    fn hold(&self, duty: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.shared.block(async {
             let client = self.shared.client().await?;
@@ -572,7 +523,7 @@ impl Store for PgStore {
         })
     }
 
-    fn release_lease(&self, duty: &str, holder: &str) -> Result<(), StoreError> {
+    fn release(&self, duty: &str, holder: &str) -> Result<(), StoreError> {
         self.shared.block(async {
             let client = self.shared.client().await?;
             let statement = client

@@ -1,129 +1,11 @@
-//! The tables of the PostgreSQL store and how their keys are typed. Every table is
-//! `(key, value bytea)` and bears the embedded store's table name, so a row's bytes, its MAC
-//! (bound to table and key) and its place in a snapshot are the same on both stores.
+//! The catalogue's tables as PostgreSQL holds them: `locker.NAME (key, value bytea)`, keys as
+//! `text COLLATE "C"`, `bytea` or `bigint`, and how a key is bound and read back.
 
 use tokio_postgres::types::ToSql;
 
-/// How a table is keyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `text COLLATE "C"`: ids, handles, dates.
-    Text,
-    /// `bytea`: the blind index.
-    Bytes,
-    /// `bigint`, written as 8 big-endian bytes where a row's key is hashed or copied.
-    U64,
-    /// `bigint`, written as 4 big-endian bytes (audit key versions).
-    U32,
-}
-
-/// One table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Table {
-    /// Name, shared with the embedded store.
-    pub name: &'static str,
-    /// Its key.
-    pub key: KeyKind,
-}
-
-const fn text(name: &'static str) -> Table {
-    Table {
-        name,
-        key: KeyKind::Text,
-    }
-}
-
-/// Store metadata (schema version, the state MAC key's reference).
-pub const META: Table = text("meta");
-/// Records by handle.
-pub const RECORDS: Table = text("records");
-/// Blind index: tenant ‖ 0x00 ‖ HMAC → handle.
-pub const INDEX: Table = Table {
-    name: "blind_index",
-    key: KeyKind::Bytes,
-};
-/// Tenants.
-pub const TENANTS: Table = text("tenants");
-/// Operators.
-pub const OPERATORS: Table = text("operators");
-/// Tokens (hashes only).
-pub const TOKENS: Table = text("tokens");
-/// Audit rows by sequence number.
-pub const AUDIT: Table = Table {
-    name: "audit",
-    key: KeyKind::U64,
-};
-/// Signed checkpoints by the entry they cover.
-pub const CHECKPOINTS: Table = Table {
-    name: "audit_checkpoints",
-    key: KeyKind::U64,
-};
-/// Audit signing keys by version.
-pub const AUDIT_KEYS: Table = Table {
-    name: "audit_keys",
-    key: KeyKind::U32,
-};
-/// Rewrap jobs by tenant.
-pub const JOBS: Table = text("rewrap_jobs");
-/// Key destruction requests.
-pub const DESTRUCTIONS: Table = text("key_destructions");
-/// Disposal-epoch keys.
-pub const EPOCH_KEYS: Table = text("epoch_keys");
-/// The disposal queue.
-pub const DISPOSAL_QUEUE: Table = text("disposal_queue");
-/// Corrections.
-pub const CORRECTIONS: Table = text("corrections");
-/// Ledger details.
-pub const TENANT_INFO: Table = text("tenant_info");
-/// Deletion certificates.
-pub const CERTIFICATES: Table = text("certificates");
-/// Dual-control change requests.
-pub const CHANGE_REQUESTS: Table = text("change_requests");
-/// The authority state.
-pub const STATE: Table = text("authority_state");
-
-/// The authority tables in digest order (the embedded store's order: text-keyed ones, then
-/// audit keys).
-pub const AUTHORITY: [Table; 8] = [
-    TENANTS,
-    OPERATORS,
-    TOKENS,
-    DESTRUCTIONS,
-    EPOCH_KEYS,
-    TENANT_INFO,
-    CHANGE_REQUESTS,
-    AUDIT_KEYS,
-];
-
-/// Every table in snapshot order (the embedded store's): text-keyed, the index, audit and
-/// checkpoints, audit keys.
-pub const SNAPSHOT_ORDER: [Table; 18] = [
-    META,
-    RECORDS,
-    TENANTS,
-    OPERATORS,
-    TOKENS,
-    JOBS,
-    DESTRUCTIONS,
-    EPOCH_KEYS,
-    DISPOSAL_QUEUE,
-    CORRECTIONS,
-    TENANT_INFO,
-    CERTIFICATES,
-    CHANGE_REQUESTS,
-    STATE,
-    INDEX,
-    AUDIT,
-    CHECKPOINTS,
-    AUDIT_KEYS,
-];
+use crate::store::catalogue::{KeyKind, Table};
 
 impl Table {
-    /// Whether rows of this table are authority rows.
-    pub fn is_authority(&self) -> bool {
-        AUTHORITY.contains(self)
-    }
-
     /// The table's qualified name.
     pub fn qualified(&self) -> String {
         format!("locker.{}", self.name)
@@ -141,7 +23,35 @@ pub enum Key<'a> {
     Int(i64),
 }
 
-impl Key<'_> {
+impl<'k> Key<'k> {
+    /// The key of `bytes` in `table`, as the catalogue encodes it (text as UTF-8, integers
+    /// big-endian).
+    pub fn of(table: Table, bytes: &'k [u8]) -> Result<Key<'k>, crate::store::StoreError> {
+        let malformed =
+            || crate::store::StoreError::Corrupt(format!("a key of {} is malformed", table.name));
+        Ok(match table.key {
+            KeyKind::Text => Key::Text(std::str::from_utf8(bytes).map_err(|_| malformed())?),
+            KeyKind::Bytes => Key::Bytes(bytes),
+            KeyKind::U64 => <[u8; 8]>::try_from(bytes)
+                .ok()
+                .and_then(|b| i64::try_from(u64::from_be_bytes(b)).ok())
+                .map(Key::Int)
+                .ok_or_else(malformed)?,
+            KeyKind::U32 => <[u8; 4]>::try_from(bytes)
+                .map(|b| Key::Int(i64::from(u32::from_be_bytes(b))))
+                .map_err(|_| malformed())?,
+        })
+    }
+
+    /// The key, owned (to queue a write).
+    pub fn to_owned(self) -> OwnedKey {
+        match self {
+            Key::Text(text) => OwnedKey::Text(text.to_owned()),
+            Key::Bytes(bytes) => OwnedKey::Bytes(bytes.to_vec()),
+            Key::Int(int) => OwnedKey::Int(int),
+        }
+    }
+
     /// The parameter to bind.
     pub fn param(&self) -> &(dyn ToSql + Sync) {
         match self {

@@ -11,26 +11,11 @@ use std::time::Instant;
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
-use vault_audit::certificate::DeletionCertificate;
-use vault_audit::checkpoint::Checkpoint;
-
-use super::tables::{self, Key, OwnedKey, Table};
+use super::tables::{Key, OwnedKey};
 use super::{Shared, io};
-use crate::domain::approval::ChangeRequest;
-use crate::domain::audit_key::AuditKeyRecord;
-use crate::domain::correction::Correction;
-use crate::domain::handle::Handle;
-use crate::domain::lifecycle::{DisposalQueueEntry, EpochKey};
-use crate::domain::operator::{Operator, Tenant};
-use crate::domain::record::Record;
-use crate::domain::rotation::{DestructionRequest, RewrapJob};
-use crate::domain::tenant_info::TenantInfo;
-use crate::domain::token::TokenRecord;
-use crate::store::codec::{
-    decode, decode_sealed, digest_row, disposal_key, encode, encode_sealed, epoch_key_id, index_key,
-};
-use crate::store::sealing::RowSealer;
-use crate::store::{AuthorityState, CheckpointState, StoreError, StoreRead, StoreWrite};
+use crate::store::StoreError;
+use crate::store::catalogue::{self as tables, Table};
+use crate::store::rows::{Row, RowsRead, RowsWrite};
 
 pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
@@ -40,8 +25,6 @@ const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC 
 /// this daemon last committed, the entries end there, and that entry still has the hash this
 /// daemon gave it (bytes 33–64 of the row; a log rewritten under the same count fails too).
 const ASSERT_HEAD: &str = "SELECT 1 / (CASE WHEN seq = $1 AND seq = (SELECT coalesce(max(key), 0) FROM locker.audit) AND coalesce((SELECT substring(value from 33 for 32) FROM locker.audit WHERE key = $1), '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) = $2 THEN 1 ELSE 0 END) FROM locker.chain_head WHERE id = 1 FOR UPDATE";
-const STATE_KEY: &str = "authority";
-const CHECKPOINT_STATE_KEY: &str = "checkpoint";
 /// The commit, with no statement timeout: PostgreSQL answers a COMMIT whose wait for a
 /// synchronous standby is cancelled (by a timeout, too) with success and a mere warning,
 /// though the standby may not have the transaction. The locker must not take that for a
@@ -92,14 +75,12 @@ impl Pending {
 /// optimistically, with its first statement).
 pub struct PgTxn<'a> {
     shared: &'a Shared,
-    sealer: &'a RowSealer,
     /// The connection: a reader's is taken from the pool with its first query.
     client: OnceCell<Object>,
     write: bool,
     /// Whether the transaction has begun (a reader's begins with its first query).
     begun: Cell<bool>,
     pending: RefCell<Vec<Pending>>,
-    authority_changed: bool,
     /// The chain head as locked (writer).
     head_seq: u64,
     /// The last entry as read with the lock (writer), until a write makes it stale.
@@ -138,18 +119,13 @@ impl<'a> PgTxn<'a> {
     /// A reader. Its transaction begins with its first query, sent together with it (one
     /// round trip); REPEATABLE READ takes the snapshot there, so the reader sees one snapshot
     /// from its first read on.
-    pub(crate) fn reader(
-        shared: &'a Shared,
-        sealer: &'a RowSealer,
-    ) -> Result<PgTxn<'a>, StoreError> {
+    pub(crate) fn reader(shared: &'a Shared) -> Result<PgTxn<'a>, StoreError> {
         Ok(PgTxn {
             shared,
-            sealer,
             client: OnceCell::new(),
             write: false,
             begun: Cell::new(false),
             pending: RefCell::new(Vec::new()),
-            authority_changed: false,
             head_seq: 0,
             head_row: RefCell::new(None),
             appended: None,
@@ -161,10 +137,7 @@ impl<'a> PgTxn<'a> {
 
     /// The writer's transaction: begun, with the chain head locked (waiting at most the lock
     /// timeout for another daemon's commit).
-    pub(crate) fn writer(
-        shared: &'a Shared,
-        sealer: &'a RowSealer,
-    ) -> Result<PgTxn<'a>, StoreError> {
+    pub(crate) fn writer(shared: &'a Shared) -> Result<PgTxn<'a>, StoreError> {
         let asked = Instant::now();
         let lock_ms = shared.options.lock_timeout.as_millis().max(1);
         let (client, head, head_row) = shared.block(async {
@@ -215,12 +188,10 @@ impl<'a> PgTxn<'a> {
             .observe(locked_at.duration_since(asked).as_secs_f64());
         Ok(PgTxn {
             shared,
-            sealer,
             client: OnceCell::from(client),
             write: true,
             begun: Cell::new(true),
             pending: RefCell::new(Vec::new()),
-            authority_changed: false,
             head_seq: head,
             head_row: RefCell::new(Some(head_row)),
             appended: None,
@@ -235,18 +206,15 @@ impl<'a> PgTxn<'a> {
     /// trip for a whole group commit while this daemon is the only one appending.
     pub(crate) fn optimistic_writer(
         shared: &'a Shared,
-        sealer: &'a RowSealer,
         head: u64,
         hash: [u8; 32],
     ) -> Result<PgTxn<'a>, StoreError> {
         Ok(PgTxn {
             shared,
-            sealer,
             client: OnceCell::new(),
             write: true,
             begun: Cell::new(false),
             pending: RefCell::new(Vec::new()),
-            authority_changed: false,
             head_seq: head,
             head_row: RefCell::new(None),
             appended: None,
@@ -410,16 +378,9 @@ impl<'a> PgTxn<'a> {
         })
     }
 
-    /// The value under `key` in `table`.
-    fn get(&self, table: &Table, key: Key<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = format!("SELECT value FROM {} WHERE key = $1", table.qualified());
-        let rows = self.query(&sql, &[key.param()])?;
-        Ok(rows.first().map(|row| row.get(0)))
-    }
-
     /// Rows of `table` in key order (`descending`: from the end), after `after` if given, at
     /// most `limit`.
-    pub(crate) fn scan(
+    pub(crate) fn scan_keyed(
         &self,
         table: &Table,
         after: Option<Key<'_>>,
@@ -452,47 +413,6 @@ impl<'a> PgTxn<'a> {
             })
             .collect()
     }
-
-    fn get_sealed<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        match self.get(table, Key::Text(key))? {
-            Some(value) => decode_sealed(self.sealer, table.name, key.as_bytes(), &value).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn all_sealed<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &Table,
-    ) -> Result<Vec<T>, StoreError> {
-        self.scan(table, None, None, false)?
-            .iter()
-            .map(|(key, value)| {
-                decode_sealed(self.sealer, table.name, &key.bytes(table.key), value)
-            })
-            .collect()
-    }
-
-    fn put_sealed<T: serde::Serialize>(
-        &mut self,
-        table: Table,
-        key: OwnedKey,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        let row = encode_sealed(self.sealer, table.name, &key.bytes(table.key), value)?;
-        self.authority_changed |= table.is_authority();
-        self.pending
-            .get_mut()
-            .push(Pending::Upsert(table, key, row));
-        Ok(())
-    }
-
-    fn text(key: &str) -> OwnedKey {
-        OwnedKey::Text(key.to_owned())
-    }
 }
 
 impl Drop for PgTxn<'_> {
@@ -514,50 +434,41 @@ impl Drop for PgTxn<'_> {
     }
 }
 
-impl StoreRead for PgTxn<'_> {
-    fn record(&self, handle: &Handle) -> Result<Option<Record>, StoreError> {
-        match self.get(&tables::RECORDS, Key::Text(handle.as_str()))? {
-            Some(value) => decode("record", &value).map(Some),
-            None => Ok(None),
+impl RowsRead for PgTxn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = format!("SELECT value FROM {} WHERE key = $1", table.qualified());
+        let rows = self.query(&sql, &[Key::of(table, key)?.param()])?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: Option<usize>,
+        descending: bool,
+    ) -> Result<Vec<Row>, StoreError> {
+        let after = after.map(|key| Key::of(table, key)).transpose()?;
+        Ok(self
+            .scan_keyed(&table, after, limit, descending)?
+            .into_iter()
+            .map(|(key, value)| (key.bytes(table.key), value))
+            .collect())
+    }
+
+    /// The audit chain's last entry: on the writer, the one read with the head lock (until a
+    /// write makes it stale), checked against the head it locked.
+    fn last(&self, table: Table) -> Result<Option<Row>, StoreError> {
+        if table != tables::AUDIT {
+            return Ok(self.scan(table, None, Some(1), true)?.pop());
         }
+        Ok(self
+            .audit_last()?
+            .map(|(seq, row)| (seq.to_be_bytes().to_vec(), row)))
     }
+}
 
-    fn index_lookup(&self, tenant: &str, index: &[u8; 32]) -> Result<Option<Handle>, StoreError> {
-        let key = index_key(tenant, index);
-        match self.get(&tables::INDEX, Key::Bytes(&key))? {
-            Some(value) => std::str::from_utf8(&value)
-                .ok()
-                .and_then(|text| Handle::parse(text).ok())
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt("blind index entry".into())),
-            None => Ok(None),
-        }
-    }
-
-    fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        self.get_sealed(&tables::TENANTS, id)
-    }
-
-    fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        self.all_sealed(&tables::TENANTS)
-    }
-
-    fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
-        self.get_sealed(&tables::OPERATORS, id)
-    }
-
-    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
-        self.all_sealed(&tables::OPERATORS)
-    }
-
-    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.get_sealed(&tables::TOKENS, id)
-    }
-
-    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.all_sealed(&tables::TOKENS)
-    }
-
+impl PgTxn<'_> {
     fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let prefetched = if self.appended.is_none() && self.pending.borrow().is_empty() {
             self.head_row.borrow_mut().take()
@@ -567,7 +478,7 @@ impl StoreRead for PgTxn<'_> {
         let last = match prefetched {
             Some(last) => last,
             None => self
-                .scan(&tables::AUDIT, None, Some(1), true)?
+                .scan_keyed(&tables::AUDIT, None, Some(1), true)?
                 .pop()
                 .map(|(key, value)| (key.as_u64(), value)),
         };
@@ -581,179 +492,15 @@ impl StoreRead for PgTxn<'_> {
         }
         Ok(last)
     }
-
-    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        Ok(self
-            .scan(&tables::AUDIT, Some(Key::int(after)), Some(limit), false)?
-            .into_iter()
-            .map(|(key, value)| (key.as_u64(), value))
-            .collect())
-    }
-
-    fn audit_tail(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut rows: Vec<(u64, Vec<u8>)> = self
-            .scan(&tables::AUDIT, None, Some(limit), true)?
-            .into_iter()
-            .map(|(key, value)| (key.as_u64(), value))
-            .collect();
-        rows.reverse();
-        Ok(rows)
-    }
-
-    fn checkpoints_after(&self, after: u64, limit: usize) -> Result<Vec<Checkpoint>, StoreError> {
-        self.scan(
-            &tables::CHECKPOINTS,
-            Some(Key::int(after)),
-            Some(limit),
-            false,
-        )?
-        .iter()
-        .map(|(_, value)| decode("checkpoint", value))
-        .collect()
-    }
-
-    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        match self
-            .scan(&tables::CHECKPOINTS, None, Some(1), true)?
-            .first()
-        {
-            Some((_, value)) => decode("checkpoint", value).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn audit_keys(&self) -> Result<Vec<AuditKeyRecord>, StoreError> {
-        self.all_sealed(&tables::AUDIT_KEYS)
-    }
-
-    fn authority_digest(&self) -> Result<[u8; 32], StoreError> {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        for table in tables::AUTHORITY {
-            for (key, value) in self.scan(&table, None, None, false)? {
-                digest_row(&mut context, table.name, &key.bytes(table.key), &value);
-            }
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(context.finish().as_ref());
-        Ok(out)
-    }
-
-    fn authority_state(&self) -> Result<Option<AuthorityState>, StoreError> {
-        self.get_sealed(&tables::STATE, STATE_KEY)
-    }
-
-    fn checkpoint_state(&self) -> Result<Option<CheckpointState>, StoreError> {
-        self.get_sealed(&tables::STATE, CHECKPOINT_STATE_KEY)
-    }
-
-    fn records_after(
-        &self,
-        after: Option<&Handle>,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        self.scan(
-            &tables::RECORDS,
-            after.map(|handle| Key::Text(handle.as_str())),
-            Some(limit),
-            false,
-        )?
-        .iter()
-        .map(|(_, value)| decode("record", value))
-        .collect()
-    }
-
-    fn job(&self, tenant: &str) -> Result<Option<RewrapJob>, StoreError> {
-        self.get_sealed(&tables::JOBS, tenant)
-    }
-
-    fn jobs(&self) -> Result<Vec<RewrapJob>, StoreError> {
-        self.all_sealed(&tables::JOBS)
-    }
-
-    fn destructions(&self) -> Result<Vec<DestructionRequest>, StoreError> {
-        self.all_sealed(&tables::DESTRUCTIONS)
-    }
-
-    fn change_request(&self, id: &str) -> Result<Option<ChangeRequest>, StoreError> {
-        self.get_sealed(&tables::CHANGE_REQUESTS, id)
-    }
-
-    fn change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
-        self.all_sealed(&tables::CHANGE_REQUESTS)
-    }
-
-    fn epoch_key(&self, tenant: &str, epoch: u32) -> Result<Option<EpochKey>, StoreError> {
-        self.get_sealed(&tables::EPOCH_KEYS, &epoch_key_id(tenant, epoch))
-    }
-
-    fn epoch_keys(&self) -> Result<Vec<EpochKey>, StoreError> {
-        self.all_sealed(&tables::EPOCH_KEYS)
-    }
-
-    fn disposal_queue(&self) -> Result<Vec<DisposalQueueEntry>, StoreError> {
-        self.all_sealed(&tables::DISPOSAL_QUEUE)
-    }
-
-    fn certificate(&self, handle: &Handle) -> Result<Option<DeletionCertificate>, StoreError> {
-        self.get_sealed(&tables::CERTIFICATES, handle.as_str())
-    }
-
-    fn correction(&self, id: &str) -> Result<Option<Correction>, StoreError> {
-        self.get_sealed(&tables::CORRECTIONS, id)
-    }
-
-    fn corrections(&self) -> Result<Vec<Correction>, StoreError> {
-        self.all_sealed(&tables::CORRECTIONS)
-    }
-
-    fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>, StoreError> {
-        self.get_sealed(&tables::TENANT_INFO, tenant)
-    }
 }
 
-impl StoreWrite for PgTxn<'_> {
-    fn put_record(&mut self, record: &Record) -> Result<(), StoreError> {
-        let row = encode(record)?;
-        self.pending.get_mut().push(Pending::Upsert(
-            tables::RECORDS,
-            Self::text(record.handle.as_str()),
-            row,
-        ));
+impl RowsWrite for PgTxn<'_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let key = Key::of(table, key)?.to_owned();
+        self.pending
+            .get_mut()
+            .push(Pending::Upsert(table, key, value.to_vec()));
         Ok(())
-    }
-
-    fn put_index(
-        &mut self,
-        tenant: &str,
-        index: &[u8; 32],
-        handle: &Handle,
-    ) -> Result<(), StoreError> {
-        self.pending.get_mut().push(Pending::Upsert(
-            tables::INDEX,
-            OwnedKey::Bytes(index_key(tenant, index)),
-            handle.as_str().as_bytes().to_vec(),
-        ));
-        Ok(())
-    }
-
-    fn remove_index(&mut self, tenant: &str, index: &[u8; 32]) -> Result<(), StoreError> {
-        self.pending.get_mut().push(Pending::Delete(
-            tables::INDEX,
-            OwnedKey::Bytes(index_key(tenant, index)),
-        ));
-        Ok(())
-    }
-
-    fn put_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.put_sealed(tables::TENANTS, Self::text(&tenant.id), tenant)
-    }
-
-    fn put_operator(&mut self, operator: &Operator) -> Result<(), StoreError> {
-        self.put_sealed(tables::OPERATORS, Self::text(&operator.id), operator)
-    }
-
-    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.put_sealed(tables::TOKENS, Self::text(&token.id), token)
     }
 
     fn append_audit(&mut self, seq: u64, row: &[u8]) -> Result<(), StoreError> {
@@ -779,94 +526,10 @@ impl StoreWrite for PgTxn<'_> {
         Ok(())
     }
 
-    fn put_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let key = i64::try_from(checkpoint.seq)
-            .map_err(|_| StoreError::Corrupt("checkpoint sequence".into()))?;
-        self.pending.get_mut().push(Pending::Upsert(
-            tables::CHECKPOINTS,
-            OwnedKey::Int(key),
-            encode(checkpoint)?,
-        ));
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        let key = Key::of(table, key)?.to_owned();
+        self.pending.get_mut().push(Pending::Delete(table, key));
         Ok(())
-    }
-
-    fn put_audit_key(&mut self, key: &AuditKeyRecord) -> Result<(), StoreError> {
-        self.put_sealed(
-            tables::AUDIT_KEYS,
-            OwnedKey::Int(i64::from(key.version)),
-            key,
-        )
-    }
-
-    fn put_job(&mut self, job: &RewrapJob) -> Result<(), StoreError> {
-        self.put_sealed(tables::JOBS, Self::text(&job.tenant), job)
-    }
-
-    fn put_destruction(&mut self, request: &DestructionRequest) -> Result<(), StoreError> {
-        self.put_sealed(tables::DESTRUCTIONS, Self::text(&request.id), request)
-    }
-
-    fn put_change_request(&mut self, request: &ChangeRequest) -> Result<(), StoreError> {
-        self.put_sealed(tables::CHANGE_REQUESTS, Self::text(&request.id), request)
-    }
-
-    fn put_epoch_key(&mut self, key: &EpochKey) -> Result<(), StoreError> {
-        self.put_sealed(
-            tables::EPOCH_KEYS,
-            OwnedKey::Text(epoch_key_id(&key.tenant, key.epoch)),
-            key,
-        )
-    }
-
-    fn queue_disposal(&mut self, entry: &DisposalQueueEntry) -> Result<(), StoreError> {
-        self.put_sealed(
-            tables::DISPOSAL_QUEUE,
-            OwnedKey::Text(disposal_key(&entry.dispose_on, &entry.handle)),
-            entry,
-        )
-    }
-
-    fn unqueue_disposal(&mut self, dispose_on: &str, handle: &Handle) -> Result<(), StoreError> {
-        self.pending.get_mut().push(Pending::Delete(
-            tables::DISPOSAL_QUEUE,
-            OwnedKey::Text(disposal_key(dispose_on, handle.as_str())),
-        ));
-        Ok(())
-    }
-
-    fn put_certificate(&mut self, certificate: &DeletionCertificate) -> Result<(), StoreError> {
-        self.put_sealed(
-            tables::CERTIFICATES,
-            Self::text(certificate.handle.as_str()),
-            certificate,
-        )
-    }
-
-    fn put_correction(&mut self, correction: &Correction) -> Result<(), StoreError> {
-        self.put_sealed(tables::CORRECTIONS, Self::text(&correction.id), correction)
-    }
-
-    fn remove_correction(&mut self, id: &str) -> Result<(), StoreError> {
-        self.pending
-            .get_mut()
-            .push(Pending::Delete(tables::CORRECTIONS, Self::text(id)));
-        Ok(())
-    }
-
-    fn put_tenant_info(&mut self, info: &TenantInfo) -> Result<(), StoreError> {
-        self.put_sealed(tables::TENANT_INFO, Self::text(&info.tenant), info)
-    }
-
-    fn authority_changed(&self) -> bool {
-        self.authority_changed
-    }
-
-    fn put_authority_state(&mut self, state: &AuthorityState) -> Result<(), StoreError> {
-        self.put_sealed(tables::STATE, Self::text(STATE_KEY), state)
-    }
-
-    fn put_checkpoint_state(&mut self, state: &CheckpointState) -> Result<(), StoreError> {
-        self.put_sealed(tables::STATE, Self::text(CHECKPOINT_STATE_KEY), state)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
