@@ -35,13 +35,21 @@ run_areas() {
     mapfile -t -O "${#selected[@]}" selected <<<"$found"
   done
   cargo test -p vault-tests --test e2e --locked -- --exact "${selected[@]}" \
-    --test-threads "${TEST_THREADS:-4}"
+    --test-threads "${AREA_THREADS:-${TEST_THREADS:-4}}"
 }
+
+# Areas that boot a Debian machine or time a daemon under load run on their own after the rest:
+# in one test binary they would otherwise share the two cores with whatever runs beside them,
+# and a boot timeout or a call deadline measured there would be the neighbours' doing.
+SOLO_AREAS=(package deploy stall durability)
+solo_skips=()
+for area in "${SOLO_AREAS[@]}"; do solo_skips+=(--skip "${area}::"); done
 
 # The end-to-end suites start the real binaries, so build them before the tests run.
 cargo build --workspace --bins --locked
-# Everything, with the simulated token as the dev backend.
-cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}"
+# Everything, with the simulated token as the dev backend: the solo areas alone, after the rest.
+cargo test --workspace --locked -- "${solo_skips[@]}" --test-threads "${TEST_THREADS:-4}"
+AREA_THREADS=1 run_areas "${SOLO_AREAS[@]}"
 # A daemon built with one key backend refuses a config naming another, by its feature.
 cargo test -p vault-daemon --locked --no-default-features --features pkcs11 --lib \
   config::tests::a_backend_this_build_lacks_is_refused_by_its_feature

@@ -4,7 +4,7 @@
 //! or, when the audit writer's own transaction is what failed, UNAVAILABLE; the daemon stays up.
 //! It wraps the engine's few byte operations, so every typed read and write above is covered.
 //!
-//! A fault hook ([`EngineStore::with_fault`](super::engine::EngineStore::with_fault)) runs
+//! A fault hook ([`EngineStore::with_fault`](super::engine_store::EngineStore::with_fault)) runs
 //! first inside the same guard, with the table a row operation touches or the operation's name
 //! (`reader`, `writer`, `commit`, …): tests use it to make an operation panic exactly where the
 //! engine would.

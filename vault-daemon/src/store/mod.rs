@@ -2,10 +2,10 @@
 //! tokens and the audit chain.
 //!
 //! Layers, each written once: [`catalogue`] lists the tables; an [`engine::Engine`] (the
-//! embedded [`redb`](self::redb), or [`postgres`](self::postgres) that several daemons share)
+//! embedded [`redb`], or [`postgres`] that several daemons share)
 //! stores their rows as bytes ([`rows`]) and declares what else it can do (an optimistic
 //! writer, leases); [`guard`] turns an engine's panic into an error; [`typed`] gives the rows
-//! their types, codecs and MACs; [`engine::EngineStore`] is the one [`Store`]. Every engine
+//! their types, codecs and MACs; [`engine_store::EngineStore`] is the one [`Store`]. Every engine
 //! passes one conformance suite (`vault_tests::store_conformance`), through the guard.
 //!
 //! Reads take an MVCC snapshot: a call's point reads through [`Store::view`] (asynchronous,
@@ -18,6 +18,7 @@ pub mod catalogue;
 pub mod codec;
 pub mod corrections;
 pub mod engine;
+pub mod engine_store;
 pub mod guard;
 pub mod lease;
 pub mod mutation;

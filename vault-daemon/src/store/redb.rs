@@ -3,9 +3,9 @@
 //!
 //! Opening is two steps: [`RedbDatabase::open`] checks the file and its schema and gives access
 //! to the metadata (where the state MAC key's reference lives); [`RedbDatabase::authenticated`]
-//! then makes the [`RedbStore`], which seals and opens every authority row with a
-//! [`RowSealer`]. Records are authenticated by their associated data instead, audit entries by
-//! the hash chain, checkpoints by their signatures.
+//! then makes the store over this engine, which only keeps the catalogue's rows as bytes: the
+//! file's tables keep the types they always had (text keys, integer keys for the audit chain,
+//! checkpoints and audit keys, text values in the blind index), converted at this edge.
 
 use std::fs::{self, OpenOptions};
 use std::ops::Bound;
@@ -19,19 +19,20 @@ use redb::{
 };
 
 use crate::store::catalogue::{KeyKind, RECOVERY_RESERVE_KEY, Table};
-use crate::store::engine::{Engine, EngineStore};
+use crate::store::engine::Engine;
+use crate::store::engine_store::EngineStore;
 use crate::store::guard::FaultHook;
 use crate::store::rows::{Row, RowsRead, RowsWrite};
 use crate::store::sealing::RowSealer;
 use crate::store::snapshot::SnapshotRow;
-use crate::store::view::{
-    IndexedFuture, IndexedRow, ListFuture, RowKey, RowSource, RowsFuture, StoredRow, ViewTable,
-    text_key,
-};
+use crate::store::view::{Immediate, RowSource};
 use crate::store::{SCHEMA_VERSION, StoreError};
 
 /// File name of the database in the data directory.
 pub const DB_FILE_NAME: &str = "locker.redb";
+
+// The file's tables that are not text-keyed byte rows, and those the tests edit; every other
+// table is `text_table` of its catalogue entry.
 
 /// Store metadata (schema version).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -39,8 +40,6 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Blind index: tenant ‖ 0x00 ‖ HMAC → handle.
 pub const INDEX: TableDefinition<&[u8], &str> = TableDefinition::new("blind_index");
-/// Tenants by id.
-pub const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// Operators by id.
 pub const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
 /// Tokens by id (hashes only).
@@ -49,26 +48,10 @@ pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Signed checkpoints by the sequence number they cover.
 pub const CHECKPOINTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_checkpoints");
-/// Rewrap jobs by tenant.
-pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("rewrap_jobs");
-/// Key destruction requests by id.
-pub const DESTRUCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("key_destructions");
 /// Audit signing keys by version.
 pub const AUDIT_KEYS: TableDefinition<u32, &[u8]> = TableDefinition::new("audit_keys");
-/// Disposal-epoch keys: `tenant/epoch` → epoch key.
-pub const EPOCH_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("epoch_keys");
 /// Retired records by disposal date: `YYYY-MM-DD/handle` → queue entry.
 pub const DISPOSAL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("disposal_queue");
-/// Correction requests and records: id → correction.
-pub const CORRECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corrections");
-/// Ledger details: tenant → details.
-pub const TENANT_INFO: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_info");
-/// Deletion certificates: handle → certificate.
-pub const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
-/// Dual-control change requests (id → [`ChangeRequest`], authenticated).
-pub const CHANGE_REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("change_requests");
-/// The authority state (`authority` → [`AuthorityState`], authenticated).
-pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("authority_state");
 const SCHEMA_KEY: &str = "schema_version";
 /// Bytes a recovery commit writes to show the store can take commits again: 1 MiB.
 pub const RECOVERY_RESERVE: usize = 1 << 20;
@@ -333,9 +316,9 @@ impl Engine for RedbEngine {
     }
 
     fn rows(&self) -> Result<Box<dyn RowSource + '_>, StoreError> {
-        Ok(Box::new(RedbRows {
+        Ok(Box::new(Immediate(RedbReadRows {
             txn: self.database()?.begin_read().map_err(io)?,
-        }))
+        })))
     }
 
     /// Closes the database and opens the file again, then commits a [`RECOVERY_RESERVE`]
@@ -377,93 +360,6 @@ struct RedbWriteRows {
     txn: WriteTransaction,
 }
 
-/// A [`View`]'s rows: one redb snapshot, read in place (a page-cache lookup, nothing to wait
-/// for).
-struct RedbRows {
-    txn: ReadTransaction,
-}
-
-impl RedbRows {
-    fn get_now(&self, table: ViewTable, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if !table.text_keyed() {
-            let index = self.txn.open_table(INDEX).map_err(io)?;
-            return Ok(index
-                .get(key)
-                .map_err(io)?
-                .map(|handle| handle.value().as_bytes().to_vec()));
-        }
-        let rows = self.txn.open_table(view_definition(table)?).map_err(io)?;
-        Ok(rows
-            .get(text_key(table, key)?)
-            .map_err(io)?
-            .map(|value| value.value().to_vec()))
-    }
-
-    fn list_now(&self, table: ViewTable) -> Result<Vec<StoredRow>, StoreError> {
-        let rows = self.txn.open_table(view_definition(table)?).map_err(io)?;
-        let mut out = Vec::new();
-        for item in rows.iter().map_err(io)? {
-            let (key, value) = item.map_err(io)?;
-            out.push((key.value().as_bytes().to_vec(), value.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn by_index_now(&self, key: &[u8]) -> Result<Option<IndexedRow>, StoreError> {
-        let Some(handle) = self.get_now(ViewTable::Index, key)? else {
-            return Ok(None);
-        };
-        let record = match std::str::from_utf8(&handle) {
-            Ok(_) => self.get_now(ViewTable::Records, &handle)?,
-            Err(_) => None,
-        };
-        Ok(Some((handle, record)))
-    }
-}
-
-/// The text-keyed table a view reads.
-fn view_definition(
-    table: ViewTable,
-) -> Result<TableDefinition<'static, &'static str, &'static [u8]>, StoreError> {
-    Ok(match table {
-        ViewTable::Records => RECORDS,
-        ViewTable::Tenants => TENANTS,
-        ViewTable::Operators => OPERATORS,
-        ViewTable::Tokens => TOKENS,
-        ViewTable::Jobs => JOBS,
-        ViewTable::Destructions => DESTRUCTIONS,
-        ViewTable::ChangeRequests => CHANGE_REQUESTS,
-        ViewTable::EpochKeys => EPOCH_KEYS,
-        ViewTable::DisposalQueue => DISPOSAL_QUEUE,
-        ViewTable::Certificates => CERTIFICATES,
-        ViewTable::Corrections => CORRECTIONS,
-        ViewTable::TenantInfo => TENANT_INFO,
-        ViewTable::Index => {
-            return Err(StoreError::Corrupt(
-                "the blind index is not a text-keyed table".into(),
-            ));
-        }
-    })
-}
-
-impl RowSource for RedbRows {
-    fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a> {
-        Box::pin(std::future::ready(self.list_now(table)))
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [RowKey]) -> RowsFuture<'a> {
-        let rows = keys
-            .iter()
-            .map(|(table, key)| self.get_now(*table, key))
-            .collect();
-        Box::pin(std::future::ready(rows))
-    }
-
-    fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a> {
-        Box::pin(std::future::ready(self.by_index_now(key)))
-    }
-}
-
 /// A key of a text-keyed table.
 fn text_key_of(table: Table, key: &[u8]) -> Result<&str, StoreError> {
     std::str::from_utf8(key)
@@ -482,7 +378,7 @@ fn index_value(value: &[u8]) -> Result<&str, StoreError> {
 }
 
 /// The file's table of a catalogue table keyed by text.
-fn text_table(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+pub fn text_table(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(table.name)
 }
 

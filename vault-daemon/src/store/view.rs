@@ -41,7 +41,9 @@ use crate::domain::rotation::{DestructionRequest, RewrapJob};
 use crate::domain::tenant_info::TenantInfo;
 use crate::domain::token::TokenRecord;
 use crate::store::StoreError;
+use crate::store::catalogue::{self, Table};
 use crate::store::codec::{decode, decode_sealed, index_key};
+use crate::store::rows::RowsRead;
 use crate::store::sealing::RowSealer;
 
 /// A table a [`View`] reads.
@@ -76,23 +78,28 @@ pub enum ViewTable {
 }
 
 impl ViewTable {
+    /// The catalogue's table.
+    pub fn table(self) -> Table {
+        match self {
+            ViewTable::Records => catalogue::RECORDS,
+            ViewTable::Index => catalogue::INDEX,
+            ViewTable::Tenants => catalogue::TENANTS,
+            ViewTable::Operators => catalogue::OPERATORS,
+            ViewTable::Tokens => catalogue::TOKENS,
+            ViewTable::Jobs => catalogue::JOBS,
+            ViewTable::Destructions => catalogue::DESTRUCTIONS,
+            ViewTable::ChangeRequests => catalogue::CHANGE_REQUESTS,
+            ViewTable::EpochKeys => catalogue::EPOCH_KEYS,
+            ViewTable::DisposalQueue => catalogue::DISPOSAL_QUEUE,
+            ViewTable::Certificates => catalogue::CERTIFICATES,
+            ViewTable::Corrections => catalogue::CORRECTIONS,
+            ViewTable::TenantInfo => catalogue::TENANT_INFO,
+        }
+    }
+
     /// The table's name, shared by every store and bound into its rows' MACs.
     pub fn name(self) -> &'static str {
-        match self {
-            ViewTable::Records => "records",
-            ViewTable::Index => "blind_index",
-            ViewTable::Tenants => "tenants",
-            ViewTable::Operators => "operators",
-            ViewTable::Tokens => "tokens",
-            ViewTable::Jobs => "rewrap_jobs",
-            ViewTable::Destructions => "key_destructions",
-            ViewTable::ChangeRequests => "change_requests",
-            ViewTable::EpochKeys => "epoch_keys",
-            ViewTable::DisposalQueue => "disposal_queue",
-            ViewTable::Certificates => "certificates",
-            ViewTable::Corrections => "corrections",
-            ViewTable::TenantInfo => "tenant_info",
-        }
+        self.table().name
     }
 
     /// Whether the table's keys are text (all but the index).
@@ -129,6 +136,46 @@ pub trait RowSource: Send + Sync {
     fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a>;
     /// The blind index entry under `key` and the record it names, from one state.
     fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a>;
+}
+
+/// The rows of a synchronous engine's read transaction (redb's snapshot) as a [`RowSource`]:
+/// every read answered at once, all from that one snapshot.
+pub struct Immediate<R>(pub R);
+
+impl<R: RowsRead> Immediate<R> {
+    fn by_index_now(&self, key: &[u8]) -> Result<Option<IndexedRow>, StoreError> {
+        let Some(handle) = self.0.get(catalogue::INDEX, key)? else {
+            return Ok(None);
+        };
+        let record = match std::str::from_utf8(&handle) {
+            Ok(_) => self.0.get(catalogue::RECORDS, &handle)?,
+            Err(_) => None,
+        };
+        Ok(Some((handle, record)))
+    }
+}
+
+impl<R: RowsRead + Send + Sync> RowSource for Immediate<R> {
+    fn get_many<'a>(&'a self, keys: &'a [RowKey]) -> RowsFuture<'a> {
+        let rows = keys
+            .iter()
+            .map(|(table, key)| self.0.get(table.table(), key))
+            .collect();
+        Box::pin(std::future::ready(rows))
+    }
+
+    fn list<'a>(&'a self, table: ViewTable) -> ListFuture<'a> {
+        Box::pin(std::future::ready(self.0.scan(
+            table.table(),
+            None,
+            None,
+            false,
+        )))
+    }
+
+    fn by_index<'a>(&'a self, key: &'a [u8]) -> IndexedFuture<'a> {
+        Box::pin(std::future::ready(self.by_index_now(key)))
+    }
 }
 
 /// Rows remembered, across views, as read after another row at most; past it the memory is
@@ -398,7 +445,7 @@ mod tests {
     use super::*;
     use crate::domain::operator::Role;
     use crate::store::Store;
-    use crate::store::engine::EngineStore;
+    use crate::store::engine_store::EngineStore;
     use crate::store::redb::RedbDatabase;
     use crate::store::sealing::RowAuthenticator;
 

@@ -10,7 +10,7 @@
 //!   `idle_in_transaction_session_timeout` ends the transaction of a daemon that stalls while
 //!   holding it (SIGSTOP, a hung host), so the others go on.
 //!
-//! A call's point reads go through a [`View`] and are awaited, one statement each (`view`). The synchronous
+//! A call's point reads go through a [`View`](crate::store::view::View) and are awaited, one statement each (`view`). The synchronous
 //! `Store` traits (listings, the audit log, the writer) run their queries on the runtime from
 //! inside `block_in_place` (as the state MAC does), so a worker thread waiting on the
 //! database hands its other tasks to another thread.
@@ -28,7 +28,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::store::catalogue;
-use crate::store::engine::{Engine, EngineStore, Leases};
+use crate::store::engine::{Engine, Leases};
+use crate::store::engine_store::EngineStore;
 use crate::store::rows::{RowsRead, RowsWrite};
 use crate::store::sealing::RowSealer;
 use crate::store::view::RowSource;
