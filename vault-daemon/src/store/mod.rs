@@ -49,6 +49,21 @@ use crate::error::Error;
 /// Version 3: authenticated rows (`sealing`), record state bound to the DEK, linked checkpoints.
 pub const SCHEMA_VERSION: u32 = 3;
 
+/// Refuses a store whose stored schema version (4 bytes, big-endian) is not this build's.
+pub fn check_schema_version(stored: &[u8]) -> Result<(), StoreError> {
+    let found = <[u8; 4]>::try_from(stored)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(StoreError::Schema {
+            found,
+            expected: SCHEMA_VERSION,
+        })
+    }
+}
+
 /// Failures of the store itself (not of the request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

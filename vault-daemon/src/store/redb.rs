@@ -276,17 +276,7 @@ fn check_schema(txn: &WriteTransaction) -> Result<(), StoreError> {
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())
                 .map_err(io)?;
         }
-        Some(bytes) => {
-            let found = <[u8; 4]>::try_from(bytes.as_slice())
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt("schema version".into()))?;
-            if found != SCHEMA_VERSION {
-                return Err(StoreError::Schema {
-                    found,
-                    expected: SCHEMA_VERSION,
-                });
-            }
-        }
+        Some(bytes) => crate::store::check_schema_version(&bytes)?,
     }
     Ok(())
 }

@@ -349,15 +349,7 @@ impl PgDatabase {
             .await
             .map_err(io)?
             .get(0);
-        let found = <[u8; 4]>::try_from(stored.as_slice())
-            .map(u32::from_be_bytes)
-            .map_err(|_| StoreError::Corrupt("schema version".into()))?;
-        if found != SCHEMA_VERSION {
-            return Err(StoreError::Schema {
-                found,
-                expected: SCHEMA_VERSION,
-            });
-        }
+        crate::store::check_schema_version(&stored)?;
         Ok(PgDatabase { shared })
     }
 
