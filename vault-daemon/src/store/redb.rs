@@ -383,15 +383,15 @@ fn collect_rows<I, K, V>(
 where
     I: DoubleEndedIterator<Item = Result<(K, V), redb::StorageError>>,
 {
-    let items: Box<dyn Iterator<Item = _>> = if descending {
-        Box::new(range.rev())
-    } else {
-        Box::new(range)
+    let limit = limit.unwrap_or(usize::MAX);
+    let row = |item: Result<(K, V), redb::StorageError>| {
+        item.map(|(k, v)| (key(&k), value(&v))).map_err(io)
     };
-    items
-        .take(limit.unwrap_or(usize::MAX))
-        .map(|item| item.map(|(k, v)| (key(&k), value(&v))).map_err(io))
-        .collect()
+    if descending {
+        range.rev().take(limit).map(row).collect()
+    } else {
+        range.take(limit).map(row).collect()
+    }
 }
 
 /// Rows of one open table after `after` (in scan order), as [`RowsRead::scan`] asks.
@@ -444,6 +444,22 @@ macro_rules! impl_rows_read {
                         .map(|v| v.value().to_vec()),
                 };
                 Ok(found)
+            }
+
+            /// The audit chain's and the checkpoints' last row straight from the B-tree (the
+            /// writer asks for the head on every group commit).
+            fn last(&self, table: Table) -> Result<Option<Row>, StoreError> {
+                if table.key != KeyKind::U64 {
+                    return Ok(self.scan(table, None, Some(1), true)?.pop());
+                }
+                let rows = self
+                    .txn
+                    .open_table(TableDefinition::<u64, &[u8]>::new(table.name))
+                    .map_err(io)?;
+                Ok(rows
+                    .last()
+                    .map_err(io)?
+                    .map(|(k, v)| (k.value().to_be_bytes().to_vec(), v.value().to_vec())))
             }
 
             fn scan(
