@@ -425,17 +425,12 @@ impl PgDatabase {
         let txn = client.transaction().await.map_err(io)?;
         let mut head = 0u64;
         for row in rows {
-            let table = catalogue::SNAPSHOT_ORDER
-                .iter()
-                .find(|t| t.name == row.table)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table))
-                })?;
-            let key = tables::key_from_bytes(table.key, &row.key).ok_or_else(|| {
-                StoreError::Corrupt(format!("a key of {} does not decode", row.table))
+            let table = catalogue::Table::named(&row.table).ok_or_else(|| {
+                StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table))
             })?;
-            if *table == catalogue::AUDIT {
-                head = head.max(key.as_u64());
+            let key = tables::Key::of(table, &row.key)?;
+            if let (true, tables::Key::Int(seq)) = (table == catalogue::AUDIT, key) {
+                head = head.max(seq.max(0) as u64);
             }
             let sql = format!(
                 "INSERT INTO {} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

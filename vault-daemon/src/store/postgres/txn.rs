@@ -11,7 +11,7 @@ use std::time::Instant;
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
-use super::tables::{Key, OwnedKey};
+use super::tables::{self as pg_tables, Key};
 use super::{Shared, io};
 use crate::store::StoreError;
 use crate::store::catalogue::{self as tables, Table};
@@ -44,15 +44,24 @@ enum Last<'p> {
 
 /// A write waiting to be sent.
 enum Pending {
-    /// Insert or replace.
-    Upsert(Table, OwnedKey, Vec<u8>),
+    /// Insert or replace (key as the catalogue's bytes).
+    Upsert(Table, Vec<u8>, Vec<u8>),
     /// Insert; the row must not exist (audit entries).
-    Insert(Table, OwnedKey, Vec<u8>),
+    Insert(Table, Vec<u8>, Vec<u8>),
     /// Delete.
-    Delete(Table, OwnedKey),
+    Delete(Table, Vec<u8>),
 }
 
 impl Pending {
+    /// The key to bind.
+    fn key(&self) -> Result<Key<'_>, StoreError> {
+        match self {
+            Pending::Upsert(table, key, _)
+            | Pending::Insert(table, key, _)
+            | Pending::Delete(table, key) => Key::of(*table, key),
+        }
+    }
+
     fn sql(&self) -> String {
         match self {
             Pending::Upsert(table, ..) => format!(
@@ -248,6 +257,10 @@ impl<'a> PgTxn<'a> {
             >,
         >;
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let keys = pending
+            .iter()
+            .map(Pending::key)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut statements = Vec::with_capacity(pending.len());
         for write in &pending {
             statements.push(client.prepare_cached(&write.sql()).await.map_err(io)?);
@@ -313,12 +326,12 @@ impl<'a> PgTxn<'a> {
             }
             self.begun.set(true);
         }
-        for (write, statement) in pending.iter().zip(&statements) {
+        for ((write, statement), key) in pending.iter().zip(&statements).zip(&keys) {
             let params: Vec<&(dyn ToSql + Sync)> = match write {
-                Pending::Upsert(_, key, value) | Pending::Insert(_, key, value) => {
+                Pending::Upsert(_, _, value) | Pending::Insert(_, _, value) => {
                     vec![key.param(), value]
                 }
-                Pending::Delete(_, key) => vec![key.param()],
+                Pending::Delete(..) => vec![key.param()],
             };
             steps.push(Box::pin(async move {
                 match client.execute(statement, &params).await {
@@ -380,13 +393,13 @@ impl<'a> PgTxn<'a> {
 
     /// Rows of `table` in key order (`descending`: from the end), after `after` if given, at
     /// most `limit`.
-    pub(crate) fn scan_keyed(
+    fn scan_keyed(
         &self,
         table: &Table,
         after: Option<Key<'_>>,
         limit: Option<usize>,
         descending: bool,
-    ) -> Result<Vec<(OwnedKey, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Row>, StoreError> {
         let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let order = if descending { "DESC" } else { "ASC" };
         let rows = match after {
@@ -408,7 +421,7 @@ impl<'a> PgTxn<'a> {
         };
         rows.iter()
             .map(|row| {
-                let key = OwnedKey::from_row(row, table.key).map_err(io)?;
+                let key = pg_tables::key_bytes(row, 0, *table).map_err(io)?;
                 Ok((key, row.try_get(1).map_err(io)?))
             })
             .collect()
@@ -449,11 +462,7 @@ impl RowsRead for PgTxn<'_> {
         descending: bool,
     ) -> Result<Vec<Row>, StoreError> {
         let after = after.map(|key| Key::of(table, key)).transpose()?;
-        Ok(self
-            .scan_keyed(&table, after, limit, descending)?
-            .into_iter()
-            .map(|(key, value)| (key.bytes(table.key), value))
-            .collect())
+        self.scan_keyed(&table, after, limit, descending)
     }
 
     /// The audit chain's last entry: on the writer, the one read with the head lock (until a
@@ -477,10 +486,15 @@ impl PgTxn<'_> {
         };
         let last = match prefetched {
             Some(last) => last,
-            None => self
-                .scan_keyed(&tables::AUDIT, None, Some(1), true)?
-                .pop()
-                .map(|(key, value)| (key.as_u64(), value)),
+            None => match self.scan_keyed(&tables::AUDIT, None, Some(1), true)?.pop() {
+                Some((key, value)) => Some((
+                    <[u8; 8]>::try_from(key.as_slice())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| StoreError::Corrupt("an audit key".into()))?,
+                    value,
+                )),
+                None => None,
+            },
         };
         // The writer checks the head it locked against the entries: rows added or removed
         // behind the locker's back do not pass.
@@ -496,10 +510,10 @@ impl PgTxn<'_> {
 
 impl RowsWrite for PgTxn<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let key = Key::of(table, key)?.to_owned();
+        Key::of(table, key)?;
         self.pending
             .get_mut()
-            .push(Pending::Upsert(table, key, value.to_vec()));
+            .push(Pending::Upsert(table, key.to_vec(), value.to_vec()));
         Ok(())
     }
 
@@ -516,10 +530,10 @@ impl RowsWrite for PgTxn<'_> {
                 expected - 1
             )));
         }
-        let key = i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence".into()))?;
+        i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit sequence".into()))?;
         self.pending.get_mut().push(Pending::Insert(
             tables::AUDIT,
-            OwnedKey::Int(key),
+            seq.to_be_bytes().to_vec(),
             row.to_vec(),
         ));
         self.appended = Some(seq);
@@ -527,8 +541,10 @@ impl RowsWrite for PgTxn<'_> {
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
-        let key = Key::of(table, key)?.to_owned();
-        self.pending.get_mut().push(Pending::Delete(table, key));
+        Key::of(table, key)?;
+        self.pending
+            .get_mut()
+            .push(Pending::Delete(table, key.to_vec()));
         Ok(())
     }
 
