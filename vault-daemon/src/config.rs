@@ -857,10 +857,12 @@ impl TryFrom<BackendSection> for BackendConfig {
                 BackendKind::Sim,
                 section.sim_dir.is_some(),
             ),
+            // `false` is the default and does nothing: the example config writes it out, so a
+            // file switched from "sim" to a hardware backend keeps it, and must still start.
             (
-                "backend.sim_fault_control_file",
+                "backend.sim_fault_control_file = true",
                 BackendKind::Sim,
-                section.sim_fault_control_file.is_some(),
+                section.sim_fault_control_file == Some(true),
             ),
         ]
         .into_iter()
@@ -1441,6 +1443,19 @@ mod tests {
         )
         .expect_err("sim setting with a TPM");
         assert!(stray.contains("backend.sim_dir belongs to"), "{stray}");
+        let faults = Config::parse(
+            "[backend]\nkind = \"pkcs11\"\nsim_fault_control_file = true\n[backend.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"P\"\n",
+        )
+        .expect_err("faults for a token that is not the sim");
+        assert!(
+            faults.contains("sim_fault_control_file = true belongs to"),
+            "{faults}"
+        );
+        // The default written out, as the example does, is no conflict.
+        Config::parse(
+            "[store]\ndata_dir = \"/x\"\n[backend]\nkind = \"pkcs11\"\nsim_fault_control_file = false\n[backend.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"P\"\n",
+        )
+        .expect("the default, written out");
         let unknown = Config::parse("[backend]\nkind = \"sim\"\nsim_faults = true\n")
             .expect_err("unknown field");
         assert!(unknown.contains("unknown field `sim_faults`"), "{unknown}");

@@ -5,8 +5,9 @@
 //! repository per entity ([`View::tokens`], [`View::records`], [`View::epoch_keys`], …): point
 //! reads by id and whole listings.
 //!
-//! A store supplies only a [`RowSource`] (stored bytes by table and key, several keys in one
-//! read); decoding and the authentication of rows live here, once for every store. On a server
+//! An engine supplies only a [`RowSource`] (stored bytes by table and key, several keys in one
+//! read; [`Immediate`] makes one of a synchronous engine's read transaction); decoding and the
+//! authentication of rows live here, once for every engine. On a server
 //! database a read awaits its answer on the runtime instead of parking a worker thread in
 //! `block_in_place`, as the synchronous [`StoreRead`](super::StoreRead) must.
 //!
