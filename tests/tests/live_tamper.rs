@@ -927,7 +927,11 @@ async fn reports_over_a_put_back_or_deleted_record_row_are_refused_not_counted()
         counts(
             ledger(&pair.daemons[0])
                 .await
-                .expect("ledger once repaired")
+                .unwrap_or_else(|status| panic!(
+                    "ledger once repaired: {status:?}\n--- daemon 0:\n{}\n--- daemon 1:\n{}",
+                    pair.daemons[0].log(),
+                    pair.daemons[1].log()
+                ))
                 .into_inner()
         ),
         (0, 1)
