@@ -103,6 +103,10 @@ pub struct PgTxn<'a> {
     expect_head: Option<i64>,
     /// The hash the optimistic writer expects its head entry to have.
     expect_hash: [u8; 32],
+    /// The first error the server answered: PostgreSQL refuses every later statement of the
+    /// transaction (25P02), so each later call gets this one — the cause, not the echo (a
+    /// moved head stays [`StoreError::HeadMoved`], which the writer redoes the long way).
+    failed: RefCell<Option<StoreError>>,
 }
 
 /// Whether `error` says the connection's transaction had already failed (25P02): a
@@ -141,6 +145,7 @@ impl<'a> PgTxn<'a> {
             locked_at_cell: Cell::new(None),
             expect_head: None,
             expect_hash: [0; 32],
+            failed: RefCell::new(None),
         })
     }
 
@@ -207,6 +212,7 @@ impl<'a> PgTxn<'a> {
             locked_at_cell: Cell::new(Some(locked_at)),
             expect_head: None,
             expect_hash: [0; 32],
+            failed: RefCell::new(None),
         })
     }
 
@@ -230,6 +236,7 @@ impl<'a> PgTxn<'a> {
             locked_at_cell: Cell::new(None),
             expect_head: Some(i64::try_from(head).unwrap_or(i64::MAX)),
             expect_hash: hash,
+            failed: RefCell::new(None),
         })
     }
 
@@ -247,6 +254,22 @@ impl<'a> PgTxn<'a> {
     /// its opening (a reader's BEGIN; an optimistic writer's BEGIN and head assertion), the
     /// queued writes — then `last`, and waits for every answer. Returns `last`'s rows.
     async fn send(
+        &self,
+        client: &Object,
+        last: Last<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if let Some(error) = self.failed.borrow().clone() {
+            return Err(error);
+        }
+        let outcome = self.send_owed(client, last).await;
+        if let Err(error) = &outcome {
+            self.failed.borrow_mut().get_or_insert_with(|| error.clone());
+        }
+        outcome
+    }
+
+    /// [`PgTxn::send`] once the transaction has not failed.
+    async fn send_owed(
         &self,
         client: &Object,
         last: Last<'_>,
