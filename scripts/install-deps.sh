@@ -8,7 +8,7 @@
 # (a Debian 12 booted under systemd-nspawn), cargo-deb (the package itself, from crates.io).
 set -euo pipefail
 
-packages=(gcc libc6-dev pkg-config ca-certificates curl libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15 dpkg-dev debootstrap systemd-container)
+packages=(gcc libc6-dev pkg-config ca-certificates curl libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15 dpkg-dev debootstrap systemd-container chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

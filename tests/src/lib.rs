@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod conformance;
+pub mod console;
 pub mod daemon;
 pub mod doc_blocks;
 pub mod machine;

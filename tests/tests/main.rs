@@ -16,6 +16,7 @@ mod cli;
 mod cluster;
 mod conformance;
 mod connections;
+mod console;
 mod corrections;
 mod deploy;
 mod destruction;

@@ -18,10 +18,11 @@ const KNOWN_LOOPS: [(&[&str], &str); 1] = [(
     "approving a change request applies the mutation it holds, which is itself a mutation",
 )];
 
-const CRATES: [&str; 5] = [
+const CRATES: [&str; 6] = [
     "vault-daemon",
     "vault-audit",
     "vault-client",
+    "vault-console",
     "hsm-sim",
     "proto",
 ];

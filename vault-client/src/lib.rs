@@ -17,6 +17,10 @@ use vault_proto::v1::locker_client::LockerClient;
 
 pub use vault_proto::v1 as pb;
 
+pub mod certificate;
+pub mod ledger;
+pub mod pdf;
+
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -171,31 +175,21 @@ fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
 impl Client {
     /// Connects and checks the connection.
     pub async fn connect(config: &ClientConfig) -> Result<Client, ClientError> {
-        let connect_error = |message: String| ClientError::Connect {
-            endpoint: config.endpoint.clone(),
-            message,
-        };
-        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| connect_error(e.to_string()))?
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10));
-        if config.endpoint.starts_with("https://") || config.ca.is_some() {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &config.ca {
-                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-            }
-            if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| connect_error(e.to_string()))?;
-        }
-        let channel = endpoint
+        let channel = endpoint(config)?
             .connect()
             .await
-            .map_err(|e| connect_error(error_chain(&e)))?;
-        let header = match &config.token {
+            .map_err(|e| connect_error(config, error_chain(&e)))?;
+        Client::on_channel(channel, config.token.as_ref())
+    }
+
+    /// A client on an open `channel` (shared: a channel multiplexes many callers) that sends
+    /// `token`: one connection serves every person signed in to the web console, each call
+    /// carrying its own person's token.
+    pub fn on_channel(
+        channel: Channel,
+        token: Option<&SecretString>,
+    ) -> Result<Client, ClientError> {
+        let header = match token {
             Some(token) => {
                 let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
                     .parse()
@@ -212,6 +206,41 @@ impl Client {
             channel,
         })
     }
+}
+
+fn connect_error(config: &ClientConfig, message: String) -> ClientError {
+    ClientError::Connect {
+        endpoint: config.endpoint.clone(),
+        message,
+    }
+}
+
+/// The endpoint `config` names, with its TLS settings.
+fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
+    let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|e| connect_error(config, e.to_string()))?
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(10));
+    if config.endpoint.starts_with("https://") || config.ca.is_some() {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &config.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| connect_error(config, e.to_string()))?;
+    }
+    Ok(endpoint)
+}
+
+/// A channel to the daemon `config` names that connects on first use and again after a lost
+/// connection: a long-running client (the web console) starts and serves while the daemon
+/// restarts. Its files (CA, client certificate) are read now.
+pub fn lazy_channel(config: &ClientConfig) -> Result<Channel, ClientError> {
+    Ok(endpoint(config)?.connect_lazy())
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -12,7 +12,7 @@ mod bench;
 mod cli;
 mod commands;
 mod output;
-mod pdf;
+
 mod reports;
 
 use std::io::Read;

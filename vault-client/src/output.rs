@@ -965,26 +965,10 @@ pub fn destructions(format: Format, requests: &[pb::KeyDestruction]) {
     }
 }
 
-/// A deletion certificate as JSON (the `certificate export` format, which `certificate verify`
-/// reads back).
-pub fn certificate_json(c: &pb::DeletionCertificate) -> Value {
-    json!({
-        "handle": c.handle,
-        "tenant": c.tenant,
-        "subject_ref": c.subject_ref,
-        "disposed_at_ms": c.disposed_at_ms,
-        "method": c.method,
-        "responsible": c.responsible,
-        "key_version": c.key_version,
-        "key_id": c.key_id,
-        "signature": c.signature,
-    })
-}
-
 /// A deletion certificate for people (text) or machines (JSON).
 pub fn certificate(format: Format, c: &pb::DeletionCertificate) {
     match format {
-        Format::Json => print_json(&certificate_json(c)),
+        Format::Json => print_json(&vault_client::certificate::certificate_json(c)),
         Format::Text => {
             println!("削除証明書 (deletion certificate)");
             println!("handle        {}", c.handle);
@@ -1109,4 +1093,15 @@ pub fn whoami(format: Format, me: &pb::WhoAmIResponse) {
             }
         }
     }
+}
+
+/// Writes `bytes` to a new file (never over an existing one) that only its owner can read:
+/// certificates, the ledger and disclosure notices name handles, subject references and the
+/// office.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut file = private_file(path, false)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
 }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use vault_proto::v1 as pb;
 
 use vault_client::ClientError;
+use vault_client::ledger::unix_time;
 
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,19 +33,6 @@ pub fn jst_day_start(text: &str, end: bool) -> Result<i64, ClientError> {
     };
     let jst = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
     Ok(date.midnight().assume_offset(jst).unix_timestamp())
-}
-
-fn unix_time(unix: i64) -> String {
-    if unix == 0 {
-        return String::new();
-    }
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Prints rows (the first is the header) in `format`; `json` is the JSON form.
@@ -100,71 +88,11 @@ fn print(
 
 /// Prints the 管理台帳: one row per tenant.
 pub fn ledger(format: ReportFormat, ledger: &pb::LedgerResponse) -> Result<(), ClientError> {
-    let header = [
-        "tenant",
-        "tenant_name",
-        "file_kind",
-        "file_name",
-        "responsible_person",
-        "responsible_department",
-        "management_area",
-        "handling_area",
-        "purposes",
-        "active",
-        "suspended",
-        "retired",
-        "disposed",
-        "last_disposal",
-        "access",
-    ];
-    let mut rows = Vec::new();
+    let header = vault_client::ledger::LEDGER_COLUMNS;
+    let rows = vault_client::ledger::ledger_rows(ledger);
     let mut json = Vec::new();
     for e in &ledger.entries {
         let info = e.info.clone().unwrap_or_default();
-        let purposes: Vec<String> = e
-            .purposes
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} ({} {}, {} years)",
-                    p.code, p.article, p.label_ja, p.retention_years
-                )
-            })
-            .collect();
-        let access: Vec<String> = e
-            .access
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} [{}{}]{}",
-                    a.operator_id,
-                    a.role,
-                    if a.disabled { ", disabled" } else { "" },
-                    if a.purposes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {}", a.purposes.join("/"))
-                    }
-                )
-            })
-            .collect();
-        rows.push(vec![
-            e.tenant.clone(),
-            e.tenant_name.clone(),
-            info.file_kind.clone(),
-            info.file_name.clone(),
-            info.responsible_person.clone(),
-            info.responsible_department.clone(),
-            info.management_area.clone(),
-            info.handling_area.clone(),
-            purposes.join("; "),
-            e.active.to_string(),
-            e.suspended.to_string(),
-            e.retired.to_string(),
-            e.disposed.to_string(),
-            unix_time(e.last_disposal_unix),
-            access.join("; "),
-        ]);
         json.push(json!({
             "tenant": e.tenant, "tenant_name": e.tenant_name,
             "file_kind": info.file_kind, "file_name": info.file_name,

@@ -147,7 +147,7 @@ pub async fn run(
                 }
             }
             let font = match &pdf {
-                Some(_) => Some(crate::pdf::find_font(font.as_deref())?),
+                Some(_) => Some(vault_client::pdf::find_font(font.as_deref())?),
                 None => None,
             };
             let subject = match handle {
@@ -174,23 +174,23 @@ pub async fn run(
                 ClientError::Usage(format!("the daemon answered an unreadable notice: {e}"))
             })?;
             if let Some(path) = &json {
-                crate::pdf::write_new(path, answer.notice_json.as_bytes())?;
+                crate::output::write_new(path, answer.notice_json.as_bytes())?;
             }
             if let Some(path) = &csv {
-                crate::pdf::write_new(path, &uses_csv(&notice)?)?;
+                crate::output::write_new(path, &uses_csv(&notice)?)?;
             }
             if let (Some(path), Some(font)) = (&pdf, font) {
-                let bytes = crate::pdf::disclosure_pdf(&notice, font)?;
-                crate::pdf::write_new(path, &bytes)?;
+                let bytes = vault_client::pdf::disclosure_pdf(&notice, font)?;
+                crate::output::write_new(path, &bytes)?;
             }
             summary(format, &notice, &answer.notice_json, [&json, &csv, &pdf]);
             Ok(())
         }
         DisclosureCommand::Pdf { file, out, font } => {
-            let font = crate::pdf::find_font(font.as_deref())?;
+            let font = vault_client::pdf::find_font(font.as_deref())?;
             let notice = read_notice(&file).map_err(ClientError::Usage)?;
-            let bytes = crate::pdf::disclosure_pdf(&notice, font)?;
-            crate::pdf::write_new(&out, &bytes)?;
+            let bytes = vault_client::pdf::disclosure_pdf(&notice, font)?;
+            crate::output::write_new(&out, &bytes)?;
             output::written(format, &out, bytes.len());
             Ok(())
         }
@@ -278,7 +278,7 @@ fn uses_csv(notice: &DisclosureNotice) -> Result<Vec<u8>, ClientError> {
 
 /// `2026-12-07 10:05:00` (JST) for milliseconds since the epoch: how a spreadsheet reads a time.
 fn jst_time(ms: i64) -> String {
-    let Some(at) = crate::pdf::jst_at(ms) else {
+    let Some(at) = vault_client::pdf::jst_at(ms) else {
         return String::new();
     };
     format!(

@@ -295,14 +295,14 @@ pub async fn certificate(
 ) -> Result<(), ClientError> {
     match command {
         CertificateCommand::Pdf { handle, out, font } => {
-            let font = crate::pdf::find_font(font.as_deref())?;
+            let font = vault_client::pdf::find_font(font.as_deref())?;
             let certificate = client
                 .locker
                 .get_deletion_certificate(pb::CertificateRequest { handle })
                 .await?
                 .into_inner();
-            let bytes = crate::pdf::certificate_pdf(&certificate, font, now_ms())?;
-            crate::pdf::write_new(&out, &bytes)?;
+            let bytes = vault_client::pdf::certificate_pdf(&certificate, font, now_ms())?;
+            crate::output::write_new(&out, &bytes)?;
             output::written(format, &out, bytes.len());
         }
         CertificateCommand::Show { handle } => {

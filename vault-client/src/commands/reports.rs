@@ -93,7 +93,7 @@ pub async fn ledger(
     };
     // The font is found before the ledger is read: a missing font costs no audit entry.
     let font = match &pdf_out {
-        Some(_) => Some(crate::pdf::find_font(font.as_deref())?),
+        Some(_) => Some(vault_client::pdf::find_font(font.as_deref())?),
         None => None,
     };
     let ledger = client
@@ -104,8 +104,8 @@ pub async fn ledger(
     match (pdf_out, font) {
         (Some(out), Some(font)) => {
             let bytes =
-                crate::pdf::ledger_pdf(&ledger, font, crate::commands::lifecycle::now_ms())?;
-            crate::pdf::write_new(&out, &bytes)?;
+                vault_client::pdf::ledger_pdf(&ledger, font, crate::commands::lifecycle::now_ms())?;
+            crate::output::write_new(&out, &bytes)?;
             output::written(format, &out, bytes.len());
         }
         _ => {

@@ -2,7 +2,7 @@
 //! deleted, when, how and by whom, the signature that proves it, and boxes for the seals of
 //! who checked and who approved. Never the number (the locker no longer has it).
 
-use vault_client::{ClientError, pb};
+use crate::{ClientError, pb};
 
 use super::page::{A4, MARGIN, Pages};
 use super::{grouped_hex, jst};

@@ -4,8 +4,8 @@
 //! items withheld and why, the stretch of the audit log it covers and the signature that lets
 //! anyone check it offline. Boxes for the seals of who checked and who approved.
 
+use crate::ClientError;
 use vault_audit::disclosure::{DisclosedRecord, DisclosedUse, DisclosureNotice, NoticeBody};
-use vault_client::ClientError;
 
 use super::page::{A4, MARGIN, Pages};
 use super::{grouped_hex, jst, role_ja};

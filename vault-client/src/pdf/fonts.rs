@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vault_client::ClientError;
+use crate::ClientError;
 
 /// Where Debian installs Japanese fonts, in order of preference; (path, face index).
 const SYSTEM_FONTS: &[(&str, u32)] = &[

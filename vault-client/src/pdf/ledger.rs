@@ -2,7 +2,7 @@
 //! responsible, where it is kept and handled, the purposes, records by state, the last
 //! disposal and who has access — the same content as `vault-client ledger`, for filing.
 
-use vault_client::{ClientError, pb};
+use crate::{ClientError, pb};
 
 use super::page::{A4, MARGIN, Pages, wrap};
 use super::{jst, role_ja};

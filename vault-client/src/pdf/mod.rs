@@ -16,21 +16,6 @@ pub use disclosure::disclosure_pdf;
 pub use fonts::find_font;
 pub use ledger::ledger_pdf;
 
-use std::path::Path;
-
-use vault_client::ClientError;
-
-/// Writes `bytes` to a new file (never over an existing one) that only its owner can read:
-/// certificates, the ledger and disclosure notices name handles, subject references and the
-/// office.
-pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    use std::io::Write;
-    let mut file = crate::output::private_file(path, false)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
-}
-
 /// `ms` since the epoch as a time in Japan (JST, UTC+9 all year).
 pub fn jst_at(ms: i64) -> Option<time::OffsetDateTime> {
     let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;

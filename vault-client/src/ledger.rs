@@ -1,0 +1,90 @@
+//! The 管理台帳 as rows of text, one per tenant: what the CLI prints as CSV and the console
+//! shows as a table, so both say the same. Never a number: the ledger is metadata.
+
+use crate::pb;
+
+/// Column names of [`ledger_rows`], in order.
+pub const LEDGER_COLUMNS: [&str; 15] = [
+    "tenant",
+    "tenant_name",
+    "file_kind",
+    "file_name",
+    "responsible_person",
+    "responsible_department",
+    "management_area",
+    "handling_area",
+    "purposes",
+    "active",
+    "suspended",
+    "retired",
+    "disposed",
+    "last_disposal",
+    "access",
+];
+
+/// One row per tenant, in [`LEDGER_COLUMNS`] order; times in RFC 3339 (UTC), empty for never.
+pub fn ledger_rows(ledger: &pb::LedgerResponse) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for e in &ledger.entries {
+        let info = e.info.clone().unwrap_or_default();
+        let purposes: Vec<String> = e
+            .purposes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({} {}, {} years)",
+                    p.code, p.article, p.label_ja, p.retention_years
+                )
+            })
+            .collect();
+        let access: Vec<String> = e
+            .access
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} [{}{}]{}",
+                    a.operator_id,
+                    a.role,
+                    if a.disabled { ", disabled" } else { "" },
+                    if a.purposes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", a.purposes.join("/"))
+                    }
+                )
+            })
+            .collect();
+        rows.push(vec![
+            e.tenant.clone(),
+            e.tenant_name.clone(),
+            info.file_kind.clone(),
+            info.file_name.clone(),
+            info.responsible_person.clone(),
+            info.responsible_department.clone(),
+            info.management_area.clone(),
+            info.handling_area.clone(),
+            purposes.join("; "),
+            e.active.to_string(),
+            e.suspended.to_string(),
+            e.retired.to_string(),
+            e.disposed.to_string(),
+            unix_time(e.last_disposal_unix),
+            access.join("; "),
+        ]);
+    }
+    rows
+}
+
+/// `unix` seconds as RFC 3339, empty for 0 (never).
+pub fn unix_time(unix: i64) -> String {
+    if unix == 0 {
+        return String::new();
+    }
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
