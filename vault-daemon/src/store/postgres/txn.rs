@@ -263,7 +263,9 @@ impl<'a> PgTxn<'a> {
         }
         let outcome = self.send_owed(client, last).await;
         if let Err(error) = &outcome {
-            self.failed.borrow_mut().get_or_insert_with(|| error.clone());
+            self.failed
+                .borrow_mut()
+                .get_or_insert_with(|| error.clone());
         }
         outcome
     }
