@@ -1,5 +1,5 @@
-//! The 管理台帳 as rows of text, one per tenant: what the CLI prints as CSV and the console
-//! shows as a table, so both say the same. Never a number: the ledger is metadata.
+//! The 管理台帳 and the usage report as rows of text: what the CLI prints as CSV and the
+//! console shows and downloads, so both say the same. Never a number: both are metadata.
 
 use crate::pb;
 
@@ -87,4 +87,27 @@ pub fn unix_time(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// Column names of [`usage_rows`], in order.
+pub const USAGE_COLUMNS: [&str; 6] = [
+    "category", "action", "purpose", "operator", "tenant", "count",
+];
+
+/// One row per (category, action, purpose, operator, tenant) of a usage report.
+pub fn usage_rows(report: &pb::UsageReportResponse) -> Vec<Vec<String>> {
+    report
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.category.clone(),
+                r.action.clone(),
+                r.purpose.clone(),
+                r.operator_id.clone(),
+                r.tenant.clone(),
+                r.count.to_string(),
+            ]
+        })
+        .collect()
 }

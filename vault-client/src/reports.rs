@@ -193,23 +193,8 @@ fn ledger_pages(ledger: &pb::LedgerResponse) {
 
 /// Prints the usage report: one row per (category, action, purpose, operator, tenant).
 pub fn usage(format: ReportFormat, report: &pb::UsageReportResponse) -> Result<(), ClientError> {
-    let header = [
-        "category", "action", "purpose", "operator", "tenant", "count",
-    ];
-    let rows: Vec<Vec<String>> = report
-        .rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.category.clone(),
-                r.action.clone(),
-                r.purpose.clone(),
-                r.operator_id.clone(),
-                r.tenant.clone(),
-                r.count.to_string(),
-            ]
-        })
-        .collect();
+    let header = vault_client::ledger::USAGE_COLUMNS;
+    let rows = vault_client::ledger::usage_rows(report);
     let json = json!({
         "entries_scanned": report.entries_scanned,
         "rows": report.rows.iter().map(|r| json!({

@@ -216,8 +216,17 @@ impl SignedIn {
     }
 }
 
-/// A posted form's fields, repeated names kept (several requests approved at once).
+/// A posted form's fields, repeated names kept (several requests approved at once). Its
+/// values are wiped when it is dropped: the sign-in form holds a token.
 pub struct Form(Vec<(String, String)>);
+
+impl Drop for Form {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.0 {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
 
 impl Form {
     /// Parses an `application/x-www-form-urlencoded` body.

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures::StreamExt;
-use vault_client::ledger::{LEDGER_COLUMNS, ledger_rows};
+use vault_client::ledger::{LEDGER_COLUMNS, USAGE_COLUMNS, ledger_rows, usage_rows};
 use vault_client::pb;
 
 use super::{App, Chrome, Failure, Shared, SignedIn, download, page};
@@ -250,31 +250,7 @@ pub async fn usage_csv(
 ) -> Result<Response, Failure> {
     let (from, to, from_unix, to_unix) = period.range()?;
     let report = fetch_usage(&app, &mut signed, from_unix, to_unix).await?;
-    let rows: Vec<Vec<String>> = report
-        .rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.category.clone(),
-                r.action.clone(),
-                r.purpose.clone(),
-                r.operator_id.clone(),
-                r.tenant.clone(),
-                r.count.to_string(),
-            ]
-        })
-        .collect();
-    let bytes = csv_bytes(
-        &[
-            "category",
-            "action",
-            "purpose",
-            "operator_id",
-            "tenant",
-            "count",
-        ],
-        &rows,
-    )?;
+    let bytes = csv_bytes(&USAGE_COLUMNS, &usage_rows(&report))?;
     Ok(download(
         bytes,
         "text/csv; charset=utf-8",
