@@ -151,6 +151,21 @@ impl Browser {
         self.source().await
     }
 
+    /// Signs in on `console` by choosing the token file at `path` (nothing pasted); returns
+    /// the page it leads to.
+    pub async fn sign_in_with_file(&self, console: &Console, path: &std::path::Path) -> String {
+        self.open(&format!("{}/signin", console.url)).await;
+        self.client
+            .find(Locator::Id("token-file"))
+            .await
+            .expect("token file field")
+            .send_keys(&path.display().to_string())
+            .await
+            .expect("choose the token file");
+        self.submit("signin").await;
+        self.source().await
+    }
+
     /// Clicks the submit button `id` and waits for the page it leads to (the old page's
     /// document gone stale).
     pub async fn submit(&self, id: &str) {

@@ -385,6 +385,57 @@ async fn a_wrong_token_is_refused_and_never_echoed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_chosen_in_the_browser_signs_in_and_a_file_of_anything_else_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let console = Console::start(&daemon.endpoint(), &[]);
+    let browser = Browser::start().await;
+    let session_cookie = async |browser: &Browser| {
+        browser
+            .client
+            .get_all_cookies()
+            .await
+            .expect("cookies")
+            .iter()
+            .any(|c| c.name() == "__Host-mnl-console")
+    };
+
+    // Not a token: a binary file, a file of text that is no token, an empty file.
+    let binary = dir.path().join("photo.bin");
+    std::fs::write(&binary, [0xff_u8, 0xd8, 0xff, 0xe0, 0, 0x10]).expect("write");
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, "mnt_not-a-token-at-all\n").expect("write");
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "").expect("write");
+    for (file, notice) in [
+        (&binary, "選んでください"),
+        (&other, "受け付けられませんでした"),
+        (&empty, "選んでください"),
+    ] {
+        let page = browser.sign_in_with_file(&console, file).await;
+        assert!(page.contains(notice), "{}: {page}", file.display());
+        assert!(
+            !page.contains("mnt_not-a-token"),
+            "a refused file is echoed"
+        );
+        assert!(!session_cookie(&browser).await, "{}", file.display());
+    }
+
+    // The auditor's own token file, as the daemon wrote it (a newline at its end).
+    let file = dir
+        .path()
+        .join("data")
+        .join("tokens")
+        .join("dev-auditor.token");
+    let page = browser.sign_in_with_file(&console, &file).await;
+    assert!(page.contains("dev-auditor"), "{page}");
+    assert!(session_cookie(&browser).await);
+    let token = daemon.dev_token("dev-auditor");
+    assert!(!browser.source().await.contains(token.expose_secret()));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_signed_in_is_refused_a_managers_pages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start_dev(&dir.path().join("data"));

@@ -104,9 +104,7 @@ async fn run(args: Args) -> Result<(), String> {
     // Tests and service managers read this line for the address (port 0 picks a free one).
     println!("vault-console listening on {scheme}://{local}");
     tracing::info!(%local, tls = tls.is_some(), daemon = %args.daemon, "console serving");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = stop_signal()?;
     let served = match tls {
         Some(acceptor) => {
             let listener = tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
@@ -121,6 +119,23 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     served.map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGTERM (`systemctl stop`) or SIGINT: axum then finishes the requests in
+/// flight and the console exits 0, which systemd records as a clean stop.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("stopping: finishing the requests in flight");
+    })
 }
 
 fn main() -> ExitCode {

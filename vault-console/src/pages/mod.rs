@@ -234,6 +234,11 @@ impl Form {
         Form(form_urlencoded::parse(body).into_owned().collect())
     }
 
+    /// A form of these fields (already read, e.g. from a multipart body).
+    pub fn from_fields(fields: Vec<(String, String)>) -> Form {
+        Form(fields)
+    }
+
     /// The first value of `name`.
     pub fn first(&self, name: &str) -> Option<&str> {
         self.0

@@ -1,9 +1,9 @@
-//! Sign-in with the person's own token (the daemon says whom it authenticates), and sign-out.
-//! The token is never echoed, logged or sent back to the browser.
+//! Sign-in with the person's own token, pasted or chosen as a file (the daemon says whom it
+//! authenticates), and sign-out. The token is never echoed, logged or sent back to the browser.
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
@@ -45,21 +45,73 @@ pub async fn form(State(app): State<Shared>) -> Result<Response, Failure> {
     sign_in_page(&app, "")
 }
 
-/// Signs in with the posted token: the daemon must know it (`WhoAmI`).
-pub async fn submit(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Failure> {
-    let form = Form::parse(&body);
+/// Longest token file read: a token file holds one line of a few dozen characters.
+const MAX_TOKEN_FILE_BYTES: usize = 4096;
+
+/// The sign-in form's fields, from the page's multipart form (a chosen file travels only
+/// that way) or from a plain urlencoded post.
+async fn sign_in_fields(app: &Shared, request: Request) -> Result<Form, Failure> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"));
+    if !multipart {
+        let body = Bytes::from_request(request, app)
+            .await
+            .map_err(|e| Failure::BadInput(e.body_text()))?;
+        return Ok(Form::parse(&body));
+    }
+    let mut parts = Multipart::from_request(request, app)
+        .await
+        .map_err(|e| Failure::BadInput(e.body_text()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = parts
+        .next_field()
+        .await
+        .map_err(|e| Failure::BadInput(format!("the sign-in form is malformed: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if !matches!(name.as_str(), "signin" | "token" | "token_file") {
+            continue;
+        }
+        let bytes = Zeroizing::new(
+            field
+                .bytes()
+                .await
+                .map_err(|e| Failure::BadInput(format!("the sign-in form is malformed: {e}")))?
+                .to_vec(),
+        );
+        if bytes.len() > MAX_TOKEN_FILE_BYTES {
+            return Err(Failure::BadInput(format!(
+                "{name} is over {MAX_TOKEN_FILE_BYTES} bytes: a token file holds one token"
+            )));
+        }
+        // A file that is not text cannot hold a token; it counts as empty and is refused
+        // below like an empty field, without saying what it held.
+        let value = std::str::from_utf8(&bytes).unwrap_or_default().to_owned();
+        fields.push((name, value));
+    }
+    Ok(Form::from_fields(fields))
+}
+
+/// Signs in with the token pasted or in the chosen file: the daemon must know it (`WhoAmI`).
+pub async fn submit(State(app): State<Shared>, request: Request) -> Result<Response, Failure> {
+    let headers = request.headers().clone();
+    let form = sign_in_fields(&app, request).await?;
     let expected = guard::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
     let origin = guard::own_origin(&headers, app.tls);
     guard::check_post(&headers, &origin, &expected, form.first("signin"))
         .map_err(Failure::Forbidden)?;
-    let token = Zeroizing::new(form.first("token").unwrap_or("").trim().to_owned());
+    let pasted = form.first("token").unwrap_or("").trim();
+    let from_file = form.first("token_file").unwrap_or("").trim();
+    let token = Zeroizing::new(if pasted.is_empty() { from_file } else { pasted }.to_owned());
     drop(form);
     if token.is_empty() {
-        return sign_in_page(&app, "トークンを貼り付けてください。");
+        return sign_in_page(
+            &app,
+            "トークンを貼り付けるか、トークンファイルを選んでください。",
+        );
     }
     let token = SecretString::from(token.as_str().to_owned());
     let Ok(mut client) = app.daemon.client(&token) else {
