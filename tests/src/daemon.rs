@@ -203,12 +203,19 @@ impl Daemon {
                     }
                     banner.push(line);
                 }
-                Err(_) => {
+                Err(waited) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
                     let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+                    let how = match waited {
+                        mpsc::RecvTimeoutError::Timeout => "not listening after 30 s",
+                        mpsc::RecvTimeoutError::Disconnected => "exited",
+                    };
+                    // Its last words first: a summary that keeps a panic's first lines shows
+                    // why; the whole log follows (refusal tests look for text anywhere in it).
+                    let last = log.lines().last().unwrap_or("(empty log)");
                     return Err(format!(
-                        "vault-daemon did not start (exit {status:?}); log:\n{log}"
+                        "vault-daemon did not start ({how}, exit {status:?}): {last}\nlog:\n{log}"
                     ));
                 }
             }
