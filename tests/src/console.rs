@@ -54,6 +54,21 @@ impl Console {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (say "TERM") and waits for the console to exit.
+    pub fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait for the console")
+    }
+
     /// What a console with these arguments says when it refuses to start.
     pub fn refusal(args: &[&str]) -> String {
         let output = Command::new(binary_path("vault-console"))

@@ -715,3 +715,34 @@ async fn no_page_or_download_holds_a_number_or_a_token_for_any_role() {
     }
     assert!(served >= 30, "the crawl reached pages ({served} served)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_dumps_no_core_and_stops_cleanly_on_sigterm() {
+    // The console inherits unlimited core dumps from here (CI runs as root): only its own
+    // hardening brings them to 0, as the daemon's does.
+    rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: None,
+            maximum: None,
+        },
+    )
+    .expect("raise the core limit (needs root)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let console = Console::start(&daemon.endpoint(), &[]);
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", console.pid())).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    // `systemctl stop` sends SIGTERM: the console finishes and exits 0, a clean stop.
+    let ended = console.signal_and_wait("TERM");
+    assert_eq!(ended.code(), Some(0), "{ended:?}");
+}

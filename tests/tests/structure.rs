@@ -18,11 +18,12 @@ const KNOWN_LOOPS: [(&[&str], &str); 1] = [(
     "approving a change request applies the mutation it holds, which is itself a mutation",
 )];
 
-const CRATES: [&str; 6] = [
+const CRATES: [&str; 7] = [
     "vault-daemon",
     "vault-audit",
     "vault-client",
     "vault-console",
+    "vault-host",
     "hsm-sim",
     "proto",
 ];

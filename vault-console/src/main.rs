@@ -12,7 +12,6 @@ mod daemon;
 mod guard;
 mod pages;
 mod session;
-mod tls;
 mod views;
 
 use std::net::SocketAddr;
@@ -23,6 +22,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use vault_client::ClientConfig;
+
+/// How long a browser has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Command line of the console.
 #[derive(Debug, Parser)]
@@ -83,7 +85,13 @@ async fn run(args: Args) -> Result<(), String> {
     config.timeout = Duration::from_secs(30);
     let daemon = daemon::DaemonLink::new(&config).map_err(|e| e.to_string())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(vault_host::https::acceptor(cert, key).map_err(|e| {
+            let option = match e.file {
+                vault_host::https::PemFile::Certificate => "--tls-cert",
+                vault_host::https::PemFile::Key => "--tls-key",
+            };
+            format!("{option} {e}")
+        })?),
         _ => None,
     };
     let app = Arc::new(pages::App {
@@ -104,10 +112,17 @@ async fn run(args: Args) -> Result<(), String> {
     // Tests and service managers read this line for the address (port 0 picks a free one).
     println!("vault-console listening on {scheme}://{local}");
     tracing::info!(%local, tls = tls.is_some(), daemon = %args.daemon, "console serving");
+    vault_host::service_manager::ready("serving");
     let shutdown = stop_signal()?;
     let served = match tls {
         Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor).map_err(|e| e.to_string())?;
+            let listener = vault_host::https::TlsListener::new(
+                listener,
+                acceptor,
+                HANDSHAKE_TIMEOUT,
+                "console",
+            )
+            .map_err(|e| e.to_string())?;
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -135,6 +150,7 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = interrupt.recv() => {}
         }
         tracing::info!("stopping: finishing the requests in flight");
+        vault_host::service_manager::stopping("finishing the requests in flight");
     })
 }
 
@@ -147,6 +163,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Sessions hold people's tokens: no core dump and no ptrace by a process of the same user.
+    if let Err(error) = vault_host::hardening::harden_process() {
+        eprintln!("vault-console: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -217,7 +217,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "dhat-heap")]
     let _profiler = dhat::Profiler::new_heap();
     // Before anything else, and before any secret is read: no core dumps, not dumpable.
-    if let Err(error) = vault_daemon::hardening::harden_process() {
+    if let Err(error) = vault_host::hardening::harden_process() {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }

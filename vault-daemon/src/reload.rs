@@ -125,8 +125,8 @@ pub async fn watch_hangup(
     locker: Arc<Locker>,
 ) {
     while hangup.recv().await.is_some() {
-        crate::service_manager::reloading();
+        vault_host::service_manager::reloading();
         reloader.reload(&mut current, &locker);
-        crate::service_manager::reloaded();
+        vault_host::service_manager::reloaded("serving");
     }
 }

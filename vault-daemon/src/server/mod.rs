@@ -369,12 +369,10 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             };
             let serve = match (&config.metrics.tls_cert, &config.metrics.tls_key) {
                 (Some(cert), Some(key)) => {
-                    let acceptor =
-                        crate::metrics_listener::tls_acceptor(cert, key).map_err(|e| {
+                    let listener = crate::metrics_listener::tls_listener(listener, cert, key)
+                        .map_err(|e| {
                             DaemonError::Config(crate::config::ConfigError::Invalid(e.to_string()))
                         })?;
-                    let listener = crate::metrics_listener::TlsListener::new(listener, acceptor)
-                        .map_err(io_context("read the metrics address"))?;
                     tracing::info!(%local, "metrics listening (TLS)");
                     announce(
                         &mut stdout,
@@ -484,7 +482,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
         serde_json::json!({"listening": local.to_string()}),
     );
     let _ = stdout.flush();
-    crate::service_manager::ready();
+    vault_host::service_manager::ready("serving");
 
     let (signalled, on_signal) = tokio::sync::oneshot::channel();
     let server = builder
@@ -507,7 +505,7 @@ pub async fn run(config: Config, dev: bool, reloader: Reloader) -> Result<(), Da
             ),
             async {
                 stop_signals.received().await;
-                crate::service_manager::stopping();
+                vault_host::service_manager::stopping("draining; final audit checkpoint follows");
                 let _ = signalled.send(());
             },
         );
