@@ -12,6 +12,6 @@ if [ "${1:-}" = "--test" ]; then
   cargo deb -p vault-daemon --no-build --locked --profile dev --fast \
     --output target/debian/mynumber-locker-test.deb
 else
-  cargo build --release --locked -p vault-daemon -p vault-client
+  cargo build --release --locked -p vault-daemon -p vault-client -p vault-console
   cargo deb -p vault-daemon --no-build --locked
 fi

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=systemd,systemd-sysv,dbus,adduser,procps,softhsm2,libtss2-esys-3.0.2-0,libtss2-mu0,libtss2-tctildr0,libtss2-tcti-swtpm0,swtpm
+packages=systemd,systemd-sysv,dbus,adduser,procps,softhsm2,libtss2-esys-3.0.2-0,libtss2-mu0,libtss2-tctildr0,libtss2-tcti-swtpm0,swtpm,curl,fonts-ipaexfont-gothic
 root="target/test-machine/bookworm-$(printf '%s' "$packages" | sha256sum | cut -c1-12)"
 if [ ! -e "$root/.complete" ]; then
   # The machine's own Debian mirror (deb822 sources first, then the classic list).

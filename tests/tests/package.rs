@@ -3,8 +3,9 @@
 //! by systemd as the guide says — on SoftHSM with the PIN as a systemd credential, and on a TPM
 //! (an swtpm over TCP, with the TPM drop-in) with its auth secret as one — a seal and an
 //! unseal through it, `systemctl reload` and `stop`, the hardening score systemd gives the
-//! installed unit, and removal and purge (which keep the store); and docs/OPERATIONS.md run as
-//! written from the package to a daemon serving TLS with client certificates.
+//! installed unit, and removal and purge (which keep the store); the web console's own unit,
+//! hardened, serving pages from the daemon; and docs/OPERATIONS.md run as written from the
+//! package to a daemon serving TLS with client certificates and the console serving HTTPS.
 //!
 //! The package is built from the debug binaries the test command built
 //! (`scripts/build-deb.sh --test`); `scripts/build-deb.sh` makes the release one.
@@ -14,6 +15,7 @@ use vault_tests::doc_blocks;
 use vault_tests::machine::{Machine, Ran, workspace_script};
 
 const UNIT: &str = "mynumber-locker.service";
+const CONSOLE_UNIT: &str = "mynumber-locker-console.service";
 /// A PIN nobody would find in a log by chance: the journal must never show it.
 const PIN: &str = "7194-credential-pin-3862";
 const NUMBER: &str = "123456789018";
@@ -134,9 +136,9 @@ fn first_day_seal_and_unseal(machine: &Machine, port: u16) {
     assert!(unsealed.stdout.contains(NUMBER), "{unsealed:?}");
 }
 
-/// The exposure `systemd-analyze security` gives the installed unit (with its drop-ins).
-fn exposure(machine: &Machine) -> f64 {
-    let text = machine.ok(&format!("systemd-analyze security --no-pager {UNIT}"));
+/// The exposure `systemd-analyze security` gives the installed `unit` (with its drop-ins).
+fn exposure(machine: &Machine, unit: &str) -> f64 {
+    let text = machine.ok(&format!("systemd-analyze security --no-pager {unit}"));
     let line = text
         .lines()
         .find(|l| l.contains("Overall exposure level"))
@@ -150,7 +152,12 @@ fn exposure(machine: &Machine) -> f64 {
 
 /// The `name:` line of the daemon's `/proc/PID/status` (its ids after the name).
 fn daemon_status_line(machine: &Machine, name: &str) -> Vec<String> {
-    let pid = machine.ok(&format!("systemctl show -p MainPID --value {UNIT}"));
+    status_line(machine, UNIT, name)
+}
+
+/// The `name:` line of `/proc/PID/status` of `unit`'s main process.
+fn status_line(machine: &Machine, unit: &str, name: &str) -> Vec<String> {
+    let pid = machine.ok(&format!("systemctl show -p MainPID --value {unit}"));
     let status = machine.ok(&format!("cat /proc/{}/status", pid.trim()));
     status
         .lines()
@@ -215,30 +222,38 @@ fn the_package_installs_its_files_user_and_owners_and_a_purge_keeps_the_store() 
             &[
                 "/usr/bin/vault-daemon",
                 "/usr/bin/vault-client",
+                "/usr/bin/vault-console",
                 "/lib/systemd/system/mynumber-locker.service",
+                "/lib/systemd/system/mynumber-locker-console.service",
                 "/etc/mynumber-locker",
                 "/etc/mynumber-locker/locker.toml",
                 "/etc/mynumber-locker/softhsm2.conf",
                 "/etc/mynumber-locker/credentials",
+                "/etc/mynumber-locker/console-credentials",
                 "/var/lib/mynumber-locker",
                 "/var/lib/mynumber-locker/softhsm/tokens",
                 "/usr/share/doc/mynumber-locker/OPERATIONS.md",
                 "/usr/share/doc/mynumber-locker/examples/tpm.conf",
+                "/usr/share/doc/mynumber-locker/examples/console-tls.conf",
                 "/usr/share/doc/mynumber-locker/examples/locker.example.toml",
             ]
         ),
         [
             "/usr/bin/vault-daemon root:root 755",
             "/usr/bin/vault-client root:root 755",
+            "/usr/bin/vault-console root:root 755",
             "/lib/systemd/system/mynumber-locker.service root:root 644",
+            "/lib/systemd/system/mynumber-locker-console.service root:root 644",
             "/etc/mynumber-locker root:mynumber-locker 750",
             "/etc/mynumber-locker/locker.toml root:mynumber-locker 640",
             "/etc/mynumber-locker/softhsm2.conf root:root 644",
             "/etc/mynumber-locker/credentials root:root 700",
+            "/etc/mynumber-locker/console-credentials root:root 700",
             "/var/lib/mynumber-locker mynumber-locker:mynumber-locker 700",
             "/var/lib/mynumber-locker/softhsm/tokens mynumber-locker:mynumber-locker 700",
             "/usr/share/doc/mynumber-locker/OPERATIONS.md root:root 644",
             "/usr/share/doc/mynumber-locker/examples/tpm.conf root:root 644",
+            "/usr/share/doc/mynumber-locker/examples/console-tls.conf root:root 644",
             "/usr/share/doc/mynumber-locker/examples/locker.example.toml root:root 644",
         ]
     );
@@ -258,20 +273,24 @@ fn the_package_installs_its_files_user_and_owners_and_a_purge_keeps_the_store() 
     ] {
         assert!(conffiles.contains(file), "{file}: {conffiles}");
     }
-    assert_eq!(
-        machine
-            .sh(&format!("systemctl is-enabled {UNIT}"))
-            .stdout
-            .trim(),
-        "disabled"
-    );
-    assert_eq!(
-        machine
-            .sh(&format!("systemctl is-active {UNIT}"))
-            .stdout
-            .trim(),
-        "inactive"
-    );
+    for unit in [UNIT, CONSOLE_UNIT] {
+        assert_eq!(
+            machine
+                .sh(&format!("systemctl is-enabled {unit}"))
+                .stdout
+                .trim(),
+            "disabled",
+            "{unit}"
+        );
+        assert_eq!(
+            machine
+                .sh(&format!("systemctl is-active {unit}"))
+                .stdout
+                .trim(),
+            "inactive",
+            "{unit}"
+        );
+    }
     assert!(
         machine
             .ok("vault-client --version")
@@ -291,6 +310,7 @@ fn the_package_installs_its_files_user_and_owners_and_a_purge_keeps_the_store() 
     // Remove: the programs go, the configuration stays.
     machine.ok("dpkg -r mynumber-locker");
     assert_ne!(machine.sh("test -e /usr/bin/vault-daemon").code, 0);
+    assert_ne!(machine.sh("test -e /usr/bin/vault-console").code, 0);
     machine.ok("test -e /etc/mynumber-locker/locker.toml");
     // Purge: the configuration goes; the store and its secrets stay, and the purge says so.
     let purged = machine.sh("dpkg -P mynumber-locker");
@@ -343,7 +363,7 @@ fn the_unit_runs_the_locker_on_softhsm_with_the_pin_as_a_credential() {
 
     first_day_seal_and_unseal(&machine, port);
 
-    let score = exposure(&machine);
+    let score = exposure(&machine, UNIT);
     eprintln!("exposure of the installed unit: {score}");
     assert!(score <= 2.0, "exposure {score} of the installed unit");
     reload_then_stop(&machine);
@@ -410,13 +430,122 @@ fn the_tpm_drop_in_runs_the_locker_on_a_tpm_with_its_secret_as_a_credential() {
 
     first_day_seal_and_unseal(&machine, port);
 
-    let score = exposure(&machine);
+    let score = exposure(&machine, UNIT);
     eprintln!("exposure of the installed unit: {score}");
     assert!(
         score <= 2.0,
         "exposure {score} of the unit with the TPM drop-in"
     );
     reload_then_stop(&machine);
+}
+
+/// Signs in to the console at `base` with the token file `token` as a browser would — the
+/// sign-in page's form token and cookie, the file chosen in a multipart form, the console's
+/// own origin — and returns the session cookie (`name=value`); `curl_args` (say `--cacert …`)
+/// go with every request.
+fn console_sign_in(machine: &Machine, base: &str, token: &str, curl_args: &str) -> String {
+    let cookie = machine.ok(&format!(
+        r#"set -e
+page=$(curl -sSf -D /tmp/signin.h {curl_args} {base}/signin)
+form=$(printf '%s' "$page" | sed -n 's/.*name="signin" value="\([^"]*\)".*/\1/p')
+signin=$(tr -d '\r' < /tmp/signin.h | sed -n 's/^set-cookie: \(__Host-mnl-signin=[^;]*\).*/\1/Ip')
+curl -sSf -D /tmp/signed.h -o /dev/null {curl_args} -H "Cookie: $signin" -H "Origin: {base}" \
+  -H 'Sec-Fetch-Site: same-origin' -F "signin=$form" -F "token_file=@{token}" {base}/signin
+tr -d '\r' < /tmp/signed.h | sed -n 's/^set-cookie: \(__Host-mnl-console=[^;]\+\);.*/\1/Ip'"#
+    ));
+    let cookie = cookie.trim().to_owned();
+    assert!(
+        cookie.starts_with("__Host-mnl-console="),
+        "no session after signing in: {cookie:?}"
+    );
+    cookie
+}
+
+/// A page of the console at `base` for the session `cookie`: (content type, body).
+fn console_get(
+    machine: &Machine,
+    base: &str,
+    cookie: &str,
+    path: &str,
+    curl_args: &str,
+) -> (String, String) {
+    let ran = machine.ok(&format!(
+        "curl -sSf {curl_args} -H 'Cookie: {cookie}' -o /tmp/page -w '%{{content_type}}' {base}{path} \
+         && echo && head -c 200000 /tmp/page"
+    ));
+    let (content_type, body) = ran.split_once('\n').unwrap_or((&ran, ""));
+    (content_type.to_owned(), body.to_owned())
+}
+
+/// The locker on SoftHSM as docs/OPERATIONS.md sets it up, on its shipped address
+/// (127.0.0.1:50051), started by its unit.
+fn start_on_softhsm(machine: &Machine) {
+    machine.ok(&format!(
+        "runuser -u mynumber-locker -- env SOFTHSM2_CONF=/etc/mynumber-locker/softhsm2.conf \
+           softhsm2-util --init-token --free --label mynumber-locker --so-pin so-{PIN} --pin {PIN} \
+         && (umask 077; printf '%s\\n' '{PIN}' > /etc/mynumber-locker/credentials/pkcs11-pin)"
+    ));
+    start_and_check_it_runs_as_its_user(machine);
+}
+
+/// The web console's unit as shipped, beside the daemon's: it starts once it listens (on
+/// loopback, plain HTTP), runs as a user of its own that is neither root nor the daemon's,
+/// scores at most 2.0 in `systemd-analyze security`, signs an admin in with their token file
+/// and serves them pages and a PDF from the daemon, and stops cleanly; its journal holds no
+/// token.
+#[test]
+fn the_console_unit_serves_its_pages_from_the_daemon_hardened_and_stops_cleanly() {
+    let (_share, machine) = machine_with_package();
+    install(&machine);
+    start_on_softhsm(&machine);
+
+    machine.ok(&format!("systemctl start {CONSOLE_UNIT}"));
+    assert_eq!(
+        machine
+            .ok(&format!("systemctl is-active {CONSOLE_UNIT}"))
+            .trim(),
+        "active"
+    );
+    let status = machine.ok(&format!(
+        "systemctl show -p StatusText --value {CONSOLE_UNIT}"
+    ));
+    assert_eq!(status.trim(), "serving", "READY came with its status");
+    let uids = status_line(&machine, CONSOLE_UNIT, "Uid:");
+    let daemon_uid = machine.ok("id -u mynumber-locker");
+    assert!(
+        uids.iter().all(|id| id != "0" && id != daemon_uid.trim()),
+        "the console runs as its own user, never root nor the daemon's: {uids:?}"
+    );
+
+    let base = "http://127.0.0.1:8480";
+    let admin = "/var/lib/mynumber-locker/initial-admin.token";
+    let session = console_sign_in(&machine, base, admin, "");
+    let (content_type, operators) = console_get(&machine, base, &session, "/operators", "");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(operators.contains("admin2"), "{operators}");
+    // The ledger as a PDF: the font found and read under the unit's sandbox.
+    let (content_type, pdf) = console_get(&machine, base, &session, "/ledger.pdf", "");
+    assert_eq!(content_type, "application/pdf");
+    assert!(pdf.starts_with("%PDF-"), "{}", &pdf[..pdf.len().min(200)]);
+
+    let score = exposure(&machine, CONSOLE_UNIT);
+    eprintln!("exposure of the installed console unit: {score}");
+    assert!(score <= 2.0, "exposure {score} of the console unit");
+
+    machine.ok(&format!("systemctl stop {CONSOLE_UNIT}"));
+    let shown = machine.ok(&format!(
+        "systemctl show -p Result -p ExecMainStatus -p ActiveState {CONSOLE_UNIT}"
+    ));
+    for expected in ["Result=success", "ExecMainStatus=0", "ActiveState=inactive"] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+    let token = machine.ok(&format!("cat {admin}"));
+    let journal = machine.ok(&format!("journalctl --no-pager -u {CONSOLE_UNIT}"));
+    assert!(journal.contains("signed in"), "{journal}");
+    assert!(
+        !journal.contains(token.trim()) && !journal.contains(PIN),
+        "the console's journal shows a secret: {journal}"
+    );
 }
 
 /// The guide's commands under `headings`, placeholders filled in, as a bash script for the
@@ -472,6 +601,11 @@ fn the_operations_guide_runs_as_written_from_the_package_to_tls() {
         operations_script(&["### Start"], &[]),
     )
     .expect("script");
+    std::fs::write(
+        share.path().join("console.sh"),
+        operations_script(&["### The console under systemd"], &[]),
+    )
+    .expect("script");
     let machine = Machine::boot(share.path());
 
     machine.ok("cd /srv/share && bash install.sh");
@@ -518,5 +652,50 @@ fn the_operations_guide_runs_as_written_from_the_package_to_tls() {
     assert_eq!(
         stat(&machine, &["/etc/mynumber-locker/credentials/server.key"]),
         ["/etc/mynumber-locker/credentials/server.key root:root 600"]
+    );
+
+    // "The console under systemd": HTTPS for the office's network, the daemon called over TLS
+    // with the console's own client certificate, its keys as the console's credentials.
+    machine.ok("cd /srv/share && bash console.sh");
+    assert_eq!(
+        machine
+            .ok(&format!("systemctl is-active {CONSOLE_UNIT}"))
+            .trim(),
+        "active"
+    );
+    let (base, ca) = (
+        "https://locker.example.lan:8443",
+        "--cacert /etc/mynumber-locker/locker-ca.crt",
+    );
+    let session = console_sign_in(
+        &machine,
+        base,
+        "/var/lib/mynumber-locker/initial-admin.token",
+        ca,
+    );
+    let (_, operators) = console_get(&machine, base, &session, "/operators", ca);
+    assert!(operators.contains("admin2"), "{operators}");
+    // Plain HTTP is not served there, and nothing listens on the shipped loopback address.
+    assert_ne!(
+        machine
+            .sh("curl -sS -o /dev/null http://locker.example.lan:8443/signin")
+            .code,
+        0
+    );
+    assert_ne!(
+        machine
+            .sh("curl -sS -o /dev/null http://127.0.0.1:8480/signin")
+            .code,
+        0
+    );
+    for key in ["tls.crt", "tls.key", "client.crt", "client.key", "ca.crt"] {
+        let path = format!("/etc/mynumber-locker/console-credentials/{key}");
+        assert_eq!(stat(&machine, &[&path]), [format!("{path} root:root 600")]);
+    }
+    // The console's keys are not the daemon's: its credentials hold neither.
+    let daemon_credentials = machine.ok(&format!("ls /run/credentials/{UNIT}/"));
+    assert!(
+        !daemon_credentials.contains("tls.key") && !daemon_credentials.contains("client.key"),
+        "{daemon_credentials}"
     );
 }
