@@ -220,19 +220,23 @@ impl Browser {
         self.client.source().await.expect("source")
     }
 
-    /// A file that finished downloading, whose name ends with `suffix`, within 20 s.
-    pub fn downloaded(&self, suffix: &str) -> PathBuf {
+    /// A file that finished downloading, whose name holds `part`, within 20 s.
+    pub fn downloaded(&self, part: &str) -> PathBuf {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let found = std::fs::read_dir(self.downloads.path())
                 .expect("downloads")
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .find(|p| p.to_string_lossy().ends_with(suffix));
+                .find(|p| {
+                    let name = p.file_name().unwrap_or_default().to_string_lossy();
+                    // Chromium writes `NAME.crdownload` until the download is complete.
+                    name.contains(part) && !name.ends_with(".crdownload")
+                });
             if let Some(path) = found {
                 return path;
             }
-            assert!(Instant::now() < deadline, "no *{suffix} was downloaded");
+            assert!(Instant::now() < deadline, "no *{part}* was downloaded");
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -656,6 +656,35 @@ async fn no_page_or_download_holds_a_number_or_a_token_for_any_role() {
     let (numbers, disposed) = records_with_a_disposal(&daemon, 4).await;
     let mut admin = daemon.dev_client("dev-admin").await;
     ask_for_operator(&mut admin, "clerk-crawl", "").await;
+    // Uses and a carry-out, so the reports have rows.
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "CRAWL", &valid_number(8200), &[W]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    handler
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle,
+            purpose: W.into(),
+        })
+        .await
+        .expect("unseal");
+    handler
+        .locker
+        .record_carry_out(pb::CarryOutRequest {
+            purpose: W.into(),
+            count: 1,
+            format: pb::CarryOutFormat::ZipAes256 as i32,
+            file_sha256: "c3".repeat(32),
+        })
+        .await
+        .expect("carry-out");
+    let mut numbers = numbers;
+    numbers.push(valid_number(8200));
     let console = Console::start(&daemon.endpoint(), &[]);
     let roles = [
         "dev-admin",
@@ -678,6 +707,13 @@ async fn no_page_or_download_holds_a_number_or_a_token_for_any_role() {
         "/ledger.pdf".into(),
         "/reports/usage".into(),
         "/reports/usage.csv".into(),
+        "/reports/usage.pdf".into(),
+        "/reports/carry-outs".into(),
+        "/reports/carry-outs.csv".into(),
+        "/reports/carry-outs.pdf".into(),
+        "/reports/incident?operator=dev-handler".into(),
+        "/reports/incident.csv?operator=dev-handler".into(),
+        "/reports/incident.pdf?operator=dev-handler".into(),
         "/certificates".into(),
         format!("/certificates/{disposed}"),
         format!("/certificates/{disposed}/pdf"),
@@ -713,7 +749,7 @@ async fn no_page_or_download_holds_a_number_or_a_token_for_any_role() {
             assert!(!text.contains("mns_"), "{role} {page} shows a token share");
         }
     }
-    assert!(served >= 30, "the crawl reached pages ({served} served)");
+    assert!(served >= 45, "the crawl reached pages ({served} served)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,4 +781,144 @@ async fn the_console_dumps_no_core_and_stops_cleanly_on_sigterm() {
     // `systemctl stop` sends SIGTERM: the console finishes and exits 0, a clean stop.
     let ended = console.signal_and_wait("TERM");
     assert_eq!(ended.code(), Some(0), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_carry_out_and_incident_records_show_and_download_without_a_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let (numbers, _) = records_with_a_disposal(&daemon, 3).await;
+    // The handler seals and unseals two more numbers, is refused a third time, and carries a
+    // file of them out.
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut handles = Vec::new();
+    for i in 0..2 {
+        let number = valid_number(8100 + i);
+        let handle = handler
+            .locker
+            .seal(seal_request("dev", &format!("I{i}"), &number, &[W]))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle: handle.clone(),
+                purpose: W.into(),
+            })
+            .await
+            .expect("unseal");
+        handles.push(handle);
+    }
+    let mut numbers = numbers;
+    numbers.extend((0..2).map(|i| valid_number(8100 + i)));
+    let refused = handler
+        .locker
+        .unseal(pb::UnsealRequest {
+            handle: handles[0].clone(),
+            // A purpose the handler holds but the record was not acquired for.
+            purpose: "STAFF_HEALTH_PENSION".into(),
+        })
+        .await;
+    assert!(refused.is_err());
+    let digest = "5a".repeat(32);
+    handler
+        .locker
+        .record_carry_out(pb::CarryOutRequest {
+            purpose: W.into(),
+            count: 2,
+            format: pb::CarryOutFormat::ZipAes256 as i32,
+            file_sha256: digest.clone(),
+        })
+        .await
+        .expect("carry-out");
+
+    let console = Console::start(&daemon.endpoint(), &[]);
+    let browser = Browser::start().await;
+    browser
+        .sign_in(&console, &daemon.dev_token("dev-auditor"))
+        .await;
+
+    // The usage report as a PDF.
+    browser
+        .open(&format!("{}/reports/usage", console.url))
+        .await;
+    browser.click("usage-pdf").await;
+    let usage = pdftotext(&browser.downloaded("usage-"));
+    assert!(
+        usage.contains("運用状況の記録") && usage.contains("dev-handler"),
+        "{usage}"
+    );
+
+    // The carry-out record: who, what and the file's digest (grouped as the daemon writes it).
+    browser
+        .open(&format!("{}/reports/carry-outs", console.url))
+        .await;
+    let table = browser.text("carry-outs").await;
+    assert!(
+        table.contains("dev-handler") && table.contains(W),
+        "{table}"
+    );
+    assert!(table.contains("carried out 2 numbers"), "{table}");
+    browser.screenshot("carry-outs").await;
+    browser.click("carry-outs-pdf").await;
+    let carried = pdftotext(&browser.downloaded("carry-outs-"));
+    assert!(
+        carried.contains("持出し記録") && carried.contains("dev-handler"),
+        "{carried}"
+    );
+
+    // The incident investigation of the handler: both records, the refusal, as PDF and CSV.
+    browser
+        .open(&format!("{}/reports/incident", console.url))
+        .await;
+    browser
+        .client
+        .find(Locator::Id("operator"))
+        .await
+        .expect("operator field")
+        .send_keys("dev-handler")
+        .await
+        .expect("type operator");
+    browser.submit("investigate").await;
+    assert_eq!(browser.text("unseals").await, "2 回");
+    assert_eq!(browser.text("subjects").await, "2 人");
+    assert_eq!(browser.text("denied").await, "1 回");
+    let listed = browser.text("handles").await;
+    for handle in &handles {
+        assert!(listed.contains(handle.as_str()), "{listed}");
+    }
+    browser.click("incident-pdf").await;
+    let incident = pdftotext(&browser.downloaded("incident-dev-handler-"));
+    assert!(incident.contains("漏えい等の調査記録"), "{incident}");
+    let session = vault_tests::console::http_sign_in(&console, &daemon.dev_token("dev-auditor"));
+    let csv = http(
+        &console,
+        "GET",
+        "/reports/incident.csv?operator=dev-handler",
+        &[("Cookie", &session.cookie)],
+        "",
+    );
+    assert_eq!(csv.status, 200);
+    assert!(csv.text().contains(&handles[1]), "{}", csv.text());
+
+    // A manager may not investigate an operator (the daemon says so, the console shows it).
+    let manager = http_sign_in(&console, &daemon.dev_token("dev-manager"));
+    let answer = http(
+        &console,
+        "GET",
+        "/reports/incident?operator=dev-handler",
+        &[("Cookie", &manager.cookie)],
+        "",
+    );
+    assert_eq!(answer.status, 403);
+    assert!(answer.text().contains("PERMISSION_DENIED"));
+
+    for text in [&usage, &table, &carried, &incident, &listed, &csv.text()] {
+        for number in &numbers {
+            assert!(!text.contains(number.as_str()), "a number in a record");
+        }
+    }
+    browser.close().await;
 }

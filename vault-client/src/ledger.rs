@@ -1,5 +1,6 @@
-//! The 管理台帳 and the usage report as rows of text: what the CLI prints as CSV and the
-//! console shows and downloads, so both say the same. Never a number: both are metadata.
+//! The 管理台帳, the usage report, the carry-out record and the incident investigation as rows
+//! of text: what the CLI prints as CSV and the console shows and downloads, so both say the
+//! same. Never a number: all are metadata and audit entries.
 
 use crate::pb;
 
@@ -109,5 +110,51 @@ pub fn usage_rows(report: &pb::UsageReportResponse) -> Vec<Vec<String>> {
                 r.count.to_string(),
             ]
         })
+        .collect()
+}
+
+/// Column names of [`carry_out_rows`], in order.
+pub const CARRY_OUT_COLUMNS: [&str; 7] = [
+    "seq", "time", "operator", "tenant", "purpose", "outcome", "record",
+];
+
+/// Whether `entry` records a carry-out (持出し), allowed or refused.
+pub fn is_carry_out(entry: &pb::AuditEntry) -> bool {
+    entry.action == "CARRY_OUT"
+}
+
+/// One row per carry-out entry of the audit log, in [`CARRY_OUT_COLUMNS`] order: when (RFC
+/// 3339, UTC), who, for which tenant and purpose, the outcome and what the daemon recorded
+/// (how many numbers, in which form, the file's SHA-256). Never a number: the entry has none.
+pub fn carry_out_rows<'a>(
+    entries: impl IntoIterator<Item = &'a pb::AuditEntry>,
+) -> Vec<Vec<String>> {
+    entries
+        .into_iter()
+        .filter(|entry| is_carry_out(entry))
+        .map(|entry| {
+            vec![
+                entry.seq.to_string(),
+                unix_time(entry.time_unix_ms.div_euclid(1000)),
+                entry.operator_id.clone(),
+                entry.tenant.clone(),
+                entry.purpose.clone(),
+                entry.outcome.clone(),
+                entry.reason.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// Column names of [`incident_rows`], in order.
+pub const INCIDENT_COLUMNS: [&str; 2] = ["operator", "handle"];
+
+/// One row per record an operator's unseals touched (an incident report), in
+/// [`INCIDENT_COLUMNS`] order.
+pub fn incident_rows(report: &pb::IncidentReportResponse) -> Vec<Vec<String>> {
+    report
+        .handles
+        .iter()
+        .map(|handle| vec![report.operator_id.clone(), handle.clone()])
         .collect()
 }

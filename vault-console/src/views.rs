@@ -61,6 +61,18 @@ pub fn kind_ja(kind: &str) -> String {
     }
 }
 
+/// An audit entry's outcome.
+pub fn outcome_ja(outcome: &str) -> String {
+    match outcome {
+        "ALLOWED" => "許可".into(),
+        "DENIED" => "拒否".into(),
+        "FAILED" => "失敗".into(),
+        "ABANDONED" => "中断（適用なし）".into(),
+        "UNDELIVERED" => "未達".into(),
+        other => other.into(),
+    }
+}
+
 /// A change request's or key destruction's state.
 pub fn state_ja(state: &str) -> String {
     match state {

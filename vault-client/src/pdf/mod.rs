@@ -1,20 +1,23 @@
-//! Printable records: the 削除証明書, the 特定個人情報管理台帳 and the 開示通知書 as PDF, in
-//! Japanese, laid out on A4 to be printed, stamped and filed. Fonts come from the system (IPAex
-//! or Noto CJK from Debian packages) or `--font`; krilla embeds only the glyphs used.
+//! Printable records: the 削除証明書, the 特定個人情報管理台帳, the 開示通知書 and the reports
+//! (usage, carry-outs, incidents) as PDF, in Japanese, laid out on A4 to be printed, stamped and
+//! filed. Fonts come from the system (IPAex or Noto CJK from Debian packages) or `--font`;
+//! krilla embeds only the glyphs used.
 //!
 //! `fonts` finds the font, `page` writes text and rules on pages, `certificate`, `ledger` and
-//! `disclosure` lay out the three records.
+//! `disclosure` lay out the three records, `report` any report that is a table.
 
 mod certificate;
 mod disclosure;
 mod fonts;
 mod ledger;
 mod page;
+mod report;
 
 pub use certificate::certificate_pdf;
 pub use disclosure::disclosure_pdf;
 pub use fonts::find_font;
 pub use ledger::ledger_pdf;
+pub use report::{Report, report_pdf, usage_report};
 
 /// `ms` since the epoch as a time in Japan (JST, UTC+9 all year).
 pub fn jst_at(ms: i64) -> Option<time::OffsetDateTime> {

@@ -58,6 +58,13 @@ pub fn router(app: Shared) -> Router {
         .route("/ledger.pdf", get(records::ledger_pdf))
         .route("/reports/usage", get(records::usage))
         .route("/reports/usage.csv", get(records::usage_csv))
+        .route("/reports/usage.pdf", get(records::usage_pdf))
+        .route("/reports/carry-outs", get(records::carry_outs))
+        .route("/reports/carry-outs.csv", get(records::carry_outs_csv))
+        .route("/reports/carry-outs.pdf", get(records::carry_outs_pdf))
+        .route("/reports/incident", get(records::incident))
+        .route("/reports/incident.csv", get(records::incident_csv))
+        .route("/reports/incident.pdf", get(records::incident_pdf))
         .route("/certificates", get(records::certificates))
         .route("/certificates/{handle}", get(records::certificate))
         .route("/certificates/{handle}/pdf", get(records::certificate_pdf))
@@ -138,6 +145,9 @@ fn links_for(role: &str) -> Vec<(&'static str, &'static str)> {
             ("/alerts", "警告"),
             ("/keys", "鍵"),
             ("/ledger", "管理台帳"),
+            ("/reports/usage", "利用状況"),
+            ("/reports/carry-outs", "持出し記録"),
+            ("/reports/incident", "漏えい等の調査"),
             ("/certificates", "削除証明書"),
             ("/audit", "監査ログ"),
         ]),
@@ -146,6 +156,8 @@ fn links_for(role: &str) -> Vec<(&'static str, &'static str)> {
             ("/alerts", "警告"),
             ("/ledger", "管理台帳"),
             ("/reports/usage", "利用状況"),
+            ("/reports/carry-outs", "持出し記録"),
+            ("/reports/incident", "漏えい等の調査"),
             ("/certificates", "削除証明書"),
             ("/keys", "鍵"),
             ("/audit", "監査ログ"),
@@ -154,6 +166,7 @@ fn links_for(role: &str) -> Vec<(&'static str, &'static str)> {
             ("/alerts", "警告"),
             ("/ledger", "管理台帳"),
             ("/reports/usage", "利用状況"),
+            ("/reports/carry-outs", "持出し記録"),
             ("/certificates", "削除証明書"),
         ]),
         _ => {}

@@ -1,13 +1,18 @@
-//! The records the handling rules ask for, as pages and as files to file: the 管理台帳 (table,
-//! PDF, CSV), the usage report (table, CSV) and the 削除証明書 (list, page, PDF, signed JSON).
+//! The records the handling rules ask for, as pages and as files to file: the 管理台帳, the
+//! usage report, the carry-out record and the incident investigation (each a table, a PDF and a
+//! CSV), and the 削除証明書 (list, page, PDF, signed JSON).
 //! None holds a number: the daemon builds them from metadata and the audit log.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures::StreamExt;
-use vault_client::ledger::{LEDGER_COLUMNS, USAGE_COLUMNS, ledger_rows, usage_rows};
+use vault_client::ledger::{
+    CARRY_OUT_COLUMNS, INCIDENT_COLUMNS, LEDGER_COLUMNS, USAGE_COLUMNS, carry_out_rows,
+    incident_rows, is_carry_out, ledger_rows, usage_rows,
+};
 use vault_client::pb;
+use vault_client::pdf::{Report, usage_report};
 
 use super::{App, Chrome, Failure, Shared, SignedIn, download, page};
 use crate::views;
@@ -256,6 +261,291 @@ pub async fn usage_csv(
         "text/csv; charset=utf-8",
         &format!("usage-{from}-{to}.csv"),
     ))
+}
+
+/// The usage report as PDF, to print and file.
+pub async fn usage_pdf(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(period): Query<Period>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = period.range()?;
+    let report = fetch_usage(&app, &mut signed, from_unix, to_unix).await?;
+    let span = format!("{from} 〜 {to}");
+    let bytes = render_pdf(&app, move |font| {
+        vault_client::pdf::report_pdf(&usage_report(&report, span), font, now_ms())
+    })
+    .await?;
+    Ok(download(
+        bytes,
+        "application/pdf",
+        &format!("usage-{from}-{to}.pdf"),
+    ))
+}
+
+/// The carry-out entries of the audit log in `[from_unix, to_unix)`, oldest first.
+async fn fetch_carry_outs(
+    app: &App,
+    signed: &mut SignedIn,
+    from_unix: i64,
+    to_unix: i64,
+) -> Result<Vec<pb::AuditEntry>, Failure> {
+    let answer = signed
+        .client
+        .admin
+        .audit_export(pb::AuditExportRequest { after_seq: 0 })
+        .await;
+    let mut stream = signed.answer(app, answer)?;
+    let (from_ms, to_ms) = (from_unix * 1000, to_unix * 1000);
+    let mut entries = Vec::new();
+    while let Some(entry) = stream.next().await {
+        let entry = entry.map_err(Failure::from)?;
+        if is_carry_out(&entry) && (from_ms..to_ms).contains(&entry.time_unix_ms) {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// A carry-out as the page shows it.
+struct CarryOutRow {
+    time: String,
+    operator: String,
+    tenant: String,
+    purpose: String,
+    outcome: String,
+    record: String,
+}
+
+#[derive(Template)]
+#[template(path = "carry_outs.html")]
+struct CarryOutsPage {
+    chrome: Chrome,
+    from: String,
+    to: String,
+    rows: Vec<CarryOutRow>,
+}
+
+/// The carry-out record (持出し記録) of a period: every file of numbers taken out of the
+/// locker, by whom, for what, how many and in which form.
+pub async fn carry_outs(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(period): Query<Period>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = period.range()?;
+    let entries = fetch_carry_outs(&app, &mut signed, from_unix, to_unix).await?;
+    let rows = entries
+        .into_iter()
+        .map(|entry| CarryOutRow {
+            time: views::jst_ms(entry.time_unix_ms),
+            operator: entry.operator_id,
+            tenant: entry.tenant,
+            purpose: entry.purpose,
+            outcome: views::outcome_ja(&entry.outcome),
+            record: entry.reason,
+        })
+        .collect();
+    page(&CarryOutsPage {
+        chrome: Chrome::of(&signed.session, "持出し記録"),
+        from,
+        to,
+        rows,
+    })
+}
+
+/// The carry-out record as CSV (RFC 3339 times, the CLI's conventions).
+pub async fn carry_outs_csv(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(period): Query<Period>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = period.range()?;
+    let entries = fetch_carry_outs(&app, &mut signed, from_unix, to_unix).await?;
+    let bytes = csv_bytes(&CARRY_OUT_COLUMNS, &carry_out_rows(&entries))?;
+    Ok(download(
+        bytes,
+        "text/csv; charset=utf-8",
+        &format!("carry-outs-{from}-{to}.csv"),
+    ))
+}
+
+/// The carry-out record as PDF, to print and file.
+pub async fn carry_outs_pdf(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(period): Query<Period>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = period.range()?;
+    let entries = fetch_carry_outs(&app, &mut signed, from_unix, to_unix).await?;
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            vec![
+                views::jst_ms(entry.time_unix_ms),
+                entry.operator_id.clone(),
+                entry.tenant.clone(),
+                entry.purpose.clone(),
+                views::outcome_ja(&entry.outcome),
+                entry.reason.clone(),
+            ]
+        })
+        .collect();
+    let span = format!("{from} 〜 {to}");
+    let bytes = render_pdf(&app, move |font| {
+        let report = Report {
+            title: "特定個人情報の持出し記録",
+            facts: vec![("期間", span), ("件数", format!("{} 件", rows.len()))],
+            columns: &["日時", "操作者", "事業者", "利用目的", "結果", "記録"],
+            shares: &[1.3, 1.3, 0.7, 1.7, 0.5, 2.5],
+            rows,
+            empty: "この期間の持出しはありません。",
+        };
+        vault_client::pdf::report_pdf(&report, font, now_ms())
+    })
+    .await?;
+    Ok(download(
+        bytes,
+        "application/pdf",
+        &format!("carry-outs-{from}-{to}.pdf"),
+    ))
+}
+
+/// An incident investigation's query: one operator over a period.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct IncidentQuery {
+    operator: Option<String>,
+    #[serde(flatten)]
+    period: Period,
+}
+
+/// The operator asked about, checked before any call: an operator id's characters only.
+fn checked_operator(query: &IncidentQuery) -> Result<Option<String>, Failure> {
+    let operator = query.operator.as_deref().unwrap_or("").trim();
+    if operator.is_empty() {
+        return Ok(None);
+    }
+    let valid = operator.len() <= 64
+        && operator
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err(Failure::BadInput(
+            "操作者IDの形式が正しくありません。".into(),
+        ));
+    }
+    Ok(Some(operator.to_owned()))
+}
+
+async fn fetch_incident(
+    app: &App,
+    signed: &mut SignedIn,
+    operator_id: String,
+    from_unix: i64,
+    to_unix: i64,
+) -> Result<pb::IncidentReportResponse, Failure> {
+    let answer = signed
+        .client
+        .admin
+        .incident_report(pb::IncidentReportRequest {
+            operator_id,
+            from_unix,
+            to_unix,
+        })
+        .await;
+    signed.answer(app, answer)
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+struct IncidentPage {
+    chrome: Chrome,
+    operator: String,
+    from: String,
+    to: String,
+    report: Option<pb::IncidentReportResponse>,
+}
+
+/// The incident investigation (漏えい等, 第12–14条): which records one operator's unseals
+/// touched over a period, how often, and the refused attempts.
+pub async fn incident(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(query): Query<IncidentQuery>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = query.period.range()?;
+    let operator = checked_operator(&query)?;
+    let report = match &operator {
+        Some(operator) => {
+            Some(fetch_incident(&app, &mut signed, operator.clone(), from_unix, to_unix).await?)
+        }
+        None => None,
+    };
+    page(&IncidentPage {
+        chrome: Chrome::of(&signed.session, "漏えい等の調査"),
+        operator: operator.unwrap_or_default(),
+        from,
+        to,
+        report,
+    })
+}
+
+/// The incident investigation as CSV (one row per record touched).
+pub async fn incident_csv(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(query): Query<IncidentQuery>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = query.period.range()?;
+    let operator = checked_operator(&query)?
+        .ok_or_else(|| Failure::BadInput("操作者IDを指定してください。".into()))?;
+    let report = fetch_incident(&app, &mut signed, operator.clone(), from_unix, to_unix).await?;
+    let bytes = csv_bytes(&INCIDENT_COLUMNS, &incident_rows(&report))?;
+    Ok(download(
+        bytes,
+        "text/csv; charset=utf-8",
+        &format!("incident-{operator}-{from}-{to}.csv"),
+    ))
+}
+
+/// The incident investigation as PDF, to print and file.
+pub async fn incident_pdf(
+    State(app): State<Shared>,
+    mut signed: SignedIn,
+    Query(query): Query<IncidentQuery>,
+) -> Result<Response, Failure> {
+    let (from, to, from_unix, to_unix) = query.period.range()?;
+    let operator = checked_operator(&query)?
+        .ok_or_else(|| Failure::BadInput("操作者IDを指定してください。".into()))?;
+    let report = fetch_incident(&app, &mut signed, operator.clone(), from_unix, to_unix).await?;
+    let span = format!("{from} 〜 {to}");
+    let name = format!("incident-{operator}-{from}-{to}.pdf");
+    let bytes = render_pdf(&app, move |font| {
+        let rows = report
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| vec![(i + 1).to_string(), handle.clone()])
+            .collect();
+        let layout = Report {
+            title: "漏えい等の調査記録",
+            facts: vec![
+                ("対象の操作者", report.operator_id.clone()),
+                ("期間", span),
+                ("番号の取出し", format!("{} 回", report.unseals)),
+                ("対象となった本人", format!("{} 人", report.subjects)),
+                ("拒否された試行", format!("{} 回", report.denied)),
+                ("事業者", report.tenants.join("、")),
+            ],
+            columns: &["#", "記録のハンドル"],
+            shares: &[0.4, 4.0],
+            rows,
+            empty: "この期間に取り出された記録はありません。",
+        };
+        vault_client::pdf::report_pdf(&layout, font, now_ms())
+    })
+    .await?;
+    Ok(download(bytes, "application/pdf", &name))
 }
 
 struct DisposalRow {
