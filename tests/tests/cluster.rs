@@ -354,9 +354,14 @@ async fn sigkill_ten_times_under_load_loses_nothing_and_forks_nothing() {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let victim = kill % 3;
         let daemon = cluster.daemons[victim].take().expect("running");
+        let started = std::time::Instant::now();
         let restarted = tokio::task::spawn_blocking(move || daemon.kill_and_restart())
             .await
             .expect("restart");
+        eprintln!(
+            "kill {kill}: daemon {victim} serves again after {:?}",
+            started.elapsed()
+        );
         load.moved(victim, restarted.endpoint());
         cluster.daemons[victim] = Some(restarted);
     }

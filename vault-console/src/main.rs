@@ -77,6 +77,8 @@ fn check(args: &Args) -> Result<(), String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Before anything is announced: a SIGTERM right after the banner must stop, not kill.
+    let shutdown = stop_signal()?;
     check(&args)?;
     let mut config = ClientConfig::new(args.daemon.clone(), None);
     config.ca = args.daemon_ca.clone();
@@ -113,7 +115,6 @@ async fn run(args: Args) -> Result<(), String> {
     println!("vault-console listening on {scheme}://{local}");
     tracing::info!(%local, tls = tls.is_some(), daemon = %args.daemon, "console serving");
     vault_host::service_manager::ready("serving");
-    let shutdown = stop_signal()?;
     let served = match tls {
         Some(acceptor) => {
             let listener = vault_host::https::TlsListener::new(
