@@ -232,8 +232,12 @@ async fn authenticated(
     Ok(database.authenticated(Arc::new(RowSealer::new(Arc::new(mac))), fault))
 }
 
+/// How often start-up verifies again because another daemon moved the anchor meanwhile.
+const MAX_ANCHOR_MOVES: u32 = 5;
+
 /// Opens the store and verifies it against the backend's anchor; advances the anchor when
-/// the store's checkpoints run one step past it (a crash after storing a checkpoint).
+/// the store's checkpoints run one step past it (a crash after storing a checkpoint), and
+/// verifies again when another daemon of a shared store anchored a newer one meanwhile.
 /// Blocking work runs off the async runtime.
 pub async fn open_store(
     location: &StoreLocation,
@@ -250,22 +254,47 @@ pub async fn open_store_with_fault(
     fault: Option<FaultHook>,
 ) -> Result<(Arc<dyn Store>, Verified), TrustError> {
     let database = Unauthenticated::open(location).await?;
-    let anchor = keys.read_anchor().await?;
+    let mut anchor = keys.read_anchor().await?;
     let store = authenticated(database, keys, anchor.as_ref(), fault).await?;
-    let checked = Arc::clone(&store);
-    let mut verified = tokio::task::spawn_blocking(move || {
-        integrity::verify_store_at_start(checked.as_ref(), anchor)
-    })
-    .await
-    .map_err(engine_failed)??;
-    if let Some(advance) = verified.advance.take() {
-        keys.write_anchor(advance).await?;
-        tracing::info!(
-            checkpoint = advance.checkpoint,
-            "anchor advanced to the store's newest checkpoint"
-        );
-        verified.anchor = Some(advance);
-    }
+    let mut moves = 0;
+    let verified = loop {
+        let checked = Arc::clone(&store);
+        let mut verified = tokio::task::spawn_blocking(move || {
+            integrity::verify_store_at_start(checked.as_ref(), anchor)
+        })
+        .await
+        .map_err(engine_failed)??;
+        let Some(advance) = verified.advance.take() else {
+            break verified;
+        };
+        match keys.write_anchor(advance).await {
+            Ok(()) => {
+                tracing::info!(
+                    checkpoint = advance.checkpoint,
+                    "anchor advanced to the store's newest checkpoint"
+                );
+                verified.anchor = Some(advance);
+                break verified;
+            }
+            Err(refused) => {
+                // On a shared store another daemon may anchor a newer checkpoint while this one
+                // verifies: the anchor only moved forward. Verify the store again against the
+                // anchor as it is now (which must itself be in the store), a few times at most.
+                let now = keys.read_anchor().await?;
+                let moved_on =
+                    now.is_some_and(|now| anchor.is_none_or(|a| now.counter > a.counter));
+                moves += 1;
+                if !moved_on || moves > MAX_ANCHOR_MOVES {
+                    return Err(refused.into());
+                }
+                tracing::info!(
+                    checkpoint = now.map_or(0, |a| a.checkpoint),
+                    "another daemon anchored a newer checkpoint meanwhile: verifying against it"
+                );
+                anchor = now;
+            }
+        }
+    };
     tracing::info!(
         checkpoint = verified.last_checkpoint.as_ref().map_or(0, |c| c.number),
         head = verified.head.seq,
