@@ -3,8 +3,10 @@
 //! the daemon as the signed-in person; the daemon decides what they may see and do.
 
 mod alerts;
+mod files;
 mod operators;
 mod records;
+mod reports;
 mod requests;
 mod signin;
 mod status;
@@ -56,15 +58,15 @@ pub fn router(app: Shared) -> Router {
         .route("/ledger", get(records::ledger))
         .route("/ledger.csv", get(records::ledger_csv))
         .route("/ledger.pdf", get(records::ledger_pdf))
-        .route("/reports/usage", get(records::usage))
-        .route("/reports/usage.csv", get(records::usage_csv))
-        .route("/reports/usage.pdf", get(records::usage_pdf))
-        .route("/reports/carry-outs", get(records::carry_outs))
-        .route("/reports/carry-outs.csv", get(records::carry_outs_csv))
-        .route("/reports/carry-outs.pdf", get(records::carry_outs_pdf))
-        .route("/reports/incident", get(records::incident))
-        .route("/reports/incident.csv", get(records::incident_csv))
-        .route("/reports/incident.pdf", get(records::incident_pdf))
+        .route("/reports/usage", get(reports::usage))
+        .route("/reports/usage.csv", get(reports::usage_csv))
+        .route("/reports/usage.pdf", get(reports::usage_pdf))
+        .route("/reports/carry-outs", get(reports::carry_outs))
+        .route("/reports/carry-outs.csv", get(reports::carry_outs_csv))
+        .route("/reports/carry-outs.pdf", get(reports::carry_outs_pdf))
+        .route("/reports/incident", get(reports::incident))
+        .route("/reports/incident.csv", get(reports::incident_csv))
+        .route("/reports/incident.pdf", get(reports::incident_pdf))
         .route("/certificates", get(records::certificates))
         .route("/certificates/{handle}", get(records::certificate))
         .route("/certificates/{handle}/pdf", get(records::certificate_pdf))
