@@ -16,7 +16,10 @@ pub fn with_id<T>(message: T, request_id: &str) -> tonic::Request<T> {
 pub async fn export_audit(client: &mut Client) -> Vec<pb::AuditEntry> {
     let mut stream = client
         .admin
-        .audit_export(pb::AuditExportRequest { after_seq: 0 })
+        .audit_export(pb::AuditExportRequest {
+            after_seq: 0,
+            ..Default::default()
+        })
         .await
         .expect("audit export")
         .into_inner();

@@ -568,7 +568,13 @@ async fn call(
         Rpc::AuditExport => {
             let mut stream = client
                 .admin
-                .audit_export(with_id(pb::AuditExportRequest { after_seq: 0 }, id))
+                .audit_export(with_id(
+                    pb::AuditExportRequest {
+                        after_seq: 0,
+                        ..Default::default()
+                    },
+                    id,
+                ))
                 .await?
                 .into_inner();
             while stream.message().await?.is_some() {}

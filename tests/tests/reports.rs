@@ -550,3 +550,136 @@ async fn set_replaces_all_details_and_update_only_those_sent() {
         .expect_err("an update of nothing");
     assert_eq!(nothing.code(), Code::InvalidArgument);
 }
+
+/// The entries of a filtered export, or the daemon's refusal.
+async fn filtered_export(
+    client: &mut vault_client::Client,
+    actions: &[&str],
+    from_unix_ms: i64,
+    to_unix_ms: i64,
+) -> Result<Vec<pb::AuditEntry>, tonic::Status> {
+    let mut stream = client
+        .admin
+        .audit_export(pb::AuditExportRequest {
+            after_seq: 0,
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            from_unix_ms,
+            to_unix_ms,
+        })
+        .await?
+        .into_inner();
+    let mut entries = Vec::new();
+    while let Some(entry) = stream.message().await? {
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// An export narrowed to some actions or a period (what the console's carry-out record and
+/// certificate list ask for) sends exactly those entries of the whole log, and a filter that
+/// names no action or an empty period is refused as invalid; the export's own entry says
+/// how it was filtered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_export_sends_only_the_actions_and_period_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_dev(&dir.path().join("data"));
+    let mut handler = daemon.dev_client("dev-handler").await;
+    for i in 0..3 {
+        let handle = handler
+            .locker
+            .seal(seal_request(
+                "dev",
+                &format!("F{i}"),
+                &valid_number(9300 + i),
+                &[W],
+            ))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        handler
+            .locker
+            .unseal(pb::UnsealRequest {
+                handle,
+                purpose: W.into(),
+            })
+            .await
+            .expect("unseal");
+    }
+    handler
+        .locker
+        .record_carry_out(pb::CarryOutRequest {
+            purpose: W.into(),
+            count: 3,
+            format: pb::CarryOutFormat::ZipAes256 as i32,
+            file_sha256: "d4".repeat(32),
+        })
+        .await
+        .expect("carry-out");
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let everything = export_audit(&mut auditor).await;
+
+    let carried = filtered_export(&mut auditor, &["CARRY_OUT"], 0, 0)
+        .await
+        .expect("filtered export");
+    assert_eq!(carried.len(), 1, "{carried:?}");
+    assert!(carried[0].reason.contains("carried out 3 numbers"));
+    let both = filtered_export(&mut auditor, &["SEAL", "UNSEAL"], 0, 0)
+        .await
+        .expect("filtered export");
+    let expected: Vec<u64> = everything
+        .iter()
+        .filter(|e| e.action == "SEAL" || e.action == "UNSEAL")
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(both.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+    assert_eq!(expected.len(), 6);
+
+    // A period: up to (not including) the second seal's time, and from it on.
+    let second_seal = everything
+        .iter()
+        .filter(|e| e.action == "SEAL")
+        .nth(1)
+        .expect("second seal")
+        .time_unix_ms;
+    let before = filtered_export(&mut auditor, &[], 0, second_seal)
+        .await
+        .expect("export before");
+    assert!(!before.is_empty());
+    assert!(before.iter().all(|e| e.time_unix_ms < second_seal));
+    let after = filtered_export(&mut auditor, &["SEAL"], second_seal, 0)
+        .await
+        .expect("export after");
+    assert!(after.iter().all(|e| e.time_unix_ms >= second_seal));
+    // Exactly the entries before it (every entry since is later still).
+    assert_eq!(
+        before.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        everything
+            .iter()
+            .filter(|e| e.time_unix_ms < second_seal)
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    );
+    assert!(!after.is_empty());
+
+    // Bad filters: refused as invalid, nothing sent.
+    for (actions, from, to) in [
+        (vec!["NOT_AN_ACTION"], 0, 0),
+        (vec![], second_seal, second_seal),
+        (vec![], -5, 0),
+    ] {
+        let refused = filtered_export(&mut auditor, &actions, from, to)
+            .await
+            .expect_err("a bad filter");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+
+    // The export's own entry names its filter.
+    let log = export_audit(&mut auditor).await;
+    assert!(
+        log.iter()
+            .any(|e| e.action == "AUDIT_EXPORT"
+                && e.reason.contains("filtered: actions [CARRY_OUT]")),
+        "no export entry names its filter"
+    );
+}

@@ -123,7 +123,10 @@ pub async fn run(
         AuditCommand::Export { out, after } => {
             let stream = client
                 .admin
-                .audit_export(pb::AuditExportRequest { after_seq: after })
+                .audit_export(pb::AuditExportRequest {
+                    after_seq: after,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             // Checkpoints are read after the entries, so every one names an exported entry or

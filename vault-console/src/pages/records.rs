@@ -131,14 +131,18 @@ pub async fn certificates(
     let answer = signed
         .client
         .admin
-        .audit_export(pb::AuditExportRequest { after_seq: 0 })
+        .audit_export(pb::AuditExportRequest {
+            after_seq: 0,
+            // The daemon sends the disposals only, not the whole log.
+            actions: vec!["DISPOSE".into(), "SCHEDULED_DISPOSE".into()],
+            ..Default::default()
+        })
         .await;
     let mut stream = signed.answer(&app, answer)?;
     let mut rows = Vec::new();
     while let Some(entry) = stream.next().await {
         let entry = entry.map_err(Failure::from)?;
-        let disposal = entry.action == "DISPOSE" || entry.action == "SCHEDULED_DISPOSE";
-        if disposal && entry.outcome == "ALLOWED" && !entry.handle.is_empty() {
+        if entry.outcome == "ALLOWED" && !entry.handle.is_empty() {
             rows.push(DisposalRow {
                 time: views::jst_ms(entry.time_unix_ms),
                 handle: entry.handle,

@@ -367,9 +367,15 @@ impl AdminRpc for AdminApi {
         request: Request<pb::AuditExportRequest>,
     ) -> Result<Response<ExportStream>, Status> {
         let ctx = request_context(&request);
+        let asked = request.get_ref();
+        let filter = crate::service::ExportFilter::parse(
+            &asked.actions,
+            asked.from_unix_ms,
+            asked.to_unix_ms,
+        );
         let mut pages = self
             .locker
-            .audit_export(&ctx, request.get_ref().after_seq)
+            .audit_export(&ctx, asked.after_seq, filter)
             .await
             .map_err(to_status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(256);

@@ -14,7 +14,7 @@ use crate::domain::audit_key::AuditKeyRecord;
 use crate::domain::operator::Role;
 use crate::domain::policy::Action;
 use crate::error::{Error, Result};
-use crate::service::{Caller, Locker, RequestContext};
+use crate::service::{Caller, Locker, RequestContext, invalid};
 use crate::store::Store;
 use crate::store::mutation::Mutation;
 
@@ -75,11 +75,64 @@ pub(super) fn parse_rows(
     Ok(out)
 }
 
+/// Which entries an export sends (beyond what the caller may see at all).
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    /// Only these actions; all when empty.
+    pub actions: Vec<Action>,
+    /// Only entries at or after this time (ms); 0 for no bound.
+    pub from_ms: i64,
+    /// Only entries before this time (ms); 0 for no bound.
+    pub to_ms: i64,
+}
+
+impl ExportFilter {
+    /// The filter of a request: action names as in entries, times in ms since the epoch.
+    pub fn parse(actions: &[String], from_ms: i64, to_ms: i64) -> Result<ExportFilter> {
+        let actions = actions
+            .iter()
+            .map(|name| {
+                Action::from_name(name)
+                    .ok_or_else(|| invalid(format!("actions: {name:?} is not an audit action")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if from_ms < 0 || to_ms < 0 {
+            return Err(invalid(
+                "from_unix_ms and to_unix_ms must be 0 or after the epoch",
+            ));
+        }
+        if from_ms > 0 && to_ms > 0 && from_ms >= to_ms {
+            return Err(invalid(
+                "the period is empty: from_unix_ms must be before to_unix_ms",
+            ));
+        }
+        Ok(ExportFilter {
+            actions,
+            from_ms,
+            to_ms,
+        })
+    }
+
+    /// Whether the export sends `entry`.
+    fn passes(&self, entry: &ChainedEntry) -> bool {
+        let entry = &entry.entry;
+        (self.actions.is_empty() || self.actions.iter().any(|a| a.as_str() == entry.action))
+            && (self.from_ms == 0 || entry.time_ms >= self.from_ms)
+            && (self.to_ms == 0 || entry.time_ms < self.to_ms)
+    }
+
+    /// Whether it leaves anything out.
+    fn is_filtering(&self) -> bool {
+        !self.actions.is_empty() || self.from_ms != 0 || self.to_ms != 0
+    }
+}
+
 /// Pages of an export, read after the export call itself was audited.
 pub struct AuditPages {
     store: Arc<dyn Store>,
     after: u64,
     visibility: Visibility,
+    filter: ExportFilter,
     done: bool,
 }
 
@@ -95,7 +148,8 @@ impl AuditPages {
                 break;
             };
             self.after = *last;
-            let page = parse_rows(rows, &self.visibility)?;
+            let mut page = parse_rows(rows, &self.visibility)?;
+            page.retain(|entry| self.filter.passes(entry));
             if !page.is_empty() {
                 return Ok(page);
             }
@@ -123,18 +177,35 @@ impl Locker {
         self.finish(entry, body).await.map(|(e, _)| e)
     }
 
-    /// Starts an export of entries after `after_seq`.
-    pub async fn audit_export(&self, ctx: &RequestContext, after_seq: u64) -> Result<AuditPages> {
-        let (caller, entry) = self.begin(ctx, Action::AuditExport).await?;
-        let pages = AuditPages {
-            store: Arc::clone(&self.store),
-            after: after_seq,
-            visibility: Visibility::of(&caller),
-            done: false,
-        };
-        self.finish(entry, Ok((pages, Mutation::None)))
-            .await
-            .map(|(p, _)| p)
+    /// Starts an export of entries after `after_seq`; `filter` (checked here, refused as
+    /// invalid input before anything is read) narrows it to some actions or a period.
+    pub async fn audit_export(
+        &self,
+        ctx: &RequestContext,
+        after_seq: u64,
+        filter: Result<ExportFilter>,
+    ) -> Result<AuditPages> {
+        let (caller, mut entry) = self.begin(ctx, Action::AuditExport).await?;
+        let body = filter.map(|filter| {
+            if filter.is_filtering() {
+                let actions: Vec<&str> = filter.actions.iter().map(|a| a.as_str()).collect();
+                entry.allow(format!(
+                    "export after entry {after_seq}, filtered: actions [{}], from {} to {} (ms)",
+                    actions.join(" "),
+                    filter.from_ms,
+                    filter.to_ms
+                ));
+            }
+            let pages = AuditPages {
+                store: Arc::clone(&self.store),
+                after: after_seq,
+                visibility: Visibility::of(&caller),
+                filter,
+                done: false,
+            };
+            (pages, Mutation::None)
+        });
+        self.finish(entry, body).await.map(|(p, _)| p)
     }
 
     /// Starts an online backup (admins): the call is audited first, so the snapshot, taken

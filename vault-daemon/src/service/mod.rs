@@ -57,7 +57,7 @@ use crate::store::mutation::{Mutation, MutationOutcome};
 pub use crate::domain::record::RecordCounts;
 pub use admin::{NewOperator, NewTenant, TokenRequest};
 pub use approvals::{ChangeRequestList, DEFAULT_REQUEST_TTL_MS, Gated};
-pub use audit_log::{AuditPages, BackupChunks, StoreVerification, verify_store};
+pub use audit_log::{AuditPages, BackupChunks, ExportFilter, StoreVerification, verify_store};
 pub use carry_out::{CarryOut, CarryOutFormat, MAX_CARRY_OUT_COUNT};
 pub use disclosure::{DisclosureRequest, HandlersShown, Subject};
 pub use disposal::{DisposalReport, run_disposal_schedule};
