@@ -674,6 +674,52 @@ async fn a_filtered_export_sends_only_the_actions_and_period_asked_for() {
         assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     }
 
+    // The CLI's carry-out record reads the same filtered export.
+    let today = today_jst();
+    let csv = vault_cli_ok(
+        &daemon,
+        "dev-auditor",
+        &[
+            "report",
+            "carry-outs",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--format",
+            "csv",
+        ],
+    );
+    let rows = csv_rows(&csv);
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(
+        csv.starts_with("seq,time,operator,tenant,purpose,outcome,record"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("dev-handler") && csv.contains("carried out 3 numbers"),
+        "{csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&vault_cli_ok(
+        &daemon,
+        "dev-auditor",
+        &[
+            "report",
+            "carry-outs",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--format",
+            "json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(json["carry_outs"][0]["purpose"], W);
+    for i in 0..3 {
+        assert!(!csv.contains(valid_number(9300 + i).as_str()));
+    }
+
     // The export's own entry names its filter.
     let log = export_audit(&mut auditor).await;
     assert!(

@@ -225,8 +225,28 @@ pub fn incident(
         report.denied,
         report.tenants.join(", ")
     );
-    let rows: Vec<Vec<String>> = report.handles.iter().map(|h| vec![h.clone()]).collect();
-    print(format, &["handle"], &rows, json)
+    let rows = vault_client::ledger::incident_rows(report);
+    print(format, &vault_client::ledger::INCIDENT_COLUMNS, &rows, json)
+}
+
+/// Prints the carry-outs (持出し記録): one row per carry-out entry of the period.
+pub fn carry_outs(format: ReportFormat, entries: &[pb::AuditEntry]) -> Result<(), ClientError> {
+    let rows = vault_client::ledger::carry_out_rows(entries);
+    let json = json!({
+        "carry_outs": rows.iter().map(|row| {
+            vault_client::ledger::CARRY_OUT_COLUMNS
+                .iter()
+                .zip(row)
+                .map(|(column, cell)| ((*column).to_owned(), Value::String(cell.clone())))
+                .collect::<serde_json::Map<_, _>>()
+        }).collect::<Vec<_>>(),
+    });
+    print(
+        format,
+        &vault_client::ledger::CARRY_OUT_COLUMNS,
+        &rows,
+        json,
+    )
 }
 
 /// One alert, as a line of text or a JSON object.

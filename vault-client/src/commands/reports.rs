@@ -1,5 +1,5 @@
-//! The records of the handling rules read from the locker: the 管理台帳 (第16条), the usage and
-//! incident reports (第15条, 第12–14条) and the alerts of the log monitor (ログ監視), followed
+//! The records of the handling rules read from the locker: the 管理台帳 (第16条), the usage,
+//! carry-out and incident reports (第15条, 第12–14条) and the alerts of the log monitor (ログ監視), followed
 //! across daemon restarts. Definitions and the calls; tables are printed by `reports`, PDF by
 //! `pdf`.
 
@@ -40,6 +40,19 @@ pub enum ReportCommand {
         /// Only this tenant.
         #[arg(long, default_value = "")]
         tenant: String,
+        /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+    },
+    /// 持出し記録: every file of numbers carried out over a period — who, for which purpose,
+    /// how many, in which form, the file's SHA-256 — from the audit log.
+    CarryOuts {
+        /// First day, YYYY-MM-DD (JST).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (JST), included.
+        #[arg(long)]
+        to: String,
         /// Table, CSV or JSON (default: JSON with `--output json`, else a table).
         #[arg(long, value_enum)]
         format: Option<ReportFormat>,
@@ -143,6 +156,27 @@ pub async fn report(
                 .await?
                 .into_inner();
             reports::usage(report_format(chosen, format), &report)?;
+        }
+        ReportCommand::CarryOuts {
+            from,
+            to,
+            format: chosen,
+        } => {
+            let mut stream = client
+                .admin
+                .audit_export(pb::AuditExportRequest {
+                    after_seq: 0,
+                    actions: vec!["CARRY_OUT".into()],
+                    from_unix_ms: jst_day_start(&from, false)?.saturating_mul(1000),
+                    to_unix_ms: jst_day_start(&to, true)?.saturating_mul(1000),
+                })
+                .await?
+                .into_inner();
+            let mut entries = Vec::new();
+            while let Some(entry) = stream.message().await? {
+                entries.push(entry);
+            }
+            reports::carry_outs(report_format(chosen, format), &entries)?;
         }
         ReportCommand::Incident {
             operator,
