@@ -17,7 +17,13 @@ use crate::store::StoreError;
 use crate::store::catalogue::{self as tables, Table};
 use crate::store::rows::{Row, RowsRead, RowsWrite};
 
-pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/// A reader's transaction: one snapshot, no writes, no lock anyone waits for. The server's
+/// short idle-in-transaction timeout is there to free the chain head from a stalled writer;
+/// a reader checks each row's MAC in the key backend between its queries, so with a slow
+/// backend (a network HSM) a start that reads every authority row would have its snapshot
+/// cut. Readers get a minute instead: bounded, so a stalled daemon's snapshot still ends.
+pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+     SET LOCAL idle_in_transaction_session_timeout = 60000";
 const LOCK_HEAD: &str = "SELECT seq FROM locker.chain_head WHERE id = 1 FOR UPDATE";
 const SET_HEAD: &str = "UPDATE locker.chain_head SET seq = $1 WHERE id = 1";
 const LAST_ENTRY: &str = "SELECT key, value FROM locker.audit ORDER BY key DESC LIMIT 1";
