@@ -155,28 +155,27 @@ impl Browser {
     /// Signs in at `console` with `token`; returns the page's source after.
     pub async fn sign_in(&self, console: &Console, token: &secrecy::SecretString) -> String {
         self.open(&format!("{}/signin", console.url)).await;
-        self.client
-            .find(Locator::Id("token"))
-            .await
-            .expect("token field")
-            .send_keys(token.expose_secret())
-            .await
-            .expect("type token");
+        self.fill("token", token.expose_secret()).await;
         self.submit("signin").await;
         self.source().await
+    }
+
+    /// Types `text` into the form field with id `id` (a file input takes a path).
+    pub async fn fill(&self, id: &str, text: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("no field #{id}: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot type into #{id}: {e}"));
     }
 
     /// Signs in on `console` by choosing the token file at `path` (nothing pasted); returns
     /// the page it leads to.
     pub async fn sign_in_with_file(&self, console: &Console, path: &std::path::Path) -> String {
         self.open(&format!("{}/signin", console.url)).await;
-        self.client
-            .find(Locator::Id("token-file"))
-            .await
-            .expect("token file field")
-            .send_keys(&path.display().to_string())
-            .await
-            .expect("choose the token file");
+        self.fill("token-file", &path.display().to_string()).await;
         self.submit("signin").await;
         self.source().await
     }

@@ -30,6 +30,17 @@ pub async fn export_audit(client: &mut Client) -> Vec<pb::AuditEntry> {
     entries
 }
 
+/// A record of `count` numbers carried out for `purpose` as an encrypted ZIP whose SHA-256 is
+/// `sha256_hex`.
+pub fn carry_out_request(purpose: &str, count: u64, sha256_hex: &str) -> pb::CarryOutRequest {
+    pb::CarryOutRequest {
+        purpose: purpose.into(),
+        count,
+        format: pb::CarryOutFormat::ZipAes256 as i32,
+        file_sha256: sha256_hex.into(),
+    }
+}
+
 /// A seal request for the dev tenant.
 pub fn seal_request(
     tenant: &str,

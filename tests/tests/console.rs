@@ -13,7 +13,7 @@ use vault_client::{Client, pb};
 use vault_tests::console::{Browser, Console, form_value, http, http_sign_in};
 use vault_tests::numbers::valid_number;
 use vault_tests::pdf::pdftotext;
-use vault_tests::rpc::{operator_token, seal_request, start_from_config};
+use vault_tests::rpc::{carry_out_request, operator_token, seal_request, start_from_config};
 use vault_tests::{Daemon, DaemonOptions};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -77,22 +77,8 @@ async fn an_admins_request_is_approved_by_the_second_admin_in_another_browser() 
     assert!(home.contains("dev-admin"), "{home}");
     assert_eq!(first.text("health").await, "SERVING");
     first.open(&format!("{}/operators", console.url)).await;
-    first
-        .client
-        .find(Locator::Id("operator_id"))
-        .await
-        .expect("id field")
-        .send_keys("clerk-kana")
-        .await
-        .expect("type");
-    first
-        .client
-        .find(Locator::Id("display_name"))
-        .await
-        .expect("name field")
-        .send_keys("経理 花子")
-        .await
-        .expect("type");
+    first.fill("operator_id", "clerk-kana").await;
+    first.fill("display_name", "経理 花子").await;
     first.submit("create").await;
     let created = first.text("created").await;
     assert!(
@@ -196,14 +182,7 @@ async fn several_requests_are_denied_at_once_and_only_with_a_reason() {
     browser.open(&format!("{}/requests", console.url)).await;
     browser.click(&format!("pick-{}", a.id)).await;
     browser.click(&format!("pick-{}", b.id)).await;
-    browser
-        .client
-        .find(Locator::Id("reason"))
-        .await
-        .expect("reason")
-        .send_keys("身元確認が済んでいない")
-        .await
-        .expect("type");
+    browser.fill("reason", "身元確認が済んでいない").await;
     browser.submit("deny").await;
     let outcome = browser.text("decisions").await;
     assert_eq!(outcome.matches("却下").count(), 2, "{outcome}");
@@ -675,12 +654,7 @@ async fn no_page_or_download_holds_a_number_or_a_token_for_any_role() {
         .expect("unseal");
     handler
         .locker
-        .record_carry_out(pb::CarryOutRequest {
-            purpose: W.into(),
-            count: 1,
-            format: pb::CarryOutFormat::ZipAes256 as i32,
-            file_sha256: "c3".repeat(32),
-        })
+        .record_carry_out(carry_out_request(W, 1, &"c3".repeat(32)))
         .await
         .expect("carry-out");
     let mut numbers = numbers;
@@ -825,12 +799,7 @@ async fn the_usage_carry_out_and_incident_records_show_and_download_without_a_nu
     let digest = "5a".repeat(32);
     handler
         .locker
-        .record_carry_out(pb::CarryOutRequest {
-            purpose: W.into(),
-            count: 2,
-            format: pb::CarryOutFormat::ZipAes256 as i32,
-            file_sha256: digest.clone(),
-        })
+        .record_carry_out(carry_out_request(W, 2, &digest))
         .await
         .expect("carry-out");
 
@@ -873,14 +842,7 @@ async fn the_usage_carry_out_and_incident_records_show_and_download_without_a_nu
     browser
         .open(&format!("{}/reports/incident", console.url))
         .await;
-    browser
-        .client
-        .find(Locator::Id("operator"))
-        .await
-        .expect("operator field")
-        .send_keys("dev-handler")
-        .await
-        .expect("type operator");
+    browser.fill("operator", "dev-handler").await;
     browser.submit("investigate").await;
     assert_eq!(browser.text("unseals").await, "2 回");
     assert_eq!(browser.text("subjects").await, "2 人");

@@ -10,7 +10,7 @@ use vault_client::pb;
 use vault_tests::Daemon;
 use vault_tests::cli::vault_cli_ok;
 use vault_tests::numbers::valid_number;
-use vault_tests::rpc::{approve, export_audit, operator_token, seal_request};
+use vault_tests::rpc::{approve, carry_out_request, export_audit, operator_token, seal_request};
 use vault_tests::tls_daemon::{ClientCert, TlsDaemon};
 
 const W: &str = "STAFF_WITHHOLDING";
@@ -608,12 +608,7 @@ async fn a_filtered_export_sends_only_the_actions_and_period_asked_for() {
     }
     handler
         .locker
-        .record_carry_out(pb::CarryOutRequest {
-            purpose: W.into(),
-            count: 3,
-            format: pb::CarryOutFormat::ZipAes256 as i32,
-            file_sha256: "d4".repeat(32),
-        })
+        .record_carry_out(carry_out_request(W, 3, &"d4".repeat(32)))
         .await
         .expect("carry-out");
     let mut auditor = daemon.dev_client("dev-auditor").await;
