@@ -42,6 +42,9 @@ pub struct App {
 /// The shared state handlers receive.
 pub type Shared = Arc<App>;
 
+/// Longest a page waits for a streamed audit export to end.
+pub const EXPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Forms are small: a flood of large bodies is refused before it is read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -220,6 +223,30 @@ impl SignedIn {
                 }
                 Err(Failure::from(status))
             }
+        }
+    }
+
+    /// The audit entries `request` asks for, read to the end within [`EXPORT_DEADLINE`]: the
+    /// channel's timeout covers a call's answer, not a stream that stalls halfway.
+    pub async fn export(
+        &mut self,
+        app: &App,
+        request: vault_client::pb::AuditExportRequest,
+    ) -> Result<Vec<vault_client::pb::AuditEntry>, Failure> {
+        let answer = self.client.admin.audit_export(request).await;
+        let mut stream = self.answer(app, answer)?;
+        let read = async {
+            let mut entries = Vec::new();
+            while let Some(entry) = stream.message().await? {
+                entries.push(entry);
+            }
+            Ok::<_, tonic::Status>(entries)
+        };
+        match tokio::time::timeout(EXPORT_DEADLINE, read).await {
+            Ok(entries) => entries.map_err(Failure::from),
+            Err(_) => Err(Failure::from(tonic::Status::deadline_exceeded(
+                "the daemon stopped sending the audit log",
+            ))),
         }
     }
 

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use futures::StreamExt;
 use vault_client::ledger::{LEDGER_COLUMNS, ledger_rows};
 use vault_client::pb;
 
@@ -128,20 +127,19 @@ pub async fn certificates(
     State(app): State<Shared>,
     mut signed: SignedIn,
 ) -> Result<Response, Failure> {
-    let answer = signed
-        .client
-        .admin
-        .audit_export(pb::AuditExportRequest {
-            after_seq: 0,
-            // The daemon sends the disposals only, not the whole log.
-            actions: vec!["DISPOSE".into(), "SCHEDULED_DISPOSE".into()],
-            ..Default::default()
-        })
-        .await;
-    let mut stream = signed.answer(&app, answer)?;
+    let entries = signed
+        .export(
+            &app,
+            pb::AuditExportRequest {
+                after_seq: 0,
+                // The daemon sends the disposals only, not the whole log.
+                actions: vec!["DISPOSE".into(), "SCHEDULED_DISPOSE".into()],
+                ..Default::default()
+            },
+        )
+        .await?;
     let mut rows = Vec::new();
-    while let Some(entry) = stream.next().await {
-        let entry = entry.map_err(Failure::from)?;
+    for entry in entries {
         if entry.outcome == "ALLOWED" && !entry.handle.is_empty() {
             rows.push(DisposalRow {
                 time: views::jst_ms(entry.time_unix_ms),

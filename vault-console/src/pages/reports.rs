@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures::StreamExt;
 use vault_client::ledger::{
     CARRY_OUT_COLUMNS, INCIDENT_COLUMNS, USAGE_COLUMNS, carry_out_rows, incident_rows,
     is_carry_out, usage_rows,
@@ -145,26 +144,20 @@ async fn fetch_carry_outs(
     from_unix: i64,
     to_unix: i64,
 ) -> Result<Vec<pb::AuditEntry>, Failure> {
-    let answer = signed
-        .client
-        .admin
-        .audit_export(pb::AuditExportRequest {
-            after_seq: 0,
-            // The daemon sends the period's carry-outs only, not the whole log.
-            actions: vec!["CARRY_OUT".into()],
-            from_unix_ms: from_unix * 1000,
-            to_unix_ms: to_unix * 1000,
-        })
-        .await;
-    let mut stream = signed.answer(app, answer)?;
-    let mut entries = Vec::new();
-    while let Some(entry) = stream.next().await {
-        let entry = entry.map_err(Failure::from)?;
-        // What was asked for, whatever the daemon sent.
-        if is_carry_out(&entry) {
-            entries.push(entry);
-        }
-    }
+    let mut entries = signed
+        .export(
+            app,
+            pb::AuditExportRequest {
+                after_seq: 0,
+                // The daemon sends the period's carry-outs only, not the whole log.
+                actions: vec!["CARRY_OUT".into()],
+                from_unix_ms: from_unix * 1000,
+                to_unix_ms: to_unix * 1000,
+            },
+        )
+        .await?;
+    // What was asked for, whatever the daemon sent.
+    entries.retain(is_carry_out);
     Ok(entries)
 }
 
