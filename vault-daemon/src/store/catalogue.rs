@@ -121,9 +121,15 @@ pub const SNAPSHOT_ORDER: [Table; 18] = [
 /// prove the disk takes writes again): not data, left out of snapshots.
 pub const RECOVERY_RESERVE_KEY: &str = "recovery_reserve";
 
-/// Whether the row under `key` in `table` is padding rather than data.
-pub fn is_padding(table: Table, key: &[u8]) -> bool {
-    table == META && key == RECOVERY_RESERVE_KEY.as_bytes()
+/// The metadata row holding an engine's own schema version (the redb file's differs from
+/// PostgreSQL's tables').
+pub const SCHEMA_KEY: &str = "schema_version";
+
+/// Whether the row under `key` in `table` is the engine's own (its schema version, padding)
+/// rather than data: left out of snapshots, and never loaded from one (older snapshots hold the
+/// schema version of the engine they were taken from).
+pub fn is_engine_row(table: Table, key: &[u8]) -> bool {
+    table == META && (key == RECOVERY_RESERVE_KEY.as_bytes() || key == SCHEMA_KEY.as_bytes())
 }
 
 impl Table {

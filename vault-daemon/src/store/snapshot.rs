@@ -77,7 +77,7 @@ pub fn write<R: RowsRead>(
             let Some((last, _)) = page.last() else { break };
             let last = last.clone();
             for (key, value) in &page {
-                if catalogue::is_padding(table, key) {
+                if catalogue::is_engine_row(table, key) {
                     continue;
                 }
                 writer.row(table.name, key, value)?;

@@ -428,6 +428,9 @@ impl PgDatabase {
             let table = catalogue::Table::named(&row.table).ok_or_else(|| {
                 StoreError::Corrupt(format!("snapshot names an unknown table {}", row.table))
             })?;
+            if catalogue::is_engine_row(table, &row.key) {
+                continue;
+            }
             let key = tables::Key::of(table, &row.key)?;
             if let (true, tables::Key::Int(seq)) = (table == catalogue::AUDIT, key) {
                 head = head.max(seq.max(0) as u64);
