@@ -1,7 +1,9 @@
 //! The attacker's tool: edits a stopped daemon's store with redb directly, as someone who can
 //! write the data directory but cannot use the key backend would. Rows are read and written as
 //! raw bytes; authenticated rows (`0x02` ‖ tag ‖ postcard body) can have their body changed
-//! with the old tag kept, be moved under another key, or be forged without a valid tag.
+//! with the old tag kept, be moved under another key, or be forged without a valid tag. The
+//! audit log is in segment files beside the store file: [`audit_rows`] reads it and
+//! [`rewrite_audit`] writes it anew, frames and all, as someone with the files would.
 
 use std::path::Path;
 
@@ -9,7 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use vault_daemon::store::redb::DB_FILE_NAME;
+use vault_daemon::store::audit_segments::{AUDIT_DIR, AuditSegments};
+use vault_daemon::store::redb::{DB_FILE_NAME, PENDING};
 
 /// Opens the store file of `data_dir` (the daemon must be stopped).
 pub fn open(data_dir: &Path) -> Database {
@@ -88,4 +91,48 @@ pub fn rows_u64(data_dir: &Path, table: TableDefinition<u64, &[u8]>) -> Vec<(u64
             (k.value(), v.value().to_vec())
         })
         .collect()
+}
+
+/// The audit log of a stopped daemon's store: the segments, then any entry committed with
+/// state that a crash kept out of them.
+pub fn audit_rows(data_dir: &Path) -> Vec<(u64, Vec<u8>)> {
+    let segments = AuditSegments::open(data_dir).expect("open the audit segments");
+    let head = segments.published();
+    let mut rows = segments.read(1, head).expect("read the audit segments");
+    rows.extend(
+        rows_u64(data_dir, PENDING)
+            .into_iter()
+            .filter(|(seq, _)| *seq > head),
+    );
+    rows
+}
+
+/// Rewrites the audit log with `edit` applied to its rows: the segment files are written anew
+/// with valid frames and the entries kept with state are dropped, so nothing but the log's
+/// own MACs and chain can tell.
+pub fn rewrite_audit(data_dir: &Path, edit: impl FnOnce(&mut Vec<(u64, Vec<u8>)>)) {
+    let mut rows = audit_rows(data_dir);
+    edit(&mut rows);
+    std::fs::remove_dir_all(data_dir.join(AUDIT_DIR)).expect("remove the segments");
+    AuditSegments::create(data_dir, &rows).expect("write the segments");
+    self::edit(data_dir, |txn| {
+        txn.delete_table(PENDING).expect("drop pending");
+        txn.open_table(PENDING).expect("pending");
+    });
+}
+
+/// Copies the store of a stopped daemon (its file and its audit segments) into `to`, a new
+/// directory: a copy of the store as a file backup takes it.
+pub fn save_store(data_dir: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    std::fs::copy(data_dir.join(DB_FILE_NAME), to.join(DB_FILE_NAME)).expect("copy the file");
+    crate::rpc::copy_dir(&data_dir.join(AUDIT_DIR), &to.join(AUDIT_DIR));
+}
+
+/// Puts a store saved by [`save_store`] back in place of the one in `data_dir`.
+pub fn put_back_store(saved: &Path, data_dir: &Path) {
+    std::fs::copy(saved.join(DB_FILE_NAME), data_dir.join(DB_FILE_NAME))
+        .expect("put the file back");
+    std::fs::remove_dir_all(data_dir.join(AUDIT_DIR)).expect("remove the segments");
+    crate::rpc::copy_dir(&saved.join(AUDIT_DIR), &data_dir.join(AUDIT_DIR));
 }

@@ -72,8 +72,8 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     // A backup of the store, taken before the rotation.
     drop((admin1, approver, handler));
     assert!(tls.daemon.stop().success());
-    let backup_store = dir.path().join("backup.redb");
-    std::fs::copy(tls.daemon.data_dir.join("locker.redb"), &backup_store).expect("backup");
+    let backup_store = dir.path().join("backup");
+    vault_tests::store_edit::save_store(&tls.daemon.data_dir, &backup_store);
     tls.daemon.start_in_place();
     let mut admin1 = tls.client(Some(admin1_token), ClientCert::None).await;
     let mut admin2 = tls.client(Some(admin2_token), ClientCert::None).await;
@@ -255,7 +255,7 @@ async fn destruction_needs_two_admins_waits_and_shreds_backups() {
     assert!(tls.daemon.stop().success());
     let restored = dir.path().join("restored");
     copy_dir(&tls.daemon.data_dir, &restored);
-    std::fs::copy(&backup_store, restored.join("locker.redb")).expect("restore backup");
+    vault_tests::store_edit::put_back_store(&backup_store, &restored);
     // The anchor refuses an older store until it is accepted on purpose (docs/SECURITY.md).
     tls.reanchor_on(&restored);
     let backup_daemon = tls.start_on(&restored);

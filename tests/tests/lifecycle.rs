@@ -98,8 +98,8 @@ async fn retire_dispose_certify_and_shred() {
 
     // A backup of the store, taken before the disposal.
     assert!(daemon.stop().success());
-    let backup = dir.path().join("backup.redb");
-    std::fs::copy(daemon.data_dir.join("locker.redb"), &backup).expect("backup");
+    let backup = dir.path().join("backup");
+    vault_tests::store_edit::save_store(&daemon.data_dir, &backup);
     daemon.start_in_place();
 
     // Past the disposal date and its month: the scheduler disposes and destroys the epoch key.
@@ -214,7 +214,7 @@ async fn retire_dispose_certify_and_shred() {
     // The backup from before the disposal, with today's key backend and a clock within the
     // retention: the record is there, but its epoch key is gone.
     assert!(daemon.stop().success());
-    std::fs::copy(&backup, daemon.data_dir.join("locker.redb")).expect("restore backup");
+    vault_tests::store_edit::put_back_store(&backup, &daemon.data_dir);
     // The anchor refuses an older store until it is accepted on purpose (docs/SECURITY.md).
     vault_tests::daemon::reanchor(&daemon.data_dir, daemon.options());
     set_days(&clock, 3 * 366);

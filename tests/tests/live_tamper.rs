@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use vault_client::{Client, pb};
 use vault_daemon::audit::entry::ChainedEntry;
-use vault_daemon::store::redb::{AUDIT, RECORDS};
+use vault_daemon::store::redb::RECORDS;
 use vault_tests::numbers::valid_number;
 use vault_tests::postgres::Postgres;
 use vault_tests::rpc::{seal_request, wait_for_health};
@@ -103,12 +103,12 @@ async fn redb_tail_rewritten_after_sigkill_is_refused_at_start() {
     drop(handler);
     // Killed before any checkpoint covers the UNSEAL: it sits in the unanchored tail.
     kill(daemon);
-    let rows = store_edit::rows_u64(&data, AUDIT);
+    let rows = store_edit::audit_rows(&data);
     let rewritten = rewrite_unseal(&rows, &handle);
-    store_edit::edit(&data, |txn| {
-        let mut audit = txn.open_table(AUDIT).expect("audit");
+    store_edit::rewrite_audit(&data, |rows| {
         for (seq, row) in &rewritten {
-            audit.insert(*seq, row.as_slice()).expect("insert");
+            let at = rows.iter().position(|(s, _)| s == seq).expect("entry");
+            rows[at].1 = row.clone();
         }
     });
     let said = Daemon::refusal(&data, DaemonOptions::default());
@@ -129,15 +129,11 @@ async fn redb_tail_cut_after_sigkill_is_refused_by_the_witness() {
     // The daemon's log check runs every 500 ms and keeps its witness at what it verified.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     kill(daemon);
-    let rows = store_edit::rows_u64(&data, AUDIT);
+    let rows = store_edit::audit_rows(&data);
     let (last, _) = *rows.last().expect("entries");
     // The two newest entries (the UNSEAL among them) vanish: the chain that is left is
     // genuine, every MAC holds, nothing anchors the cut-off tail.
-    store_edit::edit(&data, |txn| {
-        let mut audit = txn.open_table(AUDIT).expect("audit");
-        audit.remove(last).expect("remove");
-        audit.remove(last - 1).expect("remove");
-    });
+    store_edit::rewrite_audit(&data, |rows| rows.truncate(rows.len() - 2));
     let said = Daemon::refusal(&data, DaemonOptions::default());
     assert!(
         said.contains(&format!("ends at entry {}", last - 2))

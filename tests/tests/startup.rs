@@ -381,21 +381,21 @@ async fn json_logs_are_one_object_per_line() {
 /// an older one needs its upgrade path, never a silent reinterpretation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_of_another_schema_version_is_refused_untouched() {
-    use vault_daemon::store::SCHEMA_VERSION;
-    use vault_daemon::store::redb::{AUDIT, META};
+    use vault_daemon::store::redb::{FILE_SCHEMA_VERSION, META};
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut daemon = Daemon::start_dev(&data);
     assert!(daemon.stop().success());
-    for other in [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1] {
+    // 3 is not among them: a store of file schema 3 is migrated (see below).
+    for other in [FILE_SCHEMA_VERSION + 1, FILE_SCHEMA_VERSION - 2] {
         vault_tests::store_edit::put(&data, META, "schema_version", &other.to_be_bytes());
-        let audit_before = vault_tests::store_edit::rows_u64(&data, AUDIT).len();
+        let audit_before = vault_tests::store_edit::audit_rows(&data).len();
         let refused = Daemon::try_start(&data, daemon.options().clone())
             .err()
             .expect("another schema version is refused");
         assert!(
             refused.contains(&format!(
-                "store schema version {other} is not supported (expected {SCHEMA_VERSION})"
+                "store schema version {other} is not supported (expected {FILE_SCHEMA_VERSION})"
             )),
             "{refused}"
         );
@@ -405,10 +405,84 @@ async fn a_store_of_another_schema_version_is_refused_untouched() {
             Some(other.to_be_bytes().to_vec())
         );
         assert_eq!(
-            vault_tests::store_edit::rows_u64(&data, AUDIT).len(),
+            vault_tests::store_edit::audit_rows(&data).len(),
             audit_before
         );
     }
-    vault_tests::store_edit::put(&data, META, "schema_version", &SCHEMA_VERSION.to_be_bytes());
+    vault_tests::store_edit::put(
+        &data,
+        META,
+        "schema_version",
+        &FILE_SCHEMA_VERSION.to_be_bytes(),
+    );
     daemon.start_in_place();
+}
+
+/// A store written before the audit log moved into segment files (file schema 3: the entries
+/// in the redb file's `audit` table) is migrated at its first start: every entry moves into
+/// segments, the chain and the anchor still verify, the record unseals, and the log goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_file_schema_3_is_migrated_at_its_first_start() {
+    use vault_daemon::store::audit_segments::AUDIT_DIR;
+    use vault_daemon::store::redb::{LEGACY_AUDIT, META, PENDING};
+    use vault_tests::numbers::valid_number;
+    use vault_tests::rpc::{seal_request, unseal};
+    use vault_tests::store_edit;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start_dev(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let number = valid_number(31);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "M1", &number, &["STAFF_WITHHOLDING"]))
+        .await
+        .expect("seal")
+        .into_inner()
+        .handle;
+    drop(handler);
+    assert!(daemon.stop().success());
+
+    // The same store as the previous release laid it out.
+    let entries = store_edit::audit_rows(&data);
+    std::fs::remove_dir_all(data.join(AUDIT_DIR)).expect("remove segments");
+    store_edit::edit(&data, |txn| {
+        let mut audit = txn.open_table(LEGACY_AUDIT).expect("audit");
+        for (seq, row) in &entries {
+            audit.insert(*seq, row.as_slice()).expect("insert");
+        }
+        txn.delete_table(PENDING).expect("pending");
+    });
+    store_edit::put(&data, META, "schema_version", &3u32.to_be_bytes());
+
+    daemon.start_in_place();
+    assert!(
+        daemon
+            .log()
+            .contains("store file schema 3 → 4: the audit log moved into segment files"),
+        "{}",
+        daemon.log()
+    );
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let released = unseal(&mut handler, &handle, "STAFF_WITHHOLDING")
+        .await
+        .expect("unseal after the migration");
+    assert_eq!(released, number);
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let report = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.ok, "{}", report.message);
+    drop((handler, auditor));
+    assert!(daemon.stop().success());
+    let after = store_edit::audit_rows(&data);
+    assert!(after.len() > entries.len(), "the log went on");
+    assert_eq!(
+        &after[..entries.len()],
+        entries.as_slice(),
+        "nothing moved changed"
+    );
 }

@@ -8,7 +8,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use vault_client::pb;
 use vault_daemon::domain::record::Record;
 use vault_daemon::store::codec::{decode, encode};
-use vault_daemon::store::redb::{AUDIT, DB_FILE_NAME, RECORDS};
+use vault_daemon::store::redb::{DB_FILE_NAME, RECORDS};
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{copy_dir, seal_request};
 use vault_tests::{Daemon, DaemonOptions};
@@ -44,21 +44,14 @@ fn edit_records(data_dir: &Path, edit: impl FnOnce(&mut Vec<Record>)) {
 }
 
 fn flip_audit_byte(data_dir: &Path, seq: u64) {
-    let db = Database::open(data_dir.join(DB_FILE_NAME)).expect("open store copy");
-    let txn = db.begin_write().expect("write");
-    {
-        let mut table = txn.open_table(AUDIT).expect("audit");
-        let mut row = table
-            .get(seq)
-            .expect("get")
-            .expect("entry exists")
-            .value()
-            .to_vec();
+    vault_tests::store_edit::rewrite_audit(data_dir, |rows| {
+        let (_, row) = rows
+            .iter_mut()
+            .find(|(s, _)| *s == seq)
+            .expect("entry exists");
         let last = row.len() - 1;
         row[last] ^= 0x01; // a byte of the entry's last text field
-        table.insert(seq, row.as_slice()).expect("insert");
-    }
-    txn.commit().expect("commit");
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,13 +189,9 @@ async fn a_flipped_audit_byte_is_named_and_a_broken_head_refuses_start() {
     // Damage the newest entry: the daemon refuses to extend a chain whose head does not verify.
     let broken = dir.path().join("broken");
     copy_dir(&original, &broken);
-    let db = Database::open(broken.join(DB_FILE_NAME)).expect("open");
-    let last = {
-        let txn = db.begin_read().expect("read");
-        let table = txn.open_table(AUDIT).expect("audit");
-        table.last().expect("last").expect("some").0.value()
-    };
-    drop(db);
+    let (last, _) = *vault_tests::store_edit::audit_rows(&broken)
+        .last()
+        .expect("entries");
     flip_audit_byte(&broken, last);
     let refusal = match Daemon::try_start(&broken, Default::default()) {
         Ok(_) => panic!("the daemon served a store whose newest audit entry was altered"),

@@ -14,7 +14,7 @@ use vault_daemon::domain::operator::{Operator, Role};
 use vault_daemon::domain::record::{Record, RecordStatus};
 use vault_daemon::domain::token::TokenRecord;
 use vault_daemon::store::codec::{decode, encode};
-use vault_daemon::store::redb::{AUDIT, AUDIT_KEYS, CHECKPOINTS, OPERATORS, RECORDS, TOKENS};
+use vault_daemon::store::redb::{AUDIT_KEYS, CHECKPOINTS, OPERATORS, RECORDS, TOKENS};
 use vault_tests::numbers::valid_number;
 use vault_tests::rpc::{copy_dir, export_audit, seal_request, with_id};
 use vault_tests::{Daemon, DaemonOptions, store_edit};
@@ -275,8 +275,8 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     let original = dir.path().join("data");
     let handle = prepared(&original).await;
     // An older copy of the store, then more history (each stop signs a checkpoint).
-    let old_store = dir.path().join("old-locker.redb");
-    std::fs::copy(original.join("locker.redb"), &old_store).expect("copy store");
+    let old_store = dir.path().join("old-store");
+    store_edit::save_store(&original, &old_store);
     for round in 0..2 {
         let mut daemon = Daemon::start_dev(&original);
         let mut handler = daemon.dev_client("dev-handler").await;
@@ -292,16 +292,11 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     // One audit entry deleted, the chain re-hashed, every checkpoint deleted.
     let copy = dir.path().join("rewritten");
     copy_dir(&original, &copy);
-    let entries = store_edit::rows_u64(&copy, AUDIT);
-    store_edit::edit(&copy, |txn| {
+    store_edit::rewrite_audit(&copy, |entries| {
         use vault_daemon::audit::entry::{ChainedEntry, GENESIS_HASH};
-        let mut audit = txn.open_table(AUDIT).expect("audit");
-        let mut checkpoints = txn.open_table(CHECKPOINTS).expect("checkpoints");
-        for (seq, _) in &entries {
-            audit.remove(*seq).expect("remove");
-        }
         let mut prev = GENESIS_HASH;
         let mut seq = 0u64;
+        let mut rewritten = Vec::new();
         for (n, (_, row)) in entries.iter().enumerate() {
             if n == 3 {
                 continue; // the entry that vanishes
@@ -311,10 +306,12 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
             entry.seq = seq;
             let chained = ChainedEntry::new(entry, prev);
             prev = chained.hash;
-            audit
-                .insert(seq, chained.to_row().as_slice())
-                .expect("insert");
+            rewritten.push((seq, chained.to_row()));
         }
+        *entries = rewritten;
+    });
+    store_edit::edit(&copy, |txn| {
+        let mut checkpoints = txn.open_table(CHECKPOINTS).expect("checkpoints");
         let keys: Vec<u64> = checkpoints
             .iter()
             .expect("iter")
@@ -355,7 +352,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     // The older copy put back.
     let copy = dir.path().join("rolled-back");
     copy_dir(&original, &copy);
-    std::fs::copy(&old_store, copy.join("locker.redb")).expect("restore old store");
+    store_edit::put_back_store(&old_store, &copy);
     let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(
         said.contains("older") && said.contains("anchored checkpoint"),
@@ -394,6 +391,7 @@ async fn rewritten_history_and_old_or_missing_stores_are_refused() {
     let copy = dir.path().join("deleted");
     copy_dir(&original, &copy);
     std::fs::remove_file(copy.join("locker.redb")).expect("delete store");
+    std::fs::remove_dir_all(copy.join("audit")).expect("delete the log");
     let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("anchor"), "{said}");
 }
@@ -642,6 +640,7 @@ async fn record_state_edits_and_an_emptied_store_are_refused() {
     let copy = dir.path().join("emptied");
     copy_dir(&original, &copy);
     std::fs::remove_file(copy.join("locker.redb")).expect("remove");
+    std::fs::remove_dir_all(copy.join("audit")).expect("remove the log");
     drop(redb::Database::create(copy.join("locker.redb")).expect("empty store"));
     let said = Daemon::refusal(&copy, DaemonOptions::default());
     assert!(said.contains("holds no state MAC key"), "{said}");

@@ -271,31 +271,20 @@ async fn a_storage_engine_panic_is_an_audited_data_loss_and_the_locker_stays_up(
 /// Rewrites audit entry `seq` with another reason and a hash recomputed over it, as someone
 /// with write access to the database would: the entry after it no longer follows.
 fn rewrite_entry(dir: &Path, seq: u64) {
-    use redb::ReadableDatabase;
     use vault_daemon::audit::entry::ChainedEntry;
-    let db = redb::Database::open(dir.join(vault_daemon::store::redb::DB_FILE_NAME)).expect("open");
-    let row = {
-        let txn = db.begin_read().expect("read");
-        let table = txn
-            .open_table(vault_daemon::store::redb::AUDIT)
-            .expect("audit");
-        table
-            .get(seq)
-            .expect("get")
-            .expect("entry")
-            .value()
-            .to_vec()
-    };
-    let chained = ChainedEntry::from_row(&row).expect("row");
+    use vault_daemon::store::audit_segments::{AUDIT_DIR, AuditSegments};
+    let segments = AuditSegments::open(dir).expect("open the segments");
+    let mut rows = segments
+        .read(1, segments.published())
+        .expect("read the segments");
+    drop(segments);
+    let (_, row) = rows.iter_mut().find(|(s, _)| *s == seq).expect("entry");
+    let chained = ChainedEntry::from_row(row).expect("row");
     let mut entry = chained.entry;
     entry.reason = "nothing happened".into();
-    let rewritten = ChainedEntry::new(entry, chained.prev_hash);
-    let txn = db.begin_write().expect("write");
-    txn.open_table(vault_daemon::store::redb::AUDIT)
-        .expect("audit")
-        .insert(seq, rewritten.to_row().as_slice())
-        .expect("insert");
-    txn.commit().expect("commit");
+    *row = ChainedEntry::new(entry, chained.prev_hash).to_row();
+    std::fs::remove_dir_all(dir.join(AUDIT_DIR)).expect("remove the segments");
+    AuditSegments::create(dir, &rows).expect("write the segments");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,12 +25,11 @@ use super::{DaemonError, io_context, open_locker, prepare_data_dir, start_writer
 pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), DaemonError> {
     config.validate(dev)?;
     let data_dir = config.store.data_dir.clone();
-    let target = data_dir.join(crate::store::redb::DB_FILE_NAME);
     let refuse = |message: String| DaemonError::Trust(crate::trust::TrustError::Refused(message));
-    if target.exists() {
+    if crate::store::redb::store_exists(&data_dir) {
         return Err(refuse(format!(
-            "{} exists: restore into a data directory without a store",
-            target.display()
+            "{} holds a store: restore into a data directory without a store",
+            data_dir.display()
         )));
     }
     prepare_data_dir(&data_dir)?;
@@ -66,8 +65,7 @@ pub async fn restore(config: Config, dev: bool, from: &Path) -> Result<(), Daemo
     }
     match config.store_location()? {
         crate::trust::StoreLocation::Redb { .. } => {
-            std::fs::rename(staging.join(crate::store::redb::DB_FILE_NAME), &target)
-                .map_err(io_context("move the restored store into place"))?;
+            crate::store::redb::move_store(&staging, &data_dir)?;
         }
         // The verified rows go into the (empty) database, in one transaction.
         crate::trust::StoreLocation::Postgres(options) => {

@@ -14,6 +14,7 @@
 //! transaction ([`Store::writer`]).
 
 pub mod approvals;
+pub mod audit_segments;
 pub mod catalogue;
 pub mod codec;
 pub mod corrections;
