@@ -142,6 +142,50 @@ async fn redb_tail_cut_after_sigkill_is_refused_by_the_witness() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_tail_torn_to_look_like_a_crash_is_refused_by_the_witness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daemon = redb_daemon(&data);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    released(&mut handler, "K3", 13).await;
+    drop(handler);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill(daemon);
+    // The newest entry's frame half zeroed, as a write cut off by a crash leaves it: the
+    // daemon cuts such a tail off, since nobody can have been answered for it — unless the
+    // witness says the entry was verified, and then it is not a crash.
+    let rows = store_edit::audit_rows(&data);
+    let (last, row) = rows.last().expect("entries").clone();
+    let segment = std::fs::read_dir(data.join("audit"))
+        .expect("segments")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let at = bytes
+        .windows(row.len())
+        .rposition(|w| w == row.as_slice())
+        .expect("the newest frame");
+    bytes[at + row.len() / 2..at + row.len()].fill(0);
+    std::fs::write(&segment, &bytes).expect("tear");
+    let said = Daemon::refusal(&data, DaemonOptions::default());
+    assert!(
+        said.contains(&format!("ends at entry {}", last - 1))
+            && said.contains(&format!("verified entry {last}")),
+        "refused, naming both positions: {said}"
+    );
+    let kept = std::fs::read_dir(data.join("audit"))
+        .expect("segments")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains(".torn-"))
+        })
+        .count();
+    assert_eq!(kept, 1, "the torn bytes are kept beside the segment");
+}
+
 /// Two dev daemons on one PostgreSQL database and one key directory.
 struct Pair {
     daemons: Vec<Daemon>,
