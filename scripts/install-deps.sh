@@ -5,10 +5,11 @@
 # python3 and python3-venv (the Python grpcio client tests; scripts/python-env.sh), systemd
 # (systemd-analyze checks the hardening of deploy/mynumber-locker.service); the package tests:
 # dpkg-dev (dpkg-shlibdeps for the package's dependencies), debootstrap and systemd-container
-# (a Debian 12 booted under systemd-nspawn), cargo-deb (the package itself, from crates.io).
+# (a Debian 12 booted under systemd-nspawn), cargo-deb (the package itself, from crates.io);
+# e2fsprogs and util-linux (mkfs.ext4, mount, fsfreeze: the frozen-disk test's loop-mounted disk).
 set -euo pipefail
 
-packages=(gcc libc6-dev pkg-config ca-certificates curl libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15 dpkg-dev debootstrap systemd-container chromium chromium-driver)
+packages=(gcc libc6-dev pkg-config ca-certificates curl libtss2-dev softhsm2 opensc swtpm swtpm-tools tpm2-tools python3 python3-venv systemd p7zip-full poppler-utils fonts-ipaexfont-gothic fonts-ipaexfont-mincho postgresql-15 dpkg-dev debootstrap systemd-container chromium chromium-driver e2fsprogs util-linux)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

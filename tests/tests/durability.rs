@@ -1,7 +1,7 @@
 //! Durability under load: a daemon serving mixed seals and unseals at 32 in flight is killed
 //! with SIGKILL at a random moment, 20 times. After each restart every seal a client saw
 //! acknowledged is present and unseals to its number, every number a client received has a
-//! committed audit entry, and the chain verifies.
+//! committed audit entry, and the chain verifies. And a disk frozen under a serving daemon.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,4 +172,160 @@ async fn sigkill_under_mixed_load_loses_nothing() {
         .expect("verify")
         .into_inner();
     assert!(verify.ok, "{}", verify.message);
+}
+
+/// An ext4 file system in a file, loop-mounted (CI runs as root), that the test can freeze as
+/// `fsfreeze` does for a snapshot; thawed and unmounted on drop, whatever happened.
+struct FreezableDisk {
+    mount: std::path::PathBuf,
+}
+
+impl FreezableDisk {
+    fn new(dir: &std::path::Path) -> FreezableDisk {
+        let image = dir.join("disk.img");
+        let mount = dir.join("disk");
+        std::fs::create_dir_all(&mount).expect("mount point");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(128 << 20))
+            .expect("image");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap_or_else(|e| panic!("run {program}: {e}"));
+            assert!(status.success(), "{program} failed: this test needs root");
+        };
+        run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        );
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                mount.as_os_str(),
+            ],
+        );
+        FreezableDisk { mount }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        let status = std::process::Command::new("fsfreeze")
+            .arg(if frozen { "-f" } else { "-u" })
+            .arg(&self.mount)
+            .status()
+            .expect("run fsfreeze");
+        assert!(status.success(), "fsfreeze failed");
+    }
+}
+
+impl Drop for FreezableDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.mount)
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+/// Thaws the disk when dropped: declared after the daemon, so it is dropped first (a daemon
+/// blocked in a write on a frozen file system cannot exit until it is thawed).
+struct Thaw<'a>(&'a FreezableDisk);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.0.mount)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The data directory's file system frozen under a serving daemon (a snapshot tool, a hung
+/// disk): writes block in the kernel. Calls are refused UNAVAILABLE within the commit timeout
+/// (5 s), nothing is released unaudited, health turns NOT_SERVING while the commit hangs; once
+/// thawed, the same daemon serves again, nothing acknowledged is lost and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_file_system_fails_closed_within_the_deadline_and_recovers() {
+    use std::time::Instant;
+    use tonic::Code;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use vault_tests::rpc::{unseal, wait_for_health};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = FreezableDisk::new(dir.path());
+    // The store on the disk that freezes; the daemon's log (beside its data directory's path)
+    // off it, as the journal is under systemd.
+    std::fs::create_dir(disk.mount.join("data")).expect("data dir");
+    let data = dir.path().join("data");
+    std::os::unix::fs::symlink(disk.mount.join("data"), &data).expect("link");
+    let mut daemon = Daemon::start_dev(&data);
+    let _thaw = Thaw(&disk);
+    let mut handler = daemon.dev_client("dev-handler").await;
+    let mut acknowledged = Vec::new();
+    for i in 0..5u64 {
+        let number = valid_number(7000 + i);
+        let handle = handler
+            .locker
+            .seal(seal_request("dev", &format!("Z{i}"), &number, &[W]))
+            .await
+            .expect("seal")
+            .into_inner()
+            .handle;
+        acknowledged.push((handle, number));
+    }
+
+    disk.freeze(true);
+    let started = Instant::now();
+    let refused = unseal(&mut handler, &acknowledged[0].0, W)
+        .await
+        .expect_err("no number while its entry cannot be written");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    let refused = handler
+        .locker
+        .seal(seal_request("dev", "frozen", &valid_number(7100), &[W]))
+        .await
+        .expect_err("no seal while the disk is frozen");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    wait_for_health(&daemon, ServingStatus::NotServing).await;
+
+    disk.freeze(false);
+    wait_for_health(&daemon, ServingStatus::Serving).await;
+    let number = valid_number(7200);
+    let handle = handler
+        .locker
+        .seal(seal_request("dev", "thawed", &number, &[W]))
+        .await
+        .expect("seal after the thaw")
+        .into_inner()
+        .handle;
+    acknowledged.push((handle, number));
+    for (handle, number) in &acknowledged {
+        assert_eq!(
+            &unseal(&mut handler, handle, W).await.expect("unseal"),
+            number
+        );
+    }
+    let mut auditor = daemon.dev_client("dev-auditor").await;
+    let report = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.ok, "{}", report.message);
+    drop((handler, auditor));
+    assert!(daemon.stop().success());
 }

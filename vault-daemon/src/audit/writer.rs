@@ -178,11 +178,17 @@ pub struct AuditWriter {
     queue: mpsc::Sender<Message>,
     commit_timeout: Duration,
     healthy: Arc<AtomicBool>,
+    committing: Committing,
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
     records: Arc<RecordView>,
     breach: Breach,
 }
+
+/// When the commit under way began (`None`: none is): a commit that takes longer than the
+/// commit timeout (a frozen or hung file system, a database that stopped answering) makes the
+/// writer unhealthy although nothing failed yet.
+type Committing = Arc<Mutex<Option<Instant>>>;
 
 /// Set while the store is found behind the key backend's anchor (a database that lost
 /// commits): every call is refused with it, health says NOT_SERVING.
@@ -352,11 +358,13 @@ impl AuditWriter {
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let max_batch = config.max_batch.max(1);
         let healthy = Arc::new(AtomicBool::new(true));
+        let committing: Committing = Arc::new(Mutex::new(None));
         let verified = Arc::new(Mutex::new(head.position()));
         let breach: Breach = Arc::new(Mutex::new(None));
         let shared = Shared {
             breach: Arc::clone(&breach),
             healthy: Arc::clone(&healthy),
+            committing: Arc::clone(&committing),
             verified: Arc::clone(&verified),
             authority: Arc::clone(&authority),
             records: Arc::clone(&records),
@@ -383,6 +391,7 @@ impl AuditWriter {
                 queue,
                 commit_timeout: config.commit_timeout,
                 healthy,
+                committing,
                 verified,
                 authority,
                 records,
@@ -454,10 +463,16 @@ impl AuditWriter {
             .await;
     }
 
-    /// Whether the last commit succeeded: false from a failed commit until one succeeds again
-    /// (health reports NOT_SERVING meanwhile).
+    /// Whether the store commits: false from a failed commit until one succeeds again, and
+    /// while a commit has been under way for longer than the commit timeout (health reports
+    /// NOT_SERVING meanwhile).
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+        let stuck = self
+            .committing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|since| since.elapsed() > self.commit_timeout);
+        self.healthy.load(Ordering::SeqCst) && !stuck
     }
 
     /// Makes the writer try the store (an empty commit, or recovery first when it is failing):
@@ -650,6 +665,7 @@ struct Writing {
 /// What the writer thread shares with its handles.
 struct Shared {
     healthy: Arc<AtomicBool>,
+    committing: Committing,
     verified: Arc<Mutex<ChainPosition>>,
     authority: Arc<AuthorityView>,
     records: Arc<RecordView>,
@@ -890,6 +906,7 @@ fn run(
         metrics.writer_queue.set(receiver.len() as i64);
         metrics.commit_batch.observe(batch.len() as f64);
         let started = Instant::now();
+        *shared.committing.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
         let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             commit_batch(
                 store.as_ref(),
@@ -906,6 +923,7 @@ fn run(
                 "the audit writer failed while applying the batch (panic)".into(),
             ))
         });
+        *shared.committing.lock().unwrap_or_else(|e| e.into_inner()) = None;
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -383,15 +383,23 @@ impl AuditSegments {
     /// already durable does not then fail for want of space), or starts none: a new segment
     /// is allocated by its first append.
     pub fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
-        let mut index = self.index();
-        let Some(segment) = index.segments.last_mut() else {
+        // The file system may block (frozen, full, hung): never while readers wait for the
+        // index.
+        let Some((file, end, allocated)) = self
+            .index()
+            .segments
+            .last()
+            .map(|s| (s.file.clone(), s.end, s.allocated))
+        else {
             return Ok(());
         };
-        let needed = segment.end + bytes;
-        if needed > segment.allocated && needed <= SEGMENT_BYTES {
+        let needed = end + bytes;
+        if needed > allocated && needed <= SEGMENT_BYTES {
             let to = needed.div_ceil(ALLOCATION_STEP) * ALLOCATION_STEP;
-            allocate(&segment.file, segment.allocated, to)?;
-            segment.allocated = to;
+            allocate(&file, allocated, to)?;
+            if let Some(segment) = self.index().segments.last_mut() {
+                segment.allocated = segment.allocated.max(to);
+            }
         }
         Ok(())
     }
