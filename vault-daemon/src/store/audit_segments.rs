@@ -22,6 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::StoreError;
@@ -84,6 +85,9 @@ pub struct AuditSegments {
     index: Mutex<Index>,
     /// Held by the one transaction that may append (taken before redb's write lock).
     appender: Mutex<()>,
+    /// Entries were committed with state but their append failed: the next writer appends
+    /// them from the store first (see [`AuditSegments::mark_behind`]).
+    behind: AtomicBool,
 }
 
 /// The lock a reader holds while it fixes its snapshot (see [`AuditSegments::snapshot_lock`]).
@@ -206,6 +210,7 @@ impl AuditSegments {
             dir: Some(dir),
             index: Mutex::new(index),
             appender: Mutex::new(()),
+            behind: AtomicBool::new(false),
         })
     }
 
@@ -215,6 +220,7 @@ impl AuditSegments {
             dir: None,
             index: Mutex::new(Index::default()),
             appender: Mutex::new(()),
+            behind: AtomicBool::new(false),
         }
     }
 
@@ -234,6 +240,18 @@ impl AuditSegments {
         AppendGuard {
             _held: self.appender.lock().unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// Notes that entries committed with their state did not reach a segment: the engine
+    /// appends them from its store before its next write (and at every open).
+    pub fn mark_behind(&self) {
+        self.behind.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether entries are owed from the store; clears the mark (the caller appends them, or
+    /// marks again if it cannot).
+    pub fn take_behind(&self) -> bool {
+        self.behind.swap(false, Ordering::SeqCst)
     }
 
     /// The last entry readers see (0: none).

@@ -12,8 +12,9 @@
 //! `fdatasync` of its entries and no B-tree commit. A commit that does change state keeps both
 //! atomic by committing its entries with the state, in the file's `audit_pending` table, before
 //! it appends them to a segment: after a crash, entries found there but not in a segment are
-//! appended again before anything else is written ([`RedbDatabase::open`], every write
-//! transaction). Pending entries are dropped once a segment holding them is on disk.
+//! appended again before anything else is written ([`RedbDatabase::open`], and the next write
+//! transaction after an append that failed). Pending entries are dropped once a segment holding
+//! them is on disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::Bound;
@@ -467,13 +468,19 @@ impl Engine for RedbEngine {
     fn write(&self) -> Result<Box<dyn RowsWrite + '_>, StoreError> {
         let database = self.database()?;
         let rows = RedbWriteRows::new(&database, &self.log)?;
-        // Entries a failed append left only with their state go into the segment first.
-        let behind = pending_after(
-            &rows.txn.open_table(PENDING).map_err(io)?,
-            self.log.published(),
-        )?;
-        if !behind.is_empty() {
-            self.log.append(&behind, true)?;
+        // Entries a failed append left only with their state go into the segment first (the
+        // mark spares every other group commit the look at the pending table).
+        if self.log.take_behind() {
+            let owed = rows
+                .txn
+                .open_table(PENDING)
+                .map_err(io)
+                .and_then(|pending| pending_after(&pending, self.log.published()))
+                .and_then(|owed| self.log.append(&owed, true));
+            if let Err(error) = owed {
+                self.log.mark_behind();
+                return Err(error);
+            }
         }
         Ok(Box::new(rows))
     }
@@ -991,6 +998,7 @@ impl RowsWrite for RedbWriteRows<'_> {
         }
         txn.commit().map_err(io)?;
         if let Err(error) = log.append(&appended, false) {
+            log.mark_behind();
             tracing::warn!(%error, "committed entries not yet in an audit segment: appended before the next write");
         }
         Ok(())
