@@ -351,3 +351,15 @@ pub async fn unseal(
         .await
         .map(|r| r.into_inner().number)
 }
+
+/// Asks the daemon to verify its whole audit log (`AuditVerify`, as `auditor`); panics with
+/// the daemon's message unless the log is intact.
+pub async fn assert_log_verifies(auditor: &mut Client) {
+    let report = auditor
+        .admin
+        .audit_verify(pb::AuditVerifyRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.ok, "{}", report.message);
+}

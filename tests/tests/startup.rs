@@ -469,13 +469,7 @@ async fn a_store_of_file_schema_3_is_migrated_at_its_first_start() {
         .expect("unseal after the migration");
     assert_eq!(released, number);
     let mut auditor = daemon.dev_client("dev-auditor").await;
-    let report = auditor
-        .admin
-        .audit_verify(pb::AuditVerifyRequest {})
-        .await
-        .expect("verify")
-        .into_inner();
-    assert!(report.ok, "{}", report.message);
+    vault_tests::rpc::assert_log_verifies(&mut auditor).await;
     drop((handler, auditor));
     assert!(daemon.stop().success());
     let after = store_edit::audit_rows(&data);

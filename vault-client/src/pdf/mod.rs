@@ -17,7 +17,7 @@ pub use certificate::certificate_pdf;
 pub use disclosure::disclosure_pdf;
 pub use fonts::find_font;
 pub use ledger::ledger_pdf;
-pub use report::{Report, report_pdf, usage_report};
+pub use report::{Report, carry_out_report, incident_report, report_pdf, usage_report};
 
 /// `ms` since the epoch as a time in Japan (JST, UTC+9 all year).
 pub fn jst_at(ms: i64) -> Option<time::OffsetDateTime> {

@@ -74,3 +74,41 @@ pub fn usage_report<'a>(report: &pb::UsageReportResponse, period: String) -> Rep
         empty: "この期間の記録はありません。",
     }
 }
+
+/// The carry-out record (持出し記録) of a period, its rows already made (日時, 操作者, 事業者,
+/// 利用目的, 結果, 記録), for [`report_pdf`].
+pub fn carry_out_report<'a>(rows: Vec<Vec<String>>, period: String) -> Report<'a> {
+    Report {
+        title: "特定個人情報の持出し記録",
+        facts: vec![("期間", period), ("件数", format!("{} 件", rows.len()))],
+        columns: &["日時", "操作者", "事業者", "利用目的", "結果", "記録"],
+        shares: &[1.3, 1.3, 0.7, 1.7, 0.5, 2.5],
+        rows,
+        empty: "この期間の持出しはありません。",
+    }
+}
+
+/// The incident investigation (漏えい等の調査記録) of one operator over a period, for
+/// [`report_pdf`]: the figures, then the handles of the records touched.
+pub fn incident_report<'a>(report: &pb::IncidentReportResponse, period: String) -> Report<'a> {
+    Report {
+        title: "漏えい等の調査記録",
+        facts: vec![
+            ("対象の操作者", report.operator_id.clone()),
+            ("期間", period),
+            ("番号の取出し", format!("{} 回", report.unseals)),
+            ("対象となった本人", format!("{} 人", report.subjects)),
+            ("拒否された試行", format!("{} 回", report.denied)),
+            ("事業者", report.tenants.join("、")),
+        ],
+        columns: &["#", "記録のハンドル"],
+        shares: &[0.4, 4.0],
+        rows: report
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| vec![(i + 1).to_string(), handle.clone()])
+            .collect(),
+        empty: "この期間に取り出された記録はありません。",
+    }
+}

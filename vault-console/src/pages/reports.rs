@@ -10,7 +10,7 @@ use vault_client::ledger::{
     is_carry_out, usage_rows,
 };
 use vault_client::pb;
-use vault_client::pdf::{Report, usage_report};
+use vault_client::pdf::{carry_out_report, incident_report, usage_report};
 
 use super::files::{csv_download, now_ms, pdf_download};
 use super::{App, Chrome, Failure, Shared, SignedIn, page};
@@ -161,14 +161,17 @@ async fn fetch_carry_outs(
     Ok(entries)
 }
 
-/// A carry-out as the page shows it.
-struct CarryOutRow {
-    time: String,
-    operator: String,
-    tenant: String,
-    purpose: String,
-    outcome: String,
-    record: String,
+/// A carry-out's cells as the page and the PDF show them (日時, 操作者, 事業者, 利用目的, 結果,
+/// 記録).
+fn carry_out_cells(entry: pb::AuditEntry) -> Vec<String> {
+    vec![
+        views::jst_ms(entry.time_unix_ms),
+        entry.operator_id,
+        entry.tenant,
+        entry.purpose,
+        views::outcome_ja(&entry.outcome),
+        entry.reason,
+    ]
 }
 
 #[derive(Template)]
@@ -177,7 +180,7 @@ struct CarryOutsPage {
     chrome: Chrome,
     from: String,
     to: String,
-    rows: Vec<CarryOutRow>,
+    rows: Vec<Vec<String>>,
 }
 
 /// The carry-out record (持出し記録) of a period: every file of numbers taken out of the
@@ -189,17 +192,7 @@ pub async fn carry_outs(
 ) -> Result<Response, Failure> {
     let (from, to, from_unix, to_unix) = period.range()?;
     let entries = fetch_carry_outs(&app, &mut signed, from_unix, to_unix).await?;
-    let rows = entries
-        .into_iter()
-        .map(|entry| CarryOutRow {
-            time: views::jst_ms(entry.time_unix_ms),
-            operator: entry.operator_id,
-            tenant: entry.tenant,
-            purpose: entry.purpose,
-            outcome: views::outcome_ja(&entry.outcome),
-            record: entry.reason,
-        })
-        .collect();
+    let rows = entries.into_iter().map(carry_out_cells).collect();
     page(&CarryOutsPage {
         chrome: Chrome::of(&signed.session, "持出し記録"),
         from,
@@ -231,30 +224,10 @@ pub async fn carry_outs_pdf(
 ) -> Result<Response, Failure> {
     let (from, to, from_unix, to_unix) = period.range()?;
     let entries = fetch_carry_outs(&app, &mut signed, from_unix, to_unix).await?;
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|entry| {
-            vec![
-                views::jst_ms(entry.time_unix_ms),
-                entry.operator_id.clone(),
-                entry.tenant.clone(),
-                entry.purpose.clone(),
-                views::outcome_ja(&entry.outcome),
-                entry.reason.clone(),
-            ]
-        })
-        .collect();
+    let rows = entries.into_iter().map(carry_out_cells).collect();
     let span = format!("{from} 〜 {to}");
     pdf_download(&app, &format!("carry-outs-{from}-{to}.pdf"), move |font| {
-        let report = Report {
-            title: "特定個人情報の持出し記録",
-            facts: vec![("期間", span), ("件数", format!("{} 件", rows.len()))],
-            columns: &["日時", "操作者", "事業者", "利用目的", "結果", "記録"],
-            shares: &[1.3, 1.3, 0.7, 1.7, 0.5, 2.5],
-            rows,
-            empty: "この期間の持出しはありません。",
-        };
-        vault_client::pdf::report_pdf(&report, font, now_ms())
+        vault_client::pdf::report_pdf(&carry_out_report(rows, span), font, now_ms())
     })
     .await
 }
@@ -368,28 +341,7 @@ pub async fn incident_pdf(
     let span = format!("{from} 〜 {to}");
     let name = format!("incident-{operator}-{from}-{to}.pdf");
     pdf_download(&app, &name, move |font| {
-        let rows = report
-            .handles
-            .iter()
-            .enumerate()
-            .map(|(i, handle)| vec![(i + 1).to_string(), handle.clone()])
-            .collect();
-        let layout = Report {
-            title: "漏えい等の調査記録",
-            facts: vec![
-                ("対象の操作者", report.operator_id.clone()),
-                ("期間", span),
-                ("番号の取出し", format!("{} 回", report.unseals)),
-                ("対象となった本人", format!("{} 人", report.subjects)),
-                ("拒否された試行", format!("{} 回", report.denied)),
-                ("事業者", report.tenants.join("、")),
-            ],
-            columns: &["#", "記録のハンドル"],
-            shares: &[0.4, 4.0],
-            rows,
-            empty: "この期間に取り出された記録はありません。",
-        };
-        vault_client::pdf::report_pdf(&layout, font, now_ms())
+        vault_client::pdf::report_pdf(&incident_report(&report, span), font, now_ms())
     })
     .await
 }
