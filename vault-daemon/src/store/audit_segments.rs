@@ -560,8 +560,20 @@ fn read_segment(first: u64, path: &Path, newest: bool) -> Result<Option<Segment>
     }
     if torn {
         // A group whose write was cut off: nobody was answered for it. Keep its bytes.
-        let kept = path.with_extension(format!("seg.torn-{at}"));
-        fs::write(&kept, rest).map_err(io)?;
+        // Named by where and when, so a second crash at the same place keeps its own.
+        let when = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let kept = path.with_extension(format!("seg.torn-{at}-{when}"));
+        // 0600 like the segments: the bytes are entries of the log.
+        let mut file_kept = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&kept)
+            .map_err(io)?;
+        std::io::Write::write_all(&mut file_kept, rest).map_err(io)?;
+        file_kept.sync_all().map_err(io)?;
         tracing::warn!(
             segment = %path.display(),
             kept = %kept.display(),
@@ -586,6 +598,7 @@ fn read_segment(first: u64, path: &Path, newest: bool) -> Result<Option<Segment>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn rows(from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
         (from..=to)
@@ -658,6 +671,8 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
             .collect();
         assert_eq!(kept.len(), 1, "the torn bytes are kept");
+        let mode = kept[0].metadata().expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "kept as privately as the segments");
         // The log goes on after the cut, and reads back whole.
         appended(&segments, &rows(6, 8));
         drop(segments);
