@@ -1546,9 +1546,25 @@ async fn round_robin_load_over_three_daemons_fails_no_call() {
     }
     assert!(calls >= 1_000, "the load ran: {calls} calls");
     eprintln!("{calls} calls over three daemons, round robin");
+    // What the daemons said about it (warnings and errors), so a rare failure explains
+    // itself in CI's summary.
+    let said: String = cluster
+        .daemons
+        .iter()
+        .flatten()
+        .enumerate()
+        .flat_map(|(n, daemon)| {
+            daemon
+                .log()
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+                .map(|line| format!("daemon {n}: {line}\n"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert!(
         failures.is_empty(),
-        "{} of {calls} calls failed, e.g. {:?}",
+        "{} of {calls} calls failed, e.g. {:?}\nthe daemons' warnings and errors:\n{said}",
         failures.len(),
         failures.first()
     );
